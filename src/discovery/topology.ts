@@ -1,0 +1,62 @@
+// Topology: what discovery (static file or Kubernetes) tells the routing table.
+// Discovery sources only produce these plain values; they never see HTTP or routing state.
+
+export type Maintenance = 'off' | 'drain' | 'read-only'
+export type ReadPolicy = 'primary' | 'prefer-replica' | 'replica' | 'any'
+export type Strategy = 'least-request' | 'round-robin' | 'random' | 'weighted' | 'maglev'
+export type GroupStrategy = 'weighted' | 'sticky' | 'round-robin' | 'least-request'
+
+/** Routing policy of one instance, parsed from its `redis-gateway.io/*` annotations. */
+export interface InstancePolicy {
+  readonly maintenance: Maintenance
+  /** Weight inside groups, 0..10000; 0 = no new group traffic. */
+  readonly weight: number
+  readonly groups: readonly string[]
+  readonly readPolicy: ReadPolicy
+  /** Replicas further behind the primary than this many bytes of replication offset are not used. */
+  readonly maxReplicaLagBytes: number
+  readonly strategy: Strategy
+  /** Hedge reads still unanswered after this many ms; null = off. */
+  readonly hedgeAfterMs: number | null
+  /** Port name or number to pick on EndpointSlices; null = the port named `redis`, else the first. */
+  readonly port: string | number | null
+}
+
+/** A bad annotation: reported (log, metric, admin view); the default is used for that key. */
+export interface AnnotationError {
+  readonly key: string
+  readonly value: string
+  readonly message: string
+}
+
+export interface EndpointSpec {
+  /** Stable identity, `host:port` (IPv6 hosts in brackets). */
+  readonly id: string
+  readonly host: string
+  readonly port: number
+  /** Discovered ready (EndpointSlice `ready`; static endpoints are always ready). */
+  readonly ready: boolean
+  readonly zone?: string
+}
+
+export interface InstanceSpec {
+  readonly name: string
+  /** Where it came from, e.g. `static` or `kubernetes:redis-system/redis-orders`. */
+  readonly source: string
+  readonly endpoints: readonly EndpointSpec[]
+  readonly policy: InstancePolicy
+  readonly annotationErrors: readonly AnnotationError[]
+}
+
+/** Level-based updates: each carries the whole current state of what it names. */
+export type TopologyUpdate =
+  | { readonly type: 'reset'; readonly instances: readonly InstanceSpec[] }
+  | { readonly type: 'upsert'; readonly instance: InstanceSpec }
+  | { readonly type: 'remove'; readonly name: string }
+
+/** Instance and group names: DNS labels, so a name from a URL can never be a path or host. */
+export const NAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+
+export function endpointId(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}

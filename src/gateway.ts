@@ -1,0 +1,208 @@
+// The gateway as one object: config in, listeners and upstream connections out.
+// Construction does no I/O; start() listens and connects; stop() drains and closes.
+// main.ts (the process) and the tests both use this.
+
+import { STATUS_CODES, type Server } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { serve } from '@hono/node-server'
+import type { Logger } from 'pino'
+import { parseListenAddress, type GatewayConfig } from './config/schema.js'
+import { ConfigWatcher } from './config/watch.js'
+import { staticInstances } from './discovery/static.js'
+import { EventHub } from './events.js'
+import { TokenStore } from './http/auth.js'
+import { createDataApp } from './http/data-plane.js'
+import { createOpsApp } from './http/ops-plane.js'
+import { openStreams } from './http/sse.js'
+import { RoutingTable } from './routing/table.js'
+import { createLogger } from './telemetry/logger.js'
+import { GatewayMetrics } from './telemetry/metrics.js'
+import { subscribeLogs } from './telemetry/log-events.js'
+import { UpstreamPool } from './upstream/pool.js'
+
+export interface GatewayOptions {
+  readonly config: GatewayConfig
+  /** Watch this config file and apply valid edits live. */
+  readonly configPath?: string
+  readonly logger?: Logger
+  /** Extra environment for config reloads (tests); defaults to process.env. */
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export class Gateway {
+  readonly events = new EventHub()
+  readonly table = new RoutingTable()
+  readonly metrics = new GatewayMetrics()
+  readonly logger: Logger
+  readonly pool: UpstreamPool
+  private config: GatewayConfig
+  private tokens: TokenStore
+  private dataServer: Server | null = null
+  private opsServer: Server | null = null
+  private watcher: ConfigWatcher | null = null
+  private shuttingDown = false
+  private synced = false
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.config = opts.config
+    this.logger = opts.logger ?? createLogger(opts.config.log.level)
+    this.tokens = new TokenStore(opts.config.auth.tokens)
+    this.pool = new UpstreamPool(
+      {
+        username: opts.config.redis.username,
+        password: opts.config.redis.password,
+        tls: opts.config.redis.tls,
+        commandTimeoutMs: opts.config.redis.commandTimeoutMs,
+        connectTimeoutMs: opts.config.redis.connectTimeoutMs,
+      },
+      this.events,
+    )
+    this.metrics.subscribe(this.events)
+    subscribeLogs(this.events, this.logger)
+    this.table.onChange((snap) => {
+      this.pool.sync(snap)
+      this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
+    })
+  }
+
+  get dataAddress(): AddressInfo {
+    return this.dataServer?.address() as AddressInfo
+  }
+
+  get opsAddress(): AddressInfo {
+    return this.opsServer?.address() as AddressInfo
+  }
+
+  get dataUrl(): string {
+    const a = this.dataAddress
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+  }
+
+  get opsUrl(): string {
+    const a = this.opsAddress
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+  }
+
+  currentConfig(): GatewayConfig {
+    return this.config
+  }
+
+  /** Applies the parts of a config that can change live: tokens, groups, static instances. */
+  applyConfig(cfg: GatewayConfig): void {
+    const prev = this.config
+    this.config = cfg
+    this.tokens = new TokenStore(cfg.auth.tokens)
+    this.table.setGroupConfig(cfg.groups)
+    this.table.apply({ type: 'reset', instances: staticInstances(cfg) })
+    for (const spec of staticInstances(cfg)) {
+      for (const e of spec.annotationErrors) {
+        this.logger.warn({ instance: spec.name, annotation: e.key, value: e.value }, e.message)
+      }
+    }
+    const restartOnly = ['listen', 'redis', 'limits', 'log'] as const
+    for (const k of restartOnly) {
+      if (JSON.stringify(prev[k]) !== JSON.stringify(cfg[k]) && prev !== cfg) {
+        this.logger.warn({ key: k }, `config key '${k}' changed; it takes effect after a restart`)
+      }
+    }
+    this.synced = true
+  }
+
+  notReadyReason(): string | null {
+    if (this.shuttingDown) return 'shutting down'
+    if (!this.synced) return 'first discovery sync not done'
+    if (!this.dataServer?.listening) return 'data listener not up'
+    return null
+  }
+
+  async start(): Promise<void> {
+    this.applyConfig(this.config)
+    this.pool.start()
+    const dataApp = createDataApp({
+      table: this.table,
+      pool: this.pool,
+      tokens: () => this.tokens,
+      events: this.events,
+      logger: this.logger,
+      maxBodyBytes: this.config.limits.maxBodyBytes,
+    })
+    const opsApp = createOpsApp({ registry: this.metrics.registry, readiness: this })
+    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, this.config.limits.maxHeaderBytes)
+    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, this.config.limits.maxHeaderBytes)
+    if (this.opts.configPath) {
+      this.watcher = new ConfigWatcher({
+        path: this.opts.configPath,
+        ...(this.opts.env ? { env: this.opts.env } : {}),
+        logger: this.logger,
+        onChange: (cfg) => {
+          this.logger.info({ path: this.opts.configPath }, 'config file changed; applying')
+          this.applyConfig(cfg)
+          this.events.emit('configReload', { ok: true })
+        },
+      })
+      this.watcher.start()
+    }
+    this.logger.info({ data: this.dataUrl, ops: this.opsUrl }, 'redis-gateway listening')
+  }
+
+  /** Stops accepting, ends SSE streams, waits for in-flight requests (bounded), closes Redis connections. */
+  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    this.shuttingDown = true
+    this.watcher?.stop()
+    const grace = opts.graceMs ?? 10_000
+    for (const s of [...openStreams]) s.end('gateway shutting down')
+    await Promise.all([closeServer(this.dataServer, grace), closeServer(this.opsServer, grace)])
+    await this.pool.stop()
+  }
+}
+
+function listen(address: string, fetch: (req: Request, env: never) => Response | Promise<Response>, maxHeaderBytes: number): Promise<Server> {
+  const { host, port } = parseListenAddress(address)
+  return new Promise((resolve, reject) => {
+    const server = serve({
+      fetch: fetch as never,
+      hostname: host,
+      port,
+      serverOptions: { maxHeaderSize: maxHeaderBytes },
+    }) as Server
+    server.once('error', reject)
+    server.once('listening', () => {
+      server.off('error', reject)
+      resolve(server)
+    })
+    // Malformed requests and oversized headers get a JSON error like every other reply.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy()
+        return
+      }
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+      const message =
+        status === 431
+          ? `TOOLARGE request line and headers exceed the limit of ${maxHeaderBytes} bytes`
+          : status === 408
+            ? 'TIMEOUT request not received in time'
+            : 'BADREQUEST malformed HTTP request'
+      const body = JSON.stringify({ error: message })
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      )
+    })
+  })
+}
+
+function closeServer(server: Server | null, graceMs: number): Promise<void> {
+  if (!server) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections()
+    }, graceMs)
+    timer.unref()
+    server.close(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+    server.closeIdleConnections()
+  })
+}

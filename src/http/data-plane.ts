@@ -1,0 +1,258 @@
+// The data plane: the Upstash REST API as a Hono app (no listen here).
+// Per request: parse URL -> authenticate -> classify -> resolve target -> pick endpoint ->
+// execute -> encode. Every failure is thrown as a typed error and turned into a reply in one
+// place (error-response.ts).
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Hono, type Context } from 'hono'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { Logger } from 'pino'
+import {
+  BadRequestError,
+  ForbiddenError,
+  MethodNotAllowedError,
+  RedisReplyError,
+  RefusedCommandError,
+  UnauthorizedError,
+  UnknownCommandError,
+} from '../errors.js'
+import type { EventHub } from '../events.js'
+import {
+  admission,
+  allows,
+  classify,
+  commandName,
+  isWriteClass,
+  requiredAccess,
+  unknownCommandMessage,
+  type CommandClass,
+} from '../routing/classify.js'
+import { checkWritable, pickEndpoint, resolveTarget, type Resolved } from '../routing/router.js'
+import { formatToken, parseToken } from '../routing/sync-token.js'
+import type { RoutingTable } from '../routing/table.js'
+import { errorJson, resultJson, encodeValue } from '../upstream/encode.js'
+import type { EndpointClient } from '../upstream/endpoint-client.js'
+import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
+import type { UpstreamPool } from '../upstream/pool.js'
+import type { TokenStore, Principal } from './auth.js'
+import { presentedToken } from './auth.js'
+import { readBody, readRequestBody } from './body.js'
+import { describeError, errorResponse } from './error-response.js'
+import { parseBatchBody, parseCommandBody, parseUrl, truncate, type ParsedUrl } from './request-parse.js'
+import { openSseStream } from './sse.js'
+
+export interface DataPlaneDeps {
+  readonly table: RoutingTable
+  readonly pool: UpstreamPool
+  /** The current token store (replaced when the config file changes). */
+  readonly tokens: () => TokenStore
+  readonly events: EventHub
+  readonly logger: Logger
+  readonly maxBodyBytes: number
+}
+
+type Bindings = { incoming?: IncomingMessage; outgoing?: ServerResponse }
+
+const JSON_TYPE = 'application/json'
+
+export function createDataApp(deps: DataPlaneDeps): Hono<{ Bindings: Bindings }> {
+  const app = new Hono<{ Bindings: Bindings }>()
+  app.all('*', (c) => handle(c, deps))
+  app.onError((err, c) => errorResponse(err, c, deps.logger))
+  return app
+}
+
+interface ReqState {
+  instance: string | null
+  group: string | null
+  cls: string
+}
+
+async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<Response> {
+  const started = performance.now()
+  const st: ReqState = { instance: null, group: null, cls: 'none' }
+  let status = 500
+  let code = 'INTERNAL'
+  try {
+    const res = await serve(c, deps, st)
+    status = res === RESPONSE_ALREADY_SENT ? 200 : res.status
+    code = status === 200 ? 'OK' : 'REDIS'
+    return res
+  } catch (err) {
+    const d = describeError(err)
+    status = d.status
+    code = d.code
+    return errorResponse(err, c, deps.logger)
+  } finally {
+    if (deps.events.has('requestEnd')) {
+      deps.events.emit('requestEnd', {
+        instance: st.instance,
+        group: st.group,
+        class: st.cls,
+        status,
+        code,
+        durationS: (performance.now() - started) / 1000,
+      })
+    }
+  }
+}
+
+function rawUrlOf(c: Context<{ Bindings: Bindings }>): string {
+  const incoming = c.env?.incoming
+  if (incoming?.url) return incoming.url
+  const u = new URL(c.req.url)
+  return u.pathname + u.search
+}
+
+async function body(c: Context<{ Bindings: Bindings }>, limit: number): Promise<Buffer> {
+  const incoming = c.env?.incoming
+  return incoming ? readBody(incoming, limit) : readRequestBody(c.req.raw, limit)
+}
+
+function checkCommand(args: readonly (string | Buffer)[], principal: Principal, where: string): CommandClass {
+  const cls = classify(args)
+  switch (admission(cls, principal.access)) {
+    case 'allow':
+      return cls
+    case 'unknown':
+      throw new UnknownCommandError(`${where}${unknownCommandMessage(args)}`)
+    case 'refused':
+      throw new RefusedCommandError(`${where}${(cls as { reason: string }).reason}`)
+    case 'forbidden': {
+      const need = cls.kind === 'refused' ? cls.forbiddenBelow : requiredAccess(cls)
+      throw new ForbiddenError(
+        `${where}token '${principal.name}' has ${principal.access} access; '${commandName(args).toUpperCase()}' needs ${need}`,
+      )
+    }
+  }
+}
+
+async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st: ReqState): Promise<Response> {
+  const method = c.req.method
+  const url: ParsedUrl = parseUrl(rawUrlOf(c))
+  const form = url.form
+  if (method !== 'POST' && !(method === 'GET' && form.type === 'path')) {
+    throw new MethodNotAllowedError(
+      form.type === 'path' ? `method ${method} not allowed; use GET or POST` : `method ${method} not allowed; use POST`,
+    )
+  }
+  const token = presentedToken(c.req.header('authorization'), url.token)
+  const principal = token === null ? null : deps.tokens().authenticate(token)
+  if (principal === null) throw new UnauthorizedError()
+  if (!principal.allows(url.name)) {
+    throw new ForbiddenError(`token '${principal.name}' may not access ${url.kind} '${url.name}'`)
+  }
+  const snap = deps.table.current
+  // Resolve before reading the body: an unknown name is a 404 whatever was sent.
+  const resolved = resolveTarget(snap, url.kind, url.name)
+  st.instance = resolved.instance.name
+  st.group = resolved.group
+  const base64 = (c.req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
+  const incomingToken = parseToken(c.req.header('upstash-sync-token'))
+
+  switch (form.type) {
+    case 'subscribe': {
+      st.cls = 'subscribe'
+      if ((c.req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
+        throw new RefusedCommandError('subscriptions are served as Server-Sent Events; send Accept: text/event-stream')
+      }
+      if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
+      if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
+      const ep = await pickEndpoint(resolved.instance, deps.pool, false)
+      const outgoing = c.env?.outgoing
+      if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
+      await openSseStream({
+        hub: ep.pubsub,
+        pattern: form.pattern,
+        names: form.names,
+        outgoing,
+        headers: { 'upstash-sync-token': tokenFor(resolved, ep.client, incomingToken, false) },
+        logger: deps.logger,
+      })
+      return RESPONSE_ALREADY_SENT
+    }
+    case 'command':
+    case 'path': {
+      let args: (string | Buffer)[]
+      if (form.type === 'command') {
+        args = parseCommandBody((await body(c, deps.maxBodyBytes)).toString('utf8'))
+      } else {
+        if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
+        args = [...form.args]
+        if (method === 'POST') {
+          const b = await body(c, deps.maxBodyBytes)
+          args.push(b)
+        }
+        for (const q of url.queryArgs) args.push(q)
+      }
+      const cls = checkCommand(args, principal, '')
+      const write = isWriteClass(cls)
+      st.cls = write ? 'write' : 'read'
+      if (write) checkWritable(resolved.instance)
+      const ep = await pickEndpoint(resolved.instance, deps.pool, write)
+      const ctx = execContext(deps, resolved, write)
+      try {
+        const v = await runCommand(ep.client, ctx, args, write)
+        return reply(c, 200, resultJson(v, base64), tokenFor(resolved, ep.client, incomingToken, write))
+      } catch (err) {
+        if (err instanceof RedisReplyError) {
+          return reply(c, 400, errorJson(err.message), tokenFor(resolved, ep.client, incomingToken, write))
+        }
+        throw err
+      }
+    }
+    case 'pipeline':
+    case 'multi-exec': {
+      const atomic = form.type === 'multi-exec'
+      st.cls = atomic ? 'multi' : 'pipeline'
+      const commands = parseBatchBody((await body(c, deps.maxBodyBytes)).toString('utf8'))
+      let write = atomic
+      for (let i = 0; i < commands.length; i++) {
+        if (isWriteClass(checkCommand(commands[i]!, principal, `command ${i + 1}: `))) write = true
+      }
+      if (write) checkWritable(resolved.instance)
+      const ep = await pickEndpoint(resolved.instance, deps.pool, write)
+      const ctx = execContext(deps, resolved, write)
+      try {
+        const items = await runPipeline(ep.client, ctx, commands, write, atomic)
+        let out = '['
+        for (let i = 0; i < items.length; i++) {
+          const it = items[i]!
+          if (i > 0) out += ','
+          out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
+        }
+        out += ']'
+        return reply(c, 200, out, tokenFor(resolved, ep.client, incomingToken, write))
+      } catch (err) {
+        if (err instanceof RedisReplyError) {
+          // An aborted transaction (EXECABORT): one error for the whole request.
+          return reply(c, 400, errorJson(err.message), tokenFor(resolved, ep.client, incomingToken, write))
+        }
+        throw err
+      }
+    }
+  }
+}
+
+function execContext(deps: DataPlaneDeps, r: Resolved, write: boolean): ExecContext {
+  return { instance: r.instance.name, role: write ? 'primary' : 'primary', events: deps.events }
+}
+
+/**
+ * The token returned with every reply: after a write, the primary's offset just reached; after a
+ * read, the newer of what the client sent and what this gateway knows, so a token never goes back.
+ */
+function tokenFor(r: Resolved, ep: EndpointClient, incoming: ReturnType<typeof parseToken>, afterWrite: boolean): string {
+  const replId = ep.replId ?? '0'
+  let offset = ep.offset
+  if (!afterWrite && incoming && incoming.instance === r.instance.name && incoming.replId === replId && incoming.offset > offset) {
+    offset = incoming.offset
+  }
+  return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)
+}
+
+function reply(c: Context, status: 200 | 400, text: string, syncToken: string): Response {
+  return c.newResponse(text, status, { 'content-type': JSON_TYPE, 'upstash-sync-token': syncToken })
+}
+
+export { encodeValue }

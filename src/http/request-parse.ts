@@ -1,0 +1,143 @@
+// Parses the Upstash REST request forms from the raw request line and body.
+// Works on the raw URL (never a normalised one), so `..` and encoded slashes in a name are
+// just characters of a name, which then fails validation: a URL can never reach another route.
+
+import { BadRequestError, NotFoundError } from '../errors.js'
+import { NAME_RE } from '../discovery/topology.js'
+
+export type TargetKind = 'instance' | 'group'
+
+export type Form =
+  | { readonly type: 'command' } // POST {base} with a JSON array body
+  | { readonly type: 'pipeline' }
+  | { readonly type: 'multi-exec' }
+  | { readonly type: 'subscribe'; readonly pattern: boolean; readonly names: readonly string[] }
+  | { readonly type: 'path'; readonly args: readonly string[] } // {base}/{command}/{arg}...
+
+export interface ParsedUrl {
+  readonly kind: TargetKind
+  readonly name: string
+  readonly form: Form
+  readonly token: string | null
+  /** Query parameters other than _token, in order, as KEY VALUE pairs for the path form. */
+  readonly queryArgs: readonly string[]
+}
+
+const INSTANCES = '/v1/instances/'
+const GROUPS = '/v1/groups/'
+
+function decode(seg: string, what: string): string {
+  if (!seg.includes('%')) return seg
+  try {
+    return decodeURIComponent(seg)
+  } catch {
+    throw new BadRequestError(`${what} has an invalid percent-encoding`)
+  }
+}
+
+export function parseUrl(rawUrl: string): ParsedUrl {
+  const q = rawUrl.indexOf('?')
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
+  let kind: TargetKind
+  let rest: string
+  if (path.startsWith(INSTANCES)) {
+    kind = 'instance'
+    rest = path.slice(INSTANCES.length)
+  } else if (path.startsWith(GROUPS)) {
+    kind = 'group'
+    rest = path.slice(GROUPS.length)
+  } else {
+    throw new NotFoundError('no such route; use /v1/instances/{name} or /v1/groups/{name}')
+  }
+  const segs = rest.split('/')
+  // A single trailing slash is harmless (`{base}/`); empty segments elsewhere are empty arguments.
+  if (segs.length > 1 && segs[segs.length - 1] === '') segs.pop()
+  const rawName = segs[0] ?? ''
+  const name = rawName.includes('%') ? safeDecode(rawName) : rawName
+  if (name === null || !NAME_RE.test(name)) {
+    throw new NotFoundError(`unknown ${kind} '${truncate(name ?? rawName)}'`)
+  }
+  let token: string | null = null
+  const queryArgs: string[] = []
+  if (q >= 0) {
+    for (const [k, v] of new URLSearchParams(rawUrl.slice(q + 1))) {
+      if (k === '_token') token = v
+      else queryArgs.push(k, v)
+    }
+  }
+  let form: Form
+  if (segs.length === 1) form = { type: 'command' }
+  else {
+    const first = segs[1]!
+    if (segs.length === 2 && first === 'pipeline') form = { type: 'pipeline' }
+    else if (segs.length === 2 && first === 'multi-exec') form = { type: 'multi-exec' }
+    else if (first.toLowerCase() === 'subscribe' || first.toLowerCase() === 'psubscribe') {
+      form = {
+        type: 'subscribe',
+        pattern: first.toLowerCase() === 'psubscribe',
+        names: segs.slice(2).map((s) => decode(s, 'channel')),
+      }
+    } else form = { type: 'path', args: segs.slice(1).map((s, i) => decode(s, i === 0 ? 'command' : 'argument')) }
+  }
+  return { kind, name, form, token, queryArgs }
+}
+
+function safeDecode(s: string): string | null {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    return null
+  }
+}
+
+export function truncate(s: string, n = 64): string {
+  return s.length > n ? `${s.slice(0, n)}...` : s
+}
+
+export type Arg = string | Buffer
+
+function toArg(v: unknown, where: string): string {
+  switch (typeof v) {
+    case 'string':
+      return v
+    case 'number':
+      if (!Number.isFinite(v)) throw new BadRequestError(`${where} is not a finite number`)
+      return String(v)
+    case 'boolean':
+      return v ? 'true' : 'false'
+    default:
+      throw new BadRequestError(
+        `${where} must be a string, number or boolean, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`,
+      )
+  }
+}
+
+/** One command from a JSON array: `["SET","k","v"]`. */
+export function toCommand(v: unknown, where: string): string[] {
+  if (!Array.isArray(v)) throw new BadRequestError(`${where} must be a JSON array like ["SET","key","value"]`)
+  if (v.length === 0) throw new BadRequestError(`${where} is an empty command`)
+  const out = new Array<string>(v.length)
+  for (let i = 0; i < v.length; i++) out[i] = toArg(v[i], `${where}[${i}]`)
+  if (out[0]!.length === 0) throw new BadRequestError(`${where} has an empty command name`)
+  return out
+}
+
+export function parseJson(text: string): unknown {
+  if (text.length === 0) throw new BadRequestError('request body is empty; expected a JSON array')
+  try {
+    return JSON.parse(text)
+  } catch (e) {
+    throw new BadRequestError(`request body is not valid JSON: ${(e as Error).message}`)
+  }
+}
+
+export function parseCommandBody(text: string): string[] {
+  return toCommand(parseJson(text), 'body')
+}
+
+export function parseBatchBody(text: string): string[][] {
+  const v = parseJson(text)
+  if (!Array.isArray(v)) throw new BadRequestError('body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]')
+  if (v.length === 0) throw new BadRequestError('body is an empty list of commands')
+  return v.map((c, i) => toCommand(c, `body[${i}]`))
+}

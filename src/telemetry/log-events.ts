@@ -1,0 +1,15 @@
+// State-change logs, fed by gateway events (never called from routing or upstream code).
+
+import type { Logger } from 'pino'
+import type { EventHub } from '../events.js'
+
+export function subscribeLogs(events: EventHub, logger: Logger): void {
+  events.on('endpointState', (e) => {
+    if (e.up) logger.info({ instance: e.instance, endpoint: e.endpoint }, `endpoint up: ${e.reason}`)
+    else logger.warn({ instance: e.instance, endpoint: e.endpoint }, `endpoint down: ${e.reason}`)
+  })
+  events.on('table', (e) => logger.debug({ instances: e.instances, groups: e.groups, version: e.version }, 'routing table updated'))
+  events.on('configReload', (e) => {
+    if (!e.ok) logger.warn({ error: e.error }, 'config edit rejected; keeping the last good config')
+  })
+}

@@ -1,0 +1,58 @@
+// Encodes raw ioredis replies (Buffers, integer strings, arrays, nulls) as Upstash REST JSON.
+// Writes JSON text directly instead of building an intermediate object tree and stringifying it.
+//
+// Reply values as they come from our ioredis clients (replyEncoding null, stringNumbers on):
+//   Buffer  -> a bulk or status string (RESP2 cannot tell them apart once parsed)
+//   string  -> an integer reply, as decimal text (exact even beyond 2^53)
+//   null    -> nil
+//   array   -> multi-bulk, recursively
+//   Error   -> an error reply nested in an array (EXEC results)
+
+export type RawReply = Buffer | string | number | null | RawReply[] | Error
+
+const OK = Buffer.from('OK')
+
+function isOk(b: Buffer): boolean {
+  return b.length === 2 && b[0] === 0x4f && b[1] === 0x4b
+}
+
+/**
+ * JSON text of one reply value. With base64, every string is the base64 of its raw bytes except
+ * `OK` (a status reply; the SDK keeps "OK" as is, and a bulk "OK" decodes to the same text anyway).
+ * Without it, strings are UTF-8 (invalid sequences become U+FFFD: use base64 for binary data).
+ */
+export function encodeValue(v: RawReply, base64: boolean): string {
+  if (v === null || v === undefined) return 'null'
+  if (Buffer.isBuffer(v)) {
+    if (base64) return isOk(v) ? '"OK"' : `"${v.toString('base64')}"`
+    return JSON.stringify(v.toString('utf8'))
+  }
+  if (typeof v === 'string') return v // integer reply text is already a valid JSON number
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null'
+  if (Array.isArray(v)) {
+    if (v.length === 0) return '[]'
+    let out = '['
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out += ','
+      out += encodeValue(v[i]!, base64)
+    }
+    return out + ']'
+  }
+  if (v instanceof Error) {
+    // An error inside an array reply (rare: nested EXEC). Upstash has no form for it; send its text.
+    return base64 ? `"${Buffer.from(v.message).toString('base64')}"` : JSON.stringify(v.message)
+  }
+  return 'null'
+}
+
+/** `{"result":...}` for a successful command. */
+export function resultJson(v: RawReply, base64: boolean): string {
+  return `{"result":${encodeValue(v, base64)}}`
+}
+
+/** `{"result":null,"error":"..."}` for a command Redis answered with an error. */
+export function errorJson(message: string): string {
+  return `{"result":null,"error":${JSON.stringify(message)}}`
+}
+
+export { OK as OK_BUFFER }

@@ -1,0 +1,160 @@
+// One Redis endpoint as the gateway talks to it: a single auto-pipelined ioredis connection
+// for commands, and (lazily) one subscriber connection shared by every SSE stream.
+// Construction does no I/O; start() connects, stop() closes.
+
+import { Redis, Command, type RedisOptions } from 'ioredis'
+import type { EndpointSpec } from '../discovery/topology.js'
+import type { RawReply } from './encode.js'
+
+// ioredis turns HGETALL replies into objects (losing order and binary keys). The gateway must
+// pass Redis's flat array through, so make that transformer the identity, once, process-wide.
+Command.setReplyTransformer('hgetall', (result: unknown) => result)
+
+export interface UpstreamOptions {
+  readonly username: string
+  readonly password: string
+  readonly tls: boolean
+  readonly commandTimeoutMs: number
+  readonly connectTimeoutMs: number
+}
+
+export type Args = readonly (string | Buffer)[]
+
+/** Backoff for re-establishing a lost connection (never for re-sending a command). */
+export function reconnectDelayMs(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 10), 2000)
+}
+
+export function clientOptions(spec: EndpointSpec, o: UpstreamOptions, extra: Partial<RedisOptions> = {}): RedisOptions {
+  return {
+    host: spec.host,
+    port: spec.port,
+    ...(o.username ? { username: o.username } : {}),
+    ...(o.password ? { password: o.password } : {}),
+    ...(o.tls ? { tls: { servername: spec.host } } : {}),
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    // Fail at once while disconnected instead of queueing without bound.
+    enableOfflineQueue: false,
+    // A command is never re-sent by ioredis: retries are the gateway's decision (never for writes).
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: o.commandTimeoutMs,
+    connectTimeout: o.connectTimeoutMs,
+    // Integer replies as exact decimal text; bulk replies stay Buffers (replyEncoding null).
+    stringNumbers: true,
+    enableReadyCheck: true,
+    retryStrategy: (times: number) => reconnectDelayMs(times),
+    reconnectOnError: () => false,
+    ...extra,
+  }
+}
+
+export class EndpointClient {
+  readonly id: string
+  readonly spec: EndpointSpec
+  readonly redis: Redis
+  /** Replication id of this server (from INFO replication), used in sync tokens. */
+  replId: string | null = null
+  /** Highest replication offset this endpoint is known to have reached. */
+  offset = 0
+  inflight = 0
+  private stopped = false
+
+  constructor(
+    spec: EndpointSpec,
+    private readonly opts: UpstreamOptions,
+    private readonly onState: (up: boolean, reason: string) => void = () => {},
+  ) {
+    this.id = spec.id
+    this.spec = spec
+    this.redis = new Redis(clientOptions(spec, opts))
+    this.redis.on('ready', () => {
+      this.onState(true, 'connected')
+      void this.refreshReplication()
+    })
+    this.redis.on('close', () => {
+      if (!this.stopped) this.onState(false, 'connection closed')
+    })
+    // ioredis emits 'error' for connection failures; without a listener Node would crash.
+    this.redis.on('error', () => {})
+  }
+
+  get up(): boolean {
+    return this.redis.status === 'ready'
+  }
+
+  get commandTimeoutMs(): number {
+    return this.opts.commandTimeoutMs
+  }
+
+  /**
+   * Resolves when the connection is ready: at once when it is, after at most connectTimeout while
+   * it is being (re)established, and false when it does not come up in that time.
+   */
+  whenReady(): Promise<boolean> | true {
+    if (this.redis.status === 'ready') return true
+    if (this.stopped || this.redis.status === 'end') return Promise.resolve(false)
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        this.redis.off('ready', onReady)
+        resolve(ok)
+      }
+      const onReady = (): void => done(true)
+      const timer = setTimeout(() => done(false), this.opts.connectTimeoutMs)
+      this.redis.once('ready', onReady)
+    })
+  }
+
+  start(): void {
+    this.redis.connect().catch(() => {
+      // Initial connect failures are retried by retryStrategy; state is reported via events.
+    })
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.redis.disconnect(false)
+  }
+
+  /** Sends one command through ioredis's auto-pipeline with a Buffer reply. */
+  send(args: Args): Promise<RawReply> {
+    const name = (typeof args[0] === 'string' ? args[0] : args[0]!.toString('latin1')).toLowerCase()
+    const fn = (this.redis as unknown as Record<string, unknown>)[`${name}Buffer`]
+    // ioredis's callBuffer() loses the command name under auto-pipelining, so call the
+    // per-command method (which auto-pipelines correctly); fall back to a raw Command.
+    if (typeof fn === 'function') {
+      return (fn as (...a: (string | Buffer)[]) => Promise<RawReply>).apply(this.redis, args.slice(1) as (string | Buffer)[])
+    }
+    return this.redis.sendCommand(new Command(name, args.slice(1) as (string | Buffer)[], { replyEncoding: null })) as Promise<RawReply>
+  }
+
+  /** Learns the primary's replication offset; sent right behind writes on the same connection. */
+  async role(): Promise<{ role: string; offset: number } | null> {
+    try {
+      const r = (await this.redis.role()) as unknown[]
+      const role = String(r[0])
+      const offset = role === 'master' ? Number(r[1]) : role === 'slave' ? Number(r[4]) : 0
+      if (Number.isFinite(offset) && offset > this.offset) this.offset = offset
+      return { role, offset }
+    } catch {
+      return null
+    }
+  }
+
+  async refreshReplication(): Promise<void> {
+    try {
+      const info = await this.redis.info('replication')
+      const m = /master_replid:([0-9a-f]+)/.exec(info)
+      if (m) this.replId = m[1]!
+      const o = /master_repl_offset:(\d+)/.exec(info)
+      if (o) {
+        const n = Number(o[1])
+        if (n > this.offset) this.offset = n
+      }
+    } catch {
+      // Not connected; the next 'ready' retries.
+    }
+  }
+}

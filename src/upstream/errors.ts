@@ -1,0 +1,60 @@
+// Classifies what ioredis rejects with into the gateway's failure kinds. Only transport failures
+// (not connected, timed out, connection lost, LOADING/MASTERDOWN/READONLY) say anything about
+// the endpoint's health; Redis reply errors (WRONGTYPE, syntax) are the client's business.
+
+import {
+  GatewayError,
+  NoEndpointError,
+  RedisReplyError,
+  TimeoutError,
+  UpstreamResetError,
+} from '../errors.js'
+
+export type FailureKind = 'reply' | 'timeout' | 'unavailable' | 'reset' | 'busy-server'
+
+// Reply errors that mean the endpoint cannot serve right now, not that the command was wrong.
+const TRANSPORT_REPLY_PREFIXES = ['LOADING', 'MASTERDOWN', 'READONLY', 'TRYAGAIN', 'CLUSTERDOWN']
+
+export function failureKind(err: unknown): FailureKind {
+  if (!(err instanceof Error)) return 'reset'
+  if (err.name === 'ReplyError') {
+    const m = err.message
+    for (const p of TRANSPORT_REPLY_PREFIXES) if (m.startsWith(p)) return 'busy-server'
+    return 'reply'
+  }
+  const m = err.message
+  if (m === 'Command timed out') return 'timeout'
+  // Refused before anything was written: offline queue off and the connection is not ready.
+  if (m.startsWith("Stream isn't writeable") || m.includes('enableOfflineQueue')) return 'unavailable'
+  if (m === 'Connection is closed.' || m.startsWith('Connection is closed')) return 'reset'
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') return 'unavailable'
+  return 'reset'
+}
+
+/** Was the command provably never written to the endpoint? (Only then may a write be retried.) */
+export function neverSent(err: unknown): boolean {
+  return failureKind(err) === 'unavailable'
+}
+
+/** Turns an ioredis rejection into the error the HTTP layer maps to a reply. */
+export function toGatewayError(err: unknown, endpoint: string, timeoutMs: number): GatewayError | RedisReplyError {
+  if (err instanceof GatewayError || err instanceof RedisReplyError) return err
+  switch (failureKind(err)) {
+    case 'reply':
+      return new RedisReplyError((err as Error).message)
+    case 'busy-server':
+      return new NoEndpointError(`endpoint ${endpoint} cannot serve now: ${(err as Error).message}`, {
+        retryAfterS: 1,
+      })
+    case 'timeout':
+      return new TimeoutError(`endpoint ${endpoint} did not answer within ${timeoutMs} ms`)
+    case 'unavailable':
+      return new NoEndpointError(`endpoint ${endpoint} is not connected`, { retryAfterS: 1 })
+    case 'reset':
+      return new UpstreamResetError(
+        `connection to endpoint ${endpoint} was lost before the reply; the command may or may not have run`,
+        { retryAfterS: 1, cause: err },
+      )
+  }
+}

@@ -1,0 +1,83 @@
+// Keeps exactly one EndpointClient (and one lazily-connected PubSubHub) per endpoint the routing
+// table names, creating clients for new endpoints and closing those no instance uses any more.
+
+import type { EndpointSpec } from '../discovery/topology.js'
+import type { EventHub } from '../events.js'
+import type { RoutingSnapshot } from '../routing/table.js'
+import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
+import { PubSubHub } from './pubsub.js'
+
+export interface PooledEndpoint {
+  readonly client: EndpointClient
+  readonly pubsub: PubSubHub
+  /** Instances that list this endpoint (one server may back several names). */
+  readonly instances: Set<string>
+}
+
+export class UpstreamPool {
+  private readonly endpoints = new Map<string, PooledEndpoint>()
+  private started = false
+
+  constructor(
+    private readonly opts: UpstreamOptions,
+    private readonly events: EventHub,
+  ) {}
+
+  get(id: string): PooledEndpoint | undefined {
+    return this.endpoints.get(id)
+  }
+
+  get size(): number {
+    return this.endpoints.size
+  }
+
+  all(): IterableIterator<PooledEndpoint> {
+    return this.endpoints.values()
+  }
+
+  start(): void {
+    this.started = true
+    for (const e of this.endpoints.values()) e.client.start()
+  }
+
+  /** Brings the pool in line with a routing snapshot. */
+  sync(snapshot: RoutingSnapshot): void {
+    const wanted = new Map<string, { spec: EndpointSpec; instances: Set<string> }>()
+    for (const inst of snapshot.instances.values()) {
+      for (const ep of inst.spec.endpoints) {
+        let w = wanted.get(ep.id)
+        if (!w) wanted.set(ep.id, (w = { spec: ep, instances: new Set() }))
+        w.instances.add(inst.name)
+      }
+    }
+    for (const [id, e] of this.endpoints) {
+      if (!wanted.has(id)) {
+        this.endpoints.delete(id)
+        e.pubsub.stop('endpoint removed from discovery')
+        void e.client.stop()
+      }
+    }
+    for (const [id, w] of wanted) {
+      const have = this.endpoints.get(id)
+      if (have) {
+        have.instances.clear()
+        for (const i of w.instances) have.instances.add(i)
+        continue
+      }
+      const instances = w.instances
+      const client = new EndpointClient(w.spec, this.opts, (up, reason) => {
+        for (const instance of instances) this.events.emit('endpointState', { instance, endpoint: id, up, reason })
+      })
+      this.endpoints.set(id, { client, pubsub: new PubSubHub(w.spec, this.opts), instances })
+      if (this.started) client.start()
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.started = false
+    const all = [...this.endpoints.values()]
+    this.endpoints.clear()
+    for (const e of all) e.pubsub.stop('gateway shutting down')
+    await Promise.all(all.map((e) => e.client.stop()))
+  }
+}
