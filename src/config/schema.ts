@@ -1,0 +1,506 @@
+// The config file's schema (spec §5): every key, its default, and how file values become the
+// typed GatewayConfig the rest of the gateway reads. Unknown keys are errors, so typos surface at start-up.
+import { createHash } from 'node:crypto'
+import { isIPv4, isIPv6 } from 'node:net'
+import { z } from 'zod'
+import { NAME_RE, endpointId, type GroupStrategy } from '../discovery/topology.js'
+import { parseDuration, parseSize } from './duration.js'
+
+export type TokenAccess = 'read' | 'write' | 'admin'
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface StaticInstanceConfig {
+  name: string
+  /** As written: `redis://host:port`, `rediss://host:port` or `host:port`; see parseEndpointUrl. */
+  endpoints: string[]
+  annotations: Record<string, string>
+}
+
+export interface TokenConfig {
+  name: string
+  access: TokenAccess
+  /** Instance/group name globs; `*` matches any run of characters. */
+  targets: string[]
+  /** Lower-case hex SHA-256 of the token; the plain token is never kept. */
+  sha256: string
+}
+
+export interface GatewayConfig {
+  listen: { data: string; ops: string }
+  discovery: {
+    kubernetes: { namespaces: string[]; servicePrefix: string } | null
+    static: { instances: StaticInstanceConfig[] } | null
+  }
+  groups: Record<string, { strategy: GroupStrategy }>
+  auth: { tokens: TokenConfig[] }
+  redis: {
+    username: string
+    /** From redis.passwordFile or GATEWAY_REDIS_PASSWORD; never written in the file itself. */
+    password: string
+    passwordFile: string
+    tls: boolean
+    commandTimeoutMs: number
+    connectTimeoutMs: number
+  }
+  limits: { maxBodyBytes: number; maxHeaderBytes: number }
+  http: { clientIdHeader: string }
+  log: { level: LogLevel }
+}
+
+/** Defaults, in the file's own spelling (durations and sizes as text). */
+export const DEFAULTS = {
+  listen: { data: '0.0.0.0:8080', ops: '0.0.0.0:9090' },
+  /** Used when `discovery.kubernetes` is present; Kubernetes discovery is off when the key is absent. */
+  kubernetes: { namespaces: ['redis-system'], servicePrefix: 'redis-' },
+  groupStrategy: 'weighted',
+  /** Least privilege for a token that does not say. */
+  tokenAccess: 'read',
+  tokenTargets: ['*'],
+  redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s' },
+  limits: { maxBody: '10MiB', maxHeader: '64KiB' },
+  http: { clientIdHeader: 'x-client-id' },
+  log: { level: 'info' },
+} as const satisfies {
+  groupStrategy: GroupStrategy
+  tokenAccess: TokenAccess
+  log: { level: LogLevel }
+  [k: string]: unknown
+}
+
+export const GROUP_STRATEGIES = ['weighted', 'sticky', 'round-robin', 'least-request'] as const satisfies readonly GroupStrategy[]
+export const TOKEN_ACCESS = ['read', 'write', 'admin'] as const satisfies readonly TokenAccess[]
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies readonly LogLevel[]
+
+/** I/O the schema needs: secret files (token and password files) are read while parsing. */
+export interface SchemaContext {
+  /** Returns the file's text; throws an Error whose message says what went wrong. */
+  readFile(path: string): string
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+
+const ENDPOINT_FORMS = '"redis://host:port" (or "rediss://host:port", "host:port")'
+const HOSTNAME_RE = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\.?$/i
+
+export interface HostPort {
+  host: string
+  port: number
+}
+
+// Returns a reason when `s` is not host:port; hosts are IPv4, [IPv6] or DNS names, never anything
+// that could smuggle a path, user info or query into a connection string.
+function splitHostPort(s: string, minPort: number): HostPort | string {
+  let host: string
+  let portText: string
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']')
+    if (close < 0 || s[close + 1] !== ':') return 'expected [ipv6]:port'
+    host = s.slice(1, close)
+    portText = s.slice(close + 2)
+    if (!isIPv6(host)) return `"${host}" is not an IPv6 address`
+  } else {
+    const colon = s.lastIndexOf(':')
+    if (colon < 0) return 'missing :port'
+    host = s.slice(0, colon)
+    portText = s.slice(colon + 1)
+    if (host.includes(':')) return 'IPv6 addresses must be in brackets, e.g. [::1]:6379'
+    const dottedNumbers = /^[\d.]+$/.test(host)
+    if (dottedNumbers ? !isIPv4(host) : !HOSTNAME_RE.test(host)) return `"${host}" is not a valid host`
+  }
+  if (!/^\d{1,5}$/.test(portText)) return `"${portText}" is not a port number`
+  const port = Number(portText)
+  if (port < minPort || port > 65535) return `port ${port} is out of range ${minPort}..65535`
+  return { host: host.toLowerCase(), port }
+}
+
+export interface EndpointUrl extends HostPort {
+  /** True for `rediss://`. */
+  tls: boolean
+  /** The scheme as written; null for the bare `host:port` form, which follows `redis.tls`. */
+  scheme: 'redis' | 'rediss' | null
+}
+
+/** Parses a static endpoint: `redis://host:port`, `rediss://host:port` or `host:port` (IPv6 in brackets). */
+export function parseEndpointUrl(s: string): EndpointUrl {
+  const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(s)
+  const scheme = m ? (m[1] as string).toLowerCase() : null
+  if (scheme !== null && scheme !== 'redis' && scheme !== 'rediss') {
+    throw new Error(`expected ${ENDPOINT_FORMS}, got ${JSON.stringify(s)}: unsupported scheme "${scheme}"`)
+  }
+  let rest = m ? (m[2] as string) : s
+  if (rest.endsWith('/')) rest = rest.slice(0, -1)
+  // Credentials and options are one setting for all endpoints (the redis section), and the
+  // gateway serves database 0 only (SELECT is refused), so none of them belong here.
+  const hp = rest.includes('@')
+    ? 'credentials go in redis.username and redis.passwordFile, not in the endpoint'
+    : !/[/?#]/.test(rest)
+      ? splitHostPort(rest, 1)
+      : m || !rest.includes('/')
+        ? 'no path, database number or options after host:port'
+        : 'the scheme must be written "redis://" or "rediss://"'
+  if (typeof hp === 'string') throw new Error(`expected ${ENDPOINT_FORMS}, got ${JSON.stringify(s)}: ${hp}`)
+  return { ...hp, tls: scheme === 'rediss', scheme }
+}
+
+/** Parses a listen address `host:port` (`[::]:8080` for IPv6); port 0 asks the OS for a free port. */
+export function parseListenAddress(s: string): HostPort {
+  const hp = splitHostPort(s, 0)
+  if (typeof hp === 'string') throw new Error(`expected "host:port" (IPv6 as "[::]:8080"), got ${JSON.stringify(s)}: ${hp}`)
+  return hp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token targets
+
+const TARGET_RE = /^[a-z0-9*-]{1,253}$/
+
+/** Compiles token target globs once; the matcher is on the request path. */
+export function compileTargets(targets: readonly string[]): (name: string) => boolean {
+  if (targets.includes('*')) return () => true
+  const res = targets.map((t) => new RegExp(`^${t.split('*').join('.*')}$`))
+  return (name) => res.some((re) => re.test(name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field schemas
+
+// Runs a parser that throws, turning its message into an issue at the current path.
+function parsed<T>(parse: (v: string | number) => T, kind: string, check?: (v: T) => string | undefined) {
+  return (v: unknown, ctx: z.RefinementCtx): T => {
+    if (typeof v !== 'string' && typeof v !== 'number') {
+      ctx.addIssue({ code: 'custom', message: `expected ${kind}, got ${describeValue(v)}` })
+      return z.NEVER
+    }
+    try {
+      const out = parse(v)
+      const problem = check?.(out)
+      if (problem !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `${problem}, got ${JSON.stringify(v)}` })
+        return z.NEVER
+      }
+      return out
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message })
+      return z.NEVER
+    }
+  }
+}
+
+const positive = (v: number): string | undefined => (v > 0 ? undefined : 'must be greater than 0')
+const durationMs = (dflt: string) =>
+  z.unknown().default(dflt).transform(parsed(parseDuration, 'a duration like "2s"', positive))
+const sizeBytes = (dflt: string) =>
+  z.unknown().default(dflt).transform(parsed(parseSize, 'a size like "10MiB"', positive))
+
+// Keeps the string as written once `check` (a parser that throws) accepts it.
+function validatedBy(check: (s: string) => unknown) {
+  return (s: string, ctx: z.RefinementCtx): string => {
+    try {
+      check(s)
+      return s
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message })
+      return z.NEVER
+    }
+  }
+}
+
+const listenAddress = (dflt: string) => z.string().default(dflt).transform(validatedBy(parseListenAddress))
+
+const NAME_RULE = 'lower-case letters, digits and "-", at most 63 characters, starting and ending with a letter or digit'
+const dnsName = (what: string) =>
+  z.string().refine((s) => NAME_RE.test(s), { error: (iss) => `expected ${what} (${NAME_RULE}), got ${describeValue(iss.input)}` })
+
+const endpoint = z.string().transform(validatedBy(parseEndpointUrl))
+
+const annotationValue = z.unknown().transform((v, ctx) => {
+  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v)
+  ctx.addIssue({ code: 'custom', message: `expected a string, number or boolean, got ${describeValue(v)}` })
+  return z.NEVER
+})
+
+/**
+ * Reports an item whose key repeats an earlier item's, at the later item. Runs even when some items
+ * failed to parse (see `always`), so `keyOf` must cope with raw input and return undefined to skip.
+ */
+function unique<T>(keyOf: (item: T) => unknown, subPath: string | null, message: (key: string, first: number) => string) {
+  return (items: T[], ctx: z.RefinementCtx): void => {
+    if (!Array.isArray(items)) return
+    const seen = new Map<string, number>()
+    items.forEach((item, i) => {
+      const k = keyOf(item)
+      if (typeof k !== 'string') return
+      const first = seen.get(k)
+      if (first === undefined) seen.set(k, i)
+      else ctx.addIssue({ code: 'custom', path: subPath === null ? [i] : [i, subPath], message: message(k, first) })
+    })
+  }
+}
+
+// Cross-item checks should report alongside per-item errors, not only once those are fixed.
+const always = { when: () => true }
+const nameOf = (item: unknown): unknown => (item as { name?: unknown } | null)?.name
+
+// For cross-checks that may see endpoints whose own check failed (and is reported there).
+function tryParseEndpoint(e: unknown): EndpointUrl | undefined {
+  try {
+    return typeof e === 'string' ? parseEndpointUrl(e) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const endpointKey = (e: unknown): string | undefined => {
+  const u = tryParseEndpoint(e)
+  return u && endpointId(u.host, u.port)
+}
+
+const staticInstance = z.strictObject({
+  name: dnsName('an instance name'),
+  endpoints: z
+    .array(endpoint)
+    .min(1, { error: 'expected at least one endpoint' })
+    .superRefine(
+      unique(endpointKey, null, (k, first) => `duplicate endpoint ${k} (also endpoints[${first}])`),
+      always,
+    ),
+  annotations: z.record(z.string(), annotationValue).default({}),
+})
+
+const VISIBLE_ASCII_RE = /^[\x21-\x7e]+$/
+const TOKEN_RULE = 'visible ASCII characters, no spaces'
+
+const tokenSchema = (ctx: SchemaContext) =>
+  z
+    .strictObject({
+      name: dnsName('a token name'),
+      access: z.enum(TOKEN_ACCESS).default(DEFAULTS.tokenAccess),
+      targets: z
+        .array(
+          z.string().refine((s) => TARGET_RE.test(s), {
+            error: (iss) => `expected an instance or group name, optionally with * wildcards, got ${describeValue(iss.input)}`,
+          }),
+        )
+        .min(1, { error: 'expected at least one target (use ["*"] for all)' })
+        .default([...DEFAULTS.tokenTargets]),
+      token: z.string().optional(),
+      sha256: z.string().optional(),
+      tokenFile: z.string().optional(),
+    })
+    .transform((t, rctx): TokenConfig => {
+      const digest = tokenDigest(t, ctx)
+      if (typeof digest !== 'string') rctx.addIssue({ code: 'custom', ...digest })
+      // A failed item keeps its name (with an empty digest) so duplicate-name checks still see it.
+      return { name: t.name, access: t.access, targets: t.targets, sha256: typeof digest === 'string' ? digest : '' }
+    })
+
+type TokenSecret = { token?: string | undefined; sha256?: string | undefined; tokenFile?: string | undefined }
+
+// The secret itself never goes into a message: only what is wrong with it.
+function tokenDigest(t: TokenSecret, ctx: SchemaContext): string | { path: string[]; message: string } {
+  const given = (['token', 'sha256', 'tokenFile'] as const).filter((k) => t[k] !== undefined)
+  if (given.length !== 1) {
+    const got = given.length > 1 ? `, got ${given.join(' and ')}` : ''
+    return { path: [], message: `give exactly one of token, sha256 or tokenFile${got}` }
+  }
+  if (t.sha256 !== undefined) {
+    if (!/^[0-9a-f]{64}$/i.test(t.sha256)) return { path: ['sha256'], message: `expected 64 hex characters, got ${describeValue(t.sha256)}` }
+    return t.sha256.toLowerCase()
+  }
+  let plain: string
+  if (t.tokenFile !== undefined) {
+    try {
+      // Files usually end with a newline that is not part of the secret.
+      plain = ctx.readFile(t.tokenFile).trim()
+    } catch (err) {
+      return { path: ['tokenFile'], message: (err as Error).message }
+    }
+    if (plain === '') return { path: ['tokenFile'], message: `file ${JSON.stringify(t.tokenFile)} is empty` }
+  } else {
+    plain = t.token as string
+    if (plain === '') return { path: ['token'], message: 'must not be empty' }
+  }
+  if (!VISIBLE_ASCII_RE.test(plain)) return { path: [given[0] as string], message: `the token must be ${TOKEN_RULE}` }
+  return sha256Hex(plain)
+}
+
+/** Lower-case hex SHA-256 of a string's UTF-8 bytes: how tokens are compared and files fingerprinted. */
+export function sha256Hex(s: string): string {
+  return createHash('sha256').update(s, 'utf8').digest('hex')
+}
+
+// HTTP header field names are RFC 9110 tokens.
+const HEADER_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/** The config file schema; `ctx` reads the secret files it names. */
+export function configSchema(ctx: SchemaContext) {
+  return z
+    .strictObject({
+      listen: z
+        .strictObject({ data: listenAddress(DEFAULTS.listen.data), ops: listenAddress(DEFAULTS.listen.ops) })
+        .prefault({}),
+      discovery: z
+        .strictObject({
+          kubernetes: z
+            .strictObject({
+              namespaces: z
+                .array(dnsName('a namespace name'))
+                .min(1, { error: 'expected at least one namespace' })
+                .default([...DEFAULTS.kubernetes.namespaces])
+                .transform((ns) => [...new Set(ns)]),
+              servicePrefix: z
+                .string()
+                .default(DEFAULTS.kubernetes.servicePrefix)
+                .refine((s) => /^[a-z0-9-]{0,62}$/.test(s), {
+                  error: (iss) => `expected the start of a Service name (lower-case letters, digits and "-"), got ${describeValue(iss.input)}`,
+                }),
+            })
+            .nullable()
+            .default(null),
+          static: z
+            .strictObject({
+              instances: z
+                .array(staticInstance)
+                .default([])
+                .superRefine(
+                  unique(nameOf, 'name', (k, first) => `duplicate instance name "${k}" (also instances[${first}])`),
+                  always,
+                ),
+            })
+            .nullable()
+            .default(null),
+        })
+        .prefault({}),
+      groups: z
+        .record(
+          z.string(),
+          z.strictObject({ strategy: z.enum(GROUP_STRATEGIES).default(DEFAULTS.groupStrategy) }).prefault({}),
+        )
+        .default({})
+        .superRefine((groups, rctx) => {
+          if (typeof groups !== 'object' || groups === null) return
+          for (const name of Object.keys(groups)) {
+            if (!NAME_RE.test(name)) {
+              rctx.addIssue({ code: 'custom', path: [name], message: `not a valid group name: group names are ${NAME_RULE}` })
+            }
+          }
+        }, always),
+      auth: z
+        .strictObject({
+          tokens: z
+            .array(tokenSchema(ctx))
+            .default([])
+            .superRefine(unique(nameOf, 'name', (k, first) => `duplicate token name "${k}" (also tokens[${first}])`), always)
+            // Two names for one secret would make the caller's identity (and access) ambiguous.
+            .superRefine(
+              unique((t) => (t as { sha256?: unknown } | null)?.sha256 || undefined, null, (_, first) => `same token as tokens[${first}]`),
+              always,
+            ),
+        })
+        .prefault({}),
+      redis: z
+        .strictObject({
+          username: z.string().default(DEFAULTS.redis.username),
+          passwordFile: z.string().default(DEFAULTS.redis.passwordFile),
+          tls: z.boolean().default(DEFAULTS.redis.tls),
+          commandTimeout: durationMs(DEFAULTS.redis.commandTimeout),
+          connectTimeout: durationMs(DEFAULTS.redis.connectTimeout),
+        })
+        .prefault({})
+        .transform((r, rctx): GatewayConfig['redis'] => {
+          let password = ''
+          if (r.passwordFile !== '') {
+            try {
+              password = ctx.readFile(r.passwordFile).trim()
+            } catch (err) {
+              rctx.addIssue({ code: 'custom', path: ['passwordFile'], message: (err as Error).message })
+            }
+          }
+          return {
+            username: r.username,
+            password,
+            passwordFile: r.passwordFile,
+            tls: r.tls,
+            commandTimeoutMs: r.commandTimeout,
+            connectTimeoutMs: r.connectTimeout,
+          }
+        }),
+      limits: z
+        .strictObject({ maxBody: sizeBytes(DEFAULTS.limits.maxBody), maxHeader: sizeBytes(DEFAULTS.limits.maxHeader) })
+        .prefault({})
+        .transform((l) => ({ maxBodyBytes: l.maxBody, maxHeaderBytes: l.maxHeader })),
+      http: z
+        .strictObject({
+          clientIdHeader: z
+            .string()
+            .default(DEFAULTS.http.clientIdHeader)
+            .refine((s) => HEADER_NAME_RE.test(s), { error: (iss) => `expected an HTTP header name, got ${describeValue(iss.input)}` })
+            .transform((s) => s.toLowerCase()),
+        })
+        .prefault({}),
+      log: z
+        .strictObject({
+          // Lower-cased so GATEWAY_LOG_LEVEL=DEBUG works as people type it.
+          level: z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() : v), z.enum(LOG_LEVELS).default(DEFAULTS.log.level)),
+        })
+        .prefault({}),
+    })
+    .superRefine((cfg, rctx) => {
+      // TLS is one setting for all endpoints (the topology has no per-endpoint TLS), so a scheme
+      // that contradicts redis.tls would be silently ignored; say so instead.
+      // Runs beside non-fatal issues elsewhere, so the shapes are checked before use.
+      const instances = cfg.discovery.static?.instances
+      if (!Array.isArray(instances)) return
+      instances.forEach((inst, i) => {
+        if (!Array.isArray(inst?.endpoints)) return
+        inst.endpoints.forEach((e, j) => {
+          const scheme = tryParseEndpoint(e)?.scheme ?? null
+          if (scheme === null || (scheme === 'rediss') === cfg.redis.tls) return
+          rctx.addIssue({
+            code: 'custom',
+            path: ['discovery', 'static', 'instances', i, 'endpoints', j],
+            message:
+              scheme === 'rediss'
+                ? `${JSON.stringify(e)} asks for TLS but redis.tls is false; TLS is set for all endpoints with redis.tls: true`
+                : `${JSON.stringify(e)} asks for plain TCP but redis.tls is true; write "host:port" or "rediss://host:port"`,
+          })
+        })
+      })
+    })
+}
+
+export type ConfigSchema = ReturnType<typeof configSchema>
+
+// The hand-written interface is the documentation; this line keeps it and the schema in step.
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
+const schemaMatchesInterface: Same<z.output<ConfigSchema>, GatewayConfig> = true
+void schemaMatchesInterface
+
+/** The configuration with every default: what an empty file gives (no env applied). */
+export function defaultConfig(): GatewayConfig {
+  return configSchema({
+    readFile: () => {
+      throw new Error('no files in the default config')
+    },
+  }).parse({})
+}
+
+/** A short description of a value for messages: strings quoted and cut, structures by kind. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing'
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'a list'
+  if (typeof v === 'object') return 'a mapping'
+  if (typeof v === 'string') return JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v)
+  return String(v)
+}
+
+/** A copy safe to log or show on the admin view: the password and token digests are replaced. */
+export function redactConfig(cfg: GatewayConfig): GatewayConfig {
+  return {
+    ...cfg,
+    redis: { ...cfg.redis, password: cfg.redis.password === '' ? '' : '<redacted>' },
+    auth: { tokens: cfg.auth.tokens.map((t) => ({ ...t, sha256: '<redacted>' })) },
+  }
+}
