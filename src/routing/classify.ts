@@ -1,0 +1,510 @@
+// Command classification (spec §2): is a command a read, a write, admin-only, refused, or unknown?
+//
+// Read vs write comes from Redis's own command table, the `readonly` flag of @ioredis/commands
+// (architecture principle 8), so a new Redis write command is a write without anyone editing this
+// file. The explicit tables below only
+//   (a) gate dangerous commands to admin tokens,
+//   (b) refuse commands that cannot run on the gateway's shared, auto-pipelined upstream connections,
+//   (c) split container commands (OBJECT, SCRIPT, FUNCTION...) by subcommand, because
+//       @ioredis/commands' public API carries no flags for them,
+//   (d) let PING, ECHO and TIME be reads.
+// It runs for every command of every request, so all of it is precomputed at module load:
+// classify() does one or two Map lookups and returns shared frozen objects; it allocates nothing
+// for string names that arrive all lower-case (as @upstash/redis sends them) or all upper-case
+// (mixed case costs one short toLowerCase, a Buffer name one short latin1 decode).
+//
+// Shape of "admin-only AND impossible" (MONITOR, SYNC, PSYNC, REPLCONF, some CLIENT subcommands):
+// a `refused` class with `forbiddenBelow: 'admin'`. A token below admin gets 403 (like any admin
+// command, and without learning more), an admin gets 400 with the reason. It is `refused` rather
+// than `admin` plus a flag so that a caller that forgets the extra field fails safe: it answers
+// 400 to everyone and never sends MONITOR down a shared connection. `admission()` applies the rule.
+//
+// Decisions about commands that would break or leak through a shared connection (400 unless noted):
+// - MULTI, EXEC, DISCARD, WATCH, UNWATCH: a transaction needs its own connection; use /multi-exec.
+// - SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs: push mode; use the SSE endpoints.
+// - Blocking commands (the spec's list, XREAD/XREADGROUP only with BLOCK, and anything else
+//   @ioredis/commands flags `blocking`, e.g. BLMOVEM): they would stall every request pipelined
+//   behind them on the same connection.
+// - SELECT, HELLO, AUTH, RESET, QUIT, READONLY, READWRITE, ASKING: change (or end) the state of
+//   the connection for every other request that shares it.
+// - MONITOR, SYNC, PSYNC, REPLCONF: turn the connection into a monitor or replication stream
+//   (admin-only: 403 below admin, 400 for admins).
+// - CLIENT REPLY (OFF/SKIP desynchronise replies; ON is pointless), CLIENT TRACKING, CLIENT CACHING
+//   (invalidation pushes on a shared connection), CLIENT NO-EVICT, CLIENT NO-TOUCH (would change
+//   eviction/LRU behaviour for every tenant's requests), CLIENT SETNAME, CLIENT SETINFO (would
+//   relabel the gateway's own connection): CLIENT is admin-only, so 403 below admin, 400 for admins.
+// - SCRIPT DEBUG: puts the connection into the Lua debugger; refused for everyone.
+// - Allowed for admins although they touch the shared connection or the server: CLIENT KILL, CLIENT
+//   PAUSE/UNPAUSE (server-wide operations an operator means to do; ioredis reconnects after a kill),
+//   CLIENT ID/INFO/GETNAME/LIST (harmless, they describe whichever shared connection ran them).
+//
+// Admin beyond the spec's list (same blast radius as listed commands; README must say so):
+// SWAPDB (replaces the whole dataset an instance URL serves, like FLUSHDB), LATENCY, SLOWLOG
+// (SLOWLOG GET shows other tokens' command arguments), HOTKEYS, BACKUP (Redis flags their
+// subcommands `admin`), and every command Redis itself flags `admin` (PFDEBUG, PFSELFTEST, ...).
+//
+// Deliberately NOT reads although harmless-looking: INFO, ROLE, LASTSAVE carry no `readonly` flag
+// and Redis's ACL puts them in @dangerous (server internals), so they stay writes (write token).
+
+import { hasFlag, list } from '@ioredis/commands'
+
+export type Access = 'read' | 'write' | 'admin'
+
+export type CommandClass =
+  /** `readonly` in @ioredis/commands, or one of the explicit reads (PING, ECHO, TIME, container reads). */
+  | { readonly kind: 'read' }
+  /** Everything else that is allowed; goes to the primary. */
+  | { readonly kind: 'write' }
+  /** Admin-only (403 below admin); data-wise a write: goes to the primary. */
+  | { readonly kind: 'admin' }
+  /**
+   * Cannot run through the gateway (400 with `reason`, which names the alternative).
+   * `forbiddenBelow`: tokens below this level get 403 instead, as for any admin-only command;
+   * null = 400 for everyone.
+   */
+  | { readonly kind: 'refused'; readonly reason: string; readonly forbiddenBelow: Access | null }
+  /** Not a command @ioredis/commands knows: 400 `unknownCommandMessage(args)`. */
+  | { readonly kind: 'unknown' }
+
+/** What the HTTP layer does with a command for a given token (it alone maps this to a status). */
+export type Admission = 'allow' | 'forbidden' | 'refused' | 'unknown'
+
+export interface RefusedCommand {
+  readonly command: string
+  readonly reason: string
+  readonly forbiddenBelow: Access | null
+}
+
+const READ = Object.freeze({ kind: 'read' as const })
+const WRITE = Object.freeze({ kind: 'write' as const })
+const ADMIN_CLASS = Object.freeze({ kind: 'admin' as const })
+const UNKNOWN = Object.freeze({ kind: 'unknown' as const })
+
+function refused(reason: string, forbiddenBelow: Access | null = null): CommandClass {
+  return Object.freeze({ kind: 'refused' as const, reason, forbiddenBelow })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables (module load only)
+
+/** Harmless commands that carry neither `readonly` nor `write` and touch no data. Without this a
+ *  read-only token could not even PING (health checks, SDK connectivity probes). */
+const EXPLICIT_READS = ['ping', 'echo', 'time'] as const
+
+/** Spec §2 admin-only commands (whole command), plus the documented extensions. */
+const ADMIN_WHOLE = [
+  // spec §2
+  'flushall', 'flushdb', 'config', 'debug', 'shutdown', 'replicaof', 'slaveof', 'failover', 'acl',
+  'module', 'save', 'bgsave', 'bgrewriteaof', 'cluster', 'migrate', 'keys',
+  // extensions: see header
+  'swapdb', 'latency', 'slowlog', 'hotkeys', 'backup',
+] as const
+
+const MULTI_EXEC = 'send the whole transaction to POST /multi-exec under the same base URL'
+
+function blockingReason(name: string, alternative: string): string {
+  return `${name} would block a connection that other requests share; ${alternative}`
+}
+
+/** Whole commands refused (top level). */
+const REFUSED_WHOLE: ReadonlyArray<readonly [string, CommandClass]> = [
+  ...(['multi', 'exec', 'discard'] as const).map(
+    (n) => [n, refused(`${n.toUpperCase()} needs a private connection; ${MULTI_EXEC}`)] as const,
+  ),
+  ...(['watch', 'unwatch'] as const).map(
+    (n) =>
+      [
+        n,
+        refused(
+          `${n.toUpperCase()} needs a private connection; ${MULTI_EXEC}, or use EVAL/FCALL for a check-and-set`,
+        ),
+      ] as const,
+  ),
+  ['select', refused(`SELECT would switch the database of a connection that other requests share; each instance is served from its configured database`)],
+  ['hello', refused(`HELLO would change the protocol of a connection that other requests share; replies are always JSON`)],
+  ['auth', refused(`AUTH is not accepted: authenticate to the gateway with "Authorization: Bearer <token>"; the gateway authenticates to Redis itself`)],
+  ['reset', refused(`RESET would reset a connection that other requests share; each HTTP request stands alone`)],
+  ['quit', refused(`QUIT has no connection to close; each HTTP request stands alone`)],
+  ...(['readonly', 'readwrite', 'asking'] as const).map(
+    (n) =>
+      [n, refused(`${n.toUpperCase()} would change the state of a connection that other requests share; the gateway routes reads itself`)] as const,
+  ),
+  ['subscribe', refused(`SUBSCRIBE needs a private connection; use POST /subscribe/{channel} under the same base URL with "Accept: text/event-stream"`)],
+  ['psubscribe', refused(`PSUBSCRIBE needs a private connection; use POST /psubscribe/{pattern} under the same base URL with "Accept: text/event-stream"`)],
+  // SPUBLISH messages reach only SSUBSCRIBE clients, so pointing at /subscribe would mislead.
+  ['ssubscribe', refused(`SSUBSCRIBE needs a private connection; the gateway offers only /subscribe/{channel} and /psubscribe/{pattern} (Server-Sent Events), which do not receive SPUBLISH messages`)],
+  ...(['unsubscribe', 'punsubscribe', 'sunsubscribe'] as const).map(
+    (n) =>
+      [n, refused(`${n.toUpperCase()} has no subscription to end; a /subscribe or /psubscribe event stream ends when the client disconnects`)] as const,
+  ),
+  ['blpop', refused(blockingReason('BLPOP', 'poll with LPOP instead'))],
+  ['brpop', refused(blockingReason('BRPOP', 'poll with RPOP instead'))],
+  ['blmove', refused(blockingReason('BLMOVE', 'poll with LMOVE instead'))],
+  ['brpoplpush', refused(blockingReason('BRPOPLPUSH', 'poll with LMOVE instead'))],
+  ['blmpop', refused(blockingReason('BLMPOP', 'poll with LMPOP instead'))],
+  ['bzpopmin', refused(blockingReason('BZPOPMIN', 'poll with ZPOPMIN instead'))],
+  ['bzpopmax', refused(blockingReason('BZPOPMAX', 'poll with ZPOPMAX instead'))],
+  ['bzmpop', refused(blockingReason('BZMPOP', 'poll with ZMPOP instead'))],
+  ['wait', refused(blockingReason('WAIT', 'for read-your-writes send back the upstash-sync-token header instead'))],
+  ['waitaof', refused(blockingReason('WAITAOF', 'for read-your-writes send back the upstash-sync-token header instead'))],
+  ...(['monitor', 'sync', 'psync', 'replconf'] as const).map(
+    (n) =>
+      [n, refused(`${n.toUpperCase()} would take over a connection that other requests share; connect to Redis directly`, 'admin')] as const,
+  ),
+]
+
+interface ContainerSpec {
+  readonly subs: ReadonlyArray<readonly [string, CommandClass]>
+  /** Any subcommand not in `subs`. */
+  readonly other: CommandClass
+  /** No subcommand at all. */
+  readonly missing: CommandClass
+}
+
+const clientRefused = (sub: string, why: string): readonly [string, CommandClass] => [
+  sub,
+  refused(`CLIENT ${sub.toUpperCase()} would ${why} a connection that other requests share`, 'admin'),
+]
+
+/** Containers: commands whose meaning is in their subcommand (args[1]). An unlisted or missing
+ *  subcommand is a write (conservative) unless the whole command is admin (CLIENT). */
+const CONTAINERS: Readonly<Record<string, ContainerSpec>> = {
+  object: { subs: [], other: READ, missing: WRITE },
+  xinfo: { subs: [], other: READ, missing: WRITE },
+  pubsub: { subs: [], other: READ, missing: WRITE },
+  memory: { subs: [['usage', READ]], other: WRITE, missing: WRITE },
+  command: {
+    // Bare COMMAND lists the command table: as harmless as COMMAND LIST.
+    subs: (['count', 'docs', 'info', 'list', 'getkeys', 'getkeysandflags', 'help'] as const).map(
+      (s) => [s, READ] as const,
+    ),
+    other: WRITE,
+    missing: READ,
+  },
+  script: {
+    subs: [
+      ['exists', READ],
+      ['load', WRITE],
+      ['flush', ADMIN_CLASS],
+      ['kill', ADMIN_CLASS],
+      ['debug', refused(`SCRIPT DEBUG would put a connection that other requests share into the Lua debugger; debug against Redis directly (redis-cli --ldb)`)],
+    ],
+    other: WRITE,
+    missing: WRITE,
+  },
+  function: {
+    subs: [
+      ['list', READ],
+      ['dump', READ],
+      ['stats', READ],
+      ['load', WRITE],
+      ['flush', ADMIN_CLASS],
+      ['delete', ADMIN_CLASS],
+      ['restore', ADMIN_CLASS],
+      ['kill', ADMIN_CLASS],
+    ],
+    other: WRITE,
+    missing: WRITE,
+  },
+  client: {
+    subs: [
+      clientRefused('reply', 'stop or skip replies on'),
+      clientRefused('tracking', 'turn on invalidation pushes for'),
+      clientRefused('caching', 'change client-side caching of'),
+      clientRefused('no-evict', 'change eviction behaviour of'),
+      clientRefused('no-touch', 'change LRU/LFU updates of'),
+      clientRefused('setname', 'rename'),
+      clientRefused('setinfo', 'relabel'),
+    ],
+    other: ADMIN_CLASS,
+    missing: ADMIN_CLASS,
+  },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookup structures
+
+type Entry =
+  | { readonly tag: 'fixed'; readonly name: string; readonly cls: CommandClass }
+  | {
+      readonly tag: 'container'
+      readonly name: string
+      readonly subs: ReadonlyMap<string, CommandClass>
+      readonly spec: ContainerSpec
+    }
+  | {
+      // XREAD / XREADGROUP: blocking only with a BLOCK option before STREAMS.
+      readonly tag: 'stream-read'
+      readonly name: string
+      readonly group: boolean
+      readonly cls: CommandClass
+      readonly blocked: CommandClass
+    }
+
+/** Longer than any command or subcommand name; longer input is never decoded or lower-cased. */
+const MAX_NAME_LENGTH = 64
+/** Redis truncates the name in its own unknown-command error the same way. */
+const MAX_DISPLAY_LENGTH = 128
+
+/** Keyed by lower-case and upper-case name, so the two common spellings need no lower-casing. */
+function caseMap<T>(pairs: Iterable<readonly [string, T]>): Map<string, T> {
+  const m = new Map<string, T>()
+  for (const [k, v] of pairs) {
+    m.set(k, v)
+    m.set(k.toUpperCase(), v)
+  }
+  return m
+}
+
+const KNOWN = new Set(list)
+
+function baseClass(name: string): CommandClass {
+  if (hasFlag(name, 'admin')) return ADMIN_CLASS // Redis's own "dangerous" marker: a safety net
+  if (hasFlag(name, 'blocking')) {
+    return refused(`${name.toUpperCase()} is a blocking command and would block a connection that other requests share`)
+  }
+  return hasFlag(name, 'readonly') ? READ : WRITE
+}
+
+function buildEntries(): Map<string, Entry> {
+  const fixed = new Map<string, CommandClass>()
+  for (const name of list) {
+    if (name !== 'xread' && name !== 'xreadgroup') fixed.set(name, baseClass(name))
+  }
+  // Explicit decisions win over flags; they apply even to a name a future @ioredis/commands might
+  // drop (a decision about a name stands; the tests check every name here is still known).
+  for (const name of EXPLICIT_READS) fixed.set(name, READ)
+  for (const name of ADMIN_WHOLE) fixed.set(name, ADMIN_CLASS)
+  for (const [name, cls] of REFUSED_WHOLE) fixed.set(name, cls)
+
+  const entries = new Map<string, Entry>()
+  for (const [name, cls] of fixed) entries.set(name, { tag: 'fixed', name, cls })
+  for (const [name, spec] of Object.entries(CONTAINERS)) {
+    entries.set(name, { tag: 'container', name, subs: caseMap(spec.subs), spec })
+  }
+  entries.set('xread', {
+    tag: 'stream-read',
+    name: 'xread',
+    group: false,
+    cls: READ,
+    blocked: refused(blockingReason('XREAD with BLOCK', 'poll with XREAD without BLOCK instead')),
+  })
+  entries.set('xreadgroup', {
+    tag: 'stream-read',
+    name: 'xreadgroup',
+    group: true,
+    cls: WRITE,
+    blocked: refused(blockingReason('XREADGROUP with BLOCK', 'poll with XREADGROUP without BLOCK instead')),
+  })
+  return entries
+}
+
+const ENTRIES_BY_NAME = buildEntries()
+const TABLE = caseMap(ENTRIES_BY_NAME)
+
+// ---------------------------------------------------------------------------------------------
+// Hot path
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false
+  return true
+}
+
+/** Case-insensitive lookup of a command or subcommand name. ASCII only, like Redis's strcasecmp:
+ *  a Unicode look-alike (the Kelvin sign lower-cases to "k") must not match a real name. */
+function find<T>(table: ReadonlyMap<string, T>, arg: unknown): T | undefined {
+  let s: string
+  if (typeof arg === 'string') s = arg
+  else if (Buffer.isBuffer(arg)) {
+    if (arg.length > MAX_NAME_LENGTH) return undefined
+    s = arg.toString('latin1') // 1 byte = 1 char; non-ASCII bytes then fail isAscii
+  } else return undefined
+  if (s.length > MAX_NAME_LENGTH) return undefined
+  const hit = table.get(s)
+  if (hit !== undefined) return hit
+  return isAscii(s) ? table.get(s.toLowerCase()) : undefined
+}
+
+/** ASCII case-insensitive equality with an upper-case literal, without allocating. */
+function isToken(arg: unknown, upper: string): boolean {
+  if (typeof arg === 'string') {
+    if (arg.length !== upper.length) return false
+    for (let i = 0; i < arg.length; i++) {
+      let c = arg.charCodeAt(i)
+      if (c >= 0x61 && c <= 0x7a) c -= 0x20
+      if (c !== upper.charCodeAt(i)) return false
+    }
+    return true
+  }
+  if (Buffer.isBuffer(arg)) {
+    if (arg.length !== upper.length) return false
+    for (let i = 0; i < arg.length; i++) {
+      let c = arg[i] as number
+      if (c >= 0x61 && c <= 0x7a) c -= 0x20
+      if (c !== upper.charCodeAt(i)) return false
+    }
+    return true
+  }
+  return false
+}
+
+/**
+ * Does an XREAD/XREADGROUP carry BLOCK among its options (before STREAMS)? Parses options the way
+ * Redis does, skipping option values, so a group or consumer named "streams" or "block" is not
+ * mistaken for the keyword. On an option it does not know, the alignment of what follows is
+ * unknown, so any later BLOCK counts (keys included): refusing by mistake is safe, letting a
+ * blocking read onto a shared connection is not.
+ */
+function hasBlockOption(args: readonly unknown[], group: boolean): boolean {
+  for (let i = 1; i < args.length; i++) {
+    const a = args[i]
+    if (isToken(a, 'BLOCK')) return true
+    if (isToken(a, 'STREAMS')) return false
+    if (isToken(a, 'COUNT')) {
+      i += 1
+      continue
+    }
+    if (group) {
+      if (isToken(a, 'GROUP')) {
+        i += 2
+        continue
+      }
+      if (isToken(a, 'NOACK')) continue
+      if (isToken(a, 'CLAIM') || isToken(a, 'MAXCOUNT') || isToken(a, 'MAXSIZE')) {
+        i += 1
+        continue
+      }
+    }
+    for (let j = i + 1; j < args.length; j++) if (isToken(args[j], 'BLOCK')) return true
+    return false
+  }
+  return false
+}
+
+/** Classifies one command; args[0] is its name. Returns shared frozen objects; never throws. */
+export function classify(args: readonly (string | Buffer)[]): CommandClass {
+  const entry = find(TABLE, args[0])
+  if (entry === undefined) return UNKNOWN
+  switch (entry.tag) {
+    case 'fixed':
+      return entry.cls
+    case 'container': {
+      if (args.length < 2) return entry.spec.missing
+      return find(entry.subs, args[1]) ?? entry.spec.other
+    }
+    case 'stream-read':
+      return hasBlockOption(args, entry.group) ? entry.blocked : entry.cls
+  }
+}
+
+const RANK: Readonly<Record<Access, number>> = { read: 0, write: 1, admin: 2 }
+
+/** Access a token needs to run the command; null when no token may run it. */
+export function requiredAccess(c: CommandClass): Access | null {
+  switch (c.kind) {
+    case 'read':
+    case 'write':
+    case 'admin':
+      return c.kind
+    case 'refused':
+    case 'unknown':
+      return null
+  }
+}
+
+/** read < write < admin. */
+export function allows(tokenAccess: Access, needed: Access): boolean {
+  return RANK[tokenAccess] >= RANK[needed]
+}
+
+/** Goes to the primary (write or admin). Refused and unknown commands go nowhere. */
+export function isWriteClass(c: CommandClass): boolean {
+  return c.kind === 'write' || c.kind === 'admin'
+}
+
+/**
+ * The whole access decision for one command and one token, so every caller applies the same
+ * order: unknown commands are unknown to everyone; an admin-only refused command is 403 below
+ * admin (don't describe admin commands to non-admins) and 400 for admins.
+ */
+export function admission(c: CommandClass, tokenAccess: Access): Admission {
+  switch (c.kind) {
+    case 'unknown':
+      return 'unknown'
+    case 'refused':
+      return c.forbiddenBelow !== null && !allows(tokenAccess, c.forbiddenBelow) ? 'forbidden' : 'refused'
+    case 'read':
+    case 'write':
+    case 'admin':
+      return allows(tokenAccess, c.kind) ? 'allow' : 'forbidden'
+  }
+}
+
+function rawName(args: readonly unknown[]): string {
+  const a = args[0]
+  if (typeof a === 'string') return a.length > MAX_DISPLAY_LENGTH ? a.slice(0, MAX_DISPLAY_LENGTH) : a
+  if (Buffer.isBuffer(a)) return a.toString('utf8', 0, Math.min(a.length, MAX_DISPLAY_LENGTH))
+  return ''
+}
+
+/**
+ * Lower-case command name for spans (db.operation.name) and logs. For known commands it is the
+ * table's own string (no allocation). Unknown names are lower-cased (ASCII only) and cut to 128
+ * characters, but still client-chosen: never use them as a metric label (use the class instead).
+ * '' when args[0] is missing or not a string/Buffer.
+ */
+export function commandName(args: readonly (string | Buffer)[]): string {
+  const entry = find(TABLE, args[0])
+  if (entry !== undefined) return entry.name
+  return rawName(args).replace(/[A-Z]+/g, (m) => m.toLowerCase())
+}
+
+/** Redis's own wording, with the name as the client sent it, for `kind: 'unknown'`. */
+export function unknownCommandMessage(args: readonly (string | Buffer)[]): string {
+  return `ERR unknown command '${rawName(args)}'`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derived lists for the README and /admin views, built from the tables above so they cannot drift.
+// Upper-case; "X *" = any other subcommand of X.
+
+function describe(): { admin: string[]; refusedList: RefusedCommand[]; reads: string[] } {
+  const admin: string[] = []
+  const refusedList: RefusedCommand[] = []
+  const reads: string[] = []
+  const add = (label: string, cls: CommandClass, flaggedReadonly: boolean): void => {
+    if (cls.kind === 'admin') admin.push(label)
+    else if (cls.kind === 'refused') {
+      refusedList.push({ command: label, reason: cls.reason, forbiddenBelow: cls.forbiddenBelow })
+    } else if (cls.kind === 'read' && !flaggedReadonly) reads.push(label)
+  }
+  const names = [...ENTRIES_BY_NAME.keys()].sort()
+  for (const name of names) {
+    const e = ENTRIES_BY_NAME.get(name)
+    if (e === undefined) continue
+    const upper = name.toUpperCase()
+    switch (e.tag) {
+      case 'fixed':
+        add(upper, e.cls, KNOWN.has(name) && hasFlag(name, 'readonly'))
+        break
+      case 'container':
+        add(upper, e.spec.missing, false)
+        for (const [sub, cls] of e.spec.subs) add(`${upper} ${sub.toUpperCase()}`, cls, false)
+        add(`${upper} *`, e.spec.other, false)
+        break
+      case 'stream-read':
+        add(`${upper} with BLOCK`, e.blocked, false)
+        break
+    }
+  }
+  return { admin, refusedList, reads }
+}
+
+const DESCRIBED = describe()
+
+/** Admin-only commands (403 below admin). */
+export const ADMIN: readonly string[] = Object.freeze(DESCRIBED.admin)
+/** Refused commands with their reasons (400; 403 below `forbiddenBelow`). */
+export const REFUSED: readonly RefusedCommand[] = Object.freeze(DESCRIBED.refusedList.map((r) => Object.freeze(r)))
+/** Reads that are not flagged `readonly` by @ioredis/commands (explicit table and container reads). */
+export const EXPLICIT_READ: readonly string[] = Object.freeze(DESCRIBED.reads)
