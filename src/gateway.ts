@@ -134,11 +134,12 @@ export class Gateway {
         path: this.opts.configPath,
         ...(this.opts.env ? { env: this.opts.env } : {}),
         logger: this.logger,
+        initial: this.config,
         onChange: (cfg) => {
-          this.logger.info({ path: this.opts.configPath }, 'config file changed; applying')
           this.applyConfig(cfg)
           this.events.emit('configReload', { ok: true })
         },
+        onReject: (err) => this.events.emit('configReload', { ok: false, error: err.message }),
       })
       this.watcher.start()
     }

@@ -2,6 +2,7 @@
 // is hashed, looked up by digest and confirmed with a constant-time comparison.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
+import { compileTargets } from '../config/schema.js'
 import type { Access } from '../routing/classify.js'
 
 export interface TokenSpec {
@@ -19,19 +20,11 @@ export interface Principal {
   allows(target: string): boolean
 }
 
-/** Compiles a target glob (`*` = any run of characters, everything else literal). */
-export function compileTarget(pattern: string): (name: string) => boolean {
-  if (pattern === '*') return () => true
-  if (!pattern.includes('*')) return (name) => name === pattern
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`)
-  return (name) => re.test(name)
-}
-
 class Entry implements Principal {
-  private readonly matchers: ((name: string) => boolean)[]
+  private readonly matches: (name: string) => boolean
   readonly digest: Buffer
   constructor(readonly spec: TokenSpec) {
-    this.matchers = spec.targets.map(compileTarget)
+    this.matches = compileTargets(spec.targets)
     this.digest = Buffer.from(spec.sha256, 'hex')
   }
   get name(): string {
@@ -41,8 +34,7 @@ class Entry implements Principal {
     return this.spec.access
   }
   allows(target: string): boolean {
-    for (const m of this.matchers) if (m(target)) return true
-    return false
+    return this.matches(target)
   }
 }
 

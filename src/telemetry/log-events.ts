@@ -9,7 +9,4 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
     else logger.warn({ instance: e.instance, endpoint: e.endpoint }, `endpoint down: ${e.reason}`)
   })
   events.on('table', (e) => logger.debug({ instances: e.instances, groups: e.groups, version: e.version }, 'routing table updated'))
-  events.on('configReload', (e) => {
-    if (!e.ok) logger.warn({ error: e.error }, 'config edit rejected; keeping the last good config')
-  })
 }
