@@ -71,6 +71,7 @@ interface ReqState {
 async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<Response> {
   const started = performance.now()
   const st: ReqState = { instance: null, group: null, cls: 'none' }
+  if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
   let status = 500
   let code = 'INTERNAL'
   try {
