@@ -43,8 +43,6 @@ export class PubSubHub {
         // when the endpoint cannot be reached.
         enableOfflineQueue: true,
         autoResubscribe: true,
-        // A subscribed connection has no per-command replies to time out on.
-        commandTimeout: undefined,
       }),
     )
     r.on('error', () => {})
