@@ -53,6 +53,13 @@ export class NotFoundError extends GatewayError {
 }
 export class MethodNotAllowedError extends GatewayError {
   readonly code = 'METHOD'
+  constructor(
+    message: string,
+    /** Value of the Allow header. */
+    readonly allow: string,
+  ) {
+    super(message)
+  }
 }
 export class TooLargeError extends GatewayError {
   readonly code = 'TOOLARGE'

@@ -187,7 +187,7 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
             : 'BADREQUEST malformed HTTP request'
       const body = JSON.stringify({ error: message })
       socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${body}`,
       )
     })
   })

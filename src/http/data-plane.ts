@@ -110,12 +110,21 @@ async function body(c: Context<{ Bindings: Bindings }>, limit: number): Promise<
   return incoming ? readBody(incoming, limit) : readRequestBody(c.req.raw, limit)
 }
 
-function checkCommand(args: readonly (string | Buffer)[], principal: Principal, where: string): CommandClass {
+function checkCommand(
+  args: readonly (string | Buffer)[],
+  principal: Principal,
+  where: string,
+  inTransaction = false,
+): CommandClass {
   const cls = classify(args)
   switch (admission(cls, principal.access)) {
     case 'allow':
       return cls
     case 'unknown':
+      // Inside MULTI, Redis would queue-fail the command and abort EXEC: answer the same way.
+      if (inTransaction) {
+        throw new RedisReplyError(`EXECABORT Transaction discarded because of previous errors: ${unknownCommandMessage(args)}`)
+      }
       throw new UnknownCommandError(`${where}${unknownCommandMessage(args)}`)
     case 'refused':
       throw new RefusedCommandError(`${where}${(cls as { reason: string }).reason}`)
@@ -132,9 +141,12 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
   const method = c.req.method
   const url: ParsedUrl = parseUrl(rawUrlOf(c))
   const form = url.form
-  if (method !== 'POST' && !(method === 'GET' && form.type === 'path')) {
+  // GET is allowed for the path form and for SSE (browsers' EventSource can only GET, with _token).
+  const getOk = form.type === 'path' || form.type === 'subscribe'
+  if (method !== 'POST' && !(method === 'GET' && getOk)) {
     throw new MethodNotAllowedError(
-      form.type === 'path' ? `method ${method} not allowed; use GET or POST` : `method ${method} not allowed; use POST`,
+      `method ${method} not allowed; use ${getOk ? 'GET or POST' : 'POST'}`,
+      getOk ? 'GET, POST' : 'POST',
     )
   }
   const token = presentedToken(c.req.header('authorization'), url.token)
@@ -209,7 +221,7 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       const commands = parseBatchBody((await body(c, deps.maxBodyBytes)).toString('utf8'))
       let write = atomic
       for (let i = 0; i < commands.length; i++) {
-        if (isWriteClass(checkCommand(commands[i]!, principal, `command ${i + 1}: `))) write = true
+        if (isWriteClass(checkCommand(commands[i]!, principal, `command ${i + 1}: `, atomic))) write = true
       }
       if (write) checkWritable(resolved.instance)
       const ep = await pickEndpoint(resolved.instance, deps.pool, write)

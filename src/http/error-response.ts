@@ -38,5 +38,7 @@ export function errorResponse(err: unknown, c: Context, logger: Logger): Respons
   }
   if (d.retryAfterS !== undefined) headers['retry-after'] = String(d.retryAfterS)
   if (d.status === 413) headers.connection = 'close'
+  if (d.status === 401) headers['www-authenticate'] = 'Bearer'
+  if (d.status === 405) headers.allow = (err as { allow?: string }).allow ?? 'GET, POST'
   return c.newResponse(d.body, d.status as 400, headers)
 }

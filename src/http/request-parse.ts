@@ -60,7 +60,13 @@ export function parseUrl(rawUrl: string): ParsedUrl {
   let token: string | null = null
   const queryArgs: string[] = []
   if (q >= 0) {
-    for (const [k, v] of new URLSearchParams(rawUrl.slice(q + 1))) {
+    // Strict form decoding: `+` is a space, and an invalid %-escape is a 400 (URLSearchParams would
+    // silently keep it as literal text).
+    for (const pair of rawUrl.slice(q + 1).split('&')) {
+      if (pair === '') continue
+      const eq = pair.indexOf('=')
+      const k = decode((eq < 0 ? pair : pair.slice(0, eq)).replace(/\+/g, ' '), 'query parameter')
+      const v = eq < 0 ? '' : decode(pair.slice(eq + 1).replace(/\+/g, ' '), 'query parameter')
       if (k === '_token') token = v
       else queryArgs.push(k, v)
     }
@@ -102,6 +108,10 @@ function toArg(v: unknown, where: string): string {
       return v
     case 'number':
       if (!Number.isFinite(v)) throw new BadRequestError(`${where} is not a finite number`)
+      // JSON.parse has already rounded an integer beyond 2^53; refuse rather than send another number.
+      if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
+        throw new BadRequestError(`${where} is an integer too large for a JSON number to carry exactly; send it as a string`)
+      }
       return String(v)
     case 'boolean':
       return v ? 'true' : 'false'

@@ -6,10 +6,6 @@ import { Redis, Command, type RedisOptions } from 'ioredis'
 import type { EndpointSpec } from '../discovery/topology.js'
 import type { RawReply } from './encode.js'
 
-// ioredis turns HGETALL replies into objects (losing order and binary keys). The gateway must
-// pass Redis's flat array through, so make that transformer the identity, once, process-wide.
-Command.setReplyTransformer('hgetall', (result: unknown) => result)
-
 export interface UpstreamOptions {
   readonly username: string
   readonly password: string
@@ -19,6 +15,16 @@ export interface UpstreamOptions {
 }
 
 export type Args = readonly (string | Buffer)[]
+
+// ioredis rewrites some replies by command name (HGETALL into an object, losing order and binary
+// keys). Its transformer table is keyed by the lower-case name, so these are sent upper-case,
+// which Redis treats the same and ioredis leaves alone.
+const REPLY_TRANSFORMED: Record<string, true> = { hgetall: true }
+
+/** The name to give ioredis for a raw command: upper-case where ioredis would rewrite the reply. */
+export function wireName(lowerName: string): string {
+  return lowerName in REPLY_TRANSFORMED ? lowerName.toUpperCase() : lowerName
+}
 
 /** Backoff for re-establishing a lost connection (never for re-sending a command). */
 export function reconnectDelayMs(attempt: number): number {
@@ -121,13 +127,14 @@ export class EndpointClient {
   /** Sends one command through ioredis's auto-pipeline with a Buffer reply. */
   send(args: Args): Promise<RawReply> {
     const name = (typeof args[0] === 'string' ? args[0] : args[0]!.toString('latin1')).toLowerCase()
-    const fn = (this.redis as unknown as Record<string, unknown>)[`${name}Buffer`]
+    const rest = args.slice(1) as (string | Buffer)[]
+    const fn = name in REPLY_TRANSFORMED ? undefined : (this.redis as unknown as Record<string, unknown>)[`${name}Buffer`]
     // ioredis's callBuffer() loses the command name under auto-pipelining, so call the
     // per-command method (which auto-pipelines correctly); fall back to a raw Command.
     if (typeof fn === 'function') {
-      return (fn as (...a: (string | Buffer)[]) => Promise<RawReply>).apply(this.redis, args.slice(1) as (string | Buffer)[])
+      return (fn as (...a: (string | Buffer)[]) => Promise<RawReply>).apply(this.redis, rest)
     }
-    return this.redis.sendCommand(new Command(name, args.slice(1) as (string | Buffer)[], { replyEncoding: null })) as Promise<RawReply>
+    return this.redis.sendCommand(new Command(wireName(name), rest, { replyEncoding: null })) as Promise<RawReply>
   }
 
   /** Learns the primary's replication offset; sent right behind writes on the same connection. */

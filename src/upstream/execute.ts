@@ -4,7 +4,7 @@
 
 import { RedisReplyError, type GatewayError } from '../errors.js'
 import type { EventHub } from '../events.js'
-import type { Args, EndpointClient } from './endpoint-client.js'
+import { wireName, type Args, type EndpointClient } from './endpoint-client.js'
 import type { RawReply } from './encode.js'
 import { failureKind, toGatewayError } from './errors.js'
 
@@ -83,7 +83,8 @@ export async function runPipeline(
   ep.inflight++
   const pipe = atomic ? ep.redis.multi() : ep.redis.pipeline()
   for (const c of commands) {
-    pipe.callBuffer(...(c as [string, ...(string | Buffer)[]]))
+    const name = typeof c[0] === 'string' ? c[0] : c[0]!.toString('latin1')
+    pipe.callBuffer(wireName(name.toLowerCase()), ...(c.slice(1) as (string | Buffer)[]))
   }
   const exec = pipe.exec()
   const role = withRole ? ep.role() : undefined

@@ -91,7 +91,12 @@ export class PubSubHub {
           gone.push(names[i]!)
         }
       })
-      if (gone.length > 0 && this.redis && !this.stopped) {
+      if (this.channels.size === 0 && this.patterns.size === 0 && this.redis) {
+        // Nothing is wanted any more: close the subscriber connection (which also ends every
+        // subscription in Redis); the next subscribe opens a new one.
+        this.redis.disconnect(false)
+        this.redis = null
+      } else if (gone.length > 0 && this.redis && !this.stopped) {
         // ioredis's types say string, but it writes Buffers as they are (binary-safe names).
         const names = gone as unknown as string[]
         const p = kind === 'channel' ? this.redis.unsubscribe(...names) : this.redis.punsubscribe(...names)
