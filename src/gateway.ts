@@ -2,7 +2,7 @@
 // Construction does no I/O; start() listens and connects; stop() drains and closes.
 // main.ts (the process) and the tests both use this.
 
-import { STATUS_CODES, type Server } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { serve } from '@hono/node-server'
 import type { Logger } from 'pino'
@@ -166,6 +166,13 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
       port,
       serverOptions: { maxHeaderSize: maxHeaderBytes },
     }) as Server
+    trackSockets(server)
+    const sockets = new Set<Socket>()
+    socketsByServer.set(server, sockets)
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
     server.once('error', reject)
     server.once('listening', () => {
       server.off('error', reject)
@@ -193,17 +200,46 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
   })
 }
 
+// Requests in flight per socket, so shutdown can close every socket the moment it has nothing in
+// flight: Node's closeIdleConnections() misses sockets that never carried a request (clients such
+// as undici open one ahead of need), which would hold server.close() for the whole grace period.
+const inflightBySocket = new WeakMap<Socket, number>()
+const stopping = new WeakSet<Server>()
+
+function trackSockets(server: Server): void {
+  server.on('connection', (socket: Socket) => inflightBySocket.set(socket, 0))
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket
+    inflightBySocket.set(socket, (inflightBySocket.get(socket) ?? 0) + 1)
+    // While stopping, tell keep-alive clients this connection ends with this reply.
+    if (stopping.has(server)) res.setHeader('connection', 'close')
+    res.once('close', () => {
+      const n = (inflightBySocket.get(socket) ?? 1) - 1
+      inflightBySocket.set(socket, n)
+      if (n === 0 && stopping.has(server)) socket.destroySoon()
+    })
+  })
+}
+
 function closeServer(server: Server | null, graceMs: number): Promise<void> {
   if (!server) return Promise.resolve()
   return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.closeAllConnections()
-    }, graceMs)
+    stopping.add(server)
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs)
     timer.unref()
     server.close(() => {
       clearTimeout(timer)
       resolve()
     })
+    // Ask keep-alive clients to go away, and drop sockets with nothing in flight now.
     server.closeIdleConnections()
+    for (const socket of openSockets(server)) {
+      if ((inflightBySocket.get(socket) ?? 0) === 0) socket.destroySoon()
+    }
   })
+}
+
+const socketsByServer = new WeakMap<Server, Set<Socket>>()
+function openSockets(server: Server): Set<Socket> {
+  return socketsByServer.get(server) ?? new Set()
 }

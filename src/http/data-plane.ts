@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import {
   BadRequestError,
   ForbiddenError,
+  GatewayError,
   MethodNotAllowedError,
   RedisReplyError,
   RefusedCommandError,
@@ -219,19 +220,36 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       const atomic = form.type === 'multi-exec'
       st.cls = atomic ? 'multi' : 'pipeline'
       const commands = parseBatchBody((await body(c, deps.maxBodyBytes)).toString('utf8'))
+      // A transaction is all or nothing: any inadmissible command rejects the request. In a
+      // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
+      // so an unknown, refused or forbidden command becomes that item's error and is not sent.
       let write = atomic
+      let rejected: (string | undefined)[] | null = null
+      let admitted: string[][] = commands
       for (let i = 0; i < commands.length; i++) {
-        if (isWriteClass(checkCommand(commands[i]!, principal, `command ${i + 1}: `, atomic))) write = true
+        try {
+          if (isWriteClass(checkCommand(commands[i]!, principal, atomic ? `command ${i + 1}: ` : '', atomic))) write = true
+        } catch (err) {
+          if (atomic || !(err instanceof GatewayError)) throw err
+          rejected ??= new Array<string | undefined>(commands.length)
+          rejected[i] = err.publicMessage
+        }
       }
+      if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
       if (write) checkWritable(resolved.instance)
       const ep = await pickEndpoint(resolved.instance, deps.pool, write)
       const ctx = execContext(deps, resolved, write)
       try {
-        const items = await runPipeline(ep.client, ctx, commands, write, atomic)
+        const items = admitted.length > 0 ? await runPipeline(ep.client, ctx, admitted, write, atomic) : []
         let out = '['
-        for (let i = 0; i < items.length; i++) {
-          const it = items[i]!
+        for (let i = 0, k = 0; i < commands.length; i++) {
           if (i > 0) out += ','
+          const refusal = rejected?.[i]
+          if (refusal !== undefined) {
+            out += errorJson(refusal)
+            continue
+          }
+          const it = items[k++]!
           out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
         }
         out += ']'

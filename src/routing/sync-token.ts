@@ -25,5 +25,8 @@ export function parseToken(s: string | undefined | null): SyncPosition | null {
   if (parts.length !== 4) return null
   const [instance, replId, off] = parts as [string, string, string, string]
   if (!/^[0-9a-f]{1,64}$/.test(replId) || !/^\d{1,16}$/.test(off)) return null
-  return { instance, replId, offset: Number(off) }
+  const offset = Number(off)
+  // A client-supplied offset above 2^53 would be rounded (possibly down): refuse it instead.
+  if (!Number.isSafeInteger(offset)) return null
+  return { instance, replId, offset }
 }

@@ -17,14 +17,16 @@ function isOk(b: Buffer): boolean {
 }
 
 /**
- * JSON text of one reply value. With base64, every string is the base64 of its raw bytes except
- * `OK` (a status reply; the SDK keeps "OK" as is, and a bulk "OK" decodes to the same text anyway).
- * Without it, strings are UTF-8 (invalid sequences become U+FFFD: use base64 for binary data).
+ * JSON text of one reply value. With base64, every string is the base64 of its raw bytes, except a
+ * top-level `OK` (the status reply of SET and friends): the SDK keeps a top-level "OK" as is, and
+ * a bulk "OK" reads back the same. Inside arrays the SDK decodes every string, so "OK" there is
+ * encoded like any other ("T0s="). Without base64, strings are UTF-8 (invalid sequences become
+ * U+FFFD: use base64 for binary data).
  */
-export function encodeValue(v: RawReply, base64: boolean): string {
+export function encodeValue(v: RawReply, base64: boolean, topLevel = true): string {
   if (v === null || v === undefined) return 'null'
   if (Buffer.isBuffer(v)) {
-    if (base64) return isOk(v) ? '"OK"' : `"${v.toString('base64')}"`
+    if (base64) return topLevel && isOk(v) ? '"OK"' : `"${v.toString('base64')}"`
     return JSON.stringify(v.toString('utf8'))
   }
   if (typeof v === 'string') return v // integer reply text is already a valid JSON number
@@ -34,7 +36,7 @@ export function encodeValue(v: RawReply, base64: boolean): string {
     let out = '['
     for (let i = 0; i < v.length; i++) {
       if (i > 0) out += ','
-      out += encodeValue(v[i]!, base64)
+      out += encodeValue(v[i]!, base64, false)
     }
     return out + ']'
   }

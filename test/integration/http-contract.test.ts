@@ -472,7 +472,15 @@ describe('status codes', () => {
     expectGatewayError(read, 403, 'FORBIDDEN')
     expect(await direct.exists('st:k')).toBe(0)
     expectGatewayError(await call(`${base}/set/st:k/v`, { token: READ_TOKEN }), 403, 'FORBIDDEN')
-    expectGatewayError(await call(`${base}/pipeline`, { token: READ_TOKEN, body: '[["GET","st:k"],["SET","st:k","v"]]' }), 403, 'FORBIDDEN')
+    // In a pipeline each command stands alone: the forbidden one is that item's error, not sent.
+    const rp = await call(`${base}/pipeline`, { token: READ_TOKEN, body: '[["GET","st:k"],["SET","st:k","v"]]' })
+    expect(rp.status).toBe(200)
+    expect(rp.json[0]).toEqual({ result: null })
+    expect(rp.json[1].result).toBeNull()
+    expect(rp.json[1].error).toMatch(/^FORBIDDEN /)
+    expect(await direct.exists('st:k')).toBe(0)
+    // A transaction is all or nothing: 403 for the whole request.
+    expectGatewayError(await call(`${base}/multi-exec`, { token: READ_TOKEN, body: '[["GET","st:k"],["SET","st:k","v"]]' }), 403, 'FORBIDDEN')
     expect(await direct.exists('st:k')).toBe(0)
     // Reads are fine with the read token.
     expect((await cmd(['GET', 'st:k'], { token: READ_TOKEN })).status).toBe(200)
@@ -517,12 +525,18 @@ describe('status codes', () => {
       expectGatewayError(r, 400, 'REFUSED')
       expect(r.json.error, JSON.stringify(args)).toContain(mention)
     }
-    // Path form and pipelines are refused alike; nothing of the pipeline runs.
+    // The path form is refused alike. In a pipeline the refused command is that item's error and the
+    // others run; in a transaction the whole request is refused and nothing runs.
     expectGatewayError(await call(`${base}/subscribe/ch`, { method: 'POST' }), 400, 'REFUSED')
-    const p = await call(`${base}/pipeline`, { body: '[["SET","st:pm","1"],["MULTI"]]' })
-    expectGatewayError(p, 400, 'REFUSED')
-    expect(p.json.error).toContain('command 2')
-    expect(await direct.exists('st:pm')).toBe(0)
+    const p = await call(`${base}/pipeline`, { body: '[["SET","st:pm","1"],["MULTI"],["GET","st:pm"]]' })
+    expect(p.status).toBe(200)
+    expect(p.json[0]).toEqual({ result: 'OK' })
+    expect(p.json[1].error).toMatch(/^REFUSED .*\/multi-exec/)
+    expect(p.json[2]).toEqual({ result: '1' })
+    const t = await call(`${base}/multi-exec`, { body: '[["SET","st:pt","1"],["MULTI"]]' })
+    expectGatewayError(t, 400, 'REFUSED')
+    expect(t.json.error).toContain('command 2')
+    expect(await direct.exists('st:pt')).toBe(0)
     // XREAD without BLOCK is an ordinary read.
     expect((await cmd(['XREAD', 'COUNT', 1, 'STREAMS', 'e:s', '0'])).status).toBe(200)
     // MONITOR: 400 for an admin (it would take over a shared connection), 403 below admin.
