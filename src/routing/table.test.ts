@@ -1,0 +1,234 @@
+// Tests for the routing table: level-based updates (reset/upsert/remove), immutable snapshots
+// swapped atomically, object reuse for unchanged instances, and groups built from annotations
+// plus the config file's group strategies.
+
+import { describe, expect, it } from 'vitest'
+import { DEFAULT_POLICY } from '../discovery/annotations.js'
+import type { InstancePolicy, InstanceSpec } from '../discovery/topology.js'
+import { RoutingTable, type RoutingSnapshot } from './table.js'
+
+function inst(name: string, opts: { port?: number; policy?: Partial<InstancePolicy> } = {}): InstanceSpec {
+  const port = opts.port ?? 6379
+  return {
+    name,
+    source: 'static',
+    endpoints: [{ id: `127.0.0.1:${port}`, host: '127.0.0.1', port, ready: true }],
+    policy: { ...DEFAULT_POLICY, ...opts.policy },
+    annotationErrors: [],
+  }
+}
+
+const names = (s: RoutingSnapshot): string[] => [...s.instances.keys()].sort()
+
+describe('RoutingTable.apply', () => {
+  it('starts empty at version 0', () => {
+    const t = new RoutingTable()
+    expect(t.current.version).toBe(0)
+    expect(t.current.instances.size).toBe(0)
+    expect(t.current.groups.size).toBe(0)
+  })
+
+  it('reset replaces the whole set of instances', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b')] })
+    expect(names(t.current)).toEqual(['a', 'b'])
+    t.apply({ type: 'reset', instances: [inst('b'), inst('c')] })
+    expect(names(t.current)).toEqual(['b', 'c'])
+    t.apply({ type: 'reset', instances: [] })
+    expect(names(t.current)).toEqual([])
+  })
+
+  it('upsert adds or replaces one instance; remove deletes one', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'upsert', instance: inst('a') })
+    t.apply({ type: 'upsert', instance: inst('b') })
+    expect(names(t.current)).toEqual(['a', 'b'])
+    const changed = inst('a', { port: 7000 })
+    t.apply({ type: 'upsert', instance: changed })
+    expect(t.current.instances.get('a')?.spec).toEqual(changed)
+    t.apply({ type: 'remove', name: 'a' })
+    expect(names(t.current)).toEqual(['b'])
+  })
+
+  it('every effective change bumps the version', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a')] })
+    const v1 = t.current.version
+    t.apply({ type: 'upsert', instance: inst('b') })
+    const v2 = t.current.version
+    t.apply({ type: 'upsert', instance: inst('b', { port: 1 }) })
+    const v3 = t.current.version
+    t.apply({ type: 'remove', name: 'b' })
+    const v4 = t.current.version
+    expect(v1).toBeGreaterThan(0)
+    expect(v2).toBeGreaterThan(v1)
+    expect(v3).toBeGreaterThan(v2)
+    expect(v4).toBeGreaterThan(v3)
+  })
+
+  it('an upsert with an unchanged spec changes nothing: same snapshot, same version, no notification', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'upsert', instance: inst('a', { policy: { groups: ['g'] } }) })
+    const before = t.current
+    let calls = 0
+    t.onChange(() => calls++)
+    // A structurally equal but distinct object.
+    t.apply({ type: 'upsert', instance: inst('a', { policy: { groups: ['g'] } }) })
+    expect(t.current).toBe(before)
+    expect(t.current.version).toBe(before.version)
+    expect(calls).toBe(0)
+  })
+
+  it('removing an unknown instance changes nothing', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a')] })
+    const before = t.current
+    t.apply({ type: 'remove', name: 'zzz' })
+    expect(t.current).toBe(before)
+  })
+})
+
+describe('RoutingTable snapshots', () => {
+  it('an old snapshot is unchanged by later updates', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b', { policy: { groups: ['g'] } })] })
+    const old = t.current
+    const oldA = old.instances.get('a')
+    const oldGroups = old.groups
+    const oldG = old.groups.get('g')
+
+    t.apply({ type: 'upsert', instance: inst('a', { port: 7000 }) })
+    t.apply({ type: 'upsert', instance: inst('c', { policy: { groups: ['g'] } }) })
+    t.apply({ type: 'remove', name: 'b' })
+    t.apply({ type: 'reset', instances: [inst('z')] })
+
+    expect(names(old)).toEqual(['a', 'b'])
+    expect(old.instances.get('a')).toBe(oldA)
+    expect(old.instances.get('a')?.spec.endpoints[0]?.port).toBe(6379)
+    expect(old.groups).toBe(oldGroups)
+    expect(old.groups.get('g')).toBe(oldG)
+    expect(old.groups.get('g')?.members).toEqual(['b'])
+    expect(names(t.current)).toEqual(['z'])
+    expect(t.current).not.toBe(old)
+  })
+
+  it('updating one instance keeps every other instance object identical (===)', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b'), inst('c')] })
+    const s1 = t.current
+    t.apply({ type: 'upsert', instance: inst('b', { policy: { weight: 5 } }) })
+    const s2 = t.current
+    expect(s2.instances.get('a')).toBe(s1.instances.get('a'))
+    expect(s2.instances.get('c')).toBe(s1.instances.get('c'))
+    expect(s2.instances.get('b')).not.toBe(s1.instances.get('b'))
+    expect(s2.instances.get('b')?.spec.policy.weight).toBe(5)
+
+    t.apply({ type: 'remove', name: 'c' })
+    expect(t.current.instances.get('a')).toBe(s1.instances.get('a'))
+    expect(t.current.instances.get('b')).toBe(s2.instances.get('b'))
+  })
+
+  it('a reset reuses the objects of instances whose spec did not change', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b')] })
+    const s1 = t.current
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b', { port: 7001 }), inst('c')] })
+    const s2 = t.current
+    expect(s2.instances.get('a')).toBe(s1.instances.get('a'))
+    expect(s2.instances.get('b')).not.toBe(s1.instances.get('b'))
+    expect(s2.instances.get('c')?.spec.name).toBe('c')
+  })
+
+  it('onChange listeners receive (new snapshot, previous snapshot)', () => {
+    const t = new RoutingTable()
+    const seen: [RoutingSnapshot, RoutingSnapshot][] = []
+    t.onChange((next, prev) => seen.push([next, prev]))
+    const s0 = t.current
+    t.apply({ type: 'upsert', instance: inst('a') })
+    const s1 = t.current
+    t.apply({ type: 'remove', name: 'a' })
+    const s2 = t.current
+    expect(seen).toHaveLength(2)
+    expect(seen[0]?.[0]).toBe(s1)
+    expect(seen[0]?.[1]).toBe(s0)
+    expect(seen[1]?.[0]).toBe(s2)
+    expect(seen[1]?.[1]).toBe(s1)
+  })
+
+  it('a listener already sees the new snapshot as current', () => {
+    const t = new RoutingTable()
+    let currentInListener: RoutingSnapshot | undefined
+    t.onChange((next) => {
+      currentInListener = t.current
+      expect(next).toBe(t.current)
+    })
+    t.apply({ type: 'upsert', instance: inst('a') })
+    expect(currentInListener).toBe(t.current)
+  })
+})
+
+describe('RoutingTable groups', () => {
+  it('builds groups from the groups policy of instances, members sorted, default strategy weighted', () => {
+    const t = new RoutingTable()
+    t.apply({
+      type: 'reset',
+      instances: [
+        inst('zeta', { policy: { groups: ['web', 'all'] } }),
+        inst('alpha', { policy: { groups: ['all'] } }),
+        inst('mid', { policy: { groups: ['web'] } }),
+        inst('solo'),
+      ],
+    })
+    const g = t.current.groups
+    expect([...g.keys()].sort()).toEqual(['all', 'web'])
+    expect(g.get('all')).toEqual({ name: 'all', strategy: 'weighted', members: ['alpha', 'zeta'] })
+    expect(g.get('web')).toEqual({ name: 'web', strategy: 'weighted', members: ['mid', 'zeta'] })
+  })
+
+  it('takes group strategies from the config', () => {
+    const t = new RoutingTable()
+    t.setGroupConfig({ sessions: { strategy: 'sticky' }, web: { strategy: 'round-robin' } })
+    t.apply({ type: 'reset', instances: [inst('a', { policy: { groups: ['sessions', 'other'] } })] })
+    expect(t.current.groups.get('sessions')?.strategy).toBe('sticky')
+    expect(t.current.groups.get('other')?.strategy).toBe('weighted')
+  })
+
+  it('a configured group without members exists with members []', () => {
+    const t = new RoutingTable()
+    t.setGroupConfig({ web: { strategy: 'round-robin' } })
+    expect(t.current.groups.get('web')).toEqual({ name: 'web', strategy: 'round-robin', members: [] })
+    t.apply({ type: 'reset', instances: [inst('a')] })
+    expect(t.current.groups.get('web')).toEqual({ name: 'web', strategy: 'round-robin', members: [] })
+  })
+
+  it('changing the group config after instances exist re-derives strategies and keeps members', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a', { policy: { groups: ['g'] } })] })
+    expect(t.current.groups.get('g')?.strategy).toBe('weighted')
+    t.setGroupConfig({ g: { strategy: 'least-request' } })
+    expect(t.current.groups.get('g')).toEqual({ name: 'g', strategy: 'least-request', members: ['a'] })
+    t.setGroupConfig({})
+    expect(t.current.groups.get('g')?.strategy).toBe('weighted')
+  })
+
+  it('follows upserts and removes that change membership', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'upsert', instance: inst('b', { policy: { groups: ['g'] } }) })
+    t.apply({ type: 'upsert', instance: inst('a', { policy: { groups: ['g'] } }) })
+    expect(t.current.groups.get('g')?.members).toEqual(['a', 'b'])
+    // b leaves the group
+    t.apply({ type: 'upsert', instance: inst('b') })
+    expect(t.current.groups.get('g')?.members).toEqual(['a'])
+    // a is removed: the unconfigured group disappears
+    t.apply({ type: 'remove', name: 'a' })
+    expect(t.current.groups.has('g')).toBe(false)
+  })
+
+  it('an upsert that keeps membership keeps the members', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a', { policy: { groups: ['g'] } }), inst('b', { policy: { groups: ['g'] } })] })
+    t.apply({ type: 'upsert', instance: inst('a', { policy: { groups: ['g'], weight: 1 } }) })
+    expect(t.current.groups.get('g')?.members).toEqual(['a', 'b'])
+    expect(t.current.instances.get('a')?.spec.policy.weight).toBe(1)
+  })
+})
