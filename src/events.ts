@@ -40,7 +40,15 @@ export interface ConfigReloadEvent {
   readonly error?: string
 }
 
+export interface AnnotationErrorEvent {
+  readonly instance: string
+  readonly source: string
+  readonly key: string
+  readonly message: string
+}
+
 export interface GatewayEventMap {
+  annotationError: AnnotationErrorEvent
   requestStart: { readonly instance: string | null }
   requestEnd: RequestEndEvent
   upstream: UpstreamEvent

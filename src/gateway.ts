@@ -96,7 +96,7 @@ export class Gateway {
     this.table.apply({ type: 'reset', instances: staticInstances(cfg) })
     for (const spec of staticInstances(cfg)) {
       for (const e of spec.annotationErrors) {
-        this.logger.warn({ instance: spec.name, annotation: e.key, value: e.value }, e.message)
+        this.events.emit('annotationError', { instance: spec.name, source: spec.source, key: e.key, message: e.message })
       }
     }
     const restartOnly = ['listen', 'redis', 'limits', 'log'] as const
@@ -166,6 +166,10 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
       port,
       serverOptions: { maxHeaderSize: maxHeaderBytes },
     }) as Server
+    // A request (headers and body) must arrive within 30 s, headers within 10 s: a client that
+    // trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
+    server.requestTimeout = 30_000
+    server.headersTimeout = 10_000
     trackSockets(server)
     const sockets = new Set<Socket>()
     socketsByServer.set(server, sockets)

@@ -8,5 +8,8 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
     if (e.up) logger.info({ instance: e.instance, endpoint: e.endpoint }, `endpoint up: ${e.reason}`)
     else logger.warn({ instance: e.instance, endpoint: e.endpoint }, `endpoint down: ${e.reason}`)
   })
+  events.on('annotationError', (e) =>
+    logger.warn({ instance: e.instance, source: e.source, annotation: e.key }, `bad annotation: ${e.message}`),
+  )
   events.on('table', (e) => logger.debug({ instances: e.instances, groups: e.groups, version: e.version }, 'routing table updated'))
 }

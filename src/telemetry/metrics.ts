@@ -82,6 +82,9 @@ export class GatewayMetrics {
       ),
       events.on('endpointState', (e) => this.endpointUp.set({ instance: e.instance, endpoint: e.endpoint }, e.up ? 1 : 0)),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
+      events.on('annotationError', (e) =>
+        this.discoveryEvents.inc({ source: e.source.split(':')[0] ?? 'static', outcome: 'bad_annotation' }),
+      ),
       events.on('configReload', (e) => {
         this.discoveryEvents.inc({ source: 'static', outcome: e.ok ? 'ok' : 'error' })
         if (e.ok) this.discoveryLastSync.set({ source: 'static' }, Date.now() / 1000)

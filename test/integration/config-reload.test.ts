@@ -258,3 +258,22 @@ describe('config reload', () => {
     expect((await command(gw, 'main', ['DBSIZE'], ADMIN_TOKEN)).status).toBe(200)
   })
 })
+
+describe('bad annotations', () => {
+  it('are reported and counted, the default is used, and the instance keeps serving', async () => {
+    const gw = await start({
+      instances: [
+        {
+          name: 'odd',
+          endpoints: [r1.url],
+          annotations: { 'redis-gateway.io/maintenance': 'Drain', 'redis-gateway.io/weight': 'heavy' },
+        },
+      ],
+    })
+    const text = await (await fetch(`${gw.opsUrl}/metrics`)).text()
+    expect(metricSum(text, 'redis_gateway_discovery_events_total', { source: 'static', outcome: 'bad_annotation' })).toBe(2)
+    // `Drain` is not `drain`: the default (off) is used, so the instance is not draining.
+    const r = await command(gw, 'odd', ['SET', 'ann:k', 'v'])
+    expect([r.status, r.body]).toEqual([200, { result: 'OK' }])
+  })
+})
