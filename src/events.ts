@@ -29,6 +29,19 @@ export interface EndpointStateEvent {
   readonly reason: string
 }
 
+export interface EndpointRoleEvent {
+  readonly instances: readonly string[]
+  readonly endpoint: string
+  readonly from: string
+  readonly to: string
+}
+
+export interface ReplicaLagEvent {
+  readonly instance: string
+  readonly endpoint: string
+  readonly bytes: number
+}
+
 export interface TableEvent {
   readonly instances: number
   readonly groups: number
@@ -53,6 +66,8 @@ export interface GatewayEventMap {
   requestEnd: RequestEndEvent
   upstream: UpstreamEvent
   endpointState: EndpointStateEvent
+  endpointRole: EndpointRoleEvent
+  replicaLag: ReplicaLagEvent
   table: TableEvent
   configReload: ConfigReloadEvent
 }

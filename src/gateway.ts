@@ -18,7 +18,20 @@ import { RoutingTable } from './routing/table.js'
 import { createLogger } from './telemetry/logger.js'
 import { GatewayMetrics } from './telemetry/metrics.js'
 import { subscribeLogs } from './telemetry/log-events.js'
-import { UpstreamPool } from './upstream/pool.js'
+import { UpstreamPool, type PooledEndpoint } from './upstream/pool.js'
+import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthTarget } from './resilience/health-checker.js'
+import { Router } from './routing/router.js'
+import { replicaOffset } from './routing/select.js'
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms)
+    }),
+  ])
+}
 
 export interface GatewayOptions {
   readonly config: GatewayConfig
@@ -35,6 +48,8 @@ export class Gateway {
   readonly metrics = new GatewayMetrics()
   readonly logger: Logger
   readonly pool: UpstreamPool
+  readonly router: Router
+  private readonly health: HealthChecker
   private config: GatewayConfig
   private tokens: TokenStore
   private dataServer: Server | null = null
@@ -47,6 +62,14 @@ export class Gateway {
     this.config = opts.config
     this.logger = opts.logger ?? createLogger(opts.config.log.level)
     this.tokens = new TokenStore(opts.config.auth.tokens)
+    const health = opts.config.health
+    this.health = new HealthChecker({
+      ...HEALTH_DEFAULTS,
+      intervalMs: health.intervalMs,
+      random: Math.random,
+      now: () => Date.now(),
+      onChange: (t, change) => this.onHealthChange(t.id, change),
+    })
     this.pool = new UpstreamPool(
       {
         username: opts.config.redis.username,
@@ -55,14 +78,73 @@ export class Gateway {
         commandTimeoutMs: opts.config.redis.commandTimeoutMs,
         connectTimeoutMs: opts.config.redis.connectTimeoutMs,
       },
-      this.events,
+      {
+        added: (ep) => this.health.add(this.healthTarget(ep)),
+        removed: (ep) => this.health.remove(ep.id),
+        // Check at once on (re)connect, so roles are known before the first interval passes.
+        ready: (ep) => void this.health.checkNow(ep.id),
+        closed: (ep) => this.health.markDown(ep.id, 'connection closed'),
+      },
     )
+    this.router = new Router(this.pool)
     this.metrics.subscribe(this.events)
     subscribeLogs(this.events, this.logger)
     this.table.onChange((snap) => {
       this.pool.sync(snap)
+      this.router.prune(snap)
       this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
     })
+  }
+
+  private healthTarget(ep: PooledEndpoint): HealthTarget {
+    const timeoutMs = this.config.health.timeoutMs
+    return {
+      id: ep.id,
+      state: ep.state,
+      role: async () => {
+        // ROLE for role, offset and link; INFO replication for the replication id (sync tokens).
+        const [role, repl] = await withTimeout(
+          Promise.all([ep.client.role(), ep.client.replication()]),
+          timeoutMs,
+          `health check of ${ep.id} timed out after ${timeoutMs} ms`,
+        )
+        ep.state.replId = repl.replId
+        return role
+      },
+    }
+  }
+
+  private onHealthChange(id: string, change: HealthChange): void {
+    const ep = this.pool.get(id)
+    if (!ep) return
+    const instances = [...ep.instances]
+    switch (change.kind) {
+      case 'up':
+      case 'down':
+        for (const instance of instances) {
+          this.events.emit('endpointState', {
+            instance,
+            endpoint: id,
+            up: change.kind === 'up',
+            reason: change.kind === 'up' ? 'health check passed' : change.reason,
+          })
+        }
+        break
+      case 'role':
+        this.events.emit('endpointRole', { instances, endpoint: id, from: change.from, to: change.to })
+        break
+      case 'checked':
+        if (ep.state.role !== 'replica' || !this.events.has('replicaLag')) break
+        for (const instance of instances) {
+          const route = this.table.current.instances.get(instance)
+          const primary = route ? this.router.primaryOf(route) : null
+          if (primary) {
+            const lag = Math.max(0, primary.state.offset - replicaOffset({ spec: ep.client.spec, state: ep.state }, primary))
+            this.events.emit('replicaLag', { instance, endpoint: id, bytes: lag })
+          }
+        }
+        break
+    }
   }
 
   get dataAddress(): AddressInfo {
@@ -118,9 +200,11 @@ export class Gateway {
   async start(): Promise<void> {
     this.applyConfig(this.config)
     this.pool.start()
+    this.health.start()
     const dataApp = createDataApp({
       table: this.table,
-      pool: this.pool,
+      router: this.router,
+      clientIdHeader: this.config.http.clientIdHeader,
       tokens: () => this.tokens,
       events: this.events,
       logger: this.logger,
@@ -150,6 +234,7 @@ export class Gateway {
   async stop(opts: { graceMs?: number } = {}): Promise<void> {
     this.shuttingDown = true
     this.watcher?.stop()
+    this.health.stop()
     const grace = opts.graceMs ?? 10_000
     for (const s of [...openStreams]) s.end('gateway shutting down')
     await Promise.all([closeServer(this.dataServer, grace), closeServer(this.opsServer, grace)])

@@ -89,6 +89,7 @@ describe('defaultConfig', () => {
       auth: { tokens: [] },
       redis: { username: '', password: '', passwordFile: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 },
       limits: { maxBodyBytes: 10 * 1024 * 1024, maxHeaderBytes: 64 * 1024 },
+      health: { intervalMs: 2000, timeoutMs: 1000 },
       http: { clientIdHeader: 'x-client-id' },
       log: { level: 'info' },
     })

@@ -43,6 +43,8 @@ export interface GatewayConfig {
     connectTimeoutMs: number
   }
   limits: { maxBodyBytes: number; maxHeaderBytes: number }
+  /** Active health checks (ROLE) per endpoint. */
+  health: { intervalMs: number; timeoutMs: number }
   http: { clientIdHeader: string }
   log: { level: LogLevel }
 }
@@ -58,6 +60,7 @@ export const DEFAULTS = {
   tokenTargets: ['*'],
   redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s' },
   limits: { maxBody: '10MiB', maxHeader: '64KiB' },
+  health: { interval: '2s', timeout: '1s' },
   http: { clientIdHeader: 'x-client-id' },
   log: { level: 'info' },
 } as const satisfies {
@@ -430,6 +433,10 @@ export function configSchema(ctx: SchemaContext) {
         .strictObject({ maxBody: sizeBytes(DEFAULTS.limits.maxBody), maxHeader: sizeBytes(DEFAULTS.limits.maxHeader) })
         .prefault({})
         .transform((l) => ({ maxBodyBytes: l.maxBody, maxHeaderBytes: l.maxHeader })),
+      health: z
+        .strictObject({ interval: durationMs(DEFAULTS.health.interval), timeout: durationMs(DEFAULTS.health.timeout) })
+        .prefault({})
+        .transform((h) => ({ intervalMs: h.interval, timeoutMs: h.timeout })),
       http: z
         .strictObject({
           clientIdHeader: z

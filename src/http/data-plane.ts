@@ -28,13 +28,12 @@ import {
   unknownCommandMessage,
   type CommandClass,
 } from '../routing/classify.js'
-import { checkWritable, pickEndpoint, resolveTarget, type Resolved } from '../routing/router.js'
-import { formatToken, parseToken } from '../routing/sync-token.js'
+import { whenConnected, type Resolved, type Router } from '../routing/router.js'
+import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
 import type { RoutingTable } from '../routing/table.js'
 import { errorJson, resultJson, encodeValue } from '../upstream/encode.js'
-import type { EndpointClient } from '../upstream/endpoint-client.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
-import type { UpstreamPool } from '../upstream/pool.js'
+import type { PooledEndpoint } from '../upstream/pool.js'
 import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { readBody, readRequestBody } from './body.js'
@@ -44,7 +43,9 @@ import { openSseStream } from './sse.js'
 
 export interface DataPlaneDeps {
   readonly table: RoutingTable
-  readonly pool: UpstreamPool
+  readonly router: Router
+  /** Request header carrying the client id for sticky routing (lower-case). */
+  readonly clientIdHeader: string
   /** The current token store (replaced when the config file changes). */
   readonly tokens: () => TokenStore
   readonly events: EventHub
@@ -67,11 +68,12 @@ interface ReqState {
   instance: string | null
   group: string | null
   cls: string
+  role: string
 }
 
 async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<Response> {
   const started = performance.now()
-  const st: ReqState = { instance: null, group: null, cls: 'none' }
+  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none' }
   if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
   let status = 500
   let code = 'INTERNAL'
@@ -150,19 +152,26 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       getOk ? 'GET, POST' : 'POST',
     )
   }
-  const token = presentedToken(c.req.header('authorization'), url.token)
-  const principal = token === null ? null : deps.tokens().authenticate(token)
+  const secret = presentedToken(c.req.header('authorization'), url.token)
+  const principal = secret === null ? null : deps.tokens().authenticate(secret)
   if (principal === null) throw new UnauthorizedError()
   if (!principal.allows(url.name)) {
     throw new ForbiddenError(`token '${principal.name}' may not access ${url.kind} '${url.name}'`)
   }
   const snap = deps.table.current
   // Resolve before reading the body: an unknown name is a 404 whatever was sent.
-  const resolved = resolveTarget(snap, url.kind, url.name)
+  const clientId = c.req.header(deps.clientIdHeader) ?? null
+  const resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
   st.instance = resolved.instance.name
   st.group = resolved.group
   const base64 = (c.req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
   const incomingToken = parseToken(c.req.header('upstash-sync-token'))
+  const route = (write: boolean): PooledEndpoint | Promise<PooledEndpoint> => {
+    const chosen = deps.router.select(resolved, write, write ? null : incomingToken, clientId)
+    st.role = chosen.role
+    return whenConnected(resolved.instance.name, chosen.endpoint.pooled)
+  }
+  const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
 
   switch (form.type) {
     case 'subscribe': {
@@ -172,7 +181,8 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       }
       if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
       if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
-      const ep = await pickEndpoint(resolved.instance, deps.pool, false)
+      // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
+      const ep = await route(true)
       const outgoing = c.env?.outgoing
       if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
       await openSseStream({
@@ -180,7 +190,7 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
         pattern: form.pattern,
         names: form.names,
         outgoing,
-        headers: { 'upstash-sync-token': tokenFor(resolved, ep.client, incomingToken, false) },
+        headers: { 'upstash-sync-token': token(false) },
         logger: deps.logger,
       })
       return RESPONSE_ALREADY_SENT
@@ -202,16 +212,13 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       const cls = checkCommand(args, principal, '')
       const write = isWriteClass(cls)
       st.cls = write ? 'write' : 'read'
-      if (write) checkWritable(resolved.instance)
-      const ep = await pickEndpoint(resolved.instance, deps.pool, write)
-      const ctx = execContext(deps, resolved, write)
+      const ep = await route(write)
+      const ctx = execContext(deps, resolved, st)
       try {
-        const v = await runCommand(ep.client, ctx, args, write)
-        return reply(c, 200, resultJson(v, base64), tokenFor(resolved, ep.client, incomingToken, write))
+        const v = await runCommand(ep, ctx, args, write)
+        return reply(c, 200, resultJson(v, base64), token(write))
       } catch (err) {
-        if (err instanceof RedisReplyError) {
-          return reply(c, 400, errorJson(err.message), tokenFor(resolved, ep.client, incomingToken, write))
-        }
+        if (err instanceof RedisReplyError) return reply(c, 400, errorJson(err.message), token(write))
         throw err
       }
     }
@@ -236,11 +243,10 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
         }
       }
       if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
-      if (write) checkWritable(resolved.instance)
-      const ep = await pickEndpoint(resolved.instance, deps.pool, write)
-      const ctx = execContext(deps, resolved, write)
+      const ep = await route(write)
+      const ctx = execContext(deps, resolved, st)
       try {
-        const items = admitted.length > 0 ? await runPipeline(ep.client, ctx, admitted, write, atomic) : []
+        const items = admitted.length > 0 ? await runPipeline(ep, ctx, admitted, write, atomic) : []
         let out = '['
         for (let i = 0, k = 0; i < commands.length; i++) {
           if (i > 0) out += ','
@@ -253,11 +259,11 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
           out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
         }
         out += ']'
-        return reply(c, 200, out, tokenFor(resolved, ep.client, incomingToken, write))
+        return reply(c, 200, out, token(write))
       } catch (err) {
         if (err instanceof RedisReplyError) {
           // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(c, 400, errorJson(err.message), tokenFor(resolved, ep.client, incomingToken, write))
+          return reply(c, 400, errorJson(err.message), token(write))
         }
         throw err
       }
@@ -265,18 +271,19 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
   }
 }
 
-function execContext(deps: DataPlaneDeps, r: Resolved, write: boolean): ExecContext {
-  return { instance: r.instance.name, role: write ? 'primary' : 'primary', events: deps.events }
+function execContext(deps: DataPlaneDeps, r: Resolved, st: ReqState): ExecContext {
+  return { instance: r.instance.name, role: st.role, events: deps.events }
 }
 
 /**
- * The token returned with every reply: after a write, the primary's offset just reached; after a
- * read, the newer of what the client sent and what this gateway knows, so a token never goes back.
+ * The token returned with every reply: the instance's primary position (after a write, the offset
+ * just reached on it), or what the client sent when that is newer, so a token never goes back.
  */
-function tokenFor(r: Resolved, ep: EndpointClient, incoming: ReturnType<typeof parseToken>, afterWrite: boolean): string {
-  const replId = ep.replId ?? '0'
-  let offset = ep.offset
-  if (!afterWrite && incoming && incoming.instance === r.instance.name && incoming.replId === replId && incoming.offset > offset) {
+function tokenFor(router: Router, r: Resolved, incoming: SyncPosition | null, afterWrite: boolean): string {
+  const primary = router.primaryOf(r.instance)
+  const replId = primary?.state.replId ?? incoming?.replId ?? '0'
+  let offset = primary?.state.offset ?? 0
+  if (incoming && incoming.instance === r.instance.name && incoming.replId === replId && incoming.offset > offset) {
     offset = incoming.offset
   }
   return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)

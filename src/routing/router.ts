@@ -1,71 +1,178 @@
-// Resolves a request's target (instance or group) on one routing snapshot and picks the endpoint
-// that serves it. This first version routes every command to the instance's primary, taken as
-// the first discovered endpoint; role-aware selection and balancing replace `pickEndpoint`.
+// Resolves a request's target (instance, or an instance picked by its group's strategy) on one
+// routing snapshot, and picks the endpoint inside the instance by role, read policy, replica
+// health, read-your-writes and the instance's balancer. Balancer state (cursors, maglev tables,
+// load) lives here, keyed by instance and group name; the routing snapshot stays immutable.
 
+import { createBalancer, createGroupBalancer } from '../balancer/index.js'
+import { LoadTracker } from '../balancer/least-request.js'
+import type { Balancer, Candidate, PickContext } from '../balancer/types.js'
+import type { GroupStrategy, Strategy } from '../discovery/topology.js'
 import { DrainingError, NoEndpointError, NotFoundError, ReadOnlyError } from '../errors.js'
-import type { InstanceRoute, RoutingSnapshot } from './table.js'
 import type { PooledEndpoint, UpstreamPool } from '../upstream/pool.js'
-import type { TargetKind } from '../http/request-parse.js'
+import { findPrimary, selectEndpoint, type EndpointRef, type Selection } from './select.js'
+import type { SyncPosition } from './sync-token.js'
+import type { InstanceRoute, RoutingSnapshot } from './table.js'
+
+export type TargetKind = 'instance' | 'group'
 
 export interface Resolved {
   readonly instance: InstanceRoute
   readonly group: string | null
+  /** Instance-level load (for least-request groups); the caller starts/finishes it. */
+  readonly load: LoadTracker
 }
 
-export type Rand = () => number
+export interface PooledRef extends EndpointRef {
+  readonly pooled: PooledEndpoint
+}
 
-export function resolveTarget(snap: RoutingSnapshot, kind: TargetKind, name: string, rand: Rand = Math.random): Resolved {
-  if (kind === 'instance') {
-    const instance = snap.instances.get(name)
-    if (!instance) throw new NotFoundError(`unknown instance '${name}'`)
-    if (instance.spec.policy.maintenance === 'drain') {
-      throw new DrainingError(`instance '${name}' is draining for maintenance`, { retryAfterS: 5 })
+export interface Routed extends Selection {
+  readonly endpoint: PooledRef
+}
+
+export interface RouterOptions {
+  readonly random?: () => number
+  readonly now?: () => number
+}
+
+interface InstanceRuntime {
+  strategy: Strategy
+  balancer: Balancer
+  readonly load: LoadTracker
+}
+
+interface GroupRuntime {
+  strategy: GroupStrategy
+  balancer: Balancer
+}
+
+class MemberCandidate implements Candidate {
+  constructor(
+    readonly route: InstanceRoute,
+    readonly load: LoadTracker,
+  ) {}
+  get id(): string {
+    return this.route.name
+  }
+  get weight(): number {
+    return this.route.spec.policy.weight
+  }
+}
+
+export class Router {
+  private readonly random: () => number
+  private readonly now: () => number
+  private readonly instances = new Map<string, InstanceRuntime>()
+  private readonly groups = new Map<string, GroupRuntime>()
+  private readonly refs = new WeakMap<InstanceRoute, PooledRef[]>()
+  private readonly members = new WeakMap<InstanceRoute, MemberCandidate>()
+  private readonly scratch: Candidate[] = []
+
+  constructor(
+    private readonly pool: UpstreamPool,
+    opts: RouterOptions = {},
+  ) {
+    this.random = opts.random ?? Math.random
+    this.now = opts.now ?? (() => performance.now())
+  }
+
+  /** Forgets balancer state of instances and groups that are gone. */
+  prune(snap: RoutingSnapshot): void {
+    for (const name of this.instances.keys()) if (!snap.instances.has(name)) this.instances.delete(name)
+    for (const name of this.groups.keys()) if (!snap.groups.has(name)) this.groups.delete(name)
+  }
+
+  private runtime(route: InstanceRoute): InstanceRuntime {
+    const strategy = route.spec.policy.strategy
+    let rt = this.instances.get(route.name)
+    if (!rt) {
+      rt = { strategy, balancer: createBalancer(strategy, { now: this.now }), load: new LoadTracker() }
+      this.instances.set(route.name, rt)
+    } else if (rt.strategy !== strategy) {
+      rt.strategy = strategy
+      rt.balancer = createBalancer(strategy, { now: this.now })
     }
-    return { instance, group: null }
+    return rt
   }
-  const group = snap.groups.get(name)
-  if (!group) throw new NotFoundError(`unknown group '${name}'`)
-  // Weighted pick over members that take new traffic (weight > 0, not draining).
-  let total = 0
-  const live: InstanceRoute[] = []
-  for (const m of group.members) {
-    const inst = snap.instances.get(m)
-    if (!inst || inst.spec.policy.maintenance === 'drain' || inst.spec.policy.weight <= 0) continue
-    live.push(inst)
-    total += inst.spec.policy.weight
+
+  resolve(snap: RoutingSnapshot, kind: TargetKind, name: string, clientId: string | null): Resolved {
+    if (kind === 'instance') {
+      const instance = snap.instances.get(name)
+      if (!instance) throw new NotFoundError(`unknown instance '${name}'`)
+      if (instance.spec.policy.maintenance === 'drain') {
+        throw new DrainingError(`instance '${name}' is draining for maintenance`, { retryAfterS: 5 })
+      }
+      return { instance, group: null, load: this.runtime(instance).load }
+    }
+    const group = snap.groups.get(name)
+    if (!group) throw new NotFoundError(`unknown group '${name}'`)
+    let g = this.groups.get(name)
+    if (!g || g.strategy !== group.strategy) {
+      g = { strategy: group.strategy, balancer: createGroupBalancer(group.strategy, { now: this.now }) }
+      this.groups.set(name, g)
+    }
+    // Members that take new traffic: not draining, weight > 0 (weight 0 = canary off).
+    const list = this.scratch
+    list.length = 0
+    for (const m of group.members) {
+      const inst = snap.instances.get(m)
+      if (!inst || inst.spec.policy.maintenance === 'drain' || !(inst.spec.policy.weight > 0)) continue
+      let c = this.members.get(inst)
+      if (!c) this.members.set(inst, (c = new MemberCandidate(inst, this.runtime(inst).load)))
+      list.push(c)
+    }
+    const picked = g.balancer.pick(list, { clientId, random: this.random }) as MemberCandidate | null
+    list.length = 0
+    if (picked === null) throw new NoEndpointError(`group '${name}' has no instance taking traffic`, { retryAfterS: 5 })
+    return { instance: picked.route, group: name, load: picked.load }
   }
-  if (live.length === 0) throw new NoEndpointError(`group '${name}' has no instance taking traffic`, { retryAfterS: 5 })
-  let r = rand() * total
-  for (const inst of live) {
-    r -= inst.spec.policy.weight
-    if (r < 0) return { instance: inst, group: name }
+
+  /** The instance's endpoints with their live state, in discovery order (cached per route). */
+  endpointsOf(route: InstanceRoute): PooledRef[] {
+    let refs = this.refs.get(route)
+    if (!refs) {
+      refs = []
+      for (const spec of route.spec.endpoints) {
+        const pooled = this.pool.get(spec.id)
+        if (pooled) refs.push({ spec, state: pooled.state, pooled })
+      }
+      this.refs.set(route, refs)
+    }
+    return refs
   }
-  return { instance: live[live.length - 1]!, group: name }
+
+  primaryOf(route: InstanceRoute): PooledRef | null {
+    return findPrimary(this.endpointsOf(route)) as PooledRef | null
+  }
+
+  select(r: Resolved, write: boolean, token: SyncPosition | null, clientId: string | null): Routed {
+    const route = r.instance
+    const policy = route.spec.policy
+    if (write && policy.maintenance === 'read-only') {
+      throw new ReadOnlyError(`instance '${route.name}' is read-only for maintenance; writes are refused`, {
+        retryAfterS: 5,
+      })
+    }
+    const ctx: PickContext = { clientId, random: this.random }
+    return selectEndpoint({
+      instance: route.name,
+      endpoints: this.endpointsOf(route),
+      write,
+      readPolicy: policy.readPolicy,
+      maxReplicaLagBytes: policy.maxReplicaLagBytes,
+      token: token !== null && token.instance === route.name ? token : null,
+      balancer: this.runtime(route).balancer,
+      ctx,
+    }) as Routed
+  }
 }
 
-/** Refuses writes to a read-only instance. */
-export function checkWritable(instance: InstanceRoute): void {
-  if (instance.spec.policy.maintenance === 'read-only') {
-    throw new ReadOnlyError(`instance '${instance.name}' is read-only for maintenance; writes are refused`, {
-      retryAfterS: 5,
-    })
-  }
-}
-
-/**
- * The endpoint for a request, connected. While its connection is being (re)established the
- * request waits at most the connect timeout, then fails with 503 NOENDPOINT.
- */
-export function pickEndpoint(instance: InstanceRoute, pool: UpstreamPool, _write: boolean): PooledEndpoint | Promise<PooledEndpoint> {
-  const spec = instance.spec.endpoints[0]
-  const ep = spec && spec.ready ? pool.get(spec.id) : undefined
-  if (!ep) throw new NoEndpointError(`instance '${instance.name}' has no ready endpoint`, { retryAfterS: 1 })
+/** Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. */
+export function whenConnected(instance: string, ep: PooledEndpoint): PooledEndpoint | Promise<PooledEndpoint> {
   const ready = ep.client.whenReady()
   if (ready === true) return ep
   return ready.then((ok) => {
     if (ok) return ep
-    throw new NoEndpointError(`instance '${instance.name}': endpoint ${ep.client.id} is not connected`, {
-      retryAfterS: 1,
-    })
+    throw new NoEndpointError(`instance '${instance}': endpoint ${ep.id} is not connected`, { retryAfterS: 1 })
   })
 }

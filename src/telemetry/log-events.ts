@@ -8,6 +8,9 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
     if (e.up) logger.info({ instance: e.instance, endpoint: e.endpoint }, `endpoint up: ${e.reason}`)
     else logger.warn({ instance: e.instance, endpoint: e.endpoint }, `endpoint down: ${e.reason}`)
   })
+  events.on('endpointRole', (e) =>
+    logger.info({ instances: e.instances, endpoint: e.endpoint, from: e.from, to: e.to }, `endpoint role changed: ${e.from} -> ${e.to}`),
+  )
   events.on('annotationError', (e) =>
     logger.warn({ instance: e.instance, source: e.source, annotation: e.key }, `bad annotation: ${e.message}`),
   )

@@ -42,6 +42,12 @@ export class GatewayMetrics {
     labelNames: ['instance', 'endpoint'] as const,
     registers: [this.registry],
   })
+  readonly replicaLag = new Gauge({
+    name: 'redis_gateway_replica_lag_bytes',
+    help: "Replica's distance behind its primary, in bytes of replication offset, at the last health check",
+    labelNames: ['instance', 'endpoint'] as const,
+    registers: [this.registry],
+  })
   readonly tableInstances = new Gauge({
     name: 'redis_gateway_routing_table_instances',
     help: 'Instances in the routing table',
@@ -81,6 +87,7 @@ export class GatewayMetrics {
         ),
       ),
       events.on('endpointState', (e) => this.endpointUp.set({ instance: e.instance, endpoint: e.endpoint }, e.up ? 1 : 0)),
+      events.on('replicaLag', (e) => this.replicaLag.set({ instance: e.instance, endpoint: e.endpoint }, e.bytes)),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
       events.on('annotationError', (e) =>
         this.discoveryEvents.inc({ source: e.source.split(':')[0] ?? 'static', outcome: 'bad_annotation' }),

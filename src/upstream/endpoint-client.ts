@@ -56,31 +56,34 @@ export function clientOptions(spec: EndpointSpec, o: UpstreamOptions, extra: Par
   }
 }
 
+export interface EndpointClientHooks {
+  /** The connection became ready (first connect or reconnect). */
+  onReady(): void
+  /** The connection closed unexpectedly; commands fail until it is back. */
+  onClose(): void
+}
+
+/**
+ * Transport only: what the gateway believes about the endpoint (role, offsets, load) lives in
+ * EndpointState, owned by the pool next to this client.
+ */
 export class EndpointClient {
   readonly id: string
   readonly spec: EndpointSpec
   readonly redis: Redis
-  /** Replication id of this server (from INFO replication), used in sync tokens. */
-  replId: string | null = null
-  /** Highest replication offset this endpoint is known to have reached. */
-  offset = 0
-  inflight = 0
   private stopped = false
 
   constructor(
     spec: EndpointSpec,
     private readonly opts: UpstreamOptions,
-    private readonly onState: (up: boolean, reason: string) => void = () => {},
+    hooks: EndpointClientHooks = { onReady() {}, onClose() {} },
   ) {
     this.id = spec.id
     this.spec = spec
     this.redis = new Redis(clientOptions(spec, opts))
-    this.redis.on('ready', () => {
-      this.onState(true, 'connected')
-      void this.refreshReplication()
-    })
+    this.redis.on('ready', () => hooks.onReady())
     this.redis.on('close', () => {
-      if (!this.stopped) this.onState(false, 'connection closed')
+      if (!this.stopped) hooks.onClose()
     })
     // ioredis emits 'error' for connection failures; without a listener Node would crash.
     this.redis.on('error', () => {})
@@ -115,7 +118,7 @@ export class EndpointClient {
 
   start(): void {
     this.redis.connect().catch(() => {
-      // Initial connect failures are retried by retryStrategy; state is reported via events.
+      // Initial connect failures are retried by retryStrategy; state is reported via hooks.
     })
   }
 
@@ -137,31 +140,16 @@ export class EndpointClient {
     return this.redis.sendCommand(new Command(wireName(name), rest, { replyEncoding: null })) as Promise<RawReply>
   }
 
-  /** Learns the primary's replication offset; sent right behind writes on the same connection. */
-  async role(): Promise<{ role: string; offset: number } | null> {
-    try {
-      const r = (await this.redis.role()) as unknown[]
-      const role = String(r[0])
-      const offset = role === 'master' ? Number(r[1]) : role === 'slave' ? Number(r[4]) : 0
-      if (Number.isFinite(offset) && offset > this.offset) this.offset = offset
-      return { role, offset }
-    } catch {
-      return null
-    }
+  /** ROLE, auto-pipelined: issued right behind a write it reports the offset just after it. */
+  role(): Promise<unknown> {
+    return this.redis.role()
   }
 
-  async refreshReplication(): Promise<void> {
-    try {
-      const info = await this.redis.info('replication')
-      const m = /master_replid:([0-9a-f]+)/.exec(info)
-      if (m) this.replId = m[1]!
-      const o = /master_repl_offset:(\d+)/.exec(info)
-      if (o) {
-        const n = Number(o[1])
-        if (n > this.offset) this.offset = n
-      }
-    } catch {
-      // Not connected; the next 'ready' retries.
-    }
+  /** Replication id and offset from INFO replication (ROLE does not carry the id). */
+  async replication(): Promise<{ replId: string | null; offset: number }> {
+    const info = await this.redis.info('replication')
+    const m = /master_replid:([0-9a-f]+)/.exec(info)
+    const o = /master_repl_offset:(\d+)/.exec(info)
+    return { replId: m ? m[1]! : null, offset: o ? Number(o[1]) : 0 }
   }
 }

@@ -1,12 +1,15 @@
 // Runs commands on an endpoint: one command, a pipeline (in order, not atomic) or a MULTI/EXEC
 // transaction, optionally followed by ROLE on the same connection to learn the primary's
-// replication offset after writes (for read-your-writes sync tokens).
+// replication offset after writes (for read-your-writes sync tokens). Each round trip feeds the
+// endpoint's load (in-flight, peak-EWMA latency) and is reported as an `upstream` event.
 
 import { RedisReplyError, type GatewayError } from '../errors.js'
 import type { EventHub } from '../events.js'
-import { wireName, type Args, type EndpointClient } from './endpoint-client.js'
+import { parseRole } from '../routing/endpoint-state.js'
+import { wireName, type Args } from './endpoint-client.js'
 import type { RawReply } from './encode.js'
 import { failureKind, toGatewayError } from './errors.js'
+import type { PooledEndpoint } from './pool.js'
 
 /** One item of a pipeline/transaction result: a reply or Redis's error message. */
 export type ItemResult = { ok: true; value: RawReply } | { ok: false; error: string }
@@ -17,19 +20,20 @@ export interface ExecContext {
   readonly events: EventHub
 }
 
-function report(ctx: ExecContext, ep: EndpointClient, started: number, err: unknown): void {
+function finish(ctx: ExecContext, ep: PooledEndpoint, started: number, err: unknown): void {
+  const now = performance.now()
+  ep.state.load.finish(now - started, now)
   if (!ctx.events.has('upstream')) return
-  const outcome = err === undefined ? 'ok' : failureOutcome(err)
   ctx.events.emit('upstream', {
     instance: ctx.instance,
     endpoint: ep.id,
     role: ctx.role,
-    outcome,
-    durationS: (performance.now() - started) / 1000,
+    outcome: err === undefined ? 'ok' : failureOutcome(err),
+    durationS: (now - started) / 1000,
   })
 }
 
-function failureOutcome(err: unknown): string {
+export function failureOutcome(err: unknown): string {
   switch (failureKind(err)) {
     case 'reply':
       return 'reply_error'
@@ -44,27 +48,35 @@ function failureOutcome(err: unknown): string {
   }
 }
 
-function fail(ep: EndpointClient, err: unknown): GatewayError | RedisReplyError {
-  return toGatewayError(err, ep.id, ep.commandTimeoutMs)
+function fail(ep: PooledEndpoint, err: unknown): GatewayError | RedisReplyError {
+  return toGatewayError(err, ep.id, ep.client.commandTimeoutMs)
+}
+
+/** ROLE issued in the same tick as the write rides the same batch and reports the offset after it. */
+function roleAfterWrite(ep: PooledEndpoint): Promise<void> {
+  return ep.client.role().then(
+    (reply) => {
+      const r = parseRole(reply)
+      if (r.role === 'primary' && r.offset > ep.state.offset) ep.state.offset = r.offset
+    },
+    () => {},
+  )
 }
 
 /** Runs one command. Rejects with RedisReplyError (Redis said no) or a GatewayError (transport). */
-export async function runCommand(ep: EndpointClient, ctx: ExecContext, args: Args, withRole: boolean): Promise<RawReply> {
+export async function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, withRole: boolean): Promise<RawReply> {
   const started = performance.now()
-  ep.inflight++
-  const p = ep.send(args)
-  // Issued in the same tick, so ROLE rides the same auto-pipeline batch right behind the write.
-  const role = withRole ? ep.role() : undefined
+  ep.state.load.start()
+  const p = ep.client.send(args)
+  const role = withRole ? roleAfterWrite(ep) : undefined
   try {
     const v = await p
     if (role) await role
-    report(ctx, ep, started, undefined)
+    finish(ctx, ep, started, undefined)
     return v
   } catch (err) {
-    report(ctx, ep, started, err)
+    finish(ctx, ep, started, err)
     throw fail(ep, err)
-  } finally {
-    ep.inflight--
   }
 }
 
@@ -73,21 +85,21 @@ export async function runCommand(ep: EndpointClient, ctx: ExecContext, args: Arg
  * failure fails the whole request, since which items ran is then unknown.
  */
 export async function runPipeline(
-  ep: EndpointClient,
+  ep: PooledEndpoint,
   ctx: ExecContext,
   commands: readonly Args[],
   withRole: boolean,
   atomic: boolean,
 ): Promise<ItemResult[]> {
   const started = performance.now()
-  ep.inflight++
-  const pipe = atomic ? ep.redis.multi() : ep.redis.pipeline()
+  ep.state.load.start()
+  const pipe = atomic ? ep.client.redis.multi() : ep.client.redis.pipeline()
   for (const c of commands) {
     const name = typeof c[0] === 'string' ? c[0] : c[0]!.toString('latin1')
     pipe.callBuffer(wireName(name.toLowerCase()), ...(c.slice(1) as (string | Buffer)[]))
   }
   const exec = pipe.exec()
-  const role = withRole ? ep.role() : undefined
+  const role = withRole ? roleAfterWrite(ep) : undefined
   try {
     const res = (await exec) as [Error | null, RawReply][] | null
     if (role) await role
@@ -100,18 +112,17 @@ export async function runPipeline(
     for (let i = 0; i < res.length; i++) {
       const [e, v] = res[i]!
       if (e) {
-        if (failureKind(e) !== 'reply' && failureKind(e) !== 'busy-server') transport ??= e
+        const kind = failureKind(e)
+        if (kind !== 'reply' && kind !== 'busy-server') transport ??= e
         out[i] = { ok: false, error: e.message }
       } else out[i] = { ok: true, value: v }
     }
     if (transport !== undefined) throw transport
-    report(ctx, ep, started, undefined)
+    finish(ctx, ep, started, undefined)
     return out
   } catch (err) {
-    report(ctx, ep, started, err)
+    finish(ctx, ep, started, err)
     throw fail(ep, withQueueErrors(err))
-  } finally {
-    ep.inflight--
   }
 }
 

@@ -1,18 +1,34 @@
-// Keeps exactly one EndpointClient (and one lazily-connected PubSubHub) per endpoint the routing
-// table names, creating clients for new endpoints and closing those no instance uses any more.
+// Keeps exactly one EndpointClient (plus a lazily-connected PubSubHub and the endpoint's
+// EndpointState) per endpoint the routing table names, creating them for new endpoints and
+// closing those no instance uses any more.
 
 import type { EndpointSpec } from '../discovery/topology.js'
-import type { EventHub } from '../events.js'
+import { EndpointState } from '../routing/endpoint-state.js'
 import type { RoutingSnapshot } from '../routing/table.js'
 import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
 import { PubSubHub } from './pubsub.js'
 
 export interface PooledEndpoint {
+  readonly id: string
   readonly client: EndpointClient
   readonly pubsub: PubSubHub
+  readonly state: EndpointState
   /** Instances that list this endpoint (one server may back several names). */
   readonly instances: Set<string>
 }
+
+export interface PoolHooks {
+  /** A connection became ready: a good moment for an immediate health check. */
+  ready(ep: PooledEndpoint): void
+  /** A connection closed unexpectedly. */
+  closed(ep: PooledEndpoint): void
+  /** The endpoint left the pool (no instance names it any more). */
+  removed(ep: PooledEndpoint): void
+  /** The endpoint joined the pool. */
+  added(ep: PooledEndpoint): void
+}
+
+const NO_HOOKS: PoolHooks = { ready() {}, closed() {}, removed() {}, added() {} }
 
 export class UpstreamPool {
   private readonly endpoints = new Map<string, PooledEndpoint>()
@@ -20,7 +36,7 @@ export class UpstreamPool {
 
   constructor(
     private readonly opts: UpstreamOptions,
-    private readonly events: EventHub,
+    private readonly hooks: PoolHooks = NO_HOOKS,
   ) {}
 
   get(id: string): PooledEndpoint | undefined {
@@ -55,6 +71,7 @@ export class UpstreamPool {
         this.endpoints.delete(id)
         e.pubsub.stop('endpoint removed from discovery')
         void e.client.stop()
+        this.hooks.removed(e)
       }
     }
     for (const [id, w] of wanted) {
@@ -64,11 +81,15 @@ export class UpstreamPool {
         for (const i of w.instances) have.instances.add(i)
         continue
       }
-      const instances = w.instances
-      const client = new EndpointClient(w.spec, this.opts, (up, reason) => {
-        for (const instance of instances) this.events.emit('endpointState', { instance, endpoint: id, up, reason })
+      const hooks = this.hooks
+      let entry: PooledEndpoint | undefined
+      const client = new EndpointClient(w.spec, this.opts, {
+        onReady: () => entry && hooks.ready(entry),
+        onClose: () => entry && hooks.closed(entry),
       })
-      this.endpoints.set(id, { client, pubsub: new PubSubHub(w.spec, this.opts), instances })
+      entry = { id, client, pubsub: new PubSubHub(w.spec, this.opts), state: new EndpointState(id), instances: w.instances }
+      this.endpoints.set(id, entry)
+      this.hooks.added(entry)
       if (this.started) client.start()
     }
   }

@@ -1,0 +1,78 @@
+// What the gateway currently believes about one endpoint: its role and replication position
+// (from active ROLE checks), whether it answers, and its load (for balancing). Written by the
+// health checker and by request outcomes; read by the router. Plain mutable fields: one per
+// endpoint, updated in place, never copied on the hot path.
+
+import { LoadTracker } from '../balancer/least-request.js'
+import type { Candidate } from '../balancer/types.js'
+
+export type Role = 'primary' | 'replica' | 'unknown'
+
+/** Replica link state from ROLE: `connected` means it is streaming from its primary. */
+export type LinkState = 'connected' | 'connecting' | 'sync' | 'connect' | 'handshake' | 'none' | 'unknown'
+
+export class EndpointState implements Candidate {
+  /** Endpoints carry no weight of their own; instance weights apply inside groups. */
+  readonly weight = 1
+  /** In-flight count and peak-EWMA latency, for least-request balancing. */
+  readonly load = new LoadTracker()
+  /** Replication id (INFO replication master_replid): on a replica, its primary's. */
+  replId: string | null = null
+  role: Role = 'unknown'
+  /** The last health check got an answer. */
+  healthy = false
+  /** Own replication offset (primary: master_repl_offset; replica: processed offset). */
+  offset = 0
+  /** For replicas: the primary it follows (as ROLE reports it) and the link state. */
+  primaryHost: string | null = null
+  primaryPort = 0
+  link: LinkState = 'unknown'
+  /** For primaries: each replica's acknowledged offset, keyed "ip:port" as the primary sees it. */
+  replicaAcks = new Map<string, number>()
+  lastCheckMs = 0
+  consecutiveFailures = 0
+
+  constructor(readonly id: string) {}
+
+  /** Highest offset this endpoint is known to have reached, from any source. */
+  knownOffset(ackedByPrimary = 0): number {
+    return Math.max(this.offset, ackedByPrimary)
+  }
+}
+
+export interface RoleReport {
+  readonly role: Role
+  readonly offset: number
+  readonly primaryHost: string | null
+  readonly primaryPort: number
+  readonly link: LinkState
+  readonly replicas: readonly { readonly host: string; readonly port: number; readonly offset: number }[]
+}
+
+/** Parses a ROLE reply (strings, with stringNumbers, as ioredis returns it). */
+export function parseRole(reply: unknown): RoleReport {
+  if (!Array.isArray(reply) || reply.length === 0) throw new Error('ROLE: unexpected reply')
+  const kind = String(reply[0])
+  if (kind === 'master') {
+    const replicas = Array.isArray(reply[2])
+      ? (reply[2] as unknown[]).filter(Array.isArray).map((r) => {
+          const a = r as unknown[]
+          return { host: String(a[0]), port: Number(a[1]), offset: Number(a[2]) }
+        })
+      : []
+    return { role: 'primary', offset: Number(reply[1]) || 0, primaryHost: null, primaryPort: 0, link: 'none', replicas }
+  }
+  if (kind === 'slave') {
+    const link = String(reply[3]) as LinkState
+    return {
+      role: 'replica',
+      offset: Math.max(0, Number(reply[4]) || 0),
+      primaryHost: String(reply[1]),
+      primaryPort: Number(reply[2]),
+      link: ['connected', 'connecting', 'sync', 'connect', 'handshake'].includes(link) ? link : 'unknown',
+      replicas: [],
+    }
+  }
+  // 'sentinel' or anything else: not a data endpoint.
+  return { role: 'unknown', offset: 0, primaryHost: null, primaryPort: 0, link: 'unknown', replicas: [] }
+}

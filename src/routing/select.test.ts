@@ -1,0 +1,132 @@
+// Endpoint selection rules with real balancers and a seeded random source.
+
+import { describe, expect, test } from 'vitest'
+import { createBalancer } from '../balancer/index.js'
+import { createPrng } from '../balancer/prng.js'
+import type { ReadPolicy } from '../discovery/topology.js'
+import { NoEndpointError } from '../errors.js'
+import { EndpointState } from './endpoint-state.js'
+import { findPrimary, selectEndpoint, type EndpointRef, type SelectInput } from './select.js'
+
+function ep(port: number, s: Partial<EndpointState> = {}, ready = true): EndpointRef {
+  const state = new EndpointState(`10.0.0.1:${port}`)
+  Object.assign(state, { healthy: true, ...s })
+  return { spec: { id: state.id, host: '10.0.0.1', port, ready }, state }
+}
+
+function primary(port: number, offset = 1000, s: Partial<EndpointState> = {}): EndpointRef {
+  return ep(port, { role: 'primary', offset, replId: 'aa', ...s })
+}
+
+function replica(port: number, offset = 1000, s: Partial<EndpointState> = {}): EndpointRef {
+  return ep(port, { role: 'replica', offset, replId: 'aa', link: 'connected', primaryHost: '10.0.0.1', primaryPort: 1, ...s })
+}
+
+function input(endpoints: EndpointRef[], o: Partial<SelectInput> = {}): SelectInput {
+  const prng = createPrng(7)
+  return {
+    instance: 'orders',
+    endpoints,
+    write: false,
+    readPolicy: 'prefer-replica',
+    maxReplicaLagBytes: 100,
+    token: null,
+    balancer: createBalancer('round-robin'),
+    ctx: { clientId: null, random: prng.next },
+    ...o,
+  }
+}
+
+function counts(i: SelectInput, n = 300): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (let k = 0; k < n; k++) {
+    const s = selectEndpoint(i)
+    out[s.endpoint.spec.port] = (out[s.endpoint.spec.port] ?? 0) + 1
+  }
+  return out
+}
+
+describe('findPrimary', () => {
+  test('the healthy endpoint whose ROLE says master', () => {
+    expect(findPrimary([replica(2), primary(1), replica(3)])?.spec.port).toBe(1)
+  })
+  test('bootstrap: first ready endpoint while no role is known', () => {
+    expect(findPrimary([ep(5, { healthy: false }, false), ep(6, { healthy: false })])?.spec.port).toBe(6)
+  })
+  test('none when roles are known but no healthy primary', () => {
+    expect(findPrimary([primary(1, 0, { healthy: false }), replica(2)])).toBeNull()
+  })
+  test('two masters (failover in progress): the one the replicas follow', () => {
+    const old = primary(1, 5000)
+    const promoted = primary(2, 100)
+    const r = replica(3, 100, { primaryPort: 2 })
+    expect(findPrimary([old, promoted, r])?.spec.port).toBe(2)
+  })
+})
+
+describe('selectEndpoint', () => {
+  test('writes always go to the primary, whatever the read policy', () => {
+    for (const readPolicy of ['primary', 'prefer-replica', 'replica', 'any'] as ReadPolicy[]) {
+      const s = selectEndpoint(input([primary(1), replica(2)], { write: true, readPolicy }))
+      expect(s.role).toBe('primary')
+      expect(s.endpoint.spec.port).toBe(1)
+    }
+  })
+
+  test('no primary: writes are 503 NOENDPOINT', () => {
+    expect(() => selectEndpoint(input([replica(2)], { write: true }))).toThrow(NoEndpointError)
+  })
+
+  test('read-policy primary reads from the primary', () => {
+    expect(counts(input([primary(1), replica(2), replica(3)], { readPolicy: 'primary' }))).toEqual({ 1: 300 })
+  })
+
+  test('prefer-replica spreads over healthy replicas only', () => {
+    expect(counts(input([primary(1), replica(2), replica(3)]))).toEqual({ 2: 150, 3: 150 })
+  })
+
+  test('any includes the primary', () => {
+    expect(counts(input([primary(1), replica(2), replica(3)], { readPolicy: 'any' }))).toEqual({ 1: 100, 2: 100, 3: 100 })
+  })
+
+  test('lagging, unlinked, unhealthy and unready replicas are skipped', () => {
+    const eps = [
+      primary(1, 10_000),
+      replica(2, 10_000),
+      replica(3, 10_000 - 101), // beyond max lag 100
+      replica(4, 10_000, { link: 'connecting' }),
+      replica(5, 10_000, { healthy: false }),
+      { ...replica(6, 10_000), spec: { id: 'x:6', host: '10.0.0.1', port: 6, ready: false } },
+    ]
+    expect(counts(input(eps))).toEqual({ 2: 300 })
+  })
+
+  test("the primary's view of a replica's acked offset counts", () => {
+    const p = primary(1, 10_000)
+    p.state.replicaAcks.set('10.0.0.1:2', 10_000)
+    const r = replica(2, 0) // its own last ROLE is stale
+    expect(counts(input([p, r]), 10)).toEqual({ 2: 10 })
+  })
+
+  test('prefer-replica falls back to the primary; replica policy fails instead', () => {
+    const eps = [primary(1), replica(2, 1000, { healthy: false })]
+    expect(selectEndpoint(input(eps)).endpoint.spec.port).toBe(1)
+    expect(() => selectEndpoint(input(eps, { readPolicy: 'replica' }))).toThrow(/no eligible replica/)
+  })
+
+  test('read-your-writes: only replicas at the token offset, else the primary', () => {
+    const eps = [primary(1, 5000), replica(2, 4990), replica(3, 5000)]
+    const token = { instance: 'orders', replId: 'aa', offset: 5000 }
+    expect(counts(input(eps, { token }), 20)).toEqual({ 3: 20 })
+    const behind = [primary(1, 5000), replica(2, 4990)]
+    const s = selectEndpoint(input(behind, { token, readPolicy: 'replica' }))
+    expect(s.endpoint.spec.port).toBe(1)
+    expect(s.reason).toMatch(/read-your-writes/)
+  })
+
+  test('a token from another replication id (after a failover) forces the primary', () => {
+    const eps = [primary(1, 5000), replica(2, 5000)]
+    const s = selectEndpoint(input(eps, { token: { instance: 'orders', replId: 'bb', offset: 1 } }))
+    expect(s.endpoint.spec.port).toBe(1)
+  })
+})
