@@ -34,6 +34,7 @@ import type { RoutingTable } from '../routing/table.js'
 import { errorJson, resultJson, encodeValue } from '../upstream/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
+import type { LoadTracker } from '../balancer/least-request.js'
 import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { readBody, readRequestBody } from './body.js'
@@ -69,11 +70,13 @@ interface ReqState {
   group: string | null
   cls: string
   role: string
+  /** The target instance's load (group least-request), finished when the request ends. */
+  load: LoadTracker | null
 }
 
 async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<Response> {
   const started = performance.now()
-  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none' }
+  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null }
   if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
   let status = 500
   let code = 'INTERNAL'
@@ -88,6 +91,10 @@ async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): 
     code = d.code
     return errorResponse(err, c, deps.logger)
   } finally {
+    if (st.load !== null) {
+      const now = performance.now()
+      st.load.finish(now - started, now)
+    }
     if (deps.events.has('requestEnd')) {
       deps.events.emit('requestEnd', {
         instance: st.instance,
@@ -166,8 +173,10 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
   st.group = resolved.group
   const base64 = (c.req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
   const incomingToken = parseToken(c.req.header('upstash-sync-token'))
-  const route = (write: boolean): PooledEndpoint | Promise<PooledEndpoint> => {
-    const chosen = deps.router.select(resolved, write, write ? null : incomingToken, clientId)
+  st.load = resolved.load
+  resolved.load.start()
+  const route = (kind: 'read' | 'write' | 'subscribe'): PooledEndpoint | Promise<PooledEndpoint> => {
+    const chosen = deps.router.select(resolved, kind, kind === 'read' ? incomingToken : null, clientId)
     st.role = chosen.role
     return whenConnected(resolved.instance.name, chosen.endpoint.pooled)
   }
@@ -182,7 +191,7 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
       if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
       // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      const ep = await route(true)
+      const ep = await route('subscribe')
       const outgoing = c.env?.outgoing
       if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
       await openSseStream({
@@ -212,7 +221,7 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       const cls = checkCommand(args, principal, '')
       const write = isWriteClass(cls)
       st.cls = write ? 'write' : 'read'
-      const ep = await route(write)
+      const ep = await route(write ? 'write' : 'read')
       const ctx = execContext(deps, resolved, st)
       try {
         const v = await runCommand(ep, ctx, args, write)
@@ -243,7 +252,7 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
         }
       }
       if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
-      const ep = await route(write)
+      const ep = await route(write ? 'write' : 'read')
       const ctx = execContext(deps, resolved, st)
       try {
         const items = admitted.length > 0 ? await runPipeline(ep, ctx, admitted, write, atomic) : []

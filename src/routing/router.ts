@@ -145,10 +145,15 @@ export class Router {
     return findPrimary(this.endpointsOf(route)) as PooledRef | null
   }
 
-  select(r: Resolved, write: boolean, token: SyncPosition | null, clientId: string | null): Routed {
+  /**
+   * The endpoint for a request: `write` (also transactions and pipelines with a write), `read`,
+   * or `subscribe` (the primary, allowed on read-only instances).
+   */
+  select(r: Resolved, kind: 'read' | 'write' | 'subscribe', token: SyncPosition | null, clientId: string | null): Routed {
     const route = r.instance
     const policy = route.spec.policy
-    if (write && policy.maintenance === 'read-only') {
+    const write = kind !== 'read'
+    if (kind === 'write' && policy.maintenance === 'read-only') {
       throw new ReadOnlyError(`instance '${route.name}' is read-only for maintenance; writes are refused`, {
         retryAfterS: 5,
       })
@@ -163,6 +168,7 @@ export class Router {
       token: token !== null && token.instance === route.name ? token : null,
       balancer: this.runtime(route).balancer,
       ctx,
+      sticky: policy.strategy === 'maglev',
     }) as Routed
   }
 }

@@ -130,3 +130,20 @@ describe('selectEndpoint', () => {
     expect(s.endpoint.spec.port).toBe(1)
   })
 })
+
+describe('sticky (maglev) selection with read-your-writes', () => {
+  test('keeps the health-eligible list and sends a behind pick to the primary', () => {
+    const eps = [primary(1, 5000), replica(2, 4990), replica(3, 5000)]
+    const token = { instance: 'orders', replId: 'aa', offset: 5000 }
+    const balancer = createBalancer('maglev', { maglevTableSize: 251 })
+    const seen = new Set<number>()
+    for (let i = 0; i < 200; i++) {
+      const s = selectEndpoint(input(eps, { token, balancer, sticky: true, ctx: { clientId: `c${i}`, random: () => 0.5 } }))
+      seen.add(s.endpoint.spec.port)
+      // Never the replica behind the token.
+      expect(s.endpoint.spec.port).not.toBe(2)
+    }
+    // Clients hashed to the behind replica went to the primary; the others stayed on replica 3.
+    expect([...seen].sort()).toEqual([1, 3])
+  })
+})

@@ -25,6 +25,12 @@ export interface SelectInput {
   readonly token: SyncPosition | null
   readonly balancer: Balancer
   readonly ctx: PickContext
+  /**
+   * Sticky balancers (maglev) see the health-eligible replicas whatever the token says, so a
+   * client keeps its replica and the lookup table is not rebuilt for every token-narrowed list;
+   * a pick that is behind the token goes to the primary instead.
+   */
+  readonly sticky?: boolean
 }
 
 export interface Selection {
@@ -113,10 +119,11 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   }
   scratch.length = 0
   let tokenExcluded = false
+  const filterOffset = input.sticky ? null : needOffset
   if (!tokenForcesPrimary) {
     for (const e of endpoints) {
       if (e === primary) continue
-      const why = replicaRejection(e, primary, input.maxReplicaLagBytes, needOffset)
+      const why = replicaRejection(e, primary, input.maxReplicaLagBytes, filterOffset)
       if (why === null) scratch.push(e.state)
       else if (why === 'behind sync token') tokenExcluded = true
     }
@@ -137,6 +144,10 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   }
   if (input.readPolicy === 'any' && primary !== null) scratch.push(primary.state)
   const picked = input.balancer.pick(scratch, input.ctx) as EndpointState
+  scratch.length = 0
   const ref = endpoints.find((e) => e.state === picked)!
+  if (needOffset !== null && ref !== primary && primary !== null && replicaOffset(ref, primary) < needOffset) {
+    return { endpoint: primary, role: 'primary', reason: 'read-your-writes: sticky replica has not reached the token' }
+  }
   return { endpoint: ref, role: ref === primary ? 'primary' : 'replica', reason: `read-policy ${input.readPolicy}` }
 }
