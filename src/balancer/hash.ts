@@ -80,7 +80,8 @@ export function murmur3Bytes(bytes: Uint8Array, len: number, seed: number): numb
   return fmix(h ^ len)
 }
 
-function fmix(h: number): number {
+/** MurmurHash3's finaliser: a 32-bit bijection with full avalanche. */
+export function fmix(h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

@@ -38,7 +38,7 @@
 // is weighted random via ctx.random (same weight rule), so sticky groups still honour canary
 // weights for anonymous clients.
 
-import { murmur3 } from './hash.js'
+import { fmix, murmur3 } from './hash.js'
 import { DEFAULTS } from './defaults.js'
 import type { Balancer, Candidate, PickContext } from './types.js'
 
@@ -146,11 +146,11 @@ export function buildRendezvousTable(members: readonly MaglevBackend[], size: nu
   }
   const { entries } = emptyEntries(n, size)
   for (let s = 0; s < size; s++) {
-    const g = fmix32(Math.imul(s + 1, 0x9e3779b9))
+    const g = fmix(Math.imul(s + 1, 0x9e3779b9))
     let best = 0
     let bestScore = -Infinity
     for (let i = 0; i < n; i++) {
-      const h = fmix32(seed[i]! ^ g)
+      const h = fmix(seed[i]! ^ g)
       // Equal weights: the largest hash wins (no floating point). Otherwise w / -ln(u).
       const score = equal ? h : weight[i]! / -Math.log((h + 0.5) / 4294967296)
       if (score > bestScore) {
@@ -190,15 +190,6 @@ function emptyEntries(n: number, size: number): { entries: Uint16Array | Uint32A
   return { entries, EMPTY }
 }
 
-/** MurmurHash3's finaliser: a 32-bit bijection with full avalanche. */
-function fmix32(h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
 
 interface CachedTable {
   readonly signature: string
