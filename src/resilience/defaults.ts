@@ -1,0 +1,72 @@
+// Documented defaults of every resilience option, in one place (architecture principle 9).
+// The breaker, budgets and outlier cap read their defaults from here; `index.ts` re-exports
+// this object so config, docs and the admin view can show the same numbers.
+
+export const RESILIENCE_DEFAULTS = {
+  breaker: {
+    /** Transport failures in a row that open the breaker (issue 4 requirement 1). */
+    consecutiveFailures: 5,
+    /**
+     * Failure share over the window that opens the breaker when exceeded (strictly greater).
+     * Catches an endpoint that fails often but not 5 times in a row under interleaved traffic.
+     */
+    failureRateThreshold: 0.5,
+    /** Sliding window of the failure rate (10 buckets of 1 s). Hystrix and Resilience4j use 10 s. */
+    windowMs: 10_000,
+    /**
+     * Calls needed in the window before the rate may open the breaker, so that 1 failure out of
+     * 2 calls on a quiet endpoint does not count as "50% failing" (Hystrix's requestVolumeThreshold).
+     */
+    minimumVolume: 20,
+    /** First open period; each consecutive re-opening doubles it. */
+    baseOpenMs: 1_000,
+    /** Cap of the doubling, so a recovered endpoint is retried at least this often. */
+    maxOpenMs: 30_000,
+    /** Concurrent probes in half-open: one probe is enough to learn whether Redis answers. */
+    halfOpenProbes: 1,
+    /**
+     * A probe not reported by then counts as failed, so a hung endpoint cannot keep the breaker
+     * half-open (and every other request refused) forever. Redis answers in well under 1 ms when
+     * healthy; 1 s tolerates a busy server without waiting for the full command timeout.
+     */
+    probeTimeoutMs: 1_000,
+  },
+  /**
+   * Share of an instance's replicas outlier ejection may remove (spec §3, issue 4 requirement 2):
+   * at least half keep serving, so a bad detector or a partition seen only by the gateway cannot
+   * push all reads onto a few endpoints or none.
+   */
+  maxEjectionPercent: 50,
+  /** A read is retried at most once, on another endpoint (spec §3 rule 5). Writes never. */
+  maxRetriesPerRead: 1,
+  retryBudget: {
+    /** Retries allowed per request in the window (spec §3 rule 5: 20%). Finagle's default too. */
+    ratio: 0.2,
+    /**
+     * Retries allowed per second regardless of traffic, so a quiet instance can still retry its
+     * few requests (Finagle's minRetriesPerSec = 10).
+     */
+    minPerSecond: 10,
+    /** Window over which requests and retries are counted (Finagle's ttl = 10 s). */
+    windowMs: 10_000,
+  },
+  hedgeBudget: {
+    /** Hedges allowed per request in the window (spec §3 rule 5: 5%). */
+    ratio: 0.05,
+    /** A small floor so hedging still works on a quiet instance, without doubling its load. */
+    minPerSecond: 1,
+    windowMs: 10_000,
+  },
+  /**
+   * Requests sent to one endpoint and not yet answered, above which new ones get 503 OVERLOADED.
+   * A healthy Redis serves ~100k ops/s at ~1 ms, i.e. ~100 in flight (Little's law): 1000 is 10x
+   * headroom, and Envoy's per-cluster max_requests default is the same order (1024).
+   */
+  maxInflightPerEndpoint: 1_000,
+  /**
+   * Requests waiting for an in-flight slot of an endpoint, above which new ones get 503 OVERLOADED
+   * at once. Each waits at most its command timeout, so this bounds both memory and the queueing
+   * delay added to a burst (Envoy's max_pending_requests default is 1024).
+   */
+  maxPendingPerEndpoint: 1_000,
+} as const
