@@ -108,6 +108,12 @@ export class Gateway {
           timeoutMs,
           `health check of ${ep.id} timed out after ${timeoutMs} ms`,
         )
+        // A new replication history (restart without persistence, failover): offsets restart, so
+        // the old ones must not linger as if they were ahead.
+        if (repl.replId !== ep.state.replId) {
+          ep.state.offset = 0
+          ep.state.replicaAcks.clear()
+        }
         ep.state.replId = repl.replId
         return role
       },
@@ -134,14 +140,15 @@ export class Gateway {
         this.events.emit('endpointRole', { instances, endpoint: id, from: change.from, to: change.to })
         break
       case 'checked':
-        if (ep.state.role !== 'replica' || !this.events.has('replicaLag')) break
+        if (ep.state.role !== 'replica') break
         for (const instance of instances) {
           const route = this.table.current.instances.get(instance)
           const primary = route ? this.router.primaryOf(route) : null
-          if (primary) {
-            const lag = Math.max(0, primary.state.offset - replicaOffset({ spec: ep.client.spec, state: ep.state }, primary))
-            this.events.emit('replicaLag', { instance, endpoint: id, bytes: lag })
-          }
+          if (!primary) continue
+          // Lag is measured at check time (see EndpointState.primaryOffsetAtCheck).
+          ep.state.primaryOffsetAtCheck = primary.state.offset
+          const lag = Math.max(0, primary.state.offset - replicaOffset({ spec: ep.client.spec, state: ep.state }, primary))
+          this.events.emit('replicaLag', { instance, endpoint: id, bytes: lag })
         }
         break
     }

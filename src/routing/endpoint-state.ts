@@ -27,6 +27,13 @@ export class EndpointState implements Candidate {
   primaryHost: string | null = null
   primaryPort = 0
   link: LinkState = 'unknown'
+  /**
+   * For replicas: the primary's offset as known when this replica was last checked. Lag is
+   * measured against it, not against the primary's offset now: the primary's offset moves with
+   * every write, while a replica's is only refreshed per check, so "now" would call every
+   * caught-up replica lagging between checks under write load.
+   */
+  primaryOffsetAtCheck = 0
   /** For primaries: each replica's acknowledged offset, keyed "ip:port" as the primary sees it. */
   replicaAcks = new Map<string, number>()
   lastCheckMs = 0

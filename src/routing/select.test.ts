@@ -18,8 +18,18 @@ function primary(port: number, offset = 1000, s: Partial<EndpointState> = {}): E
   return ep(port, { role: 'primary', offset, replId: 'aa', ...s })
 }
 
-function replica(port: number, offset = 1000, s: Partial<EndpointState> = {}): EndpointRef {
-  return ep(port, { role: 'replica', offset, replId: 'aa', link: 'connected', primaryHost: '10.0.0.1', primaryPort: 1, ...s })
+/** A replica; `primaryAt` is the primary's offset when it was last checked (lag = primaryAt - offset). */
+function replica(port: number, offset = 1000, s: Partial<EndpointState> = {}, primaryAt = offset): EndpointRef {
+  return ep(port, {
+    role: 'replica',
+    offset,
+    replId: 'aa',
+    link: 'connected',
+    primaryHost: '10.0.0.1',
+    primaryPort: 1,
+    primaryOffsetAtCheck: primaryAt,
+    ...s,
+  })
 }
 
 function input(endpoints: EndpointRef[], o: Partial<SelectInput> = {}): SelectInput {
@@ -93,7 +103,7 @@ describe('selectEndpoint', () => {
     const eps = [
       primary(1, 10_000),
       replica(2, 10_000),
-      replica(3, 10_000 - 101), // beyond max lag 100
+      replica(3, 10_000 - 101, {}, 10_000), // beyond max lag 100 at its last check
       replica(4, 10_000, { link: 'connecting' }),
       replica(5, 10_000, { healthy: false }),
       { ...replica(6, 10_000), spec: { id: 'x:6', host: '10.0.0.1', port: 6, ready: false } },
@@ -145,5 +155,24 @@ describe('sticky (maglev) selection with read-your-writes', () => {
     }
     // Clients hashed to the behind replica went to the primary; the others stayed on replica 3.
     expect([...seen].sort()).toEqual([1, 3])
+  })
+})
+
+describe('lag is measured at check time', () => {
+  test('a caught-up replica is not lagging just because the primary moved on since its check', () => {
+    // The primary has taken writes since the replica's check (offset 50_000 now), but at the
+    // check the replica was level with it.
+    const eps = [primary(1, 50_000), replica(2, 10_000, {}, 10_000)]
+    expect(selectEndpoint(input(eps)).endpoint.spec.port).toBe(2)
+  })
+  test('a replica that was behind at its check is lagging', () => {
+    const eps = [primary(1, 50_000), replica(2, 10_000, {}, 10_200)]
+    expect(selectEndpoint(input(eps)).endpoint.spec.port).toBe(1)
+  })
+  test('a token is only satisfied within the same replication history', () => {
+    const token = { instance: 'orders', replId: 'aa', offset: 100 }
+    // Replica 2 still reports the old history's (large) offset under another replid.
+    const eps = [primary(1, 500), replica(2, 9_999, { replId: 'old' }), replica(3, 200)]
+    for (let i = 0; i < 20; i++) expect(selectEndpoint(input(eps, { token })).endpoint.spec.port).toBe(3)
   })
 })

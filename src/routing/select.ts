@@ -88,15 +88,16 @@ export function replicaRejection(
   r: EndpointRef,
   primary: EndpointRef | null,
   maxLag: number,
-  needOffset: number | null,
+  need: { readonly replId: string; readonly offset: number } | null,
 ): string | null {
   if (!r.spec.ready) return 'not ready'
   if (r.state.role !== 'replica') return 'not a replica'
   if (!r.state.healthy) return 'unhealthy'
   if (r.state.link !== 'connected') return `link ${r.state.link}`
   const off = replicaOffset(r, primary)
-  if (primary !== null && primary.state.offset - off > maxLag) return 'lagging'
-  if (needOffset !== null && off < needOffset) return 'behind sync token'
+  if (primary !== null && r.state.primaryOffsetAtCheck - off > maxLag) return 'lagging'
+  // Offsets only compare within one replication history (the replica's replid is its primary's).
+  if (need !== null && (r.state.replId !== need.replId || off < need.offset)) return 'behind sync token'
   return null
 }
 
@@ -110,20 +111,20 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
     return { endpoint: primary, role: 'primary', reason: input.write ? 'write' : 'read-policy primary' }
   }
   // Read-your-writes: a token from another replication history cannot be compared: primary only.
-  let needOffset: number | null = null
+  let need: { replId: string; offset: number } | null = null
   let tokenForcesPrimary = false
   if (input.token !== null) {
     if (primary !== null && primary.state.replId !== null && input.token.replId === primary.state.replId) {
-      needOffset = input.token.offset
+      need = { replId: input.token.replId, offset: input.token.offset }
     } else tokenForcesPrimary = true
   }
   scratch.length = 0
   let tokenExcluded = false
-  const filterOffset = input.sticky ? null : needOffset
+  const filterNeed = input.sticky ? null : need
   if (!tokenForcesPrimary) {
     for (const e of endpoints) {
       if (e === primary) continue
-      const why = replicaRejection(e, primary, input.maxReplicaLagBytes, filterOffset)
+      const why = replicaRejection(e, primary, input.maxReplicaLagBytes, filterNeed)
       if (why === null) scratch.push(e.state)
       else if (why === 'behind sync token') tokenExcluded = true
     }
@@ -146,7 +147,7 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   const picked = input.balancer.pick(scratch, input.ctx) as EndpointState
   scratch.length = 0
   const ref = endpoints.find((e) => e.state === picked)!
-  if (needOffset !== null && ref !== primary && primary !== null && replicaOffset(ref, primary) < needOffset) {
+  if (need !== null && primary !== null && ref !== primary && replicaRejection(ref, primary, Infinity, need) !== null) {
     return { endpoint: primary, role: 'primary', reason: 'read-your-writes: sticky replica has not reached the token' }
   }
   return { endpoint: ref, role: ref === primary ? 'primary' : 'replica', reason: `read-policy ${input.readPolicy}` }
