@@ -42,6 +42,26 @@ export interface ReplicaLagEvent {
   readonly bytes: number
 }
 
+export interface RetryEvent {
+  readonly instance: string
+  /** Code of the failure that caused the retry. */
+  readonly reason: string
+}
+
+export interface HedgeEvent {
+  readonly instance: string
+  /** sent: a hedge was sent; won: the hedge answered first. */
+  readonly result: 'sent' | 'won'
+}
+
+export interface BreakerEvent {
+  readonly instances: readonly string[]
+  readonly endpoint: string
+  readonly from: string
+  readonly to: string
+  readonly reason: string
+}
+
 export interface TableEvent {
   readonly instances: number
   readonly groups: number
@@ -68,6 +88,9 @@ export interface GatewayEventMap {
   endpointState: EndpointStateEvent
   endpointRole: EndpointRoleEvent
   replicaLag: ReplicaLagEvent
+  retry: RetryEvent
+  hedge: HedgeEvent
+  breaker: BreakerEvent
   table: TableEvent
   configReload: ConfigReloadEvent
 }

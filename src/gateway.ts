@@ -23,6 +23,12 @@ import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthTarget } 
 import { Router } from './routing/router.js'
 import { replicaOffset } from './routing/select.js'
 
+/**
+ * A request ends at most this long after its command timeout: covers the connect wait and a
+ * command queued behind a stalled auto-pipeline batch (whose own timer starts only when sent).
+ */
+const DEADLINE_MARGIN_MS = 250
+
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout
   return Promise.race([
@@ -84,6 +90,8 @@ export class Gateway {
         // Check at once on (re)connect, so roles are known before the first interval passes.
         ready: (ep) => void this.health.checkNow(ep.id),
         closed: (ep) => this.health.markDown(ep.id, 'connection closed'),
+        breaker: (ep, from, to, reason) =>
+          this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
       },
     )
     this.router = new Router(this.pool)
@@ -211,6 +219,12 @@ export class Gateway {
     const dataApp = createDataApp({
       table: this.table,
       router: this.router,
+      dispatch: {
+        router: this.router,
+        events: this.events,
+        commandTimeoutMs: this.config.redis.commandTimeoutMs,
+        deadlineMarginMs: DEADLINE_MARGIN_MS,
+      },
       clientIdHeader: this.config.http.clientIdHeader,
       tokens: () => this.tokens,
       events: this.events,

@@ -28,7 +28,8 @@ import {
   unknownCommandMessage,
   type CommandClass,
 } from '../routing/classify.js'
-import { whenConnected, type Resolved, type Router } from '../routing/router.js'
+import { dispatch, type DispatchOptions } from '../routing/dispatch.js'
+import type { Resolved, Router } from '../routing/router.js'
 import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
 import type { RoutingTable } from '../routing/table.js'
 import { errorJson, resultJson, encodeValue } from '../upstream/encode.js'
@@ -45,6 +46,7 @@ import { openSseStream } from './sse.js'
 export interface DataPlaneDeps {
   readonly table: RoutingTable
   readonly router: Router
+  readonly dispatch: DispatchOptions
   /** Request header carrying the client id for sticky routing (lower-case). */
   readonly clientIdHeader: string
   /** The current token store (replaced when the config file changes). */
@@ -175,11 +177,11 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
   const incomingToken = parseToken(c.req.header('upstash-sync-token'))
   st.load = resolved.load
   resolved.load.start()
-  const route = (kind: 'read' | 'write' | 'subscribe'): PooledEndpoint | Promise<PooledEndpoint> => {
-    const chosen = deps.router.select(resolved, kind, kind === 'read' ? incomingToken : null, clientId)
-    st.role = chosen.role
-    return whenConnected(resolved.instance.name, chosen.endpoint.pooled)
+  const onRole = (role: string): void => {
+    st.role = role
   }
+  const send = <T>(kind: 'read' | 'write' | 'subscribe', run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) =>
+    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole }, run)
   const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
 
   switch (form.type) {
@@ -190,18 +192,19 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       }
       if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
       if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
-      // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      const ep = await route('subscribe')
       const outgoing = c.env?.outgoing
       if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
-      await openSseStream({
-        hub: ep.pubsub,
-        pattern: form.pattern,
-        names: form.names,
-        outgoing,
-        headers: { 'upstash-sync-token': token(false) },
-        logger: deps.logger,
-      })
+      // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
+      await send('subscribe', (ep) =>
+        openSseStream({
+          hub: ep.pubsub,
+          pattern: form.pattern,
+          names: form.names,
+          outgoing,
+          headers: { 'upstash-sync-token': token(false) },
+          logger: deps.logger,
+        }),
+      )
       return RESPONSE_ALREADY_SENT
     }
     case 'command':
@@ -221,11 +224,9 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       const cls = checkCommand(args, principal, '')
       const write = isWriteClass(cls)
       st.cls = write ? 'write' : 'read'
-      const ep = await route(write ? 'write' : 'read')
-      const ctx = execContext(deps, resolved, st)
       try {
-        const v = await runCommand(ep, ctx, args, write)
-        return reply(c, 200, resultJson(v, base64), token(write))
+        const { value } = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
+        return reply(c, 200, resultJson(value, base64), token(write))
       } catch (err) {
         if (err instanceof RedisReplyError) return reply(c, 400, errorJson(err.message), token(write))
         throw err
@@ -252,10 +253,11 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
         }
       }
       if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
-      const ep = await route(write ? 'write' : 'read')
-      const ctx = execContext(deps, resolved, st)
       try {
-        const items = admitted.length > 0 ? await runPipeline(ep, ctx, admitted, write, atomic) : []
+        const items =
+          admitted.length > 0
+            ? (await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))).value
+            : []
         let out = '['
         for (let i = 0, k = 0; i < commands.length; i++) {
           if (i > 0) out += ','
@@ -278,10 +280,6 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       }
     }
   }
-}
-
-function execContext(deps: DataPlaneDeps, r: Resolved, st: ReqState): ExecContext {
-  return { instance: r.instance.name, role: st.role, events: deps.events }
 }
 
 /**

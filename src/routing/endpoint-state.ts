@@ -5,6 +5,7 @@
 
 import { LoadTracker } from '../balancer/least-request.js'
 import type { Candidate } from '../balancer/types.js'
+import { CircuitBreaker } from '../resilience/breaker.js'
 
 export type Role = 'primary' | 'replica' | 'unknown'
 
@@ -16,6 +17,8 @@ export class EndpointState implements Candidate {
   readonly weight = 1
   /** In-flight count and peak-EWMA latency, for least-request balancing. */
   readonly load = new LoadTracker()
+  /** Transport failures of requests to this endpoint open it (only transport failures count). */
+  readonly breaker: CircuitBreaker
   /** Replication id (INFO replication master_replid): on a replica, its primary's. */
   replId: string | null = null
   role: Role = 'unknown'
@@ -39,7 +42,12 @@ export class EndpointState implements Candidate {
   lastCheckMs = 0
   consecutiveFailures = 0
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    breaker?: CircuitBreaker,
+  ) {
+    this.breaker = breaker ?? new CircuitBreaker({}, () => performance.now())
+  }
 
   /** Highest offset this endpoint is known to have reached, from any source. */
   knownOffset(ackedByPrimary = 0): number {

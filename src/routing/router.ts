@@ -11,6 +11,8 @@ import { DrainingError, NoEndpointError, NotFoundError, ReadOnlyError } from '..
 import type { PooledEndpoint, UpstreamPool } from '../upstream/pool.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type Selection } from './select.js'
 import type { SyncPosition } from './sync-token.js'
+import type { EndpointState } from './endpoint-state.js'
+import { HedgeBudget, RetryBudget, type BudgetOptions } from '../resilience/budget.js'
 import type { InstanceRoute, RoutingSnapshot } from './table.js'
 
 export type TargetKind = 'instance' | 'group'
@@ -33,12 +35,19 @@ export interface Routed extends Selection {
 export interface RouterOptions {
   readonly random?: () => number
   readonly now?: () => number
+  /** Requests in flight above which an endpoint takes no more (503 OVERLOADED when none can). */
+  readonly maxInflightPerEndpoint?: number
+  readonly maxEjectionPercent?: number
+  readonly retryBudget?: Partial<BudgetOptions>
+  readonly hedgeBudget?: Partial<BudgetOptions>
 }
 
 interface InstanceRuntime {
   strategy: Strategy
   balancer: Balancer
   readonly load: LoadTracker
+  readonly retryBudget: RetryBudget
+  readonly hedgeBudget: HedgeBudget
 }
 
 interface GroupRuntime {
@@ -70,10 +79,16 @@ export class Router {
 
   constructor(
     private readonly pool: UpstreamPool,
-    opts: RouterOptions = {},
+    private readonly opts: RouterOptions = {},
   ) {
     this.random = opts.random ?? Math.random
     this.now = opts.now ?? (() => performance.now())
+  }
+
+  /** The instance's retry and hedge budgets (one of each per instance). */
+  budgets(route: InstanceRoute): { retry: RetryBudget; hedge: HedgeBudget } {
+    const rt = this.runtime(route)
+    return { retry: rt.retryBudget, hedge: rt.hedgeBudget }
   }
 
   /** Forgets balancer state of instances and groups that are gone. */
@@ -86,7 +101,13 @@ export class Router {
     const strategy = route.spec.policy.strategy
     let rt = this.instances.get(route.name)
     if (!rt) {
-      rt = { strategy, balancer: createBalancer(strategy, { now: this.now }), load: new LoadTracker() }
+      rt = {
+        strategy,
+        balancer: createBalancer(strategy, { now: this.now }),
+        load: new LoadTracker(),
+        retryBudget: new RetryBudget(this.opts.retryBudget ?? {}, this.now),
+        hedgeBudget: new HedgeBudget(this.opts.hedgeBudget ?? {}, this.now),
+      }
       this.instances.set(route.name, rt)
     } else if (rt.strategy !== strategy) {
       rt.strategy = strategy
@@ -149,7 +170,13 @@ export class Router {
    * The endpoint for a request: `write` (also transactions and pipelines with a write), `read`,
    * or `subscribe` (the primary, allowed on read-only instances).
    */
-  select(r: Resolved, kind: 'read' | 'write' | 'subscribe', token: SyncPosition | null, clientId: string | null): Routed {
+  select(
+    r: Resolved,
+    kind: 'read' | 'write' | 'subscribe',
+    token: SyncPosition | null,
+    clientId: string | null,
+    exclude?: readonly EndpointState[],
+  ): Routed {
     const route = r.instance
     const policy = route.spec.policy
     const write = kind !== 'read'
@@ -169,6 +196,10 @@ export class Router {
       balancer: this.runtime(route).balancer,
       ctx,
       sticky: policy.strategy === 'maglev',
+      now: this.now,
+      ...(exclude !== undefined && { exclude }),
+      ...(this.opts.maxInflightPerEndpoint !== undefined && { maxInflight: this.opts.maxInflightPerEndpoint }),
+      ...(this.opts.maxEjectionPercent !== undefined && { maxEjectionPercent: this.opts.maxEjectionPercent }),
     }) as Routed
   }
 }

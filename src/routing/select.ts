@@ -1,11 +1,14 @@
 // Endpoint selection inside one instance (spec §3 rules 2-4): the command class picks the role,
-// the read policy and replica health narrow the candidates, read-your-writes may force the
-// primary, and the instance's balancer picks among what is left. Pure: state comes in, a choice
-// (or a NoEndpointError saying why not) comes out.
+// the read policy and replica health narrow the candidates, circuit breakers (capped by the
+// outlier-ejection share) and the per-endpoint in-flight bound take broken or overloaded
+// endpoints out, read-your-writes may force the primary, and the instance's balancer picks among
+// what is left. Pure: state comes in, a choice (or an error saying why none) comes out.
 
 import type { Balancer, PickContext } from '../balancer/types.js'
 import type { EndpointSpec, ReadPolicy } from '../discovery/topology.js'
-import { NoEndpointError } from '../errors.js'
+import { NoEndpointError, OverloadedError } from '../errors.js'
+import { retryAfterSeconds } from '../resilience/breaker.js'
+import { maxEjectable } from '../resilience/outlier.js'
 import type { EndpointState } from './endpoint-state.js'
 import type { SyncPosition } from './sync-token.js'
 
@@ -31,6 +34,14 @@ export interface SelectInput {
    * a pick that is behind the token goes to the primary instead.
    */
   readonly sticky?: boolean
+  /** Endpoints already tried for this request (retry, hedge): not picked again. */
+  readonly exclude?: readonly EndpointState[]
+  /** Share of the replicas outlier ejection may take out (default 50). */
+  readonly maxEjectionPercent?: number
+  /** Requests in flight above which an endpoint takes no more (default: no bound). */
+  readonly maxInflight?: number
+  /** Clock for breaker Retry-After (default performance.now). */
+  readonly now?: () => number
 }
 
 export interface Selection {
@@ -38,6 +49,8 @@ export interface Selection {
   readonly role: 'primary' | 'replica'
   /** Why this endpoint, for logs and spans. */
   readonly reason: string
+  /** Admitted as a half-open breaker probe: report the outcome with probe = true. */
+  readonly probe: boolean
 }
 
 /**
@@ -83,7 +96,7 @@ export function replicaOffset(replica: EndpointRef, primary: EndpointRef | null)
   return Math.max(replica.state.offset, acked)
 }
 
-/** Why a replica may not serve a read, or null when it may. */
+/** Why a replica may not serve a read (ignoring breakers and load), or null when it may. */
 export function replicaRejection(
   r: EndpointRef,
   primary: EndpointRef | null,
@@ -101,6 +114,35 @@ export function replicaRejection(
   return null
 }
 
+/** Why the primary cannot take a request now (breaker, load), or null. */
+function primaryRefusal(p: EndpointRef, input: SelectInput): 'breaker' | 'overloaded' | 'excluded' | null {
+  if (input.exclude !== undefined && input.exclude.includes(p.state)) return 'excluded'
+  if (p.state.breaker.state.kind === 'open') return 'breaker'
+  if (input.maxInflight !== undefined && p.state.load.inflight >= input.maxInflight) return 'overloaded'
+  return null
+}
+
+/** Retry-After for a 503: the earliest moment an open breaker lets a request through again. */
+function breakerRetryAfterS(refs: readonly EndpointRef[], input: SelectInput): number {
+  const now = (input.now ?? performance.now.bind(performance))()
+  let earliest = Number.POSITIVE_INFINITY
+  for (const r of refs) {
+    if (r.state.breaker.state.kind === 'open') earliest = Math.min(earliest, r.state.breaker.nextAttemptAt())
+  }
+  return Number.isFinite(earliest) ? retryAfterSeconds(earliest, now) : 1
+}
+
+function unavailable(instance: string, what: string, refs: readonly EndpointRef[], input: SelectInput, overloaded: boolean): Error {
+  if (overloaded) {
+    return new OverloadedError(`instance '${instance}': every ${what} has ${input.maxInflight} requests in flight`, {
+      retryAfterS: 1,
+    })
+  }
+  return new NoEndpointError(`instance '${instance}' has no ${what} that can take the request`, {
+    retryAfterS: breakerRetryAfterS(refs, input),
+  })
+}
+
 export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []): Selection {
   const { endpoints, instance } = input
   const primary = findPrimary(endpoints)
@@ -108,7 +150,7 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
     if (primary === null) {
       throw new NoEndpointError(`instance '${instance}' has no healthy primary`, { retryAfterS: 1 })
     }
-    return { endpoint: primary, role: 'primary', reason: input.write ? 'write' : 'read-policy primary' }
+    return acquirePrimary(primary, input, input.write ? 'write' : 'read-policy primary')
   }
   // Read-your-writes: a token from another replication history cannot be compared: primary only.
   let need: { replId: string; offset: number } | null = null
@@ -120,35 +162,86 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   }
   scratch.length = 0
   let tokenExcluded = false
+  let overloaded = false
+  let open = 0
+  let replicas = 0
   const filterNeed = input.sticky ? null : need
   if (!tokenForcesPrimary) {
     for (const e of endpoints) {
       if (e === primary) continue
       const why = replicaRejection(e, primary, input.maxReplicaLagBytes, filterNeed)
-      if (why === null) scratch.push(e.state)
-      else if (why === 'behind sync token') tokenExcluded = true
+      if (why === 'behind sync token') tokenExcluded = true
+      if (why !== null) continue
+      replicas++
+      if (input.exclude !== undefined && input.exclude.includes(e.state)) continue
+      if (input.maxInflight !== undefined && e.state.load.inflight >= input.maxInflight) {
+        overloaded = true
+        continue
+      }
+      if (e.state.breaker.state.kind === 'open') open++
+      scratch.push(e.state)
     }
   }
+  if (open > 0) capEjection(scratch, replicas, input.maxEjectionPercent ?? 50)
+  if (input.readPolicy === 'any' && primary !== null && primaryRefusal(primary, input) === null) scratch.push(primary.state)
   const forced = tokenForcesPrimary || (tokenExcluded && scratch.length === 0)
-  if (scratch.length === 0) {
-    if (primary !== null && (input.readPolicy !== 'replica' || forced)) {
+  // Pick, acquire the breaker (a half-open endpoint admits a bounded number of probes), re-pick
+  // when it refuses.
+  while (scratch.length > 0) {
+    const picked = input.balancer.pick(scratch, input.ctx) as EndpointState
+    const ref = endpoints.find((e) => e.state === picked)!
+    if (need !== null && primary !== null && ref !== primary && replicaRejection(ref, primary, Infinity, need) !== null) {
+      scratch.length = 0
+      return acquirePrimary(primary, input, 'read-your-writes: sticky replica has not reached the token')
+    }
+    const admitted = picked.breaker.tryAcquire()
+    if (admitted.ok) {
+      scratch.length = 0
       return {
-        endpoint: primary,
-        role: 'primary',
-        reason: forced ? 'read-your-writes: no replica has reached the token' : 'no eligible replica',
+        endpoint: ref,
+        role: ref === primary ? 'primary' : 'replica',
+        reason: `read-policy ${input.readPolicy}`,
+        probe: admitted.probe,
       }
     }
-    throw new NoEndpointError(
-      `instance '${instance}' has no eligible ${input.readPolicy === 'replica' ? 'replica' : 'endpoint'} (replicas must be healthy, linked and within ${input.maxReplicaLagBytes} bytes of the primary)`,
-      { retryAfterS: 1 },
+    scratch.splice(scratch.indexOf(picked), 1)
+  }
+  if (primary !== null && (input.readPolicy !== 'replica' || forced) && input.readPolicy !== 'any') {
+    return acquirePrimary(
+      primary,
+      input,
+      forced ? 'read-your-writes: no replica has reached the token' : 'no eligible replica',
     )
   }
-  if (input.readPolicy === 'any' && primary !== null) scratch.push(primary.state)
-  const picked = input.balancer.pick(scratch, input.ctx) as EndpointState
-  scratch.length = 0
-  const ref = endpoints.find((e) => e.state === picked)!
-  if (need !== null && primary !== null && ref !== primary && replicaRejection(ref, primary, Infinity, need) !== null) {
-    return { endpoint: primary, role: 'primary', reason: 'read-your-writes: sticky replica has not reached the token' }
+  if (overloaded) throw unavailable(instance, 'replica', endpoints, input, true)
+  throw input.readPolicy === 'replica'
+    ? new NoEndpointError(
+        `instance '${instance}' has no eligible replica (replicas must be healthy, linked, within ${input.maxReplicaLagBytes} bytes of the primary and not ejected)`,
+        { retryAfterS: breakerRetryAfterS(endpoints, input) },
+      )
+    : unavailable(instance, 'endpoint', endpoints, input, false)
+}
+
+function acquirePrimary(primary: EndpointRef, input: SelectInput, reason: string): Selection {
+  const refusal = primaryRefusal(primary, input)
+  if (refusal === 'overloaded') throw unavailable(input.instance, 'primary', [primary], input, true)
+  if (refusal === 'excluded') {
+    throw new NoEndpointError(`instance '${input.instance}': the primary already failed this request`, { retryAfterS: 1 })
   }
-  return { endpoint: ref, role: ref === primary ? 'primary' : 'replica', reason: `read-policy ${input.readPolicy}` }
+  const admitted = refusal === null ? primary.state.breaker.tryAcquire() : null
+  if (admitted === null || !admitted.ok) throw unavailable(input.instance, 'primary', [primary], input, false)
+  return { endpoint: primary, role: 'primary', reason, probe: admitted.probe }
+}
+
+/**
+ * Outlier ejection never removes more than maxPercent of the instance's (otherwise eligible)
+ * replicas: when more breakers are open than that, the ones that tripped last keep serving
+ * (their breaker is bypassed, not acquired), so at least the remaining share stays in rotation.
+ */
+function capEjection(scratch: EndpointState[], replicas: number, maxPercent: number): void {
+  const open = scratch.filter((s) => s.breaker.state.kind === 'open')
+  const cap = maxEjectable(replicas, maxPercent)
+  open.sort((a, b) => (a.breaker.trippedAt ?? 0) - (b.breaker.trippedAt ?? 0) || (a.id < b.id ? -1 : 1))
+  const ejected = new Set(open.slice(0, cap))
+  for (let i = scratch.length - 1; i >= 0; i--) if (ejected.has(scratch[i]!)) scratch.splice(i, 1)
 }

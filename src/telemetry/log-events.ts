@@ -11,6 +11,11 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
   events.on('endpointRole', (e) =>
     logger.info({ instances: e.instances, endpoint: e.endpoint, from: e.from, to: e.to }, `endpoint role changed: ${e.from} -> ${e.to}`),
   )
+  events.on('breaker', (e) => {
+    const fields = { instances: e.instances, endpoint: e.endpoint, from: e.from, to: e.to, reason: e.reason }
+    if (e.to === 'open') logger.warn(fields, `circuit breaker opened: ${e.reason}`)
+    else logger.info(fields, `circuit breaker ${e.to}: ${e.reason}`)
+  })
   events.on('annotationError', (e) =>
     logger.warn({ instance: e.instance, source: e.source, annotation: e.key }, `bad annotation: ${e.message}`),
   )

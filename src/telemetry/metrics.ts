@@ -48,6 +48,24 @@ export class GatewayMetrics {
     labelNames: ['instance', 'endpoint'] as const,
     registers: [this.registry],
   })
+  readonly breakerState = new Gauge({
+    name: 'redis_gateway_breaker_state',
+    help: 'Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open',
+    labelNames: ['instance', 'endpoint'] as const,
+    registers: [this.registry],
+  })
+  readonly retries = new Counter({
+    name: 'redis_gateway_retries_total',
+    help: 'Reads retried on another endpoint after a transport failure, by the failure code',
+    labelNames: ['instance', 'code'] as const,
+    registers: [this.registry],
+  })
+  readonly hedges = new Counter({
+    name: 'redis_gateway_hedges_total',
+    help: 'Hedged reads: sent (a second endpoint was asked) and won (the hedge answered first)',
+    labelNames: ['instance', 'result'] as const,
+    registers: [this.registry],
+  })
   readonly tableInstances = new Gauge({
     name: 'redis_gateway_routing_table_instances',
     help: 'Instances in the routing table',
@@ -88,6 +106,12 @@ export class GatewayMetrics {
       ),
       events.on('endpointState', (e) => this.endpointUp.set({ instance: e.instance, endpoint: e.endpoint }, e.up ? 1 : 0)),
       events.on('replicaLag', (e) => this.replicaLag.set({ instance: e.instance, endpoint: e.endpoint }, e.bytes)),
+      events.on('breaker', (e) => {
+        const v = e.to === 'open' ? 2 : e.to === 'half-open' ? 1 : 0
+        for (const instance of e.instances) this.breakerState.set({ instance, endpoint: e.endpoint }, v)
+      }),
+      events.on('retry', (e) => this.retries.inc({ instance: e.instance, code: e.reason })),
+      events.on('hedge', (e) => this.hedges.inc({ instance: e.instance, result: e.result })),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
       events.on('annotationError', (e) =>
         this.discoveryEvents.inc({ source: e.source.split(':')[0] ?? 'static', outcome: 'bad_annotation' }),

@@ -8,6 +8,7 @@ import type { EventHub } from '../events.js'
 import { parseRole } from '../routing/endpoint-state.js'
 import { wireName, type Args } from './endpoint-client.js'
 import type { RawReply } from './encode.js'
+import { countsAsBreakerFailure } from '../resilience/breaker.js'
 import { failureKind, toGatewayError } from './errors.js'
 import type { PooledEndpoint } from './pool.js'
 
@@ -18,11 +19,16 @@ export interface ExecContext {
   readonly instance: string
   readonly role: string
   readonly events: EventHub
+  /** The attempt was admitted as a half-open breaker probe. */
+  readonly probe: boolean
 }
 
 function finish(ctx: ExecContext, ep: PooledEndpoint, started: number, err: unknown): void {
   const now = performance.now()
   ep.state.load.finish(now - started, now)
+  // Only transport failures say the endpoint is broken; any reply (WRONGTYPE included) proves it alive.
+  if (err !== undefined && countsAsBreakerFailure(err)) ep.state.breaker.onFailure(ctx.probe)
+  else ep.state.breaker.onSuccess(ctx.probe)
   if (!ctx.events.has('upstream')) return
   ctx.events.emit('upstream', {
     instance: ctx.instance,

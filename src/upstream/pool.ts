@@ -3,6 +3,7 @@
 // closing those no instance uses any more.
 
 import type { EndpointSpec } from '../discovery/topology.js'
+import { CircuitBreaker, type BreakerOptions } from '../resilience/breaker.js'
 import { EndpointState } from '../routing/endpoint-state.js'
 import type { RoutingSnapshot } from '../routing/table.js'
 import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
@@ -26,9 +27,11 @@ export interface PoolHooks {
   removed(ep: PooledEndpoint): void
   /** The endpoint joined the pool. */
   added(ep: PooledEndpoint): void
+  /** The endpoint's circuit breaker changed state. */
+  breaker(ep: PooledEndpoint, from: string, to: string, reason: string): void
 }
 
-const NO_HOOKS: PoolHooks = { ready() {}, closed() {}, removed() {}, added() {} }
+const NO_HOOKS: PoolHooks = { ready() {}, closed() {}, removed() {}, added() {}, breaker() {} }
 
 export class UpstreamPool {
   private readonly endpoints = new Map<string, PooledEndpoint>()
@@ -37,6 +40,7 @@ export class UpstreamPool {
   constructor(
     private readonly opts: UpstreamOptions,
     private readonly hooks: PoolHooks = NO_HOOKS,
+    private readonly breakerOptions: Partial<BreakerOptions> = {},
   ) {}
 
   get(id: string): PooledEndpoint | undefined {
@@ -87,7 +91,18 @@ export class UpstreamPool {
         onReady: () => entry && hooks.ready(entry),
         onClose: () => entry && hooks.closed(entry),
       })
-      entry = { id, client, pubsub: new PubSubHub(w.spec, this.opts), state: new EndpointState(id), instances: w.instances }
+      const breaker = new CircuitBreaker(
+        this.breakerOptions,
+        () => performance.now(),
+        (from, to, reason) => entry && hooks.breaker(entry, from, to, reason),
+      )
+      entry = {
+        id,
+        client,
+        pubsub: new PubSubHub(w.spec, this.opts),
+        state: new EndpointState(id, breaker),
+        instances: w.instances,
+      }
       this.endpoints.set(id, entry)
       this.hooks.added(entry)
       if (this.started) client.start()

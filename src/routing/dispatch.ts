@@ -1,0 +1,157 @@
+// Sends one request to an instance with the resilience rules of spec §3 rule 5:
+// - writes (and transactions, and subscriptions) go to the primary once: never sent twice;
+// - a read that fails on transport (timeout, lost or refused connection, LOADING...) is retried at
+//   most once, on another endpoint, within the instance's retry budget;
+// - with `hedge-after`, a read still unanswered after that delay is also sent to a second eligible
+//   endpoint, within the hedge budget; the first good reply wins;
+// - every request ends by its deadline (command timeout plus a small margin), even when ioredis
+//   still holds it queued behind a stalled batch.
+// A Redis error reply is an answer (it is returned, not retried).
+
+import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../errors.js'
+import type { EventHub } from '../events.js'
+import type { ExecContext } from '../upstream/execute.js'
+import type { PooledEndpoint } from '../upstream/pool.js'
+import type { EndpointState } from './endpoint-state.js'
+import { whenConnected, type Resolved, type Routed, type Router } from './router.js'
+import type { SyncPosition } from './sync-token.js'
+
+export interface DispatchOptions {
+  readonly router: Router
+  readonly events: EventHub
+  /** The request's deadline: command timeout plus `deadlineMarginMs`. */
+  readonly commandTimeoutMs: number
+  readonly deadlineMarginMs: number
+}
+
+export interface DispatchRequest {
+  readonly resolved: Resolved
+  readonly kind: 'read' | 'write' | 'subscribe'
+  readonly token: SyncPosition | null
+  readonly clientId: string | null
+  /** Called with the role of each endpoint tried (for metrics/spans). */
+  readonly onRole?: (role: string) => void
+}
+
+export interface Dispatched<T> {
+  readonly value: T
+  readonly endpoint: PooledEndpoint
+}
+
+/** Failures that say nothing about the request itself: the endpoint could not answer it. */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof TimeoutError || err instanceof UpstreamResetError || err instanceof NoEndpointError
+}
+
+type Run<T> = (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>
+
+export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promise<Dispatched<T>> {
+  const { resolved } = req
+  const instance = resolved.instance.name
+  const deadlineMs = o.commandTimeoutMs + o.deadlineMarginMs
+  // Selection is synchronous (it throws when no endpoint can take the request); sending is not.
+  const pick = (exclude: readonly EndpointState[]): Routed => {
+    const chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
+    req.onRole?.(chosen.role)
+    return chosen
+  }
+  const send = async (chosen: Routed): Promise<Dispatched<T>> => {
+    let ep: PooledEndpoint
+    try {
+      ep = await whenConnected(instance, chosen.endpoint.pooled)
+    } catch (err) {
+      // Never sent: give the probe slot back without a verdict; the health checker judges it.
+      chosen.endpoint.state.breaker.release(chosen.probe)
+      throw err
+    }
+    const value = await run(ep, { instance, role: chosen.role, events: o.events, probe: chosen.probe })
+    return { value, endpoint: ep }
+  }
+
+  if (req.kind !== 'read') return withDeadline(send(pick([])), deadlineMs, instance)
+
+  const { retry, hedge } = o.router.budgets(resolved.instance)
+  retry.recordRequest()
+  hedge.recordRequest()
+  const hedgeAfterMs = resolved.instance.spec.policy.hedgeAfterMs
+  const tried: EndpointState[] = []
+  return withDeadline(
+    new Promise<Dispatched<T>>((resolve, reject) => {
+      let inFlight = 0
+      let settled = false
+      let retried = false
+      let lastError: unknown
+      let hedgeTimer: NodeJS.Timeout | null = null
+      const done = (fn: () => void): void => {
+        if (settled) return
+        settled = true
+        if (hedgeTimer) clearTimeout(hedgeTimer)
+        fn()
+      }
+      const launch = (why: 'first' | 'retry' | 'hedge'): boolean => {
+        let chosen: Routed
+        try {
+          chosen = pick(tried)
+        } catch (err) {
+          // No (other) endpoint can take it: the first attempt fails with that reason; a retry
+          // fails with the original error; a hedge is simply not sent.
+          if (why === 'first') done(() => reject(err))
+          else if (why === 'retry') done(() => reject(lastError))
+          return false
+        }
+        tried.push(chosen.endpoint.state)
+        const p = send(chosen)
+        inFlight++
+        if (why === 'retry') o.events.emit('retry', { instance, reason: errorCode(lastError) })
+        if (why === 'hedge') o.events.emit('hedge', { instance, result: 'sent' })
+        p.then(
+          (r) => {
+            inFlight--
+            if (!settled && why === 'hedge') o.events.emit('hedge', { instance, result: 'won' })
+            done(() => resolve(r))
+          },
+          (err: unknown) => {
+            inFlight--
+            if (settled) return
+            // A Redis error reply is an answer: return it, never retry it.
+            if (!isRetryable(err)) return done(() => reject(err))
+            lastError = err
+            if (inFlight > 0) return // a hedge (or the first attempt) may still answer
+            if (!retried && retry.tryRetry()) {
+              retried = true
+              launch('retry')
+              return
+            }
+            done(() => reject(lastError))
+          },
+        )
+        return true
+      }
+      if (!launch('first')) return
+      if (hedgeAfterMs !== null) {
+        hedgeTimer = setTimeout(() => {
+          hedgeTimer = null
+          if (!settled && hedge.tryHedge()) launch('hedge')
+        }, hedgeAfterMs)
+      }
+    }),
+    deadlineMs,
+    instance,
+  )
+}
+
+function errorCode(err: unknown): string {
+  return err instanceof GatewayError ? err.code : err instanceof RedisReplyError ? 'REDIS' : 'UNKNOWN'
+}
+
+/** Ends the request at its deadline whatever ioredis is still doing with it. */
+function withDeadline<T>(p: Promise<T>, ms: number, instance: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TimeoutError(`instance '${instance}' did not answer within ${ms} ms`)),
+      ms,
+    )
+  })
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer))
+}
