@@ -21,6 +21,7 @@ import { subscribeLogs } from './telemetry/log-events.js'
 import { UpstreamPool, type PooledEndpoint } from './upstream/pool.js'
 import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthTarget } from './resilience/health-checker.js'
 import { Router } from './routing/router.js'
+import { RESILIENCE_DEFAULTS } from './resilience/defaults.js'
 import { replicaOffset } from './routing/select.js'
 
 /**
@@ -94,7 +95,10 @@ export class Gateway {
           this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
       },
     )
-    this.router = new Router(this.pool)
+    this.router = new Router(this.pool, {
+      maxInflightPerEndpoint: RESILIENCE_DEFAULTS.maxInflightPerEndpoint,
+      maxEjectionPercent: RESILIENCE_DEFAULTS.maxEjectionPercent,
+    })
     this.metrics.subscribe(this.events)
     subscribeLogs(this.events, this.logger)
     this.table.onChange((snap) => {
@@ -224,6 +228,7 @@ export class Gateway {
         events: this.events,
         commandTimeoutMs: this.config.redis.commandTimeoutMs,
         deadlineMarginMs: DEADLINE_MARGIN_MS,
+        maxPendingPerEndpoint: RESILIENCE_DEFAULTS.maxPendingPerEndpoint,
       },
       clientIdHeader: this.config.http.clientIdHeader,
       tokens: () => this.tokens,

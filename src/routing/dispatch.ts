@@ -22,6 +22,8 @@ export interface DispatchOptions {
   /** The request's deadline: command timeout plus `deadlineMarginMs`. */
   readonly commandTimeoutMs: number
   readonly deadlineMarginMs: number
+  /** Requests that may wait per endpoint for its connection. */
+  readonly maxPendingPerEndpoint: number
 }
 
 export interface DispatchRequest {
@@ -58,7 +60,7 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
   const send = async (chosen: Routed): Promise<Dispatched<T>> => {
     let ep: PooledEndpoint
     try {
-      ep = await whenConnected(instance, chosen.endpoint.pooled)
+      ep = await whenConnected(instance, chosen.endpoint.pooled, o.maxPendingPerEndpoint)
     } catch (err) {
       // Never sent: give the probe slot back without a verdict; the health checker judges it.
       chosen.endpoint.state.breaker.release(chosen.probe)

@@ -39,6 +39,8 @@ export class EndpointState implements Candidate {
   primaryOffsetAtCheck = 0
   /** For primaries: each replica's acknowledged offset, keyed "ip:port" as the primary sees it. */
   replicaAcks = new Map<string, number>()
+  /** Requests waiting for this endpoint's connection to be (re)established. */
+  pending = 0
   lastCheckMs = 0
   consecutiveFailures = 0
 

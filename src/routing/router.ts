@@ -7,7 +7,7 @@ import { createBalancer, createGroupBalancer } from '../balancer/index.js'
 import { LoadTracker } from '../balancer/least-request.js'
 import type { Balancer, Candidate, PickContext } from '../balancer/types.js'
 import type { GroupStrategy, Strategy } from '../discovery/topology.js'
-import { DrainingError, NoEndpointError, NotFoundError, ReadOnlyError } from '../errors.js'
+import { DrainingError, NoEndpointError, NotFoundError, OverloadedError, ReadOnlyError } from '../errors.js'
 import type { PooledEndpoint, UpstreamPool } from '../upstream/pool.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type Selection } from './select.js'
 import type { SyncPosition } from './sync-token.js'
@@ -132,16 +132,22 @@ export class Router {
       g = { strategy: group.strategy, balancer: createGroupBalancer(group.strategy, { now: this.now }) }
       this.groups.set(name, g)
     }
-    // Members that take new traffic: not draining, weight > 0 (weight 0 = canary off).
+    // Members that take new traffic: not draining, weight > 0 (weight 0 = canary off), and with a
+    // healthy primary, unless none has one (then all stay candidates and answer for themselves).
     const list = this.scratch
     list.length = 0
+    let withPrimary = 0
     for (const m of group.members) {
       const inst = snap.instances.get(m)
       if (!inst || inst.spec.policy.maintenance === 'drain' || !(inst.spec.policy.weight > 0)) continue
       let c = this.members.get(inst)
       if (!c) this.members.set(inst, (c = new MemberCandidate(inst, this.runtime(inst).load)))
-      list.push(c)
+      if (this.primaryOf(inst) !== null) {
+        // Healthy members first: swap it in front of the unhealthy ones already listed.
+        list.splice(withPrimary++, 0, c)
+      } else list.push(c)
     }
+    if (withPrimary > 0) list.length = withPrimary
     const picked = g.balancer.pick(list, { clientId, random: this.random }) as MemberCandidate | null
     list.length = 0
     if (picked === null) throw new NoEndpointError(`group '${name}' has no instance taking traffic`, { retryAfterS: 5 })
@@ -204,11 +210,22 @@ export class Router {
   }
 }
 
-/** Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. */
-export function whenConnected(instance: string, ep: PooledEndpoint): PooledEndpoint | Promise<PooledEndpoint> {
+/**
+ * Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. At most
+ * `maxPending` requests wait per endpoint; beyond that the answer is 503 OVERLOADED at once, so a
+ * down endpoint cannot make the gateway hold an unbounded number of requests in memory.
+ */
+export function whenConnected(instance: string, ep: PooledEndpoint, maxPending = Infinity): PooledEndpoint | Promise<PooledEndpoint> {
   const ready = ep.client.whenReady()
   if (ready === true) return ep
+  if (ep.state.pending >= maxPending) {
+    throw new OverloadedError(`instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id}`, {
+      retryAfterS: 1,
+    })
+  }
+  ep.state.pending++
   return ready.then((ok) => {
+    ep.state.pending--
     if (ok) return ep
     throw new NoEndpointError(`instance '${instance}': endpoint ${ep.id} is not connected`, { retryAfterS: 1 })
   })
