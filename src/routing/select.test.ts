@@ -4,7 +4,8 @@ import { describe, expect, test } from 'vitest'
 import { createBalancer } from '../balancer/index.js'
 import { createPrng } from '../balancer/prng.js'
 import type { ReadPolicy } from '../discovery/topology.js'
-import { NoEndpointError } from '../errors.js'
+import { NoEndpointError, OverloadedError } from '../errors.js'
+import { CircuitBreaker } from '../resilience/breaker.js'
 import { EndpointState } from './endpoint-state.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type SelectInput } from './select.js'
 
@@ -174,5 +175,75 @@ describe('lag is measured at check time', () => {
     // Replica 2 still reports the old history's (large) offset under another replid.
     const eps = [primary(1, 500), replica(2, 9_999, { replId: 'old' }), replica(3, 200)]
     for (let i = 0; i < 20; i++) expect(selectEndpoint(input(eps, { token })).endpoint.spec.port).toBe(3)
+  })
+})
+
+describe('breakers, ejection cap and overload', () => {
+  function openBreaker(e: EndpointRef): void {
+    for (let i = 0; i < 5; i++) e.state.breaker.onFailure(false)
+    expect(e.state.breaker.state.kind).toBe('open')
+  }
+
+  test('a replica with an open breaker is skipped when the cap allows (1 of 2 replicas)', () => {
+    const eps = [primary(1), replica(2), replica(3)]
+    openBreaker(eps[1]!)
+    expect(counts(input(eps), 50)).toEqual({ 3: 50 })
+  })
+
+  test('never more than half the replicas are ejected: the later-tripped one keeps serving', () => {
+    const eps = [primary(1), replica(2), replica(3)]
+    openBreaker(eps[1]!)
+    openBreaker(eps[2]!)
+    // Both breakers are open but only floor(2 * 50%) = 1 replica may be ejected.
+    const c = counts(input(eps), 50)
+    expect(Object.keys(c)).toHaveLength(1)
+    expect(c[1]).toBeUndefined()
+  })
+
+  test('a primary with an open breaker: writes fail at once with Retry-After from the breaker', () => {
+    const eps = [primary(1), replica(2)]
+    openBreaker(eps[0]!)
+    let err: unknown
+    try {
+      selectEndpoint(input(eps, { write: true }))
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(NoEndpointError)
+    expect((err as NoEndpointError).retryAfterS).toBeGreaterThanOrEqual(1)
+  })
+
+  test('half-open admits one probe; the next request goes elsewhere', () => {
+    let now = 0
+    const clock = (): number => now
+    const p = primary(1)
+    const r2 = replica(2)
+    const r3 = replica(3)
+    const breaker = new CircuitBreaker({}, clock)
+    Object.defineProperty(r2.state, 'breaker', { value: breaker })
+    for (let i = 0; i < 5; i++) breaker.onFailure(false)
+    now = 1500 // past the 1 s open time: half-open
+    const first = selectEndpoint(input([p, r2, r3], { balancer: createBalancer('round-robin') }))
+    const second = selectEndpoint(input([p, r2, r3], { balancer: createBalancer('round-robin') }))
+    const probes = [first, second].filter((s) => s.probe)
+    expect(probes.length).toBeLessThanOrEqual(1)
+    if (probes.length === 1) expect(probes[0]!.endpoint.spec.port).toBe(2)
+  })
+
+  test('an endpoint at its in-flight bound takes no more; all at the bound is 503 OVERLOADED', () => {
+    const eps = [primary(1), replica(2), replica(3)]
+    eps[1]!.state.load.inflight = 10
+    expect(counts(input(eps, { maxInflight: 10 }), 20)).toEqual({ 3: 20 })
+    eps[2]!.state.load.inflight = 10
+    eps[0]!.state.load.inflight = 10
+    expect(() => selectEndpoint(input(eps, { maxInflight: 10, readPolicy: 'replica' }))).toThrow(OverloadedError)
+    expect(() => selectEndpoint(input(eps, { maxInflight: 10, write: true }))).toThrow(OverloadedError)
+  })
+
+  test('excluded endpoints (already tried) are not picked again', () => {
+    const eps = [primary(1), replica(2), replica(3)]
+    expect(counts(input(eps, { exclude: [eps[1]!.state] }), 20)).toEqual({ 3: 20 })
+    // With every replica tried, prefer-replica falls back to the primary.
+    expect(selectEndpoint(input(eps, { exclude: [eps[1]!.state, eps[2]!.state] })).endpoint.spec.port).toBe(1)
   })
 })

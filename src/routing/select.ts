@@ -143,6 +143,8 @@ function unavailable(instance: string, what: string, refs: readonly EndpointRef[
   })
 }
 
+const BYPASS = { ok: true, probe: false } as const
+
 export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []): Selection {
   const { endpoints, instance } = input
   const primary = findPrimary(endpoints)
@@ -194,7 +196,8 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
       scratch.length = 0
       return acquirePrimary(primary, input, 'read-your-writes: sticky replica has not reached the token')
     }
-    const admitted = picked.breaker.tryAcquire()
+    // An open breaker kept in rotation by the ejection cap is bypassed, not acquired.
+    const admitted = picked.breaker.state.kind === 'open' ? BYPASS : picked.breaker.tryAcquire()
     if (admitted.ok) {
       scratch.length = 0
       return {
