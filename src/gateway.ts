@@ -2,9 +2,9 @@
 // Construction does no I/O; start() listens and connects; stop() drains and closes.
 // main.ts (the process) and the tests both use this.
 
-import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { serve } from '@hono/node-server'
+import { getRequestListener } from '@hono/node-server'
 import type { Logger } from 'pino'
 import { parseListenAddress, type GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
@@ -271,12 +271,17 @@ export class Gateway {
 function listen(address: string, fetch: (req: Request, env: never) => Response | Promise<Response>, maxHeaderBytes: number): Promise<Server> {
   const { host, port } = parseListenAddress(address)
   return new Promise((resolve, reject) => {
-    const server = serve({
-      fetch: fetch as never,
-      hostname: host,
-      port,
-      serverOptions: { maxHeaderSize: maxHeaderBytes },
-    }) as Server
+    // A request the adapter cannot turn into a fetch Request (a backslash in the path, a bad Host
+    // header...) gets a JSON 400 like every other error, instead of the adapter's empty 400.
+    const listener = getRequestListener(fetch as never, {
+      errorHandler: (err) =>
+        new Response(JSON.stringify({ error: `BADREQUEST ${err instanceof Error ? err.message : 'malformed request'}` }), {
+          status: 400,
+          headers: { 'content-type': 'application/json', 'upstash-sync-token': '' },
+        }),
+    })
+    const server = createServer({ maxHeaderSize: maxHeaderBytes }, listener)
+    server.listen(port, host)
     // A request (headers and body) must arrive within 30 s, headers within 10 s: a client that
     // trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
     server.requestTimeout = 30_000

@@ -194,6 +194,9 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
       const outgoing = c.env?.outgoing
       if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
+      // The body means nothing here (the SDK sends "[]"), but it must be read: a socket with unread
+      // request bytes stops being read, and the client's hang-up would then never be noticed.
+      await body(c, deps.maxBodyBytes)
       // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
       await send('subscribe', (ep) =>
         openSseStream({

@@ -78,18 +78,26 @@ export async function openSseStream(o: SseOptions): Promise<void> {
       if (started && !out.writableEnded) out.end()
     },
   }
+  // Watch for the client leaving from the start: a close that happens while Redis confirms the
+  // subscription must still remove it.
+  let gone = false
+  out.on('close', () => {
+    gone = true
+    stream.end('client disconnected')
+  })
   // Subscribe before answering, so a failure is still a normal JSON error reply.
   unsubscribe = await o.hub.subscribe(
     o.pattern ? 'pattern' : 'channel',
     o.names.map((n) => Buffer.from(n, 'utf8')),
     sink,
   )
-  if (out.destroyed || out.socket === null || out.socket.destroyed) {
+  if (gone || ended || out.destroyed || out.headersSent || out.socket === null || out.socket.destroyed) {
+    // end() may already have run while `unsubscribe` was not known yet: run it again, now with it.
+    ended = false
     stream.end('client gone before the stream opened')
     return
   }
   openStreams.add(stream)
-  out.on('close', () => stream.end('client disconnected'))
   out.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',

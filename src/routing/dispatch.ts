@@ -70,6 +70,9 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
     return { value, endpoint: ep }
   }
 
+  // Subscriptions are bounded by the connect and command timeouts themselves, and must not be
+  // answered with an error while their stream may still open.
+  if (req.kind === 'subscribe') return send(pick([]))
   if (req.kind !== 'read') return withDeadline(send(pick([])), deadlineMs, instance)
 
   const { retry, hedge } = o.router.budgets(resolved.instance)

@@ -21,6 +21,8 @@ export class PubSubHub {
   private redis: Redis | null = null
   private readonly channels = new Map<string, Set<SubscriptionSink>>()
   private readonly patterns = new Map<string, Set<SubscriptionSink>>()
+  /** SUBSCRIBE/PSUBSCRIBE still waiting for Redis, by kind and name: later joiners wait for it too. */
+  private readonly pending = new Map<string, Promise<unknown>>()
   private stopped = false
 
   constructor(
@@ -67,6 +69,8 @@ export class PubSubHub {
     if (this.stopped) throw new NoEndpointError(`endpoint ${this.spec.id} is shutting down`, { retryAfterS: 1 })
     const table = kind === 'channel' ? this.channels : this.patterns
     const fresh: Buffer[] = []
+    const freshKeys: string[] = []
+    const waits: Promise<unknown>[] = []
     const keys = names.map((n) => n.toString('latin1'))
     keys.forEach((k, i) => {
       let set = table.get(k)
@@ -74,6 +78,11 @@ export class PubSubHub {
         set = new Set()
         table.set(k, set)
         fresh.push(names[i]!)
+        freshKeys.push(`${kind}:${k}`)
+      } else {
+        // Someone else's SUBSCRIBE for this name may not be confirmed yet: share its outcome.
+        const p = this.pending.get(`${kind}:${k}`)
+        if (p) waits.push(p)
       }
       set.add(sink)
     })
@@ -105,15 +114,21 @@ export class PubSubHub {
     }
     if (fresh.length > 0) {
       const r = this.connection()
-      try {
-        const names = fresh as unknown as string[]
-        await (kind === 'channel' ? r.subscribe(...names) : r.psubscribe(...names))
-      } catch (err) {
-        unsubscribe()
-        throw new NoEndpointError(`cannot subscribe on endpoint ${this.spec.id}: ${(err as Error).message}`, {
-          retryAfterS: 1,
-        })
-      }
+      const asStrings = fresh as unknown as string[]
+      const p = kind === 'channel' ? r.subscribe(...asStrings) : r.psubscribe(...asStrings)
+      for (const k of freshKeys) this.pending.set(k, p)
+      p.finally(() => {
+        for (const k of freshKeys) if (this.pending.get(k) === p) this.pending.delete(k)
+      }).catch(() => {})
+      waits.push(p)
+    }
+    try {
+      await Promise.all(waits)
+    } catch (err) {
+      unsubscribe()
+      throw new NoEndpointError(`cannot subscribe on endpoint ${this.spec.id}: ${(err as Error).message}`, {
+        retryAfterS: 1,
+      })
     }
     return unsubscribe
   }
