@@ -313,8 +313,10 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
             ? 'TIMEOUT request not received in time'
             : 'BADREQUEST malformed HTTP request'
       const body = JSON.stringify({ error: message })
+      // A reply to HEAD has no body (the headers still say how long it would be).
+      const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1', 0, 5) === 'HEAD '
       socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${head ? '' : body}`,
       )
     })
   })

@@ -45,6 +45,10 @@ export class PubSubHub {
         // when the endpoint cannot be reached.
         enableOfflineQueue: true,
         autoResubscribe: true,
+        // ioredis's ready check (INFO) may still be in flight when the first SUBSCRIBE is let
+        // through; the connection is then in subscriber mode and the queued INFO and SUBSCRIBEs
+        // fail. A subscriber connection needs no ready check.
+        enableReadyCheck: false,
       }),
     )
     r.on('error', () => {})
