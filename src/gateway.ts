@@ -8,7 +8,7 @@ import { getRequestListener } from '@hono/node-server'
 import type { Logger } from 'pino'
 import { parseListenAddress, type GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
-import { staticInstances } from './discovery/static.js'
+import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
 import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
 import { createDataApp } from './http/data-plane.js'
@@ -194,7 +194,7 @@ export class Gateway {
     this.config = cfg
     this.tokens = new TokenStore(cfg.auth.tokens)
     this.table.setGroupConfig(cfg.groups)
-    this.table.apply({ type: 'reset', instances: staticInstances(cfg) })
+    this.table.apply({ type: 'reset', source: STATIC_SOURCE, instances: staticInstances(cfg) })
     for (const spec of staticInstances(cfg)) {
       for (const e of spec.annotationErrors) {
         this.events.emit('annotationError', { instance: spec.name, source: spec.source, key: e.key, message: e.message })

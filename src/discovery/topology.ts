@@ -36,7 +36,12 @@ export interface EndpointSpec {
   readonly port: number
   /** Discovered ready (EndpointSlice `ready`; static endpoints are always ready). */
   readonly ready: boolean
+  /** Zone the endpoint runs in (EndpointSlice `zone`). */
   readonly zone?: string
+  /** Zones this endpoint should serve (EndpointSlice `hints.forZones`), sorted; absent = no hint. */
+  readonly forZones?: readonly string[]
+  /** The EndpointSlice says the endpoint is terminating (absent = not terminating). */
+  readonly terminating?: boolean
 }
 
 export interface InstanceSpec {
@@ -50,7 +55,11 @@ export interface InstanceSpec {
 
 /** Level-based updates: each carries the whole current state of what it names. */
 export type TopologyUpdate =
-  | { readonly type: 'reset'; readonly instances: readonly InstanceSpec[] }
+  /**
+   * The whole current state of one source (`source` given: only instances whose spec.source is
+   * that source are replaced) or of everything (no `source`).
+   */
+  | { readonly type: 'reset'; readonly instances: readonly InstanceSpec[]; readonly source?: string }
   | { readonly type: 'upsert'; readonly instance: InstanceSpec }
   | { readonly type: 'remove'; readonly name: string }
 

@@ -232,3 +232,18 @@ describe('RoutingTable groups', () => {
     expect(t.current.instances.get('a')?.spec.policy.weight).toBe(1)
   })
 })
+
+describe('RoutingTable.apply: a reset scoped to one source', () => {
+  it('replaces only that source and keeps instances from other sources', () => {
+    const t = new RoutingTable()
+    const k8s = { ...inst('orders', { port: 7000 }), source: 'kubernetes:redis-system/redis-orders' }
+    t.apply({ type: 'upsert', instance: k8s })
+    t.apply({ type: 'reset', source: 'static', instances: [inst('a'), inst('b')] })
+    expect(names(t.current)).toEqual(['a', 'b', 'orders'])
+    const ordersRoute = t.current.instances.get('orders')
+    t.apply({ type: 'reset', source: 'static', instances: [inst('b')] })
+    expect(names(t.current)).toEqual(['b', 'orders'])
+    // The other source's route object is untouched.
+    expect(t.current.instances.get('orders')).toBe(ordersRoute)
+  })
+})

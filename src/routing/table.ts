@@ -52,6 +52,10 @@ export class RoutingTable {
     switch (update.type) {
       case 'reset': {
         next = new Map()
+        if (update.source !== undefined) {
+          // Keep what other sources provide.
+          for (const [name, route] of prev) if (route.spec.source !== update.source) next.set(name, route)
+        }
         for (const spec of update.instances) {
           const old = prev.get(spec.name)
           next.set(spec.name, old && sameSpec(old.spec, spec) ? old : { name: spec.name, spec })
