@@ -62,6 +62,19 @@ export interface BreakerEvent {
   readonly reason: string
 }
 
+/** Kubernetes discovery lifecycle: listed, watching, gone (410), error, reconciled, conflict. */
+export interface DiscoveryEvent {
+  readonly source: string
+  readonly kind: string
+  readonly resource: string
+  readonly error?: string
+  readonly status?: number
+  readonly retryInMs?: number
+  readonly items?: number
+  readonly instances?: number
+  readonly instance?: string
+}
+
 export interface TableEvent {
   readonly instances: number
   readonly groups: number
@@ -88,6 +101,7 @@ export interface GatewayEventMap {
   endpointState: EndpointStateEvent
   endpointRole: EndpointRoleEvent
   replicaLag: ReplicaLagEvent
+  discovery: DiscoveryEvent
   retry: RetryEvent
   hedge: HedgeEvent
   breaker: BreakerEvent

@@ -9,6 +9,8 @@ import type { Logger } from 'pino'
 import { parseListenAddress, type GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
 import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
+import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.js'
+import type { RuntimeEnv } from './config/load.js'
 import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
 import { createDataApp } from './http/data-plane.js'
@@ -42,6 +44,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
 
 export interface GatewayOptions {
   readonly config: GatewayConfig
+  /** Process settings outside the config file (zone, kubeconfig); default: none. */
+  readonly runtime?: RuntimeEnv
   /** Watch this config file and apply valid edits live. */
   readonly configPath?: string
   readonly logger?: Logger
@@ -63,6 +67,7 @@ export class Gateway {
   private opsServer: Server | null = null
   private watcher: ConfigWatcher | null = null
   private shuttingDown = false
+  private kubernetes: KubernetesSource | null = null
   private synced = false
 
   constructor(private readonly opts: GatewayOptions) {
@@ -106,6 +111,27 @@ export class Gateway {
       this.router.prune(snap)
       this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
     })
+  }
+
+  private startKubernetes(): void {
+    const k = this.config.discovery.kubernetes
+    if (k === null) return
+    const kubeConfig = loadKubeConfig(this.opts.runtime?.kubeconfig ?? null)
+    this.kubernetes = new KubernetesSource({
+      kubeConfig,
+      namespaces: k.namespaces,
+      servicePrefix: k.servicePrefix,
+      apply: (u) => {
+        this.table.apply(u)
+        if (u.type === 'upsert') {
+          for (const e of u.instance.annotationErrors) {
+            this.events.emit('annotationError', { instance: u.instance.name, source: u.instance.source, key: e.key, message: e.message })
+          }
+        }
+      },
+      onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
+    })
+    this.kubernetes.start()
   }
 
   private healthTarget(ep: PooledEndpoint): HealthTarget {
@@ -212,6 +238,7 @@ export class Gateway {
   notReadyReason(): string | null {
     if (this.shuttingDown) return 'shutting down'
     if (!this.synced) return 'first discovery sync not done'
+    if (this.kubernetes !== null && !this.kubernetes.synced) return 'first Kubernetes sync not done'
     if (!this.dataServer?.listening) return 'data listener not up'
     return null
   }
@@ -219,6 +246,7 @@ export class Gateway {
   async start(): Promise<void> {
     this.applyConfig(this.config)
     this.pool.start()
+    this.startKubernetes()
     this.health.start()
     const dataApp = createDataApp({
       table: this.table,
@@ -261,6 +289,7 @@ export class Gateway {
     this.shuttingDown = true
     this.watcher?.stop()
     this.health.stop()
+    await this.kubernetes?.stop()
     const grace = opts.graceMs ?? 10_000
     for (const s of [...openStreams]) s.end('gateway shutting down')
     await Promise.all([closeServer(this.dataServer, grace), closeServer(this.opsServer, grace)])

@@ -1,6 +1,6 @@
 // Composition root: load config, start the gateway, drain on SIGTERM/SIGINT.
 
-import { ConfigError, configPath, loadConfig } from './config/load.js'
+import { ConfigError, configPath, loadConfig, loadRuntimeEnv } from './config/load.js'
 import { Gateway } from './gateway.js'
 import { createLogger } from './telemetry/logger.js'
 
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
     throw err
   }
   const logger = createLogger(config.log.level)
-  const gateway = new Gateway({ config, configPath: path, logger })
+  const gateway = new Gateway({ config, configPath: path, logger, runtime: loadRuntimeEnv() })
   try {
     await gateway.start()
   } catch (err) {

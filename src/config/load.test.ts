@@ -354,14 +354,16 @@ describe('loadConfig: environment', () => {
       'GATEWAY_CONNECT_TIMEOUT',
       'GATEWAY_MAX_BODY',
       'GATEWAY_ZONE',
+      'KUBECONFIG',
     ])
     for (const v of ENV_VARS) expect(v.description.length).toBeGreaterThan(10)
   })
 
   it('reads the zone for the runtime', () => {
-    expect(loadRuntimeEnv({ GATEWAY_ZONE: ' eu-west-1a ' })).toEqual({ zone: 'eu-west-1a' })
-    expect(loadRuntimeEnv({ GATEWAY_ZONE: '' })).toEqual({ zone: null })
-    expect(loadRuntimeEnv({})).toEqual({ zone: null })
+    expect(loadRuntimeEnv({ GATEWAY_ZONE: ' eu-west-1a ' })).toEqual({ zone: 'eu-west-1a', kubeconfig: null })
+    expect(loadRuntimeEnv({ KUBECONFIG: '/tmp/kc' }).kubeconfig).toBe('/tmp/kc')
+    expect(loadRuntimeEnv({ GATEWAY_ZONE: '' })).toEqual({ zone: null, kubeconfig: null })
+    expect(loadRuntimeEnv({})).toEqual({ zone: null, kubeconfig: null })
   })
 })
 

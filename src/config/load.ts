@@ -67,6 +67,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'GATEWAY_CONNECT_TIMEOUT', key: 'redis.connectTimeout', description: 'Connect timeout, a duration such as 1s.' },
   { name: 'GATEWAY_MAX_BODY', key: 'limits.maxBody', description: 'Largest accepted request body, a size such as 10MiB.' },
   { name: 'GATEWAY_ZONE', key: null, description: "This gateway's zone (e.g. the node's topology.kubernetes.io/zone), for zone-aware routing." },
+  { name: 'KUBECONFIG', key: null, description: 'Kubeconfig file for Kubernetes discovery; without it the in-cluster service account is used.' },
 ]
 
 // Overrides go into the document before validation so env values get exactly the file's checks.
@@ -177,11 +178,16 @@ export function loadConfig(opts: LoadOptions = {}): GatewayConfig {
 export interface RuntimeEnv {
   /** GATEWAY_ZONE: the zone this gateway runs in, or null when unknown. */
   readonly zone: string | null
+  /** KUBECONFIG: kubeconfig file for Kubernetes discovery; null = the in-cluster service account. */
+  readonly kubeconfig: string | null
 }
 
 /** Process-level settings that are not part of the config file. */
 export function loadRuntimeEnv(env: NodeJS.ProcessEnv = process.env): RuntimeEnv {
-  return { zone: nonEmpty(env.GATEWAY_ZONE) ?? null }
+  return {
+    zone: nonEmpty(env.GATEWAY_ZONE) ?? null,
+    kubeconfig: nonEmpty(env.KUBECONFIG) ?? null,
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

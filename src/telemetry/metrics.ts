@@ -106,6 +106,12 @@ export class GatewayMetrics {
       ),
       events.on('endpointState', (e) => this.endpointUp.set({ instance: e.instance, endpoint: e.endpoint }, e.up ? 1 : 0)),
       events.on('replicaLag', (e) => this.replicaLag.set({ instance: e.instance, endpoint: e.endpoint }, e.bytes)),
+      events.on('discovery', (e) => {
+        this.discoveryEvents.inc({ source: e.source, outcome: e.kind })
+        if (e.kind === 'listed' || e.kind === 'reconciled' || e.kind === 'watching') {
+          this.discoveryLastSync.set({ source: e.source }, Date.now() / 1000)
+        }
+      }),
       events.on('breaker', (e) => {
         const v = e.to === 'open' ? 2 : e.to === 'half-open' ? 1 : 0
         for (const instance of e.instances) this.breakerState.set({ instance, endpoint: e.endpoint }, v)

@@ -136,7 +136,7 @@ describe('ListWatch', () => {
   test('a failing list retries with backoff and never stops', async () => {
     let calls = 0
     const sleeps: number[] = []
-    let wake: (() => void) | null = null
+    const waker: { wake: (() => void) | null } = { wake: null }
     const lw = new ListWatch<Obj>({
       name: 't',
       list: async () => {
@@ -149,13 +149,13 @@ describe('ListWatch', () => {
       random: () => 0.5,
       sleep: (ms) => {
         sleeps.push(ms)
-        return new Promise<void>((r) => (wake = r))
+        return new Promise<void>((r) => (waker.wake = r))
       },
     })
     lw.start()
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setImmediate(r))
-      wake?.()
+      waker.wake?.()
     }
     await new Promise((r) => setImmediate(r))
     expect(calls).toBe(3)
