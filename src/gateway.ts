@@ -103,6 +103,7 @@ export class Gateway {
     this.router = new Router(this.pool, {
       maxInflightPerEndpoint: RESILIENCE_DEFAULTS.maxInflightPerEndpoint,
       maxEjectionPercent: RESILIENCE_DEFAULTS.maxEjectionPercent,
+      zone: opts.runtime?.zone ?? null,
     })
     this.metrics.subscribe(this.events)
     subscribeLogs(this.events, this.logger)

@@ -40,6 +40,8 @@ export interface RouterOptions {
   readonly maxEjectionPercent?: number
   readonly retryBudget?: Partial<BudgetOptions>
   readonly hedgeBudget?: Partial<BudgetOptions>
+  /** This gateway's zone, for zone-aware reads. */
+  readonly zone?: string | null
 }
 
 interface InstanceRuntime {
@@ -203,6 +205,7 @@ export class Router {
       ctx,
       sticky: policy.strategy === 'maglev',
       now: this.now,
+      zone: this.opts.zone ?? null,
       ...(exclude !== undefined && { exclude }),
       ...(this.opts.maxInflightPerEndpoint !== undefined && { maxInflight: this.opts.maxInflightPerEndpoint }),
       ...(this.opts.maxEjectionPercent !== undefined && { maxEjectionPercent: this.opts.maxEjectionPercent }),

@@ -247,3 +247,32 @@ describe('breakers, ejection cap and overload', () => {
     expect(selectEndpoint(input(eps, { exclude: [eps[1]!.state, eps[2]!.state] })).endpoint.spec.port).toBe(1)
   })
 })
+
+describe('zone-aware reads', () => {
+  function zoned(r: EndpointRef, zone: string, forZones?: string[]): EndpointRef {
+    return { ...r, spec: { ...r.spec, zone, ...(forZones ? { forZones } : {}) } }
+  }
+  test('reads prefer same-zone replicas while enough of them are eligible', () => {
+    const eps = [zoned(primary(1), 'a'), zoned(replica(2), 'a'), zoned(replica(3), 'b'), zoned(replica(4), 'b')]
+    expect(counts(input(eps, { zone: 'a' }), 30)).toEqual({ 2: 30 })
+    expect(counts(input(eps, { zone: 'b' }), 30)).toEqual({ 3: 15, 4: 15 })
+  })
+  test('when less than half of the same-zone replicas are eligible, every zone is used', () => {
+    const eps = [
+      zoned(primary(1), 'a'),
+      zoned(replica(2), 'a'),
+      zoned(replica(3, 1000, { healthy: false }), 'a'),
+      zoned(replica(4, 1000, { healthy: false }), 'a'),
+      zoned(replica(5), 'b'),
+    ]
+    expect(counts(input(eps, { zone: 'a' }), 30)).toEqual({ 2: 15, 5: 15 })
+  })
+  test('EndpointSlice hints (forZones) win over the endpoint zone', () => {
+    const eps = [zoned(primary(1), 'a'), zoned(replica(2), 'b', ['a']), zoned(replica(3), 'a', ['b'])]
+    expect(counts(input(eps, { zone: 'a' }), 20)).toEqual({ 2: 20 })
+  })
+  test('writes ignore zones', () => {
+    const eps = [zoned(primary(1), 'b'), zoned(replica(2), 'a')]
+    expect(selectEndpoint(input(eps, { zone: 'a', write: true })).endpoint.spec.port).toBe(1)
+  })
+})

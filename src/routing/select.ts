@@ -42,6 +42,35 @@ export interface SelectInput {
   readonly maxInflight?: number
   /** Clock for breaker Retry-After (default performance.now). */
   readonly now?: () => number
+  /** This gateway's zone (GATEWAY_ZONE): reads prefer endpoints for it while enough are healthy. */
+  readonly zone?: string | null
+}
+
+/** Is this endpoint meant for `zone`? EndpointSlice hints (forZones) win over the endpoint's own zone. */
+export function servesZone(spec: EndpointSpec, zone: string): boolean {
+  if (spec.forZones !== undefined && spec.forZones.length > 0) return spec.forZones.includes(zone)
+  return spec.zone === zone
+}
+
+/**
+ * Zone-aware preference: keep only same-zone candidates when at least one is eligible and at
+ * least half of the instance's same-zone endpoints are (so a zone that lost most of its replicas
+ * does not concentrate its reads on the survivors); otherwise leave every zone in.
+ */
+function preferZone(scratch: EndpointState[], endpoints: readonly EndpointRef[], zone: string): void {
+  let total = 0
+  for (const e of endpoints) if (e.spec.ready && servesZone(e.spec, zone)) total++
+  if (total === 0) return
+  let same = 0
+  for (const s of scratch) {
+    const ref = endpoints.find((e) => e.state === s)
+    if (ref && servesZone(ref.spec, zone)) same++
+  }
+  if (same === 0 || same * 2 < total) return
+  for (let i = scratch.length - 1; i >= 0; i--) {
+    const ref = endpoints.find((e) => e.state === scratch[i])
+    if (!ref || !servesZone(ref.spec, zone)) scratch.splice(i, 1)
+  }
 }
 
 export interface Selection {
@@ -186,6 +215,7 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   }
   if (open > 0) capEjection(scratch, replicas, input.maxEjectionPercent ?? 50)
   if (input.readPolicy === 'any' && primary !== null && primaryRefusal(primary, input) === null) scratch.push(primary.state)
+  if (input.zone && scratch.length > 1) preferZone(scratch, endpoints, input.zone)
   const forced = tokenForcesPrimary || (tokenExcluded && scratch.length === 0)
   // Pick, acquire the breaker (a half-open endpoint admits a bounded number of probes), re-pick
   // when it refuses.
