@@ -219,13 +219,15 @@ export class Router {
  * down endpoint cannot make the gateway hold an unbounded number of requests in memory.
  */
 export function whenConnected(instance: string, ep: PooledEndpoint, maxPending = Infinity): PooledEndpoint | Promise<PooledEndpoint> {
-  const ready = ep.client.whenReady()
-  if (ready === true) return ep
+  if (ep.client.up) return ep
+  // Refuse before registering a waiter: a refused request must not leave a listener or timer behind.
   if (ep.state.pending >= maxPending) {
     throw new OverloadedError(`instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id}`, {
       retryAfterS: 1,
     })
   }
+  const ready = ep.client.whenReady()
+  if (ready === true) return ep
   ep.state.pending++
   return ready.then((ok) => {
     ep.state.pending--

@@ -1,0 +1,79 @@
+// whenConnected (src/routing/router.ts): the bound on requests waiting for an endpoint's
+// connection (issue 4 requirement 5). Unit level, with an endpoint whose readiness the test
+// resolves by hand; the same bound is exercised with 1200 real requests in
+// test/faults/overload.test.ts.
+
+import { describe, expect, it } from 'vitest'
+import { NoEndpointError, OverloadedError } from '../errors.js'
+import type { PooledEndpoint } from '../upstream/pool.js'
+import { EndpointState } from './endpoint-state.js'
+import { whenConnected } from './router.js'
+
+/** An endpoint that is connected (`ready`), or not yet: each whenReady() then waits for settle(). */
+function endpoint(ready: boolean): { ep: PooledEndpoint; settle(ok: boolean): void; waiting(): number } {
+  const waiters: ((ok: boolean) => void)[] = []
+  const state = new EndpointState('127.0.0.1:6379')
+  const client = {
+    whenReady: (): Promise<boolean> | true => (ready ? true : new Promise<boolean>((resolve) => waiters.push(resolve))),
+  }
+  const ep = { id: state.id, state, client } as unknown as PooledEndpoint
+  return {
+    ep,
+    settle: (ok) => {
+      for (const w of waiters.splice(0)) w(ok)
+    },
+    waiting: () => waiters.length,
+  }
+}
+
+describe('whenConnected', () => {
+  it('returns a connected endpoint at once, without counting it as pending', () => {
+    const { ep } = endpoint(true)
+    expect(whenConnected('i', ep, 0)).toBe(ep)
+    expect(ep.state.pending).toBe(0)
+  })
+
+  it('lets at most maxPending requests wait; the next one gets OVERLOADED synchronously', async () => {
+    const { ep, settle, waiting } = endpoint(false)
+    const held = [1, 2, 3].map(() => whenConnected('i', ep, 3) as Promise<PooledEndpoint>)
+    expect(ep.state.pending).toBe(3)
+    expect(waiting()).toBe(3)
+    let thrown: unknown
+    try {
+      whenConnected('i', ep, 3)
+    } catch (err) {
+      thrown = err
+    }
+    expect(thrown).toBeInstanceOf(OverloadedError)
+    expect((thrown as OverloadedError).code).toBe('OVERLOADED')
+    // The refused request did not take a slot or start waiting. (A waiter costs, in the real
+    // EndpointClient.whenReady, a 'ready' listener on the ioredis client and a connect-timeout
+    // timer: a refused request must not leave one behind, or the bound bounds nothing.)
+    expect(ep.state.pending).toBe(3)
+    expect(waiting(), 'waiters registered for 3 admitted requests and 1 refused one').toBe(3)
+
+    settle(true)
+    await expect(Promise.all(held)).resolves.toEqual([ep, ep, ep])
+    expect(ep.state.pending).toBe(0)
+  })
+
+  it('frees the slots when the connection does not come up (NOENDPOINT), so later requests may wait again', async () => {
+    const { ep, settle } = endpoint(false)
+    const held = [1, 2].map(() => whenConnected('i', ep, 2) as Promise<PooledEndpoint>)
+    expect(() => whenConnected('i', ep, 2)).toThrow(OverloadedError)
+    settle(false)
+    for (const p of held) await expect(p).rejects.toBeInstanceOf(NoEndpointError)
+    expect(ep.state.pending).toBe(0)
+    const again = whenConnected('i', ep, 2) as Promise<PooledEndpoint>
+    expect(ep.state.pending).toBe(1)
+    settle(true)
+    await expect(again).resolves.toBe(ep)
+    expect(ep.state.pending).toBe(0)
+  })
+
+  it('with no bound given, never refuses', () => {
+    const { ep } = endpoint(false)
+    for (let i = 0; i < 5_000; i++) void whenConnected('i', ep)
+    expect(ep.state.pending).toBe(5_000)
+  })
+})
