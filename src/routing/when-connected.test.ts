@@ -14,6 +14,7 @@ function endpoint(ready: boolean): { ep: PooledEndpoint; settle(ok: boolean): vo
   const waiters: ((ok: boolean) => void)[] = []
   const state = new EndpointState('127.0.0.1:6379')
   const client = {
+    up: ready,
     whenReady: (): Promise<boolean> | true => (ready ? true : new Promise<boolean>((resolve) => waiters.push(resolve))),
   }
   const ep = { id: state.id, state, client } as unknown as PooledEndpoint
