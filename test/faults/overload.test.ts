@@ -1,0 +1,153 @@
+// Issue 4 requirement 5 on live traffic: the gateway bounds what it holds for an endpoint that
+// cannot answer, and answers the excess with 503 OVERLOADED at once instead of growing memory.
+// - Pending bound (maxPendingPerEndpoint, default 1000): the endpoint's port refuses connections
+//   from the start, so every request waits (up to the connect timeout) for a connection; of 1200
+//   concurrent requests, 1000 wait and the other 200 get OVERLOADED right away.
+// - In-flight bound (maxInflightPerEndpoint, default 1000): the endpoint is connected but its proxy
+//   stalls, so requests are sent and never answered; of 1200 concurrent requests 1000 are in
+//   flight and the other 200 get OVERLOADED right away.
+// Every request still ends by its deadline; afterwards (heal) the instance serves again.
+// 1200 concurrent HTTP requests are fine on a 2-core machine (each is a socket and a promise).
+// The same bound is also unit-tested in src/routing/when-connected.test.ts.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { RESILIENCE_DEFAULTS } from '../../src/resilience/defaults.js'
+import type { PooledEndpoint } from '../../src/upstream/pool.js'
+import { FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js'
+import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { waitFor } from '../helpers/wait.js'
+import { fmt, HttpClient, maxMs, tally, type Result } from './fault-env.js'
+
+const REQUESTS = 1_200
+const COMMAND_TIMEOUT_MS = 4_000
+const CONNECT_TIMEOUT_MS = 3_000
+const DEADLINE_MS = COMMAND_TIMEOUT_MS + 250
+
+let server: RedisServer
+let refused: FaultProxy
+let stalled: FaultProxy
+let gw: TestGateway
+
+const endpointOf = (proxy: FaultProxy): PooledEndpoint => [...gw.gateway.pool.all()].find((e) => e.client.spec.port === proxy.port)!
+
+beforeAll(async () => {
+  server = await startRedis()
+  ;[refused, stalled] = await Promise.all([startFaultProxy(server), startFaultProxy(server)])
+  await refused.refuse(true)
+  gw = await startGateway({
+    instances: [
+      { name: 'direct', endpoints: [server.url] },
+      { name: 'refused', endpoints: [refused.url] },
+      { name: 'stalled', endpoints: [stalled.url] },
+    ],
+    extra: {
+      // Long timeouts so that all 1200 requests are held at once; health checks rare, so the
+      // stalled endpoint stays "healthy" and the in-flight bound (not health) is what answers.
+      redis: { commandTimeout: `${COMMAND_TIMEOUT_MS}ms`, connectTimeout: `${CONNECT_TIMEOUT_MS}ms` },
+      health: { interval: '60s', timeout: '1s' },
+    },
+  })
+  await waitFor(() => endpointOf(stalled).client.up && endpointOf(stalled).state.healthy, {
+    message: 'the stalled-to-be endpoint connected and checked',
+  })
+})
+
+afterAll(async () => {
+  await gw?.stop()
+  await Promise.all([refused?.close(), stalled?.close()])
+  await server?.stop()
+})
+
+/**
+ * Sends REQUESTS concurrent reads to `instance`; `whileHeld` runs once the OVERLOADED answers are
+ * in (while the other requests are still held by the gateway).
+ */
+async function burst(instance: string, whileHeld: () => void | Promise<void>): Promise<Result[]> {
+  const client = new HttpClient()
+  try {
+    await client.warm(gw.base('direct'), REQUESTS)
+    let overloaded = 0
+    const all = Promise.all(
+      Array.from({ length: REQUESTS }, async () => {
+        const r = await client.post(gw.base(instance), ['GET', 'k'])
+        if (r.code === 'OVERLOADED') overloaded++
+        return r
+      }),
+    )
+    await waitFor(() => overloaded >= REQUESTS - 1_000, { timeoutMs: 10_000, message: 'the OVERLOADED answers' })
+    await whileHeld()
+    return await all
+  } finally {
+    client.close()
+  }
+}
+
+function report(name: string, results: Result[], held: Result[], overloaded: Result[]): void {
+  const spread = Math.max(...results.map((r) => r.startedAt)) - Math.min(...results.map((r) => r.startedAt))
+  console.log(
+    `[faults/overload] ${name}: ${REQUESTS} concurrent requests sent over ${fmt(spread)}: ${JSON.stringify(tally(results))}; ` +
+      `OVERLOADED answered in at most ${fmt(maxMs(overloaded))}, the held ones after ${fmt(Math.min(...held.map((r) => r.ms)))}` +
+      `..${fmt(maxMs(held))}`,
+  )
+}
+
+describe('overload bounds under 1200 concurrent requests', () => {
+  it('an endpoint that refuses connections: 1000 wait for it, the rest get 503 OVERLOADED at once', async () => {
+    // What the gateway holds for the endpoint while the 1000 wait: one 'ready' listener (and one
+    // connect-timeout timer) per waiting request, and not one more for the refused ones.
+    let readyListeners = 0
+    const results = await burst('refused', () => {
+      readyListeners = endpointOf(refused).client.redis.listenerCount('ready')
+    })
+    const overloaded = results.filter((r) => r.status === 503 && r.code === 'OVERLOADED')
+    const held = results.filter((r) => r.code !== 'OVERLOADED')
+    report('pending bound (connection refused)', results, held, overloaded)
+    console.log(`[faults/overload] 'ready' listeners on the refused endpoint's ioredis client while the requests wait: ${readyListeners}`)
+    expect(overloaded.length).toBe(REQUESTS - RESILIENCE_DEFAULTS.maxPendingPerEndpoint)
+    // The waiting ones gave up after the connect timeout: 503 NOENDPOINT, each by its deadline.
+    expect(held.every((r) => r.status === 503 && r.code === 'NOENDPOINT')).toBe(true)
+    expect(Math.min(...held.map((r) => r.ms))).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50)
+    expect(maxMs(results)).toBeLessThan(DEADLINE_MS + 1_000)
+    // "At once": the excess did not wait for the endpoint.
+    expect(maxMs(overloaded)).toBeLessThan(CONNECT_TIMEOUT_MS / 2)
+    expect(overloaded.every((r) => r.retryAfter !== null && Number(r.retryAfter) >= 1)).toBe(true)
+    expect(endpointOf(refused).state.pending).toBe(0)
+
+    await refused.refuse(false)
+    const client = new HttpClient()
+    await waitFor(async () => (await client.post(gw.base('refused'), ['GET', 'k'])).status === 200, {
+      timeoutMs: 10_000,
+      message: 'the instance to serve once its endpoint accepts connections',
+    })
+    client.close()
+    // Memory held for the down endpoint is bounded by maxPending: the 200 refused requests must not
+    // have left waiters behind (the pool's own 'ready' hook is one more listener).
+    expect(readyListeners).toBeLessThanOrEqual(RESILIENCE_DEFAULTS.maxPendingPerEndpoint + 1)
+  })
+
+  it('an endpoint that stops answering: 1000 in flight, the rest get 503 OVERLOADED at once', async () => {
+    const ep = endpointOf(stalled)
+    stalled.stall()
+    const results = await burst('stalled', () => {})
+    const overloaded = results.filter((r) => r.status === 503 && r.code === 'OVERLOADED')
+    const held = results.filter((r) => r.code !== 'OVERLOADED')
+    report('in-flight bound (stalled)', results, held, overloaded)
+    expect(overloaded.length).toBe(REQUESTS - RESILIENCE_DEFAULTS.maxInflightPerEndpoint)
+    // The ones in flight ended at their deadline with 504.
+    expect(held.every((r) => r.status === 504 && r.code === 'TIMEOUT')).toBe(true)
+    expect(maxMs(results)).toBeLessThan(DEADLINE_MS + 1_000)
+    expect(maxMs(overloaded)).toBeLessThan(COMMAND_TIMEOUT_MS / 2)
+    expect(overloaded.every((r) => r.retryAfter !== null && Number(r.retryAfter) >= 1)).toBe(true)
+
+    stalled.resume()
+    await waitFor(() => ep.state.load.inflight === 0, { timeoutMs: 10_000, message: 'nothing left in flight after resume' })
+    // 1000 timeouts opened the breaker; after its open time a probe closes it and reads flow again.
+    const client = new HttpClient()
+    await waitFor(async () => (await client.post(gw.base('stalled'), ['GET', 'k'])).status === 200, {
+      timeoutMs: 10_000,
+      message: 'the instance to serve again after resume',
+    })
+    client.close()
+  })
+})
