@@ -66,7 +66,14 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
       chosen.endpoint.state.breaker.release(chosen.probe)
       throw err
     }
-    const value = await run(ep, { instance, role: chosen.role, events: o.events, probe: chosen.probe })
+    // Each attempt ends after the command timeout counted from when it was handed over, even if
+    // ioredis has not written it yet (it may sit behind a stalled auto-pipeline batch, whose
+    // timer started earlier): a read then still has the deadline margin for its one retry.
+    const value = await withTimer(
+      run(ep, { instance, role: chosen.role, events: o.events, probe: chosen.probe }),
+      o.commandTimeoutMs,
+      () => new TimeoutError(`endpoint ${ep.id} did not answer within ${o.commandTimeoutMs} ms`),
+    )
     return { value, endpoint: ep }
   }
 
@@ -149,14 +156,16 @@ function errorCode(err: unknown): string {
   return err instanceof GatewayError ? err.code : err instanceof RedisReplyError ? 'REDIS' : 'UNKNOWN'
 }
 
+/** Rejects with `error()` after `ms` unless `p` settles first (p keeps running; its outcome is ignored). */
+function withTimer<T>(p: Promise<T>, ms: number, error: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(error()), ms)
+  })
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer))
+}
+
 /** Ends the request at its deadline whatever ioredis is still doing with it. */
 function withDeadline<T>(p: Promise<T>, ms: number, instance: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TimeoutError(`instance '${instance}' did not answer within ${ms} ms`)),
-      ms,
-    )
-  })
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer))
+  return withTimer(p, ms, () => new TimeoutError(`instance '${instance}' did not answer within ${ms} ms`))
 }
