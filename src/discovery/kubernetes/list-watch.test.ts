@@ -164,3 +164,49 @@ describe('ListWatch', () => {
     await lw.stop()
   })
 })
+
+describe('ListWatch recovery', () => {
+  test('failures to connect back off more and more; once a watch opens, the backoff starts over', async () => {
+    let down = true
+    const sleeps: number[] = []
+    const waker: { wake: (() => void) | null } = { wake: null }
+    const opened: ((err?: unknown) => void)[] = []
+    const err = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+    const lw = new ListWatch<Obj>({
+      name: 't',
+      list: async () => ({ items: [], metadata: { resourceVersion: '1' } }),
+      watch: async (_rv, _onEvent, done) => {
+        // Like client-node: a failed connect calls done(err) before the handle is returned.
+        if (down) done(err)
+        else opened.push(done)
+        return { abort: () => done() }
+      },
+      onChange() {},
+      random: () => 0.5,
+      sleep: (ms, signal) => {
+        sleeps.push(ms)
+        return new Promise<void>((r) => {
+          waker.wake = r
+          signal.addEventListener('abort', () => r())
+        })
+      },
+    })
+    const tick = () => new Promise((r) => setImmediate(r))
+    lw.start()
+    for (let i = 0; i < 3; i++) {
+      await tick()
+      waker.wake?.()
+    }
+    await tick()
+    expect(sleeps).toEqual([250, 500, 1000, 2000])
+    down = false
+    waker.wake?.()
+    await tick()
+    expect(opened).toHaveLength(1)
+    // The open watch then breaks: a first failure again, not the fifth.
+    opened[0]!(err)
+    await tick()
+    expect(sleeps.at(-1)).toBe(250)
+    await lw.stop()
+  })
+})

@@ -54,6 +54,22 @@ export function keyOf(obj: KubernetesObject): string {
   return `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`
 }
 
+/** A readable message: the API's own `message` when the error carries a Status body. */
+export function messageOfError(err: unknown): string {
+  const body = (err as { body?: unknown } | null)?.body
+  let parsed: unknown = body
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body)
+    } catch {
+      parsed = null
+    }
+  }
+  const m = (parsed as { message?: unknown } | null)?.message
+  if (typeof m === 'string' && m !== '') return m
+  return err instanceof Error ? err.message : String(err)
+}
+
 export function statusOfError(err: unknown): number | undefined {
   const e = err as { statusCode?: number; code?: number; status?: number } | null
   const s = e?.statusCode ?? e?.code ?? e?.status
@@ -86,6 +102,8 @@ export class ListWatch<T extends KubernetesObject> {
   synced = false
   /** Wall-clock ms of the last successful list or watch event. */
   lastSyncMs = 0
+  /** HTTP status of the last error (undefined when the last attempt succeeded or had none). */
+  lastErrorStatus: number | undefined = undefined
 
   constructor(private readonly opts: ListWatchOptions<T>) {}
 
@@ -129,9 +147,10 @@ export class ListWatch<T extends KubernetesObject> {
         this.failures++
         const retryInMs = this.backoffMs(this.failures)
         const status = statusOfError(err)
+        this.lastErrorStatus = status
         this.opts.onEvent?.({
           kind: 'error',
-          error: err instanceof Error ? err.message : String(err),
+          error: messageOfError(err),
           retryInMs,
           ...(status !== undefined ? { status } : {}),
         })
@@ -158,6 +177,9 @@ export class ListWatch<T extends KubernetesObject> {
     }
     this.resourceVersion = list.metadata?.resourceVersion ?? ''
     this.synced = true
+    // Recovered: the next failure starts the backoff from the beginning again.
+    this.failures = 0
+    this.lastErrorStatus = undefined
     this.lastSyncMs = Date.now()
     this.opts.onEvent?.({ kind: 'listed', items: list.items.length })
   }
@@ -211,7 +233,11 @@ export class ListWatch<T extends KubernetesObject> {
           if (finished) return
           this.handle = h
           if (!this.running) h.abort()
-          else this.opts.onEvent?.({ kind: 'watching' })
+          else {
+            this.failures = 0
+            this.lastErrorStatus = undefined
+            this.opts.onEvent?.({ kind: 'watching' })
+          }
         })
         .catch(done)
     })

@@ -97,9 +97,15 @@ export class KubernetesSource {
     }
   }
 
-  /** Every watched resource has been listed once. */
+  /**
+   * Every watched resource has been listed once, or is refused for good (403/404: a namespace the
+   * gateway may not read, or that does not exist). Such a namespace is reported in logs and
+   * metrics and retried; it must not keep the gateway unready for the namespaces it can serve.
+   */
   get synced(): boolean {
-    return this.services.every((s) => s.synced) && this.slices.every((s) => s.synced)
+    const done = (w: ListWatch<V1Service> | ListWatch<V1EndpointSlice>): boolean =>
+      w.synced || w.lastErrorStatus === 403 || w.lastErrorStatus === 404
+    return this.services.every(done) && this.slices.every(done)
   }
 
   /** Oldest last-sync time over all watches (ms since epoch), 0 before the first sync. */

@@ -1,0 +1,168 @@
+// Redis servers with non-loopback addresses, for EndpointSlices (whose validation refuses
+// loopback): one Linux network namespace per call, joined to the host by a veth pair with a
+// private /30 that exists only on that pair (host side .1, namespace side .2). Needs root.
+//
+//   const net = await createNetns()
+//   const redis = await net.startRedis()        // redis-server bound to net.address inside the netns
+//   ... EndpointSlice address: net.address ...
+//   await net.destroy()                         // stops the servers, deletes the netns and veth
+//
+// Everything is created and removed by name (rgw-<hex>, rgw-h<hex>); a process exit hook removes
+// what is left if a test dies before destroy().
+
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { freePort } from '../../helpers/ports.js'
+import { startRedis, type RedisServer } from '../../helpers/redis-server.js'
+import { onProcessExit } from './processes.js'
+
+const execFileAsync = promisify(execFile)
+
+export interface Netns {
+  /** Network namespace name, rgw-<hex>. */
+  readonly name: string
+  /** Host-side veth interface. */
+  readonly hostIf: string
+  /** Host-side address (the gateway's source address towards the netns). */
+  readonly hostAddress: string
+  /** The address inside the netns, where its Redis servers listen. */
+  readonly address: string
+  /** Starts a redis-server inside the netns, bound to `address`, without protected mode or persistence. */
+  startRedis(): Promise<RedisServer>
+  /** Stops the servers and removes the netns, the veth pair and the wrapper script. Safe to call twice. */
+  destroy(): Promise<void>
+}
+
+async function ip(args: readonly string[]): Promise<void> {
+  try {
+    await execFileAsync('ip', [...args])
+  } catch (error) {
+    const e = error as { stderr?: string; message: string }
+    throw new Error(`ip ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`)
+  }
+}
+
+function ipSync(args: readonly string[]): void {
+  try {
+    execFileSync('ip', [...args], { stdio: 'ignore' })
+  } catch {
+    // Best effort: already gone.
+  }
+}
+
+/** The /30 subnets (third octet of 10.213.X.0) already configured anywhere on the host. */
+function usedOctets(): Set<number> {
+  const used = new Set<number>()
+  try {
+    const out = execFileSync('ip', ['-4', '-o', 'addr', 'show'], { encoding: 'utf8' })
+    for (const m of out.matchAll(/inet 10\.213\.(\d+)\./g)) used.add(Number(m[1]))
+  } catch {
+    // No ip: the creation below reports it.
+  }
+  return used
+}
+
+export async function createNetns(): Promise<Netns> {
+  if (process.getuid?.() !== 0) throw new Error('createNetns needs root (ip netns add)')
+  const id = randomBytes(3).toString('hex')
+  const name = `rgw-${id}`
+  const hostIf = `rgw-h${id}`
+  const nsIf = `rgw-n${id}`
+  const used = usedOctets()
+  let octet = 0
+  for (let i = 0; i < 50; i++) {
+    const candidate = 1 + Math.floor(Math.random() * 250)
+    if (!used.has(candidate)) {
+      octet = candidate
+      break
+    }
+  }
+  if (octet === 0) throw new Error('no free 10.213.X.0/30 subnet')
+  const hostAddress = `10.213.${octet}.1`
+  const address = `10.213.${octet}.2`
+  const scriptDir = mkdtempSync(path.join(os.tmpdir(), 'rgw-netns-'))
+  const servers: RedisServer[] = []
+
+  const cleanupSync = (): void => {
+    // Processes still in the namespace (redis-servers of a crashed test) first.
+    try {
+      const pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).split(/\s+/).filter(Boolean)
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL')
+        } catch {
+          // Gone.
+        }
+      }
+    } catch {
+      // No such netns.
+    }
+    ipSync(['link', 'del', hostIf])
+    ipSync(['netns', 'del', name])
+    rmSync(scriptDir, { recursive: true, force: true })
+  }
+  const unregister = onProcessExit(cleanupSync)
+  // If this process dies without running exit hooks (SIGKILL, a killed test worker), a detached
+  // shell sees EOF on its stdin and removes the netns and the veth pair (and what runs inside).
+  const watchdog = spawn(
+    '/bin/sh',
+    ['-c', `trap '' INT TERM HUP; cat >/dev/null; for p in $(ip netns pids ${name} 2>/dev/null); do kill -9 "$p"; done; ip link del ${hostIf} 2>/dev/null; ip netns del ${name} 2>/dev/null`],
+    { stdio: ['pipe', 'ignore', 'ignore'], detached: true },
+  )
+  watchdog.on('error', () => {})
+  watchdog.stdin?.on('error', () => {})
+  watchdog.unref()
+  ;(watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.()
+
+  try {
+    await ip(['netns', 'add', name])
+    await ip(['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf])
+    await ip(['link', 'set', nsIf, 'netns', name])
+    await ip(['addr', 'add', `${hostAddress}/30`, 'dev', hostIf])
+    await ip(['link', 'set', hostIf, 'up'])
+    await ip(['netns', 'exec', name, 'ip', 'addr', 'add', `${address}/30`, 'dev', nsIf])
+    await ip(['netns', 'exec', name, 'ip', 'link', 'set', nsIf, 'up'])
+    await ip(['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up'])
+  } catch (error) {
+    cleanupSync()
+    unregister()
+    watchdog.stdin?.end()
+    throw error
+  }
+
+  // `ip netns exec` execs the program after setns, so the pid startRedis watches is redis-server's.
+  const wrapper = path.join(scriptDir, 'redis-server')
+  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${name} redis-server "$@"\n`)
+  chmodSync(wrapper, 0o755)
+
+  let destroyed = false
+  return {
+    name,
+    hostIf,
+    hostAddress,
+    address,
+    async startRedis() {
+      // Ports inside the netns are its own; any free-looking number will do.
+      const server = await startRedis({
+        binary: wrapper,
+        bind: address,
+        port: await freePort('127.0.0.1'),
+        args: ['--protected-mode', 'no', '--save', ''],
+      })
+      servers.push(server)
+      return server
+    },
+    async destroy() {
+      if (destroyed) return
+      destroyed = true
+      await Promise.allSettled(servers.map((s) => s.stop()))
+      cleanupSync()
+      unregister()
+      watchdog.stdin?.end()
+    },
+  }
+}
