@@ -1,17 +1,15 @@
-// A self-healing list+watch over one resource in one namespace, keeping a cache of the current
-// objects. @kubernetes/client-node's informer stops on any error other than 410 and backs off
-// between reconnects; this loop never stays stopped:
-// - list, then watch from the list's resourceVersion (bookmarks on, a short server-side timeout
-//   so a watch is renewed every `watchTimeoutS` even when nothing changes);
-// - a watch that ends normally, or goes silent (client-node's inactivity timeout), reconnects at
-//   once from the last resourceVersion;
-// - 410 Gone (the resourceVersion was compacted away) relists at once;
-// - any other error (API server down, 403, network) retries with capped exponential backoff and
-//   full jitter, and keeps the cache (the last known state) meanwhile.
+// A self-healing informer over one resource in one namespace. It is @kubernetes/client-node's own
+// informer (its ListWatch: list, then watch from the list's resourceVersion, relist after 410 Gone,
+// reconnect after a normal end), wrapped because that informer stops for good on any other error
+// (API server down, 403, and every client-side watch timeout):
+// - a watch that goes silent (client-node aborts it after 30 s) is restarted at once from the last
+//   resourceVersion; watches also ask for bookmarks and a 25 s server-side timeout;
+// - any other error restarts it after capped exponential backoff with full jitter; the backoff
+//   starts over as soon as a list succeeds or a watch opens; the cache (the last known state) is
+//   kept meanwhile.
 // Changes are reported by key ("namespace/name") with the object before and after; the consumer
 // reconciles from the cache (level-based), so a missed or merged notification cannot go wrong.
-
-import type { KubernetesObject } from '@kubernetes/client-node'
+import { ADD, DELETE, ERROR, ListWatch as Informer, UPDATE, type KubernetesObject } from '@kubernetes/client-node'
 
 export interface ListResult<T> {
   readonly items: T[]
@@ -76,10 +74,6 @@ export function statusOfError(err: unknown): number | undefined {
   return typeof s === 'number' ? s : undefined
 }
 
-class Gone extends Error {
-  readonly statusCode = 410
-}
-
 function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms)
@@ -90,14 +84,20 @@ function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
   })
 }
 
+/** client-node's watch aborted for inactivity (or by its own timer): not an error, reconnect. */
+function isSilentWatch(err: unknown): boolean {
+  const name = (err as { name?: string; type?: string } | null)?.name
+  return name === 'TimeoutError' || name === 'AbortError' || (err as { type?: string } | null)?.type === 'aborted'
+}
+
 export class ListWatch<T extends KubernetesObject> {
   readonly cache = new Map<string, T>()
-  private resourceVersion = ''
+  private readonly informer: Informer<T>
   private running = false
   private stopSignal = new AbortController()
-  private handle: WatchHandle | null = null
   private failures = 0
-  private loop: Promise<void> | null = null
+  private lists = 0
+  private restarting: Promise<void> | null = null
   /** True once the first list has been applied. */
   synced = false
   /** Wall-clock ms of the last successful list or watch event. */
@@ -105,20 +105,85 @@ export class ListWatch<T extends KubernetesObject> {
   /** HTTP status of the last error (undefined when the last attempt succeeded or had none). */
   lastErrorStatus: number | undefined = undefined
 
-  constructor(private readonly opts: ListWatchOptions<T>) {}
+  constructor(private readonly opts: ListWatchOptions<T>) {
+    // The Watch the informer drives: ours, so that a watch that opened resets the backoff.
+    const watch = {
+      watch: async (
+        _path: string,
+        params: Record<string, string | number | boolean | undefined>,
+        callback: (phase: string, obj: T & { code?: number }) => void,
+        done: (err?: unknown) => void,
+      ) => {
+        let ended = false
+        // The informer applied its list just before asking for this watch: that is the sync.
+        if (this.listedSinceWatch) {
+          this.listedSinceWatch = false
+          this.markListed()
+        }
+        const handle = await opts.watch(
+          String(params.resourceVersion ?? ''),
+          (phase, obj) => {
+            callback(phase, obj)
+            this.lastSyncMs = Date.now()
+          },
+          (err) => {
+            ended = true
+            done(err)
+          },
+        )
+        if (!ended && this.running) {
+          this.failures = 0
+          this.lastErrorStatus = undefined
+          this.opts.onEvent?.({ kind: 'watching' })
+        }
+        // Once ended, aborting must not end it again (the informer aborts in its done handler).
+        return {
+          abort: () => {
+            if (ended) return
+            ended = true
+            handle.abort()
+          },
+        }
+      },
+    }
+    const list = async (): Promise<ListResult<T>> => {
+      const r = await opts.list()
+      this.lastListItems = r.items.length
+      this.listedSinceWatch = true
+      return r as never
+    }
+    this.informer = new Informer<T>('', watch as never, list as never, false)
+    this.informer.on(ADD, (obj) => this.changed(obj, false))
+    this.informer.on(UPDATE, (obj) => this.changed(obj, false))
+    this.informer.on(DELETE, (obj) => this.changed(obj, true))
+    this.informer.on(ERROR, (err) => this.failed(err))
+  }
 
   start(): void {
     if (this.running) return
     this.running = true
     this.stopSignal = new AbortController()
-    this.loop = this.run()
+    void this.informer.start()
   }
 
   async stop(): Promise<void> {
     this.running = false
     this.stopSignal.abort()
-    this.handle?.abort()
-    await this.loop
+    await this.informer.stop()
+    await this.restarting
+  }
+
+  private listedSinceWatch = false
+  private lastListItems = 0
+
+  private markListed(): void {
+    const relist = this.lists++ > 0
+    this.synced = true
+    this.failures = 0
+    this.lastErrorStatus = undefined
+    this.lastSyncMs = Date.now()
+    if (relist) this.opts.onEvent?.({ kind: 'gone' })
+    this.opts.onEvent?.({ kind: 'listed', items: this.lastListItems })
   }
 
   /** Capped exponential backoff with full jitter: uniform in [0, min(max, base * 2^n)). */
@@ -129,117 +194,34 @@ export class ListWatch<T extends KubernetesObject> {
     return Math.max(base / 2, Math.floor((this.opts.random ?? Math.random)() * cap))
   }
 
-  private async run(): Promise<void> {
-    const sleep = this.opts.sleep ?? defaultSleep
-    while (this.running) {
-      try {
-        if (this.resourceVersion === '') await this.relist()
-        await this.watchOnce()
-        this.failures = 0
-      } catch (err) {
-        if (!this.running) break
-        if (statusOfError(err) === 410) {
-          // Compacted away: start over from a fresh list, at once.
-          this.resourceVersion = ''
-          this.opts.onEvent?.({ kind: 'gone' })
-          continue
-        }
-        this.failures++
-        const retryInMs = this.backoffMs(this.failures)
-        const status = statusOfError(err)
-        this.lastErrorStatus = status
-        this.opts.onEvent?.({
-          kind: 'error',
-          error: messageOfError(err),
-          retryInMs,
-          ...(status !== undefined ? { status } : {}),
-        })
-        await sleep(retryInMs, this.stopSignal.signal)
-      }
-    }
+  private changed(obj: T, deleted: boolean): void {
+    const key = keyOf(obj)
+    const old = this.cache.get(key) ?? null
+    if (deleted) this.cache.delete(key)
+    else this.cache.set(key, obj)
+    this.opts.onChange(key, deleted ? null : obj, old)
   }
 
-  private async relist(): Promise<void> {
-    const list = await this.opts.list()
+  /** The informer stopped on an error: start it again, at once or after backoff. */
+  private failed(err: unknown): void {
     if (!this.running) return
-    const seen = new Set<string>()
-    for (const obj of list.items) {
-      const key = keyOf(obj)
-      seen.add(key)
-      const old = this.cache.get(key) ?? null
-      this.cache.set(key, obj)
-      if (old === null || old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.opts.onChange(key, obj, old)
+    let delay = 0
+    if (!isSilentWatch(err)) {
+      this.failures++
+      delay = this.backoffMs(this.failures)
+      const status = statusOfError(err)
+      this.lastErrorStatus = status
+      this.opts.onEvent?.({
+        kind: 'error',
+        error: messageOfError(err),
+        retryInMs: delay,
+        ...(status !== undefined ? { status } : {}),
+      })
     }
-    for (const [key, old] of [...this.cache]) {
-      if (seen.has(key)) continue
-      this.cache.delete(key)
-      this.opts.onChange(key, null, old)
-    }
-    this.resourceVersion = list.metadata?.resourceVersion ?? ''
-    this.synced = true
-    // Recovered: the next failure starts the backoff from the beginning again.
-    this.failures = 0
-    this.lastErrorStatus = undefined
-    this.lastSyncMs = Date.now()
-    this.opts.onEvent?.({ kind: 'listed', items: list.items.length })
-  }
-
-  private watchOnce(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let gone = false
-      let finished = false
-      const done = (err?: unknown): void => {
-        if (finished) return
-        finished = true
-        this.handle = null
-        if (gone) return reject(new Gone('resourceVersion too old'))
-        // A silent watch cut by client-node's inactivity timeout is not an error: reconnect.
-        if (err && !(err instanceof Error && err.name === 'TimeoutError') && !(err instanceof DOMException && err.name === 'TimeoutError')) {
-          return reject(err)
-        }
-        resolve()
-      }
-      const onEvent = (type: string, obj: T & { code?: number }): void => {
-        if (finished) return
-        switch (type) {
-          case 'ERROR':
-            if (obj.code === 410) gone = true
-            return
-          case 'ADDED':
-          case 'MODIFIED': {
-            const key = keyOf(obj)
-            const old = this.cache.get(key) ?? null
-            this.cache.set(key, obj)
-            this.opts.onChange(key, obj, old)
-            break
-          }
-          case 'DELETED': {
-            const key = keyOf(obj)
-            const old = this.cache.get(key) ?? null
-            this.cache.delete(key)
-            this.opts.onChange(key, null, old)
-            break
-          }
-          case 'BOOKMARK':
-            break
-        }
-        const rv = obj.metadata?.resourceVersion
-        if (rv) this.resourceVersion = rv
-        this.lastSyncMs = Date.now()
-      }
-      this.opts
-        .watch(this.resourceVersion, onEvent, done)
-        .then((h) => {
-          if (finished) return
-          this.handle = h
-          if (!this.running) h.abort()
-          else {
-            this.failures = 0
-            this.lastErrorStatus = undefined
-            this.opts.onEvent?.({ kind: 'watching' })
-          }
-        })
-        .catch(done)
+    const sleep = this.opts.sleep ?? defaultSleep
+    this.restarting = (delay > 0 ? sleep(delay, this.stopSignal.signal) : Promise.resolve()).then(() => {
+      this.restarting = null
+      if (this.running) void this.informer.start()
     })
   }
 }
