@@ -72,6 +72,8 @@ export class EndpointClient {
   readonly spec: EndpointSpec
   readonly redis: Redis
   private stopped = false
+  /** Requests waiting for the connection: one 'ready' listener serves them all. */
+  private readonly waiters = new Set<(ok: boolean) => void>()
 
   constructor(
     spec: EndpointSpec,
@@ -81,7 +83,10 @@ export class EndpointClient {
     this.id = spec.id
     this.spec = spec
     this.redis = new Redis(clientOptions(spec, opts))
-    this.redis.on('ready', () => hooks.onReady())
+    this.redis.on('ready', () => {
+      for (const w of [...this.waiters]) w(true)
+      hooks.onReady()
+    })
     this.redis.on('close', () => {
       if (!this.stopped) hooks.onClose()
     })
@@ -107,12 +112,11 @@ export class EndpointClient {
     return new Promise((resolve) => {
       const done = (ok: boolean): void => {
         clearTimeout(timer)
-        this.redis.off('ready', onReady)
+        this.waiters.delete(done)
         resolve(ok)
       }
-      const onReady = (): void => done(true)
       const timer = setTimeout(() => done(false), this.opts.connectTimeoutMs)
-      this.redis.once('ready', onReady)
+      this.waiters.add(done)
     })
   }
 
