@@ -176,6 +176,9 @@ export class Gateway {
         }
         break
       case 'role':
+        // Failures seen under the old role (READONLY on writes to a demoted primary) say nothing
+        // about the endpoint in its new role.
+        ep.state.breaker.reset('role-changed')
         this.events.emit('endpointRole', { instances, endpoint: id, from: change.from, to: change.to })
         break
       case 'checked':

@@ -569,3 +569,21 @@ describe('random walks (seeded) never reach an invalid state', () => {
     ])
   })
 })
+
+describe('CircuitBreaker.reset', () => {
+  test('closes an open breaker at once (role change), and forgets the failure count', () => {
+    let now = 0
+    const seen: string[] = []
+    const b = new CircuitBreaker({}, () => now, (from, to, reason) => seen.push(`${from}->${to} ${reason}`))
+    for (let i = 0; i < 5; i++) b.onFailure(false)
+    expect(b.state.kind).toBe('open')
+    b.reset('role-changed')
+    expect(b.state.kind).toBe('closed')
+    expect(b.tryAcquire()).toEqual({ ok: true, probe: false })
+    expect(seen.at(-1)).toBe('open->closed role-changed')
+    // A fresh start: four failures do not reopen it.
+    for (let i = 0; i < 4; i++) b.onFailure(false)
+    expect(b.state.kind).toBe('closed')
+    now += 1
+  })
+})

@@ -56,6 +56,7 @@ export type BreakerTransitionReason =
   | 'probe-succeeded'
   | 'probe-failed'
   | 'probe-timeout'
+  | 'role-changed'
 
 export type BreakerTransitionListener = (
   from: BreakerState['kind'],
@@ -254,6 +255,18 @@ export class CircuitBreaker {
     this.window.clear()
     this.probeDeadlines.length = 0
     this.transition({ kind: 'open', openedAt: now, until: now + openDurationMs(this.opts, openings), openings }, reason)
+  }
+
+  /**
+   * Closes the breaker whatever its state, for new information that outdates the failures: the
+   * endpoint's role changed (the READONLY replies that opened it were about its old role).
+   */
+  reset(reason: BreakerTransitionReason = 'role-changed'): void {
+    if (this.current.kind === 'closed' && this.current.consecutiveFailures === 0) {
+      this.window.clear()
+      return
+    }
+    this.close(reason)
   }
 
   private close(reason: BreakerTransitionReason): void {
