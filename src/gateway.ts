@@ -24,6 +24,7 @@ import { UpstreamPool, type PooledEndpoint } from './upstream/pool.js'
 import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthTarget } from './resilience/health-checker.js'
 import { Router } from './routing/router.js'
 import { RESILIENCE_DEFAULTS } from './resilience/defaults.js'
+import { withTimer } from './timeout.js'
 import { replicaOffset } from './routing/select.js'
 
 /**
@@ -31,16 +32,6 @@ import { replicaOffset } from './routing/select.js'
  * command queued behind a stalled auto-pipeline batch (whose own timer starts only when sent).
  */
 const DEADLINE_MARGIN_MS = 250
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(message)), ms)
-    }),
-  ])
-}
 
 export interface GatewayOptions {
   readonly config: GatewayConfig
@@ -142,10 +133,10 @@ export class Gateway {
       state: ep.state,
       role: async () => {
         // ROLE for role, offset and link; INFO replication for the replication id (sync tokens).
-        const [role, repl] = await withTimeout(
+        const [role, repl] = await withTimer(
           Promise.all([ep.client.role(), ep.client.replication()]),
           timeoutMs,
-          `health check of ${ep.id} timed out after ${timeoutMs} ms`,
+          () => new Error(`health check of ${ep.id} timed out after ${timeoutMs} ms`),
         )
         // A new replication history (restart without persistence, failover): offsets restart, so
         // the old ones must not linger as if they were ahead.

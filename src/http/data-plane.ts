@@ -91,7 +91,7 @@ async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): 
     const d = describeError(err)
     status = d.status
     code = d.code
-    return errorResponse(err, c, deps.logger)
+    return errorResponse(err, c, deps.logger, d)
   } finally {
     if (st.load !== null) {
       const now = performance.now()

@@ -28,8 +28,7 @@ export function describeError(err: unknown): ErrorReply {
   return { status: 500, code: 'INTERNAL', body: '{"error":"INTERNAL unexpected gateway error"}', retryAfterS: undefined }
 }
 
-export function errorResponse(err: unknown, c: Context, logger: Logger): Response {
-  const d = describeError(err)
+export function errorResponse(err: unknown, c: Context, logger: Logger, d: ErrorReply = describeError(err)): Response {
   if (d.status === 500) logger.error({ err }, 'unexpected error while serving a request')
   const headers: Record<string, string> = {
     'content-type': 'application/json',

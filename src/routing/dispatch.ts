@@ -10,6 +10,7 @@
 
 import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../errors.js'
 import type { EventHub } from '../events.js'
+import { withTimer } from '../timeout.js'
 import type { ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { EndpointState } from './endpoint-state.js'
@@ -154,15 +155,6 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
 
 function errorCode(err: unknown): string {
   return err instanceof GatewayError ? err.code : err instanceof RedisReplyError ? 'REDIS' : 'UNKNOWN'
-}
-
-/** Rejects with `error()` after `ms` unless `p` settles first (p keeps running; its outcome is ignored). */
-function withTimer<T>(p: Promise<T>, ms: number, error: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(error()), ms)
-  })
-  return Promise.race([p, expired]).finally(() => clearTimeout(timer))
 }
 
 /** Ends the request at its deadline whatever ioredis is still doing with it. */
