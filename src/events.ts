@@ -1,5 +1,5 @@
 // A small typed event hub. Routing, upstream and discovery code emit facts here;
-// telemetry (metrics, logs, later tracing) subscribes. Logic never calls telemetry directly.
+// telemetry (metrics, logs, tracing) subscribes. Logic never calls telemetry directly.
 
 export interface RequestEndEvent {
   /** Instance that served (or would have served) the request; null when none was resolved. */
@@ -11,6 +11,61 @@ export interface RequestEndEvent {
   /** Gateway error code or 'OK' / 'REDIS' (Redis error reply). */
   readonly code: string
   readonly durationS: number
+  readonly scope: TraceScope | null
+}
+
+/**
+ * One request's tracing slot. The data plane creates it only when someone listens to
+ * `requestBegin` (tracing on); subscribers keep their per-request state (the server span) in it.
+ * Every request-scoped event carries it, or null when tracing is off.
+ */
+export interface TraceScope {
+  span: unknown
+}
+
+/** A request arrived (emitted only when tracing listens). Times are performance.now() ms. */
+export interface RequestBeginEvent {
+  readonly scope: TraceScope
+  readonly method: string
+  /** The route template (`/v1/instances/{name}/pipeline`), never the raw path (it may hold keys). */
+  readonly route: string
+  readonly traceparent: string | undefined
+  readonly tracestate: string | undefined
+  readonly startMs: number
+}
+
+/** The request's target was resolved (or could not be): emitted once per request that got that far. */
+export interface RouteResolveEvent {
+  readonly scope: TraceScope
+  readonly startMs: number
+  readonly endMs: number
+  readonly kind: 'instance' | 'group'
+  readonly name: string
+  readonly instance: string | null
+  readonly group: string | null
+  readonly class: string
+  /** Error code when resolution failed. */
+  readonly error: string | null
+}
+
+/** One endpoint selection (the first attempt, a retry or a hedge), successful or not. */
+export interface RouteSelectEvent {
+  readonly scope: TraceScope
+  readonly startMs: number
+  readonly endMs: number
+  readonly instance: string
+  readonly attempt: 'first' | 'retry' | 'hedge'
+  /** The instance's balancer strategy. */
+  readonly balancer: string
+  readonly candidates: number
+  readonly endpoint: string | null
+  readonly role: string | null
+  /** Why this endpoint (or, when none, the error's message). */
+  readonly reason: string
+  readonly probe: boolean
+  /** The sticky (maglev) key; subscribers record a hash of it, never the key itself. */
+  readonly stickyKey: string | null
+  readonly error: string | null
 }
 
 export interface UpstreamEvent {
@@ -20,6 +75,17 @@ export interface UpstreamEvent {
   /** 'ok' | 'reply_error' | 'timeout' | 'unavailable' | 'reset' */
   readonly outcome: string
   readonly durationS: number
+  /** The request's tracing slot (null when tracing is off or no request is behind it). */
+  readonly scope: TraceScope | null
+  /** Command name (upper case), or PIPELINE / MULTI for batches. Never arguments. */
+  readonly operation: string
+  /** Commands in the round trip (1, or the batch size). */
+  readonly commands: number
+  readonly host: string
+  readonly port: number
+  readonly startMs: number
+  /** Breaker state change this outcome caused, e.g. 'closed->open'; null when none. */
+  readonly breaker: string | null
 }
 
 export interface EndpointStateEvent {
@@ -46,12 +112,14 @@ export interface RetryEvent {
   readonly instance: string
   /** Code of the failure that caused the retry. */
   readonly reason: string
+  readonly scope: TraceScope | null
 }
 
 export interface HedgeEvent {
   readonly instance: string
   /** sent: a hedge was sent; won: the hedge answered first. */
   readonly result: 'sent' | 'won'
+  readonly scope: TraceScope | null
 }
 
 export interface BreakerEvent {
@@ -96,6 +164,9 @@ export interface AnnotationErrorEvent {
 export interface GatewayEventMap {
   annotationError: AnnotationErrorEvent
   requestStart: { readonly instance: string | null }
+  requestBegin: RequestBeginEvent
+  routeResolve: RouteResolveEvent
+  routeSelect: RouteSelectEvent
   requestEnd: RequestEndEvent
   upstream: UpstreamEvent
   endpointState: EndpointStateEvent

@@ -5,6 +5,7 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
+import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
 import { parseListenAddress, type GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   readonly logger?: Logger
   /** Extra environment for config reloads (tests); defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv
+  /** Trace requests with this tracer (spec §7 spans); absent = tracing off, at no cost. */
+  readonly tracer?: Tracer
 }
 
 export class Gateway {
@@ -98,6 +101,7 @@ export class Gateway {
     })
     this.metrics.subscribe(this.events)
     subscribeLogs(this.events, this.logger)
+    if (opts.tracer !== undefined) subscribeTracing(this.events, opts.tracer)
     this.table.onChange((snap) => {
       this.pool.sync(snap)
       this.router.prune(snap)

@@ -45,7 +45,7 @@ import type { Balancer, Candidate, PickContext } from './types.js'
 /** Hash seeds. Changing any of them remaps every sticky client: treat as a wire format. */
 const SEED_OFFSET = 0
 const SEED_SKIP = 1
-const SEED_KEY = 2
+export const SEED_KEY = 2
 
 export interface MaglevBackend {
   readonly id: string

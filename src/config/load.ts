@@ -180,6 +180,13 @@ export interface RuntimeEnv {
   readonly zone: string | null
   /** KUBECONFIG: kubeconfig file for Kubernetes discovery; null = the in-cluster service account. */
   readonly kubeconfig: string | null
+  /**
+   * OpenTelemetry tracing: on when an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or
+   * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or a trace exporter (OTEL_TRACES_EXPORTER other than
+   * `none`) is set, unless OTEL_SDK_DISABLED=true. Every other OTEL_* variable is read by the
+   * OpenTelemetry SDK itself.
+   */
+  readonly tracing: { readonly enabled: boolean; readonly serviceNameSet: boolean }
 }
 
 /** Process-level settings that are not part of the config file. */
@@ -187,7 +194,18 @@ export function loadRuntimeEnv(env: NodeJS.ProcessEnv = process.env): RuntimeEnv
   return {
     zone: nonEmpty(env.GATEWAY_ZONE) ?? null,
     kubeconfig: nonEmpty(env.KUBECONFIG) ?? null,
+    tracing: tracingEnv(env),
   }
+}
+
+function tracingEnv(env: NodeJS.ProcessEnv): RuntimeEnv['tracing'] {
+  const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.trim().toLowerCase()
+  const disabled = nonEmpty(env.OTEL_SDK_DISABLED)?.trim().toLowerCase() === 'true' || exporter === 'none'
+  const wanted =
+    nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT) !== undefined ||
+    nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) !== undefined ||
+    exporter !== undefined
+  return { enabled: wanted && !disabled, serviceNameSet: nonEmpty(env.OTEL_SERVICE_NAME) !== undefined }
 }
 
 // ---------------------------------------------------------------------------------------------

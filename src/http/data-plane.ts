@@ -17,7 +17,7 @@ import {
   UnauthorizedError,
   UnknownCommandError,
 } from '../errors.js'
-import type { EventHub } from '../events.js'
+import type { EventHub, TraceScope } from '../events.js'
 import {
   admission,
   allows,
@@ -74,12 +74,35 @@ interface ReqState {
   role: string
   /** The target instance's load (group least-request), finished when the request ends. */
   load: LoadTracker | null
+  /** Tracing slot; null when nobody traces (then no tracing event is ever built). */
+  scope: TraceScope | null
+  /** Target resolution, reported as route.resolve once the command class is known. */
+  resolve: PendingResolve | null
+}
+
+interface PendingResolve {
+  readonly startMs: number
+  endMs: number
+  readonly kind: 'instance' | 'group'
+  readonly name: string
+  error: string | null
 }
 
 async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<Response> {
   const started = performance.now()
-  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null }
+  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null, scope: null, resolve: null }
   if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
+  if (deps.events.has('requestBegin')) {
+    st.scope = { span: null }
+    deps.events.emit('requestBegin', {
+      scope: st.scope,
+      method: c.req.method,
+      route: routeTemplate(rawUrlOf(c)),
+      traceparent: c.req.header('traceparent'),
+      tracestate: c.req.header('tracestate'),
+      startMs: started,
+    })
+  }
   let status = 500
   let code = 'INTERNAL'
   try {
@@ -97,6 +120,7 @@ async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): 
       const now = performance.now()
       st.load.finish(now - started, now)
     }
+    if (st.resolve !== null) emitResolve(deps.events, st)
     if (deps.events.has('requestEnd')) {
       deps.events.emit('requestEnd', {
         instance: st.instance,
@@ -105,6 +129,7 @@ async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): 
         status,
         code,
         durationS: (performance.now() - started) / 1000,
+        scope: st.scope,
       })
     }
   }
@@ -170,7 +195,20 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
   const snap = deps.table.current
   // Resolve before reading the body: an unknown name is a 404 whatever was sent.
   const clientId = c.req.header(deps.clientIdHeader) ?? null
-  const resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
+  let resolved: Resolved
+  if (st.scope === null) resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
+  else {
+    const pending: PendingResolve = { startMs: performance.now(), endMs: 0, kind: url.kind, name: url.name, error: null }
+    st.resolve = pending
+    try {
+      resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
+    } catch (err) {
+      pending.error = err instanceof GatewayError ? err.code : 'INTERNAL'
+      throw err
+    } finally {
+      pending.endMs = performance.now()
+    }
+  }
   st.instance = resolved.instance.name
   st.group = resolved.group
   const base64 = (c.req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
@@ -181,7 +219,7 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
     st.role = role
   }
   const send = <T>(kind: 'read' | 'write' | 'subscribe', run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) =>
-    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole }, run)
+    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st) }, run)
   const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
 
   switch (form.type) {
@@ -283,6 +321,44 @@ async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st
       }
     }
   }
+}
+
+/** Reports route.resolve (now that the command class is known) and returns the tracing slot. */
+function resolvedScope(events: EventHub, st: ReqState): TraceScope | null {
+  if (st.resolve !== null) emitResolve(events, st)
+  return st.scope
+}
+
+function emitResolve(events: EventHub, st: ReqState): void {
+  const r = st.resolve!
+  st.resolve = null
+  events.emit('routeResolve', {
+    scope: st.scope!,
+    startMs: r.startMs,
+    endMs: r.endMs,
+    kind: r.kind,
+    name: r.name,
+    instance: st.instance,
+    group: st.group,
+    class: st.cls,
+    error: r.error,
+  })
+}
+
+/** The route template of a data-plane URL, for span names: no names, commands or arguments. */
+export function routeTemplate(rawUrl: string): string {
+  const q = rawUrl.indexOf('?')
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
+  const base = path.startsWith('/v1/instances/') ? '/v1/instances/{name}' : path.startsWith('/v1/groups/') ? '/v1/groups/{name}' : null
+  if (base === null) return '/{unknown}'
+  const segs = path.slice(base.length - '{name}'.length).split('/')
+  if (segs.length > 1 && segs[segs.length - 1] === '') segs.pop()
+  if (segs.length === 1) return base
+  const first = segs[1]!
+  if (segs.length === 2 && (first === 'pipeline' || first === 'multi-exec')) return `${base}/${first}`
+  const lower = first.toLowerCase()
+  if (lower === 'subscribe' || lower === 'psubscribe') return `${base}/${lower}/{channels}`
+  return `${base}/{command...}`
 }
 
 /**

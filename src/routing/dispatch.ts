@@ -9,7 +9,7 @@
 // A Redis error reply is an answer (it is returned, not retried).
 
 import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../errors.js'
-import type { EventHub } from '../events.js'
+import type { EventHub, TraceScope } from '../events.js'
 import { withTimer } from '../timeout.js'
 import type { ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
@@ -34,6 +34,8 @@ export interface DispatchRequest {
   readonly clientId: string | null
   /** Called with the role of each endpoint tried (for metrics/spans). */
   readonly onRole?: (role: string) => void
+  /** The request's tracing slot; null when tracing is off (then no selection events are built). */
+  readonly scope?: TraceScope | null
 }
 
 export interface Dispatched<T> {
@@ -53,8 +55,22 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
   const instance = resolved.instance.name
   const deadlineMs = o.commandTimeoutMs + o.deadlineMarginMs
   // Selection is synchronous (it throws when no endpoint can take the request); sending is not.
-  const pick = (exclude: readonly EndpointState[]): Routed => {
-    const chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
+  const scope = req.scope ?? null
+  const pick = (exclude: readonly EndpointState[], attempt: 'first' | 'retry' | 'hedge'): Routed => {
+    if (scope === null) {
+      const chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
+      req.onRole?.(chosen.role)
+      return chosen
+    }
+    const startMs = performance.now()
+    let chosen: Routed
+    try {
+      chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
+    } catch (err) {
+      emitSelect(o.events, scope, resolved, attempt, startMs, null, req.clientId, err)
+      throw err
+    }
+    emitSelect(o.events, scope, resolved, attempt, startMs, chosen, req.clientId, null)
     req.onRole?.(chosen.role)
     return chosen
   }
@@ -71,7 +87,7 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
     // ioredis has not written it yet (it may sit behind a stalled auto-pipeline batch, whose
     // timer started earlier): a read then still has the deadline margin for its one retry.
     const value = await withTimer(
-      run(ep, { instance, role: chosen.role, events: o.events, probe: chosen.probe }),
+      run(ep, { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope }),
       o.commandTimeoutMs,
       () => new TimeoutError(`endpoint ${ep.id} did not answer within ${o.commandTimeoutMs} ms`),
     )
@@ -80,8 +96,8 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
 
   // Subscriptions are bounded by the connect and command timeouts themselves, and must not be
   // answered with an error while their stream may still open.
-  if (req.kind === 'subscribe') return send(pick([]))
-  if (req.kind !== 'read') return withDeadline(send(pick([])), deadlineMs, instance)
+  if (req.kind === 'subscribe') return send(pick([], 'first'))
+  if (req.kind !== 'read') return withDeadline(send(pick([], 'first')), deadlineMs, instance)
 
   const { retry, hedge } = o.router.budgets(resolved.instance)
   retry.recordRequest()
@@ -104,7 +120,7 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
       const launch = (why: 'first' | 'retry' | 'hedge'): boolean => {
         let chosen: Routed
         try {
-          chosen = pick(tried)
+          chosen = pick(tried, why)
         } catch (err) {
           // No (other) endpoint can take it: the first attempt fails with that reason; a retry
           // fails with the original error; a hedge is simply not sent.
@@ -115,12 +131,12 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
         tried.push(chosen.endpoint.state)
         const p = send(chosen)
         inFlight++
-        if (why === 'retry') o.events.emit('retry', { instance, reason: errorCode(lastError) })
-        if (why === 'hedge') o.events.emit('hedge', { instance, result: 'sent' })
+        if (why === 'retry') o.events.emit('retry', { instance, reason: errorCode(lastError), scope })
+        if (why === 'hedge') o.events.emit('hedge', { instance, result: 'sent', scope })
         p.then(
           (r) => {
             inFlight--
-            if (!settled && why === 'hedge') o.events.emit('hedge', { instance, result: 'won' })
+            if (!settled && why === 'hedge') o.events.emit('hedge', { instance, result: 'won', scope })
             done(() => resolve(r))
           },
           (err: unknown) => {
@@ -151,6 +167,35 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
     deadlineMs,
     instance,
   )
+}
+
+function emitSelect(
+  events: EventHub,
+  scope: TraceScope,
+  resolved: Resolved,
+  attempt: 'first' | 'retry' | 'hedge',
+  startMs: number,
+  chosen: Routed | null,
+  clientId: string | null,
+  err: unknown,
+): void {
+  const policy = resolved.instance.spec.policy
+  const sticky = policy.strategy === 'maglev'
+  events.emit('routeSelect', {
+    scope,
+    startMs,
+    endMs: performance.now(),
+    instance: resolved.instance.name,
+    attempt,
+    balancer: policy.strategy,
+    candidates: chosen?.candidates ?? 0,
+    endpoint: chosen?.endpoint.spec.id ?? null,
+    role: chosen?.role ?? null,
+    reason: chosen?.reason ?? (err instanceof Error ? err.message : String(err)),
+    probe: chosen?.probe ?? false,
+    stickyKey: sticky ? clientId : null,
+    error: chosen === null ? errorCode(err) : null,
+  })
 }
 
 function errorCode(err: unknown): string {

@@ -80,6 +80,8 @@ export interface Selection {
   readonly reason: string
   /** Admitted as a half-open breaker probe: report the outcome with probe = true. */
   readonly probe: boolean
+  /** Endpoints the balancer chose among (1 when the role fixed the choice). */
+  readonly candidates: number
 }
 
 /**
@@ -219,6 +221,7 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   const forced = tokenForcesPrimary || (tokenExcluded && scratch.length === 0)
   // Pick, acquire the breaker (a half-open endpoint admits a bounded number of probes), re-pick
   // when it refuses.
+  const candidates = scratch.length
   while (scratch.length > 0) {
     const picked = input.balancer.pick(scratch, input.ctx) as EndpointState
     const ref = endpoints.find((e) => e.state === picked)!
@@ -235,6 +238,7 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
         role: ref === primary ? 'primary' : 'replica',
         reason: `read-policy ${input.readPolicy}`,
         probe: admitted.probe,
+        candidates,
       }
     }
     scratch.splice(scratch.indexOf(picked), 1)
@@ -263,7 +267,7 @@ function acquirePrimary(primary: EndpointRef, input: SelectInput, reason: string
   }
   const admitted = refusal === null ? primary.state.breaker.tryAcquire() : null
   if (admitted === null || !admitted.ok) throw unavailable(input.instance, 'primary', [primary], input, false)
-  return { endpoint: primary, role: 'primary', reason, probe: admitted.probe }
+  return { endpoint: primary, role: 'primary', reason, probe: admitted.probe, candidates: 1 }
 }
 
 /**

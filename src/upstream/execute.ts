@@ -4,7 +4,7 @@
 // endpoint's load (in-flight, peak-EWMA latency) and is reported as an `upstream` event.
 
 import { RedisReplyError, type GatewayError } from '../errors.js'
-import type { EventHub } from '../events.js'
+import type { EventHub, TraceScope } from '../events.js'
 import { parseRole } from '../routing/endpoint-state.js'
 import { wireName, type Args } from './endpoint-client.js'
 import type { RawReply } from './encode.js'
@@ -21,22 +21,46 @@ export interface ExecContext {
   readonly events: EventHub
   /** The attempt was admitted as a half-open breaker probe. */
   readonly probe: boolean
+  /** The request's tracing slot, or null/absent when tracing is off. */
+  readonly scope?: TraceScope | null
 }
 
-function finish(ctx: ExecContext, ep: PooledEndpoint, started: number, err: unknown): void {
+function finish(
+  ctx: ExecContext,
+  ep: PooledEndpoint,
+  started: number,
+  err: unknown,
+  operation: string,
+  commands: number,
+): void {
   const now = performance.now()
   ep.state.load.finish(now - started, now)
+  const breaker = ep.state.breaker
+  const before = breaker.state.kind
   // Only transport failures say the endpoint is broken; any reply (WRONGTYPE included) proves it alive.
-  if (err !== undefined && countsAsBreakerFailure(err)) ep.state.breaker.onFailure(ctx.probe)
-  else ep.state.breaker.onSuccess(ctx.probe)
+  if (err !== undefined && countsAsBreakerFailure(err)) breaker.onFailure(ctx.probe)
+  else breaker.onSuccess(ctx.probe)
   if (!ctx.events.has('upstream')) return
+  const after = breaker.state.kind
   ctx.events.emit('upstream', {
     instance: ctx.instance,
     endpoint: ep.id,
     role: ctx.role,
     outcome: err === undefined ? 'ok' : failureOutcome(err),
     durationS: (now - started) / 1000,
+    scope: ctx.scope ?? null,
+    operation,
+    commands,
+    host: ep.client.spec.host,
+    port: ep.client.spec.port,
+    startMs: started,
+    breaker: before === after ? null : `${before}->${after}`,
   })
+}
+
+function operationOf(args: Args): string {
+  const name = args[0]
+  return typeof name === 'string' ? name.toUpperCase() : name === undefined ? '' : name.toString('latin1').toUpperCase()
 }
 
 export function failureOutcome(err: unknown): string {
@@ -78,10 +102,10 @@ export async function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Arg
   try {
     const v = await p
     if (role) await role
-    finish(ctx, ep, started, undefined)
+    finish(ctx, ep, started, undefined, operationOf(args), 1)
     return v
   } catch (err) {
-    finish(ctx, ep, started, err)
+    finish(ctx, ep, started, err, operationOf(args), 1)
     throw fail(ep, err)
   }
 }
@@ -124,10 +148,10 @@ export async function runPipeline(
       } else out[i] = { ok: true, value: v }
     }
     if (transport !== undefined) throw transport
-    finish(ctx, ep, started, undefined)
+    finish(ctx, ep, started, undefined, atomic ? 'MULTI' : 'PIPELINE', commands.length)
     return out
   } catch (err) {
-    finish(ctx, ep, started, err)
+    finish(ctx, ep, started, err, atomic ? 'MULTI' : 'PIPELINE', commands.length)
     throw fail(ep, withQueueErrors(err))
   }
 }

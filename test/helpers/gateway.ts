@@ -4,6 +4,8 @@
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import type { Tracer } from '@opentelemetry/api'
+import type { DestinationStream } from 'pino'
 import { stringify } from 'yaml'
 import { loadConfig } from '../../src/config/load.js'
 import { Gateway } from '../../src/gateway.js'
@@ -28,6 +30,10 @@ export interface TestGatewayOptions {
   extra?: Record<string, unknown>
   /** Write the config to a file and let the gateway watch it. */
   watch?: boolean
+  /** Trace with this tracer (e.g. an in-memory exporter's provider). */
+  tracer?: Tracer
+  /** Send log lines here (at the config's log level) instead of stdout. */
+  logDestination?: DestinationStream
 }
 
 export interface TestGateway {
@@ -73,8 +79,14 @@ export async function startGateway(opts: TestGatewayOptions): Promise<TestGatewa
     await writeFile(configPath, text)
   }
   const config = configPath ? loadConfig({ path: configPath, env: {} }) : loadConfig({ text, env: {} })
-  const logger = createLogger(config.log.level)
-  const gateway = new Gateway({ config, logger, env: {}, ...(configPath ? { configPath } : {}) })
+  const logger = createLogger(config.log.level, opts.logDestination)
+  const gateway = new Gateway({
+    config,
+    logger,
+    env: {},
+    ...(configPath ? { configPath } : {}),
+    ...(opts.tracer ? { tracer: opts.tracer } : {}),
+  })
   await gateway.start()
   const url = gateway.dataUrl
   return {

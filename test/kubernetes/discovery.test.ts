@@ -64,7 +64,7 @@ async function startKubeGateway(namespaces: string[], kubeconfig: string): Promi
     },
   })
   const logger = createLogger('info', sink)
-  const gateway = new Gateway({ config, runtime: { zone: null, kubeconfig }, logger, env: {} })
+  const gateway = new Gateway({ config, runtime: { zone: null, kubeconfig, tracing: { enabled: false, serviceNameSet: false } }, logger, env: {} })
   const discovery: KubeGateway['discovery'] = []
   gateway.events.on('discovery', (e) => {
     const resource = (e as { resource?: string }).resource

@@ -1,0 +1,174 @@
+// OpenTelemetry spans built from gateway events (spec §7): one SERVER span per data-plane request
+// (continuing an incoming W3C traceparent), children `route.resolve`, `route.select` (one per
+// attempt) and one CLIENT span per Redis round trip; retries, hedges and breaker transitions are
+// span events. Routing code never calls this: it emits events with a per-request TraceScope, and
+// only when this subscriber listens (tracing off = no listener = no scope, no event objects).
+// Command arguments, keys, values and tokens are never recorded.
+
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  defaultTextMapGetter,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TextMapPropagator,
+  type Tracer,
+} from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { murmur3 } from '../balancer/hash.js'
+import { SEED_KEY } from '../balancer/maglev.js'
+import type { EventHub, TraceScope } from '../events.js'
+
+/** Attribute names of our own (semantic conventions where one exists). */
+export const ATTR = {
+  instance: 'redis_gateway.instance',
+  group: 'redis_gateway.group',
+  targetKind: 'redis_gateway.target.kind',
+  targetName: 'redis_gateway.target.name',
+  commandClass: 'redis_gateway.command.class',
+  code: 'redis_gateway.code',
+  attempt: 'redis_gateway.attempt',
+  balancer: 'redis_gateway.balancer',
+  candidates: 'redis_gateway.candidates',
+  endpoint: 'redis_gateway.endpoint',
+  role: 'redis_gateway.role',
+  reason: 'redis_gateway.reason',
+  probe: 'redis_gateway.breaker.probe',
+  stickyKeyHash: 'redis_gateway.sticky_key_hash',
+} as const
+
+function spanOf(scope: TraceScope | null): Span | null {
+  return scope === null ? null : (scope.span as Span | null)
+}
+
+/**
+ * Event times are performance.now() milliseconds; spans get epoch milliseconds, so every span of
+ * a trace is placed on the same clock (a bare performance.now() number would be shifted by each
+ * span's own clock-drift correction).
+ */
+function epochMs(perfMs: number): number {
+  return performance.timeOrigin + perfMs
+}
+
+function under(span: Span): Context {
+  return trace.setSpan(ROOT_CONTEXT, span)
+}
+
+/**
+ * Subscribes tracing to the gateway's events; returns the unsubscribe function. The propagator
+ * defaults to W3C trace context (what OTEL_PROPAGATORS defaults to as well).
+ */
+export function subscribeTracing(
+  events: EventHub,
+  tracer: Tracer,
+  propagator: TextMapPropagator = new W3CTraceContextPropagator(),
+): () => void {
+  const offs = [
+    events.on('requestBegin', (e) => {
+      const carrier: Record<string, string> = {}
+      if (e.traceparent !== undefined) carrier['traceparent'] = e.traceparent
+      if (e.tracestate !== undefined) carrier['tracestate'] = e.tracestate
+      const parent = e.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter)
+      e.scope.span = tracer.startSpan(
+        `${e.method} ${e.route}`,
+        {
+          kind: SpanKind.SERVER,
+          startTime: epochMs(e.startMs),
+          attributes: { 'http.request.method': e.method, 'http.route': e.route, 'url.scheme': 'http' },
+        },
+        parent,
+      )
+    }),
+    events.on('routeResolve', (e) => {
+      const parent = spanOf(e.scope)
+      if (parent === null) return
+      const attributes: Attributes = {
+        [ATTR.targetKind]: e.kind,
+        [ATTR.targetName]: e.name,
+        [ATTR.commandClass]: e.class,
+      }
+      if (e.instance !== null) attributes[ATTR.instance] = e.instance
+      if (e.group !== null) attributes[ATTR.group] = e.group
+      const span = tracer.startSpan('route.resolve', { startTime: epochMs(e.startMs), attributes }, under(parent))
+      if (e.error !== null) {
+        span.setAttribute('error.type', e.error)
+        span.setStatus({ code: SpanStatusCode.ERROR, message: e.error })
+      }
+      span.end(epochMs(e.endMs))
+    }),
+    events.on('routeSelect', (e) => {
+      const parent = spanOf(e.scope)
+      if (parent === null) return
+      const attributes: Attributes = {
+        [ATTR.instance]: e.instance,
+        [ATTR.attempt]: e.attempt,
+        [ATTR.balancer]: e.balancer,
+        [ATTR.candidates]: e.candidates,
+        [ATTR.reason]: e.reason,
+      }
+      if (e.endpoint !== null) attributes[ATTR.endpoint] = e.endpoint
+      if (e.role !== null) attributes[ATTR.role] = e.role
+      if (e.probe) attributes[ATTR.probe] = true
+      // The client id may be personal: only its hash (the one Maglev uses) is recorded.
+      if (e.stickyKey !== null) attributes[ATTR.stickyKeyHash] = murmur3(e.stickyKey, SEED_KEY)
+      const span = tracer.startSpan('route.select', { startTime: epochMs(e.startMs), attributes }, under(parent))
+      if (e.error !== null) {
+        span.setAttribute('error.type', e.error)
+        span.setStatus({ code: SpanStatusCode.ERROR, message: e.reason })
+      }
+      span.end(epochMs(e.endMs))
+    }),
+    events.on('upstream', (e) => {
+      const parent = spanOf(e.scope)
+      if (parent === null) return
+      const attributes: Attributes = {
+        'db.system.name': 'redis',
+        'db.operation.name': e.operation,
+        'server.address': e.host,
+        'server.port': e.port,
+        [ATTR.endpoint]: e.endpoint,
+        [ATTR.role]: e.role,
+      }
+      if (e.commands !== 1 || e.operation === 'PIPELINE' || e.operation === 'MULTI') {
+        attributes['db.operation.batch.size'] = e.commands
+      }
+      const span = tracer.startSpan(e.operation, { kind: SpanKind.CLIENT, startTime: epochMs(e.startMs), attributes }, under(parent))
+      if (e.breaker !== null) {
+        const [from, to] = e.breaker.split('->')
+        const breaker = { [ATTR.endpoint]: e.endpoint, 'redis_gateway.breaker.from': from ?? '', 'redis_gateway.breaker.to': to ?? '' }
+        span.addEvent('breaker', breaker)
+        // A stalled attempt may end after its request has answered (and its server span ended).
+        if (parent.isRecording()) parent.addEvent('breaker', breaker)
+      }
+      if (e.outcome !== 'ok') {
+        span.setAttribute('error.type', e.outcome)
+        // A Redis error reply is an answer, not a failure of the round trip.
+        if (e.outcome !== 'reply_error') span.setStatus({ code: SpanStatusCode.ERROR, message: e.outcome })
+      }
+      span.end(epochMs(e.startMs + e.durationS * 1000))
+    }),
+    events.on('retry', (e) => spanOf(e.scope)?.addEvent('retry', { [ATTR.instance]: e.instance, [ATTR.reason]: e.reason })),
+    events.on('hedge', (e) => spanOf(e.scope)?.addEvent(`hedge.${e.result}`, { [ATTR.instance]: e.instance })),
+    events.on('requestEnd', (e) => {
+      const span = spanOf(e.scope)
+      if (span === null) return
+      span.setAttribute('http.response.status_code', e.status)
+      span.setAttribute(ATTR.commandClass, e.class)
+      span.setAttribute(ATTR.code, e.code)
+      if (e.instance !== null) span.setAttribute(ATTR.instance, e.instance)
+      if (e.group !== null) span.setAttribute(ATTR.group, e.group)
+      // HTTP server semantics: 4xx is the client's doing, only 5xx marks the server span failed.
+      if (e.status >= 500) {
+        span.setAttribute('error.type', e.code)
+        span.setStatus({ code: SpanStatusCode.ERROR, message: e.code })
+      }
+      // The scope keeps the span: an attempt that outlives the request (a stalled read that was
+      // retried elsewhere) still reports its client span under this trace when it ends.
+      span.end(epochMs(performance.now()))
+    }),
+  ]
+  return () => offs.forEach((f) => f())
+}
