@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# redis-gateway image: build the TypeScript, then a runtime image with production dependencies only.
+#
+#   docker build -t redis-gateway:dev .
+#   docker run --rm -p 8080:8080 -p 9090:9090 \
+#     -v "$PWD/gateway.yaml:/etc/redis-gateway/config/gateway.yaml:ro" redis-gateway:dev
+#
+# Base: Debian bookworm slim, Node pinned by exact version (the CI machine's Node, 20.20.2). Pin the
+# digest as well where your registry tooling can resolve it (FROM node:20.20.2-bookworm-slim@sha256:...);
+# Renovate/Dependabot keep both current.
+#
+# Signals: node runs as PID 1 in exec form (no shell in between), so SIGTERM from the kubelet reaches
+# the gateway, whose handler (src/main.ts) fails /readyz, waits shutdown.delay, drains in-flight
+# requests for up to shutdown.timeout and exits. PID 1 ignores signals that have no handler, which is
+# why a process without one needs tini; the gateway installs handlers for SIGTERM and SIGINT, and it
+# starts no child processes, so there are no zombies to reap: no tini, no --init needed.
+#
+# Not built in this repository's CI (no Docker engine there); kept correct by review. The chart's
+# securityContext (uid 1000, read-only root filesystem, writable /tmp emptyDir) matches it.
+
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+# ---- build: compile src/ to dist/ with the dev dependencies (TypeScript) ----
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# ---- deps: production dependencies only ----
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# No production dependency needs an install script (no native addons), so none is run.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# ---- runtime ----
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production \
+    GATEWAY_CONFIG=/etc/redis-gateway/config/gateway.yaml
+WORKDIR /app
+# npm and corepack are not needed at run time: less to scan, less to patch.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack
+COPY --from=deps --chown=0:0 /app/node_modules ./node_modules
+COPY --from=build --chown=0:0 /app/dist/src ./dist/src
+COPY --chown=0:0 package.json ./
+# The image's `node` user, by number so runAsNonRoot can verify it. Files stay owned by root:
+# the process cannot modify its own code.
+USER 1000:1000
+EXPOSE 8080 9090
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/src/main.js"]

@@ -1,0 +1,162 @@
+{{/*
+Helpers of the redis-gateway chart: names, labels, the image reference, and the checks that
+values.schema.json cannot express (cross-field rules). Every check fails the render with a
+message naming the value to fix.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "redis-gateway.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The full name: fullnameOverride, else the release name, with the chart name appended unless the
+release name already contains it. 63 characters at most (DNS label).
+*/}}
+{{- define "redis-gateway.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* name-version, for the helm.sh/chart label. */}}
+{{- define "redis-gateway.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "redis-gateway.labels" -}}
+helm.sh/chart: {{ include "redis-gateway.chart" . }}
+{{ include "redis-gateway.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "redis-gateway.versionLabel" . | quote }}
+app.kubernetes.io/part-of: redis-gateway
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/*
+The image tag as a label value: without an "@sha256:..." suffix (skaffold deploys tag@digest), at
+most 63 characters, starting and ending with a letter or digit.
+*/}}
+{{- define "redis-gateway.versionLabel" -}}
+{{- default .Chart.AppVersion .Values.image.tag | splitList "@" | first | trunc 63 | trimAll "-_." -}}
+{{- end -}}
+
+{{/* Labels that select the gateway's pods (never change them on upgrade: selectors are immutable). */}}
+{{- define "redis-gateway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "redis-gateway.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The ServiceAccount the pods run as. */}}
+{{- define "redis-gateway.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "redis-gateway.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository[:tag][@digest]. */}}
+{{- define "redis-gateway.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $ref := .Values.image.repository -}}
+{{- if $tag -}}{{- $ref = printf "%s:%s" $ref $tag -}}{{- end -}}
+{{- if .Values.image.digest -}}{{- $ref = printf "%s@%s" $ref .Values.image.digest -}}{{- end -}}
+{{- $ref -}}
+{{- end -}}
+
+{{/* Watched namespaces, duplicates removed, as a JSON list. */}}
+{{- define "redis-gateway.watchNamespaces" -}}
+{{- .Values.discovery.kubernetes.namespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/* Where secret files are mounted; gateway.yaml names these paths. */}}
+{{- define "redis-gateway.tokenDir" -}}/etc/redis-gateway/tokens{{- end -}}
+{{- define "redis-gateway.redisSecretDir" -}}/etc/redis-gateway/redis{{- end -}}
+{{- define "redis-gateway.configDir" -}}/etc/redis-gateway/config{{- end -}}
+
+{{/* Name of the Secret holding the tokens: the existing one, or the chart's. */}}
+{{- define "redis-gateway.tokensSecretName" -}}
+{{- default (printf "%s-tokens" (include "redis-gateway.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the Redis password: the existing one, or the chart's. */}}
+{{- define "redis-gateway.redisSecretName" -}}
+{{- default (printf "%s-redis" (include "redis-gateway.fullname" .)) .Values.redis.existingSecret -}}
+{{- end -}}
+
+{{/* "true" when the gateway gets a Redis password file. */}}
+{{- define "redis-gateway.hasRedisPassword" -}}
+{{- if or .Values.redis.existingSecret .Values.redis.password -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Tokens read from the Secret (those without sha256), as a JSON list of {name, key}. Also the place
+where token values are checked: exactly one source per token, and a value only when the chart
+makes the Secret.
+*/}}
+{{- define "redis-gateway.secretTokens" -}}
+{{- $out := list -}}
+{{- $names := dict -}}
+{{- range $i, $t := .Values.auth.tokens -}}
+{{- if hasKey $names $t.name -}}
+{{- fail (printf "auth.tokens[%d].name: %q is used by another token too; token names must be unique" $i $t.name) -}}
+{{- end -}}
+{{- $_ := set $names $t.name true -}}
+{{- if and $t.sha256 $t.value -}}
+{{- fail (printf "auth.tokens[%d] (%s): give either value or sha256, not both" $i $t.name) -}}
+{{- end -}}
+{{- if and $t.sha256 $t.secretKey -}}
+{{- fail (printf "auth.tokens[%d] (%s): secretKey names a key of auth.existingSecret, but the token has sha256; drop one" $i $t.name) -}}
+{{- end -}}
+{{- if not $t.sha256 -}}
+{{- if $.Values.auth.existingSecret -}}
+{{- if $t.value -}}
+{{- fail (printf "auth.tokens[%d] (%s): value is set but auth.existingSecret (%s) holds the tokens; put the token in that Secret (key %q) and remove value" $i $t.name $.Values.auth.existingSecret (default $t.name $t.secretKey)) -}}
+{{- end -}}
+{{- else if not $t.value -}}
+{{- fail (printf "auth.tokens[%d] (%s): no token: set value (the chart makes a Secret), sha256, or auth.existingSecret with key %q" $i $t.name (default $t.name $t.secretKey)) -}}
+{{- end -}}
+{{- $out = append $out (dict "name" $t.name "key" (default $t.name $t.secretKey)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: the value, checked, or delay + timeout + 5. */}}
+{{- define "redis-gateway.terminationGracePeriodSeconds" -}}
+{{- $drain := add .Values.shutdown.delaySeconds .Values.shutdown.timeoutSeconds -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add $drain 5 -}}
+{{- else -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $drain) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than shutdown.delaySeconds + shutdown.timeoutSeconds (%d): the kubelet would kill requests still draining" .Values.terminationGracePeriodSeconds $drain) -}}
+{{- end -}}
+{{- .Values.terminationGracePeriodSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cross-field checks that run on every render (included by the Deployment). */}}
+{{- define "redis-gateway.validate" -}}
+{{- if and .Values.rbac.create .Values.discovery.kubernetes.enabled (not .Values.discovery.kubernetes.namespaces) -}}
+{{- fail "discovery.kubernetes.namespaces: list at least one namespace (watching all namespaces is not supported)" -}}
+{{- end -}}
+{{- if and (not .Values.discovery.kubernetes.enabled) (not .Values.discovery.static.instances) -}}
+{{- fail "discovery: with discovery.kubernetes.enabled false, list instances in discovery.static.instances (the gateway would have nothing to route to)" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) -}}
+{{- fail (printf "autoscaling.maxReplicas (%v) must be at least autoscaling.minReplicas (%v)" .Values.autoscaling.maxReplicas .Values.autoscaling.minReplicas) -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (kindIs "invalid" .Values.autoscaling.targetCPUUtilizationPercentage) (kindIs "invalid" .Values.autoscaling.targetMemoryUtilizationPercentage) -}}
+{{- fail "autoscaling: set targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage (or both)" -}}
+{{- end -}}
+{{- $_ := include "redis-gateway.secretTokens" . -}}
+{{- $_ = include "redis-gateway.terminationGracePeriodSeconds" . -}}
+{{- end -}}

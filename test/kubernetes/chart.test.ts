@@ -1,0 +1,1043 @@
+// Issue 7, requirements 1-3: the Helm chart (charts/redis-gateway), checked with a real helm (built
+// from its Go module by scripts/kube/tools.sh) and a real kube-apiserver + etcd:
+//
+// - `helm lint --strict` and `helm template` of the default and a full-featured set of values;
+//   the rendered Deployment, Services, PDB, HPA, ServiceMonitor and dashboard say what issue 7 asks;
+// - the rendered gateway.yaml loads in the gateway's real config loader, with the token and password
+//   files where the Deployment mounts them (a small stand-in for the kubelet writes the volumes);
+// - values.schema.json rejects wrongly typed and misspelt values with helm's schema message, and
+//   every value is typed in the schema and documented in the chart README;
+// - the whole rendered output, manifests/ and the example Services are accepted by the API server
+//   (server-side apply, dryRun=All, strict field validation); the ServiceMonitor against a minimal
+//   monitoring.coreos.com CRD written here (the Prometheus Operator's CRDs are not available offline);
+// - manifests/ matches a fresh render (scripts/manifests.sh --check), and the check catches drift;
+// - RBAC: the chart's ServiceAccount, Role and RoleBinding are applied for real, a token is minted
+//   for the ServiceAccount (TokenRequest), and the gateway process runs with that token, the
+//   Deployment's environment and mounts: it discovers an example Service and follows an annotation
+//   change. Then each of the four rules is dropped in turn and the gateway fails on it (403).
+
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { V1Service } from '@kubernetes/client-node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { isMap, isScalar, LineCounter, parse, parseAllDocuments, parseDocument, type Pair } from 'yaml'
+import { loadConfig } from '../../src/config/load.js'
+import { mapService } from '../../src/discovery/kubernetes/mapping.js'
+import { freePort } from '../helpers/ports.js'
+import type { RedisServer } from '../helpers/redis-server.js'
+import { startCluster, toolBinary, toolVersions, type KubeCluster } from './helpers/cluster.js'
+import { createNetns, type Netns } from './helpers/netns.js'
+import { ManagedProcess } from './helpers/processes.js'
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const CHART = path.join(repoRoot, 'charts/redis-gateway')
+const RELEASE = 'rg'
+const NS = 'redis-gateway'
+const WATCHED = 'redis-system'
+const OTHER = 'redis-apps'
+const FIELD_MANAGER = 'redis-gateway-chart-test'
+
+interface K8sObject {
+  apiVersion: string
+  kind: string
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+  [key: string]: unknown
+}
+
+// Deployment shapes the assertions read (a subset of apps/v1).
+interface Container {
+  name: string
+  image: string
+  ports: { name: string; containerPort: number }[]
+  env: { name: string; value?: string; valueFrom?: unknown }[]
+  volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[]
+  securityContext: Record<string, unknown>
+  resources: { requests?: Record<string, string>; limits?: Record<string, string> }
+  livenessProbe: Probe
+  readinessProbe: Probe
+  startupProbe: Probe
+}
+interface Probe {
+  httpGet: { path: string; port: string }
+  periodSeconds: number
+}
+interface Volume {
+  name: string
+  configMap?: { name: string }
+  secret?: { secretName: string; items?: { key: string; path: string }[]; defaultMode?: number }
+  emptyDir?: unknown
+}
+interface PodSpec {
+  serviceAccountName: string
+  automountServiceAccountToken: boolean
+  securityContext: Record<string, unknown>
+  terminationGracePeriodSeconds: number
+  containers: Container[]
+  volumes: Volume[]
+  topologySpreadConstraints?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[]
+}
+interface Deployment extends K8sObject {
+  spec: { replicas?: number; selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: PodSpec } }
+}
+
+// ---------------------------------------------------------------------------------------------
+// helm
+
+let helmBin: string
+let work: string
+
+interface Run {
+  status: number | null
+  stdout: string
+  stderr: string
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Run {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env, cwd: repoRoot, maxBuffer: 64 * 1024 * 1024 })
+  if (r.error) throw r.error
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+function helm(args: string[]): Run {
+  return run(helmBin, args)
+}
+
+let valuesFiles = 0
+/** A values file (JSON is YAML) for helm -f. */
+function valuesFile(values: Record<string, unknown>): string {
+  const file = path.join(work, `values-${valuesFiles++}.yaml`)
+  writeFileSync(file, JSON.stringify(values, null, 2))
+  return file
+}
+
+/**
+ * The Kubernetes version to render for: the suite's kube-apiserver. Passed explicitly because a
+ * helm built from its Go module without the release ldflags assumes v1.20 by default.
+ */
+const KUBE_VERSION = toolVersions().KUBE_VERSION
+
+function templateArgs(values: Record<string, unknown>, extra: string[] = []): string[] {
+  return ['template', RELEASE, CHART, '--namespace', NS, '--kube-version', KUBE_VERSION, '-f', valuesFile(values), ...extra]
+}
+
+/** `helm template` with these values; the rendered objects. Throws with helm's message on failure. */
+function render(values: Record<string, unknown> = {}, extra: string[] = []): K8sObject[] {
+  const r = helm(templateArgs(values, extra))
+  if (r.status !== 0) throw new Error(`helm template failed (${r.status}): ${r.stderr}`)
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((d): d is K8sObject => d !== null)
+}
+
+/** `helm template` that must fail; its error output. */
+function renderError(args: string[]): string {
+  const r = helm(['template', RELEASE, CHART, '--namespace', NS, '--kube-version', KUBE_VERSION, ...args])
+  expect(r.status, `helm template ${args.join(' ')} should fail; it rendered:\n${r.stdout.slice(0, 500)}`).not.toBe(0)
+  return r.stderr
+}
+
+function one<T extends K8sObject = K8sObject>(docs: K8sObject[], kind: string, name?: string): T {
+  const found = docs.filter((d) => d.kind === kind && (name === undefined || d.metadata.name === name))
+  if (found.length !== 1) throw new Error(`expected one ${kind}${name ? ` ${name}` : ''}, found ${found.length}: ${docs.map((d) => `${d.kind}/${d.metadata.name}`).join(', ')}`)
+  return found[0] as T
+}
+
+const deploymentOf = (docs: K8sObject[]): Deployment => one<Deployment>(docs, 'Deployment')
+const containerOf = (docs: K8sObject[]): Container => deploymentOf(docs).spec.template.spec.containers[0] as Container
+const gatewayYaml = (docs: K8sObject[]): string => (one(docs, 'ConfigMap', `${RELEASE}-redis-gateway`)['data'] as Record<string, string>)['gateway.yaml'] as string
+
+/** Values that turn every optional part on. */
+const FULL: Record<string, unknown> = {
+  replicaCount: 3,
+  image: { repository: 'registry.example.com/redis-gateway', tag: '1.2.3', digest: `sha256:${'a'.repeat(64)}` },
+  discovery: {
+    kubernetes: { namespaces: [WATCHED, OTHER, WATCHED] },
+    static: { instances: [{ name: 'legacy', endpoints: ['redis://10.0.0.5:6379'], annotations: { 'redis-gateway.io/read-policy': 'any' } }] },
+  },
+  groups: { sessions: { strategy: 'sticky' } },
+  auth: {
+    tokens: [
+      { name: 'app', access: 'write', value: 'app-token-0123456789' },
+      { name: 'ops', access: 'admin', targets: ['orders', 'cache-*'], value: 'ops-token-0123456789' },
+      { name: 'ro', access: 'read', sha256: 'ab'.repeat(32) },
+    ],
+  },
+  redis: { username: 'gateway', password: 'redis-secret-pw', tls: false, commandTimeout: '1500ms', connectTimeout: 800 },
+  limits: { maxBody: '5MiB' },
+  log: { level: 'debug' },
+  shutdown: { delaySeconds: 10, timeoutSeconds: 30 },
+  otel: { endpoint: 'http://jaeger-collector:4318', serviceName: 'gw', sampler: 'parentbased_traceidratio', samplerArg: '0.25', resourceAttributes: { 'deployment.environment': 'test' } },
+  podAnnotations: { 'example.com/team': 'data' },
+  extraEnv: [{ name: 'GATEWAY_ZONE', value: 'zone-a' }],
+  extraVolumes: [{ name: 'ca', configMap: { name: 'redis-ca' } }],
+  extraVolumeMounts: [{ name: 'ca', mountPath: '/etc/ssl/redis-ca', readOnly: true }],
+  autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 9, targetMemoryUtilizationPercentage: 80 },
+  serviceMonitor: { enabled: true, labels: { release: 'prometheus' }, interval: '15s' },
+  grafanaDashboard: { enabled: true, namespace: 'monitoring', annotations: { grafana_folder: 'Redis' } },
+}
+
+// ---------------------------------------------------------------------------------------------
+// A stand-in for the kubelet: writes the pod's volumes (ConfigMap, Secrets) under a temp dir and
+// gives the container's environment, with every mount path mapped under that dir.
+
+interface Materialized {
+  root: string
+  env: Record<string, string>
+  /** A path inside the container -> where it is on this machine. */
+  map(p: string): string
+  /** The container's mount paths. */
+  mounts: string[]
+}
+
+function materialize(docs: K8sObject[], externalSecrets: K8sObject[] = []): Materialized {
+  const root = mkdtempSync(path.join(work, 'pod-'))
+  const spec = deploymentOf(docs).spec.template.spec
+  const c = spec.containers[0] as Container
+  const mounts = c.volumeMounts.map((m) => m.mountPath).sort((a, b) => b.length - a.length)
+  const map = (p: string): string => {
+    const m = mounts.find((mp) => p === mp || p.startsWith(`${mp}/`))
+    if (!m) throw new Error(`${p} is not under any volume mount of the container (${mounts.join(', ')})`)
+    return path.join(root, p)
+  }
+  for (const vm of c.volumeMounts) {
+    const vol = spec.volumes.find((v) => v.name === vm.name)
+    if (!vol) throw new Error(`volumeMount ${vm.name} has no volume`)
+    const dir = path.join(root, vm.mountPath)
+    mkdirSync(dir, { recursive: true })
+    if (vol.configMap) {
+      // A ConfigMap the chart does not make (extraVolumes) is the user's: an empty directory here.
+      const cm = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === vol.configMap?.name)
+      for (const [k, v] of Object.entries((cm?.['data'] ?? {}) as Record<string, string>)) writeFileSync(path.join(dir, k), v)
+    } else if (vol.secret) {
+      const name = vol.secret.secretName
+      const secret = [...docs, ...externalSecrets].find((d) => d.kind === 'Secret' && d.metadata.name === name)
+      if (!secret) throw new Error(`volume ${vol.name}: Secret ${name} does not exist (the pod would not start)`)
+      const data = (secret['data'] ?? {}) as Record<string, string>
+      for (const item of vol.secret.items ?? Object.keys(data).map((key) => ({ key, path: key }))) {
+        // The kubelet refuses to start a pod whose Secret lacks an item's key.
+        if (data[item.key] === undefined) throw new Error(`volume ${vol.name}: Secret ${name} has no key ${item.key}`)
+        writeFileSync(path.join(dir, item.path), Buffer.from(data[item.key] as string, 'base64'))
+      }
+    }
+  }
+  const env: Record<string, string> = {}
+  const fields: Record<string, string> = { 'metadata.name': 'gateway-pod-1', 'metadata.namespace': NS }
+  for (const e of c.env) {
+    if (e.value !== undefined) env[e.name] = e.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, v: string) => env[v] ?? all)
+    else {
+      const f = (e.valueFrom as { fieldRef?: { fieldPath: string } } | undefined)?.fieldRef?.fieldPath
+      if (f === undefined || fields[f] === undefined) throw new Error(`env ${e.name}: unsupported valueFrom ${JSON.stringify(e.valueFrom)}`)
+      env[e.name] = fields[f]
+    }
+  }
+  // The config file names the mounted files by their paths inside the container: map those too.
+  const configPath = map(env['GATEWAY_CONFIG'] as string)
+  const escaped = mounts.map((mp) => mp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+  const text = readFileSync(configPath, 'utf8').replace(new RegExp(`"(${escaped.join('|')})/`, 'g'), (_, mp: string) => `"${path.join(root, mp)}/`)
+  writeFileSync(configPath, text)
+  env['GATEWAY_CONFIG'] = configPath
+  return { root, env, map, mounts }
+}
+
+/** File paths (tokenFile, passwordFile) the rendered gateway.yaml names. */
+function secretPaths(yamlText: string): string[] {
+  const cfg = parse(yamlText) as { auth?: { tokens?: { tokenFile?: string }[] }; redis?: { passwordFile?: string } }
+  return [...(cfg.auth?.tokens ?? []).flatMap((t) => (t.tokenFile ? [t.tokenFile] : [])), ...(cfg.redis?.passwordFile ? [cfg.redis.passwordFile] : [])]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API server: server-side apply through REST (what kubectl apply --server-side sends).
+
+let cluster: KubeCluster
+
+const resources = new Map<string, { plural: string; namespaced: boolean }>()
+async function resourceOf(apiVersion: string, kind: string): Promise<{ base: string; plural: string; namespaced: boolean }> {
+  const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`
+  const key = `${apiVersion}/${kind}`
+  if (!resources.has(key)) {
+    const res = await cluster.request<{ resources: { name: string; kind: string; namespaced: boolean }[] }>('GET', base)
+    if (res.status !== 200) throw new Error(`GET ${base}: ${res.status} ${JSON.stringify(res.body)}`)
+    for (const r of res.body.resources) if (!r.name.includes('/')) resources.set(`${apiVersion}/${r.kind}`, { plural: r.name, namespaced: r.namespaced })
+  }
+  const r = resources.get(key)
+  if (!r) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`)
+  return { base, ...r }
+}
+
+async function objectPath(obj: K8sObject): Promise<string> {
+  const r = await resourceOf(obj.apiVersion, obj.kind)
+  const ns = obj.metadata.namespace
+  if (r.namespaced && !ns) throw new Error(`${obj.kind}/${obj.metadata.name} has no namespace`)
+  return `${r.base}${r.namespaced ? `/namespaces/${ns}` : ''}/${r.plural}/${obj.metadata.name}`
+}
+
+/** Server-side apply; with dryRun the API server validates, defaults and admits but stores nothing. */
+async function apply(obj: K8sObject, opts: { dryRun?: boolean; token?: string } = {}): Promise<{ status: number; body: unknown }> {
+  const query = new URLSearchParams({ fieldManager: FIELD_MANAGER, fieldValidation: 'Strict', force: 'true' })
+  if (opts.dryRun) query.set('dryRun', 'All')
+  const res = await cluster.request('PATCH', `${await objectPath(obj)}?${query}`, obj, {
+    contentType: 'application/apply-patch+yaml',
+    ...(opts.token ? { token: opts.token } : {}),
+  })
+  return { status: res.status, body: res.body }
+}
+
+async function applyOk(obj: K8sObject, opts: { dryRun?: boolean } = {}): Promise<void> {
+  const r = await apply(obj, opts)
+  if (r.status >= 300) throw new Error(`apply ${opts.dryRun ? '(dry run) ' : ''}${obj.kind}/${obj.metadata.name}: ${r.status} ${JSON.stringify(r.body)}`)
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const started = Date.now()
+  let last: unknown
+  while (Date.now() - started < timeoutMs) {
+    try {
+      if (await check()) return
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`)
+}
+
+/** What the API server's authorizer answers for the ServiceAccount (SubjectAccessReview, as admin). */
+interface Access {
+  verb: string
+  resource: string
+  group?: string
+  namespace?: string
+  name?: string
+}
+
+async function allowed(user: string, attrs: Access): Promise<boolean> {
+  const res = await cluster.request<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: { user, groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'], resourceAttributes: { group: '', ...attrs } },
+  })
+  if (res.status !== 201 && res.status !== 200) throw new Error(`SubjectAccessReview: ${res.status} ${JSON.stringify(res.body)}`)
+  return res.body.status?.allowed === true
+}
+
+/**
+ * A minimal CustomResourceDefinition for monitoring.coreos.com/v1 ServiceMonitor, written for this
+ * test: the fields the chart renders, typed as in the Prometheus Operator's CRD (durations with its
+ * pattern), structural, so strict field validation rejects anything else in those objects.
+ */
+const SERVICE_MONITOR_CRD: K8sObject = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'servicemonitors.monitoring.coreos.com' },
+  spec: {
+    group: 'monitoring.coreos.com',
+    scope: 'Namespaced',
+    names: { kind: 'ServiceMonitor', listKind: 'ServiceMonitorList', plural: 'servicemonitors', singular: 'servicemonitor', shortNames: ['smon'] },
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            required: ['spec'],
+            properties: {
+              apiVersion: { type: 'string' },
+              kind: { type: 'string' },
+              metadata: { type: 'object' },
+              spec: {
+                type: 'object',
+                required: ['endpoints', 'selector'],
+                properties: {
+                  jobLabel: { type: 'string' },
+                  namespaceSelector: { type: 'object', properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } } },
+                  selector: {
+                    type: 'object',
+                    properties: {
+                      matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+                      matchExpressions: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+                    },
+                  },
+                  endpoints: {
+                    type: 'array',
+                    items: {
+                      type: 'object',
+                      properties: {
+                        port: { type: 'string' },
+                        path: { type: 'string' },
+                        scheme: { type: 'string', enum: ['http', 'https'] },
+                        interval: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
+                        scrapeTimeout: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
+                        honorLabels: { type: 'boolean' },
+                        relabelings: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+                        metricRelabelings: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+}
+
+// ---------------------------------------------------------------------------------------------
+
+beforeAll(async () => {
+  helmBin = toolBinary('helm')
+  work = mkdtempSync(path.join(os.tmpdir(), 'redis-gateway-chart-'))
+  cluster = await startCluster({ users: [] })
+  for (const ns of [NS, WATCHED, OTHER, 'monitoring']) {
+    const res = await cluster.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } })
+    if (res.status !== 201) throw new Error(`create namespace ${ns}: ${res.status} ${JSON.stringify(res.body)}`)
+  }
+}, 180_000)
+
+afterAll(async () => {
+  await cluster?.stop()
+  if (work) rmSync(work, { recursive: true, force: true })
+})
+
+describe('helm lint and helm template (requirement 2)', () => {
+  it('helm lint --strict passes with the default and with the full set of values', () => {
+    const version = helm(['version', '--short'])
+    expect(version.stdout).toMatch(/^v3\./)
+    for (const args of [[], ['-f', valuesFile(FULL)]]) {
+      const r = helm(['lint', '--strict', '--kube-version', KUBE_VERSION, CHART, ...args])
+      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
+      expect(r.stdout).toContain('1 chart(s) linted, 0 chart(s) failed')
+    }
+  })
+
+  it('default install: the objects issue 7 lists, and no cluster-scoped RBAC', () => {
+    const docs = render()
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
+      [
+        'ConfigMap/rg-redis-gateway',
+        'Deployment/rg-redis-gateway',
+        'PodDisruptionBudget/rg-redis-gateway',
+        'Role/rg-redis-gateway-discovery',
+        'RoleBinding/rg-redis-gateway-discovery',
+        'Service/rg-redis-gateway',
+        'Service/rg-redis-gateway-ops',
+        'ServiceAccount/rg-redis-gateway',
+      ].sort(),
+    )
+    for (const d of docs) {
+      expect(d.metadata.namespace, `${d.kind} namespace`).toBe(d.kind === 'Role' || d.kind === 'RoleBinding' ? WATCHED : NS)
+      expect(d.metadata.labels?.['app.kubernetes.io/instance']).toBe(RELEASE)
+    }
+  })
+
+  it('Deployment: 2 replicas, spread, probes on the ops port, resources, non-root read-only, grace > drain', () => {
+    const docs = render()
+    const dep = deploymentOf(docs)
+    const pod = dep.spec.template.spec
+    const c = containerOf(docs)
+    expect(dep.spec.replicas).toBe(2)
+    // Topology spread over zones and nodes, selecting this release's pods.
+    expect(pod.topologySpreadConstraints?.map((t) => t.topologyKey).sort()).toEqual(['kubernetes.io/hostname', 'topology.kubernetes.io/zone'])
+    for (const t of pod.topologySpreadConstraints ?? []) expect(t.labelSelector.matchLabels).toEqual(dep.spec.selector.matchLabels)
+    expect(dep.spec.template.metadata.labels).toMatchObject(dep.spec.selector.matchLabels)
+    // Probes on the ops port.
+    expect(c.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'ops', containerPort: 9090, protocol: 'TCP' },
+    ])
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' })
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' })
+    expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' })
+    // Resources.
+    expect(c.resources.requests).toEqual({ cpu: '100m', memory: '128Mi' })
+    expect(c.resources.limits?.['memory']).toBe('512Mi')
+    // Non-root numeric user, read-only root filesystem, nothing privileged.
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } })
+    expect(c.securityContext).toEqual({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } })
+    // The only writable path is an emptyDir.
+    const tmp = pod.volumes.find((v) => v.name === 'tmp')
+    expect(tmp?.emptyDir).toBeDefined()
+    // The credential for discovery: this ServiceAccount's token.
+    expect(pod.serviceAccountName).toBe(one(docs, 'ServiceAccount').metadata.name)
+    expect(pod.automountServiceAccountToken).toBe(true)
+    // Grace: the shutdown delay plus the drain timeout (from the rendered config), plus margin.
+    const shutdown = (parse(gatewayYaml(docs)) as { shutdown: { delay: string; timeout: string } }).shutdown
+    expect(shutdown).toEqual({ delay: '5s', timeout: '20s' })
+    expect(pod.terminationGracePeriodSeconds).toBe(30)
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(5 + 20)
+  })
+
+  it('the grace period follows the shutdown values, and a too short override is refused', () => {
+    const docs = render({ shutdown: { delaySeconds: 12, timeoutSeconds: 45 } })
+    expect(deploymentOf(docs).spec.template.spec.terminationGracePeriodSeconds).toBe(62)
+    expect((parse(gatewayYaml(docs)) as { shutdown: unknown }).shutdown).toEqual({ delay: '12s', timeout: '45s' })
+    expect(deploymentOf(render({ terminationGracePeriodSeconds: 90 })).spec.template.spec.terminationGracePeriodSeconds).toBe(90)
+    const err = renderError(['--set', 'terminationGracePeriodSeconds=25'])
+    expect(err).toContain('terminationGracePeriodSeconds (25) must be larger than shutdown.delaySeconds + shutdown.timeoutSeconds (25)')
+  })
+
+  it('Services, PDB, HPA, ServiceMonitor and dashboard select and carry the right things', () => {
+    const docs = render(FULL)
+    const dep = deploymentOf(docs)
+    const selector = dep.spec.selector.matchLabels
+    // HPA instead of a fixed count.
+    expect(dep.spec.replicas).toBeUndefined()
+    const hpa = one(docs, 'HorizontalPodAutoscaler')
+    expect(hpa['spec']).toMatchObject({ scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: dep.metadata.name }, minReplicas: 3, maxReplicas: 9 })
+    // The default CPU target stays; the memory target is added.
+    expect((hpa['spec'] as { metrics: unknown[] }).metrics).toEqual([
+      { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } },
+      { type: 'Resource', resource: { name: 'memory', target: { type: 'Utilization', averageUtilization: 80 } } },
+    ])
+    const data = one(docs, 'Service', 'rg-redis-gateway')['spec'] as { selector: unknown; ports: unknown[] }
+    expect(data.selector).toEqual(selector)
+    expect(data.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' }])
+    const ops = one(docs, 'Service', 'rg-redis-gateway-ops')
+    expect((ops['spec'] as { ports: unknown[] }).ports).toEqual([{ name: 'ops', port: 9090, targetPort: 'ops', protocol: 'TCP' }])
+    expect(one(docs, 'PodDisruptionBudget')['spec']).toEqual({ maxUnavailable: 1, selector: { matchLabels: selector } })
+    // The ServiceMonitor scrapes only the ops Service, keeping the gateway's instance/endpoint labels.
+    const sm = one(docs, 'ServiceMonitor')
+    expect(sm.metadata.labels?.['release']).toBe('prometheus')
+    const smSpec = sm['spec'] as { selector: { matchLabels: Record<string, string> }; endpoints: Record<string, unknown>[] }
+    expect(Object.entries(smSpec.selector.matchLabels).every(([k, v]) => ops.metadata.labels?.[k] === v)).toBe(true)
+    expect(Object.entries(smSpec.selector.matchLabels).every(([k, v]) => one(docs, 'Service', 'rg-redis-gateway').metadata.labels?.[k] === v)).toBe(false)
+    expect(smSpec.endpoints).toEqual([{ port: 'ops', path: '/metrics', interval: '15s', scrapeTimeout: '10s', honorLabels: true }])
+    // The dashboard ConfigMap: sidecar label, in the namespace asked for, the JSON file unchanged.
+    const dash = one(docs, 'ConfigMap', 'rg-redis-gateway-dashboard')
+    expect(dash.metadata.namespace).toBe('monitoring')
+    expect(dash.metadata.labels?.['grafana_dashboard']).toBe('1')
+    expect(dash.metadata.annotations).toEqual({ grafana_folder: 'Redis' })
+    const json = (dash['data'] as Record<string, string>)['redis-gateway.json'] as string
+    expect(JSON.parse(json)).toEqual(JSON.parse(readFileSync(path.join(CHART, 'dashboards/redis-gateway.json'), 'utf8')))
+    // One Role and RoleBinding per distinct watched namespace.
+    expect(docs.filter((d) => d.kind === 'Role').map((d) => d.metadata.namespace)).toEqual([WATCHED, OTHER])
+    expect(docs.filter((d) => d.kind === 'RoleBinding').map((d) => d.metadata.namespace)).toEqual([WATCHED, OTHER])
+    expect(docs.some((d) => d.kind === 'ClusterRole' || d.kind === 'ClusterRoleBinding')).toBe(false)
+  })
+
+  it('image, OpenTelemetry and extra env: what the container gets', () => {
+    const c = containerOf(render(FULL))
+    expect(c.image).toBe(`registry.example.com/redis-gateway:1.2.3@sha256:${'a'.repeat(64)}`)
+    const env = Object.fromEntries(c.env.map((e) => [e.name, e.value ?? e.valueFrom]))
+    expect(env).toMatchObject({
+      GATEWAY_CONFIG: '/etc/redis-gateway/config/gateway.yaml',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://jaeger-collector:4318',
+      OTEL_SERVICE_NAME: 'gw',
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
+      OTEL_RESOURCE_ATTRIBUTES: 'k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),deployment.environment=test',
+      GATEWAY_ZONE: 'zone-a',
+    })
+    // $(VAR) in a value expands only variables defined before it.
+    const names = c.env.map((e) => e.name)
+    expect(names.indexOf('POD_NAME')).toBeLessThan(names.indexOf('OTEL_RESOURCE_ATTRIBUTES'))
+    expect(names.indexOf('POD_NAMESPACE')).toBeLessThan(names.indexOf('OTEL_RESOURCE_ATTRIBUTES'))
+    // Without otel.endpoint nothing turns the exporter on.
+    const plain = containerOf(render()).env.map((e) => e.name)
+    expect(plain.filter((n) => n.startsWith('OTEL_EXPORTER') || n === 'OTEL_SERVICE_NAME')).toEqual([])
+    expect(containerOf(render()).image).toBe(`redis-gateway:${parse(readFileSync(path.join(CHART, 'Chart.yaml'), 'utf8')).appVersion}`)
+    // skaffold deploys tag@digest as the tag: a valid image reference, and a valid version label.
+    const digest = `sha256:${'b'.repeat(64)}`
+    const skaffold = render({ image: { repository: 'reg.example/rg', tag: `abc123@${digest}` } })
+    expect(containerOf(skaffold).image).toBe(`reg.example/rg:abc123@${digest}`)
+    for (const d of skaffold) expect(d.metadata.labels?.['app.kubernetes.io/version']).toBe('abc123')
+  })
+})
+
+describe('the rendered gateway.yaml runs in the real config loader (requirement 1)', () => {
+  it('default values: loads; Kubernetes discovery of redis-system; no tokens, no secrets mounted', () => {
+    const docs = render()
+    const pod = materialize(docs)
+    const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
+    expect(cfg.discovery.kubernetes).toEqual({ namespaces: [WATCHED], servicePrefix: 'redis-' })
+    expect(cfg.auth.tokens).toEqual([])
+    expect(cfg.listen).toEqual({ data: '0.0.0.0:8080', ops: '0.0.0.0:9090' })
+    // The drain the grace period is computed from, as the gateway reads it.
+    expect(cfg.shutdown).toEqual({ delayMs: 5_000, timeoutMs: 20_000 })
+    expect(deploymentOf(docs).spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(cfg.shutdown.delayMs + cfg.shutdown.timeoutMs)
+    expect(docs.some((d) => d.kind === 'Secret')).toBe(false)
+    expect(deploymentOf(docs).spec.template.spec.volumes.map((v) => v.name).sort()).toEqual(['config', 'tmp'])
+  })
+
+  it('chart-made Secrets: tokens and the Redis password are files the config names, never in the ConfigMap', () => {
+    const docs = render(FULL)
+    const text = gatewayYaml(docs)
+    for (const secret of ['app-token-0123456789', 'ops-token-0123456789', 'redis-secret-pw']) expect(text).not.toContain(secret)
+    // Every file the config names is under a volume mount of the container.
+    const paths = secretPaths(text)
+    expect(paths).toEqual(['/etc/redis-gateway/tokens/app', '/etc/redis-gateway/tokens/ops', '/etc/redis-gateway/redis/password'])
+    const pod = materialize(docs)
+    for (const p of paths) expect(() => pod.map(p)).not.toThrow()
+    const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
+    const sha = (s: string): string => createHash('sha256').update(s).digest('hex')
+    expect(cfg.auth.tokens).toEqual([
+      { name: 'app', access: 'write', targets: ['*'], sha256: sha('app-token-0123456789') },
+      { name: 'ops', access: 'admin', targets: ['orders', 'cache-*'], sha256: sha('ops-token-0123456789') },
+      { name: 'ro', access: 'read', targets: ['*'], sha256: 'ab'.repeat(32) },
+    ])
+    expect(cfg.redis).toMatchObject({ username: 'gateway', password: 'redis-secret-pw', commandTimeoutMs: 1500, connectTimeoutMs: 800 })
+    expect(cfg.discovery.kubernetes?.namespaces).toEqual([WATCHED, OTHER])
+    expect(cfg.discovery.static?.instances).toEqual([{ name: 'legacy', endpoints: ['redis://10.0.0.5:6379'], annotations: { 'redis-gateway.io/read-policy': 'any' } }])
+    expect(cfg.groups).toEqual({ sessions: { strategy: 'sticky' } })
+    expect(cfg.limits.maxBodyBytes).toBe(5 * 1024 * 1024)
+    expect(cfg.log.level).toBe('debug')
+    expect(cfg.shutdown).toEqual({ delayMs: 10_000, timeoutMs: 30_000 })
+    // Secret files are readable by the pod's group only.
+    for (const v of deploymentOf(docs).spec.template.spec.volumes.filter((x) => x.secret)) expect(v.secret?.defaultMode).toBe(0o440)
+  })
+
+  it('existing Secrets: the chart makes none and mounts the keys asked for', () => {
+    const values = {
+      auth: { existingSecret: 'my-tokens', tokens: [{ name: 'app', access: 'write' }, { name: 'ci', secretKey: 'ci-token' }] },
+      redis: { existingSecret: 'my-redis', existingSecretKey: 'redis-password' },
+    }
+    const docs = render(values)
+    expect(docs.some((d) => d.kind === 'Secret')).toBe(false)
+    const secret = (name: string, data: Record<string, string>): K8sObject => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: NS },
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    })
+    const pod = materialize(docs, [secret('my-tokens', { app: 'tok-app-1', 'ci-token': 'tok-ci-2', unrelated: 'x' }), secret('my-redis', { 'redis-password': 'pw-3' })])
+    const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
+    expect(cfg.auth.tokens.map((t) => [t.name, t.access])).toEqual([
+      ['app', 'write'],
+      ['ci', 'read'],
+    ])
+    expect(cfg.redis.password).toBe('pw-3')
+    // A Secret without the key the chart mounts: the pod could not start (the kubelet refuses it).
+    expect(() => materialize(docs, [secret('my-tokens', { app: 'a' }), secret('my-redis', { 'redis-password': 'p' })])).toThrow('has no key ci-token')
+  })
+
+  it('token and RBAC mistakes fail the render with a message naming the value', () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ auth: { tokens: [{ name: 'app' }] } }, 'auth.tokens[0] (app): no token: set value (the chart makes a Secret), sha256, or auth.existingSecret with key "app"'],
+      [{ auth: { existingSecret: 's', tokens: [{ name: 'app', value: 'v' }] } }, 'auth.tokens[0] (app): value is set but auth.existingSecret (s) holds the tokens'],
+      [{ auth: { tokens: [{ name: 'app', value: 'v', sha256: 'ab'.repeat(32) }] } }, 'auth.tokens[0] (app): give either value or sha256, not both'],
+      [{ auth: { tokens: [{ name: 'a', value: 'v' }, { name: 'a', value: 'w' }] } }, 'auth.tokens[1].name: "a" is used by another token too'],
+      [{ discovery: { kubernetes: { namespaces: [] } } }, 'discovery.kubernetes.namespaces: list at least one namespace (watching all namespaces is not supported)'],
+      [{ autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } }, 'autoscaling.maxReplicas (2) must be at least autoscaling.minReplicas (5)'],
+    ]
+    for (const [values, message] of cases) expect(renderError(['-f', valuesFile(values)])).toContain(message)
+  })
+})
+
+describe('values.schema.json (requirement 2)', () => {
+  it('rejects wrongly typed, out-of-range and misspelt values, naming each', () => {
+    const cases: [string[], string][] = [
+      [['--set', 'replicaCount=abc'], '/replicaCount'],
+      [['--set-json', 'replicaCount="2"'], '/replicaCount'],
+      [['--set', 'image.pullPolicy=Sometimes'], '/image/pullPolicy'],
+      [['--set-json', 'discovery.kubernetes.namespaces="redis-system"'], '/discovery/kubernetes/namespaces'],
+      [['--set', 'discovery.kubernetes.namespaces[0]=Redis_System'], '/discovery/kubernetes/namespaces/0'],
+      [['--set', 'redis.commandTimeout=2 seconds'], '/redis/commandTimeout'],
+      [['--set', 'limits.maxBody=10 megs'], '/limits/maxBody'],
+      [['--set-json', 'auth.tokens=[{"name":"app","access":"superuser","value":"x"}]'], '/auth/tokens/0/access'],
+      [['--set-json', 'auth.tokens=[{"name":"App Token","value":"x"}]'], '/auth/tokens/0/name'],
+      [['--set', 'shutdown.delaySeconds=-1'], '/shutdown/delaySeconds'],
+      [['--set', 'service.port=70000'], '/service/port'],
+      [['--set', 'log.level=verbose'], '/log/level'],
+      [['--set', 'replicaCont=3'], 'replicaCont'],
+      [['--set', 'serviceMonitor.interval=thirty'], '/serviceMonitor/interval'],
+      [['--set-json', 'groups={"sessions":{"strategy":"fastest"}}'], '/groups/sessions/strategy'],
+      [['--set-json', 'discovery.static.instances=[{"name":"x","endpoints":["redis://a:1"],"annotations":{"redis-gateway.io/wieght":"5"}}]'], 'redis-gateway.io/wieght'],
+    ]
+    for (const [args, where] of cases) {
+      const err = renderError(args)
+      expect(err, args.join(' ')).toContain("values don't meet the specifications of the schema")
+      expect(err, args.join(' ')).toContain(where)
+    }
+  })
+
+  it('types every value of values.yaml, and the chart README documents every one', () => {
+    const values = parse(readFileSync(path.join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>
+    const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as SchemaNode
+    const readme = readFileSync(path.join(CHART, 'README.md'), 'utf8')
+    const documented = new Set([...readme.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1] as string))
+    const leaves = leafPaths(values)
+    expect(leaves.length).toBeGreaterThan(60)
+    const untyped = leaves.filter((p) => !schemaHas(schema, p.split('.')))
+    expect(untyped).toEqual([])
+    // A row for the value itself or for the object it belongs to (e.g. `resources`).
+    const undocumented = leaves.filter((p) => !p.split('.').some((_, i, parts) => documented.has(parts.slice(0, i + 1).join('.'))))
+    expect(undocumented).toEqual([])
+    // And no row documents a value that does not exist.
+    const all = new Set(leaves.flatMap((p) => p.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))))
+    expect([...documented].filter((d) => !all.has(d))).toEqual([])
+    // values.yaml itself: a comment right above every documented key.
+    const text = readFileSync(path.join(CHART, 'values.yaml'), 'utf8')
+    const lines = text.split('\n')
+    const lineCounter = new LineCounter()
+    const doc = parseDocument(text, { lineCounter })
+    const uncommented = [...documented].filter((p) => {
+      const pair = pairAt(doc.contents, p.split('.'))
+      if (!pair) return true
+      const line = lineCounter.linePos((pair.key as { range: [number] }).range[0]).line
+      return !/^\s*#/.test(lines[line - 2] ?? '')
+    })
+    expect(uncommented).toEqual([])
+  })
+})
+
+interface SchemaNode {
+  type?: string | string[]
+  properties?: Record<string, SchemaNode>
+  additionalProperties?: boolean | SchemaNode
+}
+
+/** The key/value pair at a dotted path of a parsed YAML document. */
+function pairAt(node: unknown, parts: string[]): Pair | undefined {
+  if (!isMap(node)) return undefined
+  const [head, ...rest] = parts
+  const pair = node.items.find((it) => isScalar(it.key) && it.key.value === head)
+  if (!pair || rest.length === 0) return pair
+  return pairAt(pair.value, rest)
+}
+
+/** Dotted paths of the leaves of values.yaml; an empty map or list is a leaf. */
+function leafPaths(v: unknown, prefix = ''): string[] {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) {
+    return Object.entries(v as Record<string, unknown>).flatMap(([k, x]) => leafPaths(x, prefix ? `${prefix}.${k}` : k))
+  }
+  return [prefix]
+}
+
+/** True when the schema describes this path (through properties, or an object schema that allows any keys). */
+function schemaHas(node: SchemaNode | undefined, parts: string[]): boolean {
+  if (!node) return false
+  if (parts.length === 0) return true
+  const [head, ...rest] = parts as [string, ...string[]]
+  const child = node.properties?.[head]
+  if (child) return schemaHas(child, rest)
+  // Kubernetes-typed objects (resources.limits, podSecurityContext...) are passed through as a whole.
+  return node.properties === undefined && (node.type === 'object' || (Array.isArray(node.type) && node.type.includes('object')))
+}
+
+describe('server-side dry run against the real API server (requirement 2)', () => {
+  beforeAll(async () => {
+    await applyOk(SERVICE_MONITOR_CRD)
+    await waitUntil('ServiceMonitor CRD established and served', async () => {
+      const res = await cluster.request<{ status?: { conditions?: { type: string; status: string }[] } }>(
+        'GET',
+        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com',
+      )
+      const established = res.body.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false
+      return established && (await cluster.request('GET', '/apis/monitoring.coreos.com/v1')).status === 200
+    })
+  })
+
+  it('a deliberately broken object is refused (the dry run validates)', async () => {
+    const dep = deploymentOf(render()) as Deployment & { spec: Record<string, unknown> }
+    const broken = { ...dep, spec: { ...dep.spec, replicas: -1 } } as K8sObject
+    const invalid = await apply(broken, { dryRun: true })
+    expect(invalid.status).toBe(422)
+    expect(JSON.stringify(invalid.body)).toContain('spec.replicas')
+    const misspelt = { ...dep, spec: { ...dep.spec, replica: 2 } } as K8sObject
+    // Server-side apply refuses fields outside the schema (with a 500 "failed to create typed
+    // patch object", the API server's status for it).
+    const r = await apply(misspelt, { dryRun: true })
+    expect(r.status).toBeGreaterThanOrEqual(400)
+    expect(JSON.stringify(r.body)).toContain('.spec.replica: field not declared in schema')
+    const sm = one(render(FULL), 'ServiceMonitor')
+    const badSm = { ...sm, spec: { ...(sm['spec'] as object), endpoints: [{ port: 'ops', interval: 'thirty' }] } } as K8sObject
+    expect((await apply(badSm, { dryRun: true })).status).toBe(422)
+  })
+
+  it('every object of the default and the full render is accepted, and nothing is stored', async () => {
+    const variants = [
+      render(),
+      render(FULL),
+      render({ auth: { existingSecret: 'ext', tokens: [{ name: 'app' }] }, redis: { existingSecret: 'ext-redis' } }),
+      render({ image: { tag: `abc123@sha256:${'b'.repeat(64)}` }, podDisruptionBudget: { minAvailable: '50%' }, listenHost: '[::]' }),
+    ]
+    for (const docs of variants) {
+      for (const obj of docs) await applyOk(obj, { dryRun: true })
+    }
+    expect((await cluster.request('GET', `/apis/apps/v1/namespaces/${NS}/deployments/rg-redis-gateway`)).status).toBe(404)
+  })
+
+  it('helm install, upgrade and uninstall of a release against the API server (NOTES included)', async () => {
+    const kubeconfig = cluster.kubeconfigFor(cluster.adminToken, { name: 'helm-admin' })
+    const home = mkdtempSync(path.join(work, 'helm-home-'))
+    const env = { ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: home, HELM_CONFIG_HOME: home, HELM_DATA_HOME: home }
+    const h = (args: string[]): Run => {
+      const r = run(helmBin, args, env)
+      if (r.status !== 0) throw new Error(`helm ${args.join(' ')}: ${r.stderr}`)
+      return r
+    }
+    const full = valuesFile(FULL)
+    const depPath = `/apis/apps/v1/namespaces/${NS}/deployments/live-redis-gateway`
+    const installed = h(['install', 'live', CHART, '--namespace', NS, '-f', full])
+    expect(installed.stdout).toContain('STATUS: deployed')
+    expect(installed.stdout).toContain('http://live-redis-gateway.redis-gateway.svc:8080/v1/instances/<name>')
+    expect(installed.stdout).toContain('Tokens: app (write), ops (admin), ro (read)')
+    expect(installed.stdout).toContain('Traces are exported by OTLP/HTTP to http://jaeger-collector:4318 as service gw.')
+    const before = await cluster.request<Deployment>('GET', depPath)
+    expect(before.status).toBe(200)
+    expect(before.body.spec.template.spec.terminationGracePeriodSeconds).toBe(45)
+    // A config change rolls the pods: the checksum annotation on the pod template changes.
+    h(['upgrade', 'live', CHART, '--namespace', NS, '-f', full, '--set', 'shutdown.delaySeconds=20'])
+    const after = await cluster.request<Deployment>('GET', depPath)
+    expect(after.body.spec.template.spec.terminationGracePeriodSeconds).toBe(55)
+    expect(after.body.spec.template.metadata.annotations['checksum/config']).not.toBe(before.body.spec.template.metadata.annotations['checksum/config'])
+    expect(after.body.spec.template.metadata.annotations['checksum/secret']).toBe(before.body.spec.template.metadata.annotations['checksum/secret'])
+    h(['uninstall', 'live', '--namespace', NS])
+    expect((await cluster.request('GET', depPath)).status).toBe(404)
+    expect((await cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/namespaces/${OTHER}/roles/live-redis-gateway-discovery`)).status).toBe(404)
+  })
+
+  it('manifests/ and the example Services are accepted too', async () => {
+    for (const file of ['install.yaml', 'servicemonitor.yaml', 'grafana-dashboard.yaml', 'examples/redis-services.yaml']) {
+      const docs = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests', file), 'utf8'))
+        .map((d) => d.toJS() as K8sObject | null)
+        .filter((d): d is K8sObject => d !== null)
+      expect(docs.length, file).toBeGreaterThan(0)
+      for (const obj of docs) await applyOk(obj, { dryRun: true })
+    }
+  })
+})
+
+describe('manifests/ is generated from the chart (requirement 3)', () => {
+  const script = path.join(repoRoot, 'scripts/manifests.sh')
+  const env = { ...process.env, HELM_BIN: toolBinary('helm') }
+
+  it('matches a fresh render (scripts/manifests.sh --check)', () => {
+    const r = run('bash', [script, '--check'], env)
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
+  })
+
+  it('the check fails on drift, with a diff and what to run', () => {
+    const copy = mkdtempSync(path.join(work, 'manifests-'))
+    cpSync(path.join(repoRoot, 'manifests'), copy, { recursive: true })
+    const file = path.join(copy, 'install.yaml')
+    writeFileSync(file, readFileSync(file, 'utf8').replace('replicas: 2', 'replicas: 3'))
+    const r = run('bash', [script, '--check'], { ...env, MANIFESTS_DIR: copy })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toContain('-  replicas: 3')
+    expect(r.stdout).toContain('+  replicas: 2')
+    expect(r.stderr).toContain('run bash scripts/manifests.sh')
+  })
+
+  it('the plain install is the chart with manifests/values.yaml: tokens from an existing Secret, no secret in the files', () => {
+    const text = readFileSync(path.join(repoRoot, 'manifests/install.yaml'), 'utf8')
+    const docs = parseAllDocuments(text).map((d) => d.toJS() as K8sObject).filter(Boolean)
+    expect(docs[0]).toMatchObject({ kind: 'Namespace', metadata: { name: NS } })
+    expect(docs.some((d) => d.kind === 'Secret')).toBe(false)
+    const vol = deploymentOf(docs).spec.template.spec.volumes.find((v) => v.name === 'tokens')
+    expect(vol?.secret?.secretName).toBe('redis-gateway-tokens')
+  })
+
+  it('the example Services carry every annotation kind, and the gateway reads each without error', () => {
+    const docs = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests/examples/redis-services.yaml'), 'utf8'))
+      .map((d) => d.toJS() as V1Service)
+      .filter(Boolean)
+    const specs = Object.fromEntries(
+      docs.map((svc) => {
+        const spec = mapService(svc, [], { servicePrefix: 'redis-' })
+        if (!spec) throw new Error(`${svc.metadata?.name} is not a Redis instance`)
+        expect(spec.annotationErrors, svc.metadata?.name).toEqual([])
+        return [spec.name, spec.policy]
+      }),
+    )
+    expect(Object.keys(specs).sort()).toEqual(['billing', 'catalog', 'legacy', 'orders', 'sessions-blue', 'sessions-green'])
+    expect(specs['legacy']?.maintenance).toBe('drain')
+    expect(specs['catalog']).toMatchObject({ maintenance: 'read-only', readPolicy: 'any', strategy: 'round-robin' })
+    expect(specs['orders']).toMatchObject({ readPolicy: 'prefer-replica', maxReplicaLagBytes: 524288, hedgeAfterMs: 15 })
+    expect(specs['sessions-blue']).toMatchObject({ groups: ['sessions'], weight: 90 })
+    expect(specs['sessions-green']).toMatchObject({ groups: ['sessions'], weight: 10 })
+    expect(specs['billing']?.port).toBe(6380)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("RBAC: the chart's rules are what the watcher needs, no more (requirement 2)", () => {
+  const SA_USER = `system:serviceaccount:${NS}:rg-redis-gateway`
+  const TOKEN = 'app-token-for-rbac-test'
+  let docs: K8sObject[]
+  let role: K8sObject
+  let saToken: string
+  let net: Netns
+  let redis: RedisServer
+  const gateways: ManagedProcess[] = []
+
+  /** The gateway process as the pod runs it: the Deployment's env and files, the ServiceAccount's token. */
+  async function startGateway(): Promise<{ proc: ManagedProcess; data: string; ops: string }> {
+    const pod = materialize(docs)
+    const [dataPort, opsPort] = [await freePort(), await freePort()]
+    const kubeconfig = cluster.kubeconfigFor(saToken, { name: `sa-${gateways.length}` })
+    const env = {
+      PATH: process.env['PATH'] ?? '',
+      ...pod.env,
+      // In a pod the in-cluster config reads the mounted token; here the same token is in a kubeconfig.
+      KUBECONFIG: kubeconfig,
+      GATEWAY_LISTEN_DATA: `127.0.0.1:${dataPort}`,
+      GATEWAY_LISTEN_OPS: `127.0.0.1:${opsPort}`,
+    }
+    const proc = new ManagedProcess('gateway', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts')], { env, cwd: repoRoot, logLines: 5000 })
+    gateways.push(proc)
+    const ops = `http://127.0.0.1:${opsPort}`
+    await waitUntil(
+      'gateway /readyz',
+      async () => {
+        if (!proc.running) throw new Error(`gateway exited: ${proc.logs()}`)
+        return (await fetch(`${ops}/readyz`)).status === 200
+      },
+      60_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- gateway output ---\n${proc.logs()}`)
+    })
+    return { proc, data: `http://127.0.0.1:${dataPort}`, ops }
+  }
+
+  async function command(base: string, instance: string, args: string[]): Promise<{ status: number; body: { result?: unknown; error?: string } }> {
+    const res = await fetch(`${base}/v1/instances/${instance}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(args),
+      signal: AbortSignal.timeout(5_000),
+    })
+    return { status: res.status, body: (await res.json()) as { result?: unknown; error?: string } }
+  }
+
+  /** The gateway's discovery errors: `discovery watch error` log lines (JSON). */
+  function discoveryErrors(proc: ManagedProcess): { resource: string; status?: number; msg: string }[] {
+    return proc
+      .logs()
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          const e = JSON.parse(l) as { msg?: string; resource?: string; status?: number }
+          return e.msg?.startsWith('discovery watch error') ? [{ resource: e.resource ?? '', ...(e.status !== undefined ? { status: e.status } : {}), msg: e.msg }] : []
+        } catch {
+          return []
+        }
+      })
+  }
+
+  async function setRules(rules: unknown[]): Promise<void> {
+    await applyOk({ ...role, rules } as K8sObject)
+  }
+
+  beforeAll(async () => {
+    docs = render({ auth: { tokens: [{ name: 'app', access: 'write', value: TOKEN }] } })
+    // The chart's identity and rules, applied for real.
+    for (const kind of ['ServiceAccount', 'Role', 'RoleBinding']) await applyOk(one(docs, kind))
+    role = one(docs, 'Role')
+    const tr = await cluster.request<{ status?: { token?: string } }>('POST', `/api/v1/namespaces/${NS}/serviceaccounts/rg-redis-gateway/token`, {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 3600 },
+    })
+    if (tr.status !== 201 || !tr.body.status?.token) throw new Error(`TokenRequest: ${tr.status} ${JSON.stringify(tr.body)}`)
+    saToken = tr.body.status.token
+
+    net = await createNetns()
+    redis = await net.startRedis()
+    // The example Service redis-orders (headless, annotated) and a slice with the netns Redis.
+    const example = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests/examples/redis-services.yaml'), 'utf8'))
+      .map((d) => d.toJS() as K8sObject)
+      .find((d) => d?.metadata?.name === 'redis-orders') as K8sObject
+    await applyOk({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'redis-orders-1', namespace: WATCHED, labels: { 'kubernetes.io/service-name': 'redis-orders' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [redis.host], conditions: { ready: true } }],
+      ports: [{ name: 'redis', port: redis.port, protocol: 'TCP' }],
+    } as K8sObject)
+    await applyOk(example)
+  }, 120_000)
+
+  afterAll(async () => {
+    await Promise.allSettled(gateways.map((g) => g.stop({ timeoutMs: 30_000 })))
+    await net?.destroy()
+  })
+
+  it('the ServiceAccount may list and watch services and endpointslices in the watched namespace, nothing else', async () => {
+    const yes: Access[] = [
+      { verb: 'list', resource: 'services', namespace: WATCHED },
+      { verb: 'watch', resource: 'services', namespace: WATCHED },
+      { verb: 'list', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: WATCHED },
+      { verb: 'watch', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: WATCHED },
+    ]
+    const no: Access[] = [
+      { verb: 'get', resource: 'services', namespace: WATCHED, name: 'redis-orders' }, // the informers never get
+      { verb: 'list', resource: 'services', namespace: OTHER },
+      { verb: 'list', resource: 'services' }, // cluster-wide
+      { verb: 'list', resource: 'secrets', namespace: WATCHED },
+      { verb: 'list', resource: 'endpoints', namespace: WATCHED },
+      { verb: 'patch', resource: 'services', namespace: WATCHED, name: 'redis-orders' },
+      { verb: 'create', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: WATCHED },
+      { verb: 'list', resource: 'pods', namespace: NS },
+    ]
+    await waitUntil('RBAC in force', () => allowed(SA_USER, yes[0] as Access))
+    for (const a of yes) expect(await allowed(SA_USER, a), JSON.stringify(a)).toBe(true)
+    for (const a of no) expect(await allowed(SA_USER, a), JSON.stringify(a)).toBe(false)
+  })
+
+  it('are enough: with its ServiceAccount token the gateway discovers the example Service, serves it and follows a drain', async () => {
+    const gw = await startGateway()
+    await waitUntil('orders routed', async () => (await command(gw.data, 'orders', ['PING'])).body.result === 'PONG')
+    expect(await command(gw.data, 'orders', ['SET', 'chart', 'ok'])).toEqual({ status: 200, body: { result: 'OK' } })
+    expect((await command(gw.data, 'orders', ['GET', 'chart'])).body).toEqual({ result: 'ok' })
+    // kubectl annotate service redis-orders redis-gateway.io/maintenance=drain (as an admin).
+    const patch = await cluster.request('PATCH', `/api/v1/namespaces/${WATCHED}/services/redis-orders`, { metadata: { annotations: { 'redis-gateway.io/maintenance': 'drain' } } }, { contentType: 'application/merge-patch+json' })
+    expect(patch.status).toBe(200)
+    await waitUntil('DRAINING', async () => {
+      const r = await command(gw.data, 'orders', ['GET', 'chart'])
+      return r.status === 503 && /^DRAINING/.test(r.body.error ?? '')
+    })
+    await cluster.request('PATCH', `/api/v1/namespaces/${WATCHED}/services/redis-orders`, { metadata: { annotations: { 'redis-gateway.io/maintenance': null } } }, { contentType: 'application/merge-patch+json' })
+    await waitUntil('undrained', async () => (await command(gw.data, 'orders', ['GET', 'chart'])).status === 200)
+    // Not one refused call on the way.
+    expect(discoveryErrors(gw.proc)).toEqual([])
+    const metrics = await (await fetch(`${gw.ops}/metrics`)).text()
+    expect(metrics).not.toMatch(/redis_gateway_discovery_events_total\{[^}]*outcome="error"[^}]*\} [1-9]/)
+    await gw.proc.stop({ timeoutMs: 30_000 })
+  })
+
+  // Each rule dropped in turn: the watcher hits a 403 on exactly that call.
+  const drops = [
+    { drop: 'list services', resource: `services/${WATCHED}`, group: '', res: 'services', verb: 'list' },
+    { drop: 'watch services', resource: `services/${WATCHED}`, group: '', res: 'services', verb: 'watch' },
+    { drop: 'list endpointslices', resource: `endpointslices/${WATCHED}`, group: 'discovery.k8s.io', res: 'endpointslices', verb: 'list' },
+    { drop: 'watch endpointslices', resource: `endpointslices/${WATCHED}`, group: 'discovery.k8s.io', res: 'endpointslices', verb: 'watch' },
+  ] as const
+  for (const d of drops) {
+    it(`are needed: without ${d.drop} the gateway gets 403 on ${d.resource}`, async () => {
+      const rules = (role['rules'] as { apiGroups: string[]; resources: string[]; verbs: string[] }[]).map((r) =>
+        r.resources.includes(d.res) ? { ...r, verbs: r.verbs.filter((v) => v !== d.verb) } : r,
+      )
+      await setRules(rules)
+      try {
+        await waitUntil(`${d.drop} revoked`, async () => !(await allowed(SA_USER, { verb: d.verb, resource: d.res, group: d.group, namespace: WATCHED })))
+        const gw = await startGateway()
+        await waitUntil(`403 on ${d.resource}`, async () => discoveryErrors(gw.proc).some((e) => e.resource === d.resource && e.status === 403))
+        const errors = discoveryErrors(gw.proc)
+        // Only the resource whose rule is missing fails.
+        expect(errors.filter((e) => e.resource !== d.resource)).toEqual([])
+        expect(errors[0]?.msg).toMatch(/forbidden/i)
+        if (d.verb === 'list') {
+          // Without the list nothing is known about that resource: no instance (services), or an
+          // instance without endpoints (endpointslices; the example Service is headless).
+          const r = await command(gw.data, 'orders', ['PING'])
+          expect(r.status).toBe(d.res === 'services' ? 404 : 503)
+          expect(r.body.error).toMatch(d.res === 'services' ? /^NOTFOUND/ : /^NOENDPOINT/)
+        }
+        await gw.proc.stop({ timeoutMs: 30_000 })
+      } finally {
+        await setRules(role['rules'] as unknown[])
+        await waitUntil('rule restored', () => allowed(SA_USER, { verb: d.verb, resource: d.res, group: d.group, namespace: WATCHED }))
+      }
+    })
+  }
+})
