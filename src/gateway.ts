@@ -2,7 +2,7 @@
 // Construction does no I/O; start() listens and connects; stop() drains and closes.
 // main.ts (the process) and the tests both use this.
 
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, STATUS_CODES, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
@@ -16,17 +16,21 @@ import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
 import { createDataApp } from './http/data-plane.js'
 import { createOpsApp } from './http/ops-plane.js'
-import { openStreams } from './http/sse.js'
+import { endSseStream, openStreamCount } from './http/sse.js'
+import { ConnectionTracker } from './http/drain.js'
 import { RoutingTable } from './routing/table.js'
 import { createLogger } from './telemetry/logger.js'
 import { GatewayMetrics } from './telemetry/metrics.js'
 import { subscribeLogs } from './telemetry/log-events.js'
+import { subscribeTracing } from './telemetry/tracing.js'
 import { UpstreamPool, type PooledEndpoint } from './upstream/pool.js'
 import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthTarget } from './resilience/health-checker.js'
 import { Router } from './routing/router.js'
+import { diffInstances } from './routing/table-diff.js'
 import { RESILIENCE_DEFAULTS } from './resilience/defaults.js'
 import { withTimer } from './timeout.js'
 import { replicaOffset } from './routing/select.js'
+import { liveRoutes } from './routing/routes-view.js'
 
 /**
  * A request ends at most this long after its command timeout: covers the connect wait and a
@@ -50,7 +54,7 @@ export interface GatewayOptions {
 export class Gateway {
   readonly events = new EventHub()
   readonly table = new RoutingTable()
-  readonly metrics = new GatewayMetrics()
+  readonly metrics: GatewayMetrics
   readonly logger: Logger
   readonly pool: UpstreamPool
   readonly router: Router
@@ -61,6 +65,11 @@ export class Gateway {
   private opsServer: Server | null = null
   private watcher: ConfigWatcher | null = null
   private shuttingDown = false
+  private stopping: Promise<void> | null = null
+  /** Ends the shutdown delay early; set only while the delay runs. */
+  private endDelay: (() => void) | null = null
+  /** The data connections being drained; set only during the drain. */
+  private draining: ConnectionTracker | null = null
   private kubernetes: KubernetesSource | null = null
   private synced = false
 
@@ -99,12 +108,15 @@ export class Gateway {
       maxEjectionPercent: RESILIENCE_DEFAULTS.maxEjectionPercent,
       zone: opts.runtime?.zone ?? null,
     })
-    this.metrics.subscribe(this.events)
+    // Metrics off: nothing subscribes, so requests build no metric events at all.
+    this.metrics = new GatewayMetrics({ defaultMetrics: opts.config.metrics.enabled })
+    if (opts.config.metrics.enabled) this.metrics.subscribe(this.events)
     subscribeLogs(this.events, this.logger)
     if (opts.tracer !== undefined) subscribeTracing(this.events, opts.tracer)
-    this.table.onChange((snap) => {
+    this.table.onChange((snap, _prev, change) => {
       this.pool.sync(snap)
       this.router.prune(snap)
+      if (this.events.has('instanceChange')) for (const e of diffInstances(change)) this.events.emit('instanceChange', e)
       this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
     })
   }
@@ -263,7 +275,11 @@ export class Gateway {
       logger: this.logger,
       maxBodyBytes: this.config.limits.maxBodyBytes,
     })
-    const opsApp = createOpsApp({ registry: this.metrics.registry, readiness: this })
+    const opsApp = createOpsApp({
+      registry: this.config.metrics.enabled ? this.metrics.registry : null,
+      readiness: this,
+      routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null }),
+    })
     this.dataServer = await listen(this.config.listen.data, dataApp.fetch, this.config.limits.maxHeaderBytes)
     this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, this.config.limits.maxHeaderBytes)
     if (this.opts.configPath) {
@@ -283,18 +299,103 @@ export class Gateway {
     this.logger.info({ data: this.dataUrl, ops: this.opsUrl }, 'redis-gateway listening')
   }
 
-  /** Stops accepting, ends SSE streams, waits for in-flight requests (bounded), closes Redis connections. */
-  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+  /**
+   * Graceful shutdown (README "Graceful shutdown"). /readyz fails at once while the data plane
+   * keeps serving for the delay (Kubernetes takes the pod out of the Service meanwhile); then the
+   * data listener closes, responses on kept-alive connections carry `Connection: close`, SSE
+   * streams end with final events, idle connections close after the keep-alive timeout, and
+   * in-flight requests get at most the timeout before their connections are destroyed. Then health
+   * checks, discovery and the config watch stop, Redis connections close, and the ops listener
+   * last. Calling it again returns the same promise; hurryShutdown() is the second signal.
+   */
+  stop(opts: StopOptions = {}): Promise<void> {
+    this.stopping ??= this.shutdown(opts)
+    return this.stopping
+  }
+
+  /**
+   * An operator's second SIGTERM/SIGINT: ends the shutdown delay at once or, during the drain,
+   * closes idle connections at once (in-flight requests still get up to the timeout).
+   */
+  hurryShutdown(): 'delay skipped' | 'idle connections closed' | 'nothing to hurry' {
+    if (this.endDelay) {
+      this.endDelay()
+      return 'delay skipped'
+    }
+    if (this.draining) {
+      this.draining.closeIdleNow()
+      return 'idle connections closed'
+    }
+    return 'nothing to hurry'
+  }
+
+  private async shutdown(opts: StopOptions): Promise<void> {
+    const started = performance.now()
+    const elapsedMs = (): number => Math.round(performance.now() - started)
+    const legacy = opts.graceMs !== undefined
+    // Read now, not at start: shutdown.* apply live from the watched config file.
+    const delayMs = opts.delayMs ?? (legacy ? 0 : this.config.shutdown.delayMs)
+    const timeoutMs = opts.timeoutMs ?? opts.graceMs ?? this.config.shutdown.timeoutMs
+    const data = this.dataServer ? (trackers.get(this.dataServer) ?? null) : null
+    const idleCloseMs = opts.idleCloseMs ?? (legacy ? 0 : (this.dataServer?.keepAliveTimeout ?? 5_000))
+    const log = this.logger
     this.shuttingDown = true
+    if (delayMs > 0) {
+      log.info({ phase: 'delay', delayMs, inflight: data?.inflight ?? 0 }, 'shutdown: not ready; serving while endpoints update')
+      const skipped = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          this.endDelay = null
+          resolve(false)
+        }, delayMs)
+        this.endDelay = () => {
+          clearTimeout(timer)
+          this.endDelay = null
+          resolve(true)
+        }
+      })
+      if (skipped) log.info({ phase: 'delay', elapsedMs: elapsedMs() }, 'shutdown: delay cut short by a second signal')
+    }
+    if (data) {
+      this.draining = data
+      log.info(
+        { phase: 'drain', timeoutMs, idleCloseMs, inflight: data.inflight, connections: data.connections, streams: openStreamCount() },
+        'shutdown: stopped accepting; draining in-flight requests',
+      )
+      const r = await data.drain({ idleCloseMs, timeoutMs, onResponse: (res) => endSseStream(res, 'gateway shutting down') })
+      this.draining = null
+      if (r.cut > 0) log.warn({ phase: 'drain', ...r }, `shutdown: ${r.cut} request(s) still in flight after shutdown.timeout were cut`)
+      else log.info({ phase: 'drain', ...r }, 'shutdown: in-flight requests done; data connections closed')
+    }
     this.watcher?.stop()
     this.health.stop()
     await this.kubernetes?.stop()
-    const grace = opts.graceMs ?? 10_000
-    for (const s of [...openStreams]) s.end('gateway shutting down')
-    await Promise.all([closeServer(this.dataServer, grace), closeServer(this.opsServer, grace)])
+    log.info({ phase: 'discovery' }, 'shutdown: health checks, discovery and config watch stopped')
+    const endpoints = this.pool.size
     await this.pool.stop()
+    log.info({ phase: 'redis', endpoints }, 'shutdown: Redis connections closed')
+    const ops = this.opsServer ? trackers.get(this.opsServer) : undefined
+    // Probes and scrapes are short; nobody waits on the ops port for long.
+    await ops?.drain({ idleCloseMs: 0, timeoutMs: Math.min(timeoutMs, OPS_CLOSE_MS) })
+    log.info({ phase: 'done', elapsedMs: elapsedMs() }, 'shutdown complete')
   }
 }
+
+export interface StopOptions {
+  /** Not ready but still serving this long before the data listener closes; default `shutdown.delay`. */
+  readonly delayMs?: number
+  /** In-flight requests get at most this long once the listener is closed; default `shutdown.timeout`. */
+  readonly timeoutMs?: number
+  /** Idle connections close once idle this long; default the data server's keep-alive timeout (see http/drain.ts). */
+  readonly idleCloseMs?: number
+  /** The older form, for in-process tests: no delay, `timeoutMs = graceMs`, idle connections closed at once. */
+  readonly graceMs?: number
+}
+
+/** Bound for the ops listener's last requests at the very end of a shutdown. */
+const OPS_CLOSE_MS = 1_000
+
+/** Connection bookkeeping of each listener, attached before it accepts anything. */
+const trackers = new WeakMap<Server, ConnectionTracker>()
 
 function listen(address: string, fetch: (req: Request, env: never) => Response | Promise<Response>, maxHeaderBytes: number): Promise<Server> {
   const { host, port } = parseListenAddress(address)
@@ -314,13 +415,7 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
     // trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
     server.requestTimeout = 30_000
     server.headersTimeout = 10_000
-    trackSockets(server)
-    const sockets = new Set<Socket>()
-    socketsByServer.set(server, sockets)
-    server.on('connection', (socket: Socket) => {
-      sockets.add(socket)
-      socket.once('close', () => sockets.delete(socket))
-    })
+    trackers.set(server, new ConnectionTracker(server))
     server.once('error', reject)
     server.once('listening', () => {
       server.off('error', reject)
@@ -348,48 +443,4 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
       )
     })
   })
-}
-
-// Requests in flight per socket, so shutdown can close every socket the moment it has nothing in
-// flight: Node's closeIdleConnections() misses sockets that never carried a request (clients such
-// as undici open one ahead of need), which would hold server.close() for the whole grace period.
-const inflightBySocket = new WeakMap<Socket, number>()
-const stopping = new WeakSet<Server>()
-
-function trackSockets(server: Server): void {
-  server.on('connection', (socket: Socket) => inflightBySocket.set(socket, 0))
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket
-    inflightBySocket.set(socket, (inflightBySocket.get(socket) ?? 0) + 1)
-    // While stopping, tell keep-alive clients this connection ends with this reply.
-    if (stopping.has(server)) res.setHeader('connection', 'close')
-    res.once('close', () => {
-      const n = (inflightBySocket.get(socket) ?? 1) - 1
-      inflightBySocket.set(socket, n)
-      if (n === 0 && stopping.has(server)) socket.destroySoon()
-    })
-  })
-}
-
-function closeServer(server: Server | null, graceMs: number): Promise<void> {
-  if (!server) return Promise.resolve()
-  return new Promise((resolve) => {
-    stopping.add(server)
-    const timer = setTimeout(() => server.closeAllConnections(), graceMs)
-    timer.unref()
-    server.close(() => {
-      clearTimeout(timer)
-      resolve()
-    })
-    // Ask keep-alive clients to go away, and drop sockets with nothing in flight now.
-    server.closeIdleConnections()
-    for (const socket of openSockets(server)) {
-      if ((inflightBySocket.get(socket) ?? 0) === 0) socket.destroySoon()
-    }
-  })
-}
-
-const socketsByServer = new WeakMap<Server, Set<Socket>>()
-function openSockets(server: Server): Set<Socket> {
-  return socketsByServer.get(server) ?? new Set()
 }

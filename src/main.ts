@@ -3,6 +3,8 @@
 import { ConfigError, configPath, loadConfig, loadRuntimeEnv } from './config/load.js'
 import { Gateway } from './gateway.js'
 import { createLogger } from './telemetry/logger.js'
+import { startTracing } from './telemetry/otel.js'
+import { VERSION } from './version.js'
 
 async function main(): Promise<void> {
   const path = configPath()
@@ -17,7 +19,19 @@ async function main(): Promise<void> {
     throw err
   }
   const logger = createLogger(config.log.level)
-  const gateway = new Gateway({ config, configPath: path, logger, runtime: loadRuntimeEnv() })
+  const runtime = loadRuntimeEnv()
+  // OTEL_* variables decide; a broken tracing set-up is logged and the gateway runs untraced.
+  const tracing = await startTracing(runtime.tracing, logger, VERSION).catch((err: unknown) => {
+    logger.error({ err }, 'OpenTelemetry tracing could not start; running without it')
+    return null
+  })
+  const gateway = new Gateway({
+    config,
+    configPath: path,
+    logger,
+    runtime,
+    ...(tracing !== null && { tracer: tracing.tracer }),
+  })
   try {
     await gateway.start()
   } catch (err) {
@@ -26,11 +40,18 @@ async function main(): Promise<void> {
   }
   let stopping = false
   const shutdown = (signal: string): void => {
-    if (stopping) return
+    if (stopping) {
+      // Operators expect a second Ctrl-C or SIGTERM to hurry things along, not to be ignored: it
+      // skips the rest of the delay, or closes idle connections at once during the drain.
+      logger.info({ signal, action: gateway.hurryShutdown() }, 'second signal during shutdown')
+      return
+    }
     stopping = true
-    logger.info({ signal }, 'shutting down')
+    const { delayMs, timeoutMs } = gateway.currentConfig().shutdown
+    logger.info({ signal, delayMs, timeoutMs }, 'shutting down')
     gateway
       .stop()
+      .then(() => tracing?.shutdown()) // flush the last spans
       .then(() => process.exit(0))
       .catch((err: unknown) => {
         logger.error({ err }, 'error during shutdown')

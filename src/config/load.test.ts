@@ -99,6 +99,17 @@ log: { level: WARN }
     expect(cfg.log.level).toBe('warn')
   })
 
+  it('reads the shutdown section: delay may be 0, timeout must be positive, unknown keys are named', () => {
+    expect(load('').shutdown).toEqual({ delayMs: 0, timeoutMs: 20_000 })
+    expect(load('shutdown: { delay: 5s, timeout: 1m30s }').shutdown).toEqual({ delayMs: 5000, timeoutMs: 90_000 })
+    expect(load('shutdown: { delay: 0, timeout: 250 }').shutdown).toEqual({ delayMs: 0, timeoutMs: 250 })
+    expect(load('shutdown:\n').shutdown).toEqual({ delayMs: 0, timeoutMs: 20_000 })
+    const err = loadError('shutdown:\n  delay: -1s\n  timeout: 0s\n  grace: 5s\n')
+    expect(err.message).toContain('shutdown.delay: invalid duration "-1s"')
+    expect(err.message).toMatch(/shutdown\.timeout: must be greater than 0.*\(line 3\)/)
+    expect(err.message).toContain('shutdown.grace: unknown key')
+  })
+
   it('coerces YAML numbers and booleans in annotations to strings', () => {
     const cfg = load(`
 discovery:
@@ -322,11 +333,21 @@ describe('loadConfig: environment', () => {
       GATEWAY_COMMAND_TIMEOUT: '3s',
       GATEWAY_CONNECT_TIMEOUT: '400ms',
       GATEWAY_MAX_BODY: '1MiB',
+      GATEWAY_METRICS_ENABLED: 'false',
     })
+    expect(cfg.metrics.enabled).toBe(false)
     expect(cfg.listen).toEqual({ data: '127.0.0.1:1', ops: '127.0.0.1:2' })
     expect(cfg.log.level).toBe('debug')
     expect(cfg.redis).toMatchObject({ username: 'gw', password: 'pw', commandTimeoutMs: 3000, connectTimeoutMs: 400 })
     expect(cfg.limits.maxBodyBytes).toBe(1024 * 1024)
+  })
+
+  it('reads metrics.enabled as a boolean or true/false text, and names anything else', () => {
+    expect(load('').metrics.enabled).toBe(true)
+    expect(load('metrics: { enabled: false }').metrics.enabled).toBe(false)
+    expect(load('metrics: { enabled: true }', { GATEWAY_METRICS_ENABLED: 'false' }).metrics.enabled).toBe(false)
+    expect(loadError('', { GATEWAY_METRICS_ENABLED: 'nope' }).message).toContain('GATEWAY_METRICS_ENABLED')
+    expect(loadError('metrics: { enabled: 1 }').message).toContain('metrics.enabled')
   })
 
   it('overrides the file, and treats empty values as unset', () => {
@@ -353,17 +374,30 @@ describe('loadConfig: environment', () => {
       'GATEWAY_COMMAND_TIMEOUT',
       'GATEWAY_CONNECT_TIMEOUT',
       'GATEWAY_MAX_BODY',
+      'GATEWAY_METRICS_ENABLED',
+      'GATEWAY_SHUTDOWN_DELAY',
+      'GATEWAY_SHUTDOWN_TIMEOUT',
       'GATEWAY_ZONE',
       'KUBECONFIG',
     ])
     for (const v of ENV_VARS) expect(v.description.length).toBeGreaterThan(10)
   })
 
+  it('overrides the shutdown delay and timeout, and names the variable when one is bad', () => {
+    const cfg = load('shutdown: { delay: 5s, timeout: 20s }', { GATEWAY_SHUTDOWN_DELAY: '0s', GATEWAY_SHUTDOWN_TIMEOUT: '1m' })
+    expect(cfg.shutdown).toEqual({ delayMs: 0, timeoutMs: 60_000 })
+    expect(load('', { GATEWAY_SHUTDOWN_DELAY: '7s' }).shutdown).toEqual({ delayMs: 7000, timeoutMs: 20_000 })
+    const err = loadError('', { GATEWAY_SHUTDOWN_DELAY: 'soon', GATEWAY_SHUTDOWN_TIMEOUT: '0s' })
+    expect(err.issues.map((i) => i.path).sort()).toEqual(['GATEWAY_SHUTDOWN_DELAY', 'GATEWAY_SHUTDOWN_TIMEOUT'])
+    expect(err.message).toContain('GATEWAY_SHUTDOWN_DELAY: invalid duration "soon"')
+    expect(err.message).toContain('GATEWAY_SHUTDOWN_TIMEOUT: must be greater than 0')
+  })
+
   it('reads the zone for the runtime', () => {
-    expect(loadRuntimeEnv({ GATEWAY_ZONE: ' eu-west-1a ' })).toEqual({ zone: 'eu-west-1a', kubeconfig: null })
+    expect(loadRuntimeEnv({ GATEWAY_ZONE: ' eu-west-1a ' })).toEqual({ zone: 'eu-west-1a', kubeconfig: null, tracing: { enabled: false, serviceNameSet: false } })
     expect(loadRuntimeEnv({ KUBECONFIG: '/tmp/kc' }).kubeconfig).toBe('/tmp/kc')
-    expect(loadRuntimeEnv({ GATEWAY_ZONE: '' })).toEqual({ zone: null, kubeconfig: null })
-    expect(loadRuntimeEnv({})).toEqual({ zone: null, kubeconfig: null })
+    expect(loadRuntimeEnv({ GATEWAY_ZONE: '' })).toEqual({ zone: null, kubeconfig: null, tracing: { enabled: false, serviceNameSet: false } })
+    expect(loadRuntimeEnv({})).toEqual({ zone: null, kubeconfig: null, tracing: { enabled: false, serviceNameSet: false } })
   })
 })
 

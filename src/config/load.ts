@@ -11,6 +11,8 @@
 //   GATEWAY_COMMAND_TIMEOUT  overrides redis.commandTimeout
 //   GATEWAY_CONNECT_TIMEOUT  overrides redis.connectTimeout
 //   GATEWAY_MAX_BODY         overrides limits.maxBody
+//   GATEWAY_SHUTDOWN_DELAY   overrides shutdown.delay
+//   GATEWAY_SHUTDOWN_TIMEOUT overrides shutdown.timeout
 //   GATEWAY_ZONE             this gateway's zone (loadRuntimeEnv), not part of the config file
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -66,6 +68,17 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'GATEWAY_COMMAND_TIMEOUT', key: 'redis.commandTimeout', description: 'Per-command timeout, a duration such as 2s or 500ms.' },
   { name: 'GATEWAY_CONNECT_TIMEOUT', key: 'redis.connectTimeout', description: 'Connect timeout, a duration such as 1s.' },
   { name: 'GATEWAY_MAX_BODY', key: 'limits.maxBody', description: 'Largest accepted request body, a size such as 10MiB.' },
+  { name: 'GATEWAY_METRICS_ENABLED', key: 'metrics.enabled', description: 'true or false: keep and serve Prometheus metrics (default true).' },
+  {
+    name: 'GATEWAY_SHUTDOWN_DELAY',
+    key: 'shutdown.delay',
+    description: 'After SIGTERM, how long to keep serving while /readyz fails (endpoints update), e.g. 5s; 0s for none.',
+  },
+  {
+    name: 'GATEWAY_SHUTDOWN_TIMEOUT',
+    key: 'shutdown.timeout',
+    description: 'How long in-flight requests may take once the gateway stops accepting, e.g. 20s; then they are cut.',
+  },
   { name: 'GATEWAY_ZONE', key: null, description: "This gateway's zone (e.g. the node's topology.kubernetes.io/zone), for zone-aware routing." },
   { name: 'KUBECONFIG', key: null, description: 'Kubeconfig file for Kubernetes discovery; without it the in-cluster service account is used.' },
 ]

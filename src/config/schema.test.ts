@@ -90,8 +90,10 @@ describe('defaultConfig', () => {
       redis: { username: '', password: '', passwordFile: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 },
       limits: { maxBodyBytes: 10 * 1024 * 1024, maxHeaderBytes: 64 * 1024 },
       health: { intervalMs: 2000, timeoutMs: 1000 },
+      shutdown: { delayMs: 0, timeoutMs: 20_000 },
       http: { clientIdHeader: 'x-client-id' },
       log: { level: 'info' },
+      metrics: { enabled: true },
     })
     expect(DEFAULTS.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-' })
   })

@@ -45,8 +45,15 @@ export interface GatewayConfig {
   limits: { maxBodyBytes: number; maxHeaderBytes: number }
   /** Active health checks (ROLE) per endpoint. */
   health: { intervalMs: number; timeoutMs: number }
+  /**
+   * Graceful shutdown on SIGTERM/SIGINT: not ready (but serving) for `delayMs` while endpoints
+   * update, then stop accepting and give in-flight requests at most `timeoutMs`.
+   */
+  shutdown: { delayMs: number; timeoutMs: number }
   http: { clientIdHeader: string }
   log: { level: LogLevel }
+  /** Prometheus metrics on the ops port (`/metrics`); off = no metric is kept or served. */
+  metrics: { enabled: boolean }
 }
 
 /** Defaults, in the file's own spelling (durations and sizes as text). */
@@ -61,8 +68,11 @@ export const DEFAULTS = {
   redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s' },
   limits: { maxBody: '10MiB', maxHeader: '64KiB' },
   health: { interval: '2s', timeout: '1s' },
+  /** No delay for local use; in Kubernetes (the Helm chart sets 5s) long enough for endpoints to update. */
+  shutdown: { delay: '0s', timeout: '20s' },
   http: { clientIdHeader: 'x-client-id' },
   log: { level: 'info' },
+  metrics: { enabled: true },
 } as const satisfies {
   groupStrategy: GroupStrategy
   tokenAccess: TokenAccess
@@ -191,8 +201,9 @@ function parsed<T>(parse: (v: string | number) => T, kind: string, check?: (v: T
 }
 
 const positive = (v: number): string | undefined => (v > 0 ? undefined : 'must be greater than 0')
-const durationMs = (dflt: string) =>
-  z.unknown().default(dflt).transform(parsed(parseDuration, 'a duration like "2s"', positive))
+const anyDuration = (): undefined => undefined
+const durationMs = (dflt: string, check: (v: number) => string | undefined = positive) =>
+  z.unknown().default(dflt).transform(parsed(parseDuration, 'a duration like "2s"', check))
 const sizeBytes = (dflt: string) =>
   z.unknown().default(dflt).transform(parsed(parseSize, 'a size like "10MiB"', positive))
 
@@ -214,6 +225,28 @@ const listenAddress = (dflt: string) => z.string().default(dflt).transform(valid
 const NAME_RULE = 'lower-case letters, digits and "-", at most 63 characters, starting and ending with a letter or digit'
 const dnsName = (what: string) =>
   z.string().refine((s) => NAME_RE.test(s), { error: (iss) => `expected ${what} (${NAME_RULE}), got ${describeValue(iss.input)}` })
+
+/** `discovery.kubernetes.namespaces: ["*"]`: every namespace (cluster-wide list and watch). */
+export const ALL_NAMESPACES = '*'
+
+/** Namespace names, or `["*"]` alone; duplicates dropped. */
+const watchedNamespaces = z
+  .array(
+    z.string().refine((s) => s === ALL_NAMESPACES || NAME_RE.test(s), {
+      error: (iss) => `expected a namespace name (${NAME_RULE}) or "*" for every namespace, got ${describeValue(iss.input)}`,
+    }),
+  )
+  .min(1, { error: 'expected at least one namespace, or ["*"] for every namespace' })
+  .transform((ns) => [...new Set(ns)])
+  .superRefine((ns, rctx) => {
+    if (ns.includes(ALL_NAMESPACES) && ns.length > 1) {
+      const names = JSON.stringify(ns.filter((n) => n !== ALL_NAMESPACES))
+      rctx.addIssue({
+        code: 'custom',
+        message: `"*" (every namespace) must be the only element, but namespaces are listed with it (${names}): write ["*"] alone, or the namespaces without "*"`,
+      })
+    }
+  })
 
 const endpoint = z.string().transform(validatedBy(parseEndpointUrl))
 
@@ -347,11 +380,7 @@ export function configSchema(ctx: SchemaContext) {
         .strictObject({
           kubernetes: z
             .strictObject({
-              namespaces: z
-                .array(dnsName('a namespace name'))
-                .min(1, { error: 'expected at least one namespace' })
-                .default([...DEFAULTS.kubernetes.namespaces])
-                .transform((ns) => [...new Set(ns)]),
+              namespaces: watchedNamespaces.default([...DEFAULTS.kubernetes.namespaces]),
               servicePrefix: z
                 .string()
                 .default(DEFAULTS.kubernetes.servicePrefix)
@@ -437,6 +466,14 @@ export function configSchema(ctx: SchemaContext) {
         .strictObject({ interval: durationMs(DEFAULTS.health.interval), timeout: durationMs(DEFAULTS.health.timeout) })
         .prefault({})
         .transform((h) => ({ intervalMs: h.interval, timeoutMs: h.timeout })),
+      shutdown: z
+        .strictObject({
+          // 0 is meaningful here: no delay (local use, or no load balancer in front).
+          delay: durationMs(DEFAULTS.shutdown.delay, anyDuration),
+          timeout: durationMs(DEFAULTS.shutdown.timeout),
+        })
+        .prefault({})
+        .transform((s) => ({ delayMs: s.delay, timeoutMs: s.timeout })),
       http: z
         .strictObject({
           clientIdHeader: z
@@ -450,6 +487,12 @@ export function configSchema(ctx: SchemaContext) {
         .strictObject({
           // Lower-cased so GATEWAY_LOG_LEVEL=DEBUG works as people type it.
           level: z.preprocess((v) => (typeof v === 'string' ? v.trim().toLowerCase() : v), z.enum(LOG_LEVELS).default(DEFAULTS.log.level)),
+        })
+        .prefault({}),
+      metrics: z
+        .strictObject({
+          // "true"/"false" as text too, so GATEWAY_METRICS_ENABLED=false works.
+          enabled: z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean().default(DEFAULTS.metrics.enabled)),
         })
         .prefault({}),
     })

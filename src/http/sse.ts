@@ -4,6 +4,11 @@
 // Written straight to the Node response so each event is flushed as it happens. The Redis side
 // is a shared, reference-counted subscriber connection (PubSubHub); the stream's sink is removed
 // when the client goes away, and Redis is unsubscribed when no stream wants the name any more.
+// When the gateway ends a stream (shutdown, endpoint removed, client too slow) it first says so:
+//   : <reason>                           a comment, for people reading the stream
+//   data: unsubscribe,<channel>,<count>  (punsubscribe for patterns) one per name, as Redis
+//                                        confirms an unsubscribe; the SDK reports it as 'unsubscribe'
+// and then ends the response, so the client sees a clean end of stream, never a reset.
 
 import type { ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
@@ -22,8 +27,29 @@ export interface SseOptions {
   readonly maxBufferedBytes?: number
 }
 
-/** Open SSE streams, so shutdown can end them cleanly. */
-export const openStreams = new Set<{ end(reason: string): void }>()
+interface Stream {
+  end(reason: string, notify: boolean): void
+}
+
+/** Open SSE streams by the response they write to, so a draining server can end its own. */
+const streams = new Map<ServerResponse, Stream>()
+/** Responses whose stream must end as soon as it opens (the server began draining meanwhile). */
+const ending = new WeakMap<ServerResponse, string>()
+
+/** Number of open SSE streams in this process. */
+export function openStreamCount(): number {
+  return streams.size
+}
+
+/**
+ * Ends the SSE stream answering `res` cleanly (final events, then the end of the response); a
+ * stream still being set up for `res` ends as soon as it opens. Nothing happens for other responses.
+ */
+export function endSseStream(res: ServerResponse, reason: string): void {
+  const s = streams.get(res)
+  if (s) s.end(reason, true)
+  else ending.set(res, reason)
+}
 
 /**
  * SSE `data:` field for one event. Payloads are UTF-8 text; a line break inside a payload
@@ -51,7 +77,7 @@ export async function openSseStream(o: SseOptions): Promise<void> {
       return
     }
     out.write(s)
-    if (out.writableLength > maxBuffered) stream.end('client too slow')
+    if (out.writableLength > maxBuffered) stream.end('client too slow', true)
   }
   const sink: SubscriptionSink = {
     message(pattern, channel, payload) {
@@ -62,16 +88,23 @@ export async function openSseStream(o: SseOptions): Promise<void> {
       )
     },
     close(reason) {
-      stream.end(reason)
+      stream.end(reason, true)
     },
   }
   let unsubscribe: (() => void) | null = null
   let heartbeat: NodeJS.Timeout | null = null
-  const stream = {
-    end(reason: string): void {
+  const kind = o.pattern ? 'psubscribe' : 'subscribe'
+  const stream: Stream = {
+    end(reason: string, notify: boolean): void {
       if (ended) return
+      if (started && notify && !out.writableEnded && !out.destroyed) {
+        // Not through write(), which would end the stream again for a client that is behind.
+        out.write(`: ${reason.replace(/[\r\n]+/g, ' ')}\n\n`)
+        const un = o.pattern ? 'punsubscribe' : 'unsubscribe'
+        o.names.forEach((n, i) => out.write(event([un, n, String(o.names.length - 1 - i)])))
+      }
       ended = true
-      openStreams.delete(stream)
+      streams.delete(out)
       if (heartbeat) clearInterval(heartbeat)
       unsubscribe?.()
       o.logger.debug({ reason }, 'sse stream ended')
@@ -83,7 +116,7 @@ export async function openSseStream(o: SseOptions): Promise<void> {
   let gone = false
   out.on('close', () => {
     gone = true
-    stream.end('client disconnected')
+    stream.end('client disconnected', false)
   })
   // Subscribe before answering, so a failure is still a normal JSON error reply.
   unsubscribe = await o.hub.subscribe(
@@ -94,21 +127,25 @@ export async function openSseStream(o: SseOptions): Promise<void> {
   if (gone || ended || out.destroyed || out.headersSent || out.socket === null || out.socket.destroyed) {
     // end() may already have run while `unsubscribe` was not known yet: run it again, now with it.
     ended = false
-    stream.end('client gone before the stream opened')
+    stream.end('client gone before the stream opened', false)
     return
   }
-  openStreams.add(stream)
+  streams.set(out, stream)
   out.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
-    connection: 'keep-alive',
+    // A stream ends only when the client leaves or the gateway ends it (shutdown, endpoint gone,
+    // client too slow); then the connection goes too, so the client reconnects, possibly to
+    // another replica, instead of reusing a connection the gateway is about to close.
+    connection: 'close',
     'x-accel-buffering': 'no',
     ...o.headers,
   })
   started = true
-  const kind = o.pattern ? 'psubscribe' : 'subscribe'
   o.names.forEach((n, i) => out.write(event([kind, n, String(i + 1)])))
   for (const s of early.splice(0)) write(s)
   heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000)
   heartbeat.unref()
+  const pendingEnd = ending.get(out)
+  if (pendingEnd !== undefined) stream.end(pendingEnd, true)
 }

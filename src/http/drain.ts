@@ -1,0 +1,205 @@
+// Connection bookkeeping for a graceful stop of a Node HTTP server: which sockets have requests in
+// flight, and a drain() that stops accepting, asks keep-alive clients to go away, waits (bounded)
+// for in-flight requests, then destroys what is left.
+//
+// Why not http.Server#close(): since Node 19 it also closes every idle keep-alive connection at
+// once, and a client may be writing its next request on such a connection at that very moment;
+// that request fails although the server never refused it. Here an idle connection is closed only
+// once it has been idle for `idleCloseMs`; the gateway passes the keep-alive timeout it advertises
+// (`Keep-Alive: timeout=5`), after which well-behaved clients (undici, browsers) no longer reuse a
+// connection. A connection in use is closed by answering its next request with `Connection: close`.
+
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { Server as NetServer, type Socket } from 'node:net'
+
+interface Conn {
+  readonly socket: Socket
+  /** Requests read and not yet answered on this connection. */
+  inflight: number
+  /** When the connection last became idle (opened, or its last response ended); ms, performance.now(). */
+  idleSince: number
+  readonly responses: Set<ServerResponse>
+}
+
+export interface DrainOptions {
+  /** An idle connection (no request in flight) is closed once idle this long; 0 closes idle ones at once. */
+  readonly idleCloseMs: number
+  /** After this long, connections still open are destroyed, cutting the requests they carry. */
+  readonly timeoutMs: number
+  /**
+   * Called once for each response in flight when the drain starts and for each request that
+   * arrives during the drain, before it is answered (e.g. to end an SSE stream).
+   */
+  readonly onResponse?: (res: ServerResponse) => void
+}
+
+export interface DrainResult {
+  /** Requests in flight when the drain started. */
+  readonly inflightAtStart: number
+  /** Open connections when the drain started. */
+  readonly connectionsAtStart: number
+  /** Requests that arrived on existing connections during the drain (each answered with Connection: close). */
+  readonly requestsDuringDrain: number
+  /** Responses that went out with `Connection: close` because of the drain. */
+  readonly connectionClose: number
+  /** Idle connections the drain closed (the clients closed the others). */
+  readonly idleClosed: number
+  /** Requests still in flight at the timeout, cut by destroying their connections. */
+  readonly cut: number
+  /** Connections destroyed at the timeout. */
+  readonly destroyed: number
+  readonly elapsedMs: number
+}
+
+/** Tracks the connections and requests of one HTTP server; drain() closes it. */
+export class ConnectionTracker {
+  private readonly conns = new Map<Socket, Conn>()
+  private drainState: {
+    readonly opts: DrainOptions
+    requests: number
+    connectionClose: number
+    idleClosed: number
+    readonly check: () => void
+  } | null = null
+  private drained: Promise<DrainResult> | null = null
+
+  constructor(
+    private readonly server: Server,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    server.on('connection', (socket: Socket) => {
+      const conn: Conn = { socket, inflight: 0, idleSince: this.now(), responses: new Set() }
+      this.conns.set(socket, conn)
+      socket.once('close', () => {
+        this.conns.delete(socket)
+        this.drainState?.check()
+      })
+    })
+    // Before the app's listener, so a drain's Connection: close is set before any handler can answer.
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      const conn = this.conns.get(req.socket)
+      if (!conn) return
+      conn.inflight++
+      conn.responses.add(res)
+      const d = this.drainState
+      if (d) {
+        d.requests++
+        this.closeAfter(res)
+      }
+      res.once('close', () => {
+        conn.inflight--
+        conn.responses.delete(res)
+        if (conn.inflight === 0) conn.idleSince = this.now()
+        this.drainState?.check()
+      })
+    })
+  }
+
+  /** Requests read and not yet answered. */
+  get inflight(): number {
+    let n = 0
+    for (const c of this.conns.values()) n += c.inflight
+    return n
+  }
+
+  /** Open connections. */
+  get connections(): number {
+    return this.conns.size
+  }
+
+  /** Closes idle connections now instead of after `idleCloseMs` (an operator's second signal). */
+  closeIdleNow(): void {
+    const d = this.drainState
+    if (!d) return
+    for (const c of this.conns.values()) if (c.inflight === 0) this.closeIdle(c)
+  }
+
+  /**
+   * Stops accepting connections and resolves once every connection is closed: in-flight requests
+   * finish (their responses carry `Connection: close`), requests arriving on open connections are
+   * answered the same way, idle connections are closed after `idleCloseMs`, and whatever is still
+   * open after `timeoutMs` is destroyed. Calling it again returns the first drain's result.
+   */
+  drain(opts: DrainOptions): Promise<DrainResult> {
+    if (this.drained) return this.drained
+    const started = this.now()
+    let inflightAtStart = 0
+    for (const c of this.conns.values()) inflightAtStart += c.inflight
+    const connectionsAtStart = this.conns.size
+    this.drained = new Promise<DrainResult>((resolve) => {
+      let cut = 0
+      let destroyed = 0
+      let sweep: NodeJS.Timeout | null = null
+      let deadline: NodeJS.Timeout | null = null
+      let done = false
+      const finish = (): void => {
+        if (done) return
+        done = true
+        if (sweep) clearInterval(sweep)
+        if (deadline) clearTimeout(deadline)
+        // The listener is already closed; http's close() now only clears its connection-checking
+        // timer (there is no connection left for it to close).
+        this.server.close()
+        const d = this.drainState!
+        resolve({
+          inflightAtStart,
+          connectionsAtStart,
+          requestsDuringDrain: d.requests,
+          connectionClose: d.connectionClose,
+          idleClosed: d.idleClosed,
+          cut,
+          destroyed,
+          elapsedMs: Math.round(this.now() - started),
+        })
+      }
+      const check = (): void => {
+        if (done) return
+        if (this.conns.size === 0) {
+          finish()
+          return
+        }
+        const now = this.now()
+        for (const c of this.conns.values()) {
+          if (c.inflight === 0 && now - c.idleSince >= opts.idleCloseMs) this.closeIdle(c)
+        }
+      }
+      this.drainState = { opts, requests: 0, connectionClose: 0, idleClosed: 0, check }
+      // Stop accepting: close the listening socket only (see the header comment).
+      NetServer.prototype.close.call(this.server)
+      for (const c of [...this.conns.values()]) for (const res of [...c.responses]) this.closeAfter(res)
+      deadline = setTimeout(() => {
+        for (const c of this.conns.values()) {
+          cut += c.inflight
+          destroyed++
+          c.socket.destroy()
+        }
+        // Destroyed sockets emit 'close' on the next tick; finish() runs from the last one.
+        if (this.conns.size === 0) finish()
+      }, opts.timeoutMs)
+      deadline.unref()
+      if (opts.idleCloseMs > 0) {
+        sweep = setInterval(check, Math.min(100, opts.idleCloseMs))
+        sweep.unref()
+      }
+      check()
+    })
+    return this.drained
+  }
+
+  // The connection ends with this response; tell the client (and Node, which then closes it).
+  private closeAfter(res: ServerResponse): void {
+    const d = this.drainState!
+    if (!res.headersSent) {
+      res.setHeader('connection', 'close')
+      d.connectionClose++
+    }
+    d.opts.onResponse?.(res)
+  }
+
+  private closeIdle(c: Conn): void {
+    if (c.socket.destroyed || c.socket.writableEnded) return
+    this.drainState!.idleClosed++
+    // FIN after anything still buffered; nothing is in flight on it.
+    c.socket.destroySoon()
+  }
+}
