@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_POLICY } from '../discovery/annotations.js'
 import type { InstancePolicy, InstanceSpec } from '../discovery/topology.js'
-import { RoutingTable, type RoutingSnapshot } from './table.js'
+import { RoutingTable, type RoutingSnapshot, type TableChange } from './table.js'
 
 function inst(name: string, opts: { port?: number; policy?: Partial<InstancePolicy> } = {}): InstanceSpec {
   const port = opts.port ?? 6379
@@ -245,5 +245,98 @@ describe('RoutingTable.apply: a reset scoped to one source', () => {
     expect(names(t.current)).toEqual(['b', 'orders'])
     // The other source's route object is untouched.
     expect(t.current.instances.get('orders')).toBe(ordersRoute)
+  })
+})
+
+describe('RoutingTable change notifications', () => {
+  it('tells listeners which routes were added and removed', () => {
+    const t = new RoutingTable()
+    const seen: TableChange[] = []
+    t.onChange((_n, _p, change) => seen.push(change))
+    t.apply({ type: 'upsert', instance: inst('a') })
+    const a1 = t.current.instances.get('a')!
+    t.apply({ type: 'upsert', instance: inst('a', { port: 7000 }) })
+    const a2 = t.current.instances.get('a')!
+    t.apply({ type: 'remove', name: 'a' })
+    expect(seen[0]).toEqual({ added: [a1], removed: [], groups: false })
+    expect(seen[1]?.added).toEqual([a2])
+    expect(seen[1]?.removed[0]).toBe(a1)
+    expect(seen[2]).toEqual({ added: [], removed: [a2], groups: false })
+  })
+
+  it('a reset reports only what differs', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b'), inst('c')] })
+    const before = t.current
+    let change: TableChange | undefined
+    t.onChange((_n, _p, c) => (change = c))
+    t.apply({ type: 'reset', instances: [inst('a'), inst('b', { port: 7001 }), inst('d')] })
+    expect(change?.added.map((r) => r.name).sort()).toEqual(['b', 'd'])
+    expect(change?.removed.map((r) => r.name).sort()).toEqual(['b', 'c'])
+    expect(change?.removed.find((r) => r.name === 'b')).toBe(before.instances.get('b'))
+  })
+})
+
+describe('RoutingTable at scale', () => {
+  it('keeps every snapshot consistent through many upserts and removes (persistent map)', () => {
+    const t = new RoutingTable()
+    const n = 3000
+    for (let i = 0; i < n; i++) t.apply({ type: 'upsert', instance: inst(`i${i}`, { port: 1000 + (i % 50) }) })
+    const mid = t.current
+    expect(mid.instances.size).toBe(n)
+    for (let i = 0; i < n; i += 3) t.apply({ type: 'remove', name: `i${i}` })
+    for (let i = 1; i < n; i += 3) t.apply({ type: 'upsert', instance: inst(`i${i}`, { port: 9000 }) })
+    // The old snapshot is untouched.
+    expect(mid.instances.size).toBe(n)
+    expect(mid.instances.get('i0')?.spec.endpoints[0]?.port).toBe(1000)
+    expect(mid.instances.get('i1')?.spec.endpoints[0]?.port).toBe(1001)
+    // The new one has exactly what was applied.
+    const cur = t.current.instances
+    expect(cur.size).toBe(n - Math.ceil(n / 3))
+    expect(cur.has('i0')).toBe(false)
+    expect(cur.get('i1')?.spec.endpoints[0]?.port).toBe(9000)
+    expect(cur.get('i2')?.spec.endpoints[0]?.port).toBe(1002)
+    expect([...cur.keys()].length).toBe(cur.size)
+    expect(new Set([...cur.values()].map((r) => r.name)).size).toBe(cur.size)
+    let count = 0
+    cur.forEach((route, name) => {
+      expect(route.name).toBe(name)
+      count++
+    })
+    expect(count).toBe(cur.size)
+    expect(new Map(cur).size).toBe(cur.size)
+  })
+
+  it('updates group membership incrementally to the same result as a full rebuild', () => {
+    const groups = ['g0', 'g1', 'g2', 'g3']
+    const t = new RoutingTable()
+    t.setGroupConfig({ g3: { strategy: 'sticky' } })
+    let seed = 7
+    const rand = (m: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0
+      return seed % m
+    }
+    const live = new Map<string, readonly string[]>()
+    for (let step = 0; step < 2000; step++) {
+      const name = `m${rand(60)}`
+      if (rand(5) === 0) {
+        t.apply({ type: 'remove', name })
+        live.delete(name)
+      } else {
+        const mine = groups.filter(() => rand(3) === 0)
+        t.apply({ type: 'upsert', instance: inst(name, { policy: { groups: mine } }) })
+        live.set(name, mine)
+      }
+      if (step % 100 === 0 || step === 1999) {
+        const expected = new Map<string, string[]>()
+        for (const [n, gs] of live) for (const g of gs) expected.set(g, [...(expected.get(g) ?? []), n])
+        const got = t.current.groups
+        for (const g of groups) {
+          const members = (expected.get(g) ?? []).sort()
+          if (members.length === 0 && g !== 'g3') expect(got.has(g)).toBe(false)
+          else expect(got.get(g)).toEqual({ name: g, strategy: g === 'g3' ? 'sticky' : 'weighted', members })
+        }
+      }
+    }
   })
 })
