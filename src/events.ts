@@ -143,6 +143,17 @@ export interface DiscoveryEvent {
   readonly instance?: string
 }
 
+/** An instance joined, left or changed in the routing table (maintenance, weight, endpoints). */
+export interface InstanceChangeEvent {
+  readonly instance: string
+  readonly change: 'added' | 'removed' | 'updated'
+  readonly maintenance: { readonly from: string; readonly to: string } | null
+  readonly weight: { readonly from: number; readonly to: number } | null
+  /** Endpoints the instance no longer lists (all of them when it was removed). */
+  readonly removedEndpoints: readonly string[]
+  readonly addedEndpoints: readonly string[]
+}
+
 export interface TableEvent {
   readonly instances: number
   readonly groups: number
@@ -177,6 +188,7 @@ export interface GatewayEventMap {
   hedge: HedgeEvent
   breaker: BreakerEvent
   table: TableEvent
+  instanceChange: InstanceChangeEvent
   configReload: ConfigReloadEvent
 }
 

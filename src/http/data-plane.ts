@@ -92,8 +92,9 @@ async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): 
   const started = performance.now()
   const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null, scope: null, resolve: null }
   if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
-  if (deps.events.has('requestBegin')) {
-    st.scope = { span: null }
+  // A scope (and with it resolve/select events) exists only when someone traces or logs decisions.
+  if (deps.events.has('requestBegin') || deps.events.has('routeSelect')) st.scope = { span: null }
+  if (st.scope !== null && deps.events.has('requestBegin')) {
     deps.events.emit('requestBegin', {
       scope: st.scope,
       method: c.req.method,

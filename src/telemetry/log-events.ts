@@ -38,5 +38,39 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
   events.on('annotationError', (e) =>
     logger.warn({ instance: e.instance, source: e.source, annotation: e.key }, `bad annotation: ${e.message}`),
   )
+  events.on('instanceChange', (e) => {
+    const fields = { instance: e.instance, removedEndpoints: e.removedEndpoints, addedEndpoints: e.addedEndpoints }
+    if (e.change !== 'updated') logger.info(fields, `instance ${e.change}`)
+    if (e.maintenance !== null) {
+      const msg = `maintenance: ${e.maintenance.from} -> ${e.maintenance.to}`
+      if (e.maintenance.to === 'off') logger.info({ ...fields, from: e.maintenance.from, to: e.maintenance.to }, msg)
+      else logger.warn({ ...fields, from: e.maintenance.from, to: e.maintenance.to }, msg)
+    }
+    if (e.weight !== null) logger.info({ instance: e.instance, from: e.weight.from, to: e.weight.to }, `weight: ${e.weight.from} -> ${e.weight.to}`)
+    if (e.change === 'updated' && e.maintenance === null && e.weight === null) logger.info(fields, 'instance endpoints changed')
+  })
+  // Routing decisions, one line each, only when debug is on (the events exist only then).
+  if (logger.isLevelEnabled('debug')) {
+    events.on('routeResolve', (e) => {
+      if (e.group !== null || e.error !== null) {
+        logger.debug({ target: e.name, kind: e.kind, group: e.group, instance: e.instance, class: e.class, error: e.error }, 'route resolved')
+      }
+    })
+    events.on('routeSelect', (e) =>
+      logger.debug(
+        {
+          instance: e.instance,
+          endpoint: e.endpoint,
+          role: e.role,
+          strategy: e.balancer,
+          attempt: e.attempt,
+          candidates: e.candidates,
+          reason: e.reason,
+          ...(e.error !== null && { error: e.error }),
+        },
+        e.endpoint === null ? 'no endpoint selected' : 'endpoint selected',
+      ),
+    )
+  }
   events.on('table', (e) => logger.debug({ instances: e.instances, groups: e.groups, version: e.version }, 'routing table updated'))
 }

@@ -119,6 +119,15 @@ export class GatewayMetrics {
       events.on('retry', (e) => this.retries.inc({ instance: e.instance, code: e.reason })),
       events.on('hedge', (e) => this.hedges.inc({ instance: e.instance, result: e.result })),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
+      // An endpoint an instance no longer lists drops its gauges (counters keep their totals).
+      events.on('instanceChange', (e) => {
+        for (const endpoint of e.removedEndpoints) {
+          const labels = { instance: e.instance, endpoint }
+          this.endpointUp.remove(labels)
+          this.replicaLag.remove(labels)
+          this.breakerState.remove(labels)
+        }
+      }),
       events.on('annotationError', (e) =>
         this.discoveryEvents.inc({ source: e.source.split(':')[0] ?? 'static', outcome: 'bad_annotation' }),
       ),
