@@ -1,23 +1,39 @@
-// The ops plane (default :9090): liveness, readiness and Prometheus metrics.
+// The ops plane (default :9090): liveness, readiness, Prometheus metrics, and the routing table
+// as JSON (`/admin/routes`) and as a small live HTML page (`/`).
 
 import { Hono } from 'hono'
 import type { Registry } from 'prom-client'
+import type { RoutesView } from '../routing/routes-view.js'
+import { ROUTES_PAGE_HEADERS, ROUTES_PAGE_HTML } from './routes-page.js'
 
 export interface Readiness {
   /** Why the gateway is not ready, or null when it is. */
   notReadyReason(): string | null
 }
 
-export function createOpsApp(deps: { registry: Registry; readiness: Readiness }): Hono {
+/** The routing table as the admin view shows it (docs/admin-routes.md); built on each call. */
+export interface RoutesSource {
+  routes(): RoutesView
+}
+
+/** `registry` is null when metrics are off (`metrics.enabled: false`). */
+export function createOpsApp(deps: { registry: Registry | null; readiness: Readiness; routes: RoutesSource }): Hono {
   const app = new Hono()
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
     const reason = deps.readiness.notReadyReason()
     return reason === null ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503)
   })
+  const registry = deps.registry
   app.get('/metrics', async (c) =>
-    c.body(await deps.registry.metrics(), 200, { 'content-type': deps.registry.contentType }),
+    registry === null
+      ? c.json({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' }, 404)
+      : c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }),
   )
-  app.notFound((c) => c.json({ error: 'NOTFOUND no such ops endpoint; try /healthz, /readyz or /metrics' }, 404))
+  app.get('/admin/routes', (c) => c.json(deps.routes.routes(), 200, { 'cache-control': 'no-store' }))
+  app.get('/', (c) => c.body(ROUTES_PAGE_HTML, 200, { ...ROUTES_PAGE_HEADERS }))
+  app.notFound((c) =>
+    c.json({ error: 'NOTFOUND no such ops endpoint; try /healthz, /readyz, /metrics, /admin/routes or /' }, 404),
+  )
   return app
 }

@@ -75,7 +75,9 @@ export class HealthChecker {
   /** Passive signal (the connection closed): unhealthy at once, without waiting for a check. */
   markDown(id: string, reason: string): void {
     const t = this.targets.get(id)
-    if (!t || !t.state.healthy) return
+    if (!t) return
+    t.state.lastError = reason
+    if (!t.state.healthy) return
     t.state.healthy = false
     this.opts.onChange(t, { kind: 'down', reason })
   }
@@ -114,6 +116,7 @@ export class HealthChecker {
     const s = t.state
     s.consecutiveFailures++
     s.lastCheckMs = this.opts.now()
+    s.lastError = reason
     if (s.healthy && s.consecutiveFailures >= this.opts.unhealthyAfter) {
       s.healthy = false
       this.opts.onChange(t, { kind: 'down', reason })
@@ -124,6 +127,7 @@ export class HealthChecker {
     const s = t.state
     s.lastCheckMs = this.opts.now()
     s.consecutiveFailures = 0
+    s.lastError = null
     if (s.role !== r.role) {
       const from = s.role
       s.role = r.role

@@ -43,6 +43,8 @@ export class EndpointState implements Candidate {
   pending = 0
   lastCheckMs = 0
   consecutiveFailures = 0
+  /** Why the last health check failed (or the connection closed); null after a check passes. */
+  lastError: string | null = null
 
   constructor(
     readonly id: string,

@@ -93,6 +93,14 @@ export class Router {
     return { retry: rt.retryBudget, hedge: rt.hedgeBudget }
   }
 
+  /**
+   * The instance's aggregate load (what least-request groups balance on), or null before its
+   * first request. Read-only, for the admin view: unlike runtime() it never creates state.
+   */
+  loadOf(name: string): LoadTracker | null {
+    return this.instances.get(name)?.load ?? null
+  }
+
   /** Forgets balancer state of instances and groups that are gone. */
   prune(snap: RoutingSnapshot): void {
     for (const name of this.instances.keys()) if (!snap.instances.has(name)) this.instances.delete(name)

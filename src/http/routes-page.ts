@@ -1,0 +1,223 @@
+// The ops plane's `GET /`: one self-contained HTML page (inline CSS and script, no external
+// assets, no framework) that polls `admin/routes` and renders the routing table. Every value is
+// put in the page as text (createElement + text nodes), never parsed as HTML: annotation keys and
+// values are free text from Kubernetes or the config file. The Content-Security-Policy allows only
+// this page's own script and style (by hash) and fetches to its own origin, so even a rendering
+// bug could not run injected script.
+
+import { createHash } from 'node:crypto'
+
+/** How often the page asks for a fresh table. */
+export const ROUTES_PAGE_POLL_MS = 1500
+
+const STYLE = `
+:root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --muted: #6e7781; --line: #d0d7de; --inst: #f6f8fa; }
+@media (prefers-color-scheme: dark) { :root { --ok: #3fb950; --bad: #f85149; --warn: #d29922; --muted: #8b949e; --line: #30363d; --inst: #161b22; } }
+body { font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 16px 20px; }
+header { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; }
+h1 { font-size: 18px; margin: 0; }
+h2 { font-size: 14px; margin: 18px 0 6px; }
+.status { font-size: 12px; padding: 1px 8px; border-radius: 10px; border: 1px solid var(--line); }
+.status.live { color: var(--ok); border-color: var(--ok); }
+.status.stale { color: var(--bad); border-color: var(--bad); }
+.meta, footer { color: var(--muted); font-size: 12px; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid var(--line); vertical-align: top; white-space: nowrap; }
+th { font-size: 11px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.inst td { background: var(--inst); padding-top: 7px; border-top: 2px solid var(--line); white-space: normal; }
+.name { font-weight: 600; font-size: 14px; margin-right: 8px; }
+.src { color: var(--muted); margin-right: 10px; }
+.badge { display: inline-block; border: 1px solid var(--line); border-radius: 4px; padding: 0 5px; margin: 1px 4px 1px 0; font-size: 12px; }
+.badge.ok { color: var(--ok); border-color: var(--ok); }
+.badge.bad { color: var(--bad); border-color: var(--bad); }
+.badge.warn { color: var(--warn); border-color: var(--warn); }
+.ok { color: var(--ok); }
+.bad { color: var(--bad); }
+.warn { color: var(--warn); }
+.why { color: var(--muted); margin-left: 4px; }
+td.check { white-space: normal; min-width: 10em; max-width: 26em; }
+.why.err { display: block; margin-left: 0; }
+.ep { padding-left: 22px; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+.star { color: var(--warn); }
+tr.annot td { color: var(--warn); white-space: normal; padding-left: 22px; }
+td.empty { color: var(--muted); font-style: italic; }
+tr.down td { background: rgba(207, 34, 46, .07); }
+`
+
+const SCRIPT = `
+'use strict';
+const POLL_MS = ${ROUTES_PAGE_POLL_MS};
+let lastOk = null;
+
+// Builds an element; children are nodes or values shown as text (never parsed as HTML).
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  if (attrs) for (const k of Object.keys(attrs)) if (attrs[k] !== null && attrs[k] !== undefined) e.setAttribute(k, String(attrs[k]));
+  for (const c of children) if (c !== null && c !== undefined && c !== false) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+const td = (field, cls, ...children) => el('td', { 'data-field': field, class: cls }, ...children);
+const badge = (cls, text, title) => el('span', { class: 'badge ' + (cls || ''), title: title }, text);
+
+function bytes(n) {
+  if (n === null || n === undefined) return '';
+  if (n < 1024) return n + ' B';
+  if (n < 1048576) return (n / 1024).toFixed(1) + ' KiB';
+  return (n / 1048576).toFixed(1) + ' MiB';
+}
+const count = (n, what) => n + ' ' + what + (n === 1 ? '' : 's');
+const ms = (x) => (x === null || x === undefined ? '' : x < 10 ? x.toFixed(2) + ' ms' : Math.round(x) + ' ms');
+const ago = (x) => (x === null || x === undefined ? 'never' : x < 1000 ? x + ' ms ago' : (x / 1000).toFixed(1) + ' s ago');
+
+function endpointRow(inst, ep) {
+  const state = ep.serving ? 'serving' : ep.up ? 'not serving' : 'down';
+  const cls = ep.serving ? 'ok' : 'bad';
+  const b = ep.breaker;
+  const breakerText = b.state === 'open' ? 'open, probe in ' + (b.retryInMs / 1000).toFixed(1) + ' s'
+    : b.state === 'half-open' ? 'half-open' : b.consecutiveFailures > 0 ? 'closed (' + b.consecutiveFailures + ' failed)' : 'closed';
+  return el('tr', { class: ep.serving ? 'ep-row' : 'ep-row down', 'data-instance': inst.name, 'data-endpoint': ep.id, 'data-serving': ep.serving, 'data-up': ep.up },
+    td('endpoint', 'ep', ep.id, ep.isPrimary ? el('span', { class: 'star', title: 'writes go here' }, ' \\u2605') : null),
+    td('role', null, ep.role),
+    td('health', cls, state, ep.reason ? el('span', { class: 'why' }, '(' + ep.reason + ')') : null),
+    td('breaker', b.state === 'closed' ? 'ok' : b.state === 'open' ? 'bad' : 'warn', breakerText),
+    td('inflight', 'num', ep.inflight + (ep.pending ? ' +' + ep.pending + ' waiting' : '')),
+    td('latency', 'num', ms(ep.ewmaMs)),
+    // Link and lag come from the last successful check: stale once the endpoint is down.
+    td('lag', 'num', ep.up ? bytes(ep.lagBytes) : ''),
+    td('link', null, ep.link === null || !ep.up ? '' : ep.link),
+    td('zone', null, ep.zone === null ? '' : ep.zone),
+    td('check', 'check', ago(ep.lastCheckAgoMs), ep.lastError ? el('span', { class: 'why err' }, ep.lastError) : null),
+  );
+}
+
+function instanceRows(inst) {
+  const health = inst.health === 'up' ? 'ok' : inst.health === 'down' ? 'bad' : 'warn';
+  const head = el('tr', { class: 'inst', 'data-instance': inst.name },
+    el('td', { colspan: 10 },
+      el('span', { class: 'name', 'data-field': 'name' }, inst.name),
+      el('span', { class: 'src', 'data-field': 'source' }, inst.source),
+      badge(health, inst.health, 'instance health'),
+      inst.maintenance !== 'off' ? badge('warn', 'maintenance: ' + inst.maintenance) : null,
+      badge('', 'weight ' + inst.weight),
+      badge('', 'reads: ' + inst.readPolicy),
+      badge('', inst.strategy),
+      badge('', 'max lag ' + bytes(inst.maxReplicaLagBytes)),
+      inst.hedgeAfterMs !== null ? badge('', 'hedge after ' + inst.hedgeAfterMs + ' ms') : null,
+      ...inst.groups.map((g) => badge('', 'group ' + g)),
+      inst.annotationErrors.length > 0 ? badge('bad', inst.annotationErrors.length + ' annotation error' + (inst.annotationErrors.length > 1 ? 's' : '')) : null,
+    ),
+  );
+  const rows = [head];
+  for (const e of inst.annotationErrors) {
+    rows.push(el('tr', { class: 'annot', 'data-instance': inst.name }, el('td', { colspan: 10, 'data-field': 'annotation-error' }, '\\u26a0 ' + e.message)));
+  }
+  for (const ep of inst.endpoints) rows.push(endpointRow(inst, ep));
+  if (inst.endpoints.length === 0) rows.push(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no endpoints')));
+  return rows;
+}
+
+function groupRows(g) {
+  if (g.members.length === 0) {
+    return [el('tr', { 'data-group': g.name }, el('td', { class: 'name' }, g.name), el('td', null, g.strategy), el('td', { colspan: 4, class: 'empty' }, 'no members'))];
+  }
+  return g.members.map((m, i) => el('tr', { 'data-group': g.name, 'data-member': m.instance, class: m.takingTraffic ? null : 'down' },
+    el('td', { class: 'name' }, i === 0 ? g.name : ''),
+    el('td', null, i === 0 ? g.strategy : ''),
+    td('member', null, m.instance),
+    td('weight', 'num', m.weight),
+    td('share', 'num', m.share === null ? '' : (m.share * 100).toFixed(1) + ' %'),
+    td('traffic', m.takingTraffic ? 'ok' : 'bad', m.takingTraffic ? 'taking traffic' : 'none', m.reason ? el('span', { class: 'why' }, '(' + m.reason + ')') : null),
+  ));
+}
+
+function render(view) {
+  const inst = document.getElementById('instances-body');
+  const rows = view.instances.flatMap(instanceRows);
+  if (rows.length === 0) rows.push(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no instances')));
+  inst.replaceChildren(...rows);
+  const groups = document.getElementById('groups-body');
+  const grows = view.groups.flatMap(groupRows);
+  if (grows.length === 0) grows.push(el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'no groups')));
+  groups.replaceChildren(...grows);
+  document.getElementById('meta').replaceChildren(
+    'table version ' + view.tableVersion + ' \\u00b7 ' + count(view.instances.length, 'instance') + ' \\u00b7 ' + count(view.groups.length, 'group') +
+    (view.zone ? ' \\u00b7 zone ' + view.zone : '') + ' \\u00b7 generated ' + new Date(view.generatedAt).toLocaleTimeString());
+  document.body.setAttribute('data-generated-at', view.generatedAt);
+}
+
+function setStatus(ok, text) {
+  const s = document.getElementById('status');
+  s.className = 'status ' + (ok ? 'live' : 'stale');
+  s.textContent = text;
+}
+
+async function poll() {
+  try {
+    if (!document.hidden || lastOk === null) {
+      const res = await fetch('admin/routes', { cache: 'no-store', headers: { accept: 'application/json' } });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const view = await res.json();
+      if (view.version !== 1) throw new Error('unsupported view version ' + view.version);
+      render(view);
+      lastOk = new Date();
+      setStatus(true, 'live');
+    }
+  } catch (err) {
+    setStatus(false, 'stale: ' + (err && err.message ? err.message : String(err)) + (lastOk ? ' (last update ' + lastOk.toLocaleTimeString() + ')' : ''));
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+poll();
+`
+
+const sha256 = (s: string): string => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`
+
+export const ROUTES_PAGE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>redis-gateway routes</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<header><h1>redis-gateway routing table</h1><span id="status" class="status">loading\u2026</span></header>
+<p class="meta" id="meta"></p>
+<h2>Instances</h2>
+<table id="instances">
+<thead><tr><th>endpoint</th><th>role</th><th>health</th><th>breaker</th><th class="num">in flight</th><th class="num">latency (EWMA)</th><th class="num">lag</th><th>link</th><th>zone</th><th>last check</th></tr></thead>
+<tbody id="instances-body"></tbody>
+</table>
+<h2>Groups</h2>
+<table id="groups">
+<thead><tr><th>group</th><th>strategy</th><th>member</th><th class="num">weight</th><th class="num">share</th><th>traffic</th></tr></thead>
+<tbody id="groups-body"></tbody>
+</table>
+<footer><p>Refreshes every ${ROUTES_PAGE_POLL_MS / 1000} s from <a href="admin/routes">admin/routes</a> (JSON, schema in docs/admin-routes.md).</p></footer>
+<script>${SCRIPT}</script>
+</body>
+</html>
+`
+
+/** Headers for the page: only its own inline script and style run, and it only talks to its origin. */
+export const ROUTES_PAGE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy': [
+    "default-src 'none'",
+    `script-src ${sha256(SCRIPT)}`,
+    `style-src ${sha256(STYLE)}`,
+    "connect-src 'self'",
+    "img-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; '),
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+})
+
+/** The inline script, for tests that check it never builds HTML from strings. */
+export const ROUTES_PAGE_SCRIPT = SCRIPT

@@ -1,0 +1,350 @@
+// The routing table as the ops plane shows it (`GET /admin/routes`, and the HTML page at `/`):
+// one routing snapshot plus each endpoint's live state, flattened into plain JSON. Pure: state
+// comes in, a new object goes out; nothing here changes routing, health or balancer state.
+// The shape is documented (docs/admin-routes.md, docs/admin-routes.schema.json) and versioned:
+// fields may be added within a version, never renamed, removed or retyped.
+//
+// What is left out on purpose: Redis passwords and usernames, tokens, replication ids and
+// anything a request carried (keys, client ids). Endpoint ids are `host:port`, as in metrics.
+
+import type { LoadTracker } from '../balancer/least-request.js'
+import type { GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, Strategy } from '../discovery/topology.js'
+import { EndpointState, type LinkState, type Role } from './endpoint-state.js'
+import { findPrimary, replicaOffset, replicaRejection, type EndpointRef } from './select.js'
+import type { Router } from './router.js'
+import type { GroupRoute, InstanceRoute, RoutingSnapshot, RoutingTable } from './table.js'
+import type { UpstreamPool } from '../upstream/pool.js'
+
+/** Bumped only on an incompatible change (a field renamed, removed or retyped). */
+export const ROUTES_VIEW_VERSION = 1
+
+export interface RoutesView {
+  readonly version: typeof ROUTES_VIEW_VERSION
+  /** When this view was built (ISO 8601, UTC). */
+  readonly generatedAt: string
+  /** The routing snapshot's version: it rises with every change discovery or config makes. */
+  readonly tableVersion: number
+  /** This gateway's zone (GATEWAY_ZONE), or null. */
+  readonly zone: string | null
+  /** Sorted by name. */
+  readonly instances: readonly InstanceView[]
+  /** Sorted by name. */
+  readonly groups: readonly GroupView[]
+}
+
+export type InstanceHealth = 'up' | 'degraded' | 'down'
+
+export interface InstanceView {
+  readonly name: string
+  /** `static`, or `kubernetes:<namespace>/<service>`. */
+  readonly source: string
+  /** up: every endpoint serving; degraded: a primary serves but some endpoint does not; down: no primary serves. */
+  readonly health: InstanceHealth
+  /** Id of the endpoint writes go to now, or null when there is none. */
+  readonly primary: string | null
+  readonly maintenance: Maintenance
+  readonly weight: number
+  readonly groups: readonly string[]
+  readonly readPolicy: ReadPolicy
+  readonly strategy: Strategy
+  readonly maxReplicaLagBytes: number
+  /** null = hedging off. */
+  readonly hedgeAfterMs: number | null
+  /** The `redis-gateway.io/port` annotation (name or number), or null. */
+  readonly port: string | number | null
+  /** Requests in flight on the instance as a whole (what least-request groups compare). */
+  readonly inflight: number
+  /** The instance's peak-EWMA latency in ms; null before its first request. */
+  readonly ewmaMs: number | null
+  readonly annotationErrors: readonly { readonly key: string; readonly value: string; readonly message: string }[]
+  /** In discovery order. */
+  readonly endpoints: readonly EndpointView[]
+}
+
+export type BreakerView = {
+  readonly state: 'closed' | 'open' | 'half-open'
+  /** Transport failures in a row (closed only; 0 otherwise). */
+  readonly consecutiveFailures: number
+  /** Consecutive openings without a successful probe (open and half-open; 0 when closed). */
+  readonly openings: number
+  /** Open only: ms until it admits a probe; null otherwise. */
+  readonly retryInMs: number | null
+}
+
+export interface EndpointView {
+  /** `host:port` (IPv6 hosts in brackets): the same id as the metrics' `endpoint` label. */
+  readonly id: string
+  readonly host: string
+  readonly port: number
+  readonly zone: string | null
+  /** Discovery says ready (static endpoints always are). */
+  readonly ready: boolean
+  readonly terminating: boolean
+  /** The gateway's connection to it is up. */
+  readonly connected: boolean
+  /** The role the endpoint's own ROLE reply reported; unknown before the first check. */
+  readonly role: Role
+  /** Writes go here (the instance's `primary`). */
+  readonly isPrimary: boolean
+  /** The last health check passed (the metric endpoint_up). */
+  readonly up: boolean
+  /** Could take requests of its role now (health, replication link and lag, breaker). */
+  readonly serving: boolean
+  /** Why it is not serving; null when it is. */
+  readonly reason: string | null
+  /** The last health-check failure (or "connection closed"); null after a check passes. */
+  readonly lastError: string | null
+  /** ms since the last health check finished; null before the first. */
+  readonly lastCheckAgoMs: number | null
+  /** Replicas: the link to the primary as ROLE reports it; null for other roles. */
+  readonly link: LinkState | null
+  /** Replication offset (primary: master_repl_offset; replica: processed offset). */
+  readonly offset: number
+  /** Replicas: bytes of replication offset behind the primary at the last check; null otherwise. */
+  readonly lagBytes: number | null
+  readonly breaker: BreakerView
+  /** Requests sent and not yet answered. */
+  readonly inflight: number
+  /** Requests waiting for its connection to be (re)established. */
+  readonly pending: number
+  /** Peak-EWMA round-trip estimate in ms; null before the first request. */
+  readonly ewmaMs: number | null
+}
+
+export interface GroupView {
+  readonly name: string
+  readonly strategy: GroupStrategy
+  /** Sorted by instance name. */
+  readonly members: readonly GroupMemberView[]
+}
+
+export interface GroupMemberView {
+  readonly instance: string
+  readonly weight: number
+  readonly maintenance: Maintenance
+  /** The member gets new group traffic now. */
+  readonly takingTraffic: boolean
+  /** Why it gets none; null when it does. */
+  readonly reason: string | null
+  /**
+   * Expected share of new group traffic, 0..1: by weight for `weighted` and `sticky`, equal for
+   * `round-robin`; null for `least-request` (it follows load) and for members taking none.
+   */
+  readonly share: number | null
+}
+
+/** An endpoint's live state as the view needs it. */
+export interface LiveEndpoint {
+  readonly state: EndpointState
+  readonly connected: boolean
+}
+
+export interface RoutesViewInput {
+  readonly snapshot: RoutingSnapshot
+  /** Live state of a pooled endpoint by id; undefined when the pool does not hold it (yet). */
+  readonly endpoint: (id: string) => LiveEndpoint | undefined
+  /** An instance's aggregate load, or null before its first request. */
+  readonly instanceLoad: (name: string) => LoadTracker | null
+  readonly zone: string | null
+  /** The clock of breakers and latency estimates (performance.now()). */
+  readonly monoNowMs: number
+  /** The wall clock (Date.now()), of generatedAt and health-check times. */
+  readonly wallNowMs: number
+}
+
+/** The live view source for the ops plane: each call reads the current snapshot and state. */
+export function liveRoutes(deps: {
+  readonly table: RoutingTable
+  readonly pool: UpstreamPool
+  readonly router: Router
+  readonly zone: string | null
+}): { routes(): RoutesView } {
+  return {
+    routes: () =>
+      buildRoutesView({
+        snapshot: deps.table.current,
+        endpoint: (id) => {
+          const ep = deps.pool.get(id)
+          return ep === undefined ? undefined : { state: ep.state, connected: ep.client.up }
+        },
+        instanceLoad: (name) => deps.router.loadOf(name),
+        zone: deps.zone,
+        monoNowMs: performance.now(),
+        wallNowMs: Date.now(),
+      }),
+  }
+}
+
+interface Ref extends EndpointRef {
+  readonly connected: boolean
+}
+
+export function buildRoutesView(input: RoutesViewInput): RoutesView {
+  const snap = input.snapshot
+  const instances = [...snap.instances.values()].sort(byName).map((r) => instanceView(r, input))
+  const byInstance = new Map(instances.map((i) => [i.name, i]))
+  const groups = [...snap.groups.values()].sort(byName).map((g) => groupView(g, byInstance))
+  return {
+    version: ROUTES_VIEW_VERSION,
+    generatedAt: new Date(input.wallNowMs).toISOString(),
+    tableVersion: snap.version,
+    zone: input.zone,
+    instances,
+    groups,
+  }
+}
+
+function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceView {
+  const spec: InstanceSpec = route.spec
+  const policy = spec.policy
+  const refs: Ref[] = spec.endpoints.map((e) => {
+    const live = input.endpoint(e.id)
+    // Not pooled (never the case once the table is published): a blank state, so the endpoint
+    // still shows up, as not connected, with no role.
+    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false }
+  })
+  const primary = findPrimary(refs) as Ref | null
+  const endpoints = refs.map((r) => endpointView(r, primary, policy.maxReplicaLagBytes, input))
+  const primaryView = primary === null ? undefined : endpoints[refs.indexOf(primary)]
+  const health: InstanceHealth =
+    primaryView === undefined || !primaryView.serving ? 'down' : endpoints.every((e) => e.serving) ? 'up' : 'degraded'
+  const load = input.instanceLoad(route.name)
+  return {
+    name: route.name,
+    source: spec.source,
+    health,
+    primary: primary?.spec.id ?? null,
+    maintenance: policy.maintenance,
+    weight: policy.weight,
+    groups: [...policy.groups],
+    readPolicy: policy.readPolicy,
+    strategy: policy.strategy,
+    maxReplicaLagBytes: policy.maxReplicaLagBytes,
+    hedgeAfterMs: policy.hedgeAfterMs,
+    port: policy.port,
+    inflight: load?.inflight ?? 0,
+    ewmaMs: load === null ? null : latencyMs(load, input.monoNowMs),
+    annotationErrors: spec.annotationErrors.map((e) => ({ key: e.key, value: e.value, message: e.message })),
+    endpoints,
+  }
+}
+
+function endpointView(ref: Ref, primary: Ref | null, maxLag: number, input: RoutesViewInput): EndpointView {
+  const { spec, state } = ref
+  const isPrimary = ref === primary
+  const breaker = breakerView(state, input.monoNowMs)
+  const reason = notServing(ref, isPrimary, primary, maxLag) ?? (breaker.state === 'open' ? 'breaker open' : null)
+  const replica = state.role === 'replica'
+  return {
+    id: spec.id,
+    host: spec.host,
+    port: spec.port,
+    zone: spec.zone ?? null,
+    ready: spec.ready,
+    terminating: spec.terminating === true,
+    connected: ref.connected,
+    role: state.role,
+    isPrimary,
+    up: state.healthy,
+    serving: reason === null,
+    reason,
+    lastError: state.lastError,
+    lastCheckAgoMs: state.lastCheckMs > 0 ? Math.max(0, Math.round(input.wallNowMs - state.lastCheckMs)) : null,
+    link: replica ? state.link : null,
+    offset: state.offset,
+    // As the gateway measures it for routing and the replica_lag_bytes metric.
+    lagBytes: replica && primary !== null ? Math.max(0, state.primaryOffsetAtCheck - replicaOffset(ref, primary)) : null,
+    breaker,
+    inflight: state.load.inflight,
+    pending: state.pending,
+    ewmaMs: latencyMs(state.load, input.monoNowMs),
+  }
+}
+
+/** Why an endpoint cannot take requests of its role (breakers aside), or null. */
+function notServing(ref: Ref, isPrimary: boolean, primary: Ref | null, maxLag: number): string | null {
+  const { spec, state } = ref
+  if (!spec.ready) return spec.terminating === true ? 'terminating' : 'not ready in discovery'
+  if (!ref.connected) return 'not connected'
+  // Before any role is known the first ready endpoint acts as primary (bootstrap), health unknown.
+  if (isPrimary) return null
+  if (!state.healthy) return state.lastCheckMs === 0 ? 'not checked yet' : 'health check failing'
+  switch (state.role) {
+    case 'unknown':
+      return 'role unknown'
+    case 'primary':
+      return 'claims primary, but another endpoint is the acting primary'
+    case 'replica':
+      return replicaRejection(ref, primary, maxLag, null)
+  }
+}
+
+function breakerView(state: EndpointState, now: number): BreakerView {
+  // Reading the state applies what time alone changes (open -> half-open), exactly as the next
+  // request would; it decides nothing.
+  const s = state.breaker.state
+  switch (s.kind) {
+    case 'closed':
+      return { state: 'closed', consecutiveFailures: s.consecutiveFailures, openings: 0, retryInMs: null }
+    case 'open':
+      return { state: 'open', consecutiveFailures: 0, openings: s.openings, retryInMs: Math.max(0, Math.round(s.until - now)) }
+    case 'half-open':
+      return { state: 'half-open', consecutiveFailures: 0, openings: s.openings, retryInMs: null }
+  }
+}
+
+function groupView(group: GroupRoute, instances: ReadonlyMap<string, InstanceView>): GroupView {
+  const members = group.members.map((name) => ({ name, inst: instances.get(name) }))
+  // The router's rule (Router.resolve): members draining or with weight 0 take nothing; members
+  // without a primary take nothing while some member has one.
+  const eligible = (i: InstanceView | undefined): i is InstanceView => i !== undefined && i.maintenance !== 'drain' && i.weight > 0
+  const anyWithPrimary = members.some((m) => eligible(m.inst) && m.inst.primary !== null)
+  const taking = (i: InstanceView | undefined): boolean => eligible(i) && (!anyWithPrimary || i.primary !== null)
+  const takers = members.filter((m) => taking(m.inst))
+  const totalWeight = takers.reduce((sum, m) => sum + (m.inst?.weight ?? 0), 0)
+  return {
+    name: group.name,
+    strategy: group.strategy,
+    members: members.map(({ name, inst }): GroupMemberView => {
+      const takingTraffic = taking(inst)
+      let reason: string | null = null
+      if (inst === undefined) reason = 'unknown instance'
+      else if (inst.maintenance === 'drain') reason = 'draining'
+      else if (!(inst.weight > 0)) reason = 'weight 0'
+      else if (!takingTraffic) reason = 'no healthy primary'
+      return {
+        instance: name,
+        weight: inst?.weight ?? 0,
+        maintenance: inst?.maintenance ?? 'off',
+        takingTraffic,
+        reason,
+        share: takingTraffic ? share(group.strategy, inst?.weight ?? 0, totalWeight, takers.length) : null,
+      }
+    }),
+  }
+}
+
+function share(strategy: GroupStrategy, weight: number, totalWeight: number, takers: number): number | null {
+  switch (strategy) {
+    case 'weighted':
+    case 'sticky':
+      return totalWeight > 0 ? round(weight / totalWeight, 4) : null
+    case 'round-robin':
+      return round(1 / takers, 4)
+    case 'least-request':
+      return null
+  }
+}
+
+function latencyMs(load: LoadTracker, now: number): number | null {
+  return load.latency.hasObservations ? round(load.latency.get(now), 3) : null
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+function byName(a: { readonly name: string }, b: { readonly name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+}
