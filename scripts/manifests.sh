@@ -42,7 +42,8 @@ HDR
 }
 
 # --kube-version: the Kubernetes version the test suite runs (scripts/kube/versions.env), so the
-# render does not depend on the default a helm binary was built with (v1.20 without release ldflags).
+# render does not depend on the default a helm binary was built with (helm's own client-go minor in
+# release builds and in scripts/kube/tools.sh's; v1.20 in a plain `go build`).
 template() { "$helm" template "$release" "$chart" --namespace "$namespace" --kube-version "$KUBE_VERSION" --values "$values" "$@"; }
 
 render() { # render FILE -> stdout

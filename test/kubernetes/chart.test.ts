@@ -15,6 +15,10 @@
 //   for the ServiceAccount (TokenRequest), and the gateway process runs with that token, the
 //   Deployment's environment and mounts: it discovers an example Service and follows an annotation
 //   change. Then each of the four rules is dropped in turn and the gateway fails on it (403).
+// - namespaces ["*"]: a ClusterRole and ClusterRoleBinding instead of Roles; applied for real, the
+//   ServiceAccount may list/watch the two resources cluster-wide and nothing else (SubjectAccessReview),
+//   the gateway serves Services of two namespaces with it, and each of the four rules is needed;
+// - helm (as scripts/kube/tools.sh builds it) renders the chart without --kube-version.
 
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -115,18 +119,20 @@ function valuesFile(values: Record<string, unknown>): string {
 }
 
 /**
- * The Kubernetes version to render for: the suite's kube-apiserver. Passed explicitly because a
- * helm built from its Go module without the release ldflags assumes v1.20 by default.
+ * The Kubernetes version to render for: the suite's kube-apiserver (v1.36), passed explicitly so
+ * the render matches the API server it is applied to. helm's own default (what scripts/kube/tools.sh
+ * links in, as helm's release builds do: Kubernetes 1.<minor of helm's client-go>, v1.37 for helm
+ * v3.22) works too: see "renders without --kube-version".
  */
 const KUBE_VERSION = toolVersions().KUBE_VERSION
 
-function templateArgs(values: Record<string, unknown>, extra: string[] = []): string[] {
-  return ['template', RELEASE, CHART, '--namespace', NS, '--kube-version', KUBE_VERSION, '-f', valuesFile(values), ...extra]
+function templateArgs(values: Record<string, unknown>, extra: string[] = [], release = RELEASE): string[] {
+  return ['template', release, CHART, '--namespace', NS, '--kube-version', KUBE_VERSION, '-f', valuesFile(values), ...extra]
 }
 
 /** `helm template` with these values; the rendered objects. Throws with helm's message on failure. */
-function render(values: Record<string, unknown> = {}, extra: string[] = []): K8sObject[] {
-  const r = helm(templateArgs(values, extra))
+function render(values: Record<string, unknown> = {}, extra: string[] = [], release = RELEASE): K8sObject[] {
+  const r = helm(templateArgs(values, extra, release))
   if (r.status !== 0) throw new Error(`helm template failed (${r.status}): ${r.stderr}`)
   return parseAllDocuments(r.stdout)
     .map((d) => d.toJS() as K8sObject | null)
@@ -417,6 +423,20 @@ describe('helm lint and helm template (requirement 2)', () => {
     }
   })
 
+  it('renders without --kube-version: the helm of scripts/kube/tools.sh has the release default, not v1.20', () => {
+    // Built without helm's release ldflags, helm assumes Kubernetes v1.20 and refuses the chart's
+    // kubeVersion ">=1.23.0-0". tools.sh links them in (chartutil and lint/rules k8sVersionMajor/Minor).
+    const r = helm(['template', RELEASE, CHART, '--namespace', NS])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toContain('kind: Deployment')
+    const lint = helm(['lint', '--strict', CHART])
+    expect(lint.status, `${lint.stdout}\n${lint.stderr}`).toBe(0)
+    // The default is helm's own client-go minor, which is newer than 1.23.
+    const caps = helm(['template', RELEASE, CHART, '--namespace', NS, '--kube-version', 'v1.20.0'])
+    expect(caps.status).not.toBe(0)
+    expect(caps.stderr).toContain('chart requires kubeVersion: >=1.23.0-0 which is incompatible with Kubernetes v1.20.0')
+  })
+
   it('default install: the objects issue 7 lists, and no cluster-scoped RBAC', () => {
     const docs = render()
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
@@ -522,6 +542,37 @@ describe('helm lint and helm template (requirement 2)', () => {
     expect(docs.some((d) => d.kind === 'ClusterRole' || d.kind === 'ClusterRoleBinding')).toBe(false)
   })
 
+  it('namespaces ["*"]: one ClusterRole and ClusterRoleBinding with list/watch on the two resources, no Role', () => {
+    const docs = render({ discovery: { kubernetes: { namespaces: ['*'] } } })
+    expect(docs.filter((d) => d.kind === 'Role' || d.kind === 'RoleBinding')).toEqual([])
+    const role = one(docs, 'ClusterRole')
+    const binding = one(docs, 'ClusterRoleBinding')
+    // Cluster-scoped, named after the release namespace too (two releases "rg" in two namespaces differ).
+    expect(role.metadata.name).toBe(`${NS}-${RELEASE}-redis-gateway-discovery`)
+    expect(role.metadata.namespace).toBeUndefined()
+    expect(binding.metadata.namespace).toBeUndefined()
+    expect(role.metadata.labels?.['app.kubernetes.io/instance']).toBe(RELEASE)
+    expect(role['rules']).toEqual([
+      { apiGroups: [''], resources: ['services'], verbs: ['list', 'watch'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+    ])
+    expect(binding['roleRef']).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name })
+    expect(binding['subjects']).toEqual([{ kind: 'ServiceAccount', name: one(docs, 'ServiceAccount').metadata.name, namespace: NS }])
+    // The rest of the install is the default one.
+    expect(docs.filter((d) => !d.kind.startsWith('Cluster')).map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
+      render().filter((d) => !d.kind.startsWith('Role')).map((d) => `${d.kind}/${d.metadata.name}`).sort(),
+    )
+    // What the gateway reads: every namespace.
+    const pod = materialize(docs)
+    expect(loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env }).discovery.kubernetes).toEqual({ namespaces: ['*'], servicePrefix: 'redis-' })
+    // rbac.create false: no RBAC at all; duplicates of "*" are one "*".
+    expect(render({ discovery: { kubernetes: { namespaces: ['*'] } }, rbac: { create: false } }).filter((d) => /Role/.test(d.kind))).toEqual([])
+    expect(render({ discovery: { kubernetes: { namespaces: ['*', '*'] } } }).filter((d) => d.kind === 'ClusterRole')).toHaveLength(1)
+    expect(render({ discovery: { kubernetes: { namespaces: ['*'] } } }, [], 'other').find((d) => d.kind === 'ClusterRole')?.metadata.name).toBe(
+      `${NS}-other-redis-gateway-discovery`,
+    )
+  })
+
   it('image, OpenTelemetry and extra env: what the container gets', () => {
     const c = containerOf(render(FULL))
     expect(c.image).toBe(`registry.example.com/redis-gateway:1.2.3@sha256:${'a'.repeat(64)}`)
@@ -623,7 +674,12 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
       [{ auth: { existingSecret: 's', tokens: [{ name: 'app', value: 'v' }] } }, 'auth.tokens[0] (app): value is set but auth.existingSecret (s) holds the tokens'],
       [{ auth: { tokens: [{ name: 'app', value: 'v', sha256: 'ab'.repeat(32) }] } }, 'auth.tokens[0] (app): give either value or sha256, not both'],
       [{ auth: { tokens: [{ name: 'a', value: 'v' }, { name: 'a', value: 'w' }] } }, 'auth.tokens[1].name: "a" is used by another token too'],
-      [{ discovery: { kubernetes: { namespaces: [] } } }, 'discovery.kubernetes.namespaces: list at least one namespace (watching all namespaces is not supported)'],
+      [{ discovery: { kubernetes: { namespaces: [] } } }, 'discovery.kubernetes.namespaces: list at least one namespace, or ["*"] for every namespace'],
+      [{ discovery: { kubernetes: { namespaces: [] } }, rbac: { create: false } }, 'discovery.kubernetes.namespaces: list at least one namespace'],
+      [
+        { discovery: { kubernetes: { namespaces: [WATCHED, '*', OTHER, '*'] } } },
+        `discovery.kubernetes.namespaces: "*" (every namespace) must be the only element, but namespaces are listed with it (["${WATCHED}","${OTHER}"]): write ["*"] alone, or the namespaces without "*"`,
+      ],
       [{ autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } }, 'autoscaling.maxReplicas (2) must be at least autoscaling.minReplicas (5)'],
     ]
     for (const [values, message] of cases) expect(renderError(['-f', valuesFile(values)])).toContain(message)
@@ -638,6 +694,8 @@ describe('values.schema.json (requirement 2)', () => {
       [['--set', 'image.pullPolicy=Sometimes'], '/image/pullPolicy'],
       [['--set-json', 'discovery.kubernetes.namespaces="redis-system"'], '/discovery/kubernetes/namespaces'],
       [['--set', 'discovery.kubernetes.namespaces[0]=Redis_System'], '/discovery/kubernetes/namespaces/0'],
+      [['--set-json', 'discovery.kubernetes.namespaces=["**"]'], '/discovery/kubernetes/namespaces/0'],
+      [['--set-json', 'discovery.kubernetes.namespaces=["redis-*"]'], '/discovery/kubernetes/namespaces/0'],
       [['--set', 'redis.commandTimeout=2 seconds'], '/redis/commandTimeout'],
       [['--set', 'limits.maxBody=10 megs'], '/limits/maxBody'],
       [['--set-json', 'auth.tokens=[{"name":"app","access":"superuser","value":"x"}]'], '/auth/tokens/0/access'],
@@ -757,11 +815,13 @@ describe('server-side dry run against the real API server (requirement 2)', () =
       render(FULL),
       render({ auth: { existingSecret: 'ext', tokens: [{ name: 'app' }] }, redis: { existingSecret: 'ext-redis' } }),
       render({ image: { tag: `abc123@sha256:${'b'.repeat(64)}` }, podDisruptionBudget: { minAvailable: '50%' }, listenHost: '[::]' }),
+      render({ discovery: { kubernetes: { namespaces: ['*'] } } }),
     ]
     for (const docs of variants) {
       for (const obj of docs) await applyOk(obj, { dryRun: true })
     }
     expect((await cluster.request('GET', `/apis/apps/v1/namespaces/${NS}/deployments/rg-redis-gateway`)).status).toBe(404)
+    expect((await cluster.request('GET', `/apis/rbac.authorization.k8s.io/v1/clusterroles/${NS}-rg-redis-gateway-discovery`)).status).toBe(404)
   })
 
   it('helm install, upgrade and uninstall of a release against the API server (NOTES included)', async () => {
@@ -859,106 +919,138 @@ describe('manifests/ is generated from the chart (requirement 3)', () => {
 
 // ---------------------------------------------------------------------------------------------
 
+// The gateway process as a pod of a rendered release runs it: the Deployment's env and files, a
+// ServiceAccount token (TokenRequest) in a kubeconfig instead of the mounted one.
+
+const RBAC_TOKEN = 'app-token-for-rbac-test'
+
+interface ChartGateway {
+  proc: ManagedProcess
+  data: string
+  ops: string
+}
+
+const chartGateways: ManagedProcess[] = []
+
+async function startChartGateway(docs: K8sObject[], saToken: string): Promise<ChartGateway> {
+  const pod = materialize(docs)
+  const [dataPort, opsPort] = [await freePort(), await freePort()]
+  const kubeconfig = cluster.kubeconfigFor(saToken, { name: `sa-${chartGateways.length}` })
+  const env = {
+    PATH: process.env['PATH'] ?? '',
+    ...pod.env,
+    // In a pod the in-cluster config reads the mounted token; here the same token is in a kubeconfig.
+    KUBECONFIG: kubeconfig,
+    GATEWAY_LISTEN_DATA: `127.0.0.1:${dataPort}`,
+    GATEWAY_LISTEN_OPS: `127.0.0.1:${opsPort}`,
+  }
+  const proc = new ManagedProcess('gateway', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts')], { env, cwd: repoRoot, logLines: 5000 })
+  chartGateways.push(proc)
+  const ops = `http://127.0.0.1:${opsPort}`
+  await waitUntil(
+    'gateway /readyz',
+    async () => {
+      if (!proc.running) throw new Error(`gateway exited: ${proc.logs()}`)
+      return (await fetch(`${ops}/readyz`)).status === 200
+    },
+    60_000,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}\n--- gateway output ---\n${proc.logs()}`)
+  })
+  return { proc, data: `http://127.0.0.1:${dataPort}`, ops }
+}
+
+async function chartCommand(base: string, instance: string, args: string[]): Promise<{ status: number; body: { result?: unknown; error?: string } }> {
+  const res = await fetch(`${base}/v1/instances/${instance}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${RBAC_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify(args),
+    signal: AbortSignal.timeout(5_000),
+  })
+  return { status: res.status, body: (await res.json()) as { result?: unknown; error?: string } }
+}
+
+/** The gateway's discovery errors: `discovery watch error` log lines (JSON). */
+function discoveryErrors(proc: ManagedProcess): { resource: string; status?: number; msg: string }[] {
+  return proc
+    .logs()
+    .split('\n')
+    .flatMap((l) => {
+      try {
+        const e = JSON.parse(l) as { msg?: string; resource?: string; status?: number }
+        return e.msg?.startsWith('discovery watch error') ? [{ resource: e.resource ?? '', ...(e.status !== undefined ? { status: e.status } : {}), msg: e.msg }] : []
+      } catch {
+        return []
+      }
+    })
+}
+
+/** A token for a ServiceAccount (TokenRequest, as the kubelet gets the projected one). */
+async function serviceAccountToken(name: string): Promise<string> {
+  const tr = await cluster.request<{ status?: { token?: string } }>('POST', `/api/v1/namespaces/${NS}/serviceaccounts/${name}/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 3600 },
+  })
+  if (tr.status !== 201 || !tr.body.status?.token) throw new Error(`TokenRequest: ${tr.status} ${JSON.stringify(tr.body)}`)
+  return tr.body.status.token
+}
+
+/** An EndpointSlice of Service `service` in `namespace` with one ready endpoint: the netns Redis. */
+function redisSlice(namespace: string, service: string, redis: RedisServer): K8sObject {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `${service}-1`, namespace, labels: { 'kubernetes.io/service-name': service } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [redis.host], conditions: { ready: true } }],
+    ports: [{ name: 'redis', port: redis.port, protocol: 'TCP' }],
+  } as K8sObject
+}
+
+/** An example Service of manifests/examples/redis-services.yaml, in another namespace if asked. */
+function exampleService(name: string, namespace?: string): K8sObject {
+  const example = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests/examples/redis-services.yaml'), 'utf8'))
+    .map((d) => d.toJS() as K8sObject)
+    .find((d) => d?.metadata?.name === name)
+  if (!example) throw new Error(`no Service ${name} in manifests/examples/redis-services.yaml`)
+  return namespace === undefined ? example : { ...example, metadata: { ...example.metadata, namespace } }
+}
+
+afterAll(async () => {
+  await Promise.allSettled(chartGateways.map((g) => g.stop({ timeoutMs: 30_000 })))
+})
+
 describe("RBAC: the chart's rules are what the watcher needs, no more (requirement 2)", () => {
   const SA_USER = `system:serviceaccount:${NS}:rg-redis-gateway`
-  const TOKEN = 'app-token-for-rbac-test'
   let docs: K8sObject[]
   let role: K8sObject
   let saToken: string
   let net: Netns
   let redis: RedisServer
-  const gateways: ManagedProcess[] = []
 
-  /** The gateway process as the pod runs it: the Deployment's env and files, the ServiceAccount's token. */
-  async function startGateway(): Promise<{ proc: ManagedProcess; data: string; ops: string }> {
-    const pod = materialize(docs)
-    const [dataPort, opsPort] = [await freePort(), await freePort()]
-    const kubeconfig = cluster.kubeconfigFor(saToken, { name: `sa-${gateways.length}` })
-    const env = {
-      PATH: process.env['PATH'] ?? '',
-      ...pod.env,
-      // In a pod the in-cluster config reads the mounted token; here the same token is in a kubeconfig.
-      KUBECONFIG: kubeconfig,
-      GATEWAY_LISTEN_DATA: `127.0.0.1:${dataPort}`,
-      GATEWAY_LISTEN_OPS: `127.0.0.1:${opsPort}`,
-    }
-    const proc = new ManagedProcess('gateway', process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts')], { env, cwd: repoRoot, logLines: 5000 })
-    gateways.push(proc)
-    const ops = `http://127.0.0.1:${opsPort}`
-    await waitUntil(
-      'gateway /readyz',
-      async () => {
-        if (!proc.running) throw new Error(`gateway exited: ${proc.logs()}`)
-        return (await fetch(`${ops}/readyz`)).status === 200
-      },
-      60_000,
-    ).catch((error: Error) => {
-      throw new Error(`${error.message}\n--- gateway output ---\n${proc.logs()}`)
-    })
-    return { proc, data: `http://127.0.0.1:${dataPort}`, ops }
-  }
-
-  async function command(base: string, instance: string, args: string[]): Promise<{ status: number; body: { result?: unknown; error?: string } }> {
-    const res = await fetch(`${base}/v1/instances/${instance}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify(args),
-      signal: AbortSignal.timeout(5_000),
-    })
-    return { status: res.status, body: (await res.json()) as { result?: unknown; error?: string } }
-  }
-
-  /** The gateway's discovery errors: `discovery watch error` log lines (JSON). */
-  function discoveryErrors(proc: ManagedProcess): { resource: string; status?: number; msg: string }[] {
-    return proc
-      .logs()
-      .split('\n')
-      .flatMap((l) => {
-        try {
-          const e = JSON.parse(l) as { msg?: string; resource?: string; status?: number }
-          return e.msg?.startsWith('discovery watch error') ? [{ resource: e.resource ?? '', ...(e.status !== undefined ? { status: e.status } : {}), msg: e.msg }] : []
-        } catch {
-          return []
-        }
-      })
-  }
+  const startGateway = (): Promise<ChartGateway> => startChartGateway(docs, saToken)
+  const command = chartCommand
 
   async function setRules(rules: unknown[]): Promise<void> {
     await applyOk({ ...role, rules } as K8sObject)
   }
 
   beforeAll(async () => {
-    docs = render({ auth: { tokens: [{ name: 'app', access: 'write', value: TOKEN }] } })
+    docs = render({ auth: { tokens: [{ name: 'app', access: 'write', value: RBAC_TOKEN }] } })
     // The chart's identity and rules, applied for real.
     for (const kind of ['ServiceAccount', 'Role', 'RoleBinding']) await applyOk(one(docs, kind))
     role = one(docs, 'Role')
-    const tr = await cluster.request<{ status?: { token?: string } }>('POST', `/api/v1/namespaces/${NS}/serviceaccounts/rg-redis-gateway/token`, {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: { expirationSeconds: 3600 },
-    })
-    if (tr.status !== 201 || !tr.body.status?.token) throw new Error(`TokenRequest: ${tr.status} ${JSON.stringify(tr.body)}`)
-    saToken = tr.body.status.token
+    saToken = await serviceAccountToken('rg-redis-gateway')
 
     net = await createNetns()
     redis = await net.startRedis()
     // The example Service redis-orders (headless, annotated) and a slice with the netns Redis.
-    const example = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests/examples/redis-services.yaml'), 'utf8'))
-      .map((d) => d.toJS() as K8sObject)
-      .find((d) => d?.metadata?.name === 'redis-orders') as K8sObject
-    await applyOk({
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: 'redis-orders-1', namespace: WATCHED, labels: { 'kubernetes.io/service-name': 'redis-orders' } },
-      addressType: 'IPv4',
-      endpoints: [{ addresses: [redis.host], conditions: { ready: true } }],
-      ports: [{ name: 'redis', port: redis.port, protocol: 'TCP' }],
-    } as K8sObject)
-    await applyOk(example)
+    await applyOk(redisSlice(WATCHED, 'redis-orders', redis))
+    await applyOk(exampleService('redis-orders'))
   }, 120_000)
 
   afterAll(async () => {
-    await Promise.allSettled(gateways.map((g) => g.stop({ timeoutMs: 30_000 })))
     await net?.destroy()
   })
 
@@ -1037,6 +1129,142 @@ describe("RBAC: the chart's rules are what the watcher needs, no more (requireme
       } finally {
         await setRules(role['rules'] as unknown[])
         await waitUntil('rule restored', () => allowed(SA_USER, { verb: d.verb, resource: d.res, group: d.group, namespace: WATCHED }))
+      }
+    })
+  }
+})
+
+describe('RBAC for namespaces ["*"]: the ClusterRole is what the cluster-wide watcher needs, no more (issue 7, requirement 1)', () => {
+  const RELEASE_ALL = 'rgall'
+  const SA = `${RELEASE_ALL}-redis-gateway`
+  const SA_USER = `system:serviceaccount:${NS}:${SA}`
+  const TEAM = 'redis-team'
+  let docs: K8sObject[]
+  let clusterRole: K8sObject
+  let saToken: string
+  let net: Netns
+  let redis: RedisServer
+
+  beforeAll(async () => {
+    docs = render({ discovery: { kubernetes: { namespaces: ['*'] } }, auth: { tokens: [{ name: 'app', access: 'write', value: RBAC_TOKEN }] } }, [], RELEASE_ALL)
+    expect(docs.some((d) => d.kind === 'Role' || d.kind === 'RoleBinding')).toBe(false)
+    for (const kind of ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']) await applyOk(one(docs, kind))
+    clusterRole = one(docs, 'ClusterRole')
+    saToken = await serviceAccountToken(SA)
+
+    const res = await cluster.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: TEAM } })
+    if (res.status !== 201) throw new Error(`create namespace ${TEAM}: ${res.status} ${JSON.stringify(res.body)}`)
+    net = await createNetns()
+    redis = await net.startRedis()
+    // Two example Services in two namespaces neither of which the chart was told about.
+    await applyOk(redisSlice(OTHER, 'redis-catalog', redis))
+    await applyOk(exampleService('redis-catalog', OTHER))
+    await applyOk(redisSlice(TEAM, 'redis-sessions-blue', redis))
+    await applyOk(exampleService('redis-sessions-blue', TEAM))
+  }, 120_000)
+
+  afterAll(async () => {
+    await net?.destroy()
+  })
+
+  it('the ServiceAccount may list and watch services and endpointslices cluster-wide, nothing else', async () => {
+    const yes: Access[] = [
+      { verb: 'list', resource: 'services' },
+      { verb: 'watch', resource: 'services' },
+      { verb: 'list', resource: 'endpointslices', group: 'discovery.k8s.io' },
+      { verb: 'watch', resource: 'endpointslices', group: 'discovery.k8s.io' },
+      // A cluster-wide grant covers each namespace too, including ones created later.
+      { verb: 'list', resource: 'services', namespace: TEAM },
+      { verb: 'watch', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: 'kube-system' },
+    ]
+    const no: Access[] = [
+      { verb: 'get', resource: 'services', namespace: OTHER, name: 'redis-catalog' }, // the informers never get
+      { verb: 'get', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: OTHER, name: 'redis-catalog-1' },
+      { verb: 'list', resource: 'secrets' },
+      { verb: 'list', resource: 'secrets', namespace: TEAM },
+      { verb: 'list', resource: 'endpoints' },
+      { verb: 'list', resource: 'pods' },
+      { verb: 'list', resource: 'namespaces' },
+      { verb: 'list', resource: 'configmaps', namespace: NS },
+      { verb: 'patch', resource: 'services', namespace: OTHER, name: 'redis-catalog' },
+      { verb: 'create', resource: 'services', namespace: TEAM },
+      { verb: 'delete', resource: 'endpointslices', group: 'discovery.k8s.io', namespace: TEAM, name: 'redis-sessions-blue-1' },
+      { verb: 'list', resource: 'clusterroles', group: 'rbac.authorization.k8s.io' },
+    ]
+    await waitUntil('ClusterRole in force', () => allowed(SA_USER, yes[0] as Access))
+    for (const a of yes) expect(await allowed(SA_USER, a), JSON.stringify(a)).toBe(true)
+    for (const a of no) expect(await allowed(SA_USER, a), JSON.stringify(a)).toBe(false)
+  })
+
+  it('is enough: with its ServiceAccount token the gateway watches cluster-wide, serves Services of two namespaces and follows a drain', async () => {
+    const gw = await startChartGateway(docs, saToken)
+    await waitUntil('sessions-blue routed', async () => (await chartCommand(gw.data, 'sessions-blue', ['PING'])).body.result === 'PONG')
+    expect(await chartCommand(gw.data, 'sessions-blue', ['SET', 'chart-all', 'ok'])).toEqual({ status: 200, body: { result: 'OK' } })
+    // catalog (in the other namespace) is annotated read-only: reads served, writes refused.
+    await waitUntil('catalog routed', async () => (await chartCommand(gw.data, 'catalog', ['GET', 'chart-all'])).body.result === 'ok')
+    const write = await chartCommand(gw.data, 'catalog', ['SET', 'chart-all', 'no'])
+    expect(write.status).toBe(503)
+    expect(write.body.error).toMatch(/^READONLY/)
+    // kubectl -n redis-team annotate service redis-sessions-blue redis-gateway.io/maintenance=drain (as an admin).
+    const svc = `/api/v1/namespaces/${TEAM}/services/redis-sessions-blue`
+    const merge = { contentType: 'application/merge-patch+json' }
+    expect((await cluster.request('PATCH', svc, { metadata: { annotations: { 'redis-gateway.io/maintenance': 'drain' } } }, merge)).status).toBe(200)
+    await waitUntil('DRAINING', async () => {
+      const r = await chartCommand(gw.data, 'sessions-blue', ['GET', 'chart-all'])
+      return r.status === 503 && /^DRAINING/.test(r.body.error ?? '')
+    })
+    await cluster.request('PATCH', svc, { metadata: { annotations: { 'redis-gateway.io/maintenance': null } } }, merge)
+    await waitUntil('undrained', async () => (await chartCommand(gw.data, 'sessions-blue', ['GET', 'chart-all'])).status === 200)
+    // Not one refused call, and the watches were the cluster-wide ones.
+    expect(discoveryErrors(gw.proc)).toEqual([])
+    const watched = new Set(
+      gw.proc
+        .logs()
+        .split('\n')
+        .flatMap((l) => {
+          try {
+            const e = JSON.parse(l) as { msg?: string; resource?: string }
+            return e.msg === 'discovery listed' && e.resource ? [e.resource] : []
+          } catch {
+            return []
+          }
+        }),
+    )
+    expect([...watched].sort()).toEqual(['endpointslices/*', 'services/*'])
+    const metrics = await (await fetch(`${gw.ops}/metrics`)).text()
+    expect(metrics).not.toMatch(/redis_gateway_discovery_events_total\{[^}]*outcome="error"[^}]*\} [1-9]/)
+    await gw.proc.stop({ timeoutMs: 30_000 })
+  })
+
+  // Each rule dropped in turn: the watcher hits a 403 on exactly that cluster-wide call.
+  const drops = [
+    { drop: 'list services', resource: 'services/*', group: '', res: 'services', verb: 'list' },
+    { drop: 'watch services', resource: 'services/*', group: '', res: 'services', verb: 'watch' },
+    { drop: 'list endpointslices', resource: 'endpointslices/*', group: 'discovery.k8s.io', res: 'endpointslices', verb: 'list' },
+    { drop: 'watch endpointslices', resource: 'endpointslices/*', group: 'discovery.k8s.io', res: 'endpointslices', verb: 'watch' },
+  ] as const
+  for (const d of drops) {
+    it(`are needed: without ${d.drop} the gateway gets 403 on ${d.resource}`, async () => {
+      const rules = (clusterRole['rules'] as { apiGroups: string[]; resources: string[]; verbs: string[] }[]).map((r) =>
+        r.resources.includes(d.res) ? { ...r, verbs: r.verbs.filter((v) => v !== d.verb) } : r,
+      )
+      await applyOk({ ...clusterRole, rules } as K8sObject)
+      try {
+        await waitUntil(`${d.drop} revoked`, async () => !(await allowed(SA_USER, { verb: d.verb, resource: d.res, group: d.group })))
+        const gw = await startChartGateway(docs, saToken)
+        await waitUntil(`403 on ${d.resource}`, async () => discoveryErrors(gw.proc).some((e) => e.resource === d.resource && e.status === 403))
+        const errors = discoveryErrors(gw.proc)
+        expect(errors.filter((e) => e.resource !== d.resource)).toEqual([])
+        expect(errors[0]?.msg).toMatch(/forbidden/i)
+        if (d.verb === 'list') {
+          const r = await chartCommand(gw.data, 'sessions-blue', ['PING'])
+          expect(r.status).toBe(d.res === 'services' ? 404 : 503)
+          expect(r.body.error).toMatch(d.res === 'services' ? /^NOTFOUND/ : /^NOENDPOINT/)
+        }
+        await gw.proc.stop({ timeoutMs: 30_000 })
+      } finally {
+        await applyOk(clusterRole)
+        await waitUntil('rule restored', () => allowed(SA_USER, { verb: d.verb, resource: d.res, group: d.group }))
       }
     })
   }

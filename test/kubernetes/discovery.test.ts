@@ -2,133 +2,43 @@
 // with the gateway routing real traffic to real redis-servers that run in network namespaces
 // created here (EndpointSlices refuse loopback addresses).
 //
-// - least privilege: the gateway's token may only get/list/watch services and endpointslices in
+// - least privilege: the gateway's token may only list/watch services and endpointslices in
 //   the watched namespaces; a watched namespace it may not read gives a 403 error, no crash;
 // - annotation and endpoint changes reach routing within 1 s of the API write (measured);
 // - the routing table survives an apiserver outage; changes after it still arrive;
 // - an etcd compaction followed by an apiserver restart forces 410 Gone, and a relist.
 //
 // The tests of a describe block run in order and share one cluster and one gateway.
+// Watching every namespace (namespaces ["*"]) is tested in all-namespaces.test.ts.
 
-import { Writable } from 'node:stream'
-import { Redis as IORedis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { stringify } from 'yaml'
-import { loadConfig } from '../../src/config/load.js'
-import { Gateway } from '../../src/gateway.js'
-import { createLogger } from '../../src/telemetry/logger.js'
-import { configObject, WRITE_TOKEN } from '../helpers/gateway.js'
 import type { RedisServer } from '../helpers/redis-server.js'
 import { startCluster, type KubeCluster } from './helpers/cluster.js'
+import {
+  annotate,
+  command,
+  createRedisService,
+  deleteRedisService,
+  directly,
+  elapsedUntil,
+  grantDiscovery,
+  ok,
+  service,
+  slice,
+  slicePath,
+  startKubeGateway,
+  svcPath,
+  waitUntil,
+  type KubeGateway,
+} from './helpers/kube-gateway.js'
 import { createNetns, type Netns } from './helpers/netns.js'
 
 const SYSTEM = 'redis-system'
 const APPS = 'redis-apps'
 const FORBIDDEN = 'redis-forbidden'
-const ANNOTATION = 'redis-gateway.io/maintenance'
 
 /** Measured propagation times, printed at the end (and kept for the report). */
 const timings: Record<string, number> = {}
-
-// ---------------------------------------------------------------------------------------------
-// A gateway started from a config object, with a kubeconfig, and its log lines captured.
-
-interface KubeGateway {
-  gateway: Gateway
-  logs: string[]
-  /** Every discovery event, with performance.now() of its arrival. */
-  discovery: { at: number; kind: string; resource?: string }[]
-  base(instance: string): string
-  metric(name: string, labels: Record<string, string>): Promise<number>
-  stop(): Promise<void>
-}
-
-async function startKubeGateway(namespaces: string[], kubeconfig: string): Promise<KubeGateway> {
-  const text = stringify(
-    configObject({
-      instances: [],
-      extra: {
-        discovery: { kubernetes: { namespaces, servicePrefix: 'redis-' } },
-        log: { level: 'info' },
-        health: { interval: '200ms' },
-      },
-    }),
-  )
-  const config = loadConfig({ text, env: {} })
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(line)
-      if (process.env['GATEWAY_TEST_LOG']) process.stderr.write(chunk)
-      cb()
-    },
-  })
-  const logger = createLogger('info', sink)
-  const gateway = new Gateway({ config, runtime: { zone: null, kubeconfig, tracing: { enabled: false, serviceNameSet: false } }, logger, env: {} })
-  const discovery: KubeGateway['discovery'] = []
-  gateway.events.on('discovery', (e) => {
-    const resource = (e as { resource?: string }).resource
-    discovery.push({ at: performance.now(), kind: e.kind, ...(resource !== undefined ? { resource } : {}) })
-  })
-  await gateway.start()
-  return {
-    gateway,
-    logs,
-    discovery,
-    base: (instance) => `${gateway.dataUrl}/v1/instances/${instance}`,
-    async metric(name, labels) {
-      const text = await (await fetch(`${gateway.opsUrl}/metrics`)).text()
-      let sum = 0
-      for (const line of text.split('\n')) {
-        const m = /^([a-z_]+)(?:\{([^}]*)\})?\s+(\S+)$/.exec(line)
-        if (!m || m[1] !== name) continue
-        const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]))
-        if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3])
-      }
-      return sum
-    },
-    stop: () => gateway.stop({ graceMs: 1000 }),
-  }
-}
-
-interface Reply {
-  status: number
-  body: { result?: unknown; error?: string }
-}
-
-async function command(gw: KubeGateway, instance: string, args: string[]): Promise<Reply> {
-  const res = await fetch(gw.base(instance), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${WRITE_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(args),
-    signal: AbortSignal.timeout(5_000),
-  })
-  return { status: res.status, body: (await res.json()) as Reply['body'] }
-}
-
-/** Polls `check` every few ms until it is true; returns ms since `t0`. Throws after `timeoutMs`. */
-async function elapsedUntil(t0: number, what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<number> {
-  let last: unknown
-  while (performance.now() - t0 < timeoutMs) {
-    try {
-      if (await check()) return performance.now() - t0
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-  throw new Error(`${what}: not seen within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`)
-}
-
-/** One command on a direct connection (host side of the veth pair to the netns address). */
-async function directly<T>(redis: RedisServer, fn: (client: IORedis) => Promise<T>): Promise<T> {
-  const client = new IORedis({ host: redis.host, port: redis.port, lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    return await fn(client)
-  } finally {
-    client.disconnect()
-  }
-}
 
 const WATCHED = [SYSTEM, APPS].flatMap((ns) => [`services/${ns}`, `endpointslices/${ns}`])
 
@@ -146,77 +56,6 @@ async function recovered(gw: KubeGateway, outage: number, back: number, timeoutM
 
 /** The longest backoff the watcher sleeps after an error (LIST_WATCH_DEFAULTS.backoffMaxMs), plus slack. */
 const BACKOFF_CAP_MS = 30_000 + 2_000
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  await elapsedUntil(performance.now(), what, check, timeoutMs)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Kubernetes objects.
-
-function service(name: string, annotations: Record<string, string> = {}): unknown {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name, annotations },
-    spec: { type: 'ClusterIP', ports: [{ name: 'redis', port: 6379, protocol: 'TCP' }] },
-  }
-}
-
-function slice(name: string, serviceName: string, redis: RedisServer): unknown {
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name, labels: { 'kubernetes.io/service-name': serviceName } },
-    addressType: 'IPv4',
-    endpoints: [{ addresses: [redis.host], conditions: { ready: true } }],
-    ports: [{ name: 'redis', port: redis.port, protocol: 'TCP' }],
-  }
-}
-
-async function ok(cluster: KubeCluster, method: string, path: string, body?: unknown, contentType?: string): Promise<void> {
-  const res = await cluster.request(method, path, body, contentType ? { contentType } : {})
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`)
-}
-
-const svcPath = (ns: string, name = ''): string => `/api/v1/namespaces/${ns}/services${name ? `/${name}` : ''}`
-const slicePath = (ns: string, name = ''): string =>
-  `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices${name ? `/${name}` : ''}`
-
-/**
- * Creates the EndpointSlice before its Service, so the gateway never sees the Service without
- * endpoints (it would fall back to the cluster IP, an address outside this machine's veth pairs).
- */
-async function createRedisService(cluster: KubeCluster, ns: string, name: string, redis: RedisServer): Promise<void> {
-  await ok(cluster, 'POST', slicePath(ns), slice(`${name}-1`, name, redis))
-  await ok(cluster, 'POST', svcPath(ns), service(name))
-}
-
-/** Deletes the Service first (the instance goes away), then its slice. */
-async function deleteRedisService(cluster: KubeCluster, ns: string, name: string): Promise<void> {
-  await ok(cluster, 'DELETE', svcPath(ns, name))
-  await ok(cluster, 'DELETE', slicePath(ns, `${name}-1`))
-}
-
-async function annotate(cluster: KubeCluster, ns: string, name: string, value: string | null): Promise<void> {
-  await ok(cluster, 'PATCH', svcPath(ns, name), { metadata: { annotations: { [ANNOTATION]: value } } }, 'application/merge-patch+json')
-}
-
-async function grantDiscovery(cluster: KubeCluster, ns: string): Promise<void> {
-  const rbac = `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}`
-  await ok(cluster, 'POST', `${rbac}/roles`, {
-    metadata: { name: 'redis-gateway-discovery' },
-    rules: [
-      { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-    ],
-  })
-  await ok(cluster, 'POST', `${rbac}/rolebindings`, {
-    metadata: { name: 'redis-gateway-discovery' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'redis-gateway-discovery' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'gateway' }],
-  })
-}
 
 // ---------------------------------------------------------------------------------------------
 

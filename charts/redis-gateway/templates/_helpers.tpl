@@ -72,9 +72,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $ref -}}
 {{- end -}}
 
-{{/* Watched namespaces, duplicates removed, as a JSON list. */}}
+{{/* Watched namespaces, duplicates removed, as a JSON list (["*"]: every namespace). */}}
 {{- define "redis-gateway.watchNamespaces" -}}
 {{- .Values.discovery.kubernetes.namespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/* "true" when discovery.kubernetes.namespaces is ["*"]: every namespace, cluster-scoped RBAC. */}}
+{{- define "redis-gateway.watchAllNamespaces" -}}
+{{- if has "*" .Values.discovery.kubernetes.namespaces -}}true{{- end -}}
 {{- end -}}
 
 {{/* Where secret files are mounted; gateway.yaml names these paths. */}}
@@ -145,8 +150,11 @@ makes the Secret.
 
 {{/* Cross-field checks that run on every render (included by the Deployment). */}}
 {{- define "redis-gateway.validate" -}}
-{{- if and .Values.rbac.create .Values.discovery.kubernetes.enabled (not .Values.discovery.kubernetes.namespaces) -}}
-{{- fail "discovery.kubernetes.namespaces: list at least one namespace (watching all namespaces is not supported)" -}}
+{{- if and .Values.discovery.kubernetes.enabled (not .Values.discovery.kubernetes.namespaces) -}}
+{{- fail "discovery.kubernetes.namespaces: list at least one namespace, or [\"*\"] for every namespace" -}}
+{{- end -}}
+{{- if and (has "*" .Values.discovery.kubernetes.namespaces) (gt (len (without (uniq .Values.discovery.kubernetes.namespaces) "*")) 0) -}}
+{{- fail (printf "discovery.kubernetes.namespaces: \"*\" (every namespace) must be the only element, but namespaces are listed with it (%s): write [\"*\"] alone, or the namespaces without \"*\"" (without (uniq .Values.discovery.kubernetes.namespaces) "*" | toJson)) -}}
 {{- end -}}
 {{- if and (not .Values.discovery.kubernetes.enabled) (not .Values.discovery.static.instances) -}}
 {{- fail "discovery: with discovery.kubernetes.enabled false, list instances in discovery.static.instances (the gateway would have nothing to route to)" -}}

@@ -1,7 +1,12 @@
-// Kubernetes discovery: Services and EndpointSlices in the watched namespaces, mapped to
-// instances and fed to the routing table. Watch events only mark a Service dirty; a reconcile
-// pass (batched per tick) rebuilds each dirty instance from the caches (level-based, as
+// Kubernetes discovery: Services and EndpointSlices in the watched namespaces (or, with ["*"], in
+// every namespace, through one cluster-wide list and watch per resource), mapped to instances and
+// fed to the routing table. Watch events only mark an instance name dirty; a reconcile pass
+// (batched per tick) rebuilds each dirty instance from the caches (level-based, as
 // controller-runtime does), so order and duplication of events do not matter.
+// Several Services may map to one instance name (redis-orders in two namespaces): the oldest one
+// (creationTimestamp, then namespace/name) provides it, the others are reported as conflicts. The
+// choice depends only on what the API server holds, never on the order events arrived in, so every
+// gateway replica, and every restart, picks the same Service.
 // Construction does no I/O; start() begins listing and watching; stop() ends it.
 
 import {
@@ -12,12 +17,14 @@ import {
   type V1EndpointSlice,
   type V1Service,
 } from '@kubernetes/client-node'
+import { ALL_NAMESPACES } from '../../config/schema.js'
 import type { InstanceSpec, TopologyUpdate } from '../topology.js'
 import { LIST_WATCH_DEFAULTS, ListWatch, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig
+  /** Namespace names, or `["*"]` (ALL_NAMESPACES alone) for every namespace. */
   readonly namespaces: readonly string[]
   readonly servicePrefix: string
   /** Receives every instance change (upsert/remove), already reconciled. */
@@ -57,39 +64,72 @@ function watchFn<T>(kc: KubeConfig, path: string): WatchFn<T> {
   }
 }
 
+/** Milliseconds since the epoch of a Service's creation; lists give a Date, watch events a string. */
+function createdMs(svc: V1Service): number {
+  const t: unknown = svc.metadata?.creationTimestamp
+  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : Number.NaN
+  return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY
+}
+
+/**
+ * Whether Service `a` rather than `b` provides an instance name both map to: the older one
+ * (creationTimestamp), on a tie (1 s resolution) the smaller key, i.e. the namespace first in
+ * alphabetical order. A Service without a readable timestamp comes after those with one.
+ */
+export function precedes(a: { key: string; svc: V1Service }, b: { key: string; svc: V1Service }): boolean {
+  const ta = createdMs(a.svc)
+  const tb = createdMs(b.svc)
+  return ta !== tb ? ta < tb : a.key < b.key
+}
+
 export class KubernetesSource {
   private readonly services: ListWatch<V1Service>[] = []
   private readonly slices: ListWatch<V1EndpointSlice>[] = []
+  /** Instance names to rebuild in the next reconcile pass. */
   private readonly dirty = new Set<string>()
-  /** Which Service currently provides each instance name (first come, first served). */
+  /** Service keys ("namespace/name") in the caches, per instance name they map to. */
+  private readonly candidates = new Map<string, Set<string>>()
+  /** Which Service key currently provides each instance name. */
   private readonly owner = new Map<string, string>()
-  /** The instance name each Service key currently provides. */
-  private readonly provides = new Map<string, string>()
+  /** Per instance name, the Services ignored for it -> the key they were reported against. */
+  private readonly conflicts = new Map<string, Map<string, string>>()
   /** EndpointSlice keys per Service key. */
   private readonly slicesOf = new Map<string, Set<string>>()
   private scheduled = false
   private started = false
 
   constructor(private readonly opts: KubernetesSourceOptions) {
+    const all = opts.namespaces.includes(ALL_NAMESPACES)
+    if (all && opts.namespaces.some((ns) => ns !== ALL_NAMESPACES)) {
+      throw new Error(`namespaces: "${ALL_NAMESPACES}" (every namespace) must be the only element, got ${JSON.stringify(opts.namespaces)}`)
+    }
     const core = opts.kubeConfig.makeApiClient(CoreV1Api)
     const discovery = opts.kubeConfig.makeApiClient(DiscoveryV1Api)
-    for (const namespace of opts.namespaces) {
-      const svcResource = `services/${namespace}`
+    // null: cluster-wide (one list and watch per resource, across every namespace).
+    const scopes: (string | null)[] = all ? [null] : [...opts.namespaces]
+    for (const namespace of scopes) {
+      const svcResource = `services/${namespace ?? ALL_NAMESPACES}`
       this.services.push(
         new ListWatch<V1Service>({
           name: svcResource,
-          list: () => core.listNamespacedService({ namespace }),
-          watch: watchFn(opts.kubeConfig, `/api/v1/namespaces/${namespace}/services`),
-          onChange: (key) => this.markDirty(key),
+          list: namespace === null ? () => core.listServiceForAllNamespaces() : () => core.listNamespacedService({ namespace }),
+          watch: watchFn(opts.kubeConfig, namespace === null ? '/api/v1/services' : `/api/v1/namespaces/${namespace}/services`),
+          onChange: (key, obj) => this.serviceChanged(key, obj),
           onEvent: (e) => opts.onEvent?.({ ...e, resource: svcResource }),
         }),
       )
-      const sliceResource = `endpointslices/${namespace}`
+      const sliceResource = `endpointslices/${namespace ?? ALL_NAMESPACES}`
       this.slices.push(
         new ListWatch<V1EndpointSlice>({
           name: sliceResource,
-          list: () => discovery.listNamespacedEndpointSlice({ namespace }),
-          watch: watchFn(opts.kubeConfig, `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`),
+          list:
+            namespace === null
+              ? () => discovery.listEndpointSliceForAllNamespaces()
+              : () => discovery.listNamespacedEndpointSlice({ namespace }),
+          watch: watchFn(
+            opts.kubeConfig,
+            namespace === null ? '/apis/discovery.k8s.io/v1/endpointslices' : `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+          ),
           onChange: (key, obj, old) => this.sliceChanged(key, obj, old),
           onEvent: (e) => opts.onEvent?.({ ...e, resource: sliceResource }),
         }),
@@ -99,8 +139,9 @@ export class KubernetesSource {
 
   /**
    * Every watched resource has been listed once, or is refused for good (403/404: a namespace the
-   * gateway may not read, or that does not exist). Such a namespace is reported in logs and
-   * metrics and retried; it must not keep the gateway unready for the namespaces it can serve.
+   * gateway may not read, or that does not exist; with ["*"], a cluster-wide list it may not do).
+   * Such a resource is reported in logs and metrics and retried; it must not keep the gateway
+   * unready for what it can serve (other namespaces, static instances).
    */
   get synced(): boolean {
     const done = (w: ListWatch<V1Service> | ListWatch<V1EndpointSlice>): boolean =>
@@ -127,28 +168,55 @@ export class KubernetesSource {
   }
 
   private sliceChanged(key: string, obj: V1EndpointSlice | null, old: V1EndpointSlice | null): void {
-    // A slice can move between Services only by relabelling; mark both.
-    for (const s of [old, obj]) {
-      const svc = s?.metadata?.labels?.[SERVICE_NAME_LABEL]
-      if (!svc) continue
-      const svcKey = `${s?.metadata?.namespace ?? ''}/${svc}`
-      let set = this.slicesOf.get(svcKey)
-      if (s === obj) {
-        if (!set) this.slicesOf.set(svcKey, (set = new Set()))
-        set.add(key)
-      } else if (set && obj?.metadata?.labels?.[SERVICE_NAME_LABEL] !== svc) {
-        set.delete(key)
-      }
-      this.markDirty(svcKey)
+    // A slice can move between Services only by relabelling; both are rebuilt.
+    const before = this.serviceKeyOfSlice(old)
+    const after = this.serviceKeyOfSlice(obj)
+    if (before !== null && before !== after) {
+      const set = this.slicesOf.get(before)
+      set?.delete(key)
+      if (set?.size === 0) this.slicesOf.delete(before)
     }
-    if (obj === null && old !== null) {
-      const svc = old.metadata?.labels?.[SERVICE_NAME_LABEL]
-      if (svc) this.slicesOf.get(`${old.metadata?.namespace ?? ''}/${svc}`)?.delete(key)
+    if (after !== null) {
+      let set = this.slicesOf.get(after)
+      if (!set) this.slicesOf.set(after, (set = new Set()))
+      set.add(key)
     }
+    if (before !== null) this.markDirty(before)
+    if (after !== null && after !== before) this.markDirty(after)
+  }
+
+  /** The key of the Redis Service a slice belongs to; null for other slices (cluster-wide, most of them). */
+  private serviceKeyOfSlice(slice: V1EndpointSlice | null): string | null {
+    const svc = slice?.metadata?.labels?.[SERVICE_NAME_LABEL]
+    if (!svc) return null
+    const key = `${slice?.metadata?.namespace ?? ''}/${svc}`
+    return this.nameOfKey(key) === null ? null : key
+  }
+
+  /** The instance name a Service key maps to, or null when the Service is not a Redis instance. */
+  private nameOfKey(serviceKey: string): string | null {
+    return instanceNameOf(serviceKey.slice(serviceKey.indexOf('/') + 1), this.opts.servicePrefix)
+  }
+
+  private serviceChanged(key: string, obj: V1Service | null): void {
+    const name = this.nameOfKey(key)
+    if (name === null) return
+    let set = this.candidates.get(name)
+    if (obj !== null) {
+      if (!set) this.candidates.set(name, (set = new Set()))
+      set.add(key)
+    } else if (set) {
+      set.delete(key)
+      if (set.size === 0) this.candidates.delete(name)
+    }
+    this.markDirty(key)
   }
 
   private markDirty(serviceKey: string): void {
-    this.dirty.add(serviceKey)
+    // Services that are not Redis instances (most of them, cluster-wide) cost nothing more.
+    const name = this.nameOfKey(serviceKey)
+    if (name === null) return
+    this.dirty.add(name)
     if (this.scheduled) return
     this.scheduled = true
     // Batch every event of this tick into one reconcile pass.
@@ -158,11 +226,11 @@ export class KubernetesSource {
     })
   }
 
-  /** Rebuilds each dirty Service's instance from the caches. */
+  /** Rebuilds each dirty instance from the caches. */
   reconcile(): void {
-    const keys = [...this.dirty]
+    const names = [...this.dirty]
     this.dirty.clear()
-    for (const key of keys) this.reconcileOne(key)
+    for (const name of names) this.reconcileOne(name)
   }
 
   private serviceFromCache(key: string): V1Service | null {
@@ -173,47 +241,51 @@ export class KubernetesSource {
     return null
   }
 
-  private reconcileOne(key: string): void {
-    const svc = this.serviceFromCache(key)
-    const name = svc ? instanceNameOf(svc.metadata?.name ?? '', this.opts.servicePrefix) : null
-    const previous = this.provides.get(key)
-    if (previous !== undefined && previous !== name) this.release(key, previous)
-    if (!svc || name === null) return
-    const holder = this.owner.get(name)
-    if (holder !== undefined && holder !== key) {
+  private reconcileOne(name: string): void {
+    let winner: { key: string; svc: V1Service } | null = null
+    const keys = [...(this.candidates.get(name) ?? [])]
+    for (const key of keys) {
+      const svc = this.serviceFromCache(key)
+      if (svc && (winner === null || precedes({ key, svc }, winner))) winner = { key, svc }
+    }
+    const spec: InstanceSpec | null = winner === null ? null : mapService(winner.svc, this.slicesOfService(winner.key), { servicePrefix: this.opts.servicePrefix })
+    if (winner === null || spec === null) {
+      this.conflicts.delete(name)
+      if (this.owner.delete(name)) this.opts.apply({ type: 'remove', name })
+      return
+    }
+    this.owner.set(name, winner.key)
+    this.opts.apply({ type: 'upsert', instance: spec })
+    this.opts.onEvent?.({ kind: 'reconciled', resource: winner.key, instances: this.owner.size })
+    // Each ignored Service is reported once per winner (again when the winner changes), not on
+    // every event of the instance.
+    const before = this.conflicts.get(name)
+    const now = new Map<string, string>()
+    for (const key of keys.sort()) {
+      if (key === winner.key) continue
+      now.set(key, winner.key)
+      if (before?.get(key) === winner.key) continue
       this.opts.onEvent?.({
         kind: 'conflict',
         resource: key,
         instance: name,
-        error: `instance '${name}' is already provided by Service ${holder}; ${key} is ignored`,
+        error:
+          `instance '${name}' is already provided by Service ${winner.key}; ${key} is ignored ` +
+          '(the oldest Service of a name provides it, ties go to the namespace first in alphabetical order)',
       })
-      return
     }
+    if (now.size > 0) this.conflicts.set(name, now)
+    else this.conflicts.delete(name)
+  }
+
+  private slicesOfService(serviceKey: string): V1EndpointSlice[] {
     const slices: V1EndpointSlice[] = []
-    for (const sliceKey of this.slicesOf.get(key) ?? []) {
+    for (const sliceKey of this.slicesOf.get(serviceKey) ?? []) {
       for (const w of this.slices) {
         const s = w.cache.get(sliceKey)
         if (s) slices.push(s)
       }
     }
-    const spec: InstanceSpec | null = mapService(svc, slices, { servicePrefix: this.opts.servicePrefix })
-    if (spec === null) return
-    this.owner.set(name, key)
-    this.provides.set(key, name)
-    this.opts.apply({ type: 'upsert', instance: spec })
-    this.opts.onEvent?.({ kind: 'reconciled', resource: key, instances: this.owner.size })
-  }
-
-  private release(key: string, name: string): void {
-    this.provides.delete(key)
-    if (this.owner.get(name) !== key) return
-    this.owner.delete(name)
-    this.opts.apply({ type: 'remove', name })
-    // Another Service may have been waiting for this name.
-    for (const w of this.services) {
-      for (const [k, s] of w.cache) {
-        if (k !== key && instanceNameOf(s.metadata?.name ?? '', this.opts.servicePrefix) === name) this.markDirty(k)
-      }
-    }
+    return slices
   }
 }
