@@ -77,7 +77,7 @@ export interface UpstreamEvent {
   readonly durationS: number
   /** The request's tracing slot (null when tracing is off or no request is behind it). */
   readonly scope: TraceScope | null
-  /** Command name (upper case), or PIPELINE / MULTI for batches. Never arguments. */
+  /** Command name (upper case), or PIPELINE / MULTI for batches; empty when untraced. Never arguments. */
   readonly operation: string
   /** Commands in the round trip (1, or the batch size). */
   readonly commands: number

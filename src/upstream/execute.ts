@@ -58,7 +58,9 @@ function finish(
   })
 }
 
-function operationOf(args: Args): string {
+/** The command name for a client span; untraced requests skip building it (a string per request). */
+function operationOf(ctx: ExecContext, args: Args): string {
+  if (ctx.scope == null) return ''
   const name = args[0]
   return typeof name === 'string' ? name.toUpperCase() : name === undefined ? '' : name.toString('latin1').toUpperCase()
 }
@@ -102,10 +104,10 @@ export async function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Arg
   try {
     const v = await p
     if (role) await role
-    finish(ctx, ep, started, undefined, operationOf(args), 1)
+    finish(ctx, ep, started, undefined, operationOf(ctx, args), 1)
     return v
   } catch (err) {
-    finish(ctx, ep, started, err, operationOf(args), 1)
+    finish(ctx, ep, started, err, operationOf(ctx, args), 1)
     throw fail(ep, err)
   }
 }
