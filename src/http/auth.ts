@@ -1,7 +1,11 @@
 // Bearer / `_token` authentication. Tokens are kept only as sha256 digests; a presented token
 // is hashed, looked up by digest and confirmed with a constant-time comparison.
+//
+// This runs for every request, so it avoids per-call objects: the one-shot `crypto.hash` with hex
+// output costs well under a microsecond where createHash().update().digest() plus the Buffer and
+// hex conversions cost several (bench/README.md, profile of GET at 50 connections).
 
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { compileTargets } from '../config/schema.js'
 import type { Access } from '../routing/classify.js'
 
@@ -22,10 +26,11 @@ export interface Principal {
 
 class Entry implements Principal {
   private readonly matches: (name: string) => boolean
-  readonly digest: Buffer
+  /** Lower-case hex sha256 of the token. */
+  readonly digest: string
   constructor(readonly spec: TokenSpec) {
     this.matches = compileTargets(spec.targets)
-    this.digest = Buffer.from(spec.sha256, 'hex')
+    this.digest = spec.sha256.toLowerCase()
   }
   get name(): string {
     return this.spec.name
@@ -42,7 +47,10 @@ export class TokenStore {
   private readonly byDigest = new Map<string, Entry>()
 
   constructor(tokens: readonly TokenSpec[]) {
-    for (const t of tokens) this.byDigest.set(t.sha256.toLowerCase(), new Entry(t))
+    for (const t of tokens) {
+      const e = new Entry(t)
+      this.byDigest.set(e.digest, e)
+    }
   }
 
   get size(): number {
@@ -52,12 +60,20 @@ export class TokenStore {
   /** The principal for a presented token, or null. */
   authenticate(presented: string): Principal | null {
     if (presented.length === 0 || presented.length > 4096) return null
-    const digest = createHash('sha256').update(presented, 'utf8').digest()
-    const entry = this.byDigest.get(digest.toString('hex'))
+    const digest = hash('sha256', presented, 'hex') // UTF-8 bytes of the string
+    const entry = this.byDigest.get(digest)
     // The map lookup is keyed by a digest, not the secret; confirm in constant time anyway.
-    if (entry === undefined || !timingSafeEqual(entry.digest, digest)) return null
+    if (entry === undefined || !sameDigest(entry.digest, digest)) return null
     return entry
   }
+}
+
+/** Constant-time equality of two hex digests (no early exit, no allocation). */
+function sameDigest(a: string, b: string): boolean {
+  if (a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  return diff === 0
 }
 
 /** Token from `Authorization: Bearer <t>` (scheme case-insensitive), else from `_token`. */

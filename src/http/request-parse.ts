@@ -102,34 +102,54 @@ export function truncate(s: string, n = 64): string {
 
 export type Arg = string | Buffer
 
-function toArg(v: unknown, where: string): string {
+/** Where an argument sits, for error messages only: `body[2]` or `body[1][2]` (built on error). */
+function argWhere(where: string | number, i: number): string {
+  return typeof where === 'number' ? `body[${where}][${i}]` : `${where}[${i}]`
+}
+
+function toArg(v: unknown, where: string | number, i: number): string {
   switch (typeof v) {
     case 'string':
       return v
     case 'number':
-      if (!Number.isFinite(v)) throw new BadRequestError(`${where} is not a finite number`)
+      if (!Number.isFinite(v)) throw new BadRequestError(`${argWhere(where, i)} is not a finite number`)
       // JSON.parse has already rounded an integer beyond 2^53; refuse rather than send another number.
       if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
-        throw new BadRequestError(`${where} is an integer too large for a JSON number to carry exactly; send it as a string`)
+        throw new BadRequestError(
+          `${argWhere(where, i)} is an integer too large for a JSON number to carry exactly; send it as a string`,
+        )
       }
       return String(v)
     case 'boolean':
       return v ? 'true' : 'false'
     default:
       throw new BadRequestError(
-        `${where} must be a string, number or boolean, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`,
+        `${argWhere(where, i)} must be a string, number or boolean, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`,
       )
   }
 }
 
+/**
+ * One command from a JSON array: `["SET","k","v"]`. `where` names it in error messages: a string,
+ * or the index of the command in a batch body (`body[i]`); error texts are only built on error,
+ * since this runs for every command of every pipeline.
+ */
+function command(v: unknown, where: string | number): string[] {
+  if (!Array.isArray(v)) throw new BadRequestError(`${whereText(where)} must be a JSON array like ["SET","key","value"]`)
+  if (v.length === 0) throw new BadRequestError(`${whereText(where)} is an empty command`)
+  const out = new Array<string>(v.length)
+  for (let i = 0; i < v.length; i++) out[i] = toArg(v[i], where, i)
+  if (out[0]!.length === 0) throw new BadRequestError(`${whereText(where)} has an empty command name`)
+  return out
+}
+
+function whereText(where: string | number): string {
+  return typeof where === 'number' ? `body[${where}]` : where
+}
+
 /** One command from a JSON array: `["SET","k","v"]`. */
 export function toCommand(v: unknown, where: string): string[] {
-  if (!Array.isArray(v)) throw new BadRequestError(`${where} must be a JSON array like ["SET","key","value"]`)
-  if (v.length === 0) throw new BadRequestError(`${where} is an empty command`)
-  const out = new Array<string>(v.length)
-  for (let i = 0; i < v.length; i++) out[i] = toArg(v[i], `${where}[${i}]`)
-  if (out[0]!.length === 0) throw new BadRequestError(`${where} has an empty command name`)
-  return out
+  return command(v, where)
 }
 
 export function parseJson(text: string): unknown {
@@ -142,12 +162,14 @@ export function parseJson(text: string): unknown {
 }
 
 export function parseCommandBody(text: string): string[] {
-  return toCommand(parseJson(text), 'body')
+  return command(parseJson(text), 'body')
 }
 
 export function parseBatchBody(text: string): string[][] {
   const v = parseJson(text)
   if (!Array.isArray(v)) throw new BadRequestError('body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]')
   if (v.length === 0) throw new BadRequestError('body is an empty list of commands')
-  return v.map((c, i) => toCommand(c, `body[${i}]`))
+  const out = new Array<string[]>(v.length)
+  for (let i = 0; i < v.length; i++) out[i] = command(v[i], i)
+  return out
 }

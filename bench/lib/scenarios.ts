@@ -1,0 +1,134 @@
+// The scenarios of `npm run bench`: what the gateway, webdis and the hello-world server are sent.
+
+import { Redis } from 'ioredis'
+import { TOKEN } from './procs.js'
+import type { HttpRequestSpec } from './wrk.js'
+
+export const SMALL = 'v'.repeat(32)
+export const BIG = 'x'.repeat(64 * 1024)
+export const KEY = 'bench:k'
+
+export const GW_HEADERS = {
+  Authorization: `Bearer ${TOKEN}`,
+  'Content-Type': 'application/json',
+  // What @upstash/redis sends by default.
+  'Upstash-Encoding': 'base64',
+}
+
+export interface Scenario {
+  readonly id: string
+  readonly title: string
+  readonly connections: number
+  /** Redis commands per HTTP request (gateway). */
+  readonly commands: number
+  /** Gateway request, or 'sdk' for the SDK driver. */
+  readonly gateway: ((base: string) => HttpRequestSpec) | 'sdk'
+  /** Webdis request and what it is (null: webdis cannot do it). */
+  readonly webdis: { req: (url: string) => HttpRequestSpec; commands: number; note: string } | null
+  /** Expected gateway `result` (after base64 decoding), for the check before the runs. */
+  readonly expect?: (result: unknown) => boolean
+}
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64')
+export const gwPost = (url: string, body: unknown): HttpRequestSpec => ({
+  method: 'POST',
+  url,
+  headers: GW_HEADERS,
+  bodies: [JSON.stringify(body)],
+})
+const pipelineKeys = (n: number): string[] => Array.from({ length: n }, (_, i) => `bench:p${i}`)
+
+export const SCENARIOS: Scenario[] = [
+  ...[1, 50].map(
+    (c): Scenario => ({
+      id: `get-c${c}`,
+      title: `GET, ${c} conn`,
+      connections: c,
+      commands: 1,
+      gateway: (base) => gwPost(base, ['get', KEY]),
+      webdis: { req: (u) => ({ method: 'GET', url: `${u}/GET/${KEY}` }), commands: 1, note: 'GET /GET/key' },
+      expect: (r) => r === b64(SMALL),
+    }),
+  ),
+  ...[1, 50].map(
+    (c): Scenario => ({
+      id: `set-c${c}`,
+      title: `SET, ${c} conn`,
+      connections: c,
+      commands: 1,
+      gateway: (base) => gwPost(base, ['set', 'bench:s', SMALL]),
+      webdis: { req: (u) => ({ method: 'GET', url: `${u}/SET/bench:s/${SMALL}` }), commands: 1, note: 'GET /SET/key/value' },
+      expect: (r) => r === 'OK',
+    }),
+  ),
+  ...[10, 100].map(
+    (n): Scenario => ({
+      id: `pipeline-${n}`,
+      title: `pipeline of ${n} GET, 50 conn`,
+      connections: 50,
+      commands: n,
+      gateway: (base) => gwPost(`${base}/pipeline`, pipelineKeys(n).map((k) => ['get', k])),
+      webdis: {
+        req: (u) => ({ method: 'GET', url: `${u}/MGET/${pipelineKeys(n).join('/')}` }),
+        commands: n,
+        note: `no pipelines: MGET of ${n} keys (one command), counted as ${n}`,
+      },
+      expect: (r) => Array.isArray(r) && r.length === n,
+    }),
+  ),
+  {
+    id: 'multi-exec-10',
+    title: 'multi-exec of 10 SET, 50 conn',
+    connections: 50,
+    commands: 10,
+    gateway: (base) => gwPost(`${base}/multi-exec`, Array.from({ length: 10 }, (_, i) => ['set', `bench:m${i}`, SMALL])),
+    webdis: {
+      req: (u) => ({ method: 'GET', url: `${u}/MSET/${Array.from({ length: 10 }, (_, i) => `bench:m${i}/${SMALL}`).join('/')}` }),
+      commands: 10,
+      note: 'no MULTI/EXEC: MSET of 10 keys (atomic, one command), counted as 10',
+    },
+    expect: (r) => Array.isArray(r) && r.length === 10,
+  },
+  {
+    id: 'get-64k',
+    title: 'GET 64 KiB value, 50 conn',
+    connections: 50,
+    commands: 1,
+    gateway: (base) => gwPost(base, ['get', 'bench:big']),
+    webdis: { req: (u) => ({ method: 'GET', url: `${u}/GET/bench:big` }), commands: 1, note: 'GET /GET/key' },
+    expect: (r) => r === b64(BIG),
+  },
+  {
+    id: 'set-64k',
+    title: 'SET 64 KiB value, 50 conn',
+    connections: 50,
+    commands: 1,
+    gateway: (base) => gwPost(base, ['set', 'bench:big2', BIG]),
+    webdis: {
+      req: (u) => ({ method: 'PUT', url: `${u}/SET/bench:big2`, bodies: [BIG] }),
+      commands: 1,
+      note: 'PUT /SET/key with the value as body',
+    },
+    expect: (r) => r === 'OK',
+  },
+  {
+    id: 'sdk-50',
+    title: '@upstash/redis, auto-pipelining, 50 callers',
+    connections: 50,
+    commands: 1,
+    gateway: 'sdk',
+    webdis: null,
+  },
+]
+
+/** The keys the scenarios read. */
+export async function seed(redisPort: number): Promise<void> {
+  const r = new Redis({ port: redisPort, host: '127.0.0.1' })
+  const p = r.pipeline()
+  p.set(KEY, SMALL)
+  p.set('bench:big', BIG)
+  for (const k of pipelineKeys(100)) p.set(k, SMALL)
+  await p.exec()
+  r.disconnect()
+}
+
