@@ -1,15 +1,15 @@
 // `npm run bench:routing`: does routing stay fast as the routing table grows? (issue 8, target 2)
 //
 // Builds the routing table the way the gateway does (src/routing/table.ts, Kubernetes-style
-// upserts of InstanceSpecs, with the gateway's own listeners: UpstreamPool.sync and Router.prune),
+// upserts of InstanceSpecs, with the gateway's own listeners: UpstreamPool.apply and Router.pruneChange),
 // with N instances of 3 endpoints (a primary and two healthy replicas), and measures:
 //   - endpoint selection: Router.resolve + Router.select per request, ns/op, warm, over random
 //     instances (every call a different instance, so caches do not flatter it), for reads
 //     (read-policy primary, the default; and prefer-replica with least-request, P2C over two
 //     replicas) and writes;
 //   - one instance's update (an EndpointSlice change: a replica goes not-ready, then back), in ms:
-//     the table alone, with the router's listener (Router.prune), and with UpstreamPool.sync too, as
-//     src/gateway.ts wires them today (what a watch event costs);
+//     the table alone, with the router's listener (Router.pruneChange), and with UpstreamPool.apply
+//     too, as src/gateway.ts wires them (what a watch event costs);
 //   - the same for 10 and 1,000 instances, to show the trend;
 //   - Kubernetes start-up, where the first list arrives as one upsert per instance.
 // The pool is the real UpstreamPool, never started: it builds its ioredis clients but opens no
@@ -71,8 +71,8 @@ function build(n: number, wiring: Wiring): { world: World; buildMs: number } {
   const pool = new UpstreamPool({ username: '', password: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 })
   const router = new Router(pool, { maxInflightPerEndpoint: 1000, maxEjectionPercent: 50 })
   // 'gateway': as src/gateway.ts wires it; 'prune': the router's listener only.
-  if (wiring === 'gateway') table.onChange((snap: RoutingSnapshot) => pool.sync(snap))
-  if (wiring !== 'none') table.onChange((snap: RoutingSnapshot) => router.prune(snap))
+  if (wiring === 'gateway') table.onChange((_snap: RoutingSnapshot, _prev, change) => pool.apply(change))
+  if (wiring !== 'none') table.onChange((snap: RoutingSnapshot, _prev, change) => router.pruneChange(snap, change))
   const specs = Array.from({ length: n }, (_, i) => spec(i))
   const t0 = performance.now()
   table.apply({ type: 'reset', source: 'kubernetes', instances: specs })
@@ -98,8 +98,8 @@ function initialListMs(count: number, wiring: Wiring): number {
   const table = new RoutingTable()
   const pool = new UpstreamPool({ username: '', password: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 })
   const router = new Router(pool)
-  if (wiring === 'gateway') table.onChange((snap: RoutingSnapshot) => pool.sync(snap))
-  if (wiring !== 'none') table.onChange((snap: RoutingSnapshot) => router.prune(snap))
+  if (wiring === 'gateway') table.onChange((_snap: RoutingSnapshot, _prev, change) => pool.apply(change))
+  if (wiring !== 'none') table.onChange((snap: RoutingSnapshot, _prev, change) => router.pruneChange(snap, change))
   const t0 = performance.now()
   for (let i = 0; i < count; i++) table.apply({ type: 'upsert', instance: spec(i) })
   const ms = performance.now() - t0
@@ -195,7 +195,7 @@ for (const n of SIZES) {
     `${String(n).padStart(6)} instances x 3 endpoints: select ns/op: read (primary) ${f(sel.readPrimary)}, read (prefer-replica, P2C) ${f(sel.readPreferReplica)}, write ${f(sel.write)}`,
   )
   console.log(
-    `         one instance's update: routing table ${ms(tableOnly)}; + Router.prune ${ms(withPrune)}; + UpstreamPool.sync, as src/gateway.ts wires it ${ms(asGateway)}`,
+    `         one instance's update: routing table ${ms(tableOnly)}; + Router.pruneChange ${ms(withPrune)}; + UpstreamPool.apply, as src/gateway.ts wires it ${ms(asGateway)}`,
   )
 }
 for (const n of SIZES.filter((x) => x <= 1000)) {
@@ -216,7 +216,7 @@ console.log(
   `${u.tableAndRouterPrune.p99 < 1 ? 'PASS' : 'FAIL'}  one instance's update with ${last.instances} instances, routing table + router: median ${u.tableAndRouterPrune.median.toFixed(3)} ms, p99 ${u.tableAndRouterPrune.p99.toFixed(3)} ms (target < 1 ms)`,
 )
 console.log(
-  `${u.asGatewayWiresIt.p99 < 1 ? 'PASS' : 'FAIL'}  the same, with UpstreamPool.sync as src/gateway.ts wires it today: median ${u.asGatewayWiresIt.median.toFixed(3)} ms, p99 ${u.asGatewayWiresIt.p99.toFixed(3)} ms`,
+  `${u.asGatewayWiresIt.p99 < 1 ? 'PASS' : 'FAIL'}  the same, with UpstreamPool.apply as src/gateway.ts wires it: median ${u.asGatewayWiresIt.median.toFixed(3)} ms, p99 ${u.asGatewayWiresIt.p99.toFixed(3)} ms`,
 )
 if (values.json) process.stdout.write(`BENCH_JSON ${JSON.stringify({ node: process.version, results })}\n`)
 if (sink === -1) console.log('')

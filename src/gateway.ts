@@ -114,8 +114,8 @@ export class Gateway {
     subscribeLogs(this.events, this.logger)
     if (opts.tracer !== undefined) subscribeTracing(this.events, opts.tracer)
     this.table.onChange((snap, _prev, change) => {
-      this.pool.sync(snap)
-      this.router.prune(snap)
+      this.pool.apply(change)
+      this.router.pruneChange(snap, change)
       if (this.events.has('instanceChange')) for (const e of diffInstances(change)) this.events.emit('instanceChange', e)
       this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
     })

@@ -13,7 +13,7 @@ import { findPrimary, selectEndpoint, type EndpointRef, type Selection } from '.
 import type { SyncPosition } from './sync-token.js'
 import type { EndpointState } from './endpoint-state.js'
 import { HedgeBudget, RetryBudget, type BudgetOptions } from '../resilience/budget.js'
-import type { InstanceRoute, RoutingSnapshot } from './table.js'
+import type { InstanceRoute, RoutingSnapshot, TableChange } from './table.js'
 
 export type TargetKind = 'instance' | 'group'
 
@@ -105,6 +105,12 @@ export class Router {
   prune(snap: RoutingSnapshot): void {
     for (const name of this.instances.keys()) if (!snap.instances.has(name)) this.instances.delete(name)
     for (const name of this.groups.keys()) if (!snap.groups.has(name)) this.groups.delete(name)
+  }
+
+  /** prune() for one table change: only the removed names are looked at (groups when they changed). */
+  pruneChange(snap: RoutingSnapshot, change: TableChange): void {
+    for (const r of change.removed) if (!snap.instances.has(r.name)) this.instances.delete(r.name)
+    if (change.groups) for (const name of this.groups.keys()) if (!snap.groups.has(name)) this.groups.delete(name)
   }
 
   private runtime(route: InstanceRoute): InstanceRuntime {

@@ -5,7 +5,7 @@
 import type { EndpointSpec } from '../discovery/topology.js'
 import { CircuitBreaker, type BreakerOptions } from '../resilience/breaker.js'
 import { EndpointState } from '../routing/endpoint-state.js'
-import type { RoutingSnapshot } from '../routing/table.js'
+import type { RoutingSnapshot, TableChange } from '../routing/table.js'
 import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
 import { PubSubHub } from './pubsub.js'
 
@@ -60,7 +60,10 @@ export class UpstreamPool {
     for (const e of this.endpoints.values()) e.client.start()
   }
 
-  /** Brings the pool in line with a routing snapshot. */
+  /**
+   * Brings the pool in line with a routing snapshot, from scratch: O(all endpoints). For the first
+   * snapshot and tests; the gateway applies each table change with apply().
+   */
   sync(snapshot: RoutingSnapshot): void {
     const wanted = new Map<string, { spec: EndpointSpec; instances: Set<string> }>()
     for (const inst of snapshot.instances.values()) {
@@ -70,43 +73,69 @@ export class UpstreamPool {
         w.instances.add(inst.name)
       }
     }
-    for (const [id, e] of this.endpoints) {
-      if (!wanted.has(id)) {
-        this.endpoints.delete(id)
-        e.pubsub.stop('endpoint removed from discovery')
-        void e.client.stop()
-        this.hooks.removed(e)
-      }
-    }
+    for (const [id, e] of this.endpoints) if (!wanted.has(id)) this.remove(e)
     for (const [id, w] of wanted) {
       const have = this.endpoints.get(id)
       if (have) {
         have.instances.clear()
         for (const i of w.instances) have.instances.add(i)
-        continue
-      }
-      const hooks = this.hooks
-      let entry: PooledEndpoint | undefined
-      const client = new EndpointClient(w.spec, this.opts, {
-        onReady: () => entry && hooks.ready(entry),
-        onClose: () => entry && hooks.closed(entry),
-      })
-      const breaker = new CircuitBreaker(
-        this.breakerOptions,
-        () => performance.now(),
-        (from, to, reason) => entry && hooks.breaker(entry, from, to, reason),
-      )
-      entry = {
-        id,
-        client,
-        pubsub: new PubSubHub(w.spec, this.opts),
-        state: new EndpointState(id, breaker),
-        instances: w.instances,
-      }
-      this.endpoints.set(id, entry)
-      this.hooks.added(entry)
-      if (this.started) client.start()
+      } else this.add(w.spec, w.instances)
     }
+  }
+
+  /**
+   * Applies one routing-table change: only the endpoints of the routes it adds and removes are
+   * touched, so a Kubernetes event costs the same with 10 or 10,000 instances (a full sync per
+   * event made start-up quadratic).
+   */
+  apply(change: TableChange): void {
+    const touched: PooledEndpoint[] = []
+    for (const route of change.removed) {
+      for (const ep of route.spec.endpoints) {
+        const e = this.endpoints.get(ep.id)
+        if (e && e.instances.delete(route.name)) touched.push(e)
+      }
+    }
+    for (const route of change.added) {
+      for (const ep of route.spec.endpoints) {
+        const e = this.endpoints.get(ep.id)
+        if (e) e.instances.add(route.name)
+        else this.add(ep, new Set([route.name]))
+      }
+    }
+    for (const e of touched) if (e.instances.size === 0 && this.endpoints.get(e.id) === e) this.remove(e)
+  }
+
+  private remove(e: PooledEndpoint): void {
+    this.endpoints.delete(e.id)
+    e.pubsub.stop('endpoint removed from discovery')
+    void e.client.stop()
+    this.hooks.removed(e)
+  }
+
+  private add(spec: EndpointSpec, instances: Set<string>): void {
+    const id = spec.id
+    const hooks = this.hooks
+    let entry: PooledEndpoint | undefined
+    const client = new EndpointClient(spec, this.opts, {
+      onReady: () => entry && hooks.ready(entry),
+      onClose: () => entry && hooks.closed(entry),
+    })
+    const breaker = new CircuitBreaker(
+      this.breakerOptions,
+      () => performance.now(),
+      (from, to, reason) => entry && hooks.breaker(entry, from, to, reason),
+    )
+    entry = {
+      id,
+      client,
+      pubsub: new PubSubHub(spec, this.opts),
+      state: new EndpointState(id, breaker),
+      instances,
+    }
+    this.endpoints.set(id, entry)
+    this.hooks.added(entry)
+    if (this.started) client.start()
   }
 
   async stop(): Promise<void> {
