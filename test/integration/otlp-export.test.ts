@@ -2,19 +2,18 @@
 // when (and only when) the standard OTEL_* variables say so. A local HTTP server stands in for the
 // collector (Jaeger, an OpenTelemetry Collector) and decodes the OTLP/JSON it receives.
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { stringify } from 'yaml'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
+import { killAll, spawnGateway } from '../helpers/gateway-process.js'
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const TOKEN = 'otlp-test-token'
 const TRACE_ID = '0af7651916cd43dd8448eb211c80319c'
 const PARENT = 'b7ad6b7169203331'
@@ -37,7 +36,6 @@ let dir: string
 let collector: Server
 let collectorUrl: string
 const received: Received[] = []
-const children: ChildProcess[] = []
 
 beforeAll(async () => {
   redis = await startRedis()
@@ -60,9 +58,7 @@ beforeAll(async () => {
   collectorUrl = `http://127.0.0.1:${(collector.address() as { port: number }).port}`
 })
 
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
-})
+afterEach(killAll)
 
 afterAll(async () => {
   collector?.close()
@@ -70,7 +66,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true })
 })
 
-async function startProcess(env: Record<string, string>): Promise<{ url: string; child: ChildProcess; exited: Promise<number | null> }> {
+async function startProcess(env: Record<string, string>): Promise<{ url: string; child: ChildProcess; exited: Promise<number | string> }> {
   const data = await freePort()
   const ops = await freePort()
   const file = path.join(dir, `gateway-${data}.yaml`)
@@ -83,18 +79,9 @@ async function startProcess(env: Record<string, string>): Promise<{ url: string;
       log: { level: 'warn' },
     }),
   )
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', GATEWAY_CONFIG: file, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.push(child)
-  let out = ''
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
-  child.stderr?.on('data', (c: Buffer) => (out += c.toString()))
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  const { child, exited, stdout, stderr } = spawnGateway(file, env)
   await waitFor(async () => (await fetch(`http://127.0.0.1:${ops}/readyz`).catch(() => null))?.ok === true, {
-    message: `gateway ready (output: ${out})`,
+    message: `gateway ready (output: ${stdout()}${stderr()})`,
     timeoutMs: 20_000,
   })
   return { url: `http://127.0.0.1:${data}`, child, exited }

@@ -8,24 +8,23 @@
 // connect means "this replica is gone, go elsewhere" and is counted apart. A request written on an
 // open connection that gets no response is a failure, and there must be none.
 
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Redis as UpstashRedis } from '@upstash/redis'
 import type { Redis as IORedis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { stringify } from 'yaml'
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
+import { startFaultProxy } from '../helpers/fault-proxy.js'
 import { ConnectionRefused, KeepAliveConnection } from '../helpers/keep-alive-client.js'
 import { freePort } from '../helpers/ports.js'
 import { head, rawRequest } from '../helpers/raw-http.js'
 import { parseInfo, startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
+import { REPO_ROOT, exitWithin, killAll, spawnGateway, type GatewayProcess as Proc } from '../helpers/gateway-process.js'
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const repoRoot = REPO_ROOT
 const TOKEN = 'shutdown-test-token'
 const AUTH = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }
 /** Every load loop stops by itself after this long, whatever happens. */
@@ -35,15 +34,6 @@ const PAUSE_MS = 5
 /** Generous hang guard for process exit; not a performance assertion. */
 const EXIT_GUARD_MS = 30_000
 
-interface Proc {
-  child: ChildProcess
-  stdout: () => string
-  stderr: () => string
-  exited: Promise<number | string>
-  done: boolean
-}
-
-const procs: Proc[] = []
 let dir: string
 let redis: RedisServer
 let direct: IORedis
@@ -61,14 +51,7 @@ afterAll(async () => {
   await redis?.stop()
   if (dir) await rm(dir, { recursive: true, force: true })
 })
-afterEach(async () => {
-  for (const p of procs.splice(0)) {
-    if (!p.done) {
-      p.child.kill('SIGKILL')
-      await p.exited
-    }
-  }
-})
+afterEach(killAll)
 
 let fileNo = 0
 async function start(instances: Record<string, string>, shutdown: Record<string, string>, redisCfg: Record<string, string> = {}) {
@@ -85,49 +68,16 @@ async function start(instances: Record<string, string>, shutdown: Record<string,
       log: { level: 'info' },
     }),
   )
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', GATEWAY_CONFIG: file },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()))
-  const p: Proc = {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    done: false,
-    exited: new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        p.done = true
-        resolve(code ?? signal ?? 'unknown')
-      })
-    }),
-  }
-  procs.push(p)
+  const p = spawnGateway(file)
   const opsUrl = `http://127.0.0.1:${opsPort}`
   await waitFor(
     async () => {
-      if (p.done) throw new Error(`gateway exited early\nstdout: ${out}\nstderr: ${err}`)
+      if (p.done) throw new Error(`gateway exited early\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`)
       return (await fetch(`${opsUrl}/readyz`)).status === 200
     },
     { timeoutMs: 30_000, intervalMs: 100, message: `${opsUrl}/readyz to answer 200` },
   )
   return { p, dataPort, opsUrl, base: (instance: string) => `http://127.0.0.1:${dataPort}/v1/instances/${instance}` }
-}
-
-async function exitWithin(p: Proc, ms: number): Promise<number | string> {
-  let timer: NodeJS.Timeout | undefined
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`process did not exit within ${ms}ms\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`)), ms)
-  })
-  try {
-    return await Promise.race([p.exited, guard])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /** The gateway's JSON log lines. */

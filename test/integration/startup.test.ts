@@ -2,31 +2,20 @@
 // pointing at temp files. A bad config stops start-up with exit code 2 naming the key; a good one
 // serves data and ops ports, honours env overrides, and drains and exits 0 on SIGTERM.
 
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { stringify } from 'yaml'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
+import { REPO_ROOT, exitWithin, killAll, spawnGateway, type GatewayProcess as Proc } from '../helpers/gateway-process.js'
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const repoRoot = REPO_ROOT
 const TOKEN = 'startup-test-token'
 
-interface Proc {
-  child: ChildProcess
-  stdout: () => string
-  stderr: () => string
-  /** Resolves with the exit code (or the signal name) once the process has exited. */
-  exited: Promise<number | string>
-  done: boolean
-}
-
-const procs: Proc[] = []
 let dir: string
 let redis: RedisServer
 
@@ -39,15 +28,7 @@ afterAll(async () => {
   await redis?.stop()
   if (dir) await rm(dir, { recursive: true, force: true })
 })
-afterEach(async () => {
-  // Only the processes this file started, by their own handle.
-  for (const p of procs.splice(0)) {
-    if (!p.done) {
-      p.child.kill('SIGKILL')
-      await p.exited
-    }
-  }
-})
+afterEach(killAll)
 
 let fileNo = 0
 async function configFile(content: string | Record<string, unknown>): Promise<string> {
@@ -56,47 +37,7 @@ async function configFile(content: string | Record<string, unknown>): Promise<st
   return file
 }
 
-function run(configPath: string, env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', GATEWAY_CONFIG: configPath, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()))
-  const p: Proc = {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    done: false,
-    exited: new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        p.done = true
-        resolve(code ?? signal ?? 'unknown')
-      })
-    }),
-  }
-  procs.push(p)
-  return p
-}
-
-/** The exit code, or a failure naming the deadline and the output so far. */
-async function exitWithin(p: Proc, ms: number): Promise<number | string> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`process did not exit within ${ms}ms\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`)),
-      ms,
-    )
-  })
-  try {
-    return await Promise.race([p.exited, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
+const run = spawnGateway
 
 function goodConfig(dataPort: number, opsPort: number): Record<string, unknown> {
   return {
