@@ -141,6 +141,7 @@ async function within2x(name: Name): Promise<Result[]> {
   let ok = false
   let firstWarmup: Result[] = []
   let last: { subject: Measured; twin: Measured } | undefined
+  let lastExcess = 1
   for (let attempt = 1; attempt <= ATTEMPTS && !ok; attempt++) {
     const m = await measurePair(name)
     if (attempt === 1) firstWarmup = m.warmup
@@ -151,10 +152,12 @@ async function within2x(name: Name): Promise<Result[]> {
         `(ratio ${(m.subject.p99 / m.twin.p99).toFixed(2)}); healthy p99 measured first ${fmt(healthy.get(name)!.p99)}; ` +
         `${(share * 100).toFixed(2)}% of reads took >= ${DELAY_MS} ms (twin ${(twinShare * 100).toFixed(2)}%)`,
     )
-    // Reads >= DELAY_MS beyond what the healthy twin saw in the same run (machine noise).
-    expect(share - twinShare).toBeLessThan(0.01)
-    ok = m.subject.p99 <= 2 * m.twin.p99
+    // Reads >= DELAY_MS beyond what the healthy twin saw in the same run (machine noise). Like the
+    // p99 bound, judged again on a fresh pair when a busy machine spoils one attempt.
+    lastExcess = share - twinShare
+    ok = lastExcess < 0.01 && m.subject.p99 <= 2 * m.twin.p99
   }
+  expect(lastExcess).toBeLessThan(0.01)
   expect(last!.subject.p99).toBeLessThanOrEqual(2 * last!.twin.p99)
   return firstWarmup
 }
