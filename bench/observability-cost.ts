@@ -1,7 +1,9 @@
 // The cost of observability (issue 6 requirement 6): the production gateway (dist/) under the same
-// load in three set-ups, alternated run by run so drift hits all of them alike:
+// load in four set-ups, alternated run by run so drift hits all of them alike:
 //   off      metrics off (GATEWAY_METRICS_ENABLED=false), tracing off
 //   shipped  metrics on, tracing off (no OTEL_* variables): the default
+//   sampled  metrics on, tracing on with 1 % ratio sampling (parentbased_traceidratio 0.01), the
+//            production recommendation
 //   full     metrics on and every request traced (OTEL_TRACES_SAMPLER=always_on), exported over
 //            OTLP/HTTP (protobuf, the SDK default) to a local collector stand-in that counts what
 //            arrives (bytes, export requests)
@@ -50,8 +52,8 @@ async function startSink(): Promise<{ url: string; stats: { requests: number; by
   return { url: `http://127.0.0.1:${port}`, stats, close: () => server.close() }
 }
 
-type Setup = 'off' | 'shipped' | 'full'
-const SETUPS: Setup[] = ['off', 'shipped', 'full']
+type Setup = 'off' | 'shipped' | 'sampled' | 'full'
+const SETUPS: Setup[] = ['off', 'shipped', 'sampled', 'full']
 
 const redis = await startRedis()
 {
@@ -68,6 +70,13 @@ function envFor(setup: Setup): NodeJS.ProcessEnv {
       return { GATEWAY_METRICS_ENABLED: 'false' }
     case 'shipped':
       return {}
+    case 'sampled':
+      return {
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0.01',
+        OTEL_SERVICE_NAME: 'redis-gateway-bench',
+      }
     case 'full':
       return {
         OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
