@@ -40,7 +40,7 @@ import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { readBody, readRequestBody } from './body.js'
 import { describeError, errorResponse } from './error-response.js'
-import { parseBatchBody, parseCommandBody, parseUrl, truncate, type ParsedUrl } from './request-parse.js'
+import { parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
 import { openSseStream } from './sse.js'
 
 export interface DataPlaneDeps {
@@ -344,22 +344,6 @@ function emitResolve(events: EventHub, st: ReqState): void {
     class: st.cls,
     error: r.error,
   })
-}
-
-/** The route template of a data-plane URL, for span names: no names, commands or arguments. */
-export function routeTemplate(rawUrl: string): string {
-  const q = rawUrl.indexOf('?')
-  const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
-  const base = path.startsWith('/v1/instances/') ? '/v1/instances/{name}' : path.startsWith('/v1/groups/') ? '/v1/groups/{name}' : null
-  if (base === null) return '/{unknown}'
-  const segs = path.slice(base.length - '{name}'.length).split('/')
-  if (segs.length > 1 && segs[segs.length - 1] === '') segs.pop()
-  if (segs.length === 1) return base
-  const first = segs[1]!
-  if (segs.length === 2 && (first === 'pipeline' || first === 'multi-exec')) return `${base}/${first}`
-  const lower = first.toLowerCase()
-  if (lower === 'subscribe' || lower === 'psubscribe') return `${base}/${lower}/{channels}`
-  return `${base}/{command...}`
 }
 
 /**

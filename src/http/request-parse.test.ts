@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest'
 import { BadRequestError, GatewayError, NotFoundError, statusOf } from '../errors.js'
-import { parseBatchBody, parseCommandBody, parseUrl, type ParsedUrl } from './request-parse.js'
+import { parseBatchBody, parseCommandBody, parseUrl, type ParsedUrl, routeTemplate } from './request-parse.js'
 
 /** The error thrown by fn; fails the test when nothing is thrown. */
 function thrown(fn: () => unknown): GatewayError {
@@ -285,5 +285,18 @@ describe('parseBatchBody', () => {
     ['empty command name', '[["PING"],["","k"]]', 'body[1] has an empty command name'],
   ])('%s -> 400', (_, body, message) => {
     expectBadRequest(() => parseBatchBody(body), message)
+  })
+})
+
+describe('routeTemplate (span names)', () => {
+  it('names the route by the same rules as parseUrl, without names, commands or arguments', () => {
+    expect(routeTemplate('/v1/instances/orders')).toBe('/v1/instances/{name}')
+    expect(routeTemplate('/v1/instances/orders/?_token=t')).toBe('/v1/instances/{name}')
+    expect(routeTemplate('/v1/groups/shop/pipeline')).toBe('/v1/groups/{name}/pipeline')
+    expect(routeTemplate('/v1/instances/orders/multi-exec')).toBe('/v1/instances/{name}/multi-exec')
+    expect(routeTemplate('/v1/instances/orders/SUBSCRIBE/news/sport')).toBe('/v1/instances/{name}/subscribe/{channels}')
+    expect(routeTemplate('/v1/instances/orders/set/secret-key/secret-value')).toBe('/v1/instances/{name}/{command...}')
+    expect(routeTemplate('/v1/instances/orders/pipeline/x')).toBe('/v1/instances/{name}/{command...}')
+    expect(routeTemplate('/elsewhere/secret')).toBe('/{unknown}')
   })
 })

@@ -88,6 +88,26 @@ export function parseUrl(rawUrl: string): ParsedUrl {
   return { kind, name, form, token, queryArgs }
 }
 
+/**
+ * The route template of a raw URL, for span names: the same route rules as parseUrl, but no name,
+ * command or argument (the path form carries keys in the path). Never throws.
+ */
+export function routeTemplate(rawUrl: string): string {
+  const q = rawUrl.indexOf('?')
+  const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
+  const prefix = path.startsWith(INSTANCES) ? INSTANCES : path.startsWith(GROUPS) ? GROUPS : null
+  if (prefix === null) return '/{unknown}'
+  const base = `${prefix}{name}`
+  const segs = path.slice(prefix.length).split('/')
+  if (segs.length > 1 && segs[segs.length - 1] === '') segs.pop()
+  if (segs.length === 1) return base
+  const first = segs[1]!
+  if (segs.length === 2 && (first === 'pipeline' || first === 'multi-exec')) return `${base}/${first}`
+  const lower = first.toLowerCase()
+  if (lower === 'subscribe' || lower === 'psubscribe') return `${base}/${lower}/{channels}`
+  return `${base}/{command...}`
+}
+
 function safeDecode(s: string): string | null {
   try {
     return decodeURIComponent(s)
