@@ -28,16 +28,23 @@ export function describeError(err: unknown): ErrorReply {
   return { status: 500, code: 'INTERNAL', body: '{"error":"INTERNAL unexpected gateway error"}', retryAfterS: undefined }
 }
 
+/** The headers an error reply needs beyond content-type and the sync token; null when none. */
+export function errorHeaders(err: unknown, d: ErrorReply): Record<string, string> | null {
+  let headers: Record<string, string> | null = null
+  if (d.retryAfterS !== undefined) (headers ??= {})['retry-after'] = String(d.retryAfterS)
+  if (d.status === 413) (headers ??= {}).connection = 'close'
+  if (d.status === 401) (headers ??= {})['www-authenticate'] = 'Bearer'
+  if (d.status === 405) (headers ??= {}).allow = (err as { allow?: string }).allow ?? 'GET, POST'
+  return headers
+}
+
 export function errorResponse(err: unknown, c: Context, logger: Logger, d: ErrorReply = describeError(err)): Response {
   if (d.status === 500) logger.error({ err }, 'unexpected error while serving a request')
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     // Every reply carries a sync token; on errors, hand back what the client sent so it never regresses.
     'upstash-sync-token': c.req.header('upstash-sync-token') ?? '',
+    ...errorHeaders(err, d),
   }
-  if (d.retryAfterS !== undefined) headers['retry-after'] = String(d.retryAfterS)
-  if (d.status === 413) headers.connection = 'close'
-  if (d.status === 401) headers['www-authenticate'] = 'Bearer'
-  if (d.status === 405) headers.allow = (err as { allow?: string }).allow ?? 'GET, POST'
   return c.newResponse(d.body, d.status as 400, headers)
 }

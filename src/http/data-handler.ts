@@ -1,0 +1,369 @@
+// The data plane's request logic, independent of the HTTP server that carries it (the fast lane
+// in fast-lane.ts for plain requests, Hono on node:http for the rest, see data-plane.ts).
+// Per request: parse URL -> authenticate -> classify -> resolve target -> pick endpoint ->
+// execute -> encode. Every failure is thrown as a typed error and turned into a reply in one
+// place (error-response.ts).
+
+import type { ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import {
+  BadRequestError,
+  ForbiddenError,
+  GatewayError,
+  MethodNotAllowedError,
+  RedisReplyError,
+  RefusedCommandError,
+  UnauthorizedError,
+  UnknownCommandError,
+} from '../errors.js'
+import type { EventHub, TraceScope } from '../events.js'
+import {
+  admission,
+  allows,
+  classify,
+  commandName,
+  isWriteClass,
+  requiredAccess,
+  unknownCommandMessage,
+  type CommandClass,
+} from '../routing/classify.js'
+import { dispatch, type DispatchOptions } from '../routing/dispatch.js'
+import type { Resolved, Router } from '../routing/router.js'
+import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
+import type { RoutingTable } from '../routing/table.js'
+import { errorJson, resultJson } from '../upstream/encode.js'
+import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
+import type { PooledEndpoint } from '../upstream/pool.js'
+import type { LoadTracker } from '../balancer/least-request.js'
+import type { TokenStore, Principal } from './auth.js'
+import { presentedToken } from './auth.js'
+import { describeError, errorHeaders } from './error-response.js'
+import { parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
+import { openSseStream } from './sse.js'
+
+export interface DataPlaneDeps {
+  readonly table: RoutingTable
+  readonly router: Router
+  readonly dispatch: DispatchOptions
+  /** Request header carrying the client id for sticky routing (lower-case). */
+  readonly clientIdHeader: string
+  /** The current token store (replaced when the config file changes). */
+  readonly tokens: () => TokenStore
+  readonly events: EventHub
+  readonly logger: Logger
+  readonly maxBodyBytes: number
+}
+
+/** One request as the data plane needs it, whichever server parsed it. */
+export interface DataRequest {
+  readonly method: string
+  /** The request target as sent: path and query, still percent-encoded. */
+  readonly url: string
+  /** A request header by lower-case name. */
+  header(name: string): string | undefined
+  /** The whole body, refused with TooLargeError beyond `limit` bytes. */
+  body(limit: number): Buffer | Promise<Buffer>
+  /** The Node response, for Server-Sent Events; null where the server cannot stream. */
+  readonly outgoing: ServerResponse | null
+}
+
+/** A complete JSON reply. Every reply carries a sync token. */
+export interface DataReply {
+  readonly status: number
+  readonly body: string
+  readonly syncToken: string
+  /** Further headers (lower-case names), or null. */
+  readonly headers: Readonly<Record<string, string>> | null
+}
+
+/** The request was answered by streaming to `outgoing` (SSE). */
+export const STREAMED = Symbol('streamed')
+
+interface ReqState {
+  instance: string | null
+  group: string | null
+  cls: string
+  role: string
+  /** The target instance's load (group least-request), finished when the request ends. */
+  load: LoadTracker | null
+  /** Tracing slot; null when nobody traces (then no tracing event is ever built). */
+  scope: TraceScope | null
+  /** Target resolution, reported as route.resolve once the command class is known. */
+  resolve: PendingResolve | null
+}
+
+interface PendingResolve {
+  readonly startMs: number
+  endMs: number
+  readonly kind: 'instance' | 'group'
+  readonly name: string
+  error: string | null
+}
+
+/** Serves one request; never rejects (every failure becomes an error reply). */
+export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): Promise<DataReply | typeof STREAMED> {
+  const started = performance.now()
+  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null, scope: null, resolve: null }
+  if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
+  // A scope (and with it resolve/select events) exists only when someone traces or logs decisions.
+  if (deps.events.has('requestBegin') || deps.events.has('routeSelect')) st.scope = { span: null }
+  if (st.scope !== null && deps.events.has('requestBegin')) {
+    deps.events.emit('requestBegin', {
+      scope: st.scope,
+      method: req.method,
+      route: routeTemplate(req.url),
+      traceparent: req.header('traceparent'),
+      tracestate: req.header('tracestate'),
+      startMs: started,
+    })
+  }
+  let status = 500
+  let code = 'INTERNAL'
+  try {
+    const res = await serve(req, deps, st)
+    status = res === STREAMED ? 200 : res.status
+    code = status === 200 ? 'OK' : 'REDIS'
+    return res
+  } catch (err) {
+    const d = describeError(err)
+    status = d.status
+    code = d.code
+    if (d.status === 500) deps.logger.error({ err }, 'unexpected error while serving a request')
+    // On errors, hand back the token the client sent so it never regresses.
+    return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d) }
+  } finally {
+    if (st.load !== null) {
+      const now = performance.now()
+      st.load.finish(now - started, now)
+    }
+    if (st.resolve !== null) emitResolve(deps.events, st)
+    if (deps.events.has('requestEnd')) {
+      deps.events.emit('requestEnd', {
+        instance: st.instance,
+        group: st.group,
+        class: st.cls,
+        status,
+        code,
+        durationS: (performance.now() - started) / 1000,
+        scope: st.scope,
+      })
+    }
+  }
+}
+
+function checkCommand(
+  args: readonly (string | Buffer)[],
+  principal: Principal,
+  where: string,
+  inTransaction = false,
+): CommandClass {
+  const cls = classify(args)
+  switch (admission(cls, principal.access)) {
+    case 'allow':
+      return cls
+    case 'unknown':
+      // Inside MULTI, Redis would queue-fail the command and abort EXEC: answer the same way.
+      if (inTransaction) {
+        throw new RedisReplyError(`EXECABORT Transaction discarded because of previous errors: ${unknownCommandMessage(args)}`)
+      }
+      throw new UnknownCommandError(`${where}${unknownCommandMessage(args)}`)
+    case 'refused':
+      throw new RefusedCommandError(`${where}${(cls as { reason: string }).reason}`)
+    case 'forbidden': {
+      const need = cls.kind === 'refused' ? cls.forbiddenBelow : requiredAccess(cls)
+      throw new ForbiddenError(
+        `${where}token '${principal.name}' has ${principal.access} access; '${commandName(args).toUpperCase()}' needs ${need}`,
+      )
+    }
+  }
+}
+
+async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promise<DataReply | typeof STREAMED> {
+  const method = req.method
+  const url: ParsedUrl = parseUrl(req.url)
+  const form = url.form
+  // GET is allowed for the path form and for SSE (browsers' EventSource can only GET, with _token).
+  const getOk = form.type === 'path' || form.type === 'subscribe'
+  if (method !== 'POST' && !(method === 'GET' && getOk)) {
+    throw new MethodNotAllowedError(
+      `method ${method} not allowed; use ${getOk ? 'GET or POST' : 'POST'}`,
+      getOk ? 'GET, POST' : 'POST',
+    )
+  }
+  const secret = presentedToken(req.header('authorization'), url.token)
+  const principal = secret === null ? null : deps.tokens().authenticate(secret)
+  if (principal === null) throw new UnauthorizedError()
+  if (!principal.allows(url.name)) {
+    throw new ForbiddenError(`token '${principal.name}' may not access ${url.kind} '${url.name}'`)
+  }
+  const snap = deps.table.current
+  // Resolve before reading the body: an unknown name is a 404 whatever was sent.
+  const clientId = req.header(deps.clientIdHeader) ?? null
+  let resolved: Resolved
+  if (st.scope === null) resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
+  else {
+    const pending: PendingResolve = { startMs: performance.now(), endMs: 0, kind: url.kind, name: url.name, error: null }
+    st.resolve = pending
+    try {
+      resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
+    } catch (err) {
+      pending.error = err instanceof GatewayError ? err.code : 'INTERNAL'
+      throw err
+    } finally {
+      pending.endMs = performance.now()
+    }
+  }
+  st.instance = resolved.instance.name
+  st.group = resolved.group
+  const base64 = (req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
+  const incomingToken = parseToken(req.header('upstash-sync-token'))
+  st.load = resolved.load
+  resolved.load.start()
+  const onRole = (role: string): void => {
+    st.role = role
+  }
+  const send = <T>(kind: 'read' | 'write' | 'subscribe', run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) =>
+    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st) }, run)
+  const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
+
+  switch (form.type) {
+    case 'subscribe': {
+      st.cls = 'subscribe'
+      if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
+        throw new RefusedCommandError('subscriptions are served as Server-Sent Events; send Accept: text/event-stream')
+      }
+      if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
+      if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
+      const outgoing = req.outgoing
+      if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
+      // The body means nothing here (the SDK sends "[]"), but it must be read: a socket with unread
+      // request bytes stops being read, and the client's hang-up would then never be noticed.
+      await req.body(deps.maxBodyBytes)
+      // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
+      await send('subscribe', (ep) =>
+        openSseStream({
+          hub: ep.pubsub,
+          pattern: form.pattern,
+          names: form.names,
+          outgoing,
+          headers: { 'upstash-sync-token': token(false) },
+          logger: deps.logger,
+        }),
+      )
+      return STREAMED
+    }
+    case 'command':
+    case 'path': {
+      let args: (string | Buffer)[]
+      if (form.type === 'command') {
+        args = parseCommandBody((await req.body(deps.maxBodyBytes)).toString('utf8'))
+      } else {
+        if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
+        args = [...form.args]
+        if (method === 'POST') {
+          const b = await req.body(deps.maxBodyBytes)
+          args.push(b)
+        }
+        for (const q of url.queryArgs) args.push(q)
+      }
+      const cls = checkCommand(args, principal, '')
+      const write = isWriteClass(cls)
+      st.cls = write ? 'write' : 'read'
+      try {
+        const { value } = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
+        return reply(200, resultJson(value, base64), token(write))
+      } catch (err) {
+        if (err instanceof RedisReplyError) return reply(400, errorJson(err.message), token(write))
+        throw err
+      }
+    }
+    case 'pipeline':
+    case 'multi-exec': {
+      const atomic = form.type === 'multi-exec'
+      st.cls = atomic ? 'multi' : 'pipeline'
+      const commands = parseBatchBody((await req.body(deps.maxBodyBytes)).toString('utf8'))
+      // A transaction is all or nothing: any inadmissible command rejects the request. In a
+      // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
+      // so an unknown, refused or forbidden command becomes that item's error and is not sent.
+      let write = atomic
+      let rejected: (string | undefined)[] | null = null
+      let admitted: string[][] = commands
+      for (let i = 0; i < commands.length; i++) {
+        try {
+          if (isWriteClass(checkCommand(commands[i]!, principal, atomic ? `command ${i + 1}: ` : '', atomic))) write = true
+        } catch (err) {
+          if (atomic || !(err instanceof GatewayError)) throw err
+          rejected ??= new Array<string | undefined>(commands.length)
+          rejected[i] = err.publicMessage
+        }
+      }
+      if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
+      try {
+        const items =
+          admitted.length > 0
+            ? (await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))).value
+            : []
+        let out = '['
+        for (let i = 0, k = 0; i < commands.length; i++) {
+          if (i > 0) out += ','
+          const refusal = rejected?.[i]
+          if (refusal !== undefined) {
+            out += errorJson(refusal)
+            continue
+          }
+          const it = items[k++]!
+          out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
+        }
+        out += ']'
+        return reply(200, out, token(write))
+      } catch (err) {
+        if (err instanceof RedisReplyError) {
+          // An aborted transaction (EXECABORT): one error for the whole request.
+          return reply(400, errorJson(err.message), token(write))
+        }
+        throw err
+      }
+    }
+  }
+}
+
+/** Reports route.resolve (now that the command class is known) and returns the tracing slot. */
+function resolvedScope(events: EventHub, st: ReqState): TraceScope | null {
+  if (st.resolve !== null) emitResolve(events, st)
+  return st.scope
+}
+
+function emitResolve(events: EventHub, st: ReqState): void {
+  const r = st.resolve!
+  st.resolve = null
+  events.emit('routeResolve', {
+    scope: st.scope!,
+    startMs: r.startMs,
+    endMs: r.endMs,
+    kind: r.kind,
+    name: r.name,
+    instance: st.instance,
+    group: st.group,
+    class: st.cls,
+    error: r.error,
+  })
+}
+
+/**
+ * The token returned with every reply: the instance's primary position (after a write, the offset
+ * just reached on it), or what the client sent when that is newer, so a token never goes back.
+ */
+function tokenFor(router: Router, r: Resolved, incoming: SyncPosition | null, afterWrite: boolean): string {
+  const primary = router.primaryOf(r.instance)
+  const replId = primary?.state.replId ?? incoming?.replId ?? '0'
+  let offset = primary?.state.offset ?? 0
+  if (incoming && incoming.instance === r.instance.name && incoming.replId === replId && incoming.offset > offset) {
+    offset = incoming.offset
+  }
+  return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)
+}
+
+function reply(status: 200 | 400, body: string, syncToken: string): DataReply {
+  return { status, body, syncToken, headers: null }
+}
+
