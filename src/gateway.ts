@@ -14,7 +14,8 @@ import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.
 import type { RuntimeEnv } from './config/load.js'
 import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
-import { createDataApp } from './http/data-plane.js'
+import { acceptFast, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
+import { installFastLane, type FastLaneOptions } from './http/fast-lane.js'
 import { createOpsApp } from './http/ops-plane.js'
 import { endSseStream, openStreamCount } from './http/sse.js'
 import { ConnectionTracker } from './http/drain.js'
@@ -259,7 +260,7 @@ export class Gateway {
     this.pool.start()
     this.startKubernetes()
     this.health.start()
-    const dataApp = createDataApp({
+    const dataDeps: DataPlaneDeps = {
       table: this.table,
       router: this.router,
       dispatch: {
@@ -274,14 +275,17 @@ export class Gateway {
       events: this.events,
       logger: this.logger,
       maxBodyBytes: this.config.limits.maxBodyBytes,
-    })
+    }
+    const dataApp = createDataApp(dataDeps)
     const opsApp = createOpsApp({
       registry: this.config.metrics.enabled ? this.metrics.registry : null,
       readiness: this,
       routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null }),
     })
-    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, this.config.limits.maxHeaderBytes)
-    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, this.config.limits.maxHeaderBytes)
+    const limits = this.config.limits
+    const fastLane = this.config.http.fastLane ? { handle: createFastDataHandler(dataDeps), accept: acceptFast, maxBodyBytes: limits.maxBodyBytes } : null
+    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits.maxHeaderBytes, fastLane)
+    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits.maxHeaderBytes, null)
     if (this.opts.configPath) {
       this.watcher = new ConfigWatcher({
         path: this.opts.configPath,
@@ -397,7 +401,14 @@ const OPS_CLOSE_MS = 1_000
 /** Connection bookkeeping of each listener, attached before it accepts anything. */
 const trackers = new WeakMap<Server, ConnectionTracker>()
 
-function listen(address: string, fetch: (req: Request, env: never) => Response | Promise<Response>, maxHeaderBytes: number): Promise<Server> {
+type FastLaneSetup = Pick<FastLaneOptions, 'handle' | 'accept' | 'maxBodyBytes'>
+
+function listen(
+  address: string,
+  fetch: (req: Request, env: never) => Response | Promise<Response>,
+  maxHeaderBytes: number,
+  fastLane: FastLaneSetup | null,
+): Promise<Server> {
   const { host, port } = parseListenAddress(address)
   return new Promise((resolve, reject) => {
     // A request the adapter cannot turn into a fetch Request (a backslash in the path, a bad Host
@@ -415,7 +426,9 @@ function listen(address: string, fetch: (req: Request, env: never) => Response |
     // trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
     server.requestTimeout = 30_000
     server.headersTimeout = 10_000
-    trackers.set(server, new ConnectionTracker(server))
+    const tracker = new ConnectionTracker(server)
+    trackers.set(server, tracker)
+    if (fastLane !== null) installFastLane(server, { ...fastLane, maxHeaderBytes, tracker })
     server.once('error', reject)
     server.once('listening', () => {
       server.off('error', reject)

@@ -11,6 +11,7 @@
 //   GATEWAY_COMMAND_TIMEOUT  overrides redis.commandTimeout
 //   GATEWAY_CONNECT_TIMEOUT  overrides redis.connectTimeout
 //   GATEWAY_MAX_BODY         overrides limits.maxBody
+//   GATEWAY_HTTP_FAST_LANE   overrides http.fastLane
 //   GATEWAY_SHUTDOWN_DELAY   overrides shutdown.delay
 //   GATEWAY_SHUTDOWN_TIMEOUT overrides shutdown.timeout
 //   GATEWAY_ZONE             this gateway's zone (loadRuntimeEnv), not part of the config file
@@ -68,6 +69,11 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'GATEWAY_COMMAND_TIMEOUT', key: 'redis.commandTimeout', description: 'Per-command timeout, a duration such as 2s or 500ms.' },
   { name: 'GATEWAY_CONNECT_TIMEOUT', key: 'redis.connectTimeout', description: 'Connect timeout, a duration such as 1s.' },
   { name: 'GATEWAY_MAX_BODY', key: 'limits.maxBody', description: 'Largest accepted request body, a size such as 10MiB.' },
+  {
+    name: 'GATEWAY_HTTP_FAST_LANE',
+    key: 'http.fastLane',
+    description: 'true or false: serve plain HTTP/1.1 requests in the fast lane (default true); false sends all through node:http.',
+  },
   { name: 'GATEWAY_METRICS_ENABLED', key: 'metrics.enabled', description: 'true or false: keep and serve Prometheus metrics (default true).' },
   {
     name: 'GATEWAY_SHUTDOWN_DELAY',

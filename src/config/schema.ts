@@ -50,7 +50,11 @@ export interface GatewayConfig {
    * update, then stop accepting and give in-flight requests at most `timeoutMs`.
    */
   shutdown: { delayMs: number; timeoutMs: number }
-  http: { clientIdHeader: string }
+  /**
+   * `fastLane`: serve plain HTTP/1.1 requests straight from the socket (src/http/fast-lane.ts);
+   * off = every request goes through node:http and Hono.
+   */
+  http: { clientIdHeader: string; fastLane: boolean }
   log: { level: LogLevel }
   /** Prometheus metrics on the ops port (`/metrics`); off = no metric is kept or served. */
   metrics: { enabled: boolean }
@@ -70,7 +74,7 @@ export const DEFAULTS = {
   health: { interval: '2s', timeout: '1s' },
   /** No delay for local use; in Kubernetes (the Helm chart sets 5s) long enough for endpoints to update. */
   shutdown: { delay: '0s', timeout: '20s' },
-  http: { clientIdHeader: 'x-client-id' },
+  http: { clientIdHeader: 'x-client-id', fastLane: true },
   log: { level: 'info' },
   metrics: { enabled: true },
 } as const satisfies {
@@ -481,6 +485,7 @@ export function configSchema(ctx: SchemaContext) {
             .default(DEFAULTS.http.clientIdHeader)
             .refine((s) => HEADER_NAME_RE.test(s), { error: (iss) => `expected an HTTP header name, got ${describeValue(iss.input)}` })
             .transform((s) => s.toLowerCase()),
+          fastLane: z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean().default(DEFAULTS.http.fastLane)),
         })
         .prefault({}),
       log: z

@@ -1,367 +1,96 @@
-// The data plane: the Upstash REST API as a Hono app (no listen here).
-// Per request: parse URL -> authenticate -> classify -> resolve target -> pick endpoint ->
-// execute -> encode. Every failure is thrown as a typed error and turned into a reply in one
-// place (error-response.ts).
+// The data plane as a Hono app on node:http (no listen here): the general HTTP path. It serves
+// what the fast lane (fast-lane.ts) hands over: Server-Sent Events, chunked or oversized bodies,
+// HTTP/1.0, odd methods and anything malformed, so every such case keeps Node's own HTTP parser.
+// The request logic is data-handler.ts, shared with the fast lane.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono, type Context } from 'hono'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
-import type { Logger } from 'pino'
-import {
-  BadRequestError,
-  ForbiddenError,
-  GatewayError,
-  MethodNotAllowedError,
-  RedisReplyError,
-  RefusedCommandError,
-  UnauthorizedError,
-  UnknownCommandError,
-} from '../errors.js'
-import type { EventHub, TraceScope } from '../events.js'
-import {
-  admission,
-  allows,
-  classify,
-  commandName,
-  isWriteClass,
-  requiredAccess,
-  unknownCommandMessage,
-  type CommandClass,
-} from '../routing/classify.js'
-import { dispatch, type DispatchOptions } from '../routing/dispatch.js'
-import type { Resolved, Router } from '../routing/router.js'
-import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
-import type { RoutingTable } from '../routing/table.js'
-import { errorJson, resultJson, encodeValue } from '../upstream/encode.js'
-import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
-import type { PooledEndpoint } from '../upstream/pool.js'
-import type { LoadTracker } from '../balancer/least-request.js'
-import type { TokenStore, Principal } from './auth.js'
-import { presentedToken } from './auth.js'
-import { readBody, readRequestBody } from './body.js'
-import { describeError, errorResponse } from './error-response.js'
-import { parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
-import { openSseStream } from './sse.js'
+import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
+import { readBody, readRequestBody, tooLarge } from './body.js'
+import { errorResponse } from './error-response.js'
+import type { FastRequest, FastResponse } from './fast-lane.js'
 
-export interface DataPlaneDeps {
-  readonly table: RoutingTable
-  readonly router: Router
-  readonly dispatch: DispatchOptions
-  /** Request header carrying the client id for sticky routing (lower-case). */
-  readonly clientIdHeader: string
-  /** The current token store (replaced when the config file changes). */
-  readonly tokens: () => TokenStore
-  readonly events: EventHub
-  readonly logger: Logger
-  readonly maxBodyBytes: number
-}
+export type { DataPlaneDeps } from './data-handler.js'
 
 type Bindings = { incoming?: IncomingMessage; outgoing?: ServerResponse }
 
-const JSON_TYPE = 'application/json'
-
 export function createDataApp(deps: DataPlaneDeps): Hono<{ Bindings: Bindings }> {
   const app = new Hono<{ Bindings: Bindings }>()
-  app.all('*', (c) => handle(c, deps))
+  app.all('*', async (c) => {
+    const res = await handleDataRequest(honoRequest(c), deps)
+    return res === STREAMED ? RESPONSE_ALREADY_SENT : toResponse(c, res)
+  })
   app.onError((err, c) => errorResponse(err, c, deps.logger))
   return app
 }
 
-interface ReqState {
-  instance: string | null
-  group: string | null
-  cls: string
-  role: string
-  /** The target instance's load (group least-request), finished when the request ends. */
-  load: LoadTracker | null
-  /** Tracing slot; null when nobody traces (then no tracing event is ever built). */
-  scope: TraceScope | null
-  /** Target resolution, reported as route.resolve once the command class is known. */
-  resolve: PendingResolve | null
-}
-
-interface PendingResolve {
-  readonly startMs: number
-  endMs: number
-  readonly kind: 'instance' | 'group'
-  readonly name: string
-  error: string | null
-}
-
-async function handle(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<Response> {
-  const started = performance.now()
-  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null, scope: null, resolve: null }
-  if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
-  // A scope (and with it resolve/select events) exists only when someone traces or logs decisions.
-  if (deps.events.has('requestBegin') || deps.events.has('routeSelect')) st.scope = { span: null }
-  if (st.scope !== null && deps.events.has('requestBegin')) {
-    deps.events.emit('requestBegin', {
-      scope: st.scope,
-      method: c.req.method,
-      route: routeTemplate(rawUrlOf(c)),
-      traceparent: c.req.header('traceparent'),
-      tracestate: c.req.header('tracestate'),
-      startMs: started,
-    })
-  }
-  let status = 500
-  let code = 'INTERNAL'
-  try {
-    const res = await serve(c, deps, st)
-    status = res === RESPONSE_ALREADY_SENT ? 200 : res.status
-    code = status === 200 ? 'OK' : 'REDIS'
-    return res
-  } catch (err) {
-    const d = describeError(err)
-    status = d.status
-    code = d.code
-    return errorResponse(err, c, deps.logger, d)
-  } finally {
-    if (st.load !== null) {
-      const now = performance.now()
-      st.load.finish(now - started, now)
-    }
-    if (st.resolve !== null) emitResolve(deps.events, st)
-    if (deps.events.has('requestEnd')) {
-      deps.events.emit('requestEnd', {
-        instance: st.instance,
-        group: st.group,
-        class: st.cls,
-        status,
-        code,
-        durationS: (performance.now() - started) / 1000,
-        scope: st.scope,
-      })
-    }
-  }
-}
-
-function rawUrlOf(c: Context<{ Bindings: Bindings }>): string {
+function honoRequest(c: Context<{ Bindings: Bindings }>): DataRequest {
   const incoming = c.env?.incoming
-  if (incoming?.url) return incoming.url
-  const u = new URL(c.req.url)
+  return {
+    method: c.req.method,
+    url: incoming?.url ?? pathAndQuery(c.req.url),
+    header: (name) => c.req.header(name),
+    body: (limit) => (incoming ? readBody(incoming, limit) : readRequestBody(c.req.raw, limit)),
+    outgoing: c.env?.outgoing ?? null,
+  }
+}
+
+function pathAndQuery(url: string): string {
+  const u = new URL(url)
   return u.pathname + u.search
 }
 
-async function body(c: Context<{ Bindings: Bindings }>, limit: number): Promise<Buffer> {
-  const incoming = c.env?.incoming
-  return incoming ? readBody(incoming, limit) : readRequestBody(c.req.raw, limit)
+function toResponse(c: Context, r: DataReply): Response {
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'upstash-sync-token': r.syncToken }
+  if (r.headers !== null) Object.assign(headers, r.headers)
+  return c.newResponse(r.body, r.status as 200, headers)
 }
 
-function checkCommand(
-  args: readonly (string | Buffer)[],
-  principal: Principal,
-  where: string,
-  inTransaction = false,
-): CommandClass {
-  const cls = classify(args)
-  switch (admission(cls, principal.access)) {
-    case 'allow':
-      return cls
-    case 'unknown':
-      // Inside MULTI, Redis would queue-fail the command and abort EXEC: answer the same way.
-      if (inTransaction) {
-        throw new RedisReplyError(`EXECABORT Transaction discarded because of previous errors: ${unknownCommandMessage(args)}`)
-      }
-      throw new UnknownCommandError(`${where}${unknownCommandMessage(args)}`)
-    case 'refused':
-      throw new RefusedCommandError(`${where}${(cls as { reason: string }).reason}`)
-    case 'forbidden': {
-      const need = cls.kind === 'refused' ? cls.forbiddenBelow : requiredAccess(cls)
-      throw new ForbiddenError(
-        `${where}token '${principal.name}' has ${principal.access} access; '${commandName(args).toUpperCase()}' needs ${need}`,
-      )
-    }
-  }
-}
-
-async function serve(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps, st: ReqState): Promise<Response> {
-  const method = c.req.method
-  const url: ParsedUrl = parseUrl(rawUrlOf(c))
-  const form = url.form
-  // GET is allowed for the path form and for SSE (browsers' EventSource can only GET, with _token).
-  const getOk = form.type === 'path' || form.type === 'subscribe'
-  if (method !== 'POST' && !(method === 'GET' && getOk)) {
-    throw new MethodNotAllowedError(
-      `method ${method} not allowed; use ${getOk ? 'GET or POST' : 'POST'}`,
-      getOk ? 'GET, POST' : 'POST',
-    )
-  }
-  const secret = presentedToken(c.req.header('authorization'), url.token)
-  const principal = secret === null ? null : deps.tokens().authenticate(secret)
-  if (principal === null) throw new UnauthorizedError()
-  if (!principal.allows(url.name)) {
-    throw new ForbiddenError(`token '${principal.name}' may not access ${url.kind} '${url.name}'`)
-  }
-  const snap = deps.table.current
-  // Resolve before reading the body: an unknown name is a 404 whatever was sent.
-  const clientId = c.req.header(deps.clientIdHeader) ?? null
-  let resolved: Resolved
-  if (st.scope === null) resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
-  else {
-    const pending: PendingResolve = { startMs: performance.now(), endMs: 0, kind: url.kind, name: url.name, error: null }
-    st.resolve = pending
-    try {
-      resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
-    } catch (err) {
-      pending.error = err instanceof GatewayError ? err.code : 'INTERNAL'
-      throw err
-    } finally {
-      pending.endMs = performance.now()
-    }
-  }
-  st.instance = resolved.instance.name
-  st.group = resolved.group
-  const base64 = (c.req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
-  const incomingToken = parseToken(c.req.header('upstash-sync-token'))
-  st.load = resolved.load
-  resolved.load.start()
-  const onRole = (role: string): void => {
-    st.role = role
-  }
-  const send = <T>(kind: 'read' | 'write' | 'subscribe', run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) =>
-    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st) }, run)
-  const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
-
-  switch (form.type) {
-    case 'subscribe': {
-      st.cls = 'subscribe'
-      if ((c.req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
-        throw new RefusedCommandError('subscriptions are served as Server-Sent Events; send Accept: text/event-stream')
-      }
-      if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
-      if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
-      const outgoing = c.env?.outgoing
-      if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
-      // The body means nothing here (the SDK sends "[]"), but it must be read: a socket with unread
-      // request bytes stops being read, and the client's hang-up would then never be noticed.
-      await body(c, deps.maxBodyBytes)
-      // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      await send('subscribe', (ep) =>
-        openSseStream({
-          hub: ep.pubsub,
-          pattern: form.pattern,
-          names: form.names,
-          outgoing,
-          headers: { 'upstash-sync-token': token(false) },
-          logger: deps.logger,
-        }),
-      )
-      return RESPONSE_ALREADY_SENT
-    }
-    case 'command':
-    case 'path': {
-      let args: (string | Buffer)[]
-      if (form.type === 'command') {
-        args = parseCommandBody((await body(c, deps.maxBodyBytes)).toString('utf8'))
-      } else {
-        if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
-        args = [...form.args]
-        if (method === 'POST') {
-          const b = await body(c, deps.maxBodyBytes)
-          args.push(b)
-        }
-        for (const q of url.queryArgs) args.push(q)
-      }
-      const cls = checkCommand(args, principal, '')
-      const write = isWriteClass(cls)
-      st.cls = write ? 'write' : 'read'
-      try {
-        const { value } = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
-        return reply(c, 200, resultJson(value, base64), token(write))
-      } catch (err) {
-        if (err instanceof RedisReplyError) return reply(c, 400, errorJson(err.message), token(write))
-        throw err
+/** The fast lane's side of the data plane (fast-lane.ts): the same logic, replies as raw header lines. */
+export function createFastDataHandler(deps: DataPlaneDeps): (req: FastRequest) => Promise<FastResponse> {
+  return async (req) => {
+    const res = await handleDataRequest(new FastDataRequest(req), deps)
+    // acceptFast() keeps subscriptions out of the lane, so nothing here streams.
+    if (res === STREAMED) throw new Error('the fast lane cannot stream')
+    let headers = `content-type: application/json\r\nupstash-sync-token: ${res.syncToken}\r\n`
+    let close = false
+    if (res.headers !== null) {
+      for (const name in res.headers) {
+        if (name === 'connection' && res.headers[name] === 'close') close = true
+        else headers += `${name}: ${res.headers[name]}\r\n`
       }
     }
-    case 'pipeline':
-    case 'multi-exec': {
-      const atomic = form.type === 'multi-exec'
-      st.cls = atomic ? 'multi' : 'pipeline'
-      const commands = parseBatchBody((await body(c, deps.maxBodyBytes)).toString('utf8'))
-      // A transaction is all or nothing: any inadmissible command rejects the request. In a
-      // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
-      // so an unknown, refused or forbidden command becomes that item's error and is not sent.
-      let write = atomic
-      let rejected: (string | undefined)[] | null = null
-      let admitted: string[][] = commands
-      for (let i = 0; i < commands.length; i++) {
-        try {
-          if (isWriteClass(checkCommand(commands[i]!, principal, atomic ? `command ${i + 1}: ` : '', atomic))) write = true
-        } catch (err) {
-          if (atomic || !(err instanceof GatewayError)) throw err
-          rejected ??= new Array<string | undefined>(commands.length)
-          rejected[i] = err.publicMessage
-        }
-      }
-      if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
-      try {
-        const items =
-          admitted.length > 0
-            ? (await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))).value
-            : []
-        let out = '['
-        for (let i = 0, k = 0; i < commands.length; i++) {
-          if (i > 0) out += ','
-          const refusal = rejected?.[i]
-          if (refusal !== undefined) {
-            out += errorJson(refusal)
-            continue
-          }
-          const it = items[k++]!
-          out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
-        }
-        out += ']'
-        return reply(c, 200, out, token(write))
-      } catch (err) {
-        if (err instanceof RedisReplyError) {
-          // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(c, 400, errorJson(err.message), token(write))
-        }
-        throw err
-      }
-    }
+    return { status: res.status, headers, body: res.body, close }
   }
-}
-
-/** Reports route.resolve (now that the command class is known) and returns the tracing slot. */
-function resolvedScope(events: EventHub, st: ReqState): TraceScope | null {
-  if (st.resolve !== null) emitResolve(events, st)
-  return st.scope
-}
-
-function emitResolve(events: EventHub, st: ReqState): void {
-  const r = st.resolve!
-  st.resolve = null
-  events.emit('routeResolve', {
-    scope: st.scope!,
-    startMs: r.startMs,
-    endMs: r.endMs,
-    kind: r.kind,
-    name: r.name,
-    instance: st.instance,
-    group: st.group,
-    class: st.cls,
-    error: r.error,
-  })
 }
 
 /**
- * The token returned with every reply: the instance's primary position (after a write, the offset
- * just reached on it), or what the client sent when that is newer, so a token never goes back.
+ * Which requests the fast lane may serve: everything but subscriptions, which stream (any target
+ * mentioning subscribe, or asking for an event stream, goes to node:http; being broad costs nothing).
  */
-function tokenFor(router: Router, r: Resolved, incoming: SyncPosition | null, afterWrite: boolean): string {
-  const primary = router.primaryOf(r.instance)
-  const replId = primary?.state.replId ?? incoming?.replId ?? '0'
-  let offset = primary?.state.offset ?? 0
-  if (incoming && incoming.instance === r.instance.name && incoming.replId === replId && incoming.offset > offset) {
-    offset = incoming.offset
+export function acceptFast(_method: string, url: string, headers: Readonly<Record<string, string>>): boolean {
+  if (headers.accept !== undefined && headers.accept.indexOf('event-stream') >= 0) return false
+  return !SUBSCRIBE.test(url)
+}
+
+const SUBSCRIBE = /subscribe/i
+
+class FastDataRequest implements DataRequest {
+  readonly outgoing = null
+  constructor(private readonly req: FastRequest) {}
+  get method(): string {
+    return this.req.method
   }
-  return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)
+  get url(): string {
+    return this.req.url
+  }
+  header(name: string): string | undefined {
+    return this.req.headers[name]
+  }
+  body(limit: number): Buffer {
+    // The lane hands bodies over the limit to node:http; this only guards a smaller limit.
+    if (this.req.body.length > limit) throw tooLarge(limit)
+    return this.req.body
+  }
 }
-
-function reply(c: Context, status: 200 | 400, text: string, syncToken: string): Response {
-  return c.newResponse(text, status, { 'content-type': JSON_TYPE, 'upstash-sync-token': syncToken })
-}
-
-export { encodeValue }

@@ -95,6 +95,35 @@ export class ConnectionTracker {
     })
   }
 
+  /** A drain has started: replies must close their connections. */
+  get draining(): boolean {
+    return this.drainState !== null
+  }
+
+  /** A request on `socket` is being served outside node:http (the fast lane, fast-lane.ts). */
+  requestBegan(socket: Socket): void {
+    const conn = this.conns.get(socket)
+    if (!conn) return
+    conn.inflight++
+    if (this.drainState) this.drainState.requests++
+  }
+
+  /**
+   * The fast lane answered a request on `socket`; `closedForDrain` when the reply carried
+   * `Connection: close` because of the drain.
+   */
+  requestEnded(socket: Socket, closedForDrain: boolean): void {
+    const conn = this.conns.get(socket)
+    if (!conn) return
+    conn.inflight--
+    if (conn.inflight === 0) conn.idleSince = this.now()
+    const d = this.drainState
+    if (d) {
+      if (closedForDrain) d.connectionClose++
+      d.check()
+    }
+  }
+
   /** Requests read and not yet answered. */
   get inflight(): number {
     let n = 0

@@ -1,0 +1,372 @@
+// The data plane's fast lane: plain HTTP/1.1 requests served straight from the socket, without
+// node:http's per-request objects (IncomingMessage, ServerResponse, their streams and timers),
+// which cost more CPU than everything else a GET does (bench/README.md, "Fast lane").
+//
+// It is deliberately narrow. A connection starts in the lane; the lane serves a request itself
+// only when it is unambiguous: GET or POST, HTTP/1.1, an origin-form target of visible ASCII,
+// well-formed header lines with no duplicate names, Host present, a body framed by at most one
+// Content-Length (no Transfer-Encoding, Expect or Upgrade), headers and body within the limits,
+// and `accept` agrees (the data plane refuses Server-Sent Events). Anything else, valid or not,
+// is handed over, with the bytes read so far, to node:http's own connection handling for the rest
+// of that connection's life: llhttp parses it, and oversized, malformed or smuggling-shaped input
+// gets the same answers as without the lane. Being conservative costs only speed, never meaning.
+//
+// One request at a time per connection: pipelined requests wait in the buffer until the reply
+// before them is written, so replies stay in order. Replies carry Date, Content-Length and
+// keep-alive headers as node:http would. Idle, slow and draining connections are handled as
+// node:http does, by one sweep timer for all connections instead of timers per socket.
+
+import { STATUS_CODES, type Server } from 'node:http'
+import type { Socket } from 'node:net'
+import type { ConnectionTracker } from './drain.js'
+
+export interface FastRequest {
+  readonly method: 'GET' | 'POST'
+  /** The request target as sent (origin form: path and query). */
+  readonly url: string
+  /** Header values by lower-case name (names are unique: duplicates go to node:http). */
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: Buffer
+}
+
+export interface FastResponse {
+  readonly status: number
+  /** Header lines, each `name: value\r\n`; Date, Content-Length and Connection are added. */
+  readonly headers: string
+  readonly body: string
+  /** Close the connection after this reply. */
+  readonly close: boolean
+}
+
+export interface FastLaneOptions {
+  /** Serves a complete request; must not reject. */
+  readonly handle: (req: FastRequest) => Promise<FastResponse>
+  /** Whether the lane may serve a request with this target and headers (before its body is read). */
+  readonly accept: (method: string, url: string, headers: Readonly<Record<string, string>>) => boolean
+  readonly maxHeaderBytes: number
+  readonly maxBodyBytes: number
+  /** Drain and connection bookkeeping shared with node:http's path. */
+  readonly tracker: ConnectionTracker
+  /** Injected for tests; performance.now() by default. */
+  readonly now?: () => number
+}
+
+export interface FastLane {
+  /** Requests served by the lane / connections handed to node:http, since installation. */
+  readonly served: number
+  readonly handedOver: number
+  /** Stops the sweep timer (the server's 'close' does it too). */
+  stop(): void
+}
+
+const CRLF2 = Buffer.from('\r\n\r\n', 'latin1')
+// Bytes no header section may hold outside line ends: other controls, DEL, a lone CR or LF.
+const BAD_HEAD = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+// Origin form, visible ASCII only (no fragment): anything else is left to llhttp.
+const TARGET = /^\/[\x21-\x22\x24-\x7e]*$/
+const DIGITS = /^\d{1,15}$/
+/** Request headers that mean the lane must not answer (framing and protocol switches). */
+const HAND_OVER_HEADERS: Readonly<Record<string, true>> = { 'transfer-encoding': true, expect: true, upgrade: true, 'proxy-connection': true }
+
+/**
+ * Puts the fast lane in front of `server`'s own connection handling. Call before the server
+ * accepts connections; node:http still owns the listener, its options and every handed-over socket.
+ */
+export function installFastLane(server: Server, opts: FastLaneOptions): FastLane {
+  const httpConnection = server.listeners('connection')[0] as ((socket: Socket) => void) | undefined
+  if (typeof httpConnection !== 'function') throw new Error('installFastLane: the server has no connection listener')
+  server.removeListener('connection', httpConnection)
+  const now = opts.now ?? (() => performance.now())
+  const conns = new Set<Conn>()
+  const stats = { served: 0, handedOver: 0 }
+  const lane: LaneState = { keepAlive: keepAliveLines(server.keepAliveTimeout) }
+
+  const handOver = (c: Conn, pending: Buffer | null): void => {
+    conns.delete(c)
+    c.detach()
+    stats.handedOver++
+    // Nothing is emitted between these lines: the bytes go back to the front of the socket's
+    // buffer and node:http's listener, attached now, reads them first.
+    if (pending !== null && pending.length > 0) c.socket.unshift(pending)
+    httpConnection.call(server, c.socket)
+  }
+
+  server.prependListener('connection', (socket: Socket) => {
+    const c = new Conn(socket, opts, now, handOver, stats, lane)
+    conns.add(c)
+    socket.once('close', () => conns.delete(c))
+  })
+
+  // One timer for all connections: idle keep-alive, slow headers, slow bodies.
+  const sweep = setInterval(() => {
+    const t = now()
+    lane.keepAlive = keepAliveLines(server.keepAliveTimeout)
+    for (const c of conns) c.sweep(t, server)
+  }, 1_000)
+  sweep.unref()
+  const stop = (): void => clearInterval(sweep)
+  server.once('close', stop)
+  return {
+    get served() {
+      return stats.served
+    },
+    get handedOver() {
+      return stats.handedOver
+    },
+    stop,
+  }
+}
+
+class Conn {
+  /** Unparsed bytes, starting at a request's first byte; more than one part only while a body arrives. */
+  private parts: Buffer[] = []
+  private size = 0
+  /** Where to resume looking for the end of the header section. */
+  private scanFrom = 0
+  /** The parsed head of the request whose body is arriving, and the bytes it needs in all. */
+  private head: { req: Omit<FastRequest, 'body'>; bodyStart: number; close: boolean } | null = null
+  private want = 0
+  /** A request is being served: bytes wait in `parts`. */
+  private busy = false
+  private closed = false
+  /** The client sent FIN: answer what is in flight, then close (node:http closes at once). */
+  private ended = false
+  /** When the connection went idle, or when the partial request in `parts` began. */
+  private since: number
+  private readonly onData = (chunk: Buffer): void => this.receive(chunk)
+  private readonly onClose = (): void => {
+    this.closed = true
+  }
+  private readonly onEnd = (): void => {
+    this.ended = true
+    if (this.busy || this.closed) return
+    this.closed = true
+    this.socket.end()
+  }
+
+  constructor(
+    readonly socket: Socket,
+    private readonly opts: FastLaneOptions,
+    private readonly now: () => number,
+    private readonly handOver: (c: Conn, pending: Buffer | null) => void,
+    private readonly stats: { served: number },
+    private readonly lane: LaneState,
+  ) {
+    this.since = now()
+    socket.on('data', this.onData)
+    socket.on('close', this.onClose)
+    socket.on('end', this.onEnd)
+    socket.on('error', noop)
+  }
+
+  detach(): void {
+    this.socket.removeListener('data', this.onData)
+    this.socket.removeListener('close', this.onClose)
+    this.socket.removeListener('end', this.onEnd)
+    this.socket.removeListener('error', noop)
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.size === 0) this.since = this.now()
+    this.parts.push(chunk)
+    this.size += chunk.length
+    if (!this.busy && this.size >= this.want) this.next()
+  }
+
+  /** Parses and starts the next request in the buffer, if it is complete. */
+  private next(): void {
+    if (this.size === 0) return
+    let buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size)
+    this.parts = [buf]
+    let head = this.head
+    if (head === null) {
+      const end = buf.indexOf(CRLF2, this.scanFrom)
+      if (end < 0 || end + 4 > this.opts.maxHeaderBytes) {
+        // node:http answers an oversized header section (431); until then, wait for more bytes.
+        if (end >= 0 || buf.length > this.opts.maxHeaderBytes) return this.handOver(this, this.take())
+        this.scanFrom = Math.max(0, buf.length - 3)
+        this.want = buf.length + 1
+        return
+      }
+      const parsed = parseHead(buf.toString('latin1', 0, end))
+      if (parsed === null || parsed.contentLength > this.opts.maxBodyBytes || !this.opts.accept(parsed.req.method, parsed.req.url, parsed.req.headers)) {
+        return this.handOver(this, this.take())
+      }
+      head = { req: parsed.req, bodyStart: end + 4, close: parsed.close }
+      this.head = head
+      this.scanFrom = 0
+      this.want = head.bodyStart + parsed.contentLength
+    }
+    if (this.size < this.want) return
+    const body = buf.subarray(head.bodyStart, this.want)
+    if (this.size > this.want) {
+      buf = buf.subarray(this.want)
+      this.parts = [buf]
+      this.size = buf.length
+      this.since = this.now()
+    } else {
+      this.parts = []
+      this.size = 0
+    }
+    this.head = null
+    this.want = 0
+    this.serve({ method: head.req.method, url: head.req.url, headers: head.req.headers, body }, head.close)
+  }
+
+  private take(): Buffer | null {
+    const buf = this.size === 0 ? null : this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size)
+    this.parts = []
+    this.size = 0
+    return buf
+  }
+
+  private serve(req: FastRequest, close: boolean): void {
+    this.busy = true
+    this.stats.served++
+    const tracker = this.opts.tracker
+    tracker.requestBegan(this.socket)
+    this.opts.handle(req).then(
+      (res) => this.respond(res, close || res.close),
+      () => this.respond(INTERNAL, true),
+    )
+  }
+
+  private respond(res: FastResponse, close: boolean): void {
+    const tracker = this.opts.tracker
+    const draining = tracker.draining
+    const end = close || draining || this.ended
+    this.busy = false
+    if (this.closed) {
+      tracker.requestEnded(this.socket, false)
+      return
+    }
+    const s = this.socket
+    s.write(
+      `${statusLine(res.status)}${res.headers}content-length: ${Buffer.byteLength(res.body)}\r\ndate: ${httpDate()}\r\n${
+        end ? 'connection: close\r\n\r\n' : this.lane.keepAlive
+      }${res.body}`,
+    )
+    tracker.requestEnded(s, draining && !close)
+    if (end) {
+      s.end()
+      this.closed = true
+      return
+    }
+    this.since = this.now()
+    if (this.size === 0) return
+    // A pipelined request is waiting: go on once the reply has left (node:http pauses the same way).
+    if (s.writableNeedDrain) s.once('drain', () => this.next())
+    else this.next()
+  }
+
+  /** Idle and slow-request timeouts, with node:http's limits. */
+  sweep(t: number, server: Server): void {
+    if (this.busy || this.closed) return
+    const waited = t - this.since
+    if (this.size === 0) {
+      if (waited >= server.keepAliveTimeout && server.keepAliveTimeout > 0) {
+        this.closed = true
+        this.socket.destroySoon()
+      }
+      return
+    }
+    const limit = this.head === null ? server.headersTimeout : server.requestTimeout
+    if (limit > 0 && waited >= limit) {
+      this.closed = true
+      this.socket.end(TIMEOUT_REPLY)
+    }
+  }
+}
+
+interface ParsedHead {
+  readonly req: Omit<FastRequest, 'body'>
+  readonly contentLength: number
+  /** The client asked to close the connection after this request. */
+  readonly close: boolean
+}
+
+/** The request line and headers, or null when the lane must hand the request over. */
+export function parseHead(text: string): ParsedHead | null {
+  if (BAD_HEAD.test(text)) return null
+  const lines = text.split('\r\n')
+  const first = lines[0]!
+  const sp1 = first.indexOf(' ')
+  const sp2 = first.indexOf(' ', sp1 + 1)
+  if (sp1 < 0 || sp2 < 0 || first.indexOf(' ', sp2 + 1) >= 0) return null
+  const method = first.slice(0, sp1)
+  if ((method !== 'GET' && method !== 'POST') || first.slice(sp2 + 1) !== 'HTTP/1.1') return null
+  const url = first.slice(sp1 + 1, sp2)
+  if (!TARGET.test(url)) return null
+  const headers: Record<string, string> = Object.create(null)
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!
+    const colon = line.indexOf(':')
+    if (colon <= 0) return null
+    const name = line.slice(0, colon)
+    if (!TOKEN.test(name)) return null
+    const key = name.toLowerCase()
+    if (key in headers || key in HAND_OVER_HEADERS) return null
+    headers[key] = line.slice(colon + 1).trim()
+  }
+  if (headers.host === undefined) return null
+  let contentLength = 0
+  const cl = headers['content-length']
+  if (cl !== undefined) {
+    if (!DIGITS.test(cl)) return null
+    contentLength = Number(cl)
+  }
+  let close = false
+  const conn = headers.connection
+  if (conn !== undefined) {
+    for (const t of conn.toLowerCase().split(',')) {
+      const token = t.trim()
+      if (token === 'close') close = true
+      else if (token === 'upgrade') return null
+    }
+  }
+  return { req: { method, url, headers }, contentLength, close }
+}
+
+function noop(): void {}
+
+interface LaneState {
+  /** The closing header lines of a kept-alive reply, advertising the server's keep-alive timeout. */
+  keepAlive: string
+}
+
+function keepAliveLines(timeoutMs: number): string {
+  const s = Math.floor(timeoutMs / 1000)
+  return s > 0 ? `connection: keep-alive\r\nkeep-alive: timeout=${s}\r\n\r\n` : 'connection: keep-alive\r\n\r\n'
+}
+const INTERNAL: FastResponse = {
+  status: 500,
+  headers: 'content-type: application/json\r\n',
+  body: '{"error":"INTERNAL unexpected gateway error"}',
+  close: true,
+}
+const TIMEOUT_BODY = '{"error":"TIMEOUT request not received in time"}'
+const TIMEOUT_REPLY = `HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: ${TIMEOUT_BODY.length}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${TIMEOUT_BODY}`
+
+const statusLines = new Map<number, string>()
+function statusLine(status: number): string {
+  let line = statusLines.get(status)
+  if (line === undefined) {
+    line = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`
+    statusLines.set(status, line)
+  }
+  return line
+}
+
+// The Date header changes once a second; format it once a second.
+let dateSecond = -1
+let dateText = ''
+function httpDate(): string {
+  const ms = Date.now()
+  const second = Math.floor(ms / 1000)
+  if (second !== dateSecond) {
+    dateSecond = second
+    dateText = new Date(ms).toUTCString()
+  }
+  return dateText
+}
