@@ -60,14 +60,6 @@ export interface FastLane {
 }
 
 const CRLF2 = Buffer.from('\r\n\r\n', 'latin1')
-// Bytes no header section may hold outside line ends: other controls, DEL, a lone CR or LF.
-const BAD_HEAD = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-// Origin form, visible ASCII only (no fragment): anything else is left to llhttp.
-const TARGET = /^\/[\x21-\x22\x24-\x7e]*$/
-const DIGITS = /^\d{1,15}$/
-/** Request headers that mean the lane must not answer (framing and protocol switches). */
-const HAND_OVER_HEADERS: Readonly<Record<string, true>> = { 'transfer-encoding': true, expect: true, upgrade: true, 'proxy-connection': true }
 
 /**
  * Puts the fast lane in front of `server`'s own connection handling. Call before the server
@@ -286,47 +278,93 @@ interface ParsedHead {
   readonly close: boolean
 }
 
-/** The request line and headers, or null when the lane must hand the request over. */
+/**
+ * The request line and headers, or null when the lane must hand the request over. One pass of
+ * character checks, no regular expressions: this runs for every request (it was 6 % of a GET's
+ * CPU written with split() and regexes).
+ */
 export function parseHead(text: string): ParsedHead | null {
-  if (BAD_HEAD.test(text)) return null
-  const lines = text.split('\r\n')
-  const first = lines[0]!
-  const sp1 = first.indexOf(' ')
-  const sp2 = first.indexOf(' ', sp1 + 1)
-  if (sp1 < 0 || sp2 < 0 || first.indexOf(' ', sp2 + 1) >= 0) return null
-  const method = first.slice(0, sp1)
-  if ((method !== 'GET' && method !== 'POST') || first.slice(sp2 + 1) !== 'HTTP/1.1') return null
-  const url = first.slice(sp1 + 1, sp2)
-  if (!TARGET.test(url)) return null
+  const lineEnd = text.indexOf('\r\n')
+  if (lineEnd < 0) return null // no header lines at all, so no Host
+  const sp1 = text.indexOf(' ')
+  if (sp1 !== 3 && sp1 !== 4) return null
+  const method = text.slice(0, sp1)
+  if (method !== 'GET' && method !== 'POST') return null
+  const sp2 = text.indexOf(' ', sp1 + 1)
+  if (sp2 < 0 || sp2 > lineEnd || lineEnd - sp2 !== 9 || !text.startsWith('HTTP/1.1', sp2 + 1)) return null
+  // Origin form of visible ASCII, no fragment.
+  if (text.charCodeAt(sp1 + 1) !== 0x2f) return null
+  for (let i = sp1 + 2; i < sp2; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e || c === 0x23) return null
+  }
+  const url = text.slice(sp1 + 1, sp2)
   const headers: Record<string, string> = Object.create(null)
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!
-    const colon = line.indexOf(':')
-    if (colon <= 0) return null
-    const name = line.slice(0, colon)
-    if (!TOKEN.test(name)) return null
-    const key = name.toLowerCase()
-    if (key in headers || key in HAND_OVER_HEADERS) return null
-    headers[key] = line.slice(colon + 1).trim()
-  }
-  if (headers.host === undefined) return null
+  let host = false
   let contentLength = 0
-  const cl = headers['content-length']
-  if (cl !== undefined) {
-    if (!DIGITS.test(cl)) return null
-    contentLength = Number(cl)
-  }
   let close = false
-  const conn = headers.connection
-  if (conn !== undefined) {
-    for (const t of conn.toLowerCase().split(',')) {
-      const token = t.trim()
-      if (token === 'close') close = true
-      else if (token === 'upgrade') return null
+  let start = lineEnd + 2
+  const n = text.length
+  while (start < n) {
+    let end = text.indexOf('\r\n', start)
+    if (end < 0) end = n
+    let i = start
+    for (; i < end; i++) {
+      const c = text.charCodeAt(i)
+      if (c === 0x3a) break
+      if (c > 0x7e || TCHAR[c] === 0) return null // also a space, a lone CR or LF, obs-fold
     }
+    if (i === start || i === end) return null
+    let vs = i + 1
+    let ve = end
+    for (let j = vs; j < ve; j++) {
+      const c = text.charCodeAt(j)
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null
+    }
+    while (vs < ve && isOws(text.charCodeAt(vs))) vs++
+    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--
+    const name = text.slice(start, i).toLowerCase()
+    if (name in headers) return null
+    const value = text.slice(vs, ve)
+    switch (name) {
+      case 'host':
+        host = true
+        break
+      case 'content-length':
+        if (value.length === 0 || value.length > 15) return null
+        for (let j = 0; j < value.length; j++) {
+          const c = value.charCodeAt(j)
+          if (c < 0x30 || c > 0x39) return null
+        }
+        contentLength = Number(value)
+        break
+      case 'connection':
+        for (const t of value.toLowerCase().split(',')) {
+          const token = t.trim()
+          if (token === 'close') close = true
+          else if (token === 'upgrade') return null
+        }
+        break
+      case 'transfer-encoding':
+      case 'expect':
+      case 'upgrade':
+      case 'proxy-connection':
+        return null
+    }
+    headers[name] = value
+    start = end + 2
   }
+  if (!host) return null
   return { req: { method, url, headers }, contentLength, close }
 }
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09
+}
+
+/** 1 for the characters of an HTTP token (RFC 9110 tchar), by code point below 0x7f. */
+const TCHAR = new Uint8Array(0x7f)
+for (const ch of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[ch.charCodeAt(0)] = 1
 
 function noop(): void {}
 
