@@ -43,8 +43,17 @@ class Entry implements Principal {
   }
 }
 
+/** Tokens remembered after a successful check; the cache is emptied when it reaches this size. */
+const RECENT_MAX = 1_024
+
 export class TokenStore {
   private readonly byDigest = new Map<string, Entry>()
+  /**
+   * Tokens that recently passed, so a client's every request does not hash its token again (about a
+   * microsecond each). Only valid tokens get in (a flood of bogus ones cannot grow it), and a config
+   * change builds a new store, so a revoked token is forgotten at once.
+   */
+  private readonly recent = new Map<string, Entry>()
 
   constructor(tokens: readonly TokenSpec[]) {
     for (const t of tokens) {
@@ -59,11 +68,15 @@ export class TokenStore {
 
   /** The principal for a presented token, or null. */
   authenticate(presented: string): Principal | null {
+    const known = this.recent.get(presented)
+    if (known !== undefined) return known
     if (presented.length === 0 || presented.length > 4096) return null
     const digest = hash('sha256', presented, 'hex') // UTF-8 bytes of the string
     const entry = this.byDigest.get(digest)
     // The map lookup is keyed by a digest, not the secret; confirm in constant time anyway.
     if (entry === undefined || !sameDigest(entry.digest, digest)) return null
+    if (this.recent.size >= RECENT_MAX) this.recent.clear()
+    this.recent.set(presented, entry)
     return entry
   }
 }
