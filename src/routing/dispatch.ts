@@ -10,7 +10,6 @@
 
 import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../errors.js'
 import type { EventHub, TraceScope } from '../events.js'
-import { withTimer } from '../timeout.js'
 import type { ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { EndpointState } from './endpoint-state.js'
@@ -74,38 +73,45 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
     req.onRole?.(chosen.role)
     return chosen
   }
-  const send = async (chosen: Routed): Promise<Dispatched<T>> => {
-    let ep: PooledEndpoint
+  // Each attempt ends after the command timeout counted from when it was handed over (the run
+  // arms that timer itself and accounts a timeout as a transport failure), and no later than the
+  // request's deadline: a read then still has the deadline margin for its one retry.
+  const deadlineAt = performance.now() + deadlineMs
+  const send = (chosen: Routed): Promise<Dispatched<T>> => {
+    const timeoutMs = Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
+    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs }
+    const pooled = chosen.endpoint.pooled
+    let ready: PooledEndpoint | Promise<PooledEndpoint>
     try {
-      ep = await whenConnected(instance, chosen.endpoint.pooled, o.maxPendingPerEndpoint)
+      ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint)
     } catch (err) {
       // Never sent: give the probe slot back without a verdict; the health checker judges it.
       chosen.endpoint.state.breaker.release(chosen.probe)
-      throw err
+      return Promise.reject(err)
     }
-    // Each attempt ends after the command timeout counted from when it was handed over, even if
-    // ioredis has not written it yet (it may sit behind a stalled auto-pipeline batch, whose
-    // timer started earlier): a read then still has the deadline margin for its one retry.
-    const value = await withTimer(
-      run(ep, { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope }),
-      o.commandTimeoutMs,
-      () => new TimeoutError(`endpoint ${ep.id} did not answer within ${o.commandTimeoutMs} ms`),
+    if (ready === pooled) return run(pooled, ctx).then((value) => ({ value, endpoint: pooled }))
+    // Waiting for the connection counts against the attempt's time.
+    const waitFrom = performance.now()
+    return (ready as Promise<PooledEndpoint>).then(
+      (ep) => {
+        const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - waitFrom)))
+        return run(ep, { ...ctx, timeoutMs: left }).then((value) => ({ value, endpoint: ep }))
+      },
+      (err: unknown) => {
+        chosen.endpoint.state.breaker.release(chosen.probe)
+        throw err
+      },
     )
-    return { value, endpoint: ep }
   }
 
-  // Subscriptions are bounded by the connect and command timeouts themselves, and must not be
-  // answered with an error while their stream may still open.
-  if (req.kind === 'subscribe') return send(pick([], 'first'))
-  if (req.kind !== 'read') return withDeadline(send(pick([], 'first')), deadlineMs, instance)
+  if (req.kind !== 'read') return send(pick([], 'first'))
 
   const { retry, hedge } = o.router.budgets(resolved.instance)
   retry.recordRequest()
   hedge.recordRequest()
   const hedgeAfterMs = resolved.instance.spec.policy.hedgeAfterMs
   const tried: EndpointState[] = []
-  return withDeadline(
-    new Promise<Dispatched<T>>((resolve, reject) => {
+  return new Promise<Dispatched<T>>((resolve, reject) => {
       let inFlight = 0
       let settled = false
       let retried = false
@@ -163,10 +169,7 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
           if (!settled && hedge.tryHedge()) launch('hedge')
         }, hedgeAfterMs)
       }
-    }),
-    deadlineMs,
-    instance,
-  )
+  })
 }
 
 function emitSelect(
@@ -200,9 +203,4 @@ function emitSelect(
 
 function errorCode(err: unknown): string {
   return err instanceof GatewayError ? err.code : err instanceof RedisReplyError ? 'REDIS' : 'UNKNOWN'
-}
-
-/** Ends the request at its deadline whatever ioredis is still doing with it. */
-function withDeadline<T>(p: Promise<T>, ms: number, instance: string): Promise<T> {
-  return withTimer(p, ms, () => new TimeoutError(`instance '${instance}' did not answer within ${ms} ms`))
 }

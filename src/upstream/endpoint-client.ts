@@ -82,7 +82,9 @@ export class EndpointClient {
   ) {
     this.id = spec.id
     this.spec = spec
-    this.redis = new Redis(clientOptions(spec, opts))
+    // No ioredis commandTimeout here: each attempt arms one timer of its own (upstream/execute.ts),
+    // which also settles the endpoint's accounting; a second timer per command only cost CPU.
+    this.redis = new Redis(clientOptions(spec, opts, { commandTimeout: undefined }))
     this.redis.on('ready', () => {
       for (const w of [...this.waiters]) w(true)
       hooks.onReady()

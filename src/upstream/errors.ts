@@ -17,6 +17,10 @@ const TRANSPORT_REPLY_PREFIXES = ['LOADING', 'MASTERDOWN', 'READONLY', 'TRYAGAIN
 
 export function failureKind(err: unknown): FailureKind {
   if (!(err instanceof Error)) return 'reset'
+  // The gateway's own verdicts (an attempt's timeout, an endpoint not connected).
+  if (err instanceof TimeoutError) return 'timeout'
+  if (err instanceof NoEndpointError) return 'unavailable'
+  if (err instanceof UpstreamResetError) return 'reset'
   if (err.name === 'ReplyError') {
     const m = err.message
     for (const p of TRANSPORT_REPLY_PREFIXES) if (m.startsWith(p)) return 'busy-server'
