@@ -9,7 +9,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
 import { readBody, readRequestBody, tooLarge } from './body.js'
 import { errorResponse } from './error-response.js'
-import type { FastRequest, FastResponse } from './fast-lane.js'
+import { headerValue, type FastRequest, type FastResponse } from './fast-lane.js'
 
 export type { DataPlaneDeps } from './data-handler.js'
 
@@ -69,8 +69,9 @@ export function createFastDataHandler(deps: DataPlaneDeps): (req: FastRequest) =
  * Which requests the fast lane may serve: everything but subscriptions, which stream (any target
  * mentioning subscribe, or asking for an event stream, goes to node:http; being broad costs nothing).
  */
-export function acceptFast(_method: string, url: string, headers: Readonly<Record<string, string>>): boolean {
-  if (headers.accept !== undefined && headers.accept.indexOf('event-stream') >= 0) return false
+export function acceptFast(_method: string, url: string, headers: readonly string[]): boolean {
+  const accept = headerValue(headers, 'accept')
+  if (accept !== undefined && accept.indexOf('event-stream') >= 0) return false
   return !SUBSCRIBE.test(url)
 }
 
@@ -86,7 +87,7 @@ class FastDataRequest implements DataRequest {
     return this.req.url
   }
   header(name: string): string | undefined {
-    return this.req.headers[name]
+    return headerValue(this.req.headers, name)
   }
   body(limit: number): Buffer {
     // The lane hands bodies over the limit to node:http; this only guards a smaller limit.
