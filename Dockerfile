@@ -52,4 +52,6 @@ COPY --chown=0:0 package.json ./
 USER 1000:1000
 EXPOSE 8080 9090
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "dist/src/main.js"]
+# A 64 MiB semi-space: requests in flight under load die young instead of being promoted to the
+# old generation (bench/README.md: -10 % CPU per GET, -9 % per 100-command pipeline).
+ENTRYPOINT ["node", "--max-semi-space-size=64", "dist/src/main.js"]
