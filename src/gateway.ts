@@ -244,6 +244,9 @@ export class Gateway {
         this.logger.warn({ key: k }, `config key '${k}' changed; it takes effect after a restart`)
       }
     }
+    if (prev.http.fastLane !== cfg.http.fastLane) {
+      this.logger.warn({ key: 'http.fastLane' }, "config key 'http.fastLane' changed; it takes effect after a restart")
+    }
     this.synced = true
   }
 

@@ -350,6 +350,14 @@ describe('loadConfig: environment', () => {
     expect(loadError('metrics: { enabled: 1 }').message).toContain('metrics.enabled')
   })
 
+  it('reads http.fastLane as a boolean or true/false text, on by default', () => {
+    expect(load('').http.fastLane).toBe(true)
+    expect(load('http: { fastLane: false }').http.fastLane).toBe(false)
+    expect(load('http: { fastLane: true }', { GATEWAY_HTTP_FAST_LANE: 'false' }).http.fastLane).toBe(false)
+    expect(loadError('', { GATEWAY_HTTP_FAST_LANE: 'fast' }).message).toContain('GATEWAY_HTTP_FAST_LANE')
+    expect(loadError('http: { fastLane: "yes" }').message).toContain('http.fastLane')
+  })
+
   it('overrides the file, and treats empty values as unset', () => {
     const cfg = load('log: { level: warn }\nlisten: { data: "127.0.0.1:7" }', { GATEWAY_LOG_LEVEL: 'error', GATEWAY_LISTEN_DATA: '' })
     expect(cfg.log.level).toBe('error')
@@ -374,6 +382,7 @@ describe('loadConfig: environment', () => {
       'GATEWAY_COMMAND_TIMEOUT',
       'GATEWAY_CONNECT_TIMEOUT',
       'GATEWAY_MAX_BODY',
+      'GATEWAY_HTTP_FAST_LANE',
       'GATEWAY_METRICS_ENABLED',
       'GATEWAY_SHUTDOWN_DELAY',
       'GATEWAY_SHUTDOWN_TIMEOUT',

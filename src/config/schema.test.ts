@@ -91,7 +91,7 @@ describe('defaultConfig', () => {
       limits: { maxBodyBytes: 10 * 1024 * 1024, maxHeaderBytes: 64 * 1024 },
       health: { intervalMs: 2000, timeoutMs: 1000 },
       shutdown: { delayMs: 0, timeoutMs: 20_000 },
-      http: { clientIdHeader: 'x-client-id' },
+      http: { clientIdHeader: 'x-client-id', fastLane: true },
       log: { level: 'info' },
       metrics: { enabled: true },
     })

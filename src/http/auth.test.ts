@@ -12,6 +12,36 @@ function spec(name: string, token: string, access: TokenSpec['access'], targets:
   return { name, access, targets, sha256: sha(token) }
 }
 
+describe('TokenStore: remembered tokens', () => {
+  it('remembers only accepted tokens, and answers the same from memory', () => {
+    const store = new TokenStore([spec('app', 'app-secret-1', 'write')])
+    for (let i = 0; i < 5_000; i++) expect(store.authenticate(`bogus-${i}`)).toBeNull()
+    expect(store.remembered).toBe(0)
+    const first = store.authenticate('app-secret-1')
+    expect(store.remembered).toBe(1)
+    expect(store.authenticate('app-secret-1')).toBe(first)
+    expect(store.authenticate('app-secret-1x')).toBeNull()
+    expect(store.remembered).toBe(1)
+  })
+
+  it('stays bounded with many valid tokens, and still accepts each', () => {
+    const specs = Array.from({ length: 1_500 }, (_, i) => spec(`t${i}`, `secret-${i}`, 'read'))
+    const store = new TokenStore(specs)
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < specs.length; i++) expect(store.authenticate(`secret-${i}`)?.name).toBe(`t${i}`)
+    }
+    expect(store.remembered).toBeGreaterThan(0)
+    expect(store.remembered).toBeLessThanOrEqual(1_024)
+  })
+
+  it('a new store (a config change) does not remember a revoked token', () => {
+    const before = new TokenStore([spec('app', 'app-secret-1', 'write')])
+    expect(before.authenticate('app-secret-1')).not.toBeNull()
+    const after = new TokenStore([spec('other', 'other-secret', 'write')])
+    expect(after.authenticate('app-secret-1')).toBeNull()
+  })
+})
+
 describe('TokenStore.authenticate', () => {
   const store = new TokenStore([
     spec('app', 'app-secret-1', 'write'),

@@ -66,6 +66,11 @@ export class TokenStore {
     return this.byDigest.size
   }
 
+  /** Tokens currently remembered as accepted (bounded; see `recent`). */
+  get remembered(): number {
+    return this.recent.size
+  }
+
   /** The principal for a presented token, or null. */
   authenticate(presented: string): Principal | null {
     const known = this.recent.get(presented)
