@@ -85,7 +85,7 @@ export function installFastLane(server: Server, opts: FastLaneOptions): FastLane
   }
 
   server.prependListener('connection', (socket: Socket) => {
-    const c = new Conn(socket, opts, now, handOver, stats, lane)
+    const c = new Conn(socket, server, opts, now, handOver, stats, lane)
     conns.add(c)
     socket.once('close', () => conns.delete(c))
   })
@@ -119,7 +119,7 @@ class Conn {
   /** The parsed head of the request whose body is arriving, and the bytes it needs in all. */
   private head: { req: Omit<FastRequest, 'body'>; bodyStart: number; close: boolean } | null = null
   private want = 0
-  /** A request is being served: bytes wait in `parts`. */
+  /** A request is being served, or its reply waits for the socket to drain: bytes wait in `parts`. */
   private busy = false
   private closed = false
   /** The client sent FIN: answer what is in flight, then close (node:http closes at once). */
@@ -134,11 +134,19 @@ class Conn {
     this.ended = true
     if (this.busy || this.closed) return
     this.closed = true
+    if (this.size > 0) {
+      // FIN in the middle of a request: node:http's answer (a 400 through the server's clientError).
+      const err = Object.assign(new Error('Parse Error: Invalid EOF state'), { code: 'HPE_INVALID_EOF_STATE' })
+      if (this.server.listenerCount('clientError') > 0) this.server.emit('clientError', err, this.socket)
+      else this.socket.destroy()
+      return
+    }
     this.socket.end()
   }
 
   constructor(
     readonly socket: Socket,
+    private readonly server: Server,
     private readonly opts: FastLaneOptions,
     private readonly now: () => number,
     private readonly handOver: (c: Conn, pending: Buffer | null) => void,
@@ -246,10 +254,18 @@ class Conn {
       return
     }
     this.since = this.now()
-    if (this.size === 0) return
-    // A pipelined request is waiting: go on once the reply has left (node:http pauses the same way).
-    if (s.writableNeedDrain) s.once('drain', () => this.next())
-    else this.next()
+    if (s.writableNeedDrain) {
+      // Read on only once the reply has left (node:http pauses the same way): a client that sends
+      // and does not read cannot make the gateway buffer replies without bound.
+      this.busy = true
+      s.once('drain', () => {
+        this.busy = false
+        this.since = this.now()
+        this.next()
+      })
+      return
+    }
+    this.next()
   }
 
   /** Idle and slow-request timeouts, with node:http's limits. */
