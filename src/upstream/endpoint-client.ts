@@ -1,10 +1,11 @@
-// One Redis endpoint as the gateway talks to it: a single auto-pipelined ioredis connection
-// for commands, and (lazily) one subscriber connection shared by every SSE stream.
-// Construction does no I/O; start() connects, stop() closes.
+// One Redis endpoint as the gateway talks to it: a single auto-pipelined RESP connection for
+// commands (resp-connection.ts), and the options of the ioredis subscriber connection that the
+// pub/sub hub opens lazily. Construction does no I/O; start() connects, stop() closes.
 
-import { Redis, Command, type RedisOptions } from 'ioredis'
+import type { RedisOptions } from 'ioredis'
 import type { EndpointSpec } from '../discovery/topology.js'
 import type { RawReply } from './encode.js'
+import { NotConnectedError, RespConnection, type ReplySink } from './resp-connection.js'
 
 export interface UpstreamOptions {
   readonly username: string
@@ -15,16 +16,6 @@ export interface UpstreamOptions {
 }
 
 export type Args = readonly (string | Buffer)[]
-
-// ioredis rewrites some replies by command name (HGETALL into an object, losing order and binary
-// keys). Its transformer table is keyed by the lower-case name, so these are sent upper-case,
-// which Redis treats the same and ioredis leaves alone.
-const REPLY_TRANSFORMED: Record<string, true> = { hgetall: true }
-
-/** The name to give ioredis for a raw command: upper-case where ioredis would rewrite the reply. */
-export function wireName(lowerName: string): string {
-  return lowerName in REPLY_TRANSFORMED ? lowerName.toUpperCase() : lowerName
-}
 
 /** Backoff for re-establishing a lost connection (never for re-sending a command). */
 export function reconnectDelayMs(attempt: number): number {
@@ -65,14 +56,15 @@ export interface EndpointClientHooks {
 
 /**
  * Transport only: what the gateway believes about the endpoint (role, offsets, load) lives in
- * EndpointState, owned by the pool next to this client.
+ * EndpointState, owned by the pool next to this client. Commands go over one RespConnection
+ * (resp-connection.ts); the subscriber connection is ioredis's (pubsub.ts).
  */
 export class EndpointClient {
   readonly id: string
   readonly spec: EndpointSpec
-  readonly redis: Redis
+  readonly connection: RespConnection
   private stopped = false
-  /** Requests waiting for the connection: one 'ready' listener serves them all. */
+  /** Requests waiting for the connection: the connection's one ready hook serves them all. */
   private readonly waiters = new Set<(ok: boolean) => void>()
 
   constructor(
@@ -82,22 +74,35 @@ export class EndpointClient {
   ) {
     this.id = spec.id
     this.spec = spec
-    // No ioredis commandTimeout here: each attempt arms one timer of its own (upstream/execute.ts),
-    // which also settles the endpoint's accounting; a second timer per command only cost CPU.
-    this.redis = new Redis(clientOptions(spec, opts, { commandTimeout: undefined }))
-    this.redis.on('ready', () => {
-      for (const w of [...this.waiters]) w(true)
-      hooks.onReady()
-    })
-    this.redis.on('close', () => {
-      if (!this.stopped) hooks.onClose()
-    })
-    // ioredis emits 'error' for connection failures; without a listener Node would crash.
-    this.redis.on('error', () => {})
+    this.connection = new RespConnection(
+      {
+        host: spec.host,
+        port: spec.port,
+        username: opts.username,
+        password: opts.password,
+        tls: opts.tls,
+        connectTimeoutMs: opts.connectTimeoutMs,
+        retryDelayMs: reconnectDelayMs,
+      },
+      {
+        onReady: () => {
+          for (const w of [...this.waiters]) w(true)
+          hooks.onReady()
+        },
+        onClose: () => {
+          if (!this.stopped) hooks.onClose()
+        },
+      },
+    )
   }
 
   get up(): boolean {
-    return this.redis.status === 'ready'
+    return this.connection.ready
+  }
+
+  /** Requests waiting in whenReady(). */
+  get waiting(): number {
+    return this.waiters.size
   }
 
   get commandTimeoutMs(): number {
@@ -109,8 +114,8 @@ export class EndpointClient {
    * it is being (re)established, and false when it does not come up in that time.
    */
   whenReady(): Promise<boolean> | true {
-    if (this.redis.status === 'ready') return true
-    if (this.stopped || this.redis.status === 'end') return Promise.resolve(false)
+    if (this.connection.ready) return true
+    if (this.stopped) return Promise.resolve(false)
     return new Promise((resolve) => {
       const done = (ok: boolean): void => {
         clearTimeout(timer)
@@ -123,39 +128,48 @@ export class EndpointClient {
   }
 
   start(): void {
-    this.redis.connect().catch(() => {
-      // Initial connect failures are retried by retryStrategy; state is reported via hooks.
-    })
+    this.connection.start()
   }
 
   async stop(): Promise<void> {
     this.stopped = true
-    this.redis.disconnect(false)
+    this.connection.stop()
+    for (const w of [...this.waiters]) w(false)
   }
 
-  /** Sends one command through ioredis's auto-pipeline with a Buffer reply. */
+  /**
+   * One command with a promise for its reply (health checks, ROLE, INFO; the request path uses
+   * connection.command() with a sink instead). Rejects with the Redis error reply, or with
+   * NotConnectedError / ConnectionLostError.
+   */
   send(args: Args): Promise<RawReply> {
-    const name = (typeof args[0] === 'string' ? args[0] : args[0]!.toString('latin1')).toLowerCase()
-    const rest = args.slice(1) as (string | Buffer)[]
-    const fn = name in REPLY_TRANSFORMED ? undefined : (this.redis as unknown as Record<string, unknown>)[`${name}Buffer`]
-    // ioredis's callBuffer() loses the command name under auto-pipelining, so call the
-    // per-command method (which auto-pipelines correctly); fall back to a raw Command.
-    if (typeof fn === 'function') {
-      return (fn as (...a: (string | Buffer)[]) => Promise<RawReply>).apply(this.redis, rest)
-    }
-    return this.redis.sendCommand(new Command(wireName(name), rest, { replyEncoding: null })) as Promise<RawReply>
+    return new Promise((resolve, reject) => {
+      const sink: ReplySink = {
+        reply: (v) => (v instanceof Error ? reject(v) : resolve(v as RawReply)),
+        lost: reject,
+      }
+      if (!this.connection.command(args, sink)) reject(notConnected(this.id))
+    })
   }
 
-  /** ROLE, auto-pipelined: issued right behind a write it reports the offset just after it. */
+  /** ROLE, in this tick's batch: issued right behind a write it reports the offset just after it. */
   role(): Promise<unknown> {
-    return this.redis.role()
+    return this.send(ROLE)
   }
 
   /** Replication id and offset from INFO replication (ROLE does not carry the id). */
   async replication(): Promise<{ replId: string | null; offset: number }> {
-    const info = await this.redis.info('replication')
+    const reply = await this.send(INFO_REPLICATION)
+    const info = Buffer.isBuffer(reply) ? reply.toString('latin1') : String(reply)
     const m = /master_replid:([0-9a-f]+)/.exec(info)
     const o = /master_repl_offset:(\d+)/.exec(info)
     return { replId: m ? m[1]! : null, offset: o ? Number(o[1]) : 0 }
   }
+}
+
+const ROLE: Args = ['ROLE']
+const INFO_REPLICATION: Args = ['INFO', 'replication']
+
+export function notConnected(endpoint: string): NotConnectedError {
+  return new NotConnectedError(`endpoint ${endpoint} is not connected`)
 }

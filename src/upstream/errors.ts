@@ -9,6 +9,7 @@ import {
   TimeoutError,
   UpstreamResetError,
 } from '../errors.js'
+import { ConnectionLostError, NotConnectedError } from './resp-connection.js'
 
 export type FailureKind = 'reply' | 'timeout' | 'unavailable' | 'reset' | 'busy-server'
 
@@ -21,6 +22,9 @@ export function failureKind(err: unknown): FailureKind {
   if (err instanceof TimeoutError) return 'timeout'
   if (err instanceof NoEndpointError) return 'unavailable'
   if (err instanceof UpstreamResetError) return 'reset'
+  // The command connection's (resp-connection.ts).
+  if (err instanceof NotConnectedError) return 'unavailable'
+  if (err instanceof ConnectionLostError) return 'reset'
   if (err.name === 'ReplyError') {
     const m = err.message
     for (const p of TRANSPORT_REPLY_PREFIXES) if (m.startsWith(p)) return 'busy-server'

@@ -2,15 +2,17 @@
 // transaction, optionally followed by ROLE on the same connection to learn the primary's
 // replication offset after writes (for read-your-writes sync tokens). Each round trip feeds the
 // endpoint's load (in-flight, peak-EWMA latency) and is reported as an `upstream` event.
+// Replies arrive through sinks (resp-connection.ts): one object per attempt, no promise per command.
 
 import { RedisReplyError, TimeoutError } from '../errors.js'
 import type { EventHub, TraceScope } from '../events.js'
 import { parseRole } from '../routing/endpoint-state.js'
-import { wireName, type Args } from './endpoint-client.js'
+import { notConnected, type Args } from './endpoint-client.js'
 import type { RawReply } from './encode.js'
 import { countsAsBreakerFailure } from '../resilience/breaker.js'
 import { failureKind, toGatewayError } from './errors.js'
 import type { PooledEndpoint } from './pool.js'
+import type { ReplySink } from './resp-connection.js'
 
 /** One item of a pipeline/transaction result: a reply or Redis's error message. */
 export type ItemResult = { ok: true; value: RawReply } | { ok: false; error: string }
@@ -65,16 +67,16 @@ function finish(
 
 /**
  * One round trip on an endpoint, bounded by the attempt's timeout. The first of reply, failure
- * and timeout settles it and is accounted once (load, breaker, upstream event); whatever ioredis
- * reports later is ignored. One timer per attempt: ioredis runs without its own commandTimeout.
+ * and timeout settles it and is accounted once (load, breaker, upstream event); whatever arrives
+ * later is ignored. One timer per attempt, none per command.
  */
-class Attempt<T> {
+abstract class Attempt<T> implements ReplySink {
   private settled = false
   private readonly timer: NodeJS.Timeout
   private readonly started = performance.now()
 
   constructor(
-    private readonly ep: PooledEndpoint,
+    protected readonly ep: PooledEndpoint,
     private readonly ctx: ExecContext,
     private readonly operation: string | Args,
     private readonly commands: number,
@@ -85,7 +87,13 @@ class Attempt<T> {
     this.timer = setTimeout(expire, ctx.timeoutMs, this)
   }
 
-  ok(v: T): void {
+  abstract reply(value: unknown): void
+
+  lost(err: Error): void {
+    this.fail(err)
+  }
+
+  protected ok(v: T): void {
     if (this.settled) return
     this.settled = true
     clearTimeout(this.timer)
@@ -104,10 +112,128 @@ class Attempt<T> {
   expired(): void {
     this.fail(new TimeoutError(`endpoint ${this.ep.id} did not answer within ${this.ctx.timeoutMs} ms`))
   }
+
+  /** The ROLE reply that followed a write: the primary's offset just after it. */
+  protected role(reply: unknown): void {
+    if (reply instanceof Error) return
+    try {
+      const r = parseRole(reply)
+      if (r.role === 'primary' && r.offset > this.ep.state.offset) this.ep.state.offset = r.offset
+    } catch {
+      // Not a ROLE reply the gateway understands: the token keeps the last known offset.
+    }
+  }
 }
 
 function expire(a: { expired(): void }): void {
   a.expired()
+}
+
+const ROLE: Args = ['ROLE']
+
+/** One command, then ROLE after a write. */
+class CommandAttempt extends Attempt<RawReply> {
+  private value: unknown = undefined
+  private got = false
+
+  constructor(
+    ep: PooledEndpoint,
+    ctx: ExecContext,
+    args: Args,
+    private readonly withRole: boolean,
+    resolve: (v: RawReply) => void,
+    reject: (e: unknown) => void,
+  ) {
+    super(ep, ctx, args, 1, resolve, reject)
+  }
+
+  reply(v: unknown): void {
+    if (!this.got) {
+      this.got = true
+      this.value = v
+      if (!this.withRole) this.settle()
+      return
+    }
+    this.role(v)
+    this.settle()
+  }
+
+  override lost(err: Error): void {
+    // The command's reply is in; only its ROLE was lost: the answer stands.
+    if (this.got) this.settle()
+    else this.fail(err)
+  }
+
+  private settle(): void {
+    const v = this.value
+    if (v instanceof Error) this.fail(v)
+    else this.ok(v as RawReply)
+  }
+}
+
+/**
+ * A pipeline (each reply stands alone) or a transaction (MULTI, the commands, EXEC), then ROLE
+ * after writes. Redis error replies are per item; EXECABORT fails the whole request with the
+ * errors Redis gave while queueing.
+ */
+class BatchAttempt extends Attempt<ItemResult[]> {
+  private readonly out: ItemResult[]
+  private seen = 0
+  private queueErrors: string[] | null = null
+  private execReply: unknown = undefined
+
+  constructor(
+    ep: PooledEndpoint,
+    ctx: ExecContext,
+    private readonly n: number,
+    private readonly atomic: boolean,
+    private readonly withRole: boolean,
+    resolve: (v: ItemResult[]) => void,
+    reject: (e: unknown) => void,
+  ) {
+    super(ep, ctx, atomic ? 'MULTI' : 'PIPELINE', n, resolve, reject)
+    this.out = new Array<ItemResult>(n)
+  }
+
+  /** Replies expected: the commands, MULTI and EXEC around them, ROLE after. */
+  get expected(): number {
+    return this.n + (this.atomic ? 2 : 0) + (this.withRole ? 1 : 0)
+  }
+
+  reply(v: unknown): void {
+    const i = this.seen++
+    if (!this.atomic) {
+      if (i < this.n) this.out[i] = item(v)
+    } else if (i >= 1 && i <= this.n) {
+      // MULTI's +OK, then +QUEUED or the error that will abort EXEC.
+      if (v instanceof Error) (this.queueErrors ??= []).push(v.message.trim())
+    } else if (i === this.n + 1) this.execReply = v
+    if (i >= this.n + (this.atomic ? 2 : 0)) this.role(v)
+    if (this.seen === this.expected) this.settle()
+  }
+
+  override lost(err: Error): void {
+    // Every command's reply is in; only ROLE was lost: the answer stands.
+    if (this.withRole && this.seen === this.expected - 1) this.settle()
+    else this.fail(err)
+  }
+
+  private settle(): void {
+    if (!this.atomic) return this.ok(this.out)
+    const r = this.execReply
+    if (r instanceof Error) {
+      const prev = this.queueErrors
+      return this.fail(new RedisReplyError(prev === null ? r.message : `${r.message.replace(/\.$/, '')}: ${prev.join('; ')}`))
+    }
+    // EXEC answered nil: only happens after WATCH, which the gateway refuses.
+    if (!Array.isArray(r)) return this.fail(new RedisReplyError('EXECABORT Transaction discarded'))
+    for (let i = 0; i < this.n; i++) this.out[i] = item(r[i])
+    this.ok(this.out)
+  }
+}
+
+function item(v: unknown): ItemResult {
+  return v instanceof Error ? { ok: false, error: v.message } : { ok: true, value: v as RawReply }
 }
 
 /** The command name for a client span; untraced requests skip building it (a string per request). */
@@ -132,28 +258,19 @@ export function failureOutcome(err: unknown): string {
   }
 }
 
-/** ROLE issued in the same tick as the write rides the same batch and reports the offset after it. */
-function roleAfterWrite(ep: PooledEndpoint): Promise<void> {
-  return ep.client.role().then(
-    (reply) => {
-      const r = parseRole(reply)
-      if (r.role === 'primary' && r.offset > ep.state.offset) ep.state.offset = r.offset
-    },
-    () => {},
-  )
-}
-
 /** Runs one command. Rejects with RedisReplyError (Redis said no) or a GatewayError (transport). */
 export function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, withRole: boolean): Promise<RawReply> {
   return new Promise<RawReply>((resolve, reject) => {
-    const a = new Attempt<RawReply>(ep, ctx, args, 1, resolve, reject)
-    const p = ep.client.send(args)
-    if (withRole) {
-      const role = roleAfterWrite(ep)
-      p.then((v) => role.then(() => a.ok(v)), (e: unknown) => a.fail(e))
-    } else p.then((v) => a.ok(v), (e: unknown) => a.fail(e))
+    const a = new CommandAttempt(ep, ctx, args, withRole, resolve, reject)
+    const conn = ep.client.connection
+    if (!conn.command(args, a)) return a.fail(notConnected(ep.id))
+    // In the same tick, so in the same write, right behind it: the offset just after the write.
+    if (withRole) conn.command(ROLE, a)
   })
 }
+
+const MULTI: Args = ['MULTI']
+const EXEC: Args = ['EXEC']
 
 /**
  * Runs commands in order on one connection. Redis error replies are per item; a transport
@@ -167,45 +284,12 @@ export function runPipeline(
   atomic: boolean,
 ): Promise<ItemResult[]> {
   return new Promise<ItemResult[]>((resolve, reject) => {
-    const a = new Attempt<ItemResult[]>(ep, ctx, atomic ? 'MULTI' : 'PIPELINE', commands.length, resolve, reject)
-    const run = exec(ep, commands, withRole, atomic)
-    run.then((v) => a.ok(v), (e: unknown) => a.fail(withQueueErrors(e)))
+    const a = new BatchAttempt(ep, ctx, commands.length, atomic, withRole, resolve, reject)
+    const conn = ep.client.connection
+    if (!conn.ready) return a.fail(notConnected(ep.id))
+    if (atomic) conn.command(MULTI, a)
+    conn.commands(commands, a)
+    if (atomic) conn.command(EXEC, a)
+    if (withRole) conn.command(ROLE, a)
   })
-}
-
-async function exec(ep: PooledEndpoint, commands: readonly Args[], withRole: boolean, atomic: boolean): Promise<ItemResult[]> {
-  const pipe = atomic ? ep.client.redis.multi() : ep.client.redis.pipeline()
-  for (const c of commands) {
-    const name = typeof c[0] === 'string' ? c[0] : c[0]!.toString('latin1')
-    pipe.callBuffer(wireName(name.toLowerCase()), ...(c.slice(1) as (string | Buffer)[]))
-  }
-  const done = pipe.exec()
-  const role = withRole ? roleAfterWrite(ep) : undefined
-  const res = (await done) as [Error | null, RawReply][] | null
-  if (role) await role
-  if (res === null) {
-    // EXEC answered nil: only happens after WATCH, which the gateway refuses.
-    throw new RedisReplyError('EXECABORT Transaction discarded')
-  }
-  const out: ItemResult[] = new Array(res.length)
-  let transport: unknown
-  for (let i = 0; i < res.length; i++) {
-    const [e, v] = res[i]!
-    if (e) {
-      const kind = failureKind(e)
-      if (kind !== 'reply' && kind !== 'busy-server') transport ??= e
-      out[i] = { ok: false, error: e.message }
-    } else out[i] = { ok: true, value: v }
-  }
-  if (transport !== undefined) throw transport
-  return out
-}
-
-/** EXECABORT alone does not say what was wrong; add the errors Redis gave while queueing. */
-function withQueueErrors(err: unknown): unknown {
-  const prev = (err as { previousErrors?: Error[] } | null)?.previousErrors
-  if (err instanceof Error && err.name === 'ReplyError' && Array.isArray(prev) && prev.length > 0) {
-    return new RedisReplyError(`${err.message.replace(/\.$/, '')}: ${prev.map((e) => e.message.trim()).join('; ')}`)
-  }
-  return err
 }

@@ -94,16 +94,18 @@ function report(name: string, results: Result[], held: Result[], overloaded: Res
 
 describe('overload bounds under 1200 concurrent requests', () => {
   it('an endpoint that refuses connections: 1000 wait for it, the rest get 503 OVERLOADED at once', async () => {
-    // What the gateway holds for the endpoint while the 1000 wait: one connect-timeout timer per
-    // waiting request, and a single 'ready' listener shared by all of them.
-    let readyListeners = 0
+    // What the gateway holds for the endpoint while the 1000 wait: one waiter (and connect-timeout
+    // timer) per admitted request, none for the refused ones, and no listener on the socket per request.
+    let waiting = 0
+    let socketListeners = 0
     const results = await burst('refused', () => {
-      readyListeners = endpointOf(refused).client.redis.listenerCount('ready')
+      waiting = endpointOf(refused).client.waiting
+      socketListeners = endpointOf(refused).client.connection.socketListeners
     })
     const overloaded = results.filter((r) => r.status === 503 && r.code === 'OVERLOADED')
     const held = results.filter((r) => r.code !== 'OVERLOADED')
     report('pending bound (connection refused)', results, held, overloaded)
-    console.log(`[faults/overload] 'ready' listeners on the refused endpoint's ioredis client while the requests wait: ${readyListeners}`)
+    console.log(`[faults/overload] while the requests wait: ${waiting} waiters, ${socketListeners} listeners on the connection's socket`)
     expect(overloaded.length).toBe(REQUESTS - RESILIENCE_DEFAULTS.maxPendingPerEndpoint)
     // The waiting ones gave up after the connect timeout: 503 NOENDPOINT, each by its deadline.
     expect(held.every((r) => r.status === 503 && r.code === 'NOENDPOINT')).toBe(true)
@@ -121,9 +123,10 @@ describe('overload bounds under 1200 concurrent requests', () => {
       message: 'the instance to serve once its endpoint accepts connections',
     })
     client.close()
-    // One 'ready' listener however many requests wait (not one per request, and none left by the 200
-    // refused ones).
-    expect(readyListeners).toBe(1)
+    // Exactly the admitted requests waited (none left by the 200 refused ones), and the socket's
+    // listeners do not grow with them.
+    expect(waiting).toBe(RESILIENCE_DEFAULTS.maxPendingPerEndpoint)
+    expect(socketListeners).toBeLessThan(10)
   })
 
   it('an endpoint that stops answering: 1000 in flight, the rest get 503 OVERLOADED at once', async () => {

@@ -1,0 +1,288 @@
+// One RESP2 connection to a Redis endpoint, built for the request path. Commands issued in the
+// same tick leave in one write (auto-pipelining); replies are parsed by redis-parser (ioredis's
+// own parser) as Buffers, with integers as decimal text, and handed to a sink object in order:
+// no Command object, promise or timer per command. In a 100-command pipeline ioredis's
+// per-command objects and the garbage they made were most of the CPU (bench/README.md).
+//
+// It never queues while disconnected (a command is refused at once: NotConnectedError), never
+// re-sends anything, and reconnects by itself with capped backoff. Ready means: connected,
+// authenticated (AUTH when a password is configured) and not loading a dataset (INFO
+// persistence, polled like ioredis's ready check). Commands that change the connection's own
+// state (SELECT, SUBSCRIBE, MONITOR, CLIENT REPLY...) are refused by classification before they
+// get here, so every command gets exactly one reply, in order.
+// Construction does no I/O; start() connects, stop() closes for good.
+
+import net from 'node:net'
+import tls from 'node:tls'
+import RedisParser from 'redis-parser'
+
+/** Receives the replies to the commands written for it, in order (one call per command). */
+export interface ReplySink {
+  /** A reply (Buffer, decimal string, null, array) or a Redis error reply (Error named ReplyError). */
+  reply(value: unknown): void
+  /** The connection failed before this command's reply: the command may or may not have run. */
+  lost(err: Error): void
+}
+
+export type Arg = string | Buffer
+
+/** Refused without being written: the connection is not ready (so a write may be retried elsewhere). */
+export class NotConnectedError extends Error {
+  override readonly name = 'NotConnectedError'
+}
+
+/** The connection closed after the command was written and before its reply. */
+export class ConnectionLostError extends Error {
+  override readonly name = 'ConnectionLostError'
+}
+
+export interface RespConnectionOptions {
+  readonly host: string
+  readonly port: number
+  readonly username: string
+  readonly password: string
+  readonly tls: boolean
+  readonly connectTimeoutMs: number
+  /** Delay before reconnect attempt `n` (1, 2, ...). */
+  readonly retryDelayMs: (attempt: number) => number
+}
+
+export interface RespConnectionHooks {
+  /** Ready (first connect or reconnect). */
+  onReady(): void
+  /** The connection (or a connect attempt) closed; commands are refused until it is ready again. */
+  onClose(): void
+}
+
+type Status = 'idle' | 'connecting' | 'ready' | 'waiting' | 'stopped'
+
+const CRLF = '\r\n'
+
+export class RespConnection {
+  private status: Status = 'idle'
+  private socket: net.Socket | null = null
+  private readonly parser: RedisParser
+  /** Sinks of written commands, one slot per command, oldest at `head`. */
+  private queue: ReplySink[] = []
+  private head = 0
+  /** Output of this tick: text, and Buffers (binary arguments) in between when there are any. */
+  private out = ''
+  private parts: (string | Buffer)[] | null = null
+  private flushing = false
+  private attempts = 0
+  private timer: NodeJS.Timeout | null = null
+
+  constructor(
+    private readonly opts: RespConnectionOptions,
+    private readonly hooks: RespConnectionHooks,
+  ) {
+    this.parser = new RedisParser({
+      returnBuffers: true,
+      stringNumbers: true,
+      returnReply: (r: unknown) => this.next().reply(r),
+      returnError: (e: Error) => this.next().reply(e),
+      returnFatalError: (e: Error) => this.socket?.destroy(e),
+    })
+  }
+
+  get ready(): boolean {
+    return this.status === 'ready'
+  }
+
+  /** Commands written and not yet answered. */
+  get pending(): number {
+    return this.queue.length - this.head
+  }
+
+  /** Listeners on the current socket: a fixed number, however often it reconnected (a leak check). */
+  get socketListeners(): number {
+    const s = this.socket
+    if (s === null) return 0
+    return s.listenerCount('data') + s.listenerCount('error') + s.listenerCount('close') + s.listenerCount('connect') + s.listenerCount('secureConnect')
+  }
+
+  start(): void {
+    if (this.status === 'idle') this.connect()
+  }
+
+  stop(): void {
+    if (this.status === 'stopped') return
+    this.status = 'stopped'
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+    this.socket?.destroy()
+    this.failPending(new ConnectionLostError('Connection is closed.'))
+  }
+
+  /**
+   * Writes one command for `sink` (in this tick's batch). False when not ready: nothing was written
+   * and the sink hears nothing.
+   */
+  command(args: readonly Arg[], sink: ReplySink): boolean {
+    if (this.status !== 'ready') return false
+    this.encode(args)
+    this.queue.push(sink)
+    this.schedule()
+    return true
+  }
+
+  /** Writes several commands for one sink, back to back in this tick's batch; false when not ready. */
+  commands(list: readonly (readonly Arg[])[], sink: ReplySink): boolean {
+    if (this.status !== 'ready') return false
+    for (const args of list) {
+      this.encode(args)
+      this.queue.push(sink)
+    }
+    this.schedule()
+    return true
+  }
+
+  private next(): ReplySink {
+    const sink = this.queue[this.head]
+    if (sink === undefined) {
+      // A reply nobody asked for: the stream is out of step; start over on a new connection.
+      this.socket?.destroy(new Error('unexpected reply from Redis'))
+      return IGNORE
+    }
+    this.queue[this.head++] = IGNORE
+    if (this.head === this.queue.length) {
+      this.queue.length = 0
+      this.head = 0
+    } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
+    return sink
+  }
+
+  private encode(args: readonly Arg[]): void {
+    let s = `*${args.length}${CRLF}`
+    for (const a of args) {
+      if (typeof a === 'string') s += `$${Buffer.byteLength(a)}${CRLF}${a}${CRLF}`
+      else {
+        // Binary-safe: the Buffer goes out as it is, between the text around it.
+        s += `$${a.length}${CRLF}`
+        const parts = (this.parts ??= [])
+        parts.push(this.out + s, a)
+        this.out = ''
+        s = CRLF
+      }
+    }
+    this.out += s
+  }
+
+  private schedule(): void {
+    if (this.flushing) return
+    this.flushing = true
+    process.nextTick(flush, this)
+  }
+
+  /** @internal */
+  flush(): void {
+    this.flushing = false
+    const socket = this.socket
+    const parts = this.parts
+    const out = this.out
+    this.parts = null
+    this.out = ''
+    if (socket === null) return
+    if (parts === null) {
+      socket.write(out)
+      return
+    }
+    socket.cork()
+    for (const p of parts) socket.write(p)
+    if (out.length > 0) socket.write(out)
+    socket.uncork()
+  }
+
+  private connect(): void {
+    this.status = 'connecting'
+    const o = this.opts
+    const socket = o.tls ? tls.connect({ host: o.host, port: o.port, servername: o.host }) : net.connect({ host: o.host, port: o.port })
+    this.socket = socket
+    socket.setNoDelay(true)
+    const timer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${o.connectTimeoutMs} ms`)), o.connectTimeoutMs)
+    socket.once(o.tls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer)
+      this.handshake(socket)
+    })
+    socket.on('data', (chunk: Buffer) => this.parser.execute(chunk))
+    socket.on('error', noop)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      this.closed(socket)
+    })
+  }
+
+  /** AUTH when configured, then wait while Redis loads its dataset; then ready. */
+  private handshake(socket: net.Socket): void {
+    const o = this.opts
+    const fail = (why: string): void => {
+      socket.destroy(new Error(why))
+    }
+    const check = (): void => {
+      if (this.socket !== socket || this.status !== 'connecting') return
+      this.encode(['INFO', 'persistence'])
+      this.queue.push(
+        sinkOf((v) => {
+          if (v instanceof Error) return fail(`ready check failed: ${v.message}`)
+          const info = Buffer.isBuffer(v) ? v.toString('latin1') : String(v)
+          if (/^loading:1/m.test(info)) {
+            // Like ioredis: poll again after the ETA, at most a second.
+            const eta = /^loading_eta_seconds:(\d+)/m.exec(info)
+            this.timer = setTimeout(check, Math.min(1000, Math.max(100, eta ? Number(eta[1]) * 1000 : 1000)))
+            return
+          }
+          this.status = 'ready'
+          this.attempts = 0
+          this.hooks.onReady()
+        }, fail),
+      )
+      this.flush()
+    }
+    if (o.password) {
+      this.encode(o.username ? ['AUTH', o.username, o.password] : ['AUTH', o.password])
+      this.queue.push(sinkOf((v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()), fail))
+      this.flush()
+    } else check()
+  }
+
+  private closed(socket: net.Socket): void {
+    if (this.socket !== socket) return
+    this.socket = null
+    this.parser.reset()
+    this.out = ''
+    this.parts = null
+    this.failPending(new ConnectionLostError('Connection is closed.'))
+    if (this.status === 'stopped') return
+    this.status = 'waiting'
+    this.hooks.onClose()
+    if (this.status !== 'waiting') return // stopped by the hook
+    this.attempts++
+    this.timer = setTimeout(() => {
+      this.timer = null
+      if (this.status === 'waiting') this.connect()
+    }, this.opts.retryDelayMs(this.attempts))
+  }
+
+  private failPending(err: Error): void {
+    const sinks = this.queue
+    const from = this.head
+    this.queue = []
+    this.head = 0
+    for (let i = from; i < sinks.length; i++) sinks[i]!.lost(err)
+  }
+}
+
+function flush(c: RespConnection): void {
+  c.flush()
+}
+
+function noop(): void {}
+
+const IGNORE: ReplySink = { reply() {}, lost() {} }
+
+function sinkOf(onReply: (v: unknown) => void, onLost: (why: string) => void): ReplySink {
+  return { reply: onReply, lost: (e) => onLost(e.message) }
+}
