@@ -152,7 +152,7 @@ export class EndpointClient {
     })
   }
 
-  /** ROLE, in this tick's batch: issued right behind a write it reports the offset just after it. */
+  /** ROLE, in this turn's batch: issued right behind a write it reports the offset just after it. */
   role(): Promise<unknown> {
     return this.send(ROLE)
   }

@@ -264,7 +264,7 @@ export function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, wit
     const a = new CommandAttempt(ep, ctx, args, withRole, resolve, reject)
     const conn = ep.client.connection
     if (!conn.command(args, a)) return a.fail(notConnected(ep.id))
-    // In the same tick, so in the same write, right behind it: the offset just after the write.
+    // In the same turn, so in the same write, right behind it: the offset just after the write.
     if (withRole) conn.command(ROLE, a)
   })
 }

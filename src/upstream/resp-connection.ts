@@ -1,5 +1,7 @@
 // One RESP2 connection to a Redis endpoint, built for the request path. Commands issued in the
-// same tick leave in one write (auto-pipelining); replies are parsed by redis-parser (ioredis's
+// same turn of the event loop leave in one write (auto-pipelining, flushed by setImmediate: after
+// every socket that was readable in this turn has been served, not after each one as a
+// process.nextTick flush would, which made one write per HTTP request at 50 connections); replies are parsed by redis-parser (ioredis's
 // own parser) as Buffers, with integers as decimal text, and handed to a sink object in order:
 // no Command object, promise or timer per command. In a 100-command pipeline ioredis's
 // per-command objects and the garbage they made were most of the CPU (bench/README.md).
@@ -65,7 +67,7 @@ export class RespConnection {
   /** Sinks of written commands, one slot per command, oldest at `head`. */
   private queue: ReplySink[] = []
   private head = 0
-  /** Output of this tick: text, and Buffers (binary arguments) in between when there are any. */
+  /** Output of this turn: text, and Buffers (binary arguments) in between when there are any. */
   private out = ''
   private parts: (string | Buffer)[] | null = null
   private flushing = false
@@ -115,7 +117,7 @@ export class RespConnection {
   }
 
   /**
-   * Writes one command for `sink` (in this tick's batch). False when not ready: nothing was written
+   * Writes one command for `sink` (in this turn's batch). False when not ready: nothing was written
    * and the sink hears nothing.
    */
   command(args: readonly Arg[], sink: ReplySink): boolean {
@@ -126,7 +128,7 @@ export class RespConnection {
     return true
   }
 
-  /** Writes several commands for one sink, back to back in this tick's batch; false when not ready. */
+  /** Writes several commands for one sink, back to back in this turn's batch; false when not ready. */
   commands(list: readonly (readonly Arg[])[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     for (const args of list) {
@@ -174,7 +176,7 @@ export class RespConnection {
   private schedule(): void {
     if (this.flushing) return
     this.flushing = true
-    process.nextTick(flush, this)
+    setImmediate(flush, this)
   }
 
   /** @internal */
