@@ -1,7 +1,8 @@
 // Every Prometheus metric of the gateway, on one registry, fed by subscribing to gateway events.
 // Labels are bounded: instance/group/endpoint names come from discovery, never from requests.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { HotCounter, HotHistogram } from './hot-metrics.js'
 import type { EventHub } from '../events.js'
 
 // Sub-millisecond to seconds: Redis round trips are ~100 us on a LAN; timeouts are seconds.
@@ -11,30 +12,34 @@ export const LATENCY_BUCKETS = [
 
 export class GatewayMetrics {
   readonly registry = new Registry()
-  readonly requests = new Counter({
+  // The three updated on every request are hot-metrics.ts's (same registry, same output).
+  readonly requests = new HotCounter({
     name: 'redis_gateway_requests_total',
     help: 'HTTP requests served, by target, command class, outcome and code',
-    labelNames: ['instance', 'group', 'class', 'outcome', 'code'] as const,
-    registers: [this.registry],
+    labelNames: ['instance', 'group', 'class', 'outcome', 'code'],
+    registry: this.registry,
   })
-  readonly requestDuration = new Histogram({
+  readonly requestDuration = new HotHistogram({
     name: 'redis_gateway_request_duration_seconds',
     help: 'HTTP request duration, from the first byte read to the reply written',
-    labelNames: ['instance', 'class', 'outcome'] as const,
+    labelNames: ['instance', 'class', 'outcome'],
     buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
+    registry: this.registry,
   })
-  readonly upstreamDuration = new Histogram({
+  readonly upstreamDuration = new HotHistogram({
     name: 'redis_gateway_upstream_duration_seconds',
     help: 'Redis round-trip duration per endpoint',
-    labelNames: ['instance', 'endpoint', 'role', 'outcome'] as const,
+    labelNames: ['instance', 'endpoint', 'role', 'outcome'],
     buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
+    registry: this.registry,
   })
-  readonly inflight = new Gauge({
+  /** Requests being served now; read into the gauge at scrape time. */
+  private inflightNow = 0
+  readonly inflight: Gauge = new Gauge({
     name: 'redis_gateway_inflight_requests',
     help: 'HTTP requests being served now',
     registers: [this.registry],
+    collect: (): void => this.inflight.set(this.inflightNow),
   })
   readonly endpointUp = new Gauge({
     name: 'redis_gateway_endpoint_up',
@@ -91,19 +96,17 @@ export class GatewayMetrics {
   /** Subscribes every metric to the gateway's events; returns the unsubscribe function. */
   subscribe(events: EventHub): () => void {
     const offs = [
-      events.on('requestStart', () => this.inflight.inc()),
-      events.on('requestEnd', (e) => {
-        this.inflight.dec()
-        const outcome = e.status < 400 ? 'success' : e.status < 500 ? 'client_error' : 'server_error'
-        this.requests.inc({ instance: e.instance ?? '', group: e.group ?? '', class: e.class, outcome, code: e.code })
-        this.requestDuration.observe({ instance: e.instance ?? '', class: e.class, outcome }, e.durationS)
+      events.on('requestStart', () => {
+        this.inflightNow++
       }),
-      events.on('upstream', (e) =>
-        this.upstreamDuration.observe(
-          { instance: e.instance, endpoint: e.endpoint, role: e.role, outcome: e.outcome },
-          e.durationS,
-        ),
-      ),
+      events.on('requestEnd', (e) => {
+        this.inflightNow--
+        const outcome = e.status < 400 ? 'success' : e.status < 500 ? 'client_error' : 'server_error'
+        const instance = e.instance ?? ''
+        this.requests.inc(instance, e.group ?? '', e.class, outcome, e.code)
+        this.requestDuration.observe(e.durationS, instance, e.class, outcome)
+      }),
+      events.on('upstream', (e) => this.upstreamDuration.observe(e.durationS, e.instance, e.endpoint, e.role, e.outcome)),
       events.on('endpointState', (e) => this.endpointUp.set({ instance: e.instance, endpoint: e.endpoint }, e.up ? 1 : 0)),
       events.on('replicaLag', (e) => this.replicaLag.set({ instance: e.instance, endpoint: e.endpoint }, e.bytes)),
       events.on('discovery', (e) => {
