@@ -486,6 +486,26 @@ describe('installFastLane', () => {
     expect(f.lane.served).toBe(2)
   })
 
+  test('(a) a client pipelining megabytes behind a held request: reading pauses, then all are served in order', async () => {
+    const f = await fixture()
+    const c = await Client.open(f.port)
+    c.write(req('GET', '/hold'))
+    await waitFor(() => f.held.length === 1, { message: 'the first request held in the handler' })
+    // 20,000 requests (~0.8 MB) behind it, written without waiting.
+    const n = 20_000
+    const rest = Array.from({ length: n }, (_, i) => req('GET', `/r/${i}`)).join('')
+    c.write(rest)
+    const server = f.serverSockets[0]!
+    // Give the server every chance to read them all (many loop turns), then look at what it read.
+    await turns(200)
+    expect(server.bytesRead, 'bytes the server read from the kernel while the first request was held').toBeLessThan(512 * 1024)
+    expect(f.laneCalls.length).toBe(1)
+    f.held.shift()!()
+    const replies = await c.replies(n + 1)
+    expect(replies[0]!.text).toBe('lane GET /hold ')
+    expect(replies.slice(1).map((r) => r.text)).toEqual(Array.from({ length: n }, (_, i) => `lane GET /r/${i} `))
+  })
+
   test('(a) many pipelined requests, some with bodies, in one write', async () => {
     const f = await fixture()
     const c = await Client.open(f.port)

@@ -60,6 +60,8 @@ export interface FastLane {
 }
 
 const CRLF2 = Buffer.from('\r\n\r\n', 'latin1')
+/** Pipelined bytes buffered behind a request being served before reading pauses. */
+const PIPELINE_BYTES = 64 * 1024
 
 /**
  * Puts the fast lane in front of `server`'s own connection handling. Call before the server
@@ -124,6 +126,8 @@ class Conn {
   private closed = false
   /** The client sent FIN: answer what is in flight, then close (node:http closes at once). */
   private ended = false
+  /** Reading is paused: a client pipelined more than PIPELINE_BYTES while a request was served. */
+  private paused = false
   /** When the connection went idle, or when the partial request in `parts` began. */
   private since: number
   private readonly onData = (chunk: Buffer): void => this.receive(chunk)
@@ -171,7 +175,22 @@ class Conn {
     if (this.size === 0) this.since = this.now()
     this.parts.push(chunk)
     this.size += chunk.length
-    if (!this.busy && this.size >= this.want) this.next()
+    if (!this.busy) {
+      if (this.size >= this.want) this.next()
+    } else if (this.size >= PIPELINE_BYTES && !this.paused) {
+      // Requests pipelined behind one being served wait in the kernel, not in memory.
+      this.paused = true
+      this.socket.pause()
+    }
+  }
+
+  /** Ready for the next request: read on if paused, and parse what is buffered. */
+  private proceed(): void {
+    if (this.paused) {
+      this.paused = false
+      this.socket.resume()
+    }
+    this.next()
   }
 
   /** Parses and starts the next request in the buffer, if it is complete. */
@@ -261,11 +280,11 @@ class Conn {
       s.once('drain', () => {
         this.busy = false
         this.since = this.now()
-        this.next()
+        this.proceed()
       })
       return
     }
-    this.next()
+    this.proceed()
   }
 
   /** Idle and slow-request timeouts, with node:http's limits. */
