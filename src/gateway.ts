@@ -62,6 +62,8 @@ export class Gateway {
   private readonly health: HealthChecker
   private config: GatewayConfig
   private tokens: TokenStore
+  /** Per endpoint, the last connection failure logged (until the connection is ready again). */
+  private readonly connectFailures = new Map<string, string>()
   private dataServer: Server | null = null
   private opsServer: Server | null = null
   private watcher: ConfigWatcher | null = null
@@ -96,10 +98,23 @@ export class Gateway {
       },
       {
         added: (ep) => this.health.add(this.healthTarget(ep)),
-        removed: (ep) => this.health.remove(ep.id),
+        removed: (ep) => {
+          this.connectFailures.delete(ep.id)
+          this.health.remove(ep.id)
+        },
         // Check at once on (re)connect, so roles are known before the first interval passes.
-        ready: (ep) => void this.health.checkNow(ep.id),
-        closed: (ep) => this.health.markDown(ep.id, 'connection closed'),
+        ready: (ep) => {
+          this.connectFailures.delete(ep.id)
+          void this.health.checkNow(ep.id)
+        },
+        closed: (ep, reason) => {
+          this.health.markDown(ep.id, `connection closed: ${reason}`)
+          // Once per distinct reason while it lasts: a bad certificate or password says so in the
+          // logs without a line per reconnect attempt.
+          if (this.connectFailures.get(ep.id) === reason) return
+          this.connectFailures.set(ep.id, reason)
+          this.logger.warn({ endpoint: ep.id, reason }, 'Redis connection closed or could not be made; reconnecting')
+        },
         breaker: (ep, from, to, reason) =>
           this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
       },

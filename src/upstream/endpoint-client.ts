@@ -2,6 +2,7 @@
 // commands (resp-connection.ts), and the options of the ioredis subscriber connection that the
 // pub/sub hub opens lazily. Construction does no I/O; start() connects, stop() closes.
 
+import { isIP } from 'node:net'
 import type { RedisOptions } from 'ioredis'
 import type { EndpointSpec } from '../discovery/topology.js'
 import type { RawReply } from './encode.js'
@@ -28,7 +29,8 @@ export function clientOptions(spec: EndpointSpec, o: UpstreamOptions, extra: Par
     port: spec.port,
     ...(o.username ? { username: o.username } : {}),
     ...(o.password ? { password: o.password } : {}),
-    ...(o.tls ? { tls: { servername: spec.host } } : {}),
+    // SNI carries host names only (RFC 6066); an IP endpoint's certificate is still checked against it.
+    ...(o.tls ? { tls: isIP(spec.host) === 0 ? { servername: spec.host } : {} } : {}),
     lazyConnect: true,
     enableAutoPipelining: true,
     // Fail at once while disconnected instead of queueing without bound.
@@ -50,8 +52,8 @@ export function clientOptions(spec: EndpointSpec, o: UpstreamOptions, extra: Par
 export interface EndpointClientHooks {
   /** The connection became ready (first connect or reconnect). */
   onReady(): void
-  /** The connection closed unexpectedly; commands fail until it is back. */
-  onClose(): void
+  /** The connection closed unexpectedly (or could not be made), and why; commands fail until it is back. */
+  onClose(reason: string): void
 }
 
 /**
@@ -64,6 +66,8 @@ export class EndpointClient {
   readonly spec: EndpointSpec
   readonly connection: RespConnection
   private stopped = false
+  /** Why the connection last failed; null once it is ready again. */
+  private failure: string | null = null
   /** Requests waiting for the connection: the connection's one ready hook serves them all. */
   private readonly waiters = new Set<(ok: boolean) => void>()
 
@@ -86,11 +90,13 @@ export class EndpointClient {
       },
       {
         onReady: () => {
+          this.failure = null
           for (const w of [...this.waiters]) w(true)
           hooks.onReady()
         },
-        onClose: () => {
-          if (!this.stopped) hooks.onClose()
+        onClose: (reason) => {
+          this.failure = reason
+          if (!this.stopped) hooks.onClose(reason)
         },
       },
     )
@@ -148,7 +154,8 @@ export class EndpointClient {
         reply: (v) => (v instanceof Error ? reject(v) : resolve(v as RawReply)),
         lost: reject,
       }
-      if (!this.connection.command(args, sink)) reject(notConnected(this.id))
+      // Health checks report this message: it says why (a refused connection, a certificate, AUTH).
+      if (!this.connection.command(args, sink)) reject(notConnected(this.id, this.failure))
     })
   }
 
@@ -170,6 +177,7 @@ export class EndpointClient {
 const ROLE: Args = ['ROLE']
 const INFO_REPLICATION: Args = ['INFO', 'replication']
 
-export function notConnected(endpoint: string): NotConnectedError {
-  return new NotConnectedError(`endpoint ${endpoint} is not connected`)
+/** `reason` only where operators read it (health state, logs), not in replies to clients. */
+export function notConnected(endpoint: string, reason: string | null = null): NotConnectedError {
+  return new NotConnectedError(`endpoint ${endpoint} is not connected${reason === null ? '' : ` (${reason})`}`)
 }

@@ -21,8 +21,8 @@ export interface PooledEndpoint {
 export interface PoolHooks {
   /** A connection became ready: a good moment for an immediate health check. */
   ready(ep: PooledEndpoint): void
-  /** A connection closed unexpectedly. */
-  closed(ep: PooledEndpoint): void
+  /** A connection closed unexpectedly (or could not be made), and why. */
+  closed(ep: PooledEndpoint, reason: string): void
   /** The endpoint left the pool (no instance names it any more). */
   removed(ep: PooledEndpoint): void
   /** The endpoint joined the pool. */
@@ -119,7 +119,7 @@ export class UpstreamPool {
     let entry: PooledEndpoint | undefined
     const client = new EndpointClient(spec, this.opts, {
       onReady: () => entry && hooks.ready(entry),
-      onClose: () => entry && hooks.closed(entry),
+      onClose: (reason) => entry && hooks.closed(entry, reason),
     })
     const breaker = new CircuitBreaker(
       this.breakerOptions,

@@ -52,8 +52,11 @@ export interface RespConnectionOptions {
 export interface RespConnectionHooks {
   /** Ready (first connect or reconnect). */
   onReady(): void
-  /** The connection (or a connect attempt) closed; commands are refused until it is ready again. */
-  onClose(): void
+  /**
+   * The connection (or a connect attempt) closed; commands are refused until it is ready again.
+   * `reason`: what went wrong (a socket or TLS error, AUTH refused...), for logs.
+   */
+  onClose(reason: string): void
 }
 
 type Status = 'idle' | 'connecting' | 'ready' | 'waiting' | 'stopped'
@@ -73,6 +76,11 @@ export class RespConnection {
   private flushing = false
   private attempts = 0
   private timer: NodeJS.Timeout | null = null
+  /** Why the current socket failed, once it has (for onClose). */
+  private failure: string | null = null
+  private readonly onError = (err: Error): void => {
+    this.failure ??= err.message
+  }
 
   constructor(
     private readonly opts: RespConnectionOptions,
@@ -122,6 +130,7 @@ export class RespConnection {
    */
   command(args: readonly Arg[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
+    if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
     this.encode(args)
     this.queue.push(sink)
     this.schedule()
@@ -131,6 +140,7 @@ export class RespConnection {
   /** Writes several commands for one sink, back to back in this turn's batch; false when not ready. */
   commands(list: readonly (readonly Arg[])[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
+    for (const args of list) if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
     for (const args of list) {
       this.encode(args)
       this.queue.push(sink)
@@ -201,7 +211,11 @@ export class RespConnection {
   private connect(): void {
     this.status = 'connecting'
     const o = this.opts
-    const socket = o.tls ? tls.connect({ host: o.host, port: o.port, servername: o.host }) : net.connect({ host: o.host, port: o.port })
+    // SNI carries host names only (RFC 6066); an IP endpoint's certificate is still checked against it.
+    const socket = o.tls
+      ? tls.connect({ host: o.host, port: o.port, ...(net.isIP(o.host) === 0 ? { servername: o.host } : {}) })
+      : net.connect({ host: o.host, port: o.port })
+    this.failure = null
     this.socket = socket
     socket.setNoDelay(true)
     const timer = setTimeout(() => socket.destroy(new Error(`connect timeout after ${o.connectTimeoutMs} ms`)), o.connectTimeoutMs)
@@ -210,7 +224,7 @@ export class RespConnection {
       this.handshake(socket)
     })
     socket.on('data', (chunk: Buffer) => this.parser.execute(chunk))
-    socket.on('error', noop)
+    socket.on('error', this.onError)
     socket.once('close', () => {
       clearTimeout(timer)
       this.closed(socket)
@@ -256,10 +270,12 @@ export class RespConnection {
     this.parser.reset()
     this.out = ''
     this.parts = null
-    this.failPending(new ConnectionLostError('Connection is closed.'))
     if (this.status === 'stopped') return
+    // Not ready before the sinks hear of it: a command sent from lost() is refused, not queued
+    // on a socket that is gone.
     this.status = 'waiting'
-    this.hooks.onClose()
+    this.failPending(new ConnectionLostError('Connection is closed.'))
+    this.hooks.onClose(this.failure ?? 'closed by the server')
     if (this.status !== 'waiting') return // stopped by the hook
     this.attempts++
     this.timer = setTimeout(() => {
@@ -280,8 +296,6 @@ export class RespConnection {
 function flush(c: RespConnection): void {
   c.flush()
 }
-
-function noop(): void {}
 
 const IGNORE: ReplySink = { reply() {}, lost() {} }
 
