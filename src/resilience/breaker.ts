@@ -105,7 +105,8 @@ export class CircuitBreaker {
 
   /** The current state (moves open -> half-open, and times out probes, as the clock says). */
   get state(): BreakerState {
-    this.advance(this.clock())
+    // Time changes nothing in closed: no clock read (selection asks several times per request).
+    if (this.current.kind !== 'closed') this.advance(this.clock())
     return this.current
   }
 
@@ -114,7 +115,7 @@ export class CircuitBreaker {
    * undefined while closed. The outlier cap keeps the longest-tripped endpoints ejected.
    */
   get trippedAt(): number | undefined {
-    this.advance(this.clock())
+    if (this.current.kind !== 'closed') this.advance(this.clock())
     return this.tripped
   }
 
@@ -123,6 +124,7 @@ export class CircuitBreaker {
    * pass `probe` back to exactly one of onSuccess, onFailure or release.
    */
   tryAcquire(): AcquireResult {
+    if (this.current.kind === 'closed') return ADMITTED
     const now = this.clock()
     this.advance(now)
     const s = this.current
