@@ -127,10 +127,9 @@ export class CircuitBreaker {
     if (this.current.kind === 'closed') return ADMITTED
     const now = this.clock()
     this.advance(now)
+    // Time only moves open -> half-open -> open (a probe timeout): never to closed.
     const s = this.current
     switch (s.kind) {
-      case 'closed':
-        return ADMITTED
       case 'open':
         return { ok: false, retryAfterMs: s.until - now }
       case 'half-open':

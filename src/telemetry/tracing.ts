@@ -72,7 +72,7 @@ export function subscribeTracing(
       if (e.traceparent !== undefined) carrier['traceparent'] = e.traceparent
       if (e.tracestate !== undefined) carrier['tracestate'] = e.tracestate
       const parent = e.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter)
-      e.scope.span = tracer.startSpan(
+      const span = tracer.startSpan(
         `${e.method} ${e.route}`,
         {
           kind: SpanKind.SERVER,
@@ -81,6 +81,9 @@ export function subscribeTracing(
         },
         parent,
       )
+      // Not sampled: nothing below it would be recorded either, so leave the slot empty and let the
+      // request skip building its routing events (see data-handler.ts).
+      e.scope.span = span.isRecording() ? span : null
     }),
     events.on('routeResolve', (e) => {
       const parent = spanOf(e.scope)
