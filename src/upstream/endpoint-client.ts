@@ -111,10 +111,6 @@ export class EndpointClient {
     return this.waiters.size
   }
 
-  get commandTimeoutMs(): number {
-    return this.opts.commandTimeoutMs
-  }
-
   /**
    * Resolves when the connection is ready: at once when it is, after at most connectTimeout while
    * it is being (re)established, and false when it does not come up in that time.

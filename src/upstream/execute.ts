@@ -40,15 +40,12 @@ function finish(
   const now = performance.now()
   ep.state.load.finish(now - started, now)
   const breaker = ep.state.breaker
-  // The transition is only for a traced request's client span (logs and metrics hear it from the
-  // breaker itself); each read of breaker.state reads the clock, so untraced requests skip it.
-  const traced = ctx.scope != null
-  const before = traced ? breaker.state.kind : null
+  const before = breaker.state.kind
   // Only transport failures say the endpoint is broken; any reply (WRONGTYPE included) proves it alive.
   if (err !== undefined && countsAsBreakerFailure(err)) breaker.onFailure(ctx.probe)
   else breaker.onSuccess(ctx.probe)
   if (!ctx.events.has('upstream')) return
-  const after = traced ? breaker.state.kind : null
+  const after = breaker.state.kind
   ctx.events.emit('upstream', {
     instance: ctx.instance,
     endpoint: ep.id,
