@@ -131,8 +131,7 @@ export class RespConnection {
   command(args: readonly Arg[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
-    this.encode(args)
-    this.queue.push(sink)
+    this.enqueue(args, sink)
     this.schedule()
     return true
   }
@@ -141,10 +140,7 @@ export class RespConnection {
   commands(list: readonly (readonly Arg[])[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     for (const args of list) if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
-    for (const args of list) {
-      this.encode(args)
-      this.queue.push(sink)
-    }
+    for (const args of list) this.enqueue(args, sink)
     this.schedule()
     return true
   }
@@ -165,6 +161,12 @@ export class RespConnection {
       this.head = 0
     }
     return sink
+  }
+
+  /** Adds a command to this turn's output, its reply to go to `sink`. */
+  private enqueue(args: readonly Arg[], sink: ReplySink): void {
+    this.encode(args)
+    this.queue.push(sink)
   }
 
   private encode(args: readonly Arg[]): void {
@@ -239,8 +241,8 @@ export class RespConnection {
     }
     const check = (): void => {
       if (this.socket !== socket || this.status !== 'connecting') return
-      this.encode(['INFO', 'persistence'])
-      this.queue.push(
+      this.enqueue(
+        ['INFO', 'persistence'],
         sinkOf((v) => {
           if (v instanceof Error) return fail(`ready check failed: ${v.message}`)
           const info = Buffer.isBuffer(v) ? v.toString('latin1') : String(v)
@@ -258,8 +260,8 @@ export class RespConnection {
       this.flush()
     }
     if (o.password) {
-      this.encode(o.username ? ['AUTH', o.username, o.password] : ['AUTH', o.password])
-      this.queue.push(sinkOf((v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()), fail))
+      const auth = o.username ? ['AUTH', o.username, o.password] : ['AUTH', o.password]
+      this.enqueue(auth, sinkOf((v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()), fail))
       this.flush()
     } else check()
   }
