@@ -13,6 +13,10 @@ import { countsAsBreakerFailure } from '../resilience/breaker.js'
 import { failureKind, toGatewayError } from './errors.js'
 import type { PooledEndpoint } from './pool.js'
 import type { ReplySink } from './resp-connection.js'
+import { Deadlines, type Expiring } from './deadlines.js'
+
+/** Attempt timeouts: one timer per distinct duration, not one per attempt (deadlines.ts). */
+export const attemptDeadlines = new Deadlines()
 
 /** One item of a pipeline/transaction result: a reply or Redis's error message. */
 export type ItemResult = { ok: true; value: RawReply } | { ok: false; error: string }
@@ -65,11 +69,10 @@ function finish(
 /**
  * One round trip on an endpoint, bounded by the attempt's timeout. The first of reply, failure
  * and timeout settles it and is accounted once (load, breaker, upstream event); whatever arrives
- * later is ignored. One timer per attempt, none per command.
+ * later is ignored. No timer of its own (attemptDeadlines), none per command.
  */
-abstract class Attempt<T> implements ReplySink {
+abstract class Attempt<T> implements ReplySink, Expiring {
   private settled = false
-  private readonly timer: NodeJS.Timeout
   private readonly started = performance.now()
 
   constructor(
@@ -81,7 +84,11 @@ abstract class Attempt<T> implements ReplySink {
     private readonly reject: (e: unknown) => void,
   ) {
     ep.state.load.start()
-    this.timer = setTimeout(expire, ctx.timeoutMs, this)
+    attemptDeadlines.add(this, ctx.timeoutMs, this.started)
+  }
+
+  get done(): boolean {
+    return this.settled
   }
 
   abstract reply(value: unknown): void
@@ -93,7 +100,6 @@ abstract class Attempt<T> implements ReplySink {
   protected ok(v: T): void {
     if (this.settled) return
     this.settled = true
-    clearTimeout(this.timer)
     finish(this.ctx, this.ep, this.started, undefined, this.operation, this.commands)
     this.resolve(v)
   }
@@ -101,12 +107,11 @@ abstract class Attempt<T> implements ReplySink {
   fail(err: unknown): void {
     if (this.settled) return
     this.settled = true
-    clearTimeout(this.timer)
     finish(this.ctx, this.ep, this.started, err, this.operation, this.commands)
     this.reject(toGatewayError(err, this.ep.id, this.ctx.timeoutMs))
   }
 
-  expired(): void {
+  expire(): void {
     this.fail(new TimeoutError(`endpoint ${this.ep.id} did not answer within ${this.ctx.timeoutMs} ms`))
   }
 
@@ -120,10 +125,6 @@ abstract class Attempt<T> implements ReplySink {
       // Not a ROLE reply the gateway understands: the token keeps the last known offset.
     }
   }
-}
-
-function expire(a: { expired(): void }): void {
-  a.expired()
 }
 
 const ROLE: Args = ['ROLE']
