@@ -62,6 +62,8 @@ export interface RespConnectionHooks {
 type Status = 'idle' | 'connecting' | 'ready' | 'waiting' | 'stopped'
 
 const CRLF = '\r\n'
+/** Read size on plain TCP connections (node's own default for a socket read). */
+const READ_BUFFER_BYTES = 64 * 1024
 
 export class RespConnection {
   private status: Status = 'idle'
@@ -78,6 +80,17 @@ export class RespConnection {
   private timer: NodeJS.Timeout | null = null
   /** Why the current socket failed, once it has (for onClose). */
   private failure: string | null = null
+  private readBuffer: Buffer | null = null
+  /**
+   * Bytes read into `readBuffer`, which the next read overwrites: the parser keeps slices of what it
+   * is given (bulk replies, a reply split across reads), so it gets a copy.
+   */
+  private readonly onRead = (n: number, buf: Buffer): boolean => {
+    const chunk = Buffer.allocUnsafe(n)
+    buf.copy(chunk, 0, 0, n)
+    this.parser.execute(chunk)
+    return true
+  }
   private readonly onError = (err: Error): void => {
     this.failure ??= err.message
   }
@@ -214,9 +227,11 @@ export class RespConnection {
     this.status = 'connecting'
     const o = this.opts
     // SNI carries host names only (RFC 6066); an IP endpoint's certificate is still checked against it.
+    // Plain TCP reads into one buffer per connection and hands the bytes straight to the parser:
+    // no stream machinery and no 64 KiB allocation per read (node's default). TLS streams as usual.
     const socket = o.tls
       ? tls.connect({ host: o.host, port: o.port, ...(net.isIP(o.host) === 0 ? { servername: o.host } : {}) })
-      : net.connect({ host: o.host, port: o.port })
+      : net.connect({ host: o.host, port: o.port, onread: { buffer: (this.readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES)), callback: this.onRead } })
     this.failure = null
     this.socket = socket
     socket.setNoDelay(true)
@@ -225,7 +240,7 @@ export class RespConnection {
       clearTimeout(timer)
       this.handshake(socket)
     })
-    socket.on('data', (chunk: Buffer) => this.parser.execute(chunk))
+    if (o.tls) socket.on('data', (chunk: Buffer) => this.parser.execute(chunk))
     socket.on('error', this.onError)
     socket.once('close', () => {
       clearTimeout(timer)
