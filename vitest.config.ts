@@ -1,13 +1,39 @@
 import { defineConfig } from 'vitest/config'
 
 // Integration tests spawn real redis-server processes; keep parallelism modest on 2-core machines.
+//
+// Tests that compare latency percentiles run alone, after everything else (groupOrder 1): with the
+// rest of the suite on both cores, event-loop delay swamps what they measure. On a slower machine
+// the slow-replica p99 check failed in the full suite with the same build that passed it alone
+// (least-request then sends 1-3 % of reads to the slow replica: the healthy one's in-flight count
+// times a contention-inflated latency estimate out-costs the slow one's).
+const ALONE = ['test/faults/slow-replica.test.ts']
+
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    exclude: ['test/kubernetes/**', 'node_modules/**'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'suite',
+          include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+          exclude: ['test/kubernetes/**', 'node_modules/**', ...ALONE],
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'alone',
+          include: ALONE,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 })

@@ -261,9 +261,18 @@ export function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, wit
   return new Promise<RawReply>((resolve, reject) => {
     const a = new CommandAttempt(ep, ctx, args, withRole, resolve, reject)
     const conn = ep.client.connection
-    if (!conn.command(args, a)) return a.fail(notConnected(ep.id))
-    // In the same turn, so in the same write, right behind it: the offset just after the write.
-    if (withRole) conn.command(ROLE, a)
+    if (!withRole) {
+      if (!conn.command(args, a)) a.fail(notConnected(ep.id))
+      return
+    }
+    // In the same write, right behind it: the offset just after the write.
+    conn.cork()
+    try {
+      if (!conn.command(args, a)) return a.fail(notConnected(ep.id))
+      conn.command(ROLE, a)
+    } finally {
+      conn.uncork()
+    }
   })
 }
 
@@ -285,9 +294,14 @@ export function runPipeline(
     const a = new BatchAttempt(ep, ctx, commands.length, atomic, withRole, resolve, reject)
     const conn = ep.client.connection
     if (!conn.ready) return a.fail(notConnected(ep.id))
-    if (atomic) conn.command(MULTI, a)
-    conn.commands(commands, a)
-    if (atomic) conn.command(EXEC, a)
-    if (withRole) conn.command(ROLE, a)
+    conn.cork()
+    try {
+      if (atomic) conn.command(MULTI, a)
+      conn.commands(commands, a)
+      if (atomic) conn.command(EXEC, a)
+      if (withRole) conn.command(ROLE, a)
+    } finally {
+      conn.uncork()
+    }
   })
 }

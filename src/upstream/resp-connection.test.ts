@@ -4,6 +4,7 @@
 // ready check. EndpointClient's promise wrappers and failureKind are checked on top of it.
 
 import { randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { freePort } from '../../test/helpers/ports.js'
 import { parseInfo, startRedis, type RedisServer, type StartRedisOptions } from '../../test/helpers/redis-server.js'
@@ -238,7 +239,7 @@ describe('round trips', () => {
     const k = key('ü€𝄞')
     const text = 'héllo wörld € 𝄞 日本語 🙂'
     expect(text.length).not.toBe(Buffer.byteLength(text))
-    // Both commands in one write: a length counted in UTF-16 units would garble the second.
+    // GET and STRLEN share a write behind SET: a length counted in UTF-16 units would garble them.
     const [set, get, strlen] = await Promise.all([call(conn, ['SET', k, text]), call(conn, ['GET', k]), call(conn, ['STRLEN', k])])
     expect(set).toEqual(buf('OK'))
     expect(get).toEqual(buf(text))
@@ -361,7 +362,7 @@ describe('ordering and batching', () => {
       sinks.push(s)
       expect(conn.command(['INCR', k], s)).toBe(true)
     }
-    // Nothing was written yet: the batch leaves after this turn.
+    // The first went out at once (the connection was idle), the rest leave together after this turn.
     expect(conn.pending).toBe(N)
     await waitFor(() => conn.pending === 0, { message: 'all replies' })
     sinks.forEach((s, i) => {
@@ -390,6 +391,65 @@ describe('ordering and batching', () => {
     await waitFor(() => chained.length === CHAIN && conn.pending === 0, { message: 'the chained replies' })
     first.forEach((s, i) => expect(s.replies).toEqual([String(i + 1)]))
     chained.forEach((s, i) => expect(s.replies).toEqual([String(N + i + 1)]))
+  })
+
+  /** Records the bytes of each socket.write() on the connection's current socket. */
+  function spyWrites(c: RespConnection): { writes: number[]; restore(): void } {
+    const socket = (c as unknown as { socket: Socket }).socket
+    const writes: number[] = []
+    const orig = socket.write
+    socket.write = function (this: Socket, chunk: string | Uint8Array, ...rest: unknown[]) {
+      writes.push(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length)
+      return (orig as (...a: unknown[]) => boolean).call(this, chunk, ...rest)
+    } as Socket['write']
+    return { writes, restore: () => void (socket.write = orig) }
+  }
+
+  test('an idle connection writes a command at once; while replies are outstanding, commands leave together after the turn', async () => {
+    await waitFor(() => conn.pending === 0, { message: 'idle' })
+    const spy = spyWrites(conn)
+    try {
+      const a = recorder()
+      conn.command(['PING', 'a'], a)
+      // Written inside command(): a lone request does not wait for the rest of the turn.
+      expect(spy.writes).toEqual([Buffer.byteLength('*2\r\n$4\r\nPING\r\n$1\r\na\r\n')])
+      const b = recorder()
+      const c = recorder()
+      conn.command(['PING', 'b'], b)
+      conn.command(['PING', 'c'], c)
+      // 'a' is in flight: b and c wait for the batch.
+      expect(spy.writes.length).toBe(1)
+      await new Promise((r) => setImmediate(r))
+      expect(spy.writes.length).toBe(2)
+      expect(spy.writes[1]).toBe(2 * spy.writes[0]!)
+      await waitFor(() => c.replies.length === 1, { message: 'replies' })
+      expect([a, b, c].map((s) => s.replies[0])).toEqual([buf('a'), buf('b'), buf('c')])
+    } finally {
+      spy.restore()
+    }
+  })
+
+  test('cork()/uncork(): commands issued in between leave in one write, at once on an idle connection', async () => {
+    await waitFor(() => conn.pending === 0, { message: 'idle' })
+    const spy = spyWrites(conn)
+    try {
+      const s = recorder()
+      const k = key('cork')
+      conn.cork()
+      conn.cork()
+      conn.command(['SET', k, 'v'], s)
+      conn.commands([['GET', k], ['ROLE']], s)
+      conn.uncork()
+      expect(spy.writes).toEqual([]) // still corked once
+      conn.uncork()
+      expect(spy.writes.length).toBe(1)
+      conn.uncork() // unbalanced: ignored
+      await waitFor(() => s.replies.length === 3, { message: 'replies' })
+      expect(s.replies.slice(0, 2)).toEqual([buf('OK'), buf('v')])
+      expect(spy.writes.length).toBe(1)
+    } finally {
+      spy.restore()
+    }
   })
 
   test('commands() for one sink: one reply per command, in order', async () => {

@@ -1,6 +1,7 @@
-// One RESP2 connection to a Redis endpoint, built for the request path. Commands issued in the
-// same turn of the event loop leave in one write (auto-pipelining, flushed by setImmediate: after
-// every socket that was readable in this turn has been served, not after each one as a
+// One RESP2 connection to a Redis endpoint, built for the request path. A command on an idle
+// connection (nothing in flight) is written at once; while replies are outstanding, commands issued
+// in the same turn of the event loop leave in one write (auto-pipelining, flushed by setImmediate:
+// after every socket that was readable in this turn has been served, not after each one as a
 // process.nextTick flush would, which made one write per HTTP request at 50 connections); replies are parsed by redis-parser (ioredis's
 // own parser) as Buffers, with integers as decimal text, and handed to a sink object in order:
 // no Command object, promise or timer per command. In a 100-command pipeline ioredis's
@@ -76,6 +77,8 @@ export class RespConnection {
   private out = ''
   private parts: (string | Buffer)[] | null = null
   private flushing = false
+  private corked = 0
+  private idleAtCork = false
   private attempts = 0
   private timer: NodeJS.Timeout | null = null
   /** Why the current socket failed, once it has (for onClose). */
@@ -144,8 +147,9 @@ export class RespConnection {
   command(args: readonly Arg[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
+    const idle = this.idle
     this.enqueue(args, sink)
-    this.schedule()
+    this.release(idle)
     return true
   }
 
@@ -153,9 +157,42 @@ export class RespConnection {
   commands(list: readonly (readonly Arg[])[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     for (const args of list) if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
+    const idle = this.idle
     for (const args of list) this.enqueue(args, sink)
-    this.schedule()
+    this.release(idle)
     return true
+  }
+
+  /**
+   * Commands issued until the matching uncork() leave in one write (a command and the ROLE that must
+   * follow it, MULTI ... EXEC): the idle connection's immediate write waits for the last of them.
+   */
+  cork(): void {
+    if (this.corked === 0) this.idleAtCork = this.idle
+    this.corked++
+  }
+
+  uncork(): void {
+    if (this.corked === 0) return
+    if (--this.corked === 0) this.release(this.idleAtCork)
+  }
+
+  /**
+   * Nothing in flight and nothing waiting to go: the next command is written at once. Otherwise it
+   * joins the batch written after this turn of the event loop (setImmediate), as before: writing at
+   * once gives one request alone on a connection (one client, or light load) its round trip
+   * without waiting for the rest of the turn, and what runs after the write (promise callbacks,
+   * accounting) overlaps Redis's work; under load the connection is rarely idle and commands keep
+   * leaving in batches, which is what makes auto-pipelining pay.
+   */
+  private get idle(): boolean {
+    return this.corked === 0 && !this.flushing && this.queue.length === this.head
+  }
+
+  private release(idle: boolean): void {
+    if (this.corked > 0 || (this.out === '' && this.parts === null)) return
+    if (idle) this.flush()
+    else this.schedule()
   }
 
   private next(): ReplySink {
