@@ -11,6 +11,8 @@ export interface RequestEndEvent {
   /** Gateway error code or 'OK' / 'REDIS' (Redis error reply). */
   readonly code: string
   readonly durationS: number
+  /** When the reply was ready (performance.now() ms); the event itself may be emitted later. */
+  readonly endMs: number
   readonly scope: TraceScope | null
 }
 
@@ -196,6 +198,9 @@ type Listener<T> = (event: T) => void
 
 export class EventHub {
   private readonly listeners: { [K in keyof GatewayEventMap]?: Listener<GatewayEventMap[K]>[] } = {}
+  /** Deferred events, as name, event, name, event... */
+  private later: unknown[] = []
+  private laterScheduled = false
 
   on<K extends keyof GatewayEventMap>(name: K, fn: Listener<GatewayEventMap[K]>): () => void {
     const list = (this.listeners[name] ??= []) as Listener<GatewayEventMap[K]>[]
@@ -212,6 +217,29 @@ export class EventHub {
     return list !== undefined && list.length > 0
   }
 
+  /**
+   * Emits after this turn of the event loop (setImmediate), in the order deferred: for what a reply
+   * does not wait for (a request's metrics, spans and logs), so that work overlaps the network
+   * instead of delaying the reply. Replies are written from promise callbacks, which run before
+   * setImmediate; a client sees the reply no earlier than the next turn, when the event is out.
+   * Times in the event are taken by the caller, so they are those of the moment it happened.
+   */
+  emitLater<K extends keyof GatewayEventMap>(name: K, event: GatewayEventMap[K]): void {
+    if (!this.has(name)) return
+    this.later.push(name, event)
+    if (this.laterScheduled) return
+    this.laterScheduled = true
+    setImmediate(emitDeferred, this)
+  }
+
+  /** @internal */
+  emitDeferred(): void {
+    const q = this.later
+    this.later = []
+    this.laterScheduled = false
+    for (let i = 0; i < q.length; i += 2) this.emit(q[i] as keyof GatewayEventMap, q[i + 1] as never)
+  }
+
   emit<K extends keyof GatewayEventMap>(name: K, event: GatewayEventMap[K]): void {
     const list = this.listeners[name] as Listener<GatewayEventMap[K]>[] | undefined
     if (list === undefined) return
@@ -223,4 +251,8 @@ export class EventHub {
       }
     }
   }
+}
+
+function emitDeferred(hub: EventHub): void {
+  hub.emitDeferred()
 }

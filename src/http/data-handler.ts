@@ -136,19 +136,19 @@ export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): 
     // On errors, hand back the token the client sent so it never regresses.
     return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d) }
   } finally {
-    if (st.load !== null) {
-      const now = performance.now()
-      st.load.finish(now - started, now)
-    }
+    const now = performance.now()
+    if (st.load !== null) st.load.finish(now - started, now)
     if (st.resolve !== null) emitResolve(deps.events, st)
     if (deps.events.has('requestEnd')) {
-      deps.events.emit('requestEnd', {
+      // After the reply is written (emitLater): metrics, the server span and logs wait for it.
+      deps.events.emitLater('requestEnd', {
         instance: st.instance,
         group: st.group,
         class: st.cls,
         status,
         code,
-        durationS: (performance.now() - started) / 1000,
+        durationS: (now - started) / 1000,
+        endMs: now,
         scope: st.scope,
       })
     }
@@ -260,7 +260,9 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
     case 'path': {
       let args: (string | Buffer)[]
       if (form.type === 'command') {
-        args = parseCommandBody((await req.body(deps.maxBodyBytes)).toString('utf8'))
+        // The fast lane has the body already: no await (a microtask turn) before the command leaves.
+        const raw = req.body(deps.maxBodyBytes)
+        args = parseCommandBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'))
       } else {
         if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
         args = [...form.args]
@@ -285,7 +287,8 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
     case 'multi-exec': {
       const atomic = form.type === 'multi-exec'
       st.cls = atomic ? 'multi' : 'pipeline'
-      const commands = parseBatchBody((await req.body(deps.maxBodyBytes)).toString('utf8'))
+      const raw = req.body(deps.maxBodyBytes)
+      const commands = parseBatchBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'))
       // A transaction is all or nothing: any inadmissible command rejects the request. In a
       // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
       // so an unknown, refused or forbidden command becomes that item's error and is not sent.

@@ -170,7 +170,7 @@ export function subscribeTracing(
       }
       // The scope keeps the span: an attempt that outlives the request (a stalled read that was
       // retried elsewhere) still reports its client span under this trace when it ends.
-      span.end(epochMs(performance.now()))
+      span.end(epochMs(e.endMs))
     }),
   ]
   return () => offs.forEach((f) => f())

@@ -50,7 +50,7 @@ function finish(
   else breaker.onSuccess(ctx.probe)
   if (!ctx.events.has('upstream')) return
   const after = breaker.state.kind
-  ctx.events.emit('upstream', {
+  ctx.events.emitLater('upstream', {
     instance: ctx.instance,
     endpoint: ep.id,
     role: ctx.role,
