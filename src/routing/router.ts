@@ -220,9 +220,10 @@ export class Router {
       sticky: policy.strategy === 'maglev',
       now: this.now,
       zone: this.opts.zone ?? null,
-      ...(exclude !== undefined && { exclude }),
-      ...(this.opts.maxInflightPerEndpoint !== undefined && { maxInflight: this.opts.maxInflightPerEndpoint }),
-      ...(this.opts.maxEjectionPercent !== undefined && { maxEjectionPercent: this.opts.maxEjectionPercent }),
+      // Absent is undefined here (one object shape, no spreads: this runs for every request).
+      exclude,
+      maxInflight: this.opts.maxInflightPerEndpoint,
+      maxEjectionPercent: this.opts.maxEjectionPercent,
     }) as Routed
   }
 }
