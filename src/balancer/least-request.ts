@@ -14,6 +14,7 @@
 // Clock: the balancer reads `now()` once per pick to decay estimates. Whoever calls
 // `PeakEwma.observe` (the router, via `LoadTracker.finish`) must use the same clock.
 
+import { performance } from 'node:perf_hooks'
 import { DEFAULTS } from './defaults.js'
 import { countPositive, nthTakingTraffic, randomIndex } from './eligible.js'
 import type { Balancer, Candidate, LatencyEstimate, LoadStats, PickContext } from './types.js'

@@ -4,6 +4,7 @@
 // execute -> encode. Every failure is thrown as a typed error and turned into a reply in one
 // place (error-response.ts).
 
+import { performance } from 'node:perf_hooks'
 import type { ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import {

@@ -9,6 +9,7 @@
 // (`Keep-Alive: timeout=5`), after which well-behaved clients (undici, browsers) no longer reuse a
 // connection. A connection in use is closed by answering its next request with `Connection: close`.
 
+import { performance } from 'node:perf_hooks'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { Server as NetServer, type Socket } from 'node:net'
 

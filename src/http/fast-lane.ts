@@ -16,6 +16,7 @@
 // keep-alive headers as node:http would. Idle, slow and draining connections are handled as
 // node:http does, by one sweep timer for all connections instead of timers per socket.
 
+import { performance } from 'node:perf_hooks'
 import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ConnectionTracker } from './drain.js'

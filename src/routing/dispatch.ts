@@ -8,6 +8,7 @@
 //   still holds it queued behind a stalled batch.
 // A Redis error reply is an answer (it is returned, not retried).
 
+import { performance } from 'node:perf_hooks'
 import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../errors.js'
 import type { EventHub, TraceScope } from '../events.js'
 import type { ExecContext } from '../upstream/execute.js'

@@ -3,6 +3,7 @@
 // health, read-your-writes and the instance's balancer. Balancer state (cursors, maglev tables,
 // load) lives here, keyed by instance and group name; the routing snapshot stays immutable.
 
+import { performance } from 'node:perf_hooks'
 import { createBalancer, createGroupBalancer } from '../balancer/index.js'
 import { LoadTracker } from '../balancer/least-request.js'
 import type { Balancer, Candidate, PickContext } from '../balancer/types.js'

@@ -4,6 +4,7 @@
 // endpoints out, read-your-writes may force the primary, and the instance's balancer picks among
 // what is left. Pure: state comes in, a choice (or an error saying why none) comes out.
 
+import { performance } from 'node:perf_hooks'
 import type { Balancer, PickContext } from '../balancer/types.js'
 import type { EndpointSpec, ReadPolicy } from '../discovery/topology.js'
 import { NoEndpointError, OverloadedError } from '../errors.js'

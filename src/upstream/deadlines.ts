@@ -10,6 +10,8 @@
 // head. The timer is not cleared when the list empties; when it fires it finds nothing and is not
 // armed again, so with steady traffic it is armed about once per timeout period.
 
+import { performance } from 'node:perf_hooks'
+
 /** What a list holds: an attempt that can tell whether it settled, and is failed at its deadline. */
 export interface Expiring {
   /** True once the attempt settled (reply, failure or expiry); it is then dropped. */

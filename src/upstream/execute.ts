@@ -4,6 +4,8 @@
 // endpoint's load (in-flight, peak-EWMA latency) and is reported as an `upstream` event.
 // Replies arrive through sinks (resp-connection.ts): one object per attempt, no promise per command.
 
+// performance from perf_hooks, not the global: on Node 20 the global is a getter run on every read.
+import { performance } from 'node:perf_hooks'
 import { RedisReplyError, TimeoutError } from '../errors.js'
 import type { EventHub, TraceScope } from '../events.js'
 import { parseRole } from '../routing/endpoint-state.js'
