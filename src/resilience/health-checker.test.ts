@@ -3,6 +3,7 @@
 // no overlapping checks) runs on vitest fake timers with an injected random source and clock.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { endpointId } from '../discovery/topology.js'
 import { EndpointState } from '../routing/endpoint-state.js'
 import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthCheckerOptions, type HealthTarget } from './health-checker.js'
 
@@ -66,6 +67,18 @@ function harness(opts: Partial<HealthCheckerOptions> = {}): Harness {
 }
 
 describe('HealthChecker: ROLE results', () => {
+  it("keys replica acks like endpoint ids (selection looks a replica up by its spec.id): IPv6 in brackets", async () => {
+    const h = harness()
+    const t = new FakeTarget('10.0.0.1:6379')
+    t.reply = master(3129700, [['fd00::2', '6379', '3129650'], ['10.0.0.2', '6380', '3129600']])
+    h.checker.add(t)
+    await h.checker.checkNow(t.id)
+    expect([...t.state.replicaAcks]).toEqual([
+      ['[fd00::2]:6379', 3129650],
+      [endpointId('10.0.0.2', 6380), 3129600],
+    ])
+  })
+
   it('a first good check: role unknown -> primary, up, checked; offset, replica acks and check time recorded', async () => {
     const h = harness()
     const t = new FakeTarget('10.0.0.1:6379')

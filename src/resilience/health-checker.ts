@@ -4,6 +4,7 @@
 // acknowledged offset. Results go into EndpointState; changes are emitted as events.
 // No timers or I/O until start().
 
+import { endpointId } from '../discovery/topology.js'
 import type { EndpointState, RoleReport } from '../routing/endpoint-state.js'
 import { parseRole } from '../routing/endpoint-state.js'
 
@@ -137,7 +138,7 @@ export class HealthChecker {
     s.primaryHost = r.primaryHost
     s.primaryPort = r.primaryPort
     s.link = r.link
-    s.replicaAcks = new Map(r.replicas.map((x) => [`${x.host}:${x.port}`, x.offset]))
+    s.replicaAcks = new Map(r.replicas.map((x) => [endpointId(x.host, x.port), x.offset]))
     if (!s.healthy) {
       s.healthy = true
       this.opts.onChange(t, { kind: 'up' })

@@ -37,7 +37,7 @@ export class EndpointState implements Candidate {
    * caught-up replica lagging between checks under write load.
    */
   primaryOffsetAtCheck = 0
-  /** For primaries: each replica's acknowledged offset, keyed "ip:port" as the primary sees it. */
+  /** For primaries: each replica's acknowledged offset, keyed by endpointId(ip, port) as the primary sees it. */
   replicaAcks = new Map<string, number>()
   /** Requests waiting for this endpoint's connection to be (re)established. */
   pending = 0

@@ -124,23 +124,9 @@ export function findPrimary(endpoints: readonly EndpointRef[]): EndpointRef | nu
 
 /** Replication offset a replica is known to have reached, from its own ROLE or the primary's. */
 export function replicaOffset(replica: EndpointRef, primary: EndpointRef | null): number {
-  if (primary === null) return replica.state.offset
-  const acked = primary.state.replicaAcks.get(addressOf(replica.spec)) ?? 0
+  // The primary's list is keyed like endpoint ids (health-checker.ts): no string built per read.
+  const acked = primary?.state.replicaAcks.get(replica.spec.id) ?? 0
   return Math.max(replica.state.offset, acked)
-}
-
-/**
- * `host:port`, the key of a primary's replica list, once per endpoint spec (specs are immutable):
- * building the string on every read's selection was a tenth of its cost.
- */
-const ADDRESSES = new WeakMap<EndpointRef['spec'], string>()
-function addressOf(spec: EndpointRef['spec']): string {
-  let a = ADDRESSES.get(spec)
-  if (a === undefined) {
-    a = `${spec.host}:${spec.port}`
-    ADDRESSES.set(spec, a)
-  }
-  return a
 }
 
 /** Why a replica may not serve a read (ignoring breakers and load), or null when it may. */
