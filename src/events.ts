@@ -229,11 +229,10 @@ export class EventHub {
     this.later.push(name, event)
     if (this.laterScheduled) return
     this.laterScheduled = true
-    setImmediate(emitDeferred, this)
+    setImmediate(this.emitDeferred)
   }
 
-  /** @internal */
-  emitDeferred(): void {
+  private readonly emitDeferred = (): void => {
     const q = this.later
     this.later = []
     this.laterScheduled = false
@@ -251,8 +250,4 @@ export class EventHub {
       }
     }
   }
-}
-
-function emitDeferred(hub: EventHub): void {
-  hub.emitDeferred()
 }

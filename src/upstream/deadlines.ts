@@ -66,11 +66,14 @@ class List {
     const items = this.items
     let h = this.head
     while (h < items.length && items[h]!.done) h++
-    if (h === items.length) {
-      items.length = 0
-      this.deadlines.length = 0
-      this.head = 0
-    } else this.head = h
+    this.head = h
+    if (h === items.length) this.clear()
+  }
+
+  private clear(): void {
+    this.items.length = 0
+    this.deadlines.length = 0
+    this.head = 0
   }
 
   /**
@@ -112,9 +115,7 @@ class List {
       this.head++
     }
     if (this.head === this.items.length) {
-      this.items.length = 0
-      this.deadlines.length = 0
-      this.head = 0
+      this.clear()
       if (!this.armed) this.owner.drop(this)
       return
     }

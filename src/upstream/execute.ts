@@ -263,18 +263,9 @@ export function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, wit
   return new Promise<RawReply>((resolve, reject) => {
     const a = new CommandAttempt(ep, ctx, args, withRole, resolve, reject)
     const conn = ep.client.connection
-    if (!withRole) {
-      if (!conn.command(args, a)) a.fail(notConnected(ep.id))
-      return
-    }
-    // In the same write, right behind it: the offset just after the write.
-    conn.cork()
-    try {
-      if (!conn.command(args, a)) return a.fail(notConnected(ep.id))
-      conn.command(ROLE, a)
-    } finally {
-      conn.uncork()
-    }
+    // ROLE in the same write, right behind it: the offset just after the write.
+    const sent = withRole ? conn.commands([args, ROLE], a) : conn.command(args, a)
+    if (!sent) a.fail(notConnected(ep.id))
   })
 }
 
