@@ -164,8 +164,8 @@ export class RespConnection {
   }
 
   /**
-   * Commands issued until the matching uncork() leave in one write (a command and the ROLE that must
-   * follow it, MULTI ... EXEC): the idle connection's immediate write waits for the last of them.
+   * Commands issued until the matching uncork() leave in one write (MULTI ... EXEC, a pipeline and
+   * the ROLE after it): the idle connection's immediate write waits for the last of them.
    */
   cork(): void {
     if (this.corked === 0) this.idleAtCork = this.idle
