@@ -63,4 +63,21 @@ describe('EventHub', () => {
     await new Promise((r) => setImmediate(r))
     expect(calls).toBe(101)
   })
+
+  it('flush() emits what emitLater deferred at once, in order; the pending setImmediate emits nothing twice', async () => {
+    const hub = new EventHub()
+    const seen: number[] = []
+    hub.on('requestEnd', (e) => seen.push(e.status))
+    hub.emitLater('requestEnd', end(200))
+    hub.emitLater('requestEnd', end(503))
+    hub.flush()
+    expect(seen).toEqual([200, 503])
+    // Deferred again after a flush: scheduled anew, emitted once.
+    hub.emitLater('requestEnd', end(404))
+    await new Promise((r) => setImmediate(r))
+    await new Promise((r) => setImmediate(r))
+    expect(seen).toEqual([200, 503, 404])
+    hub.flush()
+    expect(seen).toEqual([200, 503, 404])
+  })
 })

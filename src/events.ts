@@ -229,11 +229,17 @@ export class EventHub {
     this.later.push(name, event)
     if (this.laterScheduled) return
     this.laterScheduled = true
-    setImmediate(this.emitDeferred)
+    setImmediate(this.flush)
   }
 
-  private readonly emitDeferred = (): void => {
+  /**
+   * Emits now what emitLater deferred. /metrics calls it first, so a scrape counts every round
+   * trip whose in-flight slot was already released: the scrape can be read in the same turn,
+   * before the setImmediate. The scheduled setImmediate then finds nothing left.
+   */
+  readonly flush = (): void => {
     const q = this.later
+    if (q.length === 0) return
     this.later = []
     this.laterScheduled = false
     for (let i = 0; i < q.length; i += 2) this.emit(q[i] as keyof GatewayEventMap, q[i + 1] as never)

@@ -299,6 +299,7 @@ export class Gateway {
       registry: this.config.metrics.enabled ? this.metrics.registry : null,
       readiness: this,
       routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null }),
+      flushEvents: this.events.flush,
     })
     const limits = this.config.limits
     const fastLane = this.config.http.fastLane ? { handle: createFastDataHandler(dataDeps), accept: acceptFast, maxBodyBytes: limits.maxBodyBytes } : null

@@ -16,8 +16,16 @@ export interface RoutesSource {
   routes(): RoutesView
 }
 
-/** `registry` is null when metrics are off (`metrics.enabled: false`). */
-export function createOpsApp(deps: { registry: Registry | null; readiness: Readiness; routes: RoutesSource }): Hono {
+/**
+ * `registry` is null when metrics are off (`metrics.enabled: false`). `flushEvents` emits the
+ * events deferred to the end of the current turn (EventHub.flush) before a scrape is read.
+ */
+export function createOpsApp(deps: {
+  registry: Registry | null
+  readiness: Readiness
+  routes: RoutesSource
+  flushEvents?: () => void
+}): Hono {
   const app = new Hono()
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
@@ -25,11 +33,12 @@ export function createOpsApp(deps: { registry: Registry | null; readiness: Readi
     return reason === null ? c.json({ status: 'ready' }) : c.json({ status: 'not ready', reason }, 503)
   })
   const registry = deps.registry
-  app.get('/metrics', async (c) =>
-    registry === null
-      ? c.json({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' }, 404)
-      : c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }),
-  )
+  const flushEvents = deps.flushEvents ?? (() => {})
+  app.get('/metrics', async (c) => {
+    if (registry === null) return c.json({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' }, 404)
+    flushEvents()
+    return c.body(await registry.metrics(), 200, { 'content-type': registry.contentType })
+  })
   app.get('/admin/routes', (c) => c.json(deps.routes.routes(), 200, { 'cache-control': 'no-store' }))
   app.get('/', (c) => c.body(ROUTES_PAGE_HTML, 200, { ...ROUTES_PAGE_HEADERS }))
   app.notFound((c) =>

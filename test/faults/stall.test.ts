@@ -132,14 +132,23 @@ async function stallScenario(fault: Fault): Promise<void> {
     const openedMs = openedAt - stalledAt
 
     // Traffic moves: once nothing is left in flight on the stalled endpoint, no new round trip
-    // goes there while the other replica keeps serving every read of `st`.
+    // goes there while the other replica keeps serving every read of `st`. (A scrape counts every
+    // round trip that released its in-flight slot, even in the same turn: /metrics flushes the
+    // deferred events first.) The only round trips allowed there are half-open probes: the first
+    // open period is 1 s, which the wait plus 300 reads can outlast on a busy machine, and each
+    // half-open period admits one probe (halfOpenProbes 1), which fails and reopens the breaker.
     await waitFor(() => ep.state.load.inflight === 0, { timeoutMs: 5_000, message: 'requests on the stalled endpoint to end' })
     const [onStalled, onOther] = [await upstreamCount(id), await upstreamCount(endpointOf(p2).id)]
     const mark = st.results.length
     await waitFor(() => st.results.length >= mark + 300, { timeoutMs: 10_000, message: '300 more reads while stalled' })
     const movedReads = st.results.slice(mark)
     const [onStalledAfter, onOtherAfter] = [await upstreamCount(id), await upstreamCount(endpointOf(p2).id)]
-    expect(onStalledAfter - onStalled).toBe(0)
+    const halfOpenings = transitions.filter((t) => t.endpoint === id && t.from === 'open' && t.to === 'half-open').length
+    console.log(
+      `[faults/stall ${fault.name}] while open: ${onStalledAfter - onStalled} round trips on the stalled endpoint ` +
+        `(${halfOpenings} half-open periods so far), ${onOtherAfter - onOther} on the other, ${fmt(performance.now() - openedAt)} after opening`,
+    )
+    expect(onStalledAfter - onStalled).toBeLessThanOrEqual(halfOpenings)
     expect(onOtherAfter - onOther).toBeGreaterThanOrEqual(300)
     expect(movedReads.filter((r) => r.status !== 200)).toEqual([])
 
