@@ -157,19 +157,19 @@ function toArg(v: unknown, where: string | number, i: number): string {
 function command(v: unknown, where: string | number): string[] {
   if (!Array.isArray(v)) throw new BadRequestError(`${whereText(where)} must be a JSON array like ["SET","key","value"]`)
   if (v.length === 0) throw new BadRequestError(`${whereText(where)} is an empty command`)
-  const out = new Array<string>(v.length)
-  for (let i = 0; i < v.length; i++) out[i] = toArg(v[i], where, i)
+  // The array came from JSON.parse and is ours: numbers and booleans become their text in place,
+  // with no copy of the (usual) all-string command.
+  for (let i = 0; i < v.length; i++) {
+    const a: unknown = v[i]
+    if (typeof a !== 'string') v[i] = toArg(a, where, i)
+  }
+  const out = v as string[]
   if (out[0]!.length === 0) throw new BadRequestError(`${whereText(where)} has an empty command name`)
   return out
 }
 
 function whereText(where: string | number): string {
   return typeof where === 'number' ? `body[${where}]` : where
-}
-
-/** One command from a JSON array: `["SET","k","v"]`. */
-export function toCommand(v: unknown, where: string): string[] {
-  return command(v, where)
 }
 
 export function parseJson(text: string): unknown {
