@@ -89,12 +89,15 @@ export class PeakEwma implements LatencyEstimate {
  * would make a dead endpoint look fast); pass `rttMs = NaN` to release the in-flight slot
  * without a sample, and let the breaker / outlier ejection remove it from the eligible set.
  */
-export class LoadTracker implements LoadStats {
+export class LoadTracker extends PeakEwma implements LoadStats {
   inflight = 0
-  readonly latency: PeakEwma
 
-  constructor(opts: PeakEwmaOptions = {}) {
-    this.latency = new PeakEwma(opts)
+  /**
+   * The peak-EWMA estimate: the tracker itself. One object per endpoint instead of two, so a
+   * P2C pick over endpoints the CPU caches do not hold (large tables) loads one line less each.
+   */
+  get latency(): PeakEwma {
+    return this
   }
 
   start(): void {
@@ -103,7 +106,7 @@ export class LoadTracker implements LoadStats {
 
   finish(rttMs: number, nowMs: number): void {
     if (this.inflight > 0) this.inflight--
-    this.latency.observe(rttMs, nowMs)
+    this.observe(rttMs, nowMs)
   }
 }
 
