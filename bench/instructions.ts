@@ -1,0 +1,203 @@
+// `npm run bench:instructions`: CPU instructions the gateway executes per request, counted by
+// valgrind's callgrind. Wall-clock figures on a shared 2-core VM drift by 25 % within an hour
+// (bench/README.md), so a change worth a few percent cannot be seen in req/s or p50; the count of
+// instructions does not depend on the machine's state and repeats to within a fraction of a percent.
+// It is not a time: cache misses and syscalls cost what instructions do not show. Use it to compare
+// two builds, next to bench:ab for the time.
+//
+// How: the built gateway (dist/, or --main another build) runs under callgrind with instrumentation
+// off; a keep-alive client warms it up (JIT) with --warmup requests, then instrumentation is turned
+// on (callgrind_control -i on) for --requests requests and dumped. Counts are per thread: the main
+// thread (JavaScript, the event loop, syscalls' user side) and the others (GC helpers, libuv pool).
+//
+//   npm run build && npm run bench:instructions -- [--scenario get|set|pipeline-10|pipeline-100]
+//     [--concurrency 1] [--warmup 5000] [--requests 2000] [--main dist/src/main.js]
+//
+// Needs `valgrind` (Debian package). Takes a few minutes: the gateway runs ~50x slower under it.
+
+import { execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort } from '../test/helpers/ports.js'
+import { haveCommand, INSTANCE, ROOT, SHIPPED_NODE_ARGS, start, startRedis, tmpDir, TOKEN, type Proc } from './lib/procs.js'
+import { GW_HEADERS, KEY, seed, SMALL } from './lib/scenarios.js'
+import { median } from './lib/stats.js'
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'get' },
+    concurrency: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: '12000' },
+    requests: { type: 'string', default: '3000' },
+    rounds: { type: 'string', default: '5' },
+    main: { type: 'string', default: path.join(ROOT, 'dist/src/main.js') },
+  },
+})
+
+const keys = (n: number): string[] => Array.from({ length: n }, (_, i) => `bench:p${i}`)
+const BODIES: Record<string, { path: string; body: unknown }> = {
+  get: { path: '', body: ['get', KEY] },
+  set: { path: '', body: ['set', 'bench:s', SMALL] },
+  'pipeline-10': { path: '/pipeline', body: keys(10).map((k) => ['get', k]) },
+  'pipeline-100': { path: '/pipeline', body: keys(100).map((k) => ['get', k]) },
+}
+const scenario = BODIES[values.scenario]
+if (!scenario) {
+  console.error(`unknown --scenario ${values.scenario}; one of ${Object.keys(BODIES).join(', ')}`)
+  process.exit(2)
+}
+const concurrency = Number(values.concurrency)
+const warmup = Number(values.warmup)
+const requests = Number(values.requests)
+const roundsWanted = Number(values.rounds)
+for (const [name, v] of [['concurrency', concurrency], ['warmup', warmup], ['requests', requests], ['rounds', roundsWanted]] as const) {
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`--${name} must be a positive integer, got ${String(v)}`)
+    process.exit(2)
+  }
+}
+if (!haveCommand('valgrind') || !haveCommand('callgrind_control')) {
+  console.error('valgrind is not installed: apt-get install -y valgrind')
+  process.exit(2)
+}
+
+const redis = await startRedis()
+await seed(redis.port)
+const port = await freePort()
+const opsPort = await freePort()
+const dir = tmpDir()
+const conf = path.join(dir, `gateway-instr-${port}.yaml`)
+// As bench/lib/procs.ts startGateway, with timeouts for a process ~50x slower than usual.
+writeFileSync(
+  conf,
+  [
+    `listen: { data: "127.0.0.1:${port}", ops: "127.0.0.1:${opsPort}" }`,
+    'discovery:',
+    '  static:',
+    '    instances:',
+    `      - name: ${INSTANCE}`,
+    `        endpoints: ["redis://127.0.0.1:${redis.port}"]`,
+    'auth:',
+    '  tokens:',
+    `    - { name: bench, token: "${TOKEN}", access: write, targets: ["*"] }`,
+    'log: { level: warn }',
+    'metrics: { enabled: true }',
+    'health: { interval: 2s, timeout: 30s }',
+    'redis: { commandTimeout: 30s, connectTimeout: 30s }',
+    '',
+  ].join('\n'),
+)
+const outPrefix = path.join(dir, `callgrind-${port}`)
+const env: NodeJS.ProcessEnv = { ...process.env, GATEWAY_CONFIG: conf, NODE_ENV: 'production' }
+delete env.OTEL_EXPORTER_OTLP_ENDPOINT
+delete env.OTEL_TRACES_EXPORTER
+delete env.GATEWAY_METRICS_ENABLED
+delete env.GATEWAY_LOG_LEVEL
+const gw: Proc = start(
+  'gateway',
+  [
+    'valgrind',
+    '--tool=callgrind',
+    '--instr-atstart=no',
+    '--separate-threads=yes',
+    `--callgrind-out-file=${outPrefix}.%p`,
+    process.execPath,
+    ...SHIPPED_NODE_ARGS,
+    values.main,
+  ],
+  { env },
+)
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
+const body = JSON.stringify(scenario.body)
+const url = `http://127.0.0.1:${port}/v1/instances/${INSTANCE}${scenario.path}`
+
+function request(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { ...GW_HEADERS, 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** `count` requests from `concurrency` closed-loop callers; throws on any status but 200. */
+async function drive(count: number): Promise<void> {
+  let left = count
+  const caller = async (): Promise<void> => {
+    while (left > 0) {
+      left--
+      const status = await request()
+      if (status !== 200) throw new Error(`gateway answered ${status}`)
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, caller))
+}
+
+function callgrind(...args: string[]): void {
+  execFileSync('callgrind_control', [...args, String(gw.pid)], { stdio: 'ignore' })
+}
+
+const per = (n: number): string => Math.round(n / requests).toLocaleString('en-US')
+
+/**
+ * Instructions of dump `k`: callgrind writes it asynchronously (when the process next enters
+ * valgrind's scheduler), one file per thread, <prefix>.<pid>.<k>-<thread>, thread 01 the main one;
+ * each ends with its totals.
+ */
+async function readDump(k: number): Promise<{ main: number; others: number }> {
+  const stem = path.basename(`${outPrefix}.${gw.pid}.${k}-`)
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+    const files = readdirSync(dir).filter((f) => f.startsWith(stem))
+    const byThread = new Map<string, number>()
+    for (const f of files) {
+      const m = /^totals:\s+(\d+)/m.exec(readFileSync(path.join(dir, f), 'utf8'))
+      if (m) byThread.set(f.slice(stem.length), Number(m[1]))
+    }
+    if (files.length === 0 || byThread.size < files.length) continue
+    let others = 0
+    for (const [t, n] of byThread) if (t !== '01') others += n
+    return { main: byThread.get('01') ?? 0, others }
+  }
+  throw new Error(`no callgrind dump ${k} in ${dir} after 60 s:\n${gw.log()}`)
+}
+
+try {
+  const until = Date.now() + 180_000
+  for (;;) {
+    try {
+      if ((await request()) === 200) break
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`gateway did not answer within 180 s under valgrind:\n${gw.log()}`)
+    await new Promise((r) => setTimeout(r, 1000))
+  }
+  const t0 = Date.now()
+  await drive(warmup)
+  console.log(`warm-up: ${warmup} requests in ${((Date.now() - t0) / 1000).toFixed(0)} s under valgrind`)
+  const rounds: { main: number; others: number }[] = []
+  for (let k = 1; k <= roundsWanted; k++) {
+    callgrind('--zero')
+    callgrind('-i', 'on')
+    await drive(requests)
+    callgrind('-i', 'off')
+    callgrind(`--dump=round ${k}`)
+    rounds.push(await readDump(k))
+    const r = rounds[rounds.length - 1]!
+    console.log(`  round ${k}: ${per(r.main)} instructions per request on the main thread, ${per(r.others)} on the others`)
+  }
+  console.log(
+    `${values.scenario}, ${concurrency} connection(s), ${rounds.length} rounds of ${requests} requests after ${warmup}: ` +
+      `median ${per(median(rounds.map((r) => r.main)))} instructions per request on the main thread ` +
+      `(rounds ${rounds.map((r) => per(r.main)).join(', ')}), median ${per(median(rounds.map((r) => r.others)))} on the other threads`,
+  )
+} finally {
+  agent.destroy()
+  await gw.stop()
+  await redis.proc.stop()
+}
