@@ -11,12 +11,13 @@
 // thread (JavaScript, the event loop, syscalls' user side) and the others (GC helpers, libuv pool).
 //
 //   npm run build && npm run bench:instructions -- [--scenario get|set|pipeline-10|pipeline-100]
-//     [--concurrency 1] [--warmup 5000] [--requests 2000] [--main dist/src/main.js]
+//     [--concurrency 1] [--warmup 12000] [--requests 3000] [--rounds 5] [--main dist/src/main.js]
+//     [--keep DIR]  (keeps each round's main-thread profile: callgrind_annotate DIR/round-1.main)
 //
 // Needs `valgrind` (Debian package). Takes a few minutes: the gateway runs ~50x slower under it.
 
 import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '12000' },
     requests: { type: 'string', default: '3000' },
     rounds: { type: 'string', default: '5' },
+    keep: { type: 'string' },
     main: { type: 'string', default: path.join(ROOT, 'dist/src/main.js') },
   },
 })
@@ -63,6 +65,7 @@ if (!haveCommand('valgrind') || !haveCommand('callgrind_control')) {
   process.exit(2)
 }
 
+if (values.keep) mkdirSync(values.keep, { recursive: true })
 const redis = await startRedis()
 await seed(redis.port)
 const port = await freePort()
@@ -161,6 +164,8 @@ async function readDump(k: number): Promise<{ main: number; others: number }> {
     if (files.length === 0 || byThread.size < files.length) continue
     let others = 0
     for (const [t, n] of byThread) if (t !== '01') others += n
+    // --keep DIR: the main thread's file of each round, for `callgrind_annotate DIR/round-1.main`.
+    if (values.keep) copyFileSync(path.join(dir, `${stem}01`), path.join(values.keep, `round-${k}.main`))
     return { main: byThread.get('01') ?? 0, others }
   }
   throw new Error(`no callgrind dump ${k} in ${dir} after 60 s:\n${gw.log()}`)
