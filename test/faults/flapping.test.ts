@@ -198,6 +198,14 @@ describe('flapping endpoints under load', () => {
     })
     expect([gatewayConnections(pf), gatewayConnections(pw)]).toEqual([1, 1])
     expect([endpointOf(pf).pubsub.size.connected, endpointOf(pw).pubsub.size.connected]).toEqual([false, false])
+    // Every command gets its reply. Health checks (ROLE and INFO, every 200 ms here) share the
+    // command connection, so one may be in flight at the moment of any single look: a leak is a
+    // count that stays, so wait for a moment when none is outstanding.
+    await waitFor(() => [...gw.gateway.pool.all()].every((ep) => ep.client.connection.pending === 0), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      message: "every endpoint's commands answered (commands without a reply stayed)",
+    })
     const listeners: Record<string, Record<string, number>> = {}
     for (const ep of gw.gateway.pool.all()) {
       listeners[ep.id] = { socket: ep.client.connection.socketListeners, waiting: ep.client.waiting, unanswered: ep.client.connection.pending }
@@ -214,7 +222,6 @@ describe('flapping endpoints under load', () => {
     for (const [id, counts] of Object.entries(listeners)) {
       expect(counts.socket, `${id} socket listeners`).toBeLessThan(MAX_LISTENERS)
       expect(counts.waiting, `${id} requests waiting for the connection`).toBe(0)
-      expect(counts.unanswered, `${id} commands without a reply`).toBe(0)
     }
   })
 })
