@@ -17,12 +17,11 @@
 // Needs `valgrind` (Debian package). Takes a few minutes: the gateway runs ~50x slower under it.
 
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { freePort } from '../test/helpers/ports.js'
-import { haveCommand, INSTANCE, ROOT, SHIPPED_NODE_ARGS, start, startRedis, tmpDir, TOKEN, type Proc } from './lib/procs.js'
+import { haveCommand, ROOT, startGateway, startRedis, tmpDir, type Proc } from './lib/procs.js'
 import { GW_HEADERS, KEY, seed, SMALL } from './lib/scenarios.js'
 import { median } from './lib/stats.js'
 
@@ -68,54 +67,22 @@ if (!haveCommand('valgrind') || !haveCommand('callgrind_control')) {
 if (values.keep) mkdirSync(values.keep, { recursive: true })
 const redis = await startRedis()
 await seed(redis.port)
-const port = await freePort()
-const opsPort = await freePort()
 const dir = tmpDir()
-const conf = path.join(dir, `gateway-instr-${port}.yaml`)
-// As bench/lib/procs.ts startGateway, with timeouts for a process ~50x slower than usual.
-writeFileSync(
-  conf,
-  [
-    `listen: { data: "127.0.0.1:${port}", ops: "127.0.0.1:${opsPort}" }`,
-    'discovery:',
-    '  static:',
-    '    instances:',
-    `      - name: ${INSTANCE}`,
-    `        endpoints: ["redis://127.0.0.1:${redis.port}"]`,
-    'auth:',
-    '  tokens:',
-    `    - { name: bench, token: "${TOKEN}", access: write, targets: ["*"] }`,
-    'log: { level: warn }',
-    'metrics: { enabled: true }',
-    'health: { interval: 2s, timeout: 30s }',
-    'redis: { commandTimeout: 30s, connectTimeout: 30s }',
-    '',
-  ].join('\n'),
-)
-const outPrefix = path.join(dir, `callgrind-${port}`)
-const env: NodeJS.ProcessEnv = { ...process.env, GATEWAY_CONFIG: conf, NODE_ENV: 'production' }
-delete env.OTEL_EXPORTER_OTLP_ENDPOINT
-delete env.OTEL_TRACES_EXPORTER
-delete env.GATEWAY_METRICS_ENABLED
-delete env.GATEWAY_LOG_LEVEL
-const gw: Proc = start(
-  'gateway',
-  [
-    'valgrind',
-    '--tool=callgrind',
-    '--instr-atstart=no',
-    '--separate-threads=yes',
-    `--callgrind-out-file=${outPrefix}.%p`,
-    process.execPath,
-    ...SHIPPED_NODE_ARGS,
-    values.main,
-  ],
-  { env },
-)
+const outPrefix = path.join(dir, 'callgrind')
+// Timeouts for a process ~50x slower than usual; pinned to no core (valgrind runs it on one thread
+// at a time anyway).
+const gateway = await startGateway(redis.port, {
+  core: null,
+  main: values.main,
+  wrap: ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${outPrefix}.%p`],
+  config: ['health: { interval: 2s, timeout: 30s }', 'redis: { commandTimeout: 30s, connectTimeout: 30s }'],
+  timeoutMs: 180_000,
+})
+const gw: Proc = gateway.proc
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
 const body = JSON.stringify(scenario.body)
-const url = `http://127.0.0.1:${port}/v1/instances/${INSTANCE}${scenario.path}`
+const url = `${gateway.base}${scenario.path}`
 
 function request(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -177,7 +144,7 @@ try {
     try {
       if ((await request()) === 200) break
     } catch {
-      // not listening yet
+      // ready, but the first health check may not have named the primary yet
     }
     if (Date.now() > until) throw new Error(`gateway did not answer within 180 s under valgrind:\n${gw.log()}`)
     await new Promise((r) => setTimeout(r, 1000))

@@ -203,10 +203,22 @@ export interface GatewayServer extends Server {
  */
 export const SHIPPED_NODE_ARGS = ['--max-semi-space-size=64']
 
-/** dist/ must be built (`npm run build`). Env and Node options are the shipped ones: no OTEL_* variables. */
+/**
+ * dist/ must be built (`npm run build`). Env and Node options are the shipped ones: no OTEL_* variables.
+ * `wrap`: a command the gateway runs under (e.g. valgrind and its options); `config`: more YAML lines;
+ * `timeoutMs`: how long it may take to listen and get ready.
+ */
 export async function startGateway(
   redisPort: number,
-  opts: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; core?: number | null; main?: string } = {},
+  opts: {
+    nodeArgs?: string[]
+    env?: NodeJS.ProcessEnv
+    core?: number | null
+    main?: string
+    wrap?: string[]
+    config?: string[]
+    timeoutMs?: number
+  } = {},
 ): Promise<GatewayServer> {
   const port = await freePort()
   const opsPort = await freePort()
@@ -225,6 +237,7 @@ export async function startGateway(
       `    - { name: bench, token: "${TOKEN}", access: write, targets: ["*"] }`,
       'log: { level: warn }',
       'metrics: { enabled: true }',
+      ...(opts.config ?? []),
       '',
     ].join('\n'),
   )
@@ -237,14 +250,15 @@ export async function startGateway(
   delete env.GATEWAY_LOG_LEVEL
   // BENCH_GATEWAY_MAIN: another build of the gateway (A/B comparisons of a change).
   const main = opts.main ?? process.env.BENCH_GATEWAY_MAIN ?? path.join(ROOT, 'dist/src/main.js')
-  const proc = start('gateway', pinned(opts.core === undefined ? SERVER_CORE : opts.core, [process.execPath, ...SHIPPED_NODE_ARGS, ...(opts.nodeArgs ?? []), main]), { env })
-  await waitForPort(proc, port)
-  await waitForReady(opsPort, proc)
+  const argv = [...(opts.wrap ?? []), process.execPath, ...SHIPPED_NODE_ARGS, ...(opts.nodeArgs ?? []), main]
+  const proc = start('gateway', pinned(opts.core === undefined ? SERVER_CORE : opts.core, argv), { env })
+  await waitForPort(proc, port, opts.timeoutMs)
+  await waitForReady(opsPort, proc, opts.timeoutMs)
   return { proc, port, opsPort, url: `http://127.0.0.1:${port}`, base: `http://127.0.0.1:${port}/v1/instances/${INSTANCE}` }
 }
 
-async function waitForReady(opsPort: number, proc: Proc): Promise<void> {
-  const until = Date.now() + 20_000
+async function waitForReady(opsPort: number, proc: Proc, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs
   for (;;) {
     try {
       const r = await fetch(`http://127.0.0.1:${opsPort}/readyz`)
