@@ -221,8 +221,9 @@ export class EventHub {
    * Emits after this turn of the event loop (setImmediate), in the order deferred: for what a reply
    * does not wait for (a request's metrics, spans and logs), so that work overlaps the network
    * instead of delaying the reply. Replies are written from promise callbacks, which run before
-   * setImmediate; a client sees the reply no earlier than the next turn, when the event is out.
-   * Times in the event are taken by the caller, so they are those of the moment it happened.
+   * setImmediate. Requests read later in the same turn can run before it too: whatever must see
+   * every finished request (a /metrics scrape) calls flush() first. Times in the event are taken
+   * by the caller, so they are those of the moment it happened.
    */
   emitLater<K extends keyof GatewayEventMap>(name: K, event: GatewayEventMap[K]): void {
     if (!this.has(name)) return
