@@ -64,9 +64,9 @@ for (const id of values.scenario.split(',')) {
   console.log(`${id}: gateway CPU per request: A ${ca.toFixed(1)} us, B ${cb.toFixed(1)} us: B/A = ${(cb / ca).toFixed(3)}`)
   // The machine's speed drifts between runs (more than a small change moves the figures); A and B
   // run back to back in each round, so the median of the per-round differences cancels the drift.
-  const ra_ = results.get('A')!
-  const rb_ = results.get('B')!
-  const diff = (f: (r: WrkResult) => number): number => median(ra_.map((r, i) => f(rb_[i]!) - f(r)))
+  const runsA = results.get('A')!
+  const runsB = results.get('B')!
+  const diff = (f: (r: WrkResult) => number): number => median(runsA.map((r, i) => f(runsB[i]!) - f(r)))
   console.log(
     `${id}: B - A per round (median): p50 ${diff((r) => r.latencyUs.p50).toFixed(1)} us, CPU per request ${diff(cpuUs).toFixed(1)} us`,
   )
