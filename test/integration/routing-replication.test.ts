@@ -21,13 +21,22 @@ import {
   type Topology,
 } from './replication-env.js'
 
+// The read policy decides which endpoints are eligible; the strategy picks among them. These
+// instances use round-robin, which visits every eligible endpoint in turn, so the shares below show
+// the whole eligible set. Under the default least-request, an endpoint that answered one read
+// slowly (a busy CI machine) keeps a high peak-EWMA estimate for seconds and can take no reads at
+// all in a short run, which is that balancer working as designed, not a policy failure. The default
+// strategy is checked separately (pol-replica-lr) for what the policy guarantees: none on the primary.
+const RR = { 'redis-gateway.io/strategy': 'round-robin' }
 const POLICIES = {
-  'pol-primary': {}, // the default
-  'pol-prefer': { 'redis-gateway.io/read-policy': 'prefer-replica' },
-  'pol-replica': { 'redis-gateway.io/read-policy': 'replica' },
-  'pol-any': { 'redis-gateway.io/read-policy': 'any' },
+  'pol-primary': RR, // read-policy: the default
+  'pol-prefer': { ...RR, 'redis-gateway.io/read-policy': 'prefer-replica' },
+  'pol-replica': { ...RR, 'redis-gateway.io/read-policy': 'replica' },
+  'pol-any': { ...RR, 'redis-gateway.io/read-policy': 'any' },
 } as const
 type PolicyInstance = keyof typeof POLICIES
+/** The replica policy under the default strategy (least-request). */
+const LR_INSTANCE = 'pol-replica-lr'
 
 const N = 200
 const CONCURRENCY = 8
@@ -38,7 +47,10 @@ let gw: TestGateway
 beforeAll(async () => {
   topo = await startTopology()
   gw = await startGateway({
-    instances: Object.entries(POLICIES).map(([name, annotations]) => ({ name, endpoints: topo.urls, annotations })),
+    instances: [
+      ...Object.entries(POLICIES).map(([name, annotations]) => ({ name, endpoints: topo.urls, annotations })),
+      { name: LR_INSTANCE, endpoints: topo.urls, annotations: { 'redis-gateway.io/read-policy': 'replica' } },
+    ],
     extra: HEALTH,
   })
   await waitForRoles(gw, [
@@ -83,27 +95,37 @@ describe('single commands: reads follow the read policy, writes go to the primar
     expect(await readShares('pol-primary')).toEqual([N, 0, 0])
   })
 
+  // Round-robin gives each eligible endpoint N/n reads on a stable table; the margins allow for a
+  // replica briefly filtered out (a late health check on a busy machine), not for a missing one.
   test("read-policy 'prefer-replica': GETs spread over both replicas, none on the primary", async () => {
     const [p, r1, r2] = await readShares('pol-prefer')
     expect(p).toBe(0)
     expect(r1! + r2!).toBe(N)
-    // Both replicas take a real share (least-request under concurrent load).
-    expect(r1).toBeGreaterThan(N / 10)
-    expect(r2).toBeGreaterThan(N / 10)
+    expect(r1).toBeGreaterThan(N / 4)
+    expect(r2).toBeGreaterThan(N / 4)
   })
 
   test("read-policy 'replica': GETs spread over both replicas, none on the primary", async () => {
     const [p, r1, r2] = await readShares('pol-replica')
     expect(p).toBe(0)
     expect(r1! + r2!).toBe(N)
-    expect(r1).toBeGreaterThan(N / 10)
-    expect(r2).toBeGreaterThan(N / 10)
+    expect(r1).toBeGreaterThan(N / 4)
+    expect(r2).toBeGreaterThan(N / 4)
   })
 
   test("read-policy 'any': all three servers take GETs", async () => {
     const [p, r1, r2] = await readShares('pol-any')
     expect(p! + r1! + r2!).toBe(N)
-    for (const share of [p, r1, r2]) expect(share).toBeGreaterThan(N / 15)
+    for (const share of [p, r1, r2]) expect(share).toBeGreaterThan(N / 6)
+  })
+
+  test("read-policy 'replica' under the default least-request: no GET on the primary", async () => {
+    const got = await measure(topo.all, ['get'], () =>
+      load(N, CONCURRENCY, () => send(gw.base(LR_INSTANCE), ['GET', 'rr:a'])).then(allOk),
+    )
+    console.log(`read shares ${LR_INSTANCE} [primary, r1, r2]:`, got['get'])
+    expect(got['get']![0]).toBe(0)
+    expect(got['get']![1]! + got['get']![2]!).toBe(N)
   })
 
   test.each(Object.keys(POLICIES) as PolicyInstance[])('%s: every write lands on the primary', async (instance) => {
@@ -171,9 +193,9 @@ describe('pipelines and transactions', () => {
     if (expected === 'primary only') expect(got['mget']).toEqual([120, 0, 0])
     else if (expected === 'replicas only') {
       expect(p).toBe(0)
-      expect(r1).toBeGreaterThan(10)
-      expect(r2).toBeGreaterThan(10)
-    } else for (const share of [p, r1, r2]) expect(share).toBeGreaterThan(5)
+      expect(r1).toBeGreaterThan(120 / 4)
+      expect(r2).toBeGreaterThan(120 / 4)
+    } else for (const share of [p, r1, r2]) expect(share).toBeGreaterThan(120 / 6)
   })
 
   test.each(Object.keys(POLICIES) as PolicyInstance[])(
