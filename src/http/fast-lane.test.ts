@@ -9,6 +9,7 @@ import net, { type AddressInfo, type Socket } from 'node:net'
 import { afterEach, describe, expect, test } from 'vitest'
 import { waitFor } from '../../test/helpers/wait.js'
 import { ConnectionTracker } from './drain.js'
+import fc from 'fast-check'
 import { headerValue, installFastLane, parseHead, type FastLane, type FastRequest, type FastResponse } from './fast-lane.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -98,6 +99,61 @@ describe('parseHead: requests the lane serves', () => {
     expect(headerValue(r.req.headers, 'missing')).toBeUndefined()
     // Names only, never values.
     expect(headerValue(['a', 'b', 'b', 'c'], 'b')).toBe('c')
+  })
+})
+
+describe('parseHead: header names recognised from their bytes, and Connection read from them', () => {
+  // parseHead gives common names as constants, matched case-insensitively on the bytes; any other
+  // name goes through toLowerCase. Either way the result must be the name in lower case.
+  const KNOWN = ['host', 'accept', 'connection', 'keep-alive', 'user-agent', 'tracestate', 'traceparent', 'content-type', 'authorization', 'content-length', 'accept-encoding', 'upstash-encoding', 'upstash-sync-token']
+  const HANDED_OVER = ['expect', 'upgrade', 'transfer-encoding', 'proxy-connection']
+  /** `name` with the case of each letter chosen by the bits of `mask`. */
+  const cased = (name: string, mask: number): string =>
+    [...name].map((ch, k) => ((mask >> k % 30) & 1 ? ch.toUpperCase() : ch)).join('')
+  const valueFor = (name: string): string => (name === 'content-length' ? '7' : name === 'connection' ? 'keep-alive' : 'v')
+
+  test('a known name in any case is its lower-case text; near misses are lower-cased as they are', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...KNOWN, ...HANDED_OVER), fc.integer({ min: 0, max: 2 ** 30 - 1 }), fc.constantFrom('', 'x', '-', '0'), (name, mask, tweak) => {
+        // A tweak makes a near miss of the same length or one longer ('hosx', 'host-').
+        const sent = tweak === '' ? cased(name, mask) : cased(name.slice(0, -1), mask) + tweak + (mask & 1 ? '' : 'x')
+        const lower = sent.toLowerCase()
+        const lines = lower === 'host' ? [GET, `${sent}: v`] : [GET, HOST, `${sent}: ${valueFor(lower)}`]
+        const got = parse(h(...lines))
+        if (HANDED_OVER.includes(lower)) return got === null
+        return got !== null && got.req.headers[got.req.headers.length - 2] === lower && got.req.headers[got.req.headers.length - 1] === (lower === 'host' ? 'v' : valueFor(lower))
+      }),
+      { numRuns: 3000, seed: 8 },
+    )
+  })
+
+  test('duplicates are found across cases and between known and other names', () => {
+    expect(parse(h(GET, HOST, 'AUTHORIZATION: a', 'authorization: b'))).toBeNull()
+    expect(parse(h(GET, HOST, 'x-Custom: a', 'X-CUSTOM: b'))).toBeNull()
+  })
+
+  test('Connection: close and upgrade anywhere in the list, in any case, with spaces or tabs around', () => {
+    const token = fc.constantFrom('close', 'CLOSE', 'Close', 'keep-alive', 'Keep-Alive', 'upgrade', 'UPGRADE', 'x-close', 'closed', 'upgrades', '')
+    const sep = fc.constantFrom(',', ', ', ' ,', '\t,\t', ' , ')
+    fc.assert(
+      fc.property(fc.array(fc.tuple(token, sep), { minLength: 1, maxLength: 5 }), (list) => {
+        const value = list.map(([t, s], k) => (k === 0 ? t : s + t)).join('')
+        const tokens = value.split(',').map((t) => t.trim().toLowerCase())
+        const got = parse(h(GET, HOST, `Connection: ${value}`))
+        if (tokens.includes('upgrade')) return got === null
+        return got !== null && got.close === tokens.includes('close')
+      }),
+      { numRuns: 3000, seed: 8 },
+    )
+  })
+
+  test('Content-Length read from the digits', () => {
+    for (const n of ['0', '00', '7', '1234567890', '999999999999999', '000000000000001']) {
+      expect(parse(h('POST / HTTP/1.1', HOST, `Content-Length: ${n}`))?.contentLength).toBe(Number(n))
+    }
+    for (const bad of ['', ' ', '1 2', '+1', '-1', '1e3', '0x10', '1000000000000000', '1.0']) {
+      expect(parse(h('POST / HTTP/1.1', HOST, `Content-Length: ${bad}`)), JSON.stringify(bad)).toBeNull()
+    }
   })
 })
 

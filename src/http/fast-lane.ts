@@ -324,7 +324,10 @@ export function headerValue(headers: readonly string[], name: string): string | 
  * The request line and headers of `buf[0, end)` (`end`: where the blank line's CRLF CRLF starts),
  * or null when the lane must hand the request over. One pass over the bytes, no regular
  * expressions, headers in a flat array: this runs for every request, and a version with split(),
- * regexes and a dictionary object cost 6 % of a GET's CPU.
+ * regexes and a dictionary object cost 6 % of a GET's CPU. Common header names are recognised
+ * from the bytes and given as constant lower-case strings (no substring, no toLowerCase, and the
+ * comparisons below are then by identity); the values the lane itself needs (Content-Length,
+ * Connection) are read from the bytes. Measured with bench:instructions (bench/README.md).
  */
 export function parseHead(buf: Buffer, end: number): ParsedHead | null {
   let i: number
@@ -350,7 +353,8 @@ export function parseHead(buf: Buffer, end: number): ParsedHead | null {
   if (i + VERSION.length > last) return null
   for (let k = 0; k < VERSION.length; k++) if (buf[i + k] !== VERSION[k]) return null
   i += VERSION.length
-  const text = buf.toString('latin1', 0, end)
+  // latin1Slice is what toString('latin1', ...) calls, without its argument handling.
+  const text = (buf as unknown as LatinSlicing).latin1Slice(0, end)
   const headers: string[] = []
   let host = false
   let contentLength = 0
@@ -376,26 +380,31 @@ export function parseHead(buf: Buffer, end: number): ParsedHead | null {
     }
     if (buf[i + 1] !== 0x0a) return null // a lone CR
     i += 2
-    const name = text.slice(nameStart, nameEnd).toLowerCase()
+    const name = knownName(buf, nameStart, nameEnd) ?? text.slice(nameStart, nameEnd).toLowerCase()
     for (let k = 0; k < headers.length; k += 2) if (headers[k] === name) return null
-    const value = vs < 0 ? '' : text.slice(vs, ve)
+    if (vs < 0) vs = ve
     switch (name) {
       case 'host':
         host = true
         break
-      case 'content-length':
-        if (value.length === 0 || value.length > 15) return null
-        for (let k = 0; k < value.length; k++) {
-          const c = value.charCodeAt(k)
+      case 'content-length': {
+        if (ve - vs === 0 || ve - vs > 15) return null
+        let n = 0
+        for (let k = vs; k < ve; k++) {
+          const c = buf[k]!
           if (c < 0x30 || c > 0x39) return null
+          n = n * 10 + (c - 0x30)
         }
-        contentLength = Number(value)
+        contentLength = n
         break
+      }
       case 'connection':
-        for (const t of value.toLowerCase().split(',')) {
-          const token = t.trim()
-          if (token === 'close') close = true
-          else if (token === 'upgrade') return null
+        switch (connectionOptions(buf, vs, ve)) {
+          case CONNECTION_CLOSE:
+            close = true
+            break
+          case CONNECTION_UPGRADE:
+            return null
         }
         break
       case 'transfer-encoding':
@@ -404,10 +413,86 @@ export function parseHead(buf: Buffer, end: number): ParsedHead | null {
       case 'proxy-connection':
         return null
     }
-    headers.push(name, value)
+    headers.push(name, vs === ve ? '' : text.slice(vs, ve))
   }
   if (!host) return null
   return { req: { method, url: text.slice(urlStart, urlEnd), headers }, contentLength, close }
+}
+
+interface LatinSlicing {
+  latin1Slice(start: number, end: number): string
+}
+
+/** Header names the lane recognises from their bytes, by length: lower-case text and bytes. */
+const KNOWN_NAMES: { readonly name: string; readonly bytes: Uint8Array }[][] = []
+for (const name of [
+  'host',
+  'accept',
+  'expect',
+  'upgrade',
+  'connection',
+  'keep-alive',
+  'user-agent',
+  'tracestate',
+  'traceparent',
+  'content-type',
+  'authorization',
+  'content-length',
+  'accept-encoding',
+  'upstash-encoding',
+  'proxy-connection',
+  'transfer-encoding',
+  'upstash-sync-token',
+]) {
+  ;(KNOWN_NAMES[name.length] ??= []).push({ name, bytes: Buffer.from(name, 'latin1') })
+}
+
+/**
+ * The constant lower-case name for buf[start, end) when it is a known header name in any case,
+ * else null. The bytes are token characters (checked by the caller), so `b | 0x20` equals a
+ * lower-case letter only for that letter in either case, and equals '-' or a digit only for itself.
+ */
+function knownName(buf: Buffer, start: number, end: number): string | null {
+  const candidates = KNOWN_NAMES[end - start]
+  if (candidates === undefined) return null
+  next: for (let j = 0; j < candidates.length; j++) {
+    const want = candidates[j]!.bytes
+    for (let k = 0; k < want.length; k++) if ((buf[start + k]! | 0x20) !== want[k]) continue next
+    return candidates[j]!.name
+  }
+  return null
+}
+
+const CONNECTION_CLOSE = 1
+const CONNECTION_UPGRADE = 2
+const CLOSE = Buffer.from('close', 'latin1')
+const UPGRADE = Buffer.from('upgrade', 'latin1')
+
+/**
+ * The Connection header's options in buf[start, end): CONNECTION_UPGRADE when one is `upgrade`,
+ * else CONNECTION_CLOSE when one is `close` (case-insensitive, comma-separated, OWS around), else 0.
+ */
+function connectionOptions(buf: Buffer, start: number, end: number): number {
+  let result = 0
+  let i = start
+  while (i <= end) {
+    let s = i
+    let e = i
+    while (e < end && buf[e] !== 0x2c) e++
+    i = e + 1
+    while (s < e && (buf[s] === 0x20 || buf[s] === 0x09)) s++
+    while (e > s && (buf[e - 1] === 0x20 || buf[e - 1] === 0x09)) e--
+    if (sameToken(buf, s, e, UPGRADE)) return CONNECTION_UPGRADE
+    if (sameToken(buf, s, e, CLOSE)) result = CONNECTION_CLOSE
+  }
+  return result
+}
+
+/** buf[start, end) is `lower` (letters only) in any case. */
+function sameToken(buf: Buffer, start: number, end: number, lower: Uint8Array): boolean {
+  if (end - start !== lower.length) return false
+  for (let k = 0; k < lower.length; k++) if ((buf[start + k]! | 0x20) !== lower[k]) return false
+  return true
 }
 
 const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1')

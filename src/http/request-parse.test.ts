@@ -4,7 +4,9 @@
 
 import { describe, expect, it } from 'vitest'
 import { BadRequestError, GatewayError, NotFoundError, statusOf } from '../errors.js'
-import { parseBatchBody, parseCommandBody, parseUrl, type ParsedUrl, routeTemplate } from './request-parse.js'
+import fc from 'fast-check'
+import { NAME_RE } from '../discovery/topology.js'
+import { isName, parseBatchBody, parseCommandBody, parseUrl, type ParsedUrl, routeTemplate } from './request-parse.js'
 
 /** The error thrown by fn; fails the test when nothing is thrown. */
 function thrown(fn: () => unknown): GatewayError {
@@ -298,5 +300,17 @@ describe('routeTemplate (span names)', () => {
     expect(routeTemplate('/v1/instances/orders/set/secret-key/secret-value')).toBe('/v1/instances/{name}/{command...}')
     expect(routeTemplate('/v1/instances/orders/pipeline/x')).toBe('/v1/instances/{name}/{command...}')
     expect(routeTemplate('/elsewhere/secret')).toBe('/{unknown}')
+  })
+})
+
+describe('isName (the per-request check of an instance or group name)', () => {
+  it('agrees with NAME_RE on names near the rules and on arbitrary strings', () => {
+    const edge = ['', 'a', '-', 'a-', '-a', 'a-b', 'A', 'a_b', 'a.b', '0', '9z', 'a'.repeat(63), 'a'.repeat(64), `a${'-'.repeat(61)}a`, 'é', 'a b']
+    for (const s of edge) expect(isName(s), JSON.stringify(s)).toBe(NAME_RE.test(s))
+    const alphabet = fc.constantFrom(...'abz09-A_.%é '.split(''))
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.string({ unit: alphabet, maxLength: 70 })), (s) => isName(s) === NAME_RE.test(s)),
+      { numRuns: 5000, seed: 8 },
+    )
   })
 })

@@ -3,7 +3,6 @@
 // just characters of a name, which then fails validation: a URL can never reach another route.
 
 import { BadRequestError, NotFoundError } from '../errors.js'
-import { NAME_RE } from '../discovery/topology.js'
 
 export type TargetKind = 'instance' | 'group'
 
@@ -35,31 +34,51 @@ function decode(seg: string, what: string): string {
   }
 }
 
+const COMMAND_FORM: Form = { type: 'command' }
+const PIPELINE_FORM: Form = { type: 'pipeline' }
+const MULTI_EXEC_FORM: Form = { type: 'multi-exec' }
+const NO_ARGS: readonly string[] = []
+
+/**
+ * Whether `s` is a valid instance or group name (NAME_RE: a DNS label of lower-case letters,
+ * digits and inner hyphens, 1-63 long), by a loop rather than the regex: this runs per request.
+ */
+export function isName(s: string): boolean {
+  const n = s.length
+  if (n === 0 || n > 63 || s.charCodeAt(0) === 0x2d || s.charCodeAt(n - 1) === 0x2d) return false
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d)) return false
+  }
+  return true
+}
+
 export function parseUrl(rawUrl: string): ParsedUrl {
   const q = rawUrl.indexOf('?')
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q)
   let kind: TargetKind
-  let rest: string
+  let from: number
   if (path.startsWith(INSTANCES)) {
     kind = 'instance'
-    rest = path.slice(INSTANCES.length)
+    from = INSTANCES.length
   } else if (path.startsWith(GROUPS)) {
     kind = 'group'
-    rest = path.slice(GROUPS.length)
+    from = GROUPS.length
   } else {
     throw new NotFoundError('no such route; use /v1/instances/{name} or /v1/groups/{name}')
   }
-  const segs = rest.split('/')
-  // A single trailing slash is harmless (`{base}/`); empty segments elsewhere are empty arguments.
-  if (segs.length > 1 && segs[segs.length - 1] === '') segs.pop()
-  const rawName = segs[0] ?? ''
+  // The name, then what follows it: nothing (or a single trailing slash, harmless: `{base}/`) is
+  // the command form; the rest is split into segments, where empty ones are empty arguments.
+  const slash = path.indexOf('/', from)
+  const rawName = slash < 0 ? path.slice(from) : path.slice(from, slash)
   const name = rawName.includes('%') ? safeDecode(rawName) : rawName
-  if (name === null || !NAME_RE.test(name)) {
+  if (name === null || !isName(name)) {
     throw new NotFoundError(`unknown ${kind} '${truncate(name ?? rawName)}'`)
   }
   let token: string | null = null
-  const queryArgs: string[] = []
+  let queryArgs: string[] | readonly string[] = NO_ARGS
   if (q >= 0) {
+    const args: string[] = []
     // Strict form decoding: `+` is a space, and an invalid %-escape is a 400 (URLSearchParams would
     // silently keep it as literal text).
     for (const pair of rawUrl.slice(q + 1).split('&')) {
@@ -68,22 +87,25 @@ export function parseUrl(rawUrl: string): ParsedUrl {
       const k = decode((eq < 0 ? pair : pair.slice(0, eq)).replace(/\+/g, ' '), 'query parameter')
       const v = eq < 0 ? '' : decode(pair.slice(eq + 1).replace(/\+/g, ' '), 'query parameter')
       if (k === '_token') token = v
-      else queryArgs.push(k, v)
+      else args.push(k, v)
     }
+    if (args.length > 0) queryArgs = args
   }
   let form: Form
-  if (segs.length === 1) form = { type: 'command' }
+  if (slash < 0 || slash === path.length - 1) form = COMMAND_FORM
   else {
-    const first = segs[1]!
-    if (segs.length === 2 && first === 'pipeline') form = { type: 'pipeline' }
-    else if (segs.length === 2 && first === 'multi-exec') form = { type: 'multi-exec' }
+    const segs = path.slice(slash + 1).split('/')
+    if (segs.length > 1 && segs[segs.length - 1] === '') segs.pop()
+    const first = segs[0]!
+    if (segs.length === 1 && first === 'pipeline') form = PIPELINE_FORM
+    else if (segs.length === 1 && first === 'multi-exec') form = MULTI_EXEC_FORM
     else if (first.toLowerCase() === 'subscribe' || first.toLowerCase() === 'psubscribe') {
       form = {
         type: 'subscribe',
         pattern: first.toLowerCase() === 'psubscribe',
-        names: segs.slice(2).map((s) => decode(s, 'channel')),
+        names: segs.slice(1).map((s) => decode(s, 'channel')),
       }
-    } else form = { type: 'path', args: segs.slice(1).map((s, i) => decode(s, i === 0 ? 'command' : 'argument')) }
+    } else form = { type: 'path', args: segs.map((s, i) => decode(s, i === 0 ? 'command' : 'argument')) }
   }
   return { kind, name, form, token, queryArgs }
 }
