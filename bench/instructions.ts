@@ -14,10 +14,14 @@
 //     [--concurrency 1] [--warmup 12000] [--requests 3000] [--rounds 5] [--main dist/src/main.js]
 //     [--keep DIR]  (keeps each round's main-thread profile: callgrind_annotate DIR/round-1.main)
 //
+// With --keep the gateway also runs with --perf-basic-prof, and the kept profiles name JavaScript
+// functions (V8's JIT code, which valgrind sees only as addresses) from its /tmp/perf-<pid>.map, as
+// `js:<function> <file>:<line>`. The map costs nothing once warm (a line per compiled function).
+//
 // Needs `valgrind` (Debian package). Takes a few minutes: the gateway runs ~50x slower under it.
 
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -77,6 +81,7 @@ const gateway = await startGateway(redis.port, {
   wrap: ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${outPrefix}.%p`],
   config: ['health: { interval: 2s, timeout: 30s }', 'redis: { commandTimeout: 30s, connectTimeout: 30s }'],
   timeoutMs: 180_000,
+  nodeArgs: values.keep ? ['--perf-basic-prof'] : [],
 })
 const gw: Proc = gateway.proc
 
@@ -132,10 +137,49 @@ async function readDump(k: number): Promise<{ main: number; others: number }> {
     let others = 0
     for (const [t, n] of byThread) if (t !== '01') others += n
     // --keep DIR: the main thread's file of each round, for `callgrind_annotate DIR/round-1.main`.
-    if (values.keep) copyFileSync(path.join(dir, `${stem}01`), path.join(values.keep, `round-${k}.main`))
+    if (values.keep) keepProfile(path.join(dir, `${stem}01`), path.join(values.keep, `round-${k}.main`))
     return { main: byThread.get('01') ?? 0, others }
   }
   throw new Error(`no callgrind dump ${k} in ${dir} after 60 s:\n${gw.log()}`)
+}
+
+/** Copies a callgrind profile, naming JIT code addresses from the gateway's perf map. */
+function keepProfile(from: string, to: string): void {
+  const map = perfMap(`/tmp/perf-${gw.pid}.map`)
+  if (map.length === 0) return copyFileSync(from, to)
+  const name = (addr: number): string | null => {
+    // The last entry starting at or below addr (the map is sorted), if addr is inside it.
+    let lo = 0
+    let hi = map.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (map[mid]!.start <= addr) lo = mid
+      else hi = mid - 1
+    }
+    const e = map[lo]!
+    return e.start <= addr && addr < e.start + e.size ? e.name : null
+  }
+  const text = readFileSync(from, 'utf8').replace(/^(c?fn=\(\d+\)) 0x([0-9a-f]+)$/gm, (line, head: string, hex: string) => {
+    const n = name(parseInt(hex, 16))
+    return n === null ? line : `${head} js:${n} [0x${hex}]`
+  })
+  writeFileSync(to, text)
+}
+
+/** /tmp/perf-<pid>.map: `START SIZE NAME` in hex, one line per code object; later entries win. */
+function perfMap(file: string): { start: number; size: number; name: string }[] {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    return []
+  }
+  const byStart = new Map<number, { start: number; size: number; name: string }>()
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) (.*)$/.exec(line)
+    if (m) byStart.set(parseInt(m[1]!, 16), { start: parseInt(m[1]!, 16), size: parseInt(m[2]!, 16), name: m[3]!.replace(/\s+/g, '_') })
+  }
+  return [...byStart.values()].sort((a, b) => a.start - b.start)
 }
 
 try {
