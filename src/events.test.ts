@@ -24,6 +24,24 @@ describe('EventHub', () => {
     expect(seen).toEqual([200])
   })
 
+  it('listening (and has) follow on() and unsubscribing, per event, and the object keeps its shape', () => {
+    const hub = new EventHub()
+    const keys = Object.keys(hub.listening)
+    expect(keys).toContain('requestEnd')
+    expect(Object.values(hub.listening).every((v) => v === false)).toBe(true)
+    const off1 = hub.on('requestEnd', () => {})
+    const off2 = hub.on('requestEnd', () => {})
+    expect(hub.listening.requestEnd).toBe(true)
+    expect(hub.has('requestEnd')).toBe(true)
+    expect(hub.listening.upstream).toBe(false)
+    off1()
+    expect(hub.listening.requestEnd).toBe(true)
+    off2()
+    expect(hub.listening.requestEnd).toBe(false)
+    expect(hub.has('requestEnd')).toBe(false)
+    expect(Object.keys(hub.listening)).toEqual(keys)
+  })
+
   it('emitLater() waits for this turn: after promise callbacks (which write replies), in order', async () => {
     const hub = new EventHub()
     const order: string[] = []

@@ -105,10 +105,11 @@ interface PendingResolve {
 export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): Promise<DataReply | typeof STREAMED> {
   const started = performance.now()
   const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null, scope: null, resolve: null }
-  if (deps.events.has('requestStart')) deps.events.emit('requestStart', { instance: null })
+  const listening = deps.events.listening
+  if (listening.requestStart) deps.events.emit('requestStart', { instance: null })
   // A scope (and with it resolve/select events) exists only when someone traces or logs decisions.
-  if (deps.events.has('requestBegin') || deps.events.has('routeSelect')) st.scope = { span: null }
-  if (st.scope !== null && deps.events.has('requestBegin')) {
+  if (listening.requestBegin || listening.routeSelect) st.scope = { span: null }
+  if (st.scope !== null && listening.requestBegin) {
     deps.events.emit('requestBegin', {
       scope: st.scope,
       method: req.method,
@@ -140,7 +141,7 @@ export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): 
     const now = performance.now()
     if (st.load !== null) st.load.finish(now - started, now)
     if (st.resolve !== null) emitResolve(deps.events, st)
-    if (deps.events.has('requestEnd')) {
+    if (listening.requestEnd) {
       // After the reply is written (emitLater): metrics, the server span and logs wait for it.
       deps.events.emitLater('requestEnd', {
         instance: st.instance,
@@ -220,7 +221,9 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   }
   st.instance = resolved.instance.name
   st.group = resolved.group
-  const base64 = (req.header('upstash-encoding') ?? '').toLowerCase() === 'base64'
+  const encoding = req.header('upstash-encoding')
+  // The SDK sends exactly `base64`: compare before lower-casing (a builtin call per request).
+  const base64 = encoding !== undefined && (encoding === 'base64' || encoding.toLowerCase() === 'base64')
   const incomingToken = parseToken(req.header('upstash-sync-token'))
   st.load = resolved.load
   resolved.load.start()

@@ -50,7 +50,7 @@ function finish(
   // Only transport failures say the endpoint is broken; any reply (WRONGTYPE included) proves it alive.
   if (err !== undefined && countsAsBreakerFailure(err)) breaker.onFailure(ctx.probe)
   else breaker.onSuccess(ctx.probe)
-  if (!ctx.events.has('upstream')) return
+  if (!ctx.events.listening.upstream) return
   const after = breaker.state.kind
   ctx.events.emitLater('upstream', {
     instance: ctx.instance,
