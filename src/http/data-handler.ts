@@ -280,7 +280,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       const write = isWriteClass(cls)
       st.cls = write ? 'write' : 'read'
       try {
-        const { value } = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
+        const value = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
         return reply(200, resultJson(value, base64), token(write))
       } catch (err) {
         if (err instanceof RedisReplyError) return reply(400, errorJson(err.message), token(write))
@@ -312,7 +312,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       try {
         const items =
           admitted.length > 0
-            ? (await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))).value
+            ? await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))
             : []
         let out = '['
         for (let i = 0, k = 0; i < commands.length; i++) {

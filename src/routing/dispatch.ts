@@ -38,11 +38,6 @@ export interface DispatchRequest {
   readonly scope?: TraceScope | null
 }
 
-export interface Dispatched<T> {
-  readonly value: T
-  readonly endpoint: PooledEndpoint
-}
-
 /** Failures that say nothing about the request itself: the endpoint could not answer it. */
 export function isRetryable(err: unknown): boolean {
   return err instanceof TimeoutError || err instanceof UpstreamResetError || err instanceof NoEndpointError
@@ -50,7 +45,21 @@ export function isRetryable(err: unknown): boolean {
 
 type Run<T> = (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>
 
-export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promise<Dispatched<T>> {
+/**
+ * Runs `run` on the endpoint(s) chosen for the request and settles with its value. A plain
+ * function returning a promise, not an async one: an async function that returns a promise adopts
+ * it through two more promise jobs and a `then` lookup, on every request. Synchronous failures
+ * (no endpoint) become rejections all the same.
+ */
+export function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promise<T> {
+  try {
+    return start(o, req, run)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promise<T> {
   const { resolved } = req
   const instance = resolved.instance.name
   const deadlineMs = o.commandTimeoutMs + o.deadlineMarginMs
@@ -78,8 +87,9 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
   // arms that timer itself and accounts a timeout as a transport failure), and no later than the
   // request's deadline: a read then still has the deadline margin for its one retry.
   const deadlineAt = performance.now() + deadlineMs
-  const send = (chosen: Routed): Promise<Dispatched<T>> => {
-    const timeoutMs = Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
+  const send = (chosen: Routed, first: boolean): Promise<T> => {
+    // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
+    const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
     const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs }
     const pooled = chosen.endpoint.pooled
     let ready: PooledEndpoint | Promise<PooledEndpoint>
@@ -90,13 +100,13 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
       chosen.endpoint.state.breaker.release(chosen.probe)
       return Promise.reject(err)
     }
-    if (ready === pooled) return run(pooled, ctx).then((value) => ({ value, endpoint: pooled }))
+    if (ready === pooled) return run(pooled, ctx)
     // Waiting for the connection counts against the attempt's time.
     const waitFrom = performance.now()
     return (ready as Promise<PooledEndpoint>).then(
       (ep) => {
         const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - waitFrom)))
-        return run(ep, { ...ctx, timeoutMs: left }).then((value) => ({ value, endpoint: ep }))
+        return run(ep, { ...ctx, timeoutMs: left })
       },
       (err: unknown) => {
         chosen.endpoint.state.breaker.release(chosen.probe)
@@ -105,14 +115,14 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
     )
   }
 
-  if (req.kind !== 'read') return send(pick([], 'first'))
+  if (req.kind !== 'read') return send(pick([], 'first'), true)
 
   const { retry, hedge } = o.router.budgets(resolved.instance)
   retry.recordRequest()
   hedge.recordRequest()
   const hedgeAfterMs = resolved.instance.spec.policy.hedgeAfterMs
   const tried: EndpointState[] = []
-  return new Promise<Dispatched<T>>((resolve, reject) => {
+  return new Promise<T>((resolve, reject) => {
       let inFlight = 0
       let settled = false
       let retried = false
@@ -136,7 +146,7 @@ export async function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run:
           return false
         }
         tried.push(chosen.endpoint.state)
-        const p = send(chosen)
+        const p = send(chosen, why === 'first')
         inFlight++
         if (why === 'retry') o.events.emit('retry', { instance, reason: errorCode(lastError), scope })
         if (why === 'hedge') o.events.emit('hedge', { instance, result: 'sent', scope })
