@@ -302,7 +302,7 @@ export class Gateway {
       flushEvents: this.events.flush,
     })
     const limits = this.config.limits
-    const fastLane = this.config.http.fastLane ? { handle: createFastDataHandler(dataDeps), accept: acceptFast, maxBodyBytes: limits.maxBodyBytes } : null
+    const fastLane = this.config.http.fastLane ? { ...createFastDataHandler(dataDeps), accept: acceptFast, maxBodyBytes: limits.maxBodyBytes } : null
     this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits.maxHeaderBytes, fastLane)
     this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits.maxHeaderBytes, null)
     if (this.opts.configPath) {
@@ -420,7 +420,7 @@ const OPS_CLOSE_MS = 1_000
 /** Connection bookkeeping of each listener, attached before it accepts anything. */
 const trackers = new WeakMap<Server, ConnectionTracker>()
 
-type FastLaneSetup = Pick<FastLaneOptions, 'handle' | 'accept' | 'maxBodyBytes'>
+type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes'>
 
 function listen(
   address: string,

@@ -9,7 +9,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
 import { readBody, readRequestBody, tooLarge } from './body.js'
 import { errorResponse } from './error-response.js'
-import { headerValue, type FastRequest, type FastResponse } from './fast-lane.js'
+import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane.js'
 
 export type { DataPlaneDeps } from './data-handler.js'
 
@@ -47,22 +47,26 @@ function toResponse(c: Context, r: DataReply): Response {
   return c.newResponse(r.body, r.status as 200, headers)
 }
 
-/** The fast lane's side of the data plane (fast-lane.ts): the same logic, replies as raw header lines. */
-export function createFastDataHandler(deps: DataPlaneDeps): (req: FastRequest) => Promise<FastResponse> {
-  return async (req) => {
-    const res = await handleDataRequest(new FastDataRequest(req), deps)
-    // acceptFast() keeps subscriptions out of the lane, so nothing here streams.
-    if (res === STREAMED) throw new Error('the fast lane cannot stream')
-    let headers = `content-type: application/json\r\nupstash-sync-token: ${res.syncToken}\r\n`
-    let close = false
-    if (res.headers !== null) {
-      for (const name in res.headers) {
-        if (name === 'connection' && res.headers[name] === 'close') close = true
-        else headers += `${name}: ${res.headers[name]}\r\n`
-      }
+/**
+ * The fast lane's side of the data plane (fast-lane.ts): the same logic, replies as raw header
+ * lines. The lane calls `render` on what `handle` settled with, so no promise is added to convert.
+ */
+export function createFastDataHandler(deps: DataPlaneDeps): Pick<FastLaneOptions<DataReply | typeof STREAMED>, 'handle' | 'render'> {
+  return { handle: (req) => handleDataRequest(new FastDataRequest(req), deps), render: renderFast }
+}
+
+function renderFast(res: DataReply | typeof STREAMED): FastResponse {
+  // acceptFast() keeps subscriptions out of the lane, so nothing here streams.
+  if (res === STREAMED) throw new Error('the fast lane cannot stream')
+  let headers = `content-type: application/json\r\nupstash-sync-token: ${res.syncToken}\r\n`
+  let close = false
+  if (res.headers !== null) {
+    for (const name in res.headers) {
+      if (name === 'connection' && res.headers[name] === 'close') close = true
+      else headers += `${name}: ${res.headers[name]}\r\n`
     }
-    return { status: res.status, headers, body: res.body, close }
   }
+  return { status: res.status, headers, body: res.body, close }
 }
 
 /**

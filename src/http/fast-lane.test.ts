@@ -10,7 +10,7 @@ import { afterEach, describe, expect, test } from 'vitest'
 import { waitFor } from '../../test/helpers/wait.js'
 import { ConnectionTracker } from './drain.js'
 import fc from 'fast-check'
-import { headerValue, installFastLane, parseHead, type FastLane, type FastRequest, type FastResponse } from './fast-lane.js'
+import { headEnd, headerValue, installFastLane, parseHead, type FastLane, type FastRequest, type FastResponse } from './fast-lane.js'
 
 // ---------------------------------------------------------------------------------------------
 // parseHead
@@ -99,6 +99,24 @@ describe('parseHead: requests the lane serves', () => {
     expect(headerValue(r.req.headers, 'missing')).toBeUndefined()
     // Names only, never values.
     expect(headerValue(['a', 'b', 'b', 'c'], 'b')).toBe('c')
+  })
+})
+
+describe('headEnd', () => {
+  test('finds the first CRLF CRLF at or after `from`, as buf.indexOf does', () => {
+    const bytes = fc.uint8Array({ maxLength: 64 }).map((a) => a.map((b) => [0x0d, 0x0a, 0x41, b][b % 4]!))
+    fc.assert(
+      fc.property(bytes, fc.nat(70), (a, from) => {
+        const buf = Buffer.from(a)
+        const want = from > buf.length ? -1 : buf.indexOf('\r\n\r\n', from)
+        return headEnd(buf, from) === want
+      }),
+      { numRuns: 20000, seed: 8 },
+    )
+    const req = Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\nbody\r\n\r\n', 'latin1')
+    expect(headEnd(req, 0)).toBe(req.indexOf('\r\n\r\n'))
+    expect(headEnd(req, 25)).toBe(req.lastIndexOf('\r\n\r\n'))
+    expect(headEnd(Buffer.from('\r\n\r'), 0)).toBe(-1)
   })
 })
 
@@ -772,6 +790,32 @@ describe('installFastLane', () => {
     expect(r!.statusLine).toBe('HTTP/1.1 500 Internal Server Error')
     expect(r!.headers.connection).toBe('close')
     expect(JSON.parse(r!.text)).toEqual({ error: 'INTERNAL unexpected gateway error' })
+    await c.serverClosed()
+  })
+
+  test('render() turns what the handler settled with into the reply; a throwing render gets the JSON 500', async () => {
+    const server = createServer()
+    servers.push(server)
+    installFastLane<{ n: number }>(server, {
+      handle: async (r) => ({ n: r.url.length }),
+      render: (v) => {
+        if (v.n > 5) throw new Error('cannot render')
+        return { status: 200, headers: 'content-type: text/plain\r\n', body: `n=${v.n}`, close: false }
+      },
+      accept: () => true,
+      maxHeaderBytes: 16 * 1024,
+      maxBodyBytes: 1024,
+      tracker: new ConnectionTracker(server),
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const c = await Client.open((server.address() as AddressInfo).port)
+    c.write(req('GET', '/abc'))
+    const [ok] = await c.replies(1)
+    expect(ok!.text).toBe('n=4')
+    c.write(req('GET', '/abcdef'))
+    const [, bad] = await c.replies(2)
+    expect(bad!.statusLine).toBe('HTTP/1.1 500 Internal Server Error')
+    expect(bad!.headers.connection).toBe('close')
     await c.serverClosed()
   })
 
