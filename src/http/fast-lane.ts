@@ -393,6 +393,7 @@ export function parseHead(buf: Buffer, end: number): ParsedHead | null {
   // latin1Slice is what toString('latin1', ...) calls, without its argument handling.
   const text = (buf as unknown as LatinSlicing).latin1Slice(0, end)
   const headers: string[] = []
+  let count = 0 // headers.length, without reading it back
   let host = false
   let contentLength = 0
   let close = false
@@ -410,7 +411,7 @@ export function parseHead(buf: Buffer, end: number): ParsedHead | null {
     while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++
     while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--
     const name = knownName(buf, nameStart, nameEnd) ?? text.slice(nameStart, nameEnd).toLowerCase()
-    for (let k = 0; k < headers.length; k += 2) if (headers[k] === name) return null
+    for (let k = 0; k < count; k += 2) if (headers[k] === name) return null
     switch (name) {
       case 'host':
         host = true
@@ -441,7 +442,9 @@ export function parseHead(buf: Buffer, end: number): ParsedHead | null {
       case 'proxy-connection':
         return null
     }
-    headers.push(name, vs === ve ? '' : text.slice(vs, ve))
+    // Stores, not push(name, value): a two-argument push is a builtin call (~140 instructions).
+    headers[count++] = name
+    headers[count++] = vs === ve ? '' : text.slice(vs, ve)
   }
   if (!host) return null
   return { req: { method, url: text.slice(urlStart, urlEnd), headers }, contentLength, close }
