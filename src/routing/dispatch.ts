@@ -121,6 +121,24 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
   retry.recordRequest()
   hedge.recordRequest()
   const hedgeAfterMs = resolved.instance.spec.policy.hedgeAfterMs
+  if (hedgeAfterMs === null) {
+    // No hedging (the default): the first attempt's promise, with at most one retry behind it.
+    // The same rules as below, without a promise of its own or per-request closures for the hedge.
+    const first = pick([], 'first')
+    return send(first, true).catch((err: unknown) => {
+      // A Redis error reply is an answer: return it, never retry it.
+      if (!isRetryable(err) || !retry.tryRetry()) throw err
+      let again: Routed
+      try {
+        again = pick([first.endpoint.state], 'retry')
+      } catch {
+        throw err // no other endpoint: the original failure stands
+      }
+      const p = send(again, false)
+      o.events.emit('retry', { instance, reason: errorCode(err), scope })
+      return p
+    })
+  }
   const tried: EndpointState[] = []
   return new Promise<T>((resolve, reject) => {
       let inFlight = 0
