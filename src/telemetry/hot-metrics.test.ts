@@ -36,6 +36,33 @@ describe('HotCounter and HotHistogram', () => {
     expect(await sorted(hot)).toEqual(await sorted(ref))
   })
 
+  it('agree with prom-client when label sets repeat in runs (the last-series memo), across a reset', async () => {
+    const ref = new Registry()
+    const hot = new Registry()
+    const names = ['instance', 'endpoint', 'role', 'outcome'] as const
+    const refCounter = new Counter({ name: 'u_total', help: 'u', labelNames: names, registers: [ref] })
+    const hotCounter = new HotCounter({ name: 'u_total', help: 'u', labelNames: names, registry: hot })
+    const prng = createPrng(11)
+    const pick = <T>(xs: readonly T[]): T => prng.pick(xs)
+    for (let i = 0; i < 2_000; i++) {
+      // Equal text in a new string object now and then: the memo compares values, not identity.
+      const l = { instance: pick(['a', 'b', ['a'].join('')]), endpoint: pick(['e1', 'e2']), role: pick(['primary', 'replica']), outcome: pick(['ok', 'timeout']) }
+      const run = 1 + Math.floor(prng.next() * 5)
+      for (let k = 0; k < run; k++) {
+        refCounter.inc(l)
+        hotCounter.inc(l.instance, l.endpoint, l.role, l.outcome)
+      }
+      if (i === 1_000) {
+        refCounter.reset()
+        hotCounter.reset()
+        // The same labels right after the reset must count in a new series.
+        refCounter.inc(l)
+        hotCounter.inc(l.instance, l.endpoint, l.role, l.outcome)
+      }
+    }
+    expect(await sorted(hot)).toEqual(await sorted(ref))
+  })
+
   it('ignores NaN and infinities', async () => {
     const r = new Registry()
     const h = new HotHistogram({ name: 'h', help: 'h', labelNames: ['a'], buckets: [1], registry: r })

@@ -34,8 +34,23 @@ abstract class HotMetric<L> {
   protected abstract create(labels: Record<string, string>): L
   abstract get(): Promise<MetricData>
 
+  /**
+   * The last series found and its label values: consecutive requests mostly carry the same labels
+   * (one instance, endpoint, class and outcome), and five string comparisons cost less than the
+   * up to five Map lookups below (~1,000 instructions per request over three metrics).
+   */
+  private last: { a: string; b: string; c: string; d: string; e: string; leaf: L } | null = null
+
   /** The series for these label values (in labelNames order; extra arguments are ignored). */
   protected find(a: string, b = '', c = '', d = '', e = ''): L {
+    const last = this.last
+    if (last !== null && last.a === a && last.b === b && last.c === c && last.d === d && last.e === e) return last.leaf
+    const leaf = this.lookup(a, b, c, d, e)
+    this.last = { a, b, c, d, e, leaf }
+    return leaf
+  }
+
+  private lookup(a: string, b: string, c: string, d: string, e: string): L {
     const n = this.labelNames.length
     let m: Node<L> = this.root
     for (let i = 0; i < n - 1; i++) {
@@ -71,6 +86,7 @@ abstract class HotMetric<L> {
 
   reset(): void {
     this.root = new Map()
+    this.last = null
   }
 }
 
