@@ -235,6 +235,25 @@ describe('round trips', () => {
     expect(got.equals(value)).toBe(true)
   })
 
+  test('commands and arguments around the 256 boundary of the header tables arrive exactly', async () => {
+    // *n and $len lines below 256 come from tables, from 256 up they are formatted.
+    for (const n of [254, 255, 256, 257, 600]) {
+      const k = key(`list${n}`)
+      const items = Array.from({ length: n - 2 }, (_, i) => `i${i}`)
+      expect(await call(conn, ['RPUSH', k, ...items])).toBe(String(n - 2))
+      expect(await call(conn, ['LLEN', k])).toBe(String(n - 2))
+    }
+    for (const len of [0, 1, 254, 255, 256, 257, 1000]) {
+      const k = key(`len${len}`)
+      const text = 'x'.repeat(len)
+      const bytes = Buffer.alloc(len, 0x41)
+      expect(await call(conn, ['SET', k, text])).toEqual(buf('OK'))
+      expect(await call(conn, ['GET', k])).toEqual(buf(text))
+      expect(await call(conn, ['SET', k, bytes])).toEqual(buf('OK'))
+      expect(await call(conn, ['STRLEN', k])).toBe(String(len))
+    }
+  })
+
   test('UTF-8 multibyte string arguments: lengths are counted in bytes', async () => {
     const k = key('ü€𝄞')
     const text = 'héllo wörld € 𝄞 日本語 🙂'

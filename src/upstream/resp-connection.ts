@@ -63,6 +63,11 @@ export interface RespConnectionHooks {
 type Status = 'idle' | 'connecting' | 'ready' | 'waiting' | 'stopped'
 
 const CRLF = '\r\n'
+const HEADER_TABLE = 256
+const ARRAY_HEADERS = Array.from({ length: HEADER_TABLE }, (_, n) => `*${n}\r\n`)
+const BULK_HEADERS = Array.from({ length: HEADER_TABLE }, (_, n) => `$${n}\r\n`)
+const arrayHeader = (n: number): string => (n < HEADER_TABLE ? ARRAY_HEADERS[n]! : `*${n}\r\n`)
+const bulkHeader = (n: number): string => (n < HEADER_TABLE ? BULK_HEADERS[n]! : `$${n}\r\n`)
 /** Read size on plain TCP connections (node's own default for a socket read). */
 const READ_BUFFER_BYTES = 64 * 1024
 
@@ -220,12 +225,14 @@ export class RespConnection {
   }
 
   private encode(args: readonly Arg[]): void {
-    let s = `*${args.length}${CRLF}`
+    // The `*n` and `$len` lines of short commands and arguments come from tables: fewer string
+    // concatenations and no number-to-text conversion per argument.
+    let s = arrayHeader(args.length)
     for (const a of args) {
-      if (typeof a === 'string') s += `$${Buffer.byteLength(a)}${CRLF}${a}${CRLF}`
+      if (typeof a === 'string') s += bulkHeader(Buffer.byteLength(a)) + a + CRLF
       else {
         // Binary-safe: the Buffer goes out as it is, between the text around it.
-        s += `$${a.length}${CRLF}`
+        s += bulkHeader(a.length)
         const parts = (this.parts ??= [])
         parts.push(this.out + s, a)
         this.out = ''
