@@ -1,7 +1,7 @@
 // Tests for read-your-writes sync tokens (`upstash-sync-token`, spec §2): what formatToken writes,
 // parseToken reads back, and every malformed or hostile token parses to null (never throws).
 
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, test } from 'vitest'
 import { formatToken, parseToken, type SyncPosition } from './sync-token.js'
 
 const REPLID = '8a9e3c1f0b2d4e6f8a9e3c1f0b2d4e6f8a9e3c1f'
@@ -96,5 +96,21 @@ describe('parseToken: malformed tokens are null', () => {
   it('never throws on arbitrary input', () => {
     const inputs = ['rg1:::::', 'rg1::::', 'rg1:%:%:%:%', 'rg1:\u0000:0:0:0', 'rg1:a:0:0:0\n', ':'.repeat(256)]
     for (const s of inputs) expect(() => parseToken(s)).not.toThrow()
+  })
+})
+
+describe('formatToken for reads (remembers the last token)', () => {
+  test('each token is the one formatted from its position, whatever came before', () => {
+    const positions: SyncPosition[] = []
+    for (const instance of ['a', 'b']) for (const replId of ['f'.repeat(40), '0'.repeat(40)]) for (const offset of [0, 1, 1234]) positions.push({ instance, replId, offset })
+    let seed = 5
+    for (let i = 0; i < 2_000; i++) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      const p = positions[seed % positions.length]!
+      // Equal text in new strings too.
+      const q = i % 3 === 0 ? { ...p, instance: [p.instance].join(''), replId: [p.replId].join('') } : p
+      expect(formatToken(q, false)).toBe(`rg1:${p.instance}:${p.replId}:${p.offset}:0`)
+      if (i % 7 === 0) expect(parseToken(formatToken(p, true))).toEqual(p)
+    }
   })
 })

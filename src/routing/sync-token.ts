@@ -13,9 +13,19 @@ export interface SyncPosition {
 const PREFIX = 'rg1:'
 let nonce = 0
 
+/** The last token formatted for a read, and what it was made of: reads mostly repeat it. */
+let lastRead: { instance: string; replId: string; offset: number; token: string } | null = null
+
 export function formatToken(p: SyncPosition, afterWrite: boolean): string {
-  if (afterWrite) nonce = (nonce + 1) % 0x100000000
-  return `${PREFIX}${p.instance}:${p.replId}:${p.offset}:${afterWrite ? nonce.toString(36) : '0'}`
+  if (afterWrite) {
+    nonce = (nonce + 1) % 0x100000000
+    return `${PREFIX}${p.instance}:${p.replId}:${p.offset}:${nonce.toString(36)}`
+  }
+  const last = lastRead
+  if (last !== null && last.offset === p.offset && last.instance === p.instance && last.replId === p.replId) return last.token
+  const token = `${PREFIX}${p.instance}:${p.replId}:${p.offset}:0`
+  lastRead = { instance: p.instance, replId: p.replId, offset: p.offset, token }
+  return token
 }
 
 /** Parses a token; anything malformed (including the SDK's initial empty string) is null. */
