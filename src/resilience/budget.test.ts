@@ -33,6 +33,29 @@ describe('RetryBudget', () => {
     expect(drain(() => b.tryRetry())).toBe(1) // 105 x 0.2 = 21
   })
 
+  test('recordRequest(t) counts the request at t without reading the clock, as recordRequest() does', () => {
+    const c = clock()
+    let reads = 0
+    const counted = (): number => {
+      reads++
+      return c.t
+    }
+    const byClock = new RetryBudget({ minPerSecond: 0 }, c.now)
+    const given = new RetryBudget({ minPerSecond: 0 }, counted)
+    for (const [at, n] of [[0, 50], [4_000, 25], [11_000, 10]] as const) {
+      c.t = at
+      for (let i = 0; i < n; i++) {
+        byClock.recordRequest()
+        given.recordRequest(at)
+      }
+      expect(reads).toBe(0)
+      expect(given.available()).toBe(byClock.available())
+      reads = 0
+    }
+    // At 11 s the first 50 have left the 10 s window: (25 + 10) x 0.2 = 7.
+    expect(given.available()).toBe(7)
+  })
+
   test('the floor: 10/s x 10 s = 100 retries with no traffic, added to the ratio', () => {
     const c = clock()
     const idle = new RetryBudget({}, c.now)

@@ -60,8 +60,8 @@ export class SlidingBudget {
   }
 
   /** One client request arrived (call once per request, not per attempt). */
-  recordRequest(): void {
-    this.window.add(REQUESTS, this.clock())
+  recordRequest(nowMs: number = this.clock()): void {
+    this.window.add(REQUESTS, nowMs)
   }
 
   /** Takes one unit of budget if the window allows it; false (and nothing consumed) otherwise. */

@@ -117,9 +117,7 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
 
   if (req.kind !== 'read') return send(pick([], 'first'), true)
 
-  const { retry, hedge } = o.router.budgets(resolved.instance)
-  retry.recordRequest()
-  hedge.recordRequest()
+  const { retry, hedge } = o.router.countRequest(resolved.instance)
   const hedgeAfterMs = resolved.instance.spec.policy.hedgeAfterMs
   if (hedgeAfterMs === null) {
     // No hedging (the default): the first attempt's promise, with at most one retry behind it.

@@ -147,6 +147,33 @@ describe('Router.resolve: instances and unknown names', () => {
   })
 })
 
+describe('Router.countRequest', () => {
+  it('counts one request in both of the instance budgets with one clock read, and returns them', () => {
+    const t = table({}, [spec('orders')])
+    const pool = new UpstreamPool({ username: '', password: '', tls: false, commandTimeoutMs: 1000, connectTimeoutMs: 1000 })
+    pools.push(pool)
+    pool.sync(t.current)
+    let reads = 0
+    const r = new Router(pool, {
+      now: () => {
+        reads++
+        return 0
+      },
+      retryBudget: { minPerSecond: 0 },
+      hedgeBudget: { minPerSecond: 0 },
+    })
+    const route = t.current.instances.get('orders')!
+    const b = r.countRequest(route)
+    expect(b).toBe(r.budgets(route))
+    reads = 0
+    for (let i = 0; i < 99; i++) r.countRequest(route)
+    expect(reads).toBe(99)
+    // 100 requests: the retry budget's 20 % and the hedge budget's share of them.
+    expect(b.retry.available()).toBe(20)
+    expect(b.hedge.available()).toBe(Math.floor(100 * b.hedge.options.ratio + 1e-9))
+  })
+})
+
 describe('Router.resolve: one consistent snapshot per request', () => {
   it('a request holding an older snapshot is routed by it, while new requests see the new one', () => {
     const t = table({ g: 'weighted' }, [member('a', 'g', 100), member('b', 'g', 100)])

@@ -49,8 +49,13 @@ interface InstanceRuntime {
   strategy: Strategy
   balancer: Balancer
   readonly load: LoadTracker
-  readonly retryBudget: RetryBudget
-  readonly hedgeBudget: HedgeBudget
+  readonly budgets: Budgets
+}
+
+/** An instance's retry and hedge budgets. */
+export interface Budgets {
+  readonly retry: RetryBudget
+  readonly hedge: HedgeBudget
 }
 
 interface GroupRuntime {
@@ -89,9 +94,17 @@ export class Router {
   }
 
   /** The instance's retry and hedge budgets (one of each per instance). */
-  budgets(route: InstanceRoute): { retry: RetryBudget; hedge: HedgeBudget } {
-    const rt = this.runtime(route)
-    return { retry: rt.retryBudget, hedge: rt.hedgeBudget }
+  budgets(route: InstanceRoute): Budgets {
+    return this.runtime(route).budgets
+  }
+
+  /** Counts one client request in both of the instance's budgets (one clock read) and returns them. */
+  countRequest(route: InstanceRoute): Budgets {
+    const b = this.runtime(route).budgets
+    const now = this.now()
+    b.retry.recordRequest(now)
+    b.hedge.recordRequest(now)
+    return b
   }
 
   /**
@@ -122,8 +135,10 @@ export class Router {
         strategy,
         balancer: createBalancer(strategy, { now: this.now }),
         load: new LoadTracker(),
-        retryBudget: new RetryBudget(this.opts.retryBudget ?? {}, this.now),
-        hedgeBudget: new HedgeBudget(this.opts.hedgeBudget ?? {}, this.now),
+        budgets: {
+          retry: new RetryBudget(this.opts.retryBudget ?? {}, this.now),
+          hedge: new HedgeBudget(this.opts.hedgeBudget ?? {}, this.now),
+        },
       }
       this.instances.set(route.name, rt)
     } else if (rt.strategy !== strategy) {
