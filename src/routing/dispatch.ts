@@ -4,8 +4,8 @@
 //   most once, on another endpoint, within the instance's retry budget;
 // - with `hedge-after`, a read still unanswered after that delay is also sent to a second eligible
 //   endpoint, within the hedge budget; the first good reply wins;
-// - every request ends by its deadline (command timeout plus a small margin), even when ioredis
-//   still holds it queued behind a stalled batch.
+// - every request ends by its deadline (command timeout plus a small margin), even when its
+//   command still waits behind a stalled batch on the connection.
 // A Redis error reply is an answer (it is returned, not retried).
 
 import { performance } from 'node:perf_hooks'

@@ -1,4 +1,6 @@
-// Classifies what ioredis rejects with into the gateway's failure kinds. Only transport failures
+// Classifies what an attempt fails with (RespConnection's errors, Redis error replies, the
+// attempt's own timeout, and ioredis's errors on the subscriber connection) into the gateway's
+// failure kinds. Only transport failures
 // (not connected, timed out, connection lost, LOADING/MASTERDOWN/READONLY) say anything about
 // the endpoint's health; Redis reply errors (WRONGTYPE, syntax) are the client's business.
 
@@ -45,7 +47,7 @@ export function neverSent(err: unknown): boolean {
   return failureKind(err) === 'unavailable'
 }
 
-/** Turns an ioredis rejection into the error the HTTP layer maps to a reply. */
+/** Turns an attempt's failure into the error the HTTP layer maps to a reply. */
 export function toGatewayError(err: unknown, endpoint: string, timeoutMs: number): GatewayError | RedisReplyError {
   if (err instanceof GatewayError || err instanceof RedisReplyError) return err
   switch (failureKind(err)) {
