@@ -46,6 +46,8 @@
 // Deliberately NOT reads although harmless-looking: INFO, ROLE, LASTSAVE carry no `readonly` flag
 // and Redis's ACL puts them in @dangerous (server internals), so they stay writes (write token).
 
+// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
+import { Buffer } from 'node:buffer'
 import { hasFlag, list } from '@ioredis/commands'
 
 export type Access = 'read' | 'write' | 'admin'
