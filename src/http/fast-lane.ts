@@ -483,17 +483,12 @@ for (const name of [
 
 /**
  * The constant lower-case name for buf[start, end) when it is a known header name in any case,
- * else null. The bytes are token characters (checked by the caller), so `b | 0x20` equals a
- * lower-case letter only for that letter in either case, and equals '-' or a digit only for itself.
+ * else null. The bytes are token characters (checked by the caller), as sameToken needs.
  */
 function knownName(buf: Buffer, start: number, end: number): string | null {
   const candidates = KNOWN_NAMES[end - start]
   if (candidates === undefined) return null
-  next: for (let j = 0; j < candidates.length; j++) {
-    const want = candidates[j]!.bytes
-    for (let k = 0; k < want.length; k++) if ((buf[start + k]! | 0x20) !== want[k]) continue next
-    return candidates[j]!.name
-  }
+  for (let j = 0; j < candidates.length; j++) if (sameToken(buf, start, end, candidates[j]!.bytes)) return candidates[j]!.name
   return null
 }
 
@@ -522,7 +517,11 @@ function connectionOptions(buf: Buffer, start: number, end: number): number {
   return result
 }
 
-/** buf[start, end) is `lower` (letters only) in any case. */
+/**
+ * buf[start, end) is `lower` in any case. `b | 0x20` is a lower-case letter only for that letter in
+ * either case, whatever the byte; it is '-' or a digit also for a control byte (0x0d, 0x10-0x19),
+ * so where `lower` holds those, the bytes must be token characters (header names are).
+ */
 function sameToken(buf: Buffer, start: number, end: number, lower: Uint8Array): boolean {
   if (end - start !== lower.length) return false
   for (let k = 0; k < lower.length; k++) if ((buf[start + k]! | 0x20) !== lower[k]) return false
