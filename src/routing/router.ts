@@ -93,12 +93,10 @@ export class Router {
     this.now = opts.now ?? (() => performance.now())
   }
 
-  /** The instance's retry and hedge budgets (one of each per instance). */
-  budgets(route: InstanceRoute): Budgets {
-    return this.runtime(route).budgets
-  }
-
-  /** Counts one client request in both of the instance's budgets (one clock read) and returns them. */
+  /**
+   * Counts one client request in both of the instance's budgets (one clock read) and returns them
+   * (one of each per instance).
+   */
   countRequest(route: InstanceRoute): Budgets {
     const b = this.runtime(route).budgets
     const now = this.now()
