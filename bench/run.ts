@@ -16,6 +16,7 @@ import {
   CLIENT_CORE,
   INSTANCE,
   ROOT,
+  SHIPPED_NODE_ARGS,
   SERVER_CORE,
   TOKEN,
   coreBusy,
@@ -362,9 +363,13 @@ function na(): RunFigures {
   return { rps: NaN, cmdps: NaN, p50Us: NaN, p99Us: NaN, serverCpu: NaN, cpuUsPerReq: NaN, clientCoreBusy: NaN, errors: 0 }
 }
 
-/** Runs a bench script in a child (pinned to the server core) that prints BENCH_JSON. */
+/**
+ * Runs a bench script in a child (pinned to the server core) that prints BENCH_JSON, with the Node
+ * options the gateway ships with: the routing micro-benchmark measures the gateway's code, so its
+ * heap is sized as the gateway's is (young-generation GC pauses land in its update p99).
+ */
 export function runChildJson(args: string[]): Promise<unknown> {
-  const argv = pinned(SERVER_CORE, [process.execPath, '--import', 'tsx', ...args])
+  const argv = pinned(SERVER_CORE, [process.execPath, ...SHIPPED_NODE_ARGS, '--import', 'tsx', ...args])
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
     let text = ''

@@ -1,7 +1,7 @@
 // `npm run bench:soak` (or `npm run bench -- --soak`): does the gateway's memory stay flat under a
 // long steady load? Measures the peak rate (GET at 50 connections), then runs half of it for
-// 5 minutes (SET and GET in turn, SDK form, 50 connections, wrk's per-request delay as the rate
-// control), sampling the gateway's RSS and V8 heap (from its own /metrics) every 10 s, and reports
+// 5 minutes (SET and GET in turn, SDK form; wrk's per-request delay and the number of connections,
+// calibrated first, set the rate), sampling the gateway's RSS and V8 heap (from its own /metrics) every 10 s, and reports
 // the growth: least-squares slope after the first minute, and last minute vs second minute.
 // Options (CLI): --minutes N (5)  --interval S (10)  --fraction F (0.5)
 
@@ -22,6 +22,9 @@ export interface SoakResult {
   peakRps: number
   targetRps: number
   achievedRps: number
+  /** Connections and per-request delay the calibration chose for the target rate. */
+  connections: number
+  delayMs: number
   minutes: number
   p50Us: number
   p99Us: number
@@ -63,12 +66,14 @@ export async function runSoak(o: { minutes?: number; intervalS?: number; fractio
     headers: GW_HEADERS,
     bodies: [JSON.stringify(['set', 'bench:soak', SMALL]), JSON.stringify(['get', 'bench:soak'])],
   }
-  // Calibrate the per-request delay so that 50 connections make the target rate.
-  const conns = 50
-  let delayMs = Math.max(1, Math.round((conns * 1000) / target))
-  for (let k = 0; k < 2; k++) {
+  // Calibrate the rate: each connection waits delayMs before each request. wrk's delay is whole
+  // milliseconds, too coarse alone (1 ms or 2 ms at 50 connections can be 25k or 15k req/s), so the
+  // delay is fixed first and the number of connections is tuned (each is ~2 % of the rate at 50).
+  let conns = 50
+  const delayMs = Math.max(1, Math.round((conns * 1000) / target))
+  for (let k = 0; k < 3; k++) {
     const r = await runWrk(spec, { connections: conns, durationS: 4, serverPid: pid, delayMs })
-    delayMs = Math.max(1, Math.round(delayMs * (r.rps / target)))
+    conns = Math.min(1000, Math.max(1, Math.round(conns * (target / Math.max(1, r.rps)))))
   }
   console.log(
     `\nsoak: peak ${fmtInt(peak.rps)} req/s (GET, 50 connections); ${minutes} min at ~${fmtInt(target)} req/s (SET/GET, ${conns} connections, ${delayMs} ms between requests per connection); RSS every ${intervalS} s`,
@@ -101,15 +106,18 @@ export async function runSoak(o: { minutes?: number; intervalS?: number; fractio
   // or within 2% of the RSS.
   const secondSpread = secondMin.length > 0 ? Math.max(...secondMin) - Math.min(...secondMin) : 0
   const flat = growth <= Math.max(secondSpread, 0.02 * mean(secondMin))
-  const verdict = flat ? 'flat (no growth beyond noise)' : 'GROWING'
+  // Both minutes compared must have been sampled after the first one (warm-up): 3 minutes at least.
+  const verdict = minutes < 3 ? 'too short to judge (3 minutes at least)' : flat ? 'flat (no growth beyond noise)' : 'GROWING'
   const errors = r.errors.connect + r.errors.read + r.errors.write + r.errors.status + r.errors.timeout
   console.log(
-    `  achieved ${fmtInt(r.rps)} req/s, p50 ${r.latencyUs.p50} us, p99 ${r.latencyUs.p99} us, ${errors} errors; RSS slope after 1 min ${rssSlope.toFixed(0)} KiB/min, heap ${heapSlope.toFixed(0)} KiB/min; last minute vs second minute ${growth >= 0 ? '+' : ''}${(growth / 1024).toFixed(2)} MiB (spread ${(spread / 1024).toFixed(2)} MiB): ${verdict}`,
+    `  achieved ${fmtInt(r.rps)} req/s (${(r.rps / peak.rps).toFixed(2)}x the peak), p50 ${r.latencyUs.p50} us, p99 ${r.latencyUs.p99} us, ${errors} errors; RSS slope after 1 min ${rssSlope.toFixed(0)} KiB/min, heap ${heapSlope.toFixed(0)} KiB/min; last minute vs second minute ${growth >= 0 ? '+' : ''}${(growth / 1024).toFixed(2)} MiB (spread ${(spread / 1024).toFixed(2)} MiB): ${verdict}`,
   )
   return {
     peakRps: peak.rps,
     targetRps: target,
     achievedRps: r.rps,
+    connections: conns,
+    delayMs,
     minutes,
     p50Us: r.latencyUs.p50,
     p99Us: r.latencyUs.p99,
