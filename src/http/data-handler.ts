@@ -77,6 +77,11 @@ export interface DataReply {
   readonly syncToken: string
   /** Further headers (lower-case names), or null. */
   readonly headers: Readonly<Record<string, string>> | null
+  /**
+   * The body is ASCII, so its length is its byte length (the fast lane skips the UTF-8 count and
+   * encoding). Set only where the encoder guarantees it: results in base64 without error items.
+   */
+  readonly ascii: boolean
 }
 
 /** The request was answered by streaming to `outgoing` (SSE). */
@@ -138,7 +143,7 @@ export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): 
     code = d.code
     if (d.status === 500) deps.logger.error({ err }, 'unexpected error while serving a request')
     // On errors, hand back the token the client sent so it never regresses.
-    return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d) }
+    return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d), ascii: false }
   } finally {
     const now = performance.now()
     if (st.load !== null) st.load.finish(now - started, now)
@@ -283,9 +288,10 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       st.cls = write ? 'write' : 'read'
       try {
         const value = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
-        return reply(200, resultJson(value, base64), token(write))
+        // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
+        return reply(200, resultJson(value, base64), token(write), base64)
       } catch (err) {
-        if (err instanceof RedisReplyError) return reply(400, errorJson(err.message), token(write))
+        if (err instanceof RedisReplyError) return reply(400, errorJson(err.message), token(write), false)
         throw err
       }
     }
@@ -317,22 +323,29 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
             ? await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))
             : []
         let out = '['
+        // Error messages can carry any text (Redis quotes the command): only results are ASCII.
+        let ascii = base64
         for (let i = 0, k = 0; i < commands.length; i++) {
           if (i > 0) out += ','
           const refusal = rejected?.[i]
           if (refusal !== undefined) {
             out += errorJson(refusal)
+            ascii = false
             continue
           }
           const it = items[k++]!
-          out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
+          if (it.ok) out += resultJson(it.value, base64)
+          else {
+            out += errorJson(it.error)
+            ascii = false
+          }
         }
         out += ']'
-        return reply(200, out, token(write))
+        return reply(200, out, token(write), ascii)
       } catch (err) {
         if (err instanceof RedisReplyError) {
           // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(400, errorJson(err.message), token(write))
+          return reply(400, errorJson(err.message), token(write), false)
         }
         throw err
       }
@@ -376,7 +389,7 @@ function tokenFor(router: Router, r: Resolved, incoming: SyncPosition | null, af
   return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)
 }
 
-function reply(status: 200 | 400, body: string, syncToken: string): DataReply {
-  return { status, body, syncToken, headers: null }
+function reply(status: 200 | 400, body: string, syncToken: string, ascii: boolean): DataReply {
+  return { status, body, syncToken, headers: null, ascii }
 }
 

@@ -66,7 +66,7 @@ function renderFast(res: DataReply | typeof STREAMED): FastResponse {
       else headers += `${name}: ${res.headers[name]}\r\n`
     }
   }
-  return { status: res.status, headers, body: res.body, close }
+  return { status: res.status, headers, body: res.body, close, ascii: res.ascii }
 }
 
 /**

@@ -370,6 +370,8 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     if (req.url === '/close') close = true
     if (req.url === '/throw') throw new Error('boom')
     f.events.push(`end ${req.url}`)
+    // An ASCII reply, flagged as such (what the data plane does for base64 results).
+    if (req.url.startsWith('/ascii')) return { status, headers: 'content-type: text/plain\r\n', body: `{"result":"${'QUJD'.repeat(20)}"}`, close, ascii: true }
     return { status, headers: 'content-type: text/plain\r\nx-served-by: lane\r\n', body, close }
   }
   const lane = installFastLane(server, {
@@ -866,6 +868,24 @@ describe('installFastLane', () => {
   })
 
   describe('(i) reply headers', () => {
+    test('an ASCII-flagged reply: the same framing as any other, Content-Length its length', async () => {
+      const f = await fixture()
+      const c = await Client.open(f.port)
+      c.write(req('GET', '/ascii-1') + req('GET', '/utf8') + req('GET', '/ascii-2'))
+      const [a, u, b] = await c.replies(3)
+      const body = `{"result":"${'QUJD'.repeat(20)}"}`
+      for (const r of [a!, b!]) {
+        expect(r.statusLine).toBe('HTTP/1.1 200 OK')
+        expect(Number(r.headers['content-length'])).toBe(body.length)
+        expect(r.text).toBe(body)
+        expect(r.headers.connection).toBe('keep-alive')
+        expect(r.headers.date).toMatch(/ GMT$/)
+      }
+      // The unflagged UTF-8 reply between them is counted in bytes, and the three parse back to back.
+      expect(Number(u!.headers['content-length'])).toBe(Buffer.byteLength(UTF8_BODY, 'utf8'))
+      expect(u!.text).toBe(UTF8_BODY)
+    })
+
     test('status line, content-length of a UTF-8 body, date, keep-alive with the server timeout', async () => {
       const f = await fixture()
       const c = await Client.open(f.port)

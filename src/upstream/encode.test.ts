@@ -2,6 +2,7 @@
 // in, Upstash REST JSON text out. Outputs are compared as text where exactness matters (integers
 // beyond 2^53) and through JSON.parse where the question is "is this valid JSON of that string".
 
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { encodeValue, errorJson, resultJson, type RawReply } from './encode.js'
 
@@ -163,5 +164,38 @@ describe('resultJson / errorJson', () => {
     expect(errorJson(msg)).toBe(`{"result":null,"error":"${msg}"}`)
     const tricky = 'ERR "quoted"\n\u0001 é'
     expect(JSON.parse(errorJson(tricky))).toEqual({ result: null, error: tricky })
+  })
+})
+
+describe('base64 results are ASCII (the fast lane writes them as latin1 with Content-Length = length)', () => {
+  // Replies as redis-parser hands them over: any bytes, integer text, nil, nested arrays, and error
+  // replies inside arrays, with any text in them.
+  const reply: fc.Arbitrary<RawReply> = fc.letrec<{ value: RawReply }>((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+      fc.constant(Buffer.from('OK')),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => n.toString()),
+      fc.constant(null),
+      fc.string({ unit: 'binary', maxLength: 20 }).map((s) => new Error(s)),
+      fc.array(tie('value'), { maxLength: 5 }),
+    ),
+  })).value
+
+  it('every character of resultJson(v, true) is below 0x80, and it is valid JSON', () => {
+    fc.assert(
+      fc.property(reply, (v) => {
+        const text = resultJson(v, true)
+        for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false
+        JSON.parse(text)
+        return Buffer.byteLength(text, 'utf8') === text.length
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('without base64 a result can be non-ASCII (which is why only base64 results are flagged)', () => {
+    const text = resultJson(b('h\u00e9llo'), false)
+    expect(Buffer.byteLength(text, 'utf8')).toBeGreaterThan(text.length)
   })
 })

@@ -124,6 +124,21 @@ const CASES: Case[] = [
   { name: 'multi-exec', req: { method: 'POST', path: `${BASE}/multi-exec`, body: JSON.stringify([['SET', 'fl:m', 'v'], ['GET', 'fl:m']]) }, status: 200, lanePath: 'lane', write: true, body: [{ result: 'OK' }, { result: 'v' }] },
   { name: 'base64 encoding', req: { method: 'GET', path: `${BASE}/get/fl:k`, headers: { 'Upstash-Encoding': 'base64' } }, status: 200, lanePath: 'lane', body: { result: Buffer.from(UTF8).toString('base64') } },
   { name: 'base64 encoding, pipeline', req: { method: 'POST', path: `${BASE}/pipeline`, headers: { 'Upstash-Encoding': 'base64' }, body: '[["GET","fl:k"],["GET","fl:n"]]' }, status: 200, lanePath: 'lane' },
+  // Base64 results are written as ASCII (latin1, Content-Length = length); error texts are not
+  // ASCII-safe (they quote what was sent): these must come out as UTF-8, as node:http sends them.
+  {
+    name: 'base64 pipeline whose error items quote non-ASCII (Redis error, unknown command)',
+    req: { method: 'POST', path: `${BASE}/pipeline`, headers: { 'Upstash-Encoding': 'base64' }, body: JSON.stringify([['GET', 'fl:k'], ['OBJECT', 'n\u00f6pe', 'fl:k'], ['N\u00d6PE']]) },
+    status: 200,
+    lanePath: 'lane',
+    body: [
+      { result: Buffer.from(UTF8).toString('base64') },
+      { result: null, error: "ERR unknown subcommand 'n\u00f6pe'. Try OBJECT HELP." },
+      { result: null, error: "ERR unknown command 'N\u00d6PE'" },
+    ],
+  },
+  { name: 'base64, Redis error reply quoting non-ASCII', req: { method: 'POST', path: BASE, headers: { 'Upstash-Encoding': 'base64' }, body: JSON.stringify(['OBJECT', 'n\u00f6pe', 'fl:k']) }, status: 400, lanePath: 'lane', body: { result: null, error: "ERR unknown subcommand 'n\u00f6pe'. Try OBJECT HELP." } },
+  { name: 'base64, unknown command quoting non-ASCII', req: { method: 'POST', path: BASE, headers: { 'Upstash-Encoding': 'base64' }, body: JSON.stringify(['N\u00d6PE', 'x']) }, status: 400, lanePath: 'lane' },
   // A no-break space is not whitespace in HTTP: node:http keeps it in the value, so must the lane.
   { name: 'Upstash-Encoding with a trailing no-break space', req: { method: 'GET', path: `${BASE}/get/fl:k`, headers: { 'Upstash-Encoding': 'base64\xa0' } }, status: 200, lanePath: 'lane' },
   { name: 'a read with a newer sync token is answered with that token', req: { method: 'GET', path: `${BASE}/get/fl:k`, headers: { 'Upstash-Sync-Token': 'rg1:main:PLACEHOLDER:999999:0' } }, status: 200, lanePath: 'lane' },
