@@ -1,8 +1,9 @@
 // `npm run bench:soak` (or `npm run bench -- --soak`): does the gateway's memory stay flat under a
 // long steady load? Measures the peak rate (GET at 50 connections), then runs half of it for
 // 5 minutes (SET and GET in turn, SDK form; wrk's per-request delay and the number of connections,
-// calibrated first, set the rate), sampling the gateway's RSS and V8 heap (from its own /metrics) every 10 s, and reports
-// the growth: least-squares slope after the first minute, and last minute vs second minute.
+// calibrated first, set the rate), sampling the gateway's RSS and V8 heap (from its own /metrics)
+// every 10 s, and reports the growth: least-squares slope after the first minute, and last minute
+// vs second minute.
 // Options (CLI): --minutes N (5)  --interval S (10)  --fraction F (0.5)
 
 import { parseArgs } from 'node:util'

@@ -42,7 +42,8 @@ export interface FastResponse {
   /**
    * The reply is ASCII (headers and body): its Content-Length is the body's length and it is
    * written as latin1, without counting and encoding UTF-8. Only where that is certain: a non-ASCII
-   * body flagged so would be sent with a wrong length.
+   * body flagged so keeps its framing (one byte per character) but is sent mangled, each character
+   * cut to one byte instead of its UTF-8 bytes.
    */
   readonly ascii?: boolean
 }
