@@ -116,6 +116,8 @@ describe('start-up with a bad config exits 2 naming the key', () => {
 })
 
 describe('start-up with a good config', () => {
+  // Its own waits add up past the suite's 30 s test timeout (start-up up to 30 s, the held request
+  // and /readyz up to 5 s each, the exit up to 15 s): the limit is theirs, not one for the whole.
   it('(c) serves ops and data, then drains and exits 0 on SIGTERM', async () => {
     const [dataPort, opsPort] = [await freePort(), await freePort()]
     const p = run(await configFile(goodConfig(dataPort, opsPort)))
@@ -174,7 +176,7 @@ describe('start-up with a good config', () => {
     expect(await refused(`${opsUrl}/readyz`)).toBe(true)
     expect(await refused(base)).toBe(true)
     expect(p.stdout()).toContain('shutting down')
-  })
+  }, 60_000)
 
   it('(c) once in-flight requests are answered, shutdown is not held by their idle keep-alive connections', async () => {
     const [dataPort, opsPort] = [await freePort(), await freePort()]
