@@ -63,6 +63,15 @@ export class MethodNotAllowedError extends GatewayError {
 }
 export class TooLargeError extends GatewayError {
   readonly code = 'TOOLARGE'
+  /**
+   * The reply closes the connection: a body over the limit was not read to its end, so the bytes
+   * that follow on the connection are not a request. Limits checked on a whole request keep it open.
+   */
+  readonly closeConnection: boolean
+  constructor(message: string, opts?: { retryAfterS?: number; cause?: unknown; closeConnection?: boolean }) {
+    super(message, opts)
+    this.closeConnection = opts?.closeConnection ?? false
+  }
 }
 /** A command the gateway will not run on a shared connection (MULTI, blocking, SUBSCRIBE outside SSE...). */
 export class RefusedCommandError extends GatewayError {

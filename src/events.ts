@@ -174,6 +174,20 @@ export interface AnnotationErrorEvent {
   readonly message: string
 }
 
+/**
+ * Something was thrown, or a peer broke its protocol, while serving one request or reading one
+ * connection. It ended that request or that connection (never the process); this says where.
+ */
+export interface FaultEvent {
+  /** http_request, http_connection, redis_connection, redis_subscriber. */
+  readonly where: FaultWhere
+  readonly error: Error
+  /** The Redis endpoint, for faults on a Redis connection; null otherwise. */
+  readonly endpoint: string | null
+}
+
+export type FaultWhere = 'http_request' | 'http_connection' | 'redis_connection' | 'redis_subscriber'
+
 export interface GatewayEventMap {
   annotationError: AnnotationErrorEvent
   requestStart: { readonly instance: string | null }
@@ -192,6 +206,7 @@ export interface GatewayEventMap {
   table: TableEvent
   instanceChange: InstanceChangeEvent
   configReload: ConfigReloadEvent
+  fault: FaultEvent
 }
 
 type Listener<T> = (event: T) => void
@@ -218,6 +233,7 @@ function nobodyListening(): { -readonly [K in keyof GatewayEventMap]: boolean } 
     table: false,
     instanceChange: false,
     configReload: false,
+    fault: false,
   }
 }
 

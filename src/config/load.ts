@@ -11,6 +11,7 @@
 //   GATEWAY_COMMAND_TIMEOUT  overrides redis.commandTimeout
 //   GATEWAY_CONNECT_TIMEOUT  overrides redis.connectTimeout
 //   GATEWAY_MAX_BODY         overrides limits.maxBody
+//   GATEWAY_MAX_REPLY        overrides limits.maxReply
 //   GATEWAY_HTTP_FAST_LANE   overrides http.fastLane
 //   GATEWAY_SHUTDOWN_DELAY   overrides shutdown.delay
 //   GATEWAY_SHUTDOWN_TIMEOUT overrides shutdown.timeout
@@ -69,6 +70,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'GATEWAY_COMMAND_TIMEOUT', key: 'redis.commandTimeout', description: 'Per-command timeout, a duration such as 2s or 500ms.' },
   { name: 'GATEWAY_CONNECT_TIMEOUT', key: 'redis.connectTimeout', description: 'Connect timeout, a duration such as 1s.' },
   { name: 'GATEWAY_MAX_BODY', key: 'limits.maxBody', description: 'Largest accepted request body, a size such as 10MiB.' },
+  { name: 'GATEWAY_MAX_REPLY', key: 'limits.maxReply', description: 'Largest reply kept for one request, a size such as 10MiB.' },
   {
     name: 'GATEWAY_HTTP_FAST_LANE',
     key: 'http.fastLane',

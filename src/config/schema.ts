@@ -42,7 +42,26 @@ export interface GatewayConfig {
     commandTimeoutMs: number
     connectTimeoutMs: number
   }
-  limits: { maxBodyBytes: number; maxHeaderBytes: number }
+  /**
+   * What one request may cost (README "Limits"): sizes and counts checked before work is done, the
+   * reply size enforced while it streams in from Redis, and one byte budget shared by all requests.
+   */
+  limits: {
+    maxBodyBytes: number
+    maxHeaderBytes: number
+    /** Header lines per request; more is a 431. */
+    maxHeaders: number
+    /** Arguments of one request (all commands of a pipeline together); more is a 413. */
+    maxArgs: number
+    /** Commands in one pipeline or transaction; more is a 413. */
+    maxCommands: number
+    /** Reply bytes kept for one request (plus REPLY_ELEMENT_BYTES per array element); more is a 413. */
+    maxReplyBytes: number
+    /** Request bodies and replies held at once by all requests together, beyond each one's first SMALL_REQUEST_BYTES; more is a 503. */
+    inflightBytes: number
+    /** A client that has not taken its reply off the socket after this long is disconnected. */
+    writeTimeoutMs: number
+  }
   /** Active health checks (ROLE) per endpoint. */
   health: { intervalMs: number; timeoutMs: number }
   /**
@@ -70,7 +89,16 @@ export const DEFAULTS = {
   tokenAccess: 'read',
   tokenTargets: ['*'],
   redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s' },
-  limits: { maxBody: '10MiB', maxHeader: '64KiB' },
+  limits: {
+    maxBody: '10MiB',
+    maxHeader: '64KiB',
+    maxHeaders: 100,
+    maxArgs: 100_000,
+    maxCommands: 10_000,
+    maxReply: '10MiB',
+    inflightBytes: '256MiB',
+    writeTimeout: '30s',
+  },
   health: { interval: '2s', timeout: '1s' },
   /** No delay for local use; in Kubernetes (the Helm chart sets 5s) long enough for endpoints to update. */
   shutdown: { delay: '0s', timeout: '20s' },
@@ -210,6 +238,19 @@ const durationMs = (dflt: string, check: (v: number) => string | undefined = pos
   z.unknown().default(dflt).transform(parsed(parseDuration, 'a duration like "2s"', check))
 const sizeBytes = (dflt: string) =>
   z.unknown().default(dflt).transform(parsed(parseSize, 'a size like "10MiB"', positive))
+/** A whole number of things, at least 1 (a number, or its decimal text from an environment variable). */
+const count = (dflt: number) =>
+  z.unknown().default(dflt).transform(
+    parsed(
+      (v) => {
+        const n = typeof v === 'number' ? v : /^\s*\d+\s*$/.test(v) ? Number(v) : NaN
+        if (!Number.isSafeInteger(n)) throw new Error(`expected a whole number, got ${JSON.stringify(v)}`)
+        return n
+      },
+      'a whole number',
+      positive,
+    ),
+  )
 
 // Keeps the string as written once `check` (a parser that throws) accepts it.
 function validatedBy(check: (s: string) => unknown) {
@@ -463,9 +504,27 @@ export function configSchema(ctx: SchemaContext) {
           }
         }),
       limits: z
-        .strictObject({ maxBody: sizeBytes(DEFAULTS.limits.maxBody), maxHeader: sizeBytes(DEFAULTS.limits.maxHeader) })
+        .strictObject({
+          maxBody: sizeBytes(DEFAULTS.limits.maxBody),
+          maxHeader: sizeBytes(DEFAULTS.limits.maxHeader),
+          maxHeaders: count(DEFAULTS.limits.maxHeaders),
+          maxArgs: count(DEFAULTS.limits.maxArgs),
+          maxCommands: count(DEFAULTS.limits.maxCommands),
+          maxReply: sizeBytes(DEFAULTS.limits.maxReply),
+          inflightBytes: sizeBytes(DEFAULTS.limits.inflightBytes),
+          writeTimeout: durationMs(DEFAULTS.limits.writeTimeout),
+        })
         .prefault({})
-        .transform((l) => ({ maxBodyBytes: l.maxBody, maxHeaderBytes: l.maxHeader })),
+        .transform((l) => ({
+          maxBodyBytes: l.maxBody,
+          maxHeaderBytes: l.maxHeader,
+          maxHeaders: l.maxHeaders,
+          maxArgs: l.maxArgs,
+          maxCommands: l.maxCommands,
+          maxReplyBytes: l.maxReply,
+          inflightBytes: l.inflightBytes,
+          writeTimeoutMs: l.writeTimeout,
+        })),
       health: z
         .strictObject({ interval: durationMs(DEFAULTS.health.interval), timeout: durationMs(DEFAULTS.health.timeout) })
         .prefault({})

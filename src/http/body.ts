@@ -9,7 +9,7 @@ import { BadRequestError, TooLargeError } from '../errors.js'
 const EMPTY = Buffer.alloc(0)
 
 export function tooLarge(limit: number): TooLargeError {
-  return new TooLargeError(`request body is larger than the limit of ${limit} bytes`)
+  return new TooLargeError(`request body is larger than the limit of ${limit} bytes`, { closeConnection: true })
 }
 
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {

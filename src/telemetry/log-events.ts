@@ -35,6 +35,22 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
     if (e.to === 'open') logger.warn(fields, `circuit breaker opened: ${e.reason}`)
     else logger.info(fields, `circuit breaker ${e.to}: ${e.reason}`)
   })
+  // A peer that keeps causing faults must not flood the log: at most one line per place per second,
+  // with how many were left out since the last one (the metric counts every fault).
+  const lastFault = new Map<string, { at: number; skipped: number }>()
+  events.on('fault', (e) => {
+    const now = Date.now()
+    const last = lastFault.get(e.where)
+    if (last !== undefined && now - last.at < 1_000) {
+      last.skipped++
+      return
+    }
+    lastFault.set(e.where, { at: now, skipped: 0 })
+    logger.error(
+      { where: e.where, endpoint: e.endpoint ?? undefined, err: e.error, suppressed: last?.skipped || undefined },
+      `fault contained (${e.where}): ${e.error.message}`,
+    )
+  })
   events.on('annotationError', (e) =>
     logger.warn({ instance: e.instance, source: e.source, annotation: e.key }, `bad annotation: ${e.message}`),
   )

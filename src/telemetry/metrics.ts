@@ -89,6 +89,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   })
 
+  readonly faults = new Counter({
+    name: 'redis_gateway_faults_total',
+    help: 'Errors thrown, or protocol broken by a peer, while serving a request or reading a connection; each ended that request or connection, not the process',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  })
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'redis_gateway_process_' })
   }
@@ -121,6 +128,7 @@ export class GatewayMetrics {
       }),
       events.on('retry', (e) => this.retries.inc({ instance: e.instance, code: e.reason })),
       events.on('hedge', (e) => this.hedges.inc({ instance: e.instance, result: e.result })),
+      events.on('fault', (e) => this.faults.inc({ where: e.where })),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
       // An endpoint an instance no longer lists drops its gauges (counters keep their totals).
       events.on('instanceChange', (e) => {

@@ -27,6 +27,15 @@ export interface ReplySink {
   reply(value: unknown): void
   /** The connection failed before this command's reply: the command may or may not have run. */
   lost(err: Error): void
+  /**
+   * Asked before the bytes of this sink's reply are kept: each bulk string's length, plus
+   * REPLY_ELEMENT_BYTES (resilience/byte-budget.ts) per element. null keeps them; an Error makes
+   * the whole reply that error instead: the rest of it is skipped as it arrives, never stored.
+   * Absent: the connection's own cap applies.
+   */
+  charge?(bytes: number): Error | null
+  /** True once the reply is not wanted any more (its request timed out): it is skipped, not stored. */
+  readonly done?: boolean
 }
 
 export type Arg = string | Buffer

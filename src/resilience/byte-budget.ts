@@ -1,0 +1,103 @@
+// Memory that requests hold: request bodies being read and replies being received from Redis and
+// written back to clients. Two bounds, so that one client cannot take memory from the others:
+// - per request, its replies may keep at most `limits.maxReply` bytes (checked while they stream in
+//   from Redis: a reply over it is skipped, not kept, and the request gets a 413);
+// - all requests together hold at most `limits.inflightBytes` beyond a small allowance each
+//   (SMALL_REQUEST_BYTES): a request that would go over is refused with a 503, while small requests
+//   keep being served even when big ones have used the budget up.
+// A request's bytes are given back when its reply has left for the client (or the client is gone).
+
+/** Bytes every request may hold without drawing on the shared budget. */
+export const SMALL_REQUEST_BYTES = 64 * 1024
+
+/**
+ * What one element of a reply costs beyond its bytes (a JavaScript value and its slot): counted
+ * against the reply limits, so a reply of millions of tiny elements is bounded like a big string.
+ */
+export const REPLY_ELEMENT_BYTES = 48
+
+/** The shared budget of all requests (`limits.inflightBytes`). */
+export class ByteBudget {
+  private used = 0
+  /** Highest use seen, for figures and tests. */
+  private peak = 0
+
+  constructor(readonly limit: number) {}
+
+  get inUse(): number {
+    return this.used
+  }
+
+  get highWater(): number {
+    return this.peak
+  }
+
+  tryTake(n: number): boolean {
+    const used = this.used + n
+    if (used > this.limit) return false
+    this.used = used
+    if (used > this.peak) this.peak = used
+    return true
+  }
+
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n)
+  }
+}
+
+/**
+ * The outcome of charging reply bytes: taken, refused because the request's replies would pass
+ * `limits.maxReply`, or refused because the shared budget is used up.
+ */
+export type Charge = 'ok' | 'too-large' | 'overloaded'
+
+/** One request's share of the budget; release() gives it back (idempotent). */
+export class RequestLease {
+  /** Everything charged: body and reply bytes. */
+  private total = 0
+  private reply = 0
+  /** The part of `total` taken from the shared budget (beyond the free allowance). */
+  private shared = 0
+
+  constructor(
+    private readonly budget: ByteBudget,
+    /** Reply bytes this request may keep (`limits.maxReply`). */
+    readonly maxReplyBytes: number,
+  ) {}
+
+  /** Bytes held now. */
+  get bytes(): number {
+    return this.total
+  }
+
+  /** Charges request-body bytes; false when the shared budget cannot take them. */
+  takeBody(n: number): boolean {
+    return this.take(n)
+  }
+
+  /** Charges reply bytes (REPLY_ELEMENT_BYTES per element included by the caller). */
+  takeReply(n: number): Charge {
+    if (this.reply + n > this.maxReplyBytes) return 'too-large'
+    if (!this.take(n)) return 'overloaded'
+    this.reply += n
+    return 'ok'
+  }
+
+  private take(n: number): boolean {
+    const total = this.total + n
+    const need = total - SMALL_REQUEST_BYTES - this.shared
+    if (need > 0) {
+      if (!this.budget.tryTake(need)) return false
+      this.shared += need
+    }
+    this.total = total
+    return true
+  }
+
+  release(): void {
+    if (this.shared > 0) this.budget.give(this.shared)
+    this.shared = 0
+    this.total = 0
+    this.reply = 0
+  }
+}
