@@ -22,9 +22,15 @@ export abstract class GatewayError extends Error {
   abstract readonly code: ErrorCode
   /** Seconds a client should wait before retrying (503s), sent as Retry-After. */
   readonly retryAfterS: number | undefined
-  constructor(message: string, opts?: { retryAfterS?: number; cause?: unknown }) {
+  /**
+   * The reply closes the connection: the request's body was not read to its end (over a limit), so
+   * the bytes that follow on the connection are not a request.
+   */
+  readonly closeConnection: boolean
+  constructor(message: string, opts?: { retryAfterS?: number; cause?: unknown; closeConnection?: boolean }) {
     super(message, opts?.cause === undefined ? undefined : { cause: opts.cause })
     this.retryAfterS = opts?.retryAfterS
+    this.closeConnection = opts?.closeConnection ?? false
   }
   /** The client-facing text: the code first, so clients can match on it. */
   get publicMessage(): string {
@@ -63,15 +69,6 @@ export class MethodNotAllowedError extends GatewayError {
 }
 export class TooLargeError extends GatewayError {
   readonly code = 'TOOLARGE'
-  /**
-   * The reply closes the connection: a body over the limit was not read to its end, so the bytes
-   * that follow on the connection are not a request. Limits checked on a whole request keep it open.
-   */
-  readonly closeConnection: boolean
-  constructor(message: string, opts?: { retryAfterS?: number; cause?: unknown; closeConnection?: boolean }) {
-    super(message, opts)
-    this.closeConnection = opts?.closeConnection ?? false
-  }
 }
 /** A command the gateway will not run on a shared connection (MULTI, blocking, SUBSCRIBE outside SSE...). */
 export class RefusedCommandError extends GatewayError {

@@ -32,6 +32,7 @@ import { RESILIENCE_DEFAULTS } from './resilience/defaults.js'
 import { withTimer } from './timeout.js'
 import { replicaOffset } from './routing/select.js'
 import { liveRoutes } from './routing/routes-view.js'
+import { ByteBudget } from './resilience/byte-budget.js'
 
 /**
  * A request ends at most this long after its command timeout: covers the connect wait and a
@@ -59,6 +60,8 @@ export class Gateway {
   readonly logger: Logger
   readonly pool: UpstreamPool
   readonly router: Router
+  /** Memory held by all requests together (limits.inflightBytes). */
+  readonly budget: ByteBudget
   private readonly health: HealthChecker
   private config: GatewayConfig
   private tokens: TokenStore
@@ -80,6 +83,7 @@ export class Gateway {
     this.config = opts.config
     this.logger = opts.logger ?? createLogger(opts.config.log.level)
     this.tokens = new TokenStore(opts.config.auth.tokens)
+    this.budget = new ByteBudget(opts.config.limits.inflightBytes)
     const health = opts.config.health
     this.health = new HealthChecker({
       ...HEALTH_DEFAULTS,
@@ -293,6 +297,8 @@ export class Gateway {
       events: this.events,
       logger: this.logger,
       maxBodyBytes: this.config.limits.maxBodyBytes,
+      budget: this.budget,
+      maxReplyBytes: this.config.limits.maxReplyBytes,
     }
     const dataApp = createDataApp(dataDeps)
     const opsApp = createOpsApp({

@@ -4,7 +4,8 @@
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import type { IncomingMessage } from 'node:http'
-import { BadRequestError, TooLargeError } from '../errors.js'
+import { BadRequestError, OverloadedError, TooLargeError } from '../errors.js'
+import type { RequestLease } from '../resilience/byte-budget.js'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -12,7 +13,16 @@ export function tooLarge(limit: number): TooLargeError {
   return new TooLargeError(`request body is larger than the limit of ${limit} bytes`, { closeConnection: true })
 }
 
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** What a body read when the shared memory budget cannot take more bytes gets (the connection closes). */
+export function bodyOverloaded(): OverloadedError {
+  return new OverloadedError('the gateway holds as many request bytes as limits.inflightBytes allows; retry shortly', {
+    retryAfterS: 1,
+    closeConnection: true,
+  })
+}
+
+/** The body, each chunk charged to `lease` as it arrives (503 OVERLOADED when the budget is used up). */
+export function readBody(req: IncomingMessage, limit: number, lease: RequestLease | null = null): Promise<Buffer> {
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit))
   if (req.readableEnded) return Promise.resolve(EMPTY)
@@ -27,11 +37,11 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     }
     const onData = (chunk: Buffer): void => {
       size += chunk.length
-      if (size > limit) {
+      if (size > limit || (lease !== null && !lease.takeBody(chunk.length))) {
         cleanup()
         // Stop reading; the response closes the connection (the rest of the body is not drained).
         req.pause()
-        reject(tooLarge(limit))
+        reject(size > limit ? tooLarge(limit) : bodyOverloaded())
         return
       }
       chunks.push(chunk)

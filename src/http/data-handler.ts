@@ -38,6 +38,7 @@ import { errorJson, resultJson } from '../upstream/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { LoadTracker } from '../balancer/least-request.js'
+import type { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
@@ -55,6 +56,10 @@ export interface DataPlaneDeps {
   readonly events: EventHub
   readonly logger: Logger
   readonly maxBodyBytes: number
+  /** All requests' memory together (limits.inflightBytes); each request's lease draws on it. */
+  readonly budget: ByteBudget
+  /** limits.maxReply: reply bytes one request may keep. */
+  readonly maxReplyBytes: number
 }
 
 /** One request as the data plane needs it, whichever server parsed it. */
@@ -68,6 +73,11 @@ export interface DataRequest {
   body(limit: number): Buffer | Promise<Buffer>
   /** The Node response, for Server-Sent Events; null where the server cannot stream. */
   readonly outgoing: ServerResponse | null
+  /**
+   * The request's share of the memory budget: the server that carries the request made it (and
+   * charged the body to it) and releases it once the reply has left; replies are charged to it.
+   */
+  readonly lease: RequestLease
 }
 
 /** A complete JSON reply. Every reply carries a sync token. */
@@ -238,7 +248,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
     st.role = role
   }
   const send = <T>(kind: 'read' | 'write' | 'subscribe', run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) =>
-    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st) }, run)
+    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st), lease: req.lease }, run)
   const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
 
   switch (form.type) {

@@ -9,6 +9,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
 import { readBody, readRequestBody, tooLarge } from './body.js'
 import { errorResponse } from './error-response.js'
+import { RequestLease } from '../resilience/byte-budget.js'
 import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane.js'
 
 export type { DataPlaneDeps } from './data-handler.js'
@@ -18,21 +19,32 @@ type Bindings = { incoming?: IncomingMessage; outgoing?: ServerResponse }
 export function createDataApp(deps: DataPlaneDeps): Hono<{ Bindings: Bindings }> {
   const app = new Hono<{ Bindings: Bindings }>()
   app.all('*', async (c) => {
-    const res = await handleDataRequest(honoRequest(c), deps)
-    return res === STREAMED ? RESPONSE_ALREADY_SENT : toResponse(c, res)
+    const req = honoRequest(c, deps)
+    try {
+      const res = await handleDataRequest(req, deps)
+      return res === STREAMED ? RESPONSE_ALREADY_SENT : toResponse(c, res)
+    } finally {
+      // Without a Node response (fetch-style tests) nothing else would give the bytes back.
+      if (req.outgoing === null) req.lease.release()
+    }
   })
   app.onError((err, c) => errorResponse(err, c, deps.logger))
   return app
 }
 
-function honoRequest(c: Context<{ Bindings: Bindings }>): DataRequest {
+function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): DataRequest {
   const incoming = c.env?.incoming
+  const outgoing = c.env?.outgoing ?? null
+  const lease = new RequestLease(deps.budget, deps.maxReplyBytes)
+  // Held until the response has been handed to the socket, or the connection is gone.
+  if (outgoing !== null) outgoing.once('close', () => lease.release())
   return {
     method: c.req.method,
     url: incoming?.url ?? pathAndQuery(c.req.url),
     header: (name) => c.req.header(name),
-    body: (limit) => (incoming ? readBody(incoming, limit) : readRequestBody(c.req.raw, limit)),
-    outgoing: c.env?.outgoing ?? null,
+    body: (limit) => (incoming ? readBody(incoming, limit, lease) : readRequestBody(c.req.raw, limit)),
+    outgoing,
+    lease,
   }
 }
 
@@ -51,8 +63,14 @@ function toResponse(c: Context, r: DataReply): Response {
  * The fast lane's side of the data plane (fast-lane.ts): the same logic, replies as raw header
  * lines. The lane calls `render` on what `handle` settled with, so no promise is added to convert.
  */
-export function createFastDataHandler(deps: DataPlaneDeps): Pick<FastLaneOptions<DataReply | typeof STREAMED>, 'handle' | 'render'> {
-  return { handle: (req) => handleDataRequest(new FastDataRequest(req), deps), render: renderFast }
+export function createFastDataHandler(
+  deps: DataPlaneDeps,
+): Pick<FastLaneOptions<DataReply | typeof STREAMED>, 'handle' | 'render' | 'newLease'> {
+  return {
+    handle: (req) => handleDataRequest(new FastDataRequest(req), deps),
+    render: renderFast,
+    newLease: () => new RequestLease(deps.budget, deps.maxReplyBytes),
+  }
 }
 
 function renderFast(res: DataReply | typeof STREAMED): FastResponse {
@@ -84,6 +102,9 @@ const SUBSCRIBE = /subscribe/i
 class FastDataRequest implements DataRequest {
   readonly outgoing = null
   constructor(private readonly req: FastRequest) {}
+  get lease(): RequestLease {
+    return this.req.lease
+  }
   get method(): string {
     return this.req.method
   }

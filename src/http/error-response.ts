@@ -4,7 +4,7 @@
 
 import type { Context } from 'hono'
 import type { Logger } from 'pino'
-import { GatewayError, RedisReplyError, TooLargeError, statusOf } from '../errors.js'
+import { GatewayError, RedisReplyError, statusOf } from '../errors.js'
 
 export interface ErrorReply {
   readonly status: number
@@ -32,7 +32,7 @@ export function describeError(err: unknown): ErrorReply {
 export function errorHeaders(err: unknown, d: ErrorReply): Record<string, string> | null {
   let headers: Record<string, string> | null = null
   if (d.retryAfterS !== undefined) (headers ??= {})['retry-after'] = String(d.retryAfterS)
-  if (err instanceof TooLargeError && err.closeConnection) (headers ??= {}).connection = 'close'
+  if (err instanceof GatewayError && err.closeConnection) (headers ??= {}).connection = 'close'
   if (d.status === 401) (headers ??= {})['www-authenticate'] = 'Bearer'
   if (d.status === 405) (headers ??= {}).allow = (err as { allow?: string }).allow ?? 'GET, POST'
   return headers

@@ -9,6 +9,7 @@ import net, { type AddressInfo, type Socket } from 'node:net'
 import { afterEach, describe, expect, test } from 'vitest'
 import { waitFor } from '../../test/helpers/wait.js'
 import { ConnectionTracker } from './drain.js'
+import { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import fc from 'fast-check'
 import { headEnd, headerValue, installFastLane, parseHead, type FastLane, type FastRequest, type FastResponse } from './fast-lane.js'
 
@@ -310,6 +311,8 @@ interface Fixture {
   held: Array<() => void>
   /** The server side of each accepted connection. */
   serverSockets: Socket[]
+  /** The memory budget the lane's leases draw on (/big charges its reply to it). */
+  budget: ByteBudget
 }
 
 const UTF8_BODY = 'h\u00e9llo w\u00f6rld \u2713 \u{1F600}'
@@ -333,13 +336,15 @@ async function turns(n: number): Promise<void> {
 }
 
 async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
-  const f: Pick<Fixture, 'laneCalls' | 'events' | 'nodeCalls' | 'held' | 'serverSockets'> = {
+  const f: Pick<Fixture, 'laneCalls' | 'events' | 'nodeCalls' | 'held' | 'serverSockets' | 'budget'> = {
     laneCalls: [],
     events: [],
     nodeCalls: [],
     held: [],
     serverSockets: [],
+    budget: new ByteBudget(4 * BIG),
   }
+  const budget = f.budget
   const maxHeaderBytes = o.maxHeaderBytes ?? 16 * 1024
   const server = createServer({ maxHeaderSize: maxHeaderBytes }, (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
@@ -365,7 +370,11 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     if (req.url.startsWith('/hold')) await new Promise<void>((resolve) => f.held.push(resolve))
     if (req.url.startsWith('/slow')) await turns(20)
     if (req.url === '/utf8') body = UTF8_BODY
-    if (req.url === '/big') body = 'x'.repeat(BIG)
+    if (req.url === '/big') {
+      body = 'x'.repeat(BIG)
+      // As the data plane does for a reply from Redis.
+      expect(req.lease.takeReply(BIG)).toBe('ok')
+    }
     if (req.url === '/missing') status = 404
     if (req.url === '/close') close = true
     if (req.url === '/throw') throw new Error('boom')
@@ -376,6 +385,7 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
   }
   const lane = installFastLane(server, {
     handle,
+    newLease: () => new RequestLease(budget, 2 * BIG),
     accept: (_method, url) => !url.startsWith('/to-node'),
     maxHeaderBytes,
     maxBodyBytes: o.maxBodyBytes ?? 1024,
@@ -800,6 +810,7 @@ describe('installFastLane', () => {
     servers.push(server)
     installFastLane<{ n: number }>(server, {
       handle: async (r) => ({ n: r.url.length }),
+      newLease: () => new RequestLease(new ByteBudget(1 << 20), 1 << 20),
       render: (v) => {
         if (v.n > 5) throw new Error('cannot render')
         return { status: 200, headers: 'content-type: text/plain\r\n', body: `n=${v.n}`, close: false }
@@ -1036,6 +1047,27 @@ describe('installFastLane', () => {
     })
   })
 
+  test("a reply's bytes stay charged to its lease until it has left the socket, and are given back when the client goes away", async () => {
+    const f = await fixture()
+    const c = await Client.open(f.port)
+    c.socket.pause()
+    c.write(req('GET', '/big'))
+    await waitFor(() => f.serverSockets[0]!.writableNeedDrain, { message: 'the big reply to wait in the socket' })
+    // The first 64 KiB of every request are not drawn from the shared budget.
+    expect(f.budget.inUse).toBe(BIG - 64 * 1024)
+    c.socket.resume()
+    await c.replies(1)
+    await waitFor(() => f.budget.inUse === 0, { message: 'the lease to be released after the drain' })
+
+    const d = await Client.open(f.port)
+    d.socket.pause()
+    d.write(req('GET', '/big'))
+    await waitFor(() => f.serverSockets[1]?.writableNeedDrain === true, { message: 'the second big reply to wait' })
+    expect(f.budget.inUse).toBe(BIG - 64 * 1024)
+    d.socket.destroy()
+    await waitFor(() => f.budget.inUse === 0, { message: 'the lease to be released when the client is gone' })
+  })
+
   // Once a bug: after a reply that filled the socket, bytes arriving while the lane waited for
   // 'drain' started the next request at once, and 'drain' then started another: two requests in
   // flight on one connection, replies out of order.
@@ -1061,5 +1093,6 @@ describe('installFastLane', () => {
     // Actual: ['xxx...', 'lane GET /third ', 'lane GET /hold '], and /third started before /hold ended.
     expect(replies.map((r) => r.text.slice(0, 16))).toEqual(['x'.repeat(16), 'lane GET /hold ', 'lane GET /third '])
     expect(f.events).toEqual(['start /big', 'end /big', 'start /hold', 'end /hold', 'start /third', 'end /third'])
+    expect(f.budget.inUse).toBe(0)
   })
 })

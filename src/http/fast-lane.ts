@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks'
 import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ConnectionTracker } from './drain.js'
+import type { RequestLease } from '../resilience/byte-budget.js'
 
 export interface FastRequest {
   readonly method: 'GET' | 'POST'
@@ -30,6 +31,8 @@ export interface FastRequest {
   /** Lower-case header names and their values, flat: [name, value, name, value...]; names are unique (duplicates go to node:http). See headerValue(). */
   readonly headers: readonly string[]
   readonly body: Buffer
+  /** The request's share of the memory budget; the lane releases it once the reply has left. */
+  readonly lease: RequestLease
 }
 
 export interface FastResponse {
@@ -56,6 +59,8 @@ export interface FastLaneOptions<T = FastResponse> {
    * it would cost a promise job per request). Needed unless `handle` settles with FastResponses.
    */
   readonly render?: (value: T) => FastResponse
+  /** A memory lease for each request (released by the lane once the reply has left). */
+  readonly newLease: () => RequestLease
   /** Whether the lane may serve a request with this target and headers (before its body is read). */
   readonly accept: (method: string, url: string, headers: readonly string[]) => boolean
   readonly maxHeaderBytes: number
@@ -134,7 +139,9 @@ class Conn {
   /** Where to resume looking for the end of the header section. */
   private scanFrom = 0
   /** The parsed head of the request whose body is arriving, and the bytes it needs in all. */
-  private head: { req: Omit<FastRequest, 'body'>; bodyStart: number; close: boolean } | null = null
+  private head: { req: Omit<FastRequest, 'body' | 'lease'>; bodyStart: number; close: boolean } | null = null
+  /** The lease of the request being served, until its reply has left (or the connection closed). */
+  private lease: RequestLease | null = null
   private want = 0
   /** A request is being served, or its reply waits for the socket to drain: bytes wait in `parts`. */
   private busy = false
@@ -148,6 +155,7 @@ class Conn {
   private readonly onData = (chunk: Buffer): void => this.receive(chunk)
   private readonly onClose = (): void => {
     this.closed = true
+    this.releaseLease()
   }
   private readonly onEnd = (): void => {
     this.ended = true
@@ -245,7 +253,16 @@ class Conn {
     }
     this.head = null
     this.want = 0
-    this.serve({ method: head.req.method, url: head.req.url, headers: head.req.headers, body }, head.close)
+    const lease = this.opts.newLease()
+    this.lease = lease
+    this.serve({ method: head.req.method, url: head.req.url, headers: head.req.headers, body, lease }, head.close)
+  }
+
+  private releaseLease(): void {
+    const lease = this.lease
+    if (lease === null) return
+    this.lease = null
+    lease.release()
   }
 
   private take(): Buffer | null {
@@ -281,6 +298,7 @@ class Conn {
     const end = close || draining || this.ended
     this.busy = false
     if (this.closed) {
+      this.releaseLease()
       tracker.requestEnded(this.socket, false)
       return
     }
@@ -299,20 +317,24 @@ class Conn {
     if (end) {
       s.end()
       this.closed = true
+      // The socket's 'close' gives the lease back, once what is buffered has gone or been dropped.
       return
     }
     this.since = this.now()
     if (s.writableNeedDrain) {
       // Read on only once the reply has left (node:http pauses the same way): a client that sends
-      // and does not read cannot make the gateway buffer replies without bound.
+      // and does not read cannot make the gateway buffer replies without bound. The reply's bytes
+      // stay charged to its lease meanwhile.
       this.busy = true
       s.once('drain', () => {
+        this.releaseLease()
         this.busy = false
         this.since = this.now()
         this.proceed()
       })
       return
     }
+    this.releaseLease()
     this.proceed()
   }
 
@@ -360,7 +382,7 @@ type LaneOptions = FastLaneOptions<unknown> & { readonly render: (value: unknown
 const asResponse = (value: unknown): FastResponse => value as FastResponse
 
 interface ParsedHead {
-  readonly req: Omit<FastRequest, 'body'>
+  readonly req: Omit<FastRequest, 'body' | 'lease'>
   readonly contentLength: number
   /** The client asked to close the connection after this request. */
   readonly close: boolean

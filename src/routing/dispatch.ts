@@ -16,6 +16,7 @@ import type { PooledEndpoint } from '../upstream/pool.js'
 import type { EndpointState } from './endpoint-state.js'
 import { whenConnected, type Resolved, type Routed, type Router } from './router.js'
 import type { SyncPosition } from './sync-token.js'
+import type { RequestLease } from '../resilience/byte-budget.js'
 
 export interface DispatchOptions {
   readonly router: Router
@@ -36,6 +37,8 @@ export interface DispatchRequest {
   readonly onRole?: (role: string) => void
   /** The request's tracing slot; null when tracing is off (then no selection events are built). */
   readonly scope?: TraceScope | null
+  /** The request's memory lease, charged by every attempt's replies; null: uncharged. */
+  readonly lease?: RequestLease | null
 }
 
 /** Failures that say nothing about the request itself: the endpoint could not answer it. */
@@ -90,7 +93,7 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
   const send = (chosen: Routed, first: boolean): Promise<T> => {
     // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
     const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
-    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs }
+    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs, lease: req.lease ?? null }
     const pooled = chosen.endpoint.pooled
     let ready: PooledEndpoint | Promise<PooledEndpoint>
     try {

@@ -24,6 +24,8 @@ export function failureKind(err: unknown): FailureKind {
   if (err instanceof TimeoutError) return 'timeout'
   if (err instanceof NoEndpointError) return 'unavailable'
   if (err instanceof UpstreamResetError) return 'reset'
+  // Any other verdict of the gateway on a reply (too large, no memory left): the endpoint answered.
+  if (err instanceof GatewayError) return 'reply'
   // The command connection's (resp-connection.ts).
   if (err instanceof NotConnectedError) return 'unavailable'
   if (err instanceof ConnectionLostError) return 'reset'

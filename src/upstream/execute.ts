@@ -6,7 +6,7 @@
 
 // performance from perf_hooks, not the global: on Node 20 the global is a getter run on every read.
 import { performance } from 'node:perf_hooks'
-import { RedisReplyError, TimeoutError } from '../errors.js'
+import { GatewayError, OverloadedError, RedisReplyError, TimeoutError, TooLargeError } from '../errors.js'
 import type { EventHub, TraceScope } from '../events.js'
 import { parseRole } from '../routing/endpoint-state.js'
 import { notConnected, type Args } from './endpoint-client.js'
@@ -16,6 +16,7 @@ import { failureKind, toGatewayError } from './errors.js'
 import type { PooledEndpoint } from './pool.js'
 import type { ReplySink } from './resp-connection.js'
 import { Deadlines, type Expiring } from './deadlines.js'
+import type { Charge, RequestLease } from '../resilience/byte-budget.js'
 
 /** Attempt timeouts: one timer per distinct duration, not one per attempt (deadlines.ts). */
 export const attemptDeadlines = new Deadlines()
@@ -33,6 +34,8 @@ export interface ExecContext {
   readonly scope?: TraceScope | null
   /** The attempt fails with TimeoutError (a transport failure) after this long. */
   readonly timeoutMs: number
+  /** The request's memory (limits.maxReply, limits.inflightBytes), charged as replies arrive; null: uncharged. */
+  readonly lease: RequestLease | null
 }
 
 function finish(
@@ -91,6 +94,14 @@ abstract class Attempt<T> implements ReplySink, Expiring {
 
   get done(): boolean {
     return this.settled
+  }
+
+  /** Reply bytes are kept only within the request's lease; beyond it the reply becomes this error. */
+  charge(bytes: number): Error | null {
+    const lease = this.ctx.lease
+    if (lease === null) return null
+    const c = lease.takeReply(bytes)
+    return c === 'ok' ? null : refusal(c, lease)
   }
 
   abstract reply(value: unknown): void
@@ -221,6 +232,8 @@ class BatchAttempt extends Attempt<ItemResult[]> {
   private settle(): void {
     if (!this.atomic) return this.ok(this.out)
     const r = this.execReply
+    // EXEC's reply was refused by the lease (too large): that verdict, not Redis's.
+    if (r instanceof GatewayError) return this.fail(r)
     if (r instanceof Error) {
       const prev = this.queueErrors
       return this.fail(new RedisReplyError(prev === null ? r.message : `${r.message.replace(/\.$/, '')}: ${prev.join('; ')}`))
@@ -233,7 +246,18 @@ class BatchAttempt extends Attempt<ItemResult[]> {
 }
 
 function item(v: unknown): ItemResult {
-  return v instanceof Error ? { ok: false, error: v.message } : { ok: true, value: v as RawReply }
+  if (!(v instanceof Error)) return { ok: true, value: v as RawReply }
+  // The gateway's own verdict on a reply (too large, no memory left) keeps its code.
+  return { ok: false, error: v instanceof GatewayError ? v.publicMessage : v.message }
+}
+
+function refusal(c: Exclude<Charge, 'ok'>, lease: RequestLease): GatewayError {
+  if (c === 'too-large') {
+    return new TooLargeError(
+      `reply is larger than limits.maxReply (${lease.maxReplyBytes} bytes); read it in parts (GETRANGE, LRANGE, HSCAN, SSCAN, ZSCAN, XRANGE)`,
+    )
+  }
+  return new OverloadedError('the gateway holds as many reply bytes as limits.inflightBytes allows; retry shortly', { retryAfterS: 1 })
 }
 
 /** The command name for a client span; untraced requests skip building it (a string per request). */
