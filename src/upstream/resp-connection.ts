@@ -59,6 +59,11 @@ export interface RespConnectionOptions {
   readonly connectTimeoutMs: number
   /** Delay before reconnect attempt `n` (1, 2, ...). */
   readonly retryDelayMs: (attempt: number) => number
+  /**
+   * Wait until Redis has loaded its dataset (INFO persistence) before ready; default true. Off for
+   * restricted ACL users, which may not run INFO (a LOADING reply then fails the command).
+   */
+  readonly readyCheck?: boolean
 }
 
 export interface RespConnectionHooks {
@@ -69,6 +74,8 @@ export interface RespConnectionHooks {
    * `reason`: what went wrong (a socket or TLS error, AUTH refused...), for logs.
    */
   onClose(reason: string): void
+  /** Something was thrown, or Redis broke the protocol, while reading: the connection was reset. */
+  onFault?(err: Error): void
 }
 
 type Status = 'idle' | 'connecting' | 'ready' | 'waiting' | 'stopped'
@@ -303,37 +310,65 @@ export class RespConnection {
     })
   }
 
-  /** AUTH when configured, then wait while Redis loads its dataset; then ready. */
+  /**
+   * AUTH when configured, then wait while Redis loads its dataset; then ready. Each step's reply
+   * must come within the connect timeout: a server that accepts connections but does not answer
+   * (stalled, paused) must not leave the connection connecting forever.
+   */
   private handshake(socket: net.Socket): void {
     const o = this.opts
     const fail = (why: string): void => {
       socket.destroy(new Error(why))
     }
-    const check = (): void => {
-      if (this.socket !== socket || this.status !== 'connecting') return
+    const ready = (): void => {
+      this.status = 'ready'
+      this.attempts = 0
+      this.hooks.onReady()
+    }
+    const step = (args: Arg[], what: string, onReply: (v: unknown) => void): void => {
+      const timer = setTimeout(() => fail(`${what} not answered within ${o.connectTimeoutMs} ms`), o.connectTimeoutMs)
       this.enqueue(
-        ['INFO', 'persistence'],
-        sinkOf((v) => {
-          if (v instanceof Error) return fail(`ready check failed: ${v.message}`)
-          const info = Buffer.isBuffer(v) ? v.toString('latin1') : String(v)
-          if (/^loading:1/m.test(info)) {
-            // Like ioredis: poll again after the ETA, at most a second.
-            const eta = /^loading_eta_seconds:(\d+)/m.exec(info)
-            this.timer = setTimeout(check, Math.min(1000, Math.max(100, eta ? Number(eta[1]) * 1000 : 1000)))
-            return
-          }
-          this.status = 'ready'
-          this.attempts = 0
-          this.hooks.onReady()
-        }, fail),
+        args,
+        sinkOf(
+          (v) => {
+            clearTimeout(timer)
+            onReply(v)
+          },
+          (why) => {
+            clearTimeout(timer)
+            fail(why)
+          },
+        ),
       )
       this.flush()
     }
+    const check = (): void => {
+      if (this.socket !== socket || this.status !== 'connecting') return
+      if (o.readyCheck === false) return ready()
+      step(['INFO', 'persistence'], 'ready check (INFO persistence)', (v) => {
+        if (v instanceof Error) return fail(`ready check failed: ${v.message}`)
+        const info = Buffer.isBuffer(v) ? v.toString('latin1') : String(v)
+        if (/^loading:1/m.test(info)) {
+          // Like ioredis: poll again after the ETA, at most a second.
+          const eta = /^loading_eta_seconds:(\d+)/m.exec(info)
+          this.timer = setTimeout(check, Math.min(1000, Math.max(100, eta ? Number(eta[1]) * 1000 : 1000)))
+          return
+        }
+        ready()
+      })
+    }
     if (o.password) {
       const auth = o.username ? ['AUTH', o.username, o.password] : ['AUTH', o.password]
-      this.enqueue(auth, sinkOf((v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()), fail))
-      this.flush()
+      step(auth, 'AUTH', (v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()))
     } else check()
+  }
+
+  /** Reconnects at once when waiting for the backoff before the next attempt (the endpoint is back). */
+  reconnectNow(): void {
+    if (this.status !== 'waiting') return
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = null
+    this.connect()
   }
 
   private closed(socket: net.Socket): void {
