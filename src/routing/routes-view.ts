@@ -109,6 +109,17 @@ export interface EndpointView {
   readonly pending: number
   /** Peak-EWMA round-trip estimate in ms; null before the first request. */
   readonly ewmaMs: number | null
+  /** The Redis ACL users tokens run as on this endpoint (README "Tokens and Redis ACL users"). */
+  readonly aclUsers: AclUsersView
+}
+
+export interface AclUsersView {
+  /** managed: provisioned; unmanaged: the gateway cannot (scripts refused below admin); pending: not known yet. */
+  readonly state: 'managed' | 'unmanaged' | 'pending'
+  /** Why unmanaged; null otherwise. */
+  readonly reason: string | null
+  /** Connections open for users tokens run as (opened on first use, closed when idle). */
+  readonly connections: number
 }
 
 export interface GroupView {
@@ -137,6 +148,7 @@ export interface GroupMemberView {
 export interface LiveEndpoint {
   readonly state: EndpointState
   readonly connected: boolean
+  readonly aclUsers?: AclUsersView
 }
 
 export interface RoutesViewInput {
@@ -165,7 +177,17 @@ export function liveRoutes(deps: {
         snapshot: deps.table.current,
         endpoint: (id) => {
           const ep = deps.pool.get(id)
-          return ep === undefined ? undefined : { state: ep.state, connected: ep.client.up }
+          if (ep === undefined) return undefined
+          const acl = ep.client.acls
+          return {
+            state: ep.state,
+            connected: ep.client.up,
+            aclUsers: {
+              state: acl.kind === 'unknown' ? 'pending' : acl.kind,
+              reason: acl.kind === 'unmanaged' ? acl.reason : null,
+              connections: ep.client.userConnectionsReady,
+            },
+          }
         },
         instanceLoad: (name) => deps.router.loadOf(name),
         zone: deps.zone,
@@ -177,7 +199,10 @@ export function liveRoutes(deps: {
 
 interface Ref extends EndpointRef {
   readonly connected: boolean
+  readonly aclUsers: AclUsersView
 }
+
+const ACL_PENDING: AclUsersView = Object.freeze({ state: 'pending', reason: null, connections: 0 })
 
 export function buildRoutesView(input: RoutesViewInput): RoutesView {
   const snap = input.snapshot
@@ -201,7 +226,7 @@ function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceVie
     const live = input.endpoint(e.id)
     // Not pooled (never the case once the table is published): a blank state, so the endpoint
     // still shows up, as not connected, with no role.
-    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false }
+    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false, aclUsers: live?.aclUsers ?? ACL_PENDING }
   })
   const primary = findPrimary(refs) as Ref | null
   const endpoints = refs.map((r) => endpointView(r, primary, policy.maxReplicaLagBytes, input))
@@ -258,6 +283,7 @@ function endpointView(ref: Ref, primary: Ref | null, maxLag: number, input: Rout
     inflight: state.load.inflight,
     pending: state.pending,
     ewmaMs: latencyMs(state.load, input.monoNowMs),
+    aclUsers: ref.aclUsers,
   }
 }
 
