@@ -67,6 +67,8 @@ export class Gateway {
   private tokens: TokenStore
   /** Per endpoint, the last connection failure logged (until the connection is ready again). */
   private readonly connectFailures = new Map<string, string>()
+  /** The same per endpoint for the connections of the Redis users tokens run as, by user. */
+  private readonly userFailures = new Map<string, Map<string, string>>()
   private dataServer: Server | null = null
   private opsServer: Server | null = null
   private watcher: ConfigWatcher | null = null
@@ -99,11 +101,13 @@ export class Gateway {
         tls: opts.config.redis.tls,
         commandTimeoutMs: opts.config.redis.commandTimeoutMs,
         connectTimeoutMs: opts.config.redis.connectTimeoutMs,
+        aclUsers: opts.config.redis.aclUsers,
       },
       {
         added: (ep) => this.health.add(this.healthTarget(ep)),
         removed: (ep) => {
           this.connectFailures.delete(ep.id)
+          this.userFailures.delete(ep.id)
           this.health.remove(ep.id)
         },
         // Check at once on (re)connect, so roles are known before the first interval passes.
@@ -121,6 +125,27 @@ export class Gateway {
         },
         breaker: (ep, from, to, reason) =>
           this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
+        fault: (ep, error) => this.events.emit('fault', { where: 'redis_connection', error, endpoint: ep.id }),
+        userClosed: (ep, user, reason) => {
+          let seen = this.userFailures.get(ep.id)
+          if (seen === undefined) this.userFailures.set(ep.id, (seen = new Map()))
+          if (seen.get(user) === reason) return
+          seen.set(user, reason)
+          this.logger.warn({ endpoint: ep.id, redisUser: user, reason }, 'Redis connection of a token user closed or could not be made; reconnecting')
+        },
+        acl: (ep, state) => {
+          if (state.kind === 'unmanaged') {
+            this.logger.warn(
+              { endpoint: ep.id, reason: state.reason },
+              'cannot create Redis ACL users on this endpoint: tokens run as the gateway user, and scripts and functions are refused to non-admin tokens',
+            )
+          } else if (state.kind === 'managed') {
+            this.logger.info(
+              { endpoint: ep.id, users: Object.values(state.users).map((u) => u.name) },
+              'Redis ACL users for token levels are in place',
+            )
+          }
+        },
       },
     )
     this.router = new Router(this.pool, {
@@ -299,6 +324,7 @@ export class Gateway {
       maxBodyBytes: this.config.limits.maxBodyBytes,
       budget: this.budget,
       maxReplyBytes: this.config.limits.maxReplyBytes,
+      knownEndpoint: (id) => this.pool.get(id) !== undefined,
     }
     const dataApp = createDataApp(dataDeps)
     const opsApp = createOpsApp({

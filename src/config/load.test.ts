@@ -52,8 +52,8 @@ describe('loadConfig: valid files', () => {
     ])
     expect(cfg.groups).toEqual({ sessions: { strategy: 'sticky' } })
     expect(cfg.auth.tokens).toEqual([
-      { name: 'app', access: 'write', targets: ['*'], sha256: sha256Hex('plain-text-for-dev') },
-      { name: 'ro', access: 'read', targets: ['orders'], sha256: sha256Hex('ro-secret') },
+      { name: 'app', access: 'write', targets: ['*'], sha256: sha256Hex('plain-text-for-dev'), redisUser: null },
+      { name: 'ro', access: 'read', targets: ['orders'], sha256: sha256Hex('ro-secret'), redisUser: null },
     ])
     expect(cfg.redis).toEqual({
       username: '',
@@ -62,6 +62,7 @@ describe('loadConfig: valid files', () => {
       tls: false,
       commandTimeoutMs: 2000,
       connectTimeoutMs: 1000,
+      aclUsers: true,
     })
   })
 
@@ -88,13 +89,22 @@ describe('loadConfig: valid files', () => {
   it('converts durations, sizes and normalises case', () => {
     const cfg = load(`
 redis: { commandTimeout: 1m30s, connectTimeout: 250 }
-limits: { maxBody: 1MB, maxHeader: 16KiB }
+limits: { maxBody: 1MB, maxHeader: 16KiB, maxHeaders: 50, maxArgs: 1000, maxCommands: 100, maxReply: 2MiB, inflightBytes: 64MiB, writeTimeout: 10s }
 http: { clientIdHeader: X-Tenant-Id }
 log: { level: WARN }
 `)
     expect(cfg.redis.commandTimeoutMs).toBe(90_000)
     expect(cfg.redis.connectTimeoutMs).toBe(250)
-    expect(cfg.limits).toEqual({ maxBodyBytes: 1_000_000, maxHeaderBytes: 16_384 })
+    expect(cfg.limits).toEqual({
+      maxBodyBytes: 1_000_000,
+      maxHeaderBytes: 16_384,
+      maxHeaders: 50,
+      maxArgs: 1000,
+      maxCommands: 100,
+      maxReplyBytes: 2 * 1024 * 1024,
+      inflightBytes: 64 * 1024 * 1024,
+      writeTimeoutMs: 10_000,
+    })
     expect(cfg.http.clientIdHeader).toBe('x-tenant-id')
     expect(cfg.log.level).toBe('warn')
   })
@@ -159,7 +169,7 @@ describe('loadConfig: errors', () => {
   })
 
   it('lists the known keys when nothing is close', () => {
-    expect(loadError('limits: { whatever: 1 }').message).toContain('limits.whatever: unknown key (known keys: maxBody, maxHeader)')
+    expect(loadError('limits: { whatever: 1 }').message).toContain('limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout)')
   })
 
   it('refuses a literal redis password and says where it goes', () => {
@@ -261,6 +271,9 @@ auth: { tokens: [{ name: t, token: x }, { name: t, token: "bad token" }] }
     ['{ name: a, sha256: abc }', 'auth.tokens[0].sha256', 'expected 64 hex characters, got "abc"'],
     ['{ name: a, token: x, targets: [] }', 'auth.tokens[0].targets', 'expected at least one target (use ["*"] for all)'],
     ['{ name: a, token: x, targets: [Orders] }', 'auth.tokens[0].targets[0]', 'expected an instance or group name, optionally with * wildcards, got "Orders"'],
+    ['{ name: a, token: x, redisUser: tenant }', 'auth.tokens[0].redisPasswordFile', 'the password of Redis user "tenant" is needed: give redisPasswordFile'],
+    ['{ name: a, token: x, redisPasswordFile: pw }', 'auth.tokens[0].redisPasswordFile', 'redisPasswordFile is only used with redisUser'],
+    ['{ name: a, token: x, redisUser: "two words", redisPasswordFile: pw }', 'auth.tokens[0].redisUser', 'expected a Redis ACL user name (visible ASCII, no spaces), got "two words"'],
   ])('token %s', (token, where, message) => {
     const err = loadError(`auth: { tokens: [${token}] }`)
     expect(err.issues.map(({ path, message }) => ({ path, message }))).toEqual([{ path: where, message }])
@@ -333,6 +346,7 @@ describe('loadConfig: environment', () => {
       GATEWAY_COMMAND_TIMEOUT: '3s',
       GATEWAY_CONNECT_TIMEOUT: '400ms',
       GATEWAY_MAX_BODY: '1MiB',
+      GATEWAY_MAX_REPLY: '3MiB',
       GATEWAY_METRICS_ENABLED: 'false',
     })
     expect(cfg.metrics.enabled).toBe(false)
@@ -340,6 +354,7 @@ describe('loadConfig: environment', () => {
     expect(cfg.log.level).toBe('debug')
     expect(cfg.redis).toMatchObject({ username: 'gw', password: 'pw', commandTimeoutMs: 3000, connectTimeoutMs: 400 })
     expect(cfg.limits.maxBodyBytes).toBe(1024 * 1024)
+    expect(cfg.limits.maxReplyBytes).toBe(3 * 1024 * 1024)
   })
 
   it('reads metrics.enabled as a boolean or true/false text, and names anything else', () => {
@@ -382,6 +397,7 @@ describe('loadConfig: environment', () => {
       'GATEWAY_COMMAND_TIMEOUT',
       'GATEWAY_CONNECT_TIMEOUT',
       'GATEWAY_MAX_BODY',
+      'GATEWAY_MAX_REPLY',
       'GATEWAY_HTTP_FAST_LANE',
       'GATEWAY_METRICS_ENABLED',
       'GATEWAY_SHUTDOWN_DELAY',
@@ -440,6 +456,22 @@ describe('loadConfig: files', () => {
     const file = path.join(dir, 'gateway.yaml')
     writeFileSync(file, 'auth: { tokens: [{ name: app, tokenFile: secrets/app }] }\n')
     expect(loadConfig({ path: file, env: {} }).auth.tokens[0]?.sha256).toBe(sha256Hex('from-file'))
+  })
+
+  it('reads the password of a token\'s Redis user from its file (trimmed), and keeps no plain password in messages', () => {
+    writeFileSync(path.join(dir, 'tenant-pw'), 'tenant-secret\n')
+    const file = path.join(dir, 'gateway.yaml')
+    writeFileSync(file, 'auth: { tokens: [{ name: t, token: x, redisUser: tenant-a, redisPasswordFile: tenant-pw }, { name: u, token: y, redisUser: b, redisPasswordFile: nope }] }\n')
+    const err = errorOf(() => loadConfig({ path: file, env: {} }))
+    expect(err.issues.map(({ path, message }) => ({ path, message }))).toEqual([
+      { path: 'auth.tokens[1].redisPasswordFile', message: `cannot read "nope" (${path.join(dir, 'nope')}): no such file` },
+    ])
+    writeFileSync(file, 'auth: { tokens: [{ name: t, token: x, access: write, redisUser: tenant-a, redisPasswordFile: tenant-pw }] }\n')
+    expect(loadConfig({ path: file, env: {} }).auth.tokens[0]?.redisUser).toEqual({
+      name: 'tenant-a',
+      password: 'tenant-secret',
+      passwordFile: 'tenant-pw',
+    })
   })
 
   it('names the token file that cannot be read, or is empty', () => {

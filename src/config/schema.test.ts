@@ -87,8 +87,17 @@ describe('defaultConfig', () => {
       discovery: { kubernetes: null, static: null },
       groups: {},
       auth: { tokens: [] },
-      redis: { username: '', password: '', passwordFile: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 },
-      limits: { maxBodyBytes: 10 * 1024 * 1024, maxHeaderBytes: 64 * 1024 },
+      redis: { username: '', password: '', passwordFile: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000, aclUsers: true },
+      limits: {
+        maxBodyBytes: 10 * 1024 * 1024,
+        maxHeaderBytes: 64 * 1024,
+        maxHeaders: 100,
+        maxArgs: 100_000,
+        maxCommands: 10_000,
+        maxReplyBytes: 10 * 1024 * 1024,
+        inflightBytes: 256 * 1024 * 1024,
+        writeTimeoutMs: 30_000,
+      },
       health: { intervalMs: 2000, timeoutMs: 1000 },
       shutdown: { delayMs: 0, timeoutMs: 20_000 },
       http: { clientIdHeader: 'x-client-id', fastLane: true },
@@ -103,9 +112,18 @@ describe('redactConfig', () => {
   it('hides the password and token digests and leaves the input alone', () => {
     const cfg = defaultConfig()
     cfg.redis.password = 'hunter2'
-    cfg.auth.tokens.push({ name: 'a', access: 'read', targets: ['*'], sha256: sha256Hex('t') })
+    cfg.auth.tokens.push({ name: 'a', access: 'read', targets: ['*'], sha256: sha256Hex('t'), redisUser: null })
+    cfg.auth.tokens.push({
+      name: 'b',
+      access: 'write',
+      targets: ['*'],
+      sha256: sha256Hex('u'),
+      redisUser: { name: 'tenant-a', password: 'tenant-secret', passwordFile: '/run/secrets/tenant-a' },
+    })
     const shown = JSON.stringify(redactConfig(cfg))
     expect(shown).not.toContain('hunter2')
+    expect(shown).not.toContain('tenant-secret')
+    expect(shown).toContain('tenant-a')
     expect(shown).not.toContain(sha256Hex('t'))
     expect(cfg.redis.password).toBe('hunter2')
   })

@@ -23,6 +23,11 @@ export interface TokenConfig {
   targets: string[]
   /** Lower-case hex SHA-256 of the token; the plain token is never kept. */
   sha256: string
+  /**
+   * An operator-managed Redis ACL user the token runs as (its key and channel patterns apply), with
+   * its password from `redisPasswordFile`; null: the user the gateway provisions for `access`.
+   */
+  redisUser: { name: string; password: string; passwordFile: string } | null
 }
 
 export interface GatewayConfig {
@@ -41,6 +46,12 @@ export interface GatewayConfig {
     tls: boolean
     commandTimeoutMs: number
     connectTimeoutMs: number
+    /**
+     * Read, write and admin tokens run as Redis ACL users the gateway provisions on each endpoint
+     * (so scripts cannot exceed the token's rights); false: never create users, and refuse scripts
+     * and functions to non-admin tokens.
+     */
+    aclUsers: boolean
   }
   /**
    * What one request may cost (README "Limits"): sizes and counts checked before work is done, the
@@ -88,7 +99,7 @@ export const DEFAULTS = {
   /** Least privilege for a token that does not say. */
   tokenAccess: 'read',
   tokenTargets: ['*'],
-  redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s' },
+  redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s', aclUsers: true },
   limits: {
     maxBody: '10MiB',
     maxHeader: '64KiB',
@@ -350,6 +361,8 @@ const staticInstance = z.strictObject({
 })
 
 const VISIBLE_ASCII_RE = /^[\x21-\x7e]+$/
+/** Redis ACL user names: anything without spaces or controls (ACL SETUSER's own rule); at most 256 here. */
+const REDIS_USER_RE = /^[\x21-\x7e]{1,256}$/
 const TOKEN_RULE = 'visible ASCII characters, no spaces'
 
 const tokenSchema = (ctx: SchemaContext) =>
@@ -368,12 +381,35 @@ const tokenSchema = (ctx: SchemaContext) =>
       token: z.string().optional(),
       sha256: z.string().optional(),
       tokenFile: z.string().optional(),
+      redisUser: z
+        .string()
+        .refine((s) => REDIS_USER_RE.test(s), {
+          error: (iss) => `expected a Redis ACL user name (visible ASCII, no spaces), got ${describeValue(iss.input)}`,
+        })
+        .optional(),
+      redisPasswordFile: z.string().optional(),
     })
     .transform((t, rctx): TokenConfig => {
       const digest = tokenDigest(t, ctx)
       if (typeof digest !== 'string') rctx.addIssue({ code: 'custom', ...digest })
+      let redisUser: TokenConfig['redisUser'] = null
+      if (t.redisUser !== undefined) {
+        let password = ''
+        if (t.redisPasswordFile === undefined) {
+          rctx.addIssue({ code: 'custom', path: ['redisPasswordFile'], message: `the password of Redis user "${t.redisUser}" is needed: give redisPasswordFile` })
+        } else {
+          try {
+            password = ctx.readFile(t.redisPasswordFile).trim()
+          } catch (err) {
+            rctx.addIssue({ code: 'custom', path: ['redisPasswordFile'], message: (err as Error).message })
+          }
+        }
+        redisUser = { name: t.redisUser, password, passwordFile: t.redisPasswordFile ?? '' }
+      } else if (t.redisPasswordFile !== undefined) {
+        rctx.addIssue({ code: 'custom', path: ['redisPasswordFile'], message: 'redisPasswordFile is only used with redisUser' })
+      }
       // A failed item keeps its name (with an empty digest) so duplicate-name checks still see it.
-      return { name: t.name, access: t.access, targets: t.targets, sha256: typeof digest === 'string' ? digest : '' }
+      return { name: t.name, access: t.access, targets: t.targets, sha256: typeof digest === 'string' ? digest : '', redisUser }
     })
 
 type TokenSecret = { token?: string | undefined; sha256?: string | undefined; tokenFile?: string | undefined }
@@ -483,6 +519,7 @@ export function configSchema(ctx: SchemaContext) {
           tls: z.boolean().default(DEFAULTS.redis.tls),
           commandTimeout: durationMs(DEFAULTS.redis.commandTimeout),
           connectTimeout: durationMs(DEFAULTS.redis.connectTimeout),
+          aclUsers: z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean().default(DEFAULTS.redis.aclUsers)),
         })
         .prefault({})
         .transform((r, rctx): GatewayConfig['redis'] => {
@@ -501,6 +538,7 @@ export function configSchema(ctx: SchemaContext) {
             tls: r.tls,
             commandTimeoutMs: r.commandTimeout,
             connectTimeoutMs: r.connectTimeout,
+            aclUsers: r.aclUsers,
           }
         }),
       limits: z
@@ -615,6 +653,12 @@ export function redactConfig(cfg: GatewayConfig): GatewayConfig {
   return {
     ...cfg,
     redis: { ...cfg.redis, password: cfg.redis.password === '' ? '' : '<redacted>' },
-    auth: { tokens: cfg.auth.tokens.map((t) => ({ ...t, sha256: '<redacted>' })) },
+    auth: {
+      tokens: cfg.auth.tokens.map((t) => ({
+        ...t,
+        sha256: '<redacted>',
+        redisUser: t.redisUser === null ? null : { ...t.redisUser, password: '<redacted>' },
+      })),
+    },
   }
 }

@@ -8,6 +8,7 @@
 import { hash } from 'node:crypto'
 import { compileTargets } from '../config/schema.js'
 import type { Access } from '../routing/classify.js'
+import { LEVEL_IDENTITY, type Identity } from '../upstream/identity.js'
 
 export interface TokenSpec {
   readonly name: string
@@ -15,11 +16,15 @@ export interface TokenSpec {
   readonly targets: readonly string[]
   /** Lower-case hex sha256 of the token. */
   readonly sha256: string
+  /** An operator-managed Redis user the token runs as; absent or null: its level's user. */
+  readonly redisUser?: { readonly name: string; readonly password: string } | null
 }
 
 export interface Principal {
   readonly name: string
   readonly access: Access
+  /** Who the token's commands run as inside Redis. */
+  readonly identity: Identity
   /** May this token address the instance or group with this name? */
   allows(target: string): boolean
 }
@@ -28,9 +33,15 @@ class Entry implements Principal {
   private readonly matches: (name: string) => boolean
   /** Lower-case hex sha256 of the token. */
   readonly digest: string
+  readonly identity: Identity
   constructor(readonly spec: TokenSpec) {
     this.matches = compileTargets(spec.targets)
     this.digest = spec.sha256.toLowerCase()
+    const u = spec.redisUser
+    this.identity =
+      u === undefined || u === null
+        ? LEVEL_IDENTITY[spec.access]
+        : Object.freeze({ kind: 'user', user: u.name, password: u.password, key: `${u.name}:${hash('sha256', u.password, 'hex')}` })
   }
   get name(): string {
     return this.spec.name

@@ -27,6 +27,7 @@ import {
   commandName,
   isWriteClass,
   requiredAccess,
+  runsScript,
   unknownCommandMessage,
   type CommandClass,
 } from '../routing/classify.js'
@@ -44,6 +45,8 @@ import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
 import { parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
 import { openSseStream } from './sse.js'
+import { outboundTarget } from '../routing/outbound.js'
+import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
 
 export interface DataPlaneDeps {
   readonly table: RoutingTable
@@ -60,6 +63,8 @@ export interface DataPlaneDeps {
   readonly budget: ByteBudget
   /** limits.maxReply: reply bytes one request may keep. */
   readonly maxReplyBytes: number
+  /** Whether discovery knows an endpoint with this id (`host:port`): the only hosts MIGRATE and friends may name. */
+  readonly knownEndpoint: (id: string) => boolean
 }
 
 /** One request as the data plane needs it, whichever server parsed it. */
@@ -201,6 +206,23 @@ function checkCommand(
   }
 }
 
+/**
+ * Who an admitted command runs as: the token's identity, except that a MIGRATE or CLUSTER MEET
+ * (admin only, and checked here to name a discovered endpoint) runs as the gateway's own user,
+ * since the users of the token levels may not run them (they could not be checked in scripts).
+ */
+function runAs(args: readonly (string | Buffer)[], cls: CommandClass, identity: Identity, deps: DataPlaneDeps, where: string): Identity {
+  if (cls.kind !== 'admin') return identity
+  const out = outboundTarget(args)
+  if (out === null) return identity
+  if (!deps.knownEndpoint(out.endpoint)) {
+    throw new ForbiddenError(
+      `${where}${out.command} may only name an endpoint the gateway discovered (host and port as discovery lists them); ${truncate(out.endpoint)} is not one`,
+    )
+  }
+  return out.gatewayUser && identity.kind === 'level' ? GATEWAY_IDENTITY : identity
+}
+
 async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promise<DataReply | typeof STREAMED> {
   const method = req.method
   const url: ParsedUrl = parseUrl(req.url)
@@ -247,8 +269,17 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   const onRole = (role: string): void => {
     st.role = role
   }
-  const send = <T>(kind: 'read' | 'write' | 'subscribe', run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) =>
-    dispatch(deps.dispatch, { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st), lease: req.lease }, run)
+  const send = <T>(
+    kind: 'read' | 'write' | 'subscribe',
+    identity: Identity,
+    scripted: boolean,
+    run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>,
+  ) =>
+    dispatch(
+      deps.dispatch,
+      { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st), lease: req.lease, identity, scripted },
+      run,
+    )
   const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
 
   switch (form.type) {
@@ -265,9 +296,9 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       // request bytes stops being read, and the client's hang-up would then never be noticed.
       await req.body(deps.maxBodyBytes)
       // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      await send('subscribe', (ep) =>
+      await send('subscribe', principal.identity, false, (ep) =>
         openSseStream({
-          hub: ep.pubsub,
+          hub: ep.pubsubFor(principal.identity),
           pattern: form.pattern,
           names: form.names,
           outgoing,
@@ -294,10 +325,11 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
         for (const q of url.queryArgs) args.push(q)
       }
       const cls = checkCommand(args, principal, '')
+      const identity = runAs(args, cls, principal.identity, deps, '')
       const write = isWriteClass(cls)
       st.cls = write ? 'write' : 'read'
       try {
-        const value = await send(write ? 'write' : 'read', (ep, ctx) => runCommand(ep, ctx, args, write))
+        const value = await send(write ? 'write' : 'read', identity, runsScript(args), (ep, ctx) => runCommand(ep, ctx, args, write))
         // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
         return reply(200, resultJson(value, base64), token(write), base64)
       } catch (err) {
@@ -317,9 +349,17 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       let write = atomic
       let rejected: (string | undefined)[] | null = null
       let admitted: string[][] = commands
+      let identity = principal.identity
+      let scripted = false
       for (let i = 0; i < commands.length; i++) {
         try {
-          if (isWriteClass(checkCommand(commands[i]!, principal, atomic ? `command ${i + 1}: ` : '', atomic))) write = true
+          const where = atomic ? `command ${i + 1}: ` : ''
+          const cls = checkCommand(commands[i]!, principal, where, atomic)
+          if (isWriteClass(cls)) write = true
+          // The whole batch runs on one connection: one command that needs the gateway's user takes it.
+          const as = runAs(commands[i]!, cls, principal.identity, deps, where)
+          if (as !== principal.identity) identity = as
+          if (!scripted && runsScript(commands[i]!)) scripted = true
         } catch (err) {
           if (atomic || !(err instanceof GatewayError)) throw err
           rejected ??= new Array<string | undefined>(commands.length)
@@ -330,7 +370,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       try {
         const items =
           admitted.length > 0
-            ? await send(write ? 'write' : 'read', (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))
+            ? await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))
             : []
         let out = '['
         // Error messages can carry any text (Redis quotes the command): only results are ASCII.

@@ -401,6 +401,22 @@ export function classify(args: readonly (string | Buffer)[]): CommandClass {
 
 const RANK: Readonly<Record<Access, number>> = { read: 0, write: 1, admin: 2 }
 
+/** The commands classify() decides by their subcommand (lower case). */
+export const CONTAINER_NAMES: readonly string[] = Object.freeze(Object.keys(CONTAINERS))
+
+/** Whether classify() decides this command by its subcommand (args[1]); lower-case name. */
+export function isContainer(name: string): boolean {
+  return Object.hasOwn(CONTAINERS, name)
+}
+
+/** Commands that run code inside Redis, which may run further commands: scripts and functions. */
+const SCRIPT_RUNNERS = caseMap((['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro'] as const).map((n) => [n, true] as const))
+
+/** Does this command run a script or function (whose own commands only a Redis ACL user can bound)? */
+export function runsScript(args: readonly (string | Buffer)[]): boolean {
+  return find(SCRIPT_RUNNERS, args[0]) === true
+}
+
 /** Access a token needs to run the command; null when no token may run it. */
 export function requiredAccess(c: CommandClass): Access | null {
   switch (c.kind) {

@@ -17,6 +17,7 @@ import type { EndpointState } from './endpoint-state.js'
 import { whenConnected, type Resolved, type Routed, type Router } from './router.js'
 import type { SyncPosition } from './sync-token.js'
 import type { RequestLease } from '../resilience/byte-budget.js'
+import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
 
 export interface DispatchOptions {
   readonly router: Router
@@ -39,6 +40,10 @@ export interface DispatchRequest {
   readonly scope?: TraceScope | null
   /** The request's memory lease, charged by every attempt's replies; null: uncharged. */
   readonly lease?: RequestLease | null
+  /** The Redis user the request runs as; the gateway's own when absent. */
+  readonly identity?: Identity
+  /** The request runs a script or function (refused on endpoints whose ACL users are unmanaged). */
+  readonly scripted?: boolean
 }
 
 /** Failures that say nothing about the request itself: the endpoint could not answer it. */
@@ -66,6 +71,8 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
   const { resolved } = req
   const instance = resolved.instance.name
   const deadlineMs = o.commandTimeoutMs + o.deadlineMarginMs
+  const identity = req.identity ?? GATEWAY_IDENTITY
+  const scripted = req.scripted === true
   // Selection is synchronous (it throws when no endpoint can take the request); sending is not.
   const scope = req.scope ?? null
   const pick = (exclude: readonly EndpointState[], attempt: 'first' | 'retry' | 'hedge'): Routed => {
@@ -93,11 +100,11 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
   const send = (chosen: Routed, first: boolean): Promise<T> => {
     // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
     const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
-    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs, lease: req.lease ?? null }
+    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs, lease: req.lease ?? null, identity }
     const pooled = chosen.endpoint.pooled
     let ready: PooledEndpoint | Promise<PooledEndpoint>
     try {
-      ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint)
+      ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, scripted)
     } catch (err) {
       // Never sent: give the probe slot back without a verdict; the health checker judges it.
       chosen.endpoint.state.breaker.release(chosen.probe)

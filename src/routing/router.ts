@@ -8,7 +8,8 @@ import { createBalancer, createGroupBalancer } from '../balancer/index.js'
 import { LoadTracker } from '../balancer/least-request.js'
 import type { Balancer, Candidate, PickContext } from '../balancer/types.js'
 import type { GroupStrategy, Strategy } from '../discovery/topology.js'
-import { DrainingError, NoEndpointError, NotFoundError, OverloadedError, ReadOnlyError } from '../errors.js'
+import { DrainingError, ForbiddenError, NoEndpointError, NotFoundError, OverloadedError, ReadOnlyError } from '../errors.js'
+import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
 import type { PooledEndpoint, UpstreamPool } from '../upstream/pool.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type Selection } from './select.js'
 import type { SyncPosition } from './sync-token.js'
@@ -247,20 +248,36 @@ export class Router {
  * `maxPending` requests wait per endpoint; beyond that the answer is 503 OVERLOADED at once, so a
  * down endpoint cannot make the gateway hold an unbounded number of requests in memory.
  */
-export function whenConnected(instance: string, ep: PooledEndpoint, maxPending = Infinity): PooledEndpoint | Promise<PooledEndpoint> {
-  if (ep.client.up) return ep
+export function whenConnected(
+  instance: string,
+  ep: PooledEndpoint,
+  maxPending = Infinity,
+  identity: Identity = GATEWAY_IDENTITY,
+  scripted = false,
+): PooledEndpoint | Promise<PooledEndpoint> {
+  if (ep.client.upFor(identity)) return admitted(ep, identity, scripted)
   // Refuse before registering a waiter: a refused request must not leave a listener or timer behind.
   if (ep.state.pending >= maxPending) {
     throw new OverloadedError(`instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id}`, {
       retryAfterS: 1,
     })
   }
-  const ready = ep.client.whenReady()
-  if (ready === true) return ep
+  const ready = ep.client.whenReadyFor(identity)
+  if (ready === true) return admitted(ep, identity, scripted)
   ep.state.pending++
   return ready.then((ok) => {
     ep.state.pending--
-    if (ok) return ep
+    if (ok) return admitted(ep, identity, scripted)
     throw new NoEndpointError(`instance '${instance}': endpoint ${ep.id} is not connected`, { retryAfterS: 1 })
   })
+}
+
+/** The endpoint, unless a script would run there as a user the gateway could not restrict. */
+function admitted(ep: PooledEndpoint, identity: Identity, scripted: boolean): PooledEndpoint {
+  if (!scripted) return ep
+  const why = ep.client.scriptRefusal(identity)
+  if (why === null) return ep
+  throw new ForbiddenError(
+    `scripts and functions run as a Redis ACL user that only the gateway can restrict to the token's rights, and it cannot create one on endpoint ${ep.id}: ${why}`,
+  )
 }

@@ -4,18 +4,20 @@
 // test/faults/overload.test.ts.
 
 import { describe, expect, it } from 'vitest'
-import { NoEndpointError, OverloadedError } from '../errors.js'
+import { ForbiddenError, NoEndpointError, OverloadedError } from '../errors.js'
+import { LEVEL_IDENTITY } from '../upstream/identity.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import { EndpointState } from './endpoint-state.js'
 import { whenConnected } from './router.js'
 
 /** An endpoint that is connected (`ready`), or not yet: each whenReady() then waits for settle(). */
-function endpoint(ready: boolean): { ep: PooledEndpoint; settle(ok: boolean): void; waiting(): number } {
+function endpoint(ready: boolean, scriptRefusal: string | null = null): { ep: PooledEndpoint; settle(ok: boolean): void; waiting(): number } {
   const waiters: ((ok: boolean) => void)[] = []
   const state = new EndpointState('127.0.0.1:6379')
   const client = {
-    up: ready,
-    whenReady: (): Promise<boolean> | true => (ready ? true : new Promise<boolean>((resolve) => waiters.push(resolve))),
+    upFor: () => ready,
+    whenReadyFor: (): Promise<boolean> | true => (ready ? true : new Promise<boolean>((resolve) => waiters.push(resolve))),
+    scriptRefusal: () => scriptRefusal,
   }
   const ep = { id: state.id, state, client } as unknown as PooledEndpoint
   return {
@@ -28,6 +30,19 @@ function endpoint(ready: boolean): { ep: PooledEndpoint; settle(ok: boolean): vo
 }
 
 describe('whenConnected', () => {
+  it('refuses a script with 403 where the endpoint cannot restrict it to the token, and lets other requests through', async () => {
+    const refusing = endpoint(true, 'redis.aclUsers is false')
+    expect(() => whenConnected('i', refusing.ep, 10, LEVEL_IDENTITY.write, true)).toThrow(ForbiddenError)
+    expect(() => whenConnected('i', refusing.ep, 10, LEVEL_IDENTITY.write, true)).toThrow(/redis.aclUsers is false/)
+    expect(whenConnected('i', refusing.ep, 10, LEVEL_IDENTITY.write, false)).toBe(refusing.ep)
+    // Decided once the connection is ready, for waiting requests too.
+    const later = endpoint(false, 'NOPERM')
+    const p = whenConnected('i', later.ep, 10, LEVEL_IDENTITY.read, true) as Promise<PooledEndpoint>
+    later.settle(true)
+    await expect(p).rejects.toThrow(ForbiddenError)
+    expect(later.ep.state.pending).toBe(0)
+  })
+
   it('returns a connected endpoint at once, without counting it as pending', () => {
     const { ep } = endpoint(true)
     expect(whenConnected('i', ep, 0)).toBe(ep)

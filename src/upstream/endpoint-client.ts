@@ -8,7 +8,12 @@ import { isIP } from 'node:net'
 import type { RedisOptions } from 'ioredis'
 import type { EndpointSpec } from '../discovery/topology.js'
 import type { RawReply } from './encode.js'
-import { NotConnectedError, RespConnection, type ReplySink } from './resp-connection.js'
+import { performance } from 'node:perf_hooks'
+import { NotConnectedError, RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
+import { ConnectionSlot } from './connection-slot.js'
+import { withTimer } from '../timeout.js'
+import type { Identity } from './identity.js'
+import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
 
 export interface UpstreamOptions {
   readonly username: string
@@ -16,6 +21,8 @@ export interface UpstreamOptions {
   readonly tls: boolean
   readonly commandTimeoutMs: number
   readonly connectTimeoutMs: number
+  /** `redis.aclUsers`: read, write and admin tokens run as Redis ACL users the gateway provisions. */
+  readonly aclUsers?: boolean
 }
 
 export type Args = readonly (string | Buffer)[]
@@ -52,99 +59,323 @@ export function clientOptions(spec: EndpointSpec, o: UpstreamOptions, extra: Par
 }
 
 export interface EndpointClientHooks {
-  /** The connection became ready (first connect or reconnect). */
+  /** The gateway's own connection became ready (first connect or reconnect). */
   onReady(): void
-  /** The connection closed unexpectedly (or could not be made), and why; commands fail until it is back. */
+  /** The gateway's own connection closed unexpectedly (or could not be made), and why; commands fail until it is back. */
   onClose(reason: string): void
+  /** A connection to this endpoint was reset because something was thrown or Redis broke the protocol. */
+  onFault?(err: Error): void
+  /** A connection of a Redis user that tokens run as closed or could not be made, and why. */
+  onUserClose?(user: string, reason: string): void
+  /** The endpoint's ACL users are now managed, or cannot be (reason). */
+  onAclState?(state: AclState): void
 }
+
+const NO_HOOKS: EndpointClientHooks = { onReady() {}, onClose() {} }
 
 /**
  * Transport only: what the gateway believes about the endpoint (role, offsets, load) lives in
- * EndpointState, owned by the pool next to this client. Commands go over one RespConnection
- * (resp-connection.ts); the subscriber connection is ioredis's (pubsub.ts).
+ * EndpointState, owned by the pool next to this client. Commands go over RespConnections
+ * (resp-connection.ts): the gateway's own (health checks, and everything while ACL users are not
+ * managed) and one per Redis user that tokens run as (identity.ts), opened on first use and closed
+ * when idle; the subscriber connection is pubsub.ts's.
  */
 export class EndpointClient {
   readonly id: string
   readonly spec: EndpointSpec
-  readonly connection: RespConnection
+  /** The gateway's own user's connection. */
+  readonly main: ConnectionSlot
   private stopped = false
-  /** Why the connection last failed; null once it is ready again. */
-  private failure: string | null = null
-  /** Requests waiting for the connection: the connection's one ready hook serves them all. */
-  private readonly waiters = new Set<(ok: boolean) => void>()
+  private aclState: AclState = ACL_UNKNOWN
+  private provisioning: Promise<void> | null = null
+  /** Requests waiting for the provisioning of the level users. */
+  private aclWaiting = 0
+  /** Provisioning waits for the gateway's own connection to be ready. */
+  private provisionWaits = false
+  /** Connections of the users tokens run as, by identity key (level name, or `user:<key>`). */
+  private readonly slots = new Map<string, ConnectionSlot>()
+  /** The pool's idle-sweep tick: bumped by sweepIdle(), stamped on a slot at each use. */
+  private tick = 1
 
   constructor(
     spec: EndpointSpec,
     private readonly opts: UpstreamOptions,
-    hooks: EndpointClientHooks = { onReady() {}, onClose() {} },
+    private readonly hooks: EndpointClientHooks = NO_HOOKS,
+    private readonly acl: AclSettings = ACL_OFF,
   ) {
     this.id = spec.id
     this.spec = spec
-    this.connection = new RespConnection(
-      {
-        host: spec.host,
-        port: spec.port,
-        username: opts.username,
-        password: opts.password,
-        tls: opts.tls,
-        connectTimeoutMs: opts.connectTimeoutMs,
-        retryDelayMs: reconnectDelayMs,
+    this.main = new ConnectionSlot(this.connectionOptions(opts.username, opts.password, true), {
+      onReady: () => {
+        hooks.onReady()
+        // The endpoint is back: the users' connections need not wait out their backoff.
+        for (const slot of this.slots.values()) slot.connection.reconnectNow()
+        // On every (re)connect: a restarted Redis has forgotten the users, and knowing at once
+        // whether they can be managed tells operators at start-up, not at the first script.
+        if (acl.enabled) void this.provision(true)
       },
-      {
-        onReady: () => {
-          this.failure = null
-          for (const w of [...this.waiters]) w(true)
-          hooks.onReady()
-        },
-        onClose: (reason) => {
-          this.failure = reason
-          if (!this.stopped) hooks.onClose(reason)
-        },
+      onClose: (reason) => {
+        if (!this.stopped) hooks.onClose(reason)
       },
-    )
-  }
-
-  get up(): boolean {
-    return this.connection.ready
-  }
-
-  /** Requests waiting in whenReady(). */
-  get waiting(): number {
-    return this.waiters.size
-  }
-
-  /**
-   * Resolves when the connection is ready: at once when it is, after at most connectTimeout while
-   * it is being (re)established, and false when it does not come up in that time.
-   */
-  whenReady(): Promise<boolean> | true {
-    if (this.connection.ready) return true
-    if (this.stopped) return Promise.resolve(false)
-    return new Promise((resolve) => {
-      const done = (ok: boolean): void => {
-        clearTimeout(timer)
-        this.waiters.delete(done)
-        resolve(ok)
-      }
-      const timer = setTimeout(() => done(false), this.opts.connectTimeoutMs)
-      this.waiters.add(done)
+      ...(hooks.onFault ? { onFault: hooks.onFault } : {}),
     })
   }
 
+  private connectionOptions(username: string, password: string, readyCheck: boolean): RespConnectionOptions {
+    const o = this.opts
+    return {
+      host: this.spec.host,
+      port: this.spec.port,
+      username,
+      password,
+      tls: o.tls,
+      connectTimeoutMs: o.connectTimeoutMs,
+      retryDelayMs: reconnectDelayMs,
+      readyCheck,
+    }
+  }
+
+  /** The gateway's own connection (health checks use it). */
+  get connection(): RespConnection {
+    return this.main.connection
+  }
+
+  get up(): boolean {
+    return this.main.ready
+  }
+
+  /** Requests waiting for one of the endpoint's connections (or for its ACL users to be provisioned). */
+  get waiting(): number {
+    // Provisioning itself may wait for the gateway's own connection: not a request.
+    let n = this.main.waiting - (this.provisionWaits ? 1 : 0) + this.aclWaiting
+    for (const s of this.slots.values()) n += s.waiting
+    return n
+  }
+
+  /** Whether the endpoint's level users are managed, and if not why (for /admin/routes and 403s). */
+  get acls(): AclState {
+    return this.aclState
+  }
+
+  /** Connections kept besides the gateway's own (users tokens run as), connected or reconnecting. */
+  get userConnections(): number {
+    return this.slots.size
+  }
+
+  /** Of those, the ones connected and ready now. */
+  get userConnectionsReady(): number {
+    let n = 0
+    for (const s of this.slots.values()) if (s.ready) n++
+    return n
+  }
+
+  /** Commands written on any of the endpoint's connections and not yet answered. */
+  get pending(): number {
+    let n = this.main.connection.pending
+    for (const s of this.slots.values()) n += s.connection.pending
+    return n
+  }
+
+  /**
+   * Resolves when the gateway's own connection is ready: at once when it is, after at most
+   * connectTimeout while it is being (re)established, and false when it does not come up in that time.
+   */
+  whenReady(): Promise<boolean> | true {
+    return this.main.whenReady(this.opts.connectTimeoutMs)
+  }
+
+  /** The connection that carries `id`'s commands, or null when there is none yet (see whenReadyFor). */
+  connectionFor(id: Identity): RespConnection | null {
+    switch (id.kind) {
+      case 'gateway':
+        return this.main.connection
+      case 'level': {
+        const s = this.aclState
+        if (s.kind === 'managed') return this.slot(id.level, s.users[id.level].name, this.acl.password, false).connection
+        return s.kind === 'unmanaged' ? this.main.connection : null
+      }
+      case 'user':
+        return this.slot(`user:${id.key}`, id.user, id.password, false).connection
+    }
+  }
+
+  /** The connection for `id` is ready now. */
+  upFor(id: Identity): boolean {
+    return id.kind === 'gateway' ? this.main.ready : this.connectionFor(id)?.ready === true
+  }
+
+  /**
+   * True when `id`'s connection is ready; else a promise for whether it becomes ready within
+   * connectTimeout, provisioning the endpoint's level users first when that was not done yet.
+   */
+  whenReadyFor(id: Identity): Promise<boolean> | true {
+    if (id.kind === 'gateway') return this.whenReady()
+    if (id.kind === 'level' && this.aclState.kind === 'unknown') {
+      const deadline = performance.now() + this.opts.connectTimeoutMs
+      this.aclWaiting++
+      return withTimer(this.provision(), this.opts.connectTimeoutMs, () => new Error('provisioning timed out')).then(
+        () => {
+          this.aclWaiting--
+          const conn = this.connectionFor(id)
+          if (conn === null) return false
+          if (conn.ready) return true
+          const slot = conn === this.main.connection ? this.main : this.slotOf(conn)
+          return slot === null ? false : slot.whenReady(deadline - performance.now())
+        },
+        () => {
+          this.aclWaiting--
+          return false
+        },
+      )
+    }
+    const conn = this.connectionFor(id)
+    if (conn === null) return Promise.resolve(false)
+    if (conn.ready) return true
+    const slot = conn === this.main.connection ? this.main : this.slotOf(conn)
+    return slot === null ? Promise.resolve(false) : slot.whenReady(this.opts.connectTimeoutMs)
+  }
+
+  /**
+   * Why `id` may not run a script or function on this endpoint, or null: a level identity on an
+   * endpoint whose ACL users the gateway cannot manage would run it as the gateway's own user.
+   */
+  scriptRefusal(id: Identity): string | null {
+    if (id.kind !== 'level' || id.level === 'admin') return null
+    const s = this.aclState
+    if (s.kind !== 'unmanaged') return null
+    // Permissions may have been granted since: look again now and then, without making the
+    // request wait for it.
+    if (performance.now() - s.atMs >= UNMANAGED_RETRY_MS && this.acl.enabled) void this.provision(true)
+    return s.reason
+  }
+
+  private slotOf(conn: RespConnection): ConnectionSlot | null {
+    for (const s of this.slots.values()) if (s.connection === conn) return s
+    return null
+  }
+
+  /** The slot for a Redis user, opened on first use; stamped with the current tick. */
+  private slot(key: string, username: string, password: string, readyCheck: boolean): ConnectionSlot {
+    let s = this.slots.get(key)
+    if (s === undefined) {
+      const slot: ConnectionSlot = new ConnectionSlot(this.connectionOptions(username, password, readyCheck), {
+        onReady: () => {},
+        onClose: (reason) => {
+          // The user or this process's password is gone (Redis restarted, ACL LOAD, a newer
+          // replica's password pushed ours out): provision again; the connection's next attempt
+          // then authenticates.
+          if (!key.startsWith('user:') && /AUTH failed/.test(reason) && this.acl.enabled) void this.provision(true)
+          // Not the endpoint's health (the gateway's own connection and health checks say that).
+          this.hooks.onUserClose?.(username, reason)
+        },
+        ...(this.hooks.onFault ? { onFault: this.hooks.onFault } : {}),
+      })
+      this.slots.set(key, slot)
+      if (!this.stopped) slot.start()
+      s = slot
+    }
+    s.lastUsed = this.tick
+    return s
+  }
+
+  /**
+   * Provisions the level users (once at a time). `again`: also when they were managed or found
+   * unmanaged before (an AUTH failure, or a retry after UNMANAGED_RETRY_MS).
+   */
+  private provision(again = false): Promise<void> {
+    if (this.provisioning !== null) return this.provisioning
+    if (!again && this.aclState.kind !== 'unknown') return Promise.resolve()
+    const p = this.doProvision().finally(() => {
+      this.provisioning = null
+    })
+    this.provisioning = p
+    return p
+  }
+
+  private async doProvision(): Promise<void> {
+    if (!this.acl.enabled) return this.setAcl({ kind: 'unmanaged', reason: 'redis.aclUsers is false', atMs: performance.now() })
+    const ready = this.main.whenReady(this.opts.connectTimeoutMs)
+    if (ready !== true) {
+      this.provisionWaits = true
+      const ok = await ready
+      this.provisionWaits = false
+      if (!ok) return // not connected: stays as it was; the next request tries again
+    }
+    try {
+      const timeoutMs = this.opts.commandTimeoutMs
+      const users = await provisionLevelUsers(
+        (args) => withTimer(this.send(args), timeoutMs, () => new Error(`${String(args[0])} did not answer within ${timeoutMs} ms`)),
+        this.acl,
+      )
+      this.setAcl({ kind: 'managed', users })
+      // Connections waiting out a backoff (their AUTH failed while the users were gone) go now.
+      for (const slot of this.slots.values()) slot.connection.reconnectNow()
+    } catch (err) {
+      // A refusal by Redis is an answer (no permission, too old); a lost connection is not.
+      if (err instanceof Error && err.name === 'ReplyError') {
+        this.setAcl({ kind: 'unmanaged', reason: unmanagedReason(err), atMs: performance.now() })
+      }
+    }
+  }
+
+  private setAcl(state: AclState): void {
+    const before = this.aclState
+    this.aclState = state
+    if (state.kind === 'unmanaged') {
+      // Level users' connections would only fail their AUTH from now on.
+      for (const level of ['read', 'write', 'admin'] as const) {
+        const s = this.slots.get(level)
+        if (s !== undefined) {
+          this.slots.delete(level)
+          s.stop()
+        }
+      }
+    } else if (state.kind === 'managed' && before.kind === 'managed') {
+      // New rules (a Redis upgrade added commands) mean new user names: connections of the old ones go.
+      for (const level of ['read', 'write', 'admin'] as const) {
+        if (before.users[level].name !== state.users[level].name) {
+          const s = this.slots.get(level)
+          if (s !== undefined) {
+            this.slots.delete(level)
+            s.stop()
+          }
+        }
+      }
+    }
+    if (before.kind !== state.kind || (state.kind === 'unmanaged' && before.kind === 'unmanaged' && before.reason !== state.reason)) {
+      this.hooks.onAclState?.(state)
+    }
+  }
+
+  /**
+   * Closes user connections not used since the previous sweep and idle now; the pool calls it
+   * every idle period, so a connection lives one to two periods past its last use.
+   */
+  sweepIdle(): void {
+    const previous = this.tick++
+    for (const [key, s] of this.slots) {
+      if (s.lastUsed < previous && s.idle) {
+        this.slots.delete(key)
+        s.stop()
+      }
+    }
+  }
+
   start(): void {
-    this.connection.start()
+    this.main.start()
   }
 
   async stop(): Promise<void> {
     this.stopped = true
-    this.connection.stop()
-    for (const w of [...this.waiters]) w(false)
+    this.main.stop()
+    for (const s of this.slots.values()) s.stop()
+    this.slots.clear()
   }
 
   /**
-   * One command with a promise for its reply (health checks, ROLE, INFO; the request path uses
-   * connection.command() with a sink instead). Rejects with the Redis error reply, or with
-   * NotConnectedError / ConnectionLostError.
+   * One command on the gateway's own connection with a promise for its reply (health checks, ROLE,
+   * INFO, provisioning; the request path uses connection.command() with a sink instead). Rejects
+   * with the Redis error reply, or with NotConnectedError / ConnectionLostError.
    */
   send(args: Args): Promise<RawReply> {
     return new Promise((resolve, reject) => {
@@ -153,7 +384,7 @@ export class EndpointClient {
         lost: reject,
       }
       // Health checks report this message: it says why (a refused connection, a certificate, AUTH).
-      if (!this.connection.command(args, sink)) reject(notConnected(this.id, this.failure))
+      if (!this.main.connection.command(args, sink)) reject(notConnected(this.id, this.main.failure))
     })
   }
 
@@ -171,6 +402,9 @@ export class EndpointClient {
     return { replId: m ? m[1]! : null, offset: o ? Number(o[1]) : 0 }
   }
 }
+
+const ACL_UNKNOWN: AclState = { kind: 'unknown' }
+const ACL_OFF: AclSettings = aclSettings(false)
 
 const ROLE: Args = ['ROLE']
 const INFO_REPLICATION: Args = ['INFO', 'replication']

@@ -17,6 +17,7 @@ import type { PooledEndpoint } from './pool.js'
 import type { ReplySink } from './resp-connection.js'
 import { Deadlines, type Expiring } from './deadlines.js'
 import type { Charge, RequestLease } from '../resilience/byte-budget.js'
+import type { Identity } from './identity.js'
 
 /** Attempt timeouts: one timer per distinct duration, not one per attempt (deadlines.ts). */
 export const attemptDeadlines = new Deadlines()
@@ -36,6 +37,8 @@ export interface ExecContext {
   readonly timeoutMs: number
   /** The request's memory (limits.maxReply, limits.inflightBytes), charged as replies arrive; null: uncharged. */
   readonly lease: RequestLease | null
+  /** The Redis user the commands run as (its connection carries them). */
+  readonly identity: Identity
 }
 
 function finish(
@@ -286,9 +289,9 @@ export function failureOutcome(err: unknown): string {
 export function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, withRole: boolean): Promise<RawReply> {
   return new Promise<RawReply>((resolve, reject) => {
     const a = new CommandAttempt(ep, ctx, args, withRole, resolve, reject)
-    const conn = ep.client.connection
+    const conn = ep.client.connectionFor(ctx.identity)
     // ROLE in the same write, right behind it: the offset just after the write.
-    const sent = withRole ? conn.commands([args, ROLE], a) : conn.command(args, a)
+    const sent = conn !== null && (withRole ? conn.commands([args, ROLE], a) : conn.command(args, a))
     if (!sent) a.fail(notConnected(ep.id))
   })
 }
@@ -309,8 +312,8 @@ export function runPipeline(
 ): Promise<ItemResult[]> {
   return new Promise<ItemResult[]>((resolve, reject) => {
     const a = new BatchAttempt(ep, ctx, commands.length, atomic, withRole, resolve, reject)
-    const conn = ep.client.connection
-    if (!conn.ready) return a.fail(notConnected(ep.id))
+    const conn = ep.client.connectionFor(ctx.identity)
+    if (conn === null || !conn.ready) return a.fail(notConnected(ep.id))
     conn.cork()
     try {
       if (atomic) conn.command(MULTI, a)

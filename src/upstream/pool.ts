@@ -8,14 +8,21 @@ import { EndpointState } from '../routing/endpoint-state.js'
 import type { RoutingSnapshot, TableChange } from '../routing/table.js'
 import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
 import { PubSubHub } from './pubsub.js'
+import { aclSettings, type AclSettings, type AclState } from './acl-users.js'
+import type { Identity } from './identity.js'
 
 export interface PooledEndpoint {
   readonly id: string
   readonly client: EndpointClient
+  /** The subscriber of the gateway's own user: SSE streams of every token not bound to an operator's Redis user. */
   readonly pubsub: PubSubHub
+  /** The subscriber that SSE streams of `id` use: an operator-managed user subscribes as itself. */
+  pubsubFor(id: Identity): PubSubHub
   readonly state: EndpointState
   /** Instances that list this endpoint (one server may back several names). */
   readonly instances: Set<string>
+  /** Subscribers of operator-managed users, by identity key. */
+  readonly userHubs: Map<string, PubSubHub>
 }
 
 export interface PoolHooks {
@@ -29,19 +36,32 @@ export interface PoolHooks {
   added(ep: PooledEndpoint): void
   /** The endpoint's circuit breaker changed state. */
   breaker(ep: PooledEndpoint, from: string, to: string, reason: string): void
+  /** A connection to the endpoint was reset: something was thrown, or Redis broke the protocol. */
+  fault?(ep: PooledEndpoint, err: Error): void
+  /** The connection of a Redis user that tokens run as closed or could not be made. */
+  userClosed?(ep: PooledEndpoint, user: string, reason: string): void
+  /** The endpoint's ACL users became managed, or cannot be (reason). */
+  acl?(ep: PooledEndpoint, state: AclState): void
 }
 
 const NO_HOOKS: PoolHooks = { ready() {}, closed() {}, removed() {}, added() {}, breaker() {} }
 
+/** Connections of the users tokens run as are closed after one to two of these periods unused. */
+export const USER_CONNECTION_IDLE_MS = 60_000
+
 export class UpstreamPool {
   private readonly endpoints = new Map<string, PooledEndpoint>()
   private started = false
+  private readonly acl: AclSettings
+  private sweep: NodeJS.Timeout | null = null
 
   constructor(
     private readonly opts: UpstreamOptions,
     private readonly hooks: PoolHooks = NO_HOOKS,
     private readonly breakerOptions: Partial<BreakerOptions> = {},
-  ) {}
+  ) {
+    this.acl = aclSettings(opts.aclUsers === true)
+  }
 
   get(id: string): PooledEndpoint | undefined {
     return this.endpoints.get(id)
@@ -58,6 +78,10 @@ export class UpstreamPool {
   start(): void {
     this.started = true
     for (const e of this.endpoints.values()) e.client.start()
+    this.sweep = setInterval(() => {
+      for (const e of this.endpoints.values()) e.client.sweepIdle()
+    }, USER_CONNECTION_IDLE_MS)
+    this.sweep.unref()
   }
 
   /**
@@ -109,6 +133,7 @@ export class UpstreamPool {
   private remove(e: PooledEndpoint): void {
     this.endpoints.delete(e.id)
     e.pubsub.stop('endpoint removed from discovery')
+    for (const hub of e.userHubs.values()) hub.stop('endpoint removed from discovery')
     void e.client.stop()
     this.hooks.removed(e)
   }
@@ -117,19 +142,40 @@ export class UpstreamPool {
     const id = spec.id
     const hooks = this.hooks
     let entry: PooledEndpoint | undefined
-    const client = new EndpointClient(spec, this.opts, {
-      onReady: () => entry && hooks.ready(entry),
-      onClose: (reason) => entry && hooks.closed(entry, reason),
-    })
+    const client = new EndpointClient(
+      spec,
+      this.opts,
+      {
+        onReady: () => entry && hooks.ready(entry),
+        onClose: (reason) => entry && hooks.closed(entry, reason),
+        onFault: (err) => entry && hooks.fault?.(entry, err),
+        onUserClose: (user, reason) => entry && hooks.userClosed?.(entry, user, reason),
+        onAclState: (state) => entry && hooks.acl?.(entry, state),
+      },
+      this.acl,
+    )
     const breaker = new CircuitBreaker(
       this.breakerOptions,
       () => performance.now(),
       (from, to, reason) => entry && hooks.breaker(entry, from, to, reason),
     )
+    const pubsub = new PubSubHub(spec, this.opts)
+    // Operator-managed users subscribe as themselves: Redis then applies their channel patterns.
+    const userHubs = new Map<string, PubSubHub>()
     entry = {
       id,
       client,
-      pubsub: new PubSubHub(spec, this.opts),
+      pubsub,
+      pubsubFor: (who) => {
+        if (who.kind !== 'user') return pubsub
+        let hub = userHubs.get(who.key)
+        if (hub === undefined) {
+          hub = new PubSubHub(spec, { ...this.opts, username: who.user, password: who.password })
+          userHubs.set(who.key, hub)
+        }
+        return hub
+      },
+      userHubs,
       state: new EndpointState(id, breaker),
       instances,
     }
@@ -140,9 +186,14 @@ export class UpstreamPool {
 
   async stop(): Promise<void> {
     this.started = false
+    if (this.sweep !== null) clearInterval(this.sweep)
+    this.sweep = null
     const all = [...this.endpoints.values()]
     this.endpoints.clear()
-    for (const e of all) e.pubsub.stop('gateway shutting down')
+    for (const e of all) {
+      e.pubsub.stop('gateway shutting down')
+      for (const hub of e.userHubs.values()) hub.stop('gateway shutting down')
+    }
     await Promise.all(all.map((e) => e.client.stop()))
   }
 }

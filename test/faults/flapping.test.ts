@@ -123,12 +123,22 @@ describe('flapping endpoints under load', () => {
       message: 'the proxied replica known as a linked replica',
     })
     const client = new HttpClient()
+    // The write token's Redis user connects on first use: open it on both proxied endpoints.
+    await waitFor(
+      async () => {
+        await client.post(gw.base('flap'), ['GET', 'k'])
+        return endpointOf(pf).client.userConnectionsReady === 1
+      },
+      { message: "the token's connection to the proxied replica" },
+    )
+    expect((await client.post(gw.base('flapw'), ['GET', 'n'])).status).toBe(200)
     // Baselines with the gateway connected and idle (connected_clients includes the replica's
-    // link to its primary on r1; on the standalone server it is the gateway alone).
+    // link to its primary on r1; on the standalone server it is the gateway alone: its own
+    // connection and the write token's).
     const baseline = { r1: await connectedClients(topo.r1), standalone: await connectedClients(standalone) }
-    expect(baseline.standalone).toBe(1)
-    expect(pf.connections).toBe(1)
-    expect(pw.connections).toBe(1)
+    expect(baseline.standalone).toBe(2)
+    expect(pf.connections).toBe(2)
+    expect(pw.connections).toBe(2)
 
     const pace = async (r: Result): Promise<Result> => {
       if (r.status !== 200) await sleep(10)
@@ -177,7 +187,7 @@ describe('flapping endpoints under load', () => {
       timeoutMs: 5_000,
       message: `no established socket left on the gateway's data port ${dataPort}`,
     })
-    // Upstream: one command connection per endpoint, as before the faults; no subscriber.
+    // Upstream: one command connection per endpoint and user, as before the faults; no subscriber.
     await waitFor(async () => (await connectedClients(standalone)) === baseline.standalone, {
       timeoutMs: 5_000,
       message: `standalone server back to ${baseline.standalone} client(s)`,
@@ -186,29 +196,29 @@ describe('flapping endpoints under load', () => {
       timeoutMs: 5_000,
       message: `flapped replica back to ${baseline.r1} client(s)`,
     })
-    // The gateway's connections to an endpoint: its command connection, plus the subscriber
-    // connection if one is open (none here: nothing subscribed).
+    // The gateway's connections to an endpoint: its command connection, the token user's, plus
+    // the subscriber connection if one is open (none here: nothing subscribed).
     const gatewayConnections = (p: FaultProxy): number => {
       const ep = endpointOf(p)
-      return (ep.client.up ? 1 : 0) + (ep.pubsub.size.connected ? 1 : 0)
+      return (ep.client.up ? 1 : 0) + ep.client.userConnectionsReady + (ep.pubsub.size.connected ? 1 : 0)
     }
     await waitFor(() => pf.connections === gatewayConnections(pf) && pw.connections === gatewayConnections(pw), {
       timeoutMs: 5_000,
       message: `each proxy to hold exactly the gateway's connections (have ${pf.connections}, ${pw.connections})`,
     })
-    expect([gatewayConnections(pf), gatewayConnections(pw)]).toEqual([1, 1])
+    expect([gatewayConnections(pf), gatewayConnections(pw)]).toEqual([2, 2])
     expect([endpointOf(pf).pubsub.size.connected, endpointOf(pw).pubsub.size.connected]).toEqual([false, false])
     // Every command gets its reply. Health checks (ROLE and INFO, every 200 ms here) share the
     // command connection, so one may be in flight at the moment of any single look: a leak is a
     // count that stays, so wait for a moment when none is outstanding.
-    await waitFor(() => [...gw.gateway.pool.all()].every((ep) => ep.client.connection.pending === 0), {
+    await waitFor(() => [...gw.gateway.pool.all()].every((ep) => ep.client.pending === 0), {
       timeoutMs: 5_000,
       intervalMs: 5,
       message: "every endpoint's commands answered (commands without a reply stayed)",
     })
     const listeners: Record<string, Record<string, number>> = {}
     for (const ep of gw.gateway.pool.all()) {
-      listeners[ep.id] = { socket: ep.client.connection.socketListeners, waiting: ep.client.waiting, unanswered: ep.client.connection.pending }
+      listeners[ep.id] = { socket: ep.client.connection.socketListeners, waiting: ep.client.waiting, unanswered: ep.client.pending }
       expect(ep.state.load.inflight, `${ep.id} in flight`).toBe(0)
       expect(ep.state.pending, `${ep.id} pending`).toBe(0)
     }

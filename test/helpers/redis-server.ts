@@ -463,6 +463,36 @@ export class RedisServer implements RedisAddress {
   }
 
   /**
+   * Connected clients from `CLIENT LIST` (this helper's own connection left out), as field maps
+   * (`user`, `flags`, `sub`, `psub`, `cmd`...).
+   */
+  async clientList(): Promise<Record<string, string>[]> {
+    const reply = await this.command(['CLIENT', 'LIST'])
+    if (typeof reply !== 'string') throw new Error(`unexpected CLIENT LIST reply: ${String(reply)}`)
+    return reply
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => Object.fromEntries(l.trim().split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])))
+      .filter((c) => c['cmd'] !== 'client|list')
+  }
+
+  /**
+   * The gateway's connections to this server, by kind: its own user's (`default` unless a test
+   * configured another; the test's own clients count here too), the token-level users' it
+   * provisions (`redis-gateway-*`) by user, and subscribers (in pub/sub mode).
+   */
+  async gatewayConnections(): Promise<{ own: number; levels: Record<string, number>; subscribers: number }> {
+    const out = { own: 0, levels: {} as Record<string, number>, subscribers: 0 }
+    for (const c of await this.clientList()) {
+      const user = c['user'] ?? 'default'
+      if ((c['flags'] ?? '').includes('P')) out.subscribers++
+      else if (user.startsWith('redis-gateway-')) out.levels[user] = (out.levels[user] ?? 0) + 1
+      else out.own++
+    }
+    return out
+  }
+
+  /**
    * Calls per lower-case command name from `INFO commandstats`, e.g. `{ get: 3 }`; subcommands
    * appear as `config|get`. Stats are reset right after startup, but the helper's own commands
    * show up: `config|resetstat` (1 after start/restart/resetStats), and one `info` per earlier

@@ -202,6 +202,8 @@ describe('config reload', () => {
     const gw = await start({ instances: [main, other], extra })
     const redis = r1.client()
     await redis.set('reload:e', 'value')
+    // The write token's Redis user connects on first use: before the pause, so requests are sent.
+    expect((await command(gw, 'main', ['PING'])).status).toBe(200)
 
     // 1. Requests held in flight by CLIENT PAUSE while the reload applies.
     await redis.call('CLIENT', 'PAUSE', '2000', 'ALL')

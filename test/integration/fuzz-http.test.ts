@@ -729,10 +729,9 @@ const sseRequest: fc.Arbitrary<GenRequest> = fc
 // ---------------------------------------------------------------------------------------------
 // Helpers for the after-run checks
 
+/** Connections of the gateway's own user (and ours); the token-level users' are checked apart. */
 async function connectedClients(): Promise<number> {
-  const m = /connected_clients:(\d+)/.exec(await redis.info('clients'))
-  if (!m) throw new Error('no connected_clients in INFO clients')
-  return Number(m[1]) - 1 // info() counts its own connection
+  return (await redis.gatewayConnections()).own
 }
 
 /** Channels and the number of patterns subscribed in the fuzz's redis-server. */
@@ -888,6 +887,9 @@ describe('HTTP fuzz', () => {
     await waitFor(async () => expect(await connectedClients(), await clientList()).toBe(baselineClients), {
       message: `redis connected_clients back to the gateway's baseline of ${baselineClients}`,
     })
+    // At most one connection per token-level user, and no subscriber once the streams are gone.
+    await waitFor(async () => expect((await redis.gatewayConnections()).subscribers, await clientList()).toBe(0))
+    for (const n of Object.values((await redis.gatewayConnections()).levels)) expect(n).toBe(1)
     agent.destroy()
     await waitFor(async () => expect(await establishedOnDataPort()).toEqual([]), {
       message: 'no established connections on the gateway data port',

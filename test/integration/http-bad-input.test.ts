@@ -76,10 +76,9 @@ function expect400(r: Reply, mention: string | RegExp): void {
   else expect(r.json.error).toMatch(mention)
 }
 
+/** Connections of the gateway's own user (and ours); the token-level users' are checked apart. */
 async function connectedClients(): Promise<number> {
-  const m = /connected_clients:(\d+)/.exec(await redis.info('clients'))
-  if (!m) throw new Error('no connected_clients in INFO clients')
-  return Number(m[1]) - 1 // info() counts its own connection
+  return (await redis.gatewayConnections()).own
 }
 
 /** TCP sockets whose local port is the gateway's data port, other than the listener and TIME-WAIT. */
@@ -342,10 +341,13 @@ describe('malformed HTTP', () => {
 
 // Last in the file: the state after all of the above.
 describe('no leaks', () => {
-  test('redis-server sees only the gateway command connection (and ours), as after warm-up', async () => {
+  test('redis-server sees only the gateway command connection (and ours), as after warm-up, and one per token-level user', async () => {
     await waitFor(async () => expect(await connectedClients()).toBe(baselineClients), {
       message: `connected_clients back to ${baselineClients}`,
     })
+    const c = await redis.gatewayConnections()
+    expect(c.subscribers).toBe(0)
+    for (const n of Object.values(c.levels)) expect(n).toBe(1)
   })
 
   test('the gateway HTTP server holds no sockets once clients have closed', async () => {

@@ -93,11 +93,9 @@ function cmd(args: unknown[], o: Omit<CallOptions, 'body'> & { url?: string } = 
 const B64 = { 'upstash-encoding': 'base64' }
 const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64')
 
+/** Connections of the gateway's own user (and ours); the token-level users' are checked apart. */
 async function connectedClients(server: RedisServer): Promise<number> {
-  const m = /connected_clients:(\d+)/.exec(await server.info('clients'))
-  if (!m) throw new Error('no connected_clients in INFO clients')
-  // info() opens its own short-lived connection, which counts itself.
-  return Number(m[1]) - 1
+  return (await server.gatewayConnections()).own
 }
 
 /** Expects a gateway-made error: status, JSON body `{"error": "<CODE> ..."}`, sync-token header. */
@@ -922,5 +920,7 @@ describe('SSE subscriptions', () => {
     await waitFor(async () => expect(await connectedClients(redis)).toBe(baselineClients), {
       message: `connected_clients back to ${baselineClients}`,
     })
+    await waitFor(async () => expect((await redis.gatewayConnections()).subscribers).toBe(0))
+    for (const n of Object.values((await redis.gatewayConnections()).levels)) expect(n).toBe(1)
   })
 })

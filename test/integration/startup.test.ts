@@ -184,6 +184,8 @@ describe('start-up with a good config', () => {
     const opsUrl = `http://127.0.0.1:${opsPort}`
     const base = `http://127.0.0.1:${dataPort}/v1/instances/main`
     await waitReady(p, opsUrl)
+    // The token's Redis user connects on first use: before the pause, so the held request is sent.
+    expect(await status(`${base}/ping?_token=${TOKEN}`)).toBe(200)
     await redis.client().call('CLIENT', 'PAUSE', '1000', 'ALL')
     // fetch keeps the connection alive after the reply, as SDK clients do.
     const inFlight = fetch(base, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: '["PING"]' })

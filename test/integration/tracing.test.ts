@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { Redis } from '@upstash/redis'
+import { LEVEL_IDENTITY } from '../../src/upstream/identity.js'
 import { FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js'
 import { startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
@@ -257,7 +258,11 @@ describe('resilience as span events', () => {
       async () => {
         await post('/v1/instances/faulty', ['GET', KEY])
         const ep = [...gw.gateway.pool.all()].find((e) => e.client.spec.port === slow.port)!
-        return ep.state.healthy && ep.state.role === 'replica' && ep.state.breaker.state.kind === 'closed'
+        // Reads reach it over the write token's Redis user's connection, opened on first use:
+        // open before a case stalls it (one opened during a stall fails in its handshake instead).
+        return (
+          ep.state.healthy && ep.state.role === 'replica' && ep.state.breaker.state.kind === 'closed' && ep.client.upFor(LEVEL_IDENTITY.write)
+        )
       },
       { message: 'proxied replica healthy, breaker closed', timeoutMs: 20_000 },
     )

@@ -629,9 +629,9 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
     const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
     const sha = (s: string): string => createHash('sha256').update(s).digest('hex')
     expect(cfg.auth.tokens).toEqual([
-      { name: 'app', access: 'write', targets: ['*'], sha256: sha('app-token-0123456789') },
-      { name: 'ops', access: 'admin', targets: ['orders', 'cache-*'], sha256: sha('ops-token-0123456789') },
-      { name: 'ro', access: 'read', targets: ['*'], sha256: 'ab'.repeat(32) },
+      { name: 'app', access: 'write', targets: ['*'], sha256: sha('app-token-0123456789'), redisUser: null },
+      { name: 'ops', access: 'admin', targets: ['orders', 'cache-*'], sha256: sha('ops-token-0123456789'), redisUser: null },
+      { name: 'ro', access: 'read', targets: ['*'], sha256: 'ab'.repeat(32), redisUser: null },
     ])
     expect(cfg.redis).toMatchObject({ username: 'gateway', password: 'redis-secret-pw', commandTimeoutMs: 1500, connectTimeoutMs: 800 })
     expect(cfg.discovery.kubernetes?.namespaces).toEqual([WATCHED, OTHER])
