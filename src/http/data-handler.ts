@@ -156,7 +156,8 @@ export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): 
     const d = describeError(err)
     status = d.status
     code = d.code
-    if (d.status === 500) deps.logger.error({ err }, 'unexpected error while serving a request')
+    // Something thrown that no rule maps (a bug): this request gets a 500, the process serves on.
+    if (d.status === 500) deps.events.emit('fault', { where: 'http_request', error: err instanceof Error ? err : new Error(String(err)), endpoint: null })
     // On errors, hand back the token the client sent so it never regresses.
     return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d), ascii: false }
   } finally {
