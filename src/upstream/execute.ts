@@ -131,6 +131,21 @@ abstract class Attempt<T> implements ReplySink, Expiring {
     this.fail(new TimeoutError(`endpoint ${this.ep.id} did not answer within ${this.ctx.timeoutMs} ms`))
   }
 
+  /**
+   * ROLE after a write was refused on this connection (an operator-managed Redis user without
+   * +role): ask on the gateway's own connection instead, once the write's reply is in (the offset
+   * it reports is then at least the write's), and settle either way.
+   */
+  protected roleElsewhere(settle: () => void): void {
+    this.ep.client.role().then(
+      (r) => {
+        this.role(r)
+        settle()
+      },
+      settle,
+    )
+  }
+
   /** The ROLE reply that followed a write: the primary's offset just after it. */
   protected role(reply: unknown): void {
     if (reply instanceof Error) return
@@ -168,6 +183,7 @@ class CommandAttempt extends Attempt<RawReply> {
       if (!this.withRole) this.settle()
       return
     }
+    if (v instanceof Error && !(this.value instanceof Error)) return this.roleElsewhere(() => this.settle())
     this.role(v)
     this.settle()
   }
@@ -176,6 +192,13 @@ class CommandAttempt extends Attempt<RawReply> {
     // The command's reply is in; only its ROLE was lost: the answer stands.
     if (this.got) this.settle()
     else this.fail(err)
+  }
+
+  override expire(): void {
+    // The command's reply is in; only its ROLE is late: the answer stands (a write that ran is
+    // never answered with a timeout).
+    if (this.got) this.settle()
+    else super.expire()
   }
 
   private settle(): void {
@@ -222,14 +245,28 @@ class BatchAttempt extends Attempt<ItemResult[]> {
       // MULTI's +OK, then +QUEUED or the error that will abort EXEC.
       if (v instanceof Error) (this.queueErrors ??= []).push(v.message.trim())
     } else if (i === this.n + 1) this.execReply = v
-    if (i >= this.n + (this.atomic ? 2 : 0)) this.role(v)
+    if (i >= this.n + (this.atomic ? 2 : 0)) {
+      if (v instanceof Error) return this.roleElsewhere(() => this.settle())
+      this.role(v)
+    }
     if (this.seen === this.expected) this.settle()
   }
 
+  /** Every command's reply is in; only ROLE's is missing. */
+  private get onlyRoleMissing(): boolean {
+    return this.withRole && this.seen === this.expected - 1
+  }
+
   override lost(err: Error): void {
-    // Every command's reply is in; only ROLE was lost: the answer stands.
-    if (this.withRole && this.seen === this.expected - 1) this.settle()
+    // Only ROLE was lost: the answer stands.
+    if (this.onlyRoleMissing) this.settle()
     else this.fail(err)
+  }
+
+  override expire(): void {
+    // Only ROLE is late: the answer stands (writes that ran are never answered with a timeout).
+    if (this.onlyRoleMissing) this.settle()
+    else super.expire()
   }
 
   private settle(): void {

@@ -195,6 +195,18 @@ describe('operator-managed Redis users', () => {
     expect((await redis.clientList()).some((c) => c['user'] === 'tenant-a')).toBe(true)
   })
 
+  test("read-your-writes tokens advance for a user that may not run ROLE (asked on the gateway's own connection)", async () => {
+    const offsetOf = (t: string | null): number => Number(t?.split(':')[3])
+    const before = Number(/master_repl_offset:(\d+)/.exec(await redis.info('replication'))![1])
+    const res = await fetch(base(), { method: 'POST', headers: { authorization: 'Bearer tenant-token' }, body: JSON.stringify(['SET', 'tenant-a:ryw', 'x'.repeat(100)]) })
+    expect(res.status).toBe(200)
+    await res.text()
+    const after = Number(/master_repl_offset:(\d+)/.exec(await redis.info('replication'))![1])
+    const token = offsetOf(res.headers.get('upstash-sync-token'))
+    expect(token).toBeGreaterThan(before)
+    expect(token).toBeLessThanOrEqual(after)
+  })
+
   test('a wrong password is a 503 for that token only', async () => {
     const r = await call(base(), 'badpw-token', ['GET', 'tenant-a:k'])
     expect(r.status).toBe(503)
