@@ -170,9 +170,10 @@ const FULL: Record<string, unknown> = {
       { name: 'app', access: 'write', value: 'app-token-0123456789' },
       { name: 'ops', access: 'admin', targets: ['orders', 'cache-*'], value: 'ops-token-0123456789' },
       { name: 'ro', access: 'read', sha256: 'ab'.repeat(32) },
+      { name: 'tenant', access: 'write', value: 'tenant-token-0123456789', redisUser: 'tenant-a', redisPassword: 'tenant-a-redis-pw' },
     ],
   },
-  redis: { username: 'gateway', password: 'redis-secret-pw', tls: false, commandTimeout: '1500ms', connectTimeout: 800 },
+  redis: { username: 'gateway', password: 'redis-secret-pw', tls: false, commandTimeout: '1500ms', connectTimeout: 800, aclUsers: false },
   limits: { maxBody: '5MiB' },
   log: { level: 'debug' },
   shutdown: { delaySeconds: 10, timeoutSeconds: 30 },
@@ -251,8 +252,11 @@ function materialize(docs: K8sObject[], externalSecrets: K8sObject[] = []): Mate
 
 /** File paths (tokenFile, passwordFile) the rendered gateway.yaml names. */
 function secretPaths(yamlText: string): string[] {
-  const cfg = parse(yamlText) as { auth?: { tokens?: { tokenFile?: string }[] }; redis?: { passwordFile?: string } }
-  return [...(cfg.auth?.tokens ?? []).flatMap((t) => (t.tokenFile ? [t.tokenFile] : [])), ...(cfg.redis?.passwordFile ? [cfg.redis.passwordFile] : [])]
+  const cfg = parse(yamlText) as { auth?: { tokens?: { tokenFile?: string; redisPasswordFile?: string }[] }; redis?: { passwordFile?: string } }
+  return [
+    ...(cfg.auth?.tokens ?? []).flatMap((t) => [...(t.tokenFile ? [t.tokenFile] : []), ...(t.redisPasswordFile ? [t.redisPasswordFile] : [])]),
+    ...(cfg.redis?.passwordFile ? [cfg.redis.passwordFile] : []),
+  ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,10 +624,16 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
   it('chart-made Secrets: tokens and the Redis password are files the config names, never in the ConfigMap', () => {
     const docs = render(FULL)
     const text = gatewayYaml(docs)
-    for (const secret of ['app-token-0123456789', 'ops-token-0123456789', 'redis-secret-pw']) expect(text).not.toContain(secret)
+    for (const secret of ['app-token-0123456789', 'ops-token-0123456789', 'redis-secret-pw', 'tenant-a-redis-pw']) expect(text).not.toContain(secret)
     // Every file the config names is under a volume mount of the container.
     const paths = secretPaths(text)
-    expect(paths).toEqual(['/etc/redis-gateway/tokens/app', '/etc/redis-gateway/tokens/ops', '/etc/redis-gateway/redis/password'])
+    expect(paths).toEqual([
+      '/etc/redis-gateway/tokens/app',
+      '/etc/redis-gateway/tokens/ops',
+      '/etc/redis-gateway/tokens/tenant',
+      '/etc/redis-gateway/tokens/tenant.redis-password',
+      '/etc/redis-gateway/redis/password',
+    ])
     const pod = materialize(docs)
     for (const p of paths) expect(() => pod.map(p)).not.toThrow()
     const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
@@ -632,8 +642,15 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
       { name: 'app', access: 'write', targets: ['*'], sha256: sha('app-token-0123456789'), redisUser: null },
       { name: 'ops', access: 'admin', targets: ['orders', 'cache-*'], sha256: sha('ops-token-0123456789'), redisUser: null },
       { name: 'ro', access: 'read', targets: ['*'], sha256: 'ab'.repeat(32), redisUser: null },
+      {
+        name: 'tenant',
+        access: 'write',
+        targets: ['*'],
+        sha256: sha('tenant-token-0123456789'),
+        redisUser: { name: 'tenant-a', password: 'tenant-a-redis-pw', passwordFile: '/etc/redis-gateway/tokens/tenant.redis-password' },
+      },
     ])
-    expect(cfg.redis).toMatchObject({ username: 'gateway', password: 'redis-secret-pw', commandTimeoutMs: 1500, connectTimeoutMs: 800 })
+    expect(cfg.redis).toMatchObject({ username: 'gateway', password: 'redis-secret-pw', commandTimeoutMs: 1500, connectTimeoutMs: 800, aclUsers: false })
     expect(cfg.discovery.kubernetes?.namespaces).toEqual([WATCHED, OTHER])
     expect(cfg.discovery.static?.instances).toEqual([{ name: 'legacy', endpoints: ['redis://10.0.0.5:6379'], annotations: { 'redis-gateway.io/read-policy': 'any' } }])
     expect(cfg.groups).toEqual({ sessions: { strategy: 'sticky' } })
@@ -646,7 +663,14 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
 
   it('existing Secrets: the chart makes none and mounts the keys asked for', () => {
     const values = {
-      auth: { existingSecret: 'my-tokens', tokens: [{ name: 'app', access: 'write' }, { name: 'ci', secretKey: 'ci-token' }] },
+      auth: {
+        existingSecret: 'my-tokens',
+        tokens: [
+          { name: 'app', access: 'write' },
+          { name: 'ci', secretKey: 'ci-token' },
+          { name: 'tenant', sha256: 'cd'.repeat(32), redisUser: 'tenant-a' },
+        ],
+      },
       redis: { existingSecret: 'my-redis', existingSecretKey: 'redis-password' },
     }
     const docs = render(values)
@@ -657,13 +681,18 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
       metadata: { name, namespace: NS },
       data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
     })
-    const pod = materialize(docs, [secret('my-tokens', { app: 'tok-app-1', 'ci-token': 'tok-ci-2', unrelated: 'x' }), secret('my-redis', { 'redis-password': 'pw-3' })])
+    const pod = materialize(docs, [
+      secret('my-tokens', { app: 'tok-app-1', 'ci-token': 'tok-ci-2', 'tenant-redis-password': 'tenant-pw-4', unrelated: 'x' }),
+      secret('my-redis', { 'redis-password': 'pw-3' }),
+    ])
     const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
-    expect(cfg.auth.tokens.map((t) => [t.name, t.access])).toEqual([
-      ['app', 'write'],
-      ['ci', 'read'],
+    expect(cfg.auth.tokens.map((t) => [t.name, t.access, t.redisUser?.name ?? null, t.redisUser?.password ?? null])).toEqual([
+      ['app', 'write', null, null],
+      ['ci', 'read', null, null],
+      ['tenant', 'read', 'tenant-a', 'tenant-pw-4'],
     ])
     expect(cfg.redis.password).toBe('pw-3')
+    expect(cfg.redis.aclUsers).toBe(true)
     // A Secret without the key the chart mounts: the pod could not start (the kubelet refuses it).
     expect(() => materialize(docs, [secret('my-tokens', { app: 'a' }), secret('my-redis', { 'redis-password': 'p' })])).toThrow('has no key ci-token')
   })
@@ -674,6 +703,9 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
       [{ auth: { existingSecret: 's', tokens: [{ name: 'app', value: 'v' }] } }, 'auth.tokens[0] (app): value is set but auth.existingSecret (s) holds the tokens'],
       [{ auth: { tokens: [{ name: 'app', value: 'v', sha256: 'ab'.repeat(32) }] } }, 'auth.tokens[0] (app): give either value or sha256, not both'],
       [{ auth: { tokens: [{ name: 'a', value: 'v' }, { name: 'a', value: 'w' }] } }, 'auth.tokens[1].name: "a" is used by another token too'],
+      [{ auth: { tokens: [{ name: 't', value: 'v', redisUser: 'u' }] } }, 'auth.tokens[0] (t): redisUser "u" needs its password: set redisPassword (the chart makes a Secret), or auth.existingSecret with key "t-redis-password"'],
+      [{ auth: { existingSecret: 's', tokens: [{ name: 't', redisUser: 'u', redisPassword: 'p' }] } }, 'auth.tokens[0] (t): redisPassword is set but auth.existingSecret (s) holds the secrets'],
+      [{ auth: { tokens: [{ name: 't', value: 'v', redisPassword: 'p' }] } }, 'auth.tokens[0] (t): redisPassword and redisPasswordKey are only used with redisUser'],
       [{ discovery: { kubernetes: { namespaces: [] } } }, 'discovery.kubernetes.namespaces: list at least one namespace, or ["*"] for every namespace'],
       [{ discovery: { kubernetes: { namespaces: [] } }, rbac: { create: false } }, 'discovery.kubernetes.namespaces: list at least one namespace'],
       [

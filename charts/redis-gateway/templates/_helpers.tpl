@@ -135,6 +135,29 @@ makes the Secret.
 {{- toJson $out -}}
 {{- end -}}
 
+{{/*
+Passwords of the Redis users tokens run as (auth.tokens[].redisUser), as [{name, key}]: mounted from
+the tokens Secret next to the tokens.
+*/}}
+{{- define "redis-gateway.redisUserPasswords" -}}
+{{- $out := list -}}
+{{- range $i, $t := .Values.auth.tokens -}}
+{{- if $t.redisUser -}}
+{{- $key := default (printf "%s-redis-password" $t.name) $t.redisPasswordKey -}}
+{{- if and $.Values.auth.existingSecret $t.redisPassword -}}
+{{- fail (printf "auth.tokens[%d] (%s): redisPassword is set but auth.existingSecret (%s) holds the secrets; put the password in that Secret (key %q) and remove redisPassword" $i $t.name $.Values.auth.existingSecret $key) -}}
+{{- end -}}
+{{- if and (not $.Values.auth.existingSecret) (not $t.redisPassword) -}}
+{{- fail (printf "auth.tokens[%d] (%s): redisUser %q needs its password: set redisPassword (the chart makes a Secret), or auth.existingSecret with key %q" $i $t.name $t.redisUser $key) -}}
+{{- end -}}
+{{- $out = append $out (dict "name" $t.name "key" $key "value" ($t.redisPassword | default "")) -}}
+{{- else if or $t.redisPassword $t.redisPasswordKey -}}
+{{- fail (printf "auth.tokens[%d] (%s): redisPassword and redisPasswordKey are only used with redisUser" $i $t.name) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
 {{/* terminationGracePeriodSeconds: the value, checked, or delay + timeout + 5. */}}
 {{- define "redis-gateway.terminationGracePeriodSeconds" -}}
 {{- $drain := add .Values.shutdown.delaySeconds .Values.shutdown.timeoutSeconds -}}
@@ -166,5 +189,6 @@ makes the Secret.
 {{- fail "autoscaling: set targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage (or both)" -}}
 {{- end -}}
 {{- $_ := include "redis-gateway.secretTokens" . -}}
+{{- $_ = include "redis-gateway.redisUserPasswords" . -}}
 {{- $_ = include "redis-gateway.terminationGracePeriodSeconds" . -}}
 {{- end -}}
