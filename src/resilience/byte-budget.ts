@@ -51,10 +51,14 @@ export class ByteBudget {
  */
 export type Charge = 'ok' | 'too-large' | 'overloaded'
 
-/** One request's share of the budget; release() gives it back (idempotent). */
+/**
+ * One request's share of the budget; release() gives it back (idempotent) and ends the lease: a
+ * reply still arriving for a request whose client is gone is then refused (skipped, never stored).
+ */
 export class RequestLease {
   /** Everything charged: body and reply bytes. */
   private total = 0
+  private released = false
   private reply = 0
   /** The part of `total` taken from the shared budget (beyond the free allowance). */
   private shared = 0
@@ -84,6 +88,7 @@ export class RequestLease {
   }
 
   private take(n: number): boolean {
+    if (this.released) return false
     const total = this.total + n
     const need = total - SMALL_REQUEST_BYTES - this.shared
     if (need > 0) {
@@ -94,7 +99,13 @@ export class RequestLease {
     return true
   }
 
+  /** The lease was released: its request is over (answered, or its client gone). */
+  get ended(): boolean {
+    return this.released
+  }
+
   release(): void {
+    this.released = true
     if (this.shared > 0) this.budget.give(this.shared)
     this.shared = 0
     this.total = 0
