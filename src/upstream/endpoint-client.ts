@@ -186,22 +186,30 @@ export class EndpointClient {
 
   /** The connection that carries `id`'s commands, or null when there is none yet (see whenReadyFor). */
   connectionFor(id: Identity): RespConnection | null {
+    return id.kind === 'gateway' ? this.main.connection : (this.slotFor(id)?.connection ?? null)
+  }
+
+  /**
+   * The slot of `id`'s connection, opened on first use: the gateway's own for the gateway and for
+   * levels on an unmanaged endpoint; null for a level before its users are known.
+   */
+  private slotFor(id: Identity): ConnectionSlot | null {
     switch (id.kind) {
       case 'gateway':
-        return this.main.connection
+        return this.main
       case 'level': {
         const s = this.aclState
-        if (s.kind === 'managed') return this.slot(id.level, s.users[id.level].name, this.acl.password, false).connection
-        return s.kind === 'unmanaged' ? this.main.connection : null
+        if (s.kind === 'managed') return this.slot(id.level, s.users[id.level].name, this.acl.password)
+        return s.kind === 'unmanaged' ? this.main : null
       }
       case 'user':
-        return this.slot(`user:${id.key}`, id.user, id.password, false).connection
+        return this.slot(`user:${id.key}`, id.user, id.password)
     }
   }
 
   /** The connection for `id` is ready now. */
   upFor(id: Identity): boolean {
-    return id.kind === 'gateway' ? this.main.ready : this.connectionFor(id)?.ready === true
+    return id.kind === 'gateway' ? this.main.ready : this.slotFor(id)?.ready === true
   }
 
   /**
@@ -209,30 +217,20 @@ export class EndpointClient {
    * connectTimeout, provisioning the endpoint's level users first when that was not done yet.
    */
   whenReadyFor(id: Identity): Promise<boolean> | true {
-    if (id.kind === 'gateway') return this.whenReady()
-    if (id.kind === 'level' && this.aclState.kind === 'unknown') {
-      const deadline = performance.now() + this.opts.connectTimeoutMs
-      this.aclWaiting++
-      return withTimer(this.provision(), this.opts.connectTimeoutMs, () => new Error('provisioning timed out')).then(
-        () => {
-          this.aclWaiting--
-          const conn = this.connectionFor(id)
-          if (conn === null) return false
-          if (conn.ready) return true
-          const slot = conn === this.main.connection ? this.main : this.slotOf(conn)
-          return slot === null ? false : slot.whenReady(deadline - performance.now())
-        },
-        () => {
-          this.aclWaiting--
-          return false
-        },
-      )
-    }
-    const conn = this.connectionFor(id)
-    if (conn === null) return Promise.resolve(false)
-    if (conn.ready) return true
-    const slot = conn === this.main.connection ? this.main : this.slotOf(conn)
-    return slot === null ? Promise.resolve(false) : slot.whenReady(this.opts.connectTimeoutMs)
+    const timeoutMs = this.opts.connectTimeoutMs
+    if (id.kind !== 'level' || this.aclState.kind !== 'unknown') return this.slotFor(id)?.whenReady(timeoutMs) ?? Promise.resolve(false)
+    const deadline = performance.now() + timeoutMs
+    this.aclWaiting++
+    return withTimer(this.provision(), timeoutMs, () => new Error('provisioning timed out')).then(
+      () => {
+        this.aclWaiting--
+        return this.slotFor(id)?.whenReady(deadline - performance.now()) ?? false
+      },
+      () => {
+        this.aclWaiting--
+        return false
+      },
+    )
   }
 
   /**
@@ -249,16 +247,12 @@ export class EndpointClient {
     return s.reason
   }
 
-  private slotOf(conn: RespConnection): ConnectionSlot | null {
-    for (const s of this.slots.values()) if (s.connection === conn) return s
-    return null
-  }
-
   /** The slot for a Redis user, opened on first use; stamped with the current tick. */
-  private slot(key: string, username: string, password: string, readyCheck: boolean): ConnectionSlot {
+  private slot(key: string, username: string, password: string): ConnectionSlot {
     let s = this.slots.get(key)
     if (s === undefined) {
-      const slot: ConnectionSlot = new ConnectionSlot(this.connectionOptions(username, password, readyCheck), {
+      // No ready check: a restricted user may not run INFO (a dataset still loading answers LOADING).
+      const slot: ConnectionSlot = new ConnectionSlot(this.connectionOptions(username, password, false), {
         onReady: () => {},
         onClose: (reason) => {
           // The user or this process's password is gone (Redis restarted, ACL LOAD, a newer
