@@ -647,7 +647,7 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
         access: 'write',
         targets: ['*'],
         sha256: sha('tenant-token-0123456789'),
-        redisUser: { name: 'tenant-a', password: 'tenant-a-redis-pw', passwordFile: '/etc/redis-gateway/tokens/tenant.redis-password' },
+        redisUser: { name: 'tenant-a', password: 'tenant-a-redis-pw', passwordFile: expect.stringMatching(/\/etc\/redis-gateway\/tokens\/tenant\.redis-password$/) },
       },
     ])
     expect(cfg.redis).toMatchObject({ username: 'gateway', password: 'redis-secret-pw', commandTimeoutMs: 1500, connectTimeoutMs: 800, aclUsers: false })
