@@ -299,6 +299,8 @@ export class Gateway {
       maxBodyBytes: this.config.limits.maxBodyBytes,
       budget: this.budget,
       maxReplyBytes: this.config.limits.maxReplyBytes,
+      maxArgs: this.config.limits.maxArgs,
+      maxCommands: this.config.limits.maxCommands,
     }
     const dataApp = createDataApp(dataDeps)
     const opsApp = createOpsApp({
