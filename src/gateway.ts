@@ -2,8 +2,8 @@
 // Construction does no I/O; start() listens and connects; stop() drains and closes.
 // main.ts (the process) and the tests both use this.
 
-import { createServer, STATUS_CODES, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
@@ -18,7 +18,8 @@ import { acceptFast, createDataApp, createFastDataHandler, type DataPlaneDeps } 
 import { installFastLane, type FastLaneOptions } from './http/fast-lane.js'
 import { createOpsApp } from './http/ops-plane.js'
 import { endSseStream, openStreamCount } from './http/sse.js'
-import { ConnectionTracker } from './http/drain.js'
+import type { ConnectionTracker } from './http/drain.js'
+import { createHttpServer } from './http/server.js'
 import { RoutingTable } from './routing/table.js'
 import { createLogger } from './telemetry/logger.js'
 import { GatewayMetrics } from './telemetry/metrics.js'
@@ -310,9 +311,15 @@ export class Gateway {
       flushEvents: this.events.flush,
     })
     const limits = this.config.limits
-    const fastLane = this.config.http.fastLane ? { ...createFastDataHandler(dataDeps), accept: acceptFast, maxBodyBytes: limits.maxBodyBytes } : null
-    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits.maxHeaderBytes, fastLane)
-    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits.maxHeaderBytes, null)
+    const fastLane = this.config.http.fastLane
+      ? {
+          ...createFastDataHandler(dataDeps),
+          accept: acceptFast,
+          maxBodyBytes: limits.maxBodyBytes,
+        }
+      : null
+    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits, fastLane)
+    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits, null)
     if (this.opts.configPath) {
       this.watcher = new ConfigWatcher({
         path: this.opts.configPath,
@@ -433,7 +440,7 @@ type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOpt
 function listen(
   address: string,
   fetch: (req: Request, env: never) => Response | Promise<Response>,
-  maxHeaderBytes: number,
+  limits: GatewayConfig['limits'],
   fastLane: FastLaneSetup | null,
 ): Promise<Server> {
   const { host, port } = parseListenAddress(address)
@@ -447,40 +454,15 @@ function listen(
           headers: { 'content-type': 'application/json', 'upstash-sync-token': '' },
         }),
     })
-    const server = createServer({ maxHeaderSize: maxHeaderBytes }, listener)
+    const http = { maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders, writeTimeoutMs: limits.writeTimeoutMs }
+    const { server, tracker } = createHttpServer(listener, http)
     server.listen(port, host)
-    // A request (headers and body) must arrive within 30 s, headers within 10 s: a client that
-    // trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
-    server.requestTimeout = 30_000
-    server.headersTimeout = 10_000
-    const tracker = new ConnectionTracker(server)
     trackers.set(server, tracker)
-    if (fastLane !== null) installFastLane(server, { ...fastLane, maxHeaderBytes, tracker })
+    if (fastLane !== null) installFastLane(server, { ...fastLane, maxHeaderBytes: http.maxHeaderBytes, tracker })
     server.once('error', reject)
     server.once('listening', () => {
       server.off('error', reject)
       resolve(server)
-    })
-    // Malformed requests and oversized headers get a JSON error like every other reply.
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) {
-        socket.destroy()
-        return
-      }
-      const status =
-        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-      const message =
-        status === 431
-          ? `TOOLARGE request line and headers exceed the limit of ${maxHeaderBytes} bytes`
-          : status === 408
-            ? 'TIMEOUT request not received in time'
-            : 'BADREQUEST malformed HTTP request'
-      const body = JSON.stringify({ error: message })
-      // A reply to HEAD has no body (the headers still say how long it would be).
-      const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1', 0, 5) === 'HEAD '
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${head ? '' : body}`,
-      )
     })
   })
 }

@@ -125,6 +125,48 @@ export class ConnectionTracker {
     }
   }
 
+  /** Requests read and not yet answered on `socket` (0 for a socket not tracked). */
+  inflightOn(socket: Socket): number {
+    return this.conns.get(socket)?.inflight ?? 0
+  }
+
+  /** The response to the last request read on `socket` that is still open, if any. */
+  lastResponse(socket: Socket): ServerResponse | undefined {
+    const conn = this.conns.get(socket)
+    let last: ServerResponse | undefined
+    if (conn) for (const res of conn.responses) last = res
+    return last
+  }
+
+  /**
+   * Calls `then` once the responses on `socket` to requests that arrived whole have been written
+   * (at once when there are none). Those requests may already have run: anything sent after them
+   * on the connection (an error reply to what followed them) must not overtake their replies.
+   */
+  afterWholeRequests(socket: Socket, then: () => void): void {
+    const conn = this.conns.get(socket)
+    let left = 0
+    const one = (): void => {
+      if (--left === 0) then()
+    }
+    if (conn) {
+      for (const res of conn.responses) {
+        if (!res.req.complete || res.writableFinished) continue
+        left++
+        let counted = false
+        const done = (): void => {
+          if (counted) return
+          counted = true
+          one()
+        }
+        // 'close' too: a connection that breaks first finishes nothing.
+        res.once('finish', done)
+        res.once('close', done)
+      }
+    }
+    if (left === 0) then()
+  }
+
   /** Requests read and not yet answered. */
   get inflight(): number {
     let n = 0
