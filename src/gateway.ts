@@ -316,6 +316,8 @@ export class Gateway {
           ...createFastDataHandler(dataDeps),
           accept: acceptFast,
           maxBodyBytes: limits.maxBodyBytes,
+          // A throw while handling a connection ended that connection; the lane serves on.
+          onFault: (error: Error) => this.events.emit('fault', { where: 'http_connection', error, endpoint: null }),
         }
       : null
     this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits, fastLane)
@@ -435,7 +437,7 @@ const OPS_CLOSE_MS = 1_000
 /** Connection bookkeeping of each listener, attached before it accepts anything. */
 const trackers = new WeakMap<Server, ConnectionTracker>()
 
-type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes'>
+type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes' | 'onFault'>
 
 function listen(
   address: string,
@@ -458,7 +460,7 @@ function listen(
     const { server, tracker } = createHttpServer(listener, http)
     server.listen(port, host)
     trackers.set(server, tracker)
-    if (fastLane !== null) installFastLane(server, { ...fastLane, maxHeaderBytes: http.maxHeaderBytes, tracker })
+    if (fastLane !== null) installFastLane(server, { ...fastLane, ...http, tracker })
     server.once('error', reject)
     server.once('listening', () => {
       server.off('error', reject)

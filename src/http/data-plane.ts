@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono, type Context } from 'hono'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
-import { readBody, readRequestBody, tooLarge } from './body.js'
+import { bodyOverloaded, readBody, readRequestBody, tooLarge } from './body.js'
 import { errorResponse } from './error-response.js'
 import { RequestLease } from '../resilience/byte-budget.js'
 import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane.js'
@@ -115,6 +115,8 @@ class FastDataRequest implements DataRequest {
     return headerValue(this.req.headers, name)
   }
   body(limit: number): Buffer {
+    // As a body read on node:http's path is answered when the budget refuses it.
+    if (this.req.bodyRefused) throw bodyOverloaded()
     // The lane hands bodies over the limit to node:http; this only guards a smaller limit.
     if (this.req.body.length > limit) throw tooLarge(limit)
     return this.req.body
