@@ -14,7 +14,7 @@ import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.
 import type { RuntimeEnv } from './config/load.js'
 import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
-import { acceptFast, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
+import { acceptFast, anyHost, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
 import { installFastLane, type FastLaneOptions } from './http/fast-lane.js'
 import { createOpsApp } from './http/ops-plane.js'
 import { endSseStream, openStreamCount } from './http/sse.js'
@@ -447,15 +447,15 @@ function listen(
 ): Promise<Server> {
   const { host, port } = parseListenAddress(address)
   return new Promise((resolve, reject) => {
-    // A request the adapter cannot turn into a fetch Request (a backslash in the path, a bad Host
-    // header...) gets a JSON 400 like every other error, instead of the adapter's empty 400.
-    const listener = getRequestListener(fetch as never, {
+    // A request the adapter cannot turn into a fetch Request (a backslash in the path...) gets a
+    // JSON 400 like every other error, instead of the adapter's empty 400; any Host is taken.
+    const listener = anyHost(getRequestListener(fetch as never, {
       errorHandler: (err) =>
         new Response(JSON.stringify({ error: `BADREQUEST ${err instanceof Error ? err.message : 'malformed request'}` }), {
           status: 400,
           headers: { 'content-type': 'application/json', 'upstash-sync-token': '' },
         }),
-    })
+    }))
     const http = { maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders, writeTimeoutMs: limits.writeTimeoutMs }
     const { server, tracker } = createHttpServer(listener, http)
     server.listen(port, host)

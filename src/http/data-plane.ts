@@ -89,15 +89,55 @@ function renderFast(res: DataReply | typeof STREAMED): FastResponse {
 
 /**
  * Which requests the fast lane may serve: everything but subscriptions, which stream (any target
- * mentioning subscribe, or asking for an event stream, goes to node:http; being broad costs nothing).
+ * mentioning subscribe, or asking for an event stream, goes to node:http; being broad costs nothing),
+ * and targets with a backslash, which the adapter on node:http's path (@hono/node-server) refuses
+ * with a 400 before the data plane sees them: both paths must give that answer.
  */
 export function acceptFast(_method: string, url: string, headers: readonly string[]): boolean {
   const accept = headerValue(headers, 'accept')
   if (accept !== undefined && accept.indexOf('event-stream') >= 0) return false
-  return !SUBSCRIBE.test(url)
+  return !SUBSCRIBE_OR_BACKSLASH.test(url)
 }
 
-const SUBSCRIBE = /subscribe/i
+const SUBSCRIBE_OR_BACKSLASH = /subscribe|\\/i
+
+/**
+ * `host` is one the adapter puts in a URL as it is, without parsing one (its reValidHost:
+ * /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/), tested without a regular expression.
+ */
+export function plainHost(host: string | undefined): boolean {
+  if (host === undefined) return false
+  const n = host.length
+  let i = 0
+  for (; i < n; i++) {
+    const c = host.charCodeAt(i)
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x5f || c === 0x2d)) break
+  }
+  if (i === 0) return false
+  if (i === n) return true
+  if (host.charCodeAt(i) !== 0x3a) return false
+  const digits = n - i - 1
+  const first = host.charCodeAt(i + 1)
+  if (!((digits === 4 && first >= 0x31 && first <= 0x39) || (digits === 5 && first >= 0x31 && first <= 0x35))) return false
+  for (let k = i + 2; k < n; k++) {
+    const c = host.charCodeAt(k)
+    if (c < 0x30 || c > 0x39) return false
+  }
+  return true
+}
+
+/**
+ * The adapter's request listener for node:http's path, taking any Host. The gateway reads nothing
+ * from Host, but the adapter builds a URL from it and answers 400 to one it cannot parse (`a/b`,
+ * `x:99999`, an empty value) where the fast lane, which ignores Host, serves the request: such a
+ * Host is replaced by one the adapter takes as it is, so both paths give the same answer.
+ */
+export function anyHost(listener: (req: IncomingMessage, res: ServerResponse) => unknown): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    if (!plainHost(req.headers.host)) req.headers.host = 'localhost'
+    void listener(req, res)
+  }
+}
 
 class FastDataRequest implements DataRequest {
   readonly outgoing = null
