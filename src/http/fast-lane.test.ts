@@ -907,7 +907,8 @@ describe('installFastLane', () => {
     const [r] = await c.replies(1)
     expect(r!.status).toBe(200)
     expect(r!.text).toBe('lane POST /hold payload')
-    expect(r!.headers.connection).toBe('close')
+    // Written as node:http writes it after a FIN: as it is, then the connection closes.
+    expect(r!.headers.connection).toBe('keep-alive')
     await c.serverClosed()
   })
 
@@ -1158,7 +1159,7 @@ describe('installFastLane', () => {
   })
 
   describe('the client half-closes after pipelined requests', () => {
-    test('every request that arrived whole is answered, the last reply with connection: close; then the server closes', async () => {
+    test('every request that arrived whole is answered; then the server closes', async () => {
       const f = await fixture()
       const c = await Client.open(f.port, { allowHalfOpen: true })
       c.socket.end(req('POST', '/slow/1', {}, 'a') + req('GET', '/2') + req('POST', '/3', {}, 'c'))
@@ -1167,7 +1168,7 @@ describe('installFastLane', () => {
       expect(replies.map((r) => [r.text, r.headers.connection])).toEqual([
         ['lane POST /slow/1 a', 'keep-alive'],
         ['lane GET /2 ', 'keep-alive'],
-        ['lane POST /3 c', 'close'],
+        ['lane POST /3 c', 'keep-alive'],
       ])
     })
 

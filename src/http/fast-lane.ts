@@ -16,7 +16,7 @@
 //
 // One request at a time per connection: pipelined requests wait in the buffer until the reply
 // before them is written, so replies stay in order; after the client's FIN, the requests that
-// arrived whole are answered, the last reply with connection: close. Replies carry Date,
+// arrived whole are answered, then the connection closes. Replies carry Date,
 // Content-Length and keep-alive headers as node:http would. Idle, slow and draining connections
 // are handled as node:http does, by one sweep timer for all connections instead of timers per
 // socket; the same sweep disconnects a client that has not taken its reply off the socket within
@@ -399,8 +399,12 @@ class Conn {
   private respond(res: FastResponse, close: boolean): void {
     const tracker = this.opts.tracker
     const draining = tracker.draining
-    // After the FIN, the reply to the last request that arrived whole closes the connection.
-    const end = close || draining || (this.ended && this.size === 0)
+    // The reply says connection: close when the request or the server closes the connection; after
+    // the client's FIN it closes after the reply to the last request that arrived whole, which is
+    // written as it is (node:http does the same, so both paths send the same bytes however the FIN
+    // and the reply cross).
+    const announce = close || draining
+    const end = announce || (this.ended && this.size === 0)
     this.busy = false
     if (this.closed) {
       this.releaseLease()
@@ -414,7 +418,7 @@ class Conn {
     const ascii = res.ascii === true
     s.write(
       `${statusLine(res.status)}${res.headers}content-length: ${ascii ? body.length : Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\n${
-        end ? 'connection: close\r\n\r\n' : this.lane.keepAlive
+        announce ? 'connection: close\r\n\r\n' : this.lane.keepAlive
       }${body}`,
       ascii ? 'latin1' : 'utf8',
     )

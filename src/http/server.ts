@@ -5,19 +5,22 @@
 //    (node's default check every 30 s let them fire up to 30 s late), and a reply that has not
 //    left the socket within limits.writeTimeout ends the connection;
 //  - more than limits.maxHeaders header lines: a 431, before the request reaches the app (node:http
-//    would drop the lines past its own count silently, an Authorization among them);
+//    would drop the lines past its own count silently, an Authorization among them); no Host, or
+//    an Expect other than 100-continue: a JSON 400 or 417 (node:http's own are empty);
 //  - malformed input: a JSON 400 (431 for an oversized header section, 408 for a slow request),
 //    written only after the replies to the whole requests before it on the connection: those may
 //    have run, and a write must never be applied and then answered only with an error;
-//  - FIN: the requests that arrived whole are answered, the last reply with Connection: close, and
-//    then the connection closes (by default node:http closes at once: pipelined requests would run
-//    with no reply); an event stream ends at once, as before.
+//  - pipelined requests go to the app one at a time, none after a reply that closes the connection
+//    (node:http runs them all at once, and drops the replies behind a closing one);
+//  - FIN: the requests that arrived whole are answered, then the connection closes (by default
+//    node:http closes at once: pipelined requests would run with no reply); an event stream ends
+//    at once, as before.
 
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { ConnectionTracker } from './drain.js'
+import { closes, ConnectionTracker } from './drain.js'
 
 export interface HttpServerOptions {
   /** limits.maxHeader: request line and header section together. */
@@ -40,15 +43,26 @@ export function createHttpServer(
   const broken = new WeakSet<Socket>()
   /** Connections whose FIN is watched for. */
   const watched = new WeakSet<Socket>()
-  const server = createServer({ maxHeaderSize: o.maxHeaderBytes, connectionsCheckingInterval: 1_000 }, (req, res) => {
+  // requireHostHeader: the 400 for a request without Host is written below, where the connection
+  // bookkeeping sees it (node:http's own would be an empty reply no one waits for).
+  const options = { maxHeaderSize: o.maxHeaderBytes, connectionsCheckingInterval: 1_000, requireHostHeader: false }
+  /** Requests with an Expect other than 100-continue (node:http's 'checkExpectation'). */
+  const unmet = new WeakSet<IncomingMessage>()
+  const serve = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.rawHeaders.length > 2 * o.maxHeaders) return refuse(res, 431, `TOOLARGE more than ${o.maxHeaders} header lines (limits.maxHeaders)`)
+    if (req.headers.host === undefined && req.httpVersion === '1.1') return refuse(res, 400, 'BADREQUEST the request has no Host header')
+    if (unmet.has(req)) return refuse(res, 417, 'EXPECTATION only "Expect: 100-continue" is supported')
+    listener(req, res)
+  }
+  const inTurn = oneAtATime((req, res) => {
     const socket = req.socket
     if (!watched.has(socket)) {
       watched.add(socket)
-      socket.once('end', () => lastReplyCloses(socket))
+      socket.once('end', () => endStreamOnFin(socket))
     }
-    if (req.rawHeaders.length > 2 * o.maxHeaders) return tooManyHeaders(res, o.maxHeaders)
-    listener(req, res)
+    serve(req, res)
   })
+  const server = createServer(options, inTurn)
   // A client that trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
   server.requestTimeout = REQUEST_TIMEOUT_MS
   server.headersTimeout = HEADERS_TIMEOUT_MS
@@ -60,16 +74,20 @@ export function createHttpServer(
   // The socket's inactivity timeout, reported below instead of node:http's destroying the socket.
   server.timeout = o.writeTimeoutMs
   const tracker = new ConnectionTracker(server)
+  // An Expect other than 100-continue: refused as node:http would (417), in turn and in the
+  // bookkeeping like any request.
+  server.on('checkExpectation', (req, res) => {
+    tracker.track(req, res)
+    unmet.add(req)
+    inTurn(req, res)
+  })
 
-  // node:http answers what arrived whole before the FIN and closes after the last reply; that
-  // reply says so, as the fast lane's does. A reply streaming already (Server-Sent Events) would
-  // never end: the client that sent FIN is gone, and the stream ends with the connection.
-  const lastReplyCloses = (socket: Socket): void => {
-    if (broken.has(socket)) return
+  // node:http answers what arrived whole before the FIN and closes after the last reply, which it
+  // sends as written (keep-alive, like the fast lane's). A reply streaming already (Server-Sent
+  // Events) would never end: the client that sent FIN is gone, and the stream ends at once.
+  const endStreamOnFin = (socket: Socket): void => {
     const res = tracker.lastResponse(socket)
-    if (res === undefined) return
-    if (!res.headersSent) res.setHeader('connection', 'close')
-    else if (!res.writableEnded) socket.end()
+    if (res !== undefined && res.headersSent && !res.writableEnded) socket.end()
   }
 
   // No read or write for limits.writeTimeout (and node:http's keep-alive timeout, which it applies
@@ -89,9 +107,43 @@ export function createHttpServer(
       return
     }
     const reply = errorReply(err, o.maxHeaderBytes)
-    tracker.afterWholeRequests(socket, () => (reply === null ? socket.end() : socket.end(reply)))
+    // After a reply that closes the connection nothing more is said: what follows it is not read
+    // (node:http may also have answered such a reply already, before parsing on to this error), and
+    // node:http closes the connection once that reply, perhaps still queued, is written.
+    tracker.afterWholeRequests(socket, (closing) => {
+      if (closing) return
+      if (reply === null) socket.end()
+      else socket.end(reply)
+    })
   })
   return { server, tracker }
+}
+
+/**
+ * Hands the pipelined requests of a connection to `serve` one at a time: each once the reply
+ * before it has been written, and not at all when that reply closes the connection. node:http
+ * runs every request it parses at once and drops the replies queued behind one that closes the
+ * connection (a 413, a 431): writes applied and never answered. The fast lane serves one request
+ * at a time too, and reads nothing after a reply that closes.
+ */
+function oneAtATime(serve: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  /** Each connection's latest response. */
+  const latest = new WeakMap<Socket, ServerResponse>()
+  /** Responses whose bytes have all been handed to the socket ('prefinish'). */
+  const written = new WeakSet<ServerResponse>()
+  return (req, res) => {
+    res.once('prefinish', () => written.add(res))
+    const socket = req.socket
+    const before = latest.get(socket)
+    latest.set(socket, res)
+    if (before === undefined) return serve(req, res)
+    const go = (): void => {
+      if (!closes(before)) serve(req, res)
+    }
+    // Registered after `written.add`: that runs first. A connection that breaks first runs nothing.
+    if (written.has(before)) go()
+    else before.once('prefinish', go)
+  }
 }
 
 function jsonReply(status: number, message: string, withBody = true): string {
@@ -111,14 +163,14 @@ function errorReply(err: NodeJS.ErrnoException, maxHeaderBytes: number): string 
   return jsonReply(400, 'BADREQUEST malformed HTTP request', body)
 }
 
-function tooManyHeaders(res: ServerResponse, maxHeaders: number): void {
-  const body = JSON.stringify({ error: `TOOLARGE more than ${maxHeaders} header lines (limits.maxHeaders)` })
-  // The body, if any, was not read: the connection closes.
-  res.writeHead(431, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'upstash-sync-token': '',
-    connection: 'close',
-  })
+/** A request refused before the app sees it; its body, if any, is not read: the connection closes. */
+function refuse(res: ServerResponse, status: number, message: string): void {
+  const body = JSON.stringify({ error: message })
+  res.setHeader('content-type', 'application/json')
+  res.setHeader('content-length', Buffer.byteLength(body))
+  res.setHeader('upstash-sync-token', '')
+  // With setHeader, so that the connection bookkeeping sees it (drain.ts).
+  res.setHeader('connection', 'close')
+  res.writeHead(status)
   res.end(body)
 }
