@@ -168,8 +168,9 @@ class Conn {
   /** Unparsed bytes, starting at a request's first byte; more than one part while a head or body arrives. */
   private parts: Buffer[] = []
   private size = 0
-  /** Where to resume looking for the end of the header section. */
+  /** Where to resume looking for the end of the header section, in one buffer and across pieces. */
   private scanFrom = 0
+  private readonly scan = new HeadScan()
   /** The parsed head of the request whose body is arriving, and the bytes it needs in all. */
   private head: { req: Omit<FastRequest, 'body' | 'lease' | 'bodyRefused'>; bodyStart: number; close: boolean } | null = null
   /**
@@ -287,8 +288,7 @@ class Conn {
     if (head === null) {
       // A head arriving in pieces is looked for across them: joining them on every read would
       // copy it again each time, quadratic in its length for a client sending a byte at a time.
-      if (this.parts.length > 1 && !this.ended && this.size <= this.opts.maxHeaderBytes && headEndIn(this.parts, this.scanFrom) < 0) {
-        this.scanFrom = Math.max(0, this.size - 3)
+      if (this.parts.length > 1 && !this.ended && this.size <= this.opts.maxHeaderBytes && !this.scan.arrived(this.parts)) {
         this.want = this.size + 1
         return
       }
@@ -302,6 +302,7 @@ class Conn {
         // until then, wait for more bytes.
         if (end >= 0 || buf.length > this.opts.maxHeaderBytes || this.ended) return this.handOver(this, this.take(), this.ended)
         this.scanFrom = Math.max(0, buf.length - 3)
+        this.scan.reset(this.scanFrom)
         this.want = buf.length + 1
         return
       }
@@ -312,6 +313,7 @@ class Conn {
       head = { req: parsed.req, bodyStart: end + 4, close: parsed.close }
       this.head = head
       this.scanFrom = 0
+      this.scan.reset(0)
       this.want = head.bodyStart + parsed.contentLength
       const lease = this.opts.newLease()
       this.lease = lease
@@ -503,22 +505,41 @@ export function headEnd(buf: Buffer, from: number): number {
 }
 
 /**
- * headEnd over `parts` as if they were one buffer, without joining them: a header section that
- * arrives a few bytes at a time is scanned once, not copied and rescanned on every read.
+ * The search for the end of a header section (CR LF CR LF) in bytes that arrive in pieces, without
+ * joining them: each look covers only what arrived since the last one (a match cut between two
+ * pieces is carried over), so a head sent a byte at a time costs one pass over it, not one per byte.
  */
-export function headEndIn(parts: readonly Buffer[], from: number): number {
-  let matched = 0 // bytes of CR LF CR LF just seen
-  let offset = 0
-  for (const p of parts) {
-    for (let k = Math.max(0, from - offset); k < p.length; k++) {
-      const c = p[k]!
-      if (c === 0x0d) matched = matched === 2 ? 3 : 1
-      else if (c === 0x0a && matched === 3) return offset + k - 3
-      else matched = c === 0x0a && matched === 1 ? 2 : 0
-    }
-    offset += p.length
+export class HeadScan {
+  /** The piece and offset where the next look starts, and how much of CR LF CR LF ends there. */
+  private part = 0
+  private offset = 0
+  private matched = 0
+
+  /** Starts over at `offset` of the first piece. */
+  reset(offset: number): void {
+    this.part = 0
+    this.offset = offset
+    this.matched = 0
   }
-  return -1
+
+  /** Whether CR LF CR LF is in `parts`, which only grows (by pushes) between resets. */
+  arrived(parts: readonly Buffer[]): boolean {
+    if (parts.length === 0) return false
+    let m = this.matched
+    for (let p = this.part; p < parts.length; p++) {
+      const b = parts[p]!
+      for (let k = p === this.part ? this.offset : 0; k < b.length; k++) {
+        const c = b[k]!
+        if (c === 0x0d) m = m === 2 ? 3 : 1
+        else if (c === 0x0a && m === 3) return true
+        else m = c === 0x0a && m === 1 ? 2 : 0
+      }
+    }
+    this.part = parts.length - 1
+    this.offset = parts[this.part]!.length
+    this.matched = m
+    return false
+  }
 }
 
 /** The options as a connection uses them: the result type erased, render always there. */
