@@ -140,9 +140,9 @@ export class ConnectionTracker {
     }
   }
 
-  /** Requests read and not yet answered on `socket` (0 for a socket not tracked). */
-  inflightOn(socket: Socket): number {
-    return this.conns.get(socket)?.inflight ?? 0
+  /** The open connections. */
+  sockets(): IterableIterator<Socket> {
+    return this.conns.keys()
   }
 
   /** The response to the last request read on `socket` that is still open, if any. */

@@ -2,8 +2,8 @@
 // that every input gets a JSON answer on documented terms and the same one the fast lane gives
 // (fast-lane.ts hands node:http whatever it does not serve itself):
 //  - timeouts: the header section within 10 s, the whole request within 30 s, checked every second
-//    (node's default check every 30 s let them fire up to 30 s late), and a reply that has not
-//    left the socket within limits.writeTimeout ends the connection;
+//    (node's default check every 30 s let them fire up to 30 s late), and bytes that have not left
+//    the socket within limits.writeTimeout (a client that does not read) end the connection;
 //  - more than limits.maxHeaders header lines: a 431, before the request reaches the app (node:http
 //    would drop the lines past its own count silently, an Authorization among them); no Host, or
 //    an Expect other than 100-continue: a JSON 400 or 417 (node:http's own are empty);
@@ -20,6 +20,7 @@
 import { Buffer } from 'node:buffer'
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { closes, ConnectionTracker } from './drain.js'
 
 export interface HttpServerOptions {
@@ -71,8 +72,6 @@ export function createHttpServer(
   // Read by node:http's handler of the client's FIN (not in its typings): answer what arrived whole
   // first, then close after the last reply.
   ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
-  // The socket's inactivity timeout, reported below instead of node:http's destroying the socket.
-  server.timeout = o.writeTimeoutMs
   const tracker = new ConnectionTracker(server)
   // An Expect other than 100-continue: refused as node:http would (417), in turn and in the
   // bookkeeping like any request.
@@ -90,13 +89,25 @@ export function createHttpServer(
     if (res !== undefined && res.headersSent && !res.writableEnded) socket.end()
   }
 
-  // No read or write for limits.writeTimeout (and node:http's keep-alive timeout, which it applies
-  // through the same timer). Bytes still waiting in the socket: the client stopped taking its
-  // reply. No request in flight: idle. Otherwise a request is being served (a slow command, an
-  // event stream between heartbeats): it is left alone.
-  server.on('timeout', (socket: Socket) => {
-    if (socket.writableLength > 0 || tracker.inflightOn(socket) === 0) socket.destroy()
-  })
+  // limits.writeTimeout: a connection whose bytes have waited in the socket that long, without the
+  // socket emptying once, is given up; looked at every second for all connections, as the fast
+  // lane looks at its own. (The socket's inactivity timeout is no substitute: net.Socket takes a
+  // stuck write for activity once, so it fires only after up to twice the time.)
+  const stalledSince = new WeakMap<Socket, number>()
+  const sweep = setInterval(() => {
+    const now = performance.now()
+    for (const socket of tracker.sockets()) {
+      if (socket.writableLength === 0) {
+        stalledSince.delete(socket)
+        continue
+      }
+      const since = stalledSince.get(socket)
+      if (since === undefined) stalledSince.set(socket, now)
+      else if (now - since >= o.writeTimeoutMs) socket.destroy()
+    }
+  }, 1_000)
+  sweep.unref()
+  server.once('close', () => clearInterval(sweep))
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // node:http reports the broken parser again on every later read: answer once.
