@@ -94,7 +94,16 @@ log: { level: WARN }
 `)
     expect(cfg.redis.commandTimeoutMs).toBe(90_000)
     expect(cfg.redis.connectTimeoutMs).toBe(250)
-    expect(cfg.limits).toEqual({ maxBodyBytes: 1_000_000, maxHeaderBytes: 16_384 })
+    expect(cfg.limits).toEqual({
+      maxBodyBytes: 1_000_000,
+      maxHeaderBytes: 16_384,
+      maxHeaders: 100,
+      maxArgs: 100_000,
+      maxCommands: 10_000,
+      maxReplyBytes: 10 * 1024 * 1024,
+      inflightBytes: 256 * 1024 * 1024,
+      writeTimeoutMs: 30_000,
+    })
     expect(cfg.http.clientIdHeader).toBe('x-tenant-id')
     expect(cfg.log.level).toBe('warn')
   })
@@ -159,7 +168,9 @@ describe('loadConfig: errors', () => {
   })
 
   it('lists the known keys when nothing is close', () => {
-    expect(loadError('limits: { whatever: 1 }').message).toContain('limits.whatever: unknown key (known keys: maxBody, maxHeader)')
+    expect(loadError('limits: { whatever: 1 }').message).toContain(
+      'limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout)',
+    )
   })
 
   it('refuses a literal redis password and says where it goes', () => {
@@ -333,6 +344,7 @@ describe('loadConfig: environment', () => {
       GATEWAY_COMMAND_TIMEOUT: '3s',
       GATEWAY_CONNECT_TIMEOUT: '400ms',
       GATEWAY_MAX_BODY: '1MiB',
+      GATEWAY_MAX_REPLY: '2MiB',
       GATEWAY_METRICS_ENABLED: 'false',
     })
     expect(cfg.metrics.enabled).toBe(false)
@@ -340,6 +352,7 @@ describe('loadConfig: environment', () => {
     expect(cfg.log.level).toBe('debug')
     expect(cfg.redis).toMatchObject({ username: 'gw', password: 'pw', commandTimeoutMs: 3000, connectTimeoutMs: 400 })
     expect(cfg.limits.maxBodyBytes).toBe(1024 * 1024)
+    expect(cfg.limits.maxReplyBytes).toBe(2 * 1024 * 1024)
   })
 
   it('reads metrics.enabled as a boolean or true/false text, and names anything else', () => {
@@ -382,6 +395,7 @@ describe('loadConfig: environment', () => {
       'GATEWAY_COMMAND_TIMEOUT',
       'GATEWAY_CONNECT_TIMEOUT',
       'GATEWAY_MAX_BODY',
+      'GATEWAY_MAX_REPLY',
       'GATEWAY_HTTP_FAST_LANE',
       'GATEWAY_METRICS_ENABLED',
       'GATEWAY_SHUTDOWN_DELAY',
