@@ -1,6 +1,7 @@
 // What the data plane adds around the two HTTP paths so that they answer alike: which requests the
 // fast lane may serve (acceptFast), and the Host handling of node:http's path (anyHost), where the
-// adapter would refuse requests the lane serves.
+// adapter would refuse requests the lane serves. (A backslash target is refused by both: the lane
+// hands it over, fast-lane.ts.)
 
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -18,11 +19,9 @@ afterEach(() => {
 })
 
 describe('acceptFast', () => {
-  test('a backslash in the target, subscriptions and event streams go to node:http', () => {
+  test('subscriptions and event streams go to node:http', () => {
     const host = ['host', '127.0.0.1:8080']
     expect(acceptFast('GET', '/v1/instances/main/get/k', host)).toBe(true)
-    expect(acceptFast('GET', '/v1/instances/main/get/a\\b', host)).toBe(false)
-    expect(acceptFast('GET', '/v1/instances/main/get/k?x=a\\b', host)).toBe(false)
     expect(acceptFast('GET', '/v1/instances/main/subscribe/c', host)).toBe(false)
     expect(acceptFast('GET', '/v1/instances/main/get/k', [...host, 'accept', 'text/event-stream'])).toBe(false)
   })

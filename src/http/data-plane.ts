@@ -124,17 +124,15 @@ function renderFast(res: DataReply | typeof STREAMED): FastResponse {
 
 /**
  * Which requests the fast lane may serve: everything but subscriptions, which stream (any target
- * mentioning subscribe, or asking for an event stream, goes to node:http; being broad costs nothing),
- * and targets with a backslash, which the adapter on node:http's path (@hono/node-server) refuses
- * with a 400 before the data plane sees them: both paths must give that answer.
+ * mentioning subscribe, or asking for an event stream, goes to node:http; being broad costs nothing).
  */
 export function acceptFast(_method: string, url: string, headers: readonly string[]): boolean {
   const accept = headerValue(headers, 'accept')
   if (accept !== undefined && accept.indexOf('event-stream') >= 0) return false
-  return !SUBSCRIBE_OR_BACKSLASH.test(url)
+  return !SUBSCRIBE.test(url)
 }
 
-const SUBSCRIBE_OR_BACKSLASH = /subscribe|\\/i
+const SUBSCRIBE = /subscribe/i
 
 /**
  * `host` is one the adapter puts in a URL as it is, without parsing one (its reValidHost:

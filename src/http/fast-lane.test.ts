@@ -69,12 +69,15 @@ describe('parseHead: requests the lane serves', () => {
     { name: 'Connection: Keep-Alive', text: h(GET, HOST, 'connection: Keep-Alive'), want: { close: false } },
     { name: 'Content-Length: 0', text: h(GET, HOST, 'Content-Length: 0'), want: { contentLength: 0 } },
     { name: 'Content-Length with spaces around it', text: h(GET, HOST, 'Content-Length:   5  '), want: { contentLength: 5 } },
+    // llhttp takes one leading tab in these two values as it takes a space.
+    { name: 'Content-Length after one tab', text: h(GET, HOST, 'Content-Length:\t5'), want: { contentLength: 5 } },
+    { name: 'Connection: close after one tab', text: h(GET, HOST, 'Connection:\tclose'), want: { close: true } },
     { name: 'Content-Length of 15 digits', text: h(GET, HOST, 'Content-Length: 999999999999999'), want: { contentLength: 999999999999999 } },
     { name: 'a tab inside a value', text: h(GET, HOST, 'X-Tab: a\tb'), want: { headers: [['host', 'example'], ['x-tab', 'a\tb']] } },
     // node:http keeps a no-break space (0xA0, obs-text): only spaces and tabs are trimmed.
     { name: 'obs-text and no-break spaces in a value, kept as node:http keeps them', text: h(GET, HOST, 'X-A: \xa0v\xe9\xa0'), want: { headers: [['host', 'example'], ['x-a', '\xa0v\xe9\xa0']] } },
     { name: 'token characters in a header name', text: h(GET, HOST, "X-!#$%&'*+.^_`|~09: v"), want: { headers: [['host', 'example'], ["x-!#$%&'*+.^_`|~09", 'v']] } },
-    { name: 'visible ASCII in the target', text: h('GET /a!"$%&\'()*+,-.:;<=>?@[\\]^_`{|}~z HTTP/1.1', HOST), want: { url: '/a!"$%&\'()*+,-.:;<=>?@[\\]^_`{|}~z' } },
+    { name: 'visible ASCII in the target', text: h('GET /a!"$%&\'()*+,-.:;<=>?@[]^_`{|}~z HTTP/1.1', HOST), want: { url: '/a!"$%&\'()*+,-.:;<=>?@[]^_`{|}~z' } },
     { name: 'Host with an empty value is present', text: h(GET, 'Host:'), want: { headers: [['host', '']] } },
   ])('$name', ({ text, want }) => {
     const got = parse(text)
@@ -244,6 +247,8 @@ describe('parseHead: requests handed over to node:http (null)', () => {
     ['non-ASCII in the target (latin1 byte)', h('GET /caf\u00e9 HTTP/1.1', HOST)],
     ['non-ASCII in the target (UTF-8 bytes read as latin1)', h('GET /caf\u00c3\u00a9 HTTP/1.1', HOST)],
     ['# in the target', h('GET /a#b HTTP/1.1', HOST)],
+    // node:http's side answers 400 to it before the handler (the adapter, @hono/node-server).
+    ['a backslash in the target', h('GET /a\\b HTTP/1.1', HOST)],
     ['DEL in the target', h('GET /a\x7fb HTTP/1.1', HOST)],
     // Host
     ['no Host', h(GET)],
@@ -279,9 +284,9 @@ describe('parseHead: requests handed over to node:http (null)', () => {
     // llhttp refuses a tab after the digits, and reads Connection's tokens without trimming
     // tabs: values with a tab are its to read.
     ['Content-Length with a trailing tab', h('POST / HTTP/1.1', HOST, 'Content-Length: 90\t')],
-    ['Content-Length with a leading tab', h('POST / HTTP/1.1', HOST, 'Content-Length:\t90')],
+    ['Content-Length with a space and a tab before it', h('POST / HTTP/1.1', HOST, 'Content-Length: \t90')],
     ['Connection: close with a trailing tab', h(GET, HOST, 'Connection: close\t')],
-    ['Connection: close with a leading tab', h(GET, HOST, 'Connection:\tclose')],
+    ['Connection: close with a space and a tab before it', h(GET, HOST, 'Connection: \tclose')],
     ['Connection: a list with a tab', h(GET, HOST, 'Connection: keep-alive\t, close')],
     // node:http answers 400 to these: a no-break space is not whitespace in HTTP.
     ['Content-Length with a trailing no-break space', h('POST / HTTP/1.1', HOST, 'Content-Length: 5\xa0')],

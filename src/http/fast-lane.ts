@@ -3,12 +3,12 @@
 // which cost more CPU than everything else a GET does (bench/README.md, "Fast lane").
 //
 // It is deliberately narrow. A connection starts in the lane; the lane serves a request itself
-// only when it is unambiguous: GET or POST, HTTP/1.1, an origin-form target of visible ASCII,
-// at most `maxHeaders` well-formed header lines with no duplicate names, Host present, a body
-// framed by at most one Content-Length (no Transfer-Encoding, Expect or Upgrade), Content-Length
-// and Connection values without bytes llhttp reads differently (a TAB: llhttp refuses
-// `Content-Length: 5<TAB>` and does not read `Connection: close<TAB>` as close), headers and
-// body within the limits, and `accept` agrees (the data plane refuses Server-Sent Events).
+// only when it is unambiguous: GET or POST, HTTP/1.1, an origin-form target of visible ASCII
+// without a backslash, at most `maxHeaders` well-formed header lines with no duplicate names, Host
+// present, a body framed by at most one Content-Length (no Transfer-Encoding, Expect or Upgrade),
+// Content-Length and Connection values without bytes llhttp reads differently (a TAB: llhttp
+// refuses `Content-Length: 5<TAB>` and does not read `Connection: close<TAB>` as close), headers
+// and body within the limits, and `accept` agrees (the data plane refuses Server-Sent Events).
 // Anything else, valid or not, is handed over, with the bytes read so far (and the client's FIN,
 // if it came), to node:http's own connection handling for the rest of that connection's life:
 // llhttp parses it, and oversized, malformed or smuggling-shaped input gets the same answers as
@@ -133,7 +133,7 @@ export function installFastLane<T = FastResponse>(server: Server, opts: FastLane
   }
 
   server.prependListener('connection', (socket: Socket) => {
-    const c = new Conn(socket, server, laneOpts, now, handOver, stats, lane)
+    const c = new Conn(socket, laneOpts, now, handOver, stats, lane)
     conns.add(c)
     socket.once('close', () => conns.delete(c))
   })
@@ -213,7 +213,6 @@ class Conn {
 
   constructor(
     readonly socket: Socket,
-    private readonly server: Server,
     private readonly opts: LaneOptions,
     private readonly now: () => number,
     private readonly handOver: (c: Conn, pending: Buffer | null, ended: boolean) => void,
@@ -622,7 +621,7 @@ export function parseHead(buf: Buffer, end: number, maxHeaders: number): ParsedH
         host = true
         break
       case 'content-length': {
-        if (ve - vs === 0 || ve - vs > 15 || hasTab(buf, nameEnd + 1, i - 2)) return null
+        if (ve - vs === 0 || ve - vs > 15 || tabAround(buf, nameEnd + 1, vs, ve, i - 2)) return null
         let n = 0
         for (let k = vs; k < ve; k++) {
           const c = buf[k]!
@@ -633,12 +632,13 @@ export function parseHead(buf: Buffer, end: number, maxHeaders: number): ParsedH
         break
       }
       case 'connection':
-        if (hasTab(buf, nameEnd + 1, i - 2)) return null
+        if (tabAround(buf, nameEnd + 1, vs, ve, i - 2)) return null
         switch (connectionOptions(buf, vs, ve)) {
           case CONNECTION_CLOSE:
             close = true
             break
           case CONNECTION_UPGRADE:
+          case CONNECTION_TAB:
             return null
         }
         break
@@ -696,23 +696,30 @@ function knownName(buf: Buffer, start: number, end: number): string | null {
 }
 
 /**
- * A TAB in buf[start, end). llhttp reads these two values itself, and not as RFC 9110 OWS: it
- * refuses `Content-Length: 5<TAB>` (400) and does not take `Connection: close<TAB>` for close, so
- * such a value is left to it.
+ * A TAB in the white space trimmed around the value buf[vs, ve) of the field value buf[start, end).
+ * llhttp reads Content-Length and Connection itself, and not as RFC 9110 OWS: it refuses
+ * `Content-Length: 5<TAB>` (400) and does not take `Connection: close<TAB>` for close, so such a
+ * value is left to it. One leading byte (llhttp takes a TAB there too) is not looked at: the usual
+ * `Name: value` costs two comparisons.
  */
-function hasTab(buf: Buffer, start: number, end: number): boolean {
-  for (let k = start; k < end; k++) if (buf[k] === 0x09) return true
+function tabAround(buf: Buffer, start: number, vs: number, ve: number, end: number): boolean {
+  if (vs - start <= 1 && ve === end) return false
+  for (let k = start; k < vs; k++) if (buf[k] === 0x09) return true
+  for (let k = ve; k < end; k++) if (buf[k] === 0x09) return true
   return false
 }
 
 const CONNECTION_CLOSE = 1
 const CONNECTION_UPGRADE = 2
+/** A TAB inside the value (around a comma): llhttp's reading of it is its own. */
+const CONNECTION_TAB = 3
 const CLOSE = Buffer.from('close', 'latin1')
 const UPGRADE = Buffer.from('upgrade', 'latin1')
 
 /**
- * The Connection header's options in buf[start, end): CONNECTION_UPGRADE when one is `upgrade`,
- * else CONNECTION_CLOSE when one is `close` (case-insensitive, comma-separated, OWS around), else 0.
+ * The Connection header's options in buf[start, end): CONNECTION_TAB when a TAB is among them,
+ * CONNECTION_UPGRADE when one is `upgrade`, else CONNECTION_CLOSE when one is `close`
+ * (case-insensitive, comma-separated, spaces around), else 0.
  */
 function connectionOptions(buf: Buffer, start: number, end: number): number {
   let result = 0
@@ -720,7 +727,7 @@ function connectionOptions(buf: Buffer, start: number, end: number): number {
   while (i <= end) {
     let s = i
     let e = i
-    while (e < end && buf[e] !== 0x2c) e++
+    for (; e < end && buf[e] !== 0x2c; e++) if (buf[e] === 0x09) return CONNECTION_TAB
     i = e + 1
     while (s < e && (buf[s] === 0x20 || buf[s] === 0x09)) s++
     while (e > s && (buf[e - 1] === 0x20 || buf[e - 1] === 0x09)) e--
@@ -750,9 +757,12 @@ for (const ch of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK
 const FIELD = new Uint8Array(256)
 for (let c = 0x20; c < 256; c++) FIELD[c] = c === 0x7f ? 0 : 1
 FIELD[0x09] = 1
-/** 1 for the bytes the lane accepts in a request target: visible ASCII but '#'. */
+/**
+ * 1 for the bytes the lane accepts in a request target: visible ASCII but '#' and '\' (node:http's
+ * side refuses a backslash in the path with a 400 before the handler sees it: @hono/node-server).
+ */
 const TARGET = new Uint8Array(256)
-for (let c = 0x21; c < 0x7f; c++) TARGET[c] = c === 0x23 ? 0 : 1
+for (let c = 0x21; c < 0x7f; c++) TARGET[c] = c === 0x23 || c === 0x5c ? 0 : 1
 
 function noop(): void {}
 
