@@ -32,9 +32,6 @@ export interface HttpServerOptions {
   readonly writeTimeoutMs: number
 }
 
-export const HEADERS_TIMEOUT_MS = 10_000
-export const REQUEST_TIMEOUT_MS = 30_000
-
 /** A server (not listening yet) that serves `listener`, and its connection bookkeeping. */
 export function createHttpServer(
   listener: (req: IncomingMessage, res: ServerResponse) => void,
@@ -65,8 +62,8 @@ export function createHttpServer(
   })
   const server = createServer(options, inTurn)
   // A client that trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
-  server.requestTimeout = REQUEST_TIMEOUT_MS
-  server.headersTimeout = HEADERS_TIMEOUT_MS
+  server.requestTimeout = 30_000
+  server.headersTimeout = 10_000
   // One line more than allowed is kept, so that a request over the limit can be told from one at it.
   server.maxHeadersCount = o.maxHeaders + 1
   // Read by node:http's handler of the client's FIN (not in its typings): answer what arrived whole
