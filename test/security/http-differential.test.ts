@@ -12,7 +12,7 @@
 // limits.maxHeaders, odd methods, versions, targets and Hosts, pipelined requests, garbage after a
 // valid request, and the client's FIN cut into the bytes or right after them. Deterministic: fixed
 // seed and run count; FUZZ_SEED and FUZZ_SCALE override them, as in test/integration/fuzz-http.
-// Then each difference the report that led to this test named is a regression test of its own.
+// Then each difference once seen between the paths is a regression test of its own.
 
 import type { Redis } from 'ioredis'
 import fc from 'fast-check'
@@ -332,7 +332,7 @@ describe('differential: the fast lane and node:http, the same bytes', () => {
 })
 
 // ---------------------------------------------------------------------------------------------
-// Each case of the report, on its own
+// Each difference once seen, on its own
 
 describe('regressions: what differed between the paths', () => {
   const one = (s: string, label: string, fin = true): Send => ({ parts: [s], fin, label })
