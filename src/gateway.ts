@@ -2,8 +2,8 @@
 // Construction does no I/O; start() listens and connects; stop() drains and closes.
 // main.ts (the process) and the tests both use this.
 
-import { createServer, STATUS_CODES, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
@@ -14,11 +14,12 @@ import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.
 import type { RuntimeEnv } from './config/load.js'
 import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
-import { acceptFast, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
+import { acceptFast, anyHost, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
 import { installFastLane, type FastLaneOptions } from './http/fast-lane.js'
 import { createOpsApp } from './http/ops-plane.js'
 import { endSseStream, openStreamCount } from './http/sse.js'
-import { ConnectionTracker } from './http/drain.js'
+import type { ConnectionTracker } from './http/drain.js'
+import { createHttpServer } from './http/server.js'
 import { RoutingTable } from './routing/table.js'
 import { createLogger } from './telemetry/logger.js'
 import { GatewayMetrics } from './telemetry/metrics.js'
@@ -325,6 +326,8 @@ export class Gateway {
       budget: this.budget,
       maxReplyBytes: this.config.limits.maxReplyBytes,
       knownEndpoint: (id) => this.pool.get(id) !== undefined,
+      maxArgs: this.config.limits.maxArgs,
+      maxCommands: this.config.limits.maxCommands,
     }
     const dataApp = createDataApp(dataDeps)
     const opsApp = createOpsApp({
@@ -334,9 +337,17 @@ export class Gateway {
       flushEvents: this.events.flush,
     })
     const limits = this.config.limits
-    const fastLane = this.config.http.fastLane ? { ...createFastDataHandler(dataDeps), accept: acceptFast, maxBodyBytes: limits.maxBodyBytes } : null
-    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits.maxHeaderBytes, fastLane)
-    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits.maxHeaderBytes, null)
+    const fastLane = this.config.http.fastLane
+      ? {
+          ...createFastDataHandler(dataDeps),
+          accept: acceptFast,
+          maxBodyBytes: limits.maxBodyBytes,
+          // A throw while handling a connection ended that connection; the lane serves on.
+          onFault: (error: Error) => this.events.emit('fault', { where: 'http_connection', error, endpoint: null }),
+        }
+      : null
+    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits, fastLane)
+    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits, null)
     if (this.opts.configPath) {
       this.watcher = new ConfigWatcher({
         path: this.opts.configPath,
@@ -452,59 +463,34 @@ const OPS_CLOSE_MS = 1_000
 /** Connection bookkeeping of each listener, attached before it accepts anything. */
 const trackers = new WeakMap<Server, ConnectionTracker>()
 
-type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes'>
+type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes' | 'onFault'>
 
 function listen(
   address: string,
   fetch: (req: Request, env: never) => Response | Promise<Response>,
-  maxHeaderBytes: number,
+  limits: GatewayConfig['limits'],
   fastLane: FastLaneSetup | null,
 ): Promise<Server> {
   const { host, port } = parseListenAddress(address)
   return new Promise((resolve, reject) => {
-    // A request the adapter cannot turn into a fetch Request (a backslash in the path, a bad Host
-    // header...) gets a JSON 400 like every other error, instead of the adapter's empty 400.
-    const listener = getRequestListener(fetch as never, {
+    // A request the adapter cannot turn into a fetch Request (a backslash in the path...) gets a
+    // JSON 400 like every other error, instead of the adapter's empty 400; any Host is taken.
+    const listener = anyHost(getRequestListener(fetch as never, {
       errorHandler: (err) =>
         new Response(JSON.stringify({ error: `BADREQUEST ${err instanceof Error ? err.message : 'malformed request'}` }), {
           status: 400,
           headers: { 'content-type': 'application/json', 'upstash-sync-token': '' },
         }),
-    })
-    const server = createServer({ maxHeaderSize: maxHeaderBytes }, listener)
+    }))
+    const http = { maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders, writeTimeoutMs: limits.writeTimeoutMs }
+    const { server, tracker } = createHttpServer(listener, http)
     server.listen(port, host)
-    // A request (headers and body) must arrive within 30 s, headers within 10 s: a client that
-    // trickles bytes cannot hold a socket and its buffers for Node's default 5 minutes.
-    server.requestTimeout = 30_000
-    server.headersTimeout = 10_000
-    const tracker = new ConnectionTracker(server)
     trackers.set(server, tracker)
-    if (fastLane !== null) installFastLane(server, { ...fastLane, maxHeaderBytes, tracker })
+    if (fastLane !== null) installFastLane(server, { ...fastLane, ...http, tracker })
     server.once('error', reject)
     server.once('listening', () => {
       server.off('error', reject)
       resolve(server)
-    })
-    // Malformed requests and oversized headers get a JSON error like every other reply.
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) {
-        socket.destroy()
-        return
-      }
-      const status =
-        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-      const message =
-        status === 431
-          ? `TOOLARGE request line and headers exceed the limit of ${maxHeaderBytes} bytes`
-          : status === 408
-            ? 'TIMEOUT request not received in time'
-            : 'BADREQUEST malformed HTTP request'
-      const body = JSON.stringify({ error: message })
-      // A reply to HEAD has no body (the headers still say how long it would be).
-      const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1', 0, 5) === 'HEAD '
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${head ? '' : body}`,
-      )
     })
   })
 }

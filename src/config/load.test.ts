@@ -169,7 +169,9 @@ describe('loadConfig: errors', () => {
   })
 
   it('lists the known keys when nothing is close', () => {
-    expect(loadError('limits: { whatever: 1 }').message).toContain('limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout)')
+    expect(loadError('limits: { whatever: 1 }').message).toContain(
+      'limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout)',
+    )
   })
 
   it('refuses a literal redis password and says where it goes', () => {

@@ -43,7 +43,7 @@ import type { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
-import { parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
+import { checkArgCount, parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
 import { openSseStream } from './sse.js'
 import { outboundTarget } from '../routing/outbound.js'
 import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
@@ -65,6 +65,10 @@ export interface DataPlaneDeps {
   readonly maxReplyBytes: number
   /** Whether discovery knows an endpoint with this id (`host:port`): the only hosts MIGRATE and friends may name. */
   readonly knownEndpoint: (id: string) => boolean
+  /** limits.maxArgs: arguments of one request, all commands of a pipeline together. */
+  readonly maxArgs: number
+  /** limits.maxCommands: commands in one pipeline or transaction. */
+  readonly maxCommands: number
 }
 
 /** One request as the data plane needs it, whichever server parsed it. */
@@ -315,9 +319,10 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       if (form.type === 'command') {
         // The fast lane has the body already: no await (a microtask turn) before the command leaves.
         const raw = req.body(deps.maxBodyBytes)
-        args = parseCommandBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'))
+        args = parseCommandBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'), deps)
       } else {
         if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
+        checkArgCount(form.args.length + (method === 'POST' ? 1 : 0) + url.queryArgs.length, deps)
         args = [...form.args]
         if (method === 'POST') {
           const b = await req.body(deps.maxBodyBytes)
@@ -343,7 +348,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       const atomic = form.type === 'multi-exec'
       st.cls = atomic ? 'multi' : 'pipeline'
       const raw = req.body(deps.maxBodyBytes)
-      const commands = parseBatchBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'))
+      const commands = parseBatchBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'), deps)
       // A transaction is all or nothing: any inadmissible command rejects the request. In a
       // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
       // so an unknown, refused or forbidden command becomes that item's error and is not sent.

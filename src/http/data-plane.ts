@@ -7,8 +7,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono, type Context } from 'hono'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
-import { readBody, readRequestBody, tooLarge } from './body.js'
+import { bodyOverloaded, readBody, readRequestBody, tooLarge } from './body.js'
 import { errorResponse } from './error-response.js'
+import { BadRequestError } from '../errors.js'
 import { RequestLease } from '../resilience/byte-budget.js'
 import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane.js'
 
@@ -19,30 +20,64 @@ type Bindings = { incoming?: IncomingMessage; outgoing?: ServerResponse }
 export function createDataApp(deps: DataPlaneDeps): Hono<{ Bindings: Bindings }> {
   const app = new Hono<{ Bindings: Bindings }>()
   app.all('*', async (c) => {
-    const req = honoRequest(c, deps)
+    const req = await honoRequest(c, deps)
     try {
       const res = await handleDataRequest(req, deps)
-      return res === STREAMED ? RESPONSE_ALREADY_SENT : toResponse(c, res)
+      return res === STREAMED ? RESPONSE_ALREADY_SENT : closing(c, toResponse(c, res))
     } finally {
       // Without a Node response (fetch-style tests) nothing else would give the bytes back.
       if (req.outgoing === null) req.lease.release()
     }
   })
-  app.onError((err, c) => errorResponse(err, c, deps.logger))
+  app.onError((err, c) => closing(c, errorResponse(err, c, deps.logger)))
   return app
 }
 
-function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): DataRequest {
+/**
+ * A reply that closes the connection says so on the Node response too, where node:http's side of
+ * the gateway looks (http/drain.ts: nothing is written after it); the adapter's own headers are not
+ * visible there.
+ */
+function closing(c: Context<{ Bindings: Bindings }>, res: Response): Response {
+  if (res.headers.get('connection') === 'close') c.env?.outgoing?.setHeader('connection', 'close')
+  return res
+}
+
+/**
+ * The request, once it has arrived whole: as in the fast lane, which reads a body before it serves
+ * the request, nothing is done for a request whose body never came (cut short by the client's FIN
+ * or by bytes node:http cannot parse: the read fails with a BadRequestError, and the handler never
+ * runs), and the body is charged to the lease as it arrives. A body refused by a limit (over
+ * limits.maxBody, the budget used up) is thrown where the handler asks for it, so the checks
+ * before that (route, token) still answer first; the reply closes the connection, since the rest
+ * of the body was not read.
+ */
+async function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<DataRequest> {
   const incoming = c.env?.incoming
   const outgoing = c.env?.outgoing ?? null
   const lease = new RequestLease(deps.budget, deps.maxReplyBytes)
   // Held until the response has been handed to the socket, or the connection is gone.
   if (outgoing !== null) outgoing.once('close', () => lease.release())
+  let read: Buffer | Error | null = null
+  if (incoming) {
+    try {
+      read = await readBody(incoming, deps.maxBodyBytes, lease)
+    } catch (err) {
+      if (err instanceof BadRequestError) throw err
+      read = err as Error
+      outgoing?.setHeader('connection', 'close')
+    }
+  }
   return {
     method: c.req.method,
     url: incoming?.url ?? pathAndQuery(c.req.url),
     header: (name) => c.req.header(name),
-    body: (limit) => (incoming ? readBody(incoming, limit, lease) : readRequestBody(c.req.raw, limit)),
+    body: (limit) => {
+      if (read === null) return readRequestBody(c.req.raw, limit)
+      if (read instanceof Error) throw read
+      if (read.length > limit) throw tooLarge(limit)
+      return read
+    },
     outgoing,
     lease,
   }
@@ -99,6 +134,44 @@ export function acceptFast(_method: string, url: string, headers: readonly strin
 
 const SUBSCRIBE = /subscribe/i
 
+/**
+ * `host` is one the adapter puts in a URL as it is, without parsing one (its reValidHost:
+ * /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/), tested without a regular expression.
+ */
+export function plainHost(host: string | undefined): boolean {
+  if (host === undefined) return false
+  const n = host.length
+  let i = 0
+  for (; i < n; i++) {
+    const c = host.charCodeAt(i)
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x5f || c === 0x2d)) break
+  }
+  if (i === 0) return false
+  if (i === n) return true
+  if (host.charCodeAt(i) !== 0x3a) return false
+  const digits = n - i - 1
+  const first = host.charCodeAt(i + 1)
+  if (!((digits === 4 && first >= 0x31 && first <= 0x39) || (digits === 5 && first >= 0x31 && first <= 0x35))) return false
+  for (let k = i + 2; k < n; k++) {
+    const c = host.charCodeAt(k)
+    if (c < 0x30 || c > 0x39) return false
+  }
+  return true
+}
+
+/**
+ * The adapter's request listener for node:http's path, taking any Host. The gateway reads nothing
+ * from Host, but the adapter builds a URL from it and answers 400 to one it cannot parse (`a/b`,
+ * `x:99999`, an empty value) where the fast lane, which ignores Host, serves the request: such a
+ * Host is replaced by one the adapter takes as it is, so both paths give the same answer.
+ */
+export function anyHost(listener: (req: IncomingMessage, res: ServerResponse) => unknown): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    if (!plainHost(req.headers.host)) req.headers.host = 'localhost'
+    void listener(req, res)
+  }
+}
+
 class FastDataRequest implements DataRequest {
   readonly outgoing = null
   constructor(private readonly req: FastRequest) {}
@@ -115,6 +188,8 @@ class FastDataRequest implements DataRequest {
     return headerValue(this.req.headers, name)
   }
   body(limit: number): Buffer {
+    // As a body read on node:http's path is answered when the budget refuses it.
+    if (this.req.bodyRefused) throw bodyOverloaded()
     // The lane hands bodies over the limit to node:http; this only guards a smaller limit.
     if (this.req.body.length > limit) throw tooLarge(limit)
     return this.req.body

@@ -52,6 +52,15 @@ export interface DrainResult {
   readonly elapsedMs: number
 }
 
+/**
+ * The response ends its connection: its request asked to (Connection: close, or HTTP/1.0 without
+ * keep-alive), or the server said so in a Connection header set with setHeader (which is how the
+ * gateway's replies that close are written, the drain's included).
+ */
+export function closes(res: ServerResponse): boolean {
+  return !res.shouldKeepAlive || String(res.getHeader('connection')).toLowerCase() === 'close'
+}
+
 /** Tracks the connections and requests of one HTTP server; drain() closes it. */
 export class ConnectionTracker {
   private readonly conns = new Map<Socket, Conn>()
@@ -77,22 +86,28 @@ export class ConnectionTracker {
       })
     })
     // Before the app's listener, so a drain's Connection: close is set before any handler can answer.
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      const conn = this.conns.get(req.socket)
-      if (!conn) return
-      conn.inflight++
-      conn.responses.add(res)
-      const d = this.drainState
-      if (d) {
-        d.requests++
-        this.closeAfter(res)
-      }
-      res.once('close', () => {
-        conn.inflight--
-        conn.responses.delete(res)
-        if (conn.inflight === 0) conn.idleSince = this.now()
-        this.drainState?.check()
-      })
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.track(req, res))
+  }
+
+  /**
+   * Counts a request node:http answers outside 'request' (a failed Expect, 'checkExpectation'),
+   * as every request is: a response the tracker did not know of would be overtaken.
+   */
+  track(req: IncomingMessage, res: ServerResponse): void {
+    const conn = this.conns.get(req.socket)
+    if (!conn) return
+    conn.inflight++
+    conn.responses.add(res)
+    const d = this.drainState
+    if (d) {
+      d.requests++
+      this.closeAfter(res)
+    }
+    res.once('close', () => {
+      conn.inflight--
+      conn.responses.delete(res)
+      if (conn.inflight === 0) conn.idleSince = this.now()
+      this.drainState?.check()
     })
   }
 
@@ -123,6 +138,54 @@ export class ConnectionTracker {
       if (closedForDrain) d.connectionClose++
       d.check()
     }
+  }
+
+  /** The open connections. */
+  sockets(): IterableIterator<Socket> {
+    return this.conns.keys()
+  }
+
+  /** The response to the last request read on `socket` that is still open, if any. */
+  lastResponse(socket: Socket): ServerResponse | undefined {
+    const conn = this.conns.get(socket)
+    let last: ServerResponse | undefined
+    if (conn) for (const res of conn.responses) last = res
+    return last
+  }
+
+  /**
+   * Calls `then` once the responses on `socket` to requests that arrived whole have been handed to
+   * the socket (at once when there are none), so that what `then` writes follows them. Those
+   * requests may already have run: anything sent after them on the connection (an error reply to
+   * what followed them) must not overtake their replies. `then` is told whether a reply written by
+   * then closes the connection (its request or the server said so: Connection: close), after which
+   * nothing more is to be said.
+   */
+  afterWholeRequests(socket: Socket, then: (closing: boolean) => void): void {
+    const conn = this.conns.get(socket)
+    const call = (): void => then(conn !== undefined && [...conn.responses].some((res) => res.writableEnded && closes(res)))
+    let left = 0
+    const one = (): void => {
+      if (--left === 0) call()
+    }
+    if (conn) {
+      for (const res of conn.responses) {
+        // Ended while holding the socket: its bytes are in the socket already.
+        if (!res.req.complete || (res.writableEnded && res.socket === socket)) continue
+        left++
+        let counted = false
+        const done = (): void => {
+          if (counted) return
+          counted = true
+          one()
+        }
+        // 'prefinish': its last bytes were just handed to the socket ('finish' comes once they
+        // left, too late: node:http may close the connection then). 'close': the connection broke.
+        res.once('prefinish', done)
+        res.once('close', done)
+      }
+    }
+    if (left === 0) call()
   }
 
   /** Requests read and not yet answered. */

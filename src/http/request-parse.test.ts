@@ -3,10 +3,13 @@
 // messages clients see.
 
 import { describe, expect, it } from 'vitest'
-import { BadRequestError, GatewayError, NotFoundError, statusOf } from '../errors.js'
+import { BadRequestError, GatewayError, NotFoundError, TooLargeError, statusOf } from '../errors.js'
 import fc from 'fast-check'
 import { NAME_RE } from '../discovery/topology.js'
-import { isName, parseBatchBody, parseCommandBody, parseUrl, type ParsedUrl, routeTemplate } from './request-parse.js'
+import { checkArgCount, isName, parseBatchBody, parseCommandBody, parseUrl, type BodyLimits, type ParsedUrl, routeTemplate } from './request-parse.js'
+
+/** The defaults (src/config/schema.ts). */
+const LIMITS: BodyLimits = { maxArgs: 100_000, maxCommands: 10_000 }
 
 /** The error thrown by fn; fails the test when nothing is thrown. */
 function thrown(fn: () => unknown): GatewayError {
@@ -213,11 +216,11 @@ describe('parseUrl: invalid percent-encoding -> 400', () => {
 
 describe('parseCommandBody', () => {
   it('strings pass through; numbers and booleans become their text', () => {
-    expect(parseCommandBody('["SET","k","v","EX",100]')).toEqual(['SET', 'k', 'v', 'EX', '100'])
-    expect(parseCommandBody('["set","k",1.5,-7,0,true,false]')).toEqual(['set', 'k', '1.5', '-7', '0', 'true', 'false'])
-    expect(parseCommandBody('["GET",""]')).toEqual(['GET', ''])
-    expect(parseCommandBody(' \n ["PING"] \n')).toEqual(['PING'])
-    expect(parseCommandBody('["SET","k","\\u00e9\\n\\"q\\""]')).toEqual(['SET', 'k', 'é\n"q"'])
+    expect(parseCommandBody('["SET","k","v","EX",100]', LIMITS)).toEqual(['SET', 'k', 'v', 'EX', '100'])
+    expect(parseCommandBody('["set","k",1.5,-7,0,true,false]', LIMITS)).toEqual(['set', 'k', '1.5', '-7', '0', 'true', 'false'])
+    expect(parseCommandBody('["GET",""]', LIMITS)).toEqual(['GET', ''])
+    expect(parseCommandBody(' \n ["PING"] \n', LIMITS)).toEqual(['PING'])
+    expect(parseCommandBody('["SET","k","\\u00e9\\n\\"q\\""]', LIMITS)).toEqual(['SET', 'k', 'é\n"q"'])
   })
 
   it('an integer beyond 2^53 is never silently rounded: sent as its exact text, or refused with 400', () => {
@@ -228,7 +231,7 @@ describe('parseCommandBody', () => {
     ] as const) {
       let args: string[] | undefined
       try {
-        args = parseCommandBody(body)
+        args = parseCommandBody(body, LIMITS)
       } catch (e) {
         expect(e).toBeInstanceOf(BadRequestError)
         expect((e as Error).message).toContain(where)
@@ -236,8 +239,8 @@ describe('parseCommandBody', () => {
       if (args !== undefined) expect(args[2]).toBe(text)
     }
     // Safe integers are exact either way.
-    expect(parseCommandBody('["INCRBY","k",9007199254740991]')).toEqual(['INCRBY', 'k', '9007199254740991'])
-    expect(parseCommandBody('["INCRBY","k",-9007199254740991]')).toEqual(['INCRBY', 'k', '-9007199254740991'])
+    expect(parseCommandBody('["INCRBY","k",9007199254740991]', LIMITS)).toEqual(['INCRBY', 'k', '9007199254740991'])
+    expect(parseCommandBody('["INCRBY","k",-9007199254740991]', LIMITS)).toEqual(['INCRBY', 'k', '-9007199254740991'])
   })
 
   it.each([
@@ -257,13 +260,13 @@ describe('parseCommandBody', () => {
     ['negative non-finite number', '["INCRBYFLOAT","k",-1e999]', 'body[2] is not a finite number'],
     ['empty command name', '["","k"]', 'body has an empty command name'],
   ])('%s -> 400', (_, body, message) => {
-    expectBadRequest(() => parseCommandBody(body), message)
+    expectBadRequest(() => parseCommandBody(body, LIMITS), message)
   })
 })
 
 describe('parseBatchBody', () => {
   it('a list of commands, arguments converted like single commands', () => {
-    expect(parseBatchBody('[["SET","k",1],["GET","k"],["EXPIRE","k",true]]')).toEqual([
+    expect(parseBatchBody('[["SET","k",1],["GET","k"],["EXPIRE","k",true]]', LIMITS)).toEqual([
       ['SET', 'k', '1'],
       ['GET', 'k'],
       ['EXPIRE', 'k', 'true'],
@@ -286,7 +289,7 @@ describe('parseBatchBody', () => {
     ['non-finite number', '[["PING"],["SET","k",1e400]]', 'body[1][2] is not a finite number'],
     ['empty command name', '[["PING"],["","k"]]', 'body[1] has an empty command name'],
   ])('%s -> 400', (_, body, message) => {
-    expectBadRequest(() => parseBatchBody(body), message)
+    expectBadRequest(() => parseBatchBody(body, LIMITS), message)
   })
 })
 
@@ -311,6 +314,112 @@ describe('isName (the per-request check of an instance or group name)', () => {
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.string({ unit: alphabet, maxLength: 70 })), (s) => isName(s) === NAME_RE.test(s)),
       { numRuns: 5000, seed: 8 },
+    )
+  })
+})
+
+describe('limits.maxArgs, limits.maxCommands and nesting, checked before the body is parsed', () => {
+  function expectTooLarge(fn: () => unknown, message: string): void {
+    const e = thrown(fn)
+    expect(e).toBeInstanceOf(TooLargeError)
+    expect(statusOf(e.code)).toBe(413)
+    // Read whole: the connection is kept.
+    expect(e.closeConnection).toBe(false)
+    expect(e.message).toContain(message)
+  }
+
+  it('arguments and commands at the limits pass; one more is a 413 naming the limit and its key', () => {
+    const limits: BodyLimits = { maxArgs: 40_000, maxCommands: 9_000 }
+    const ping = (n: number): string => JSON.stringify(Array.from({ length: n }, () => ['PING']))
+    expect(parseBatchBody(ping(9_000), limits)).toHaveLength(9_000)
+    expectTooLarge(() => parseBatchBody(ping(9_001), limits), 'more than 9000 commands (limits.maxCommands)')
+    const echo = (n: number): string => JSON.stringify(['ECHO', ...Array.from({ length: n - 1 }, () => 1)])
+    expect(parseCommandBody(echo(40_000), limits)).toHaveLength(40_000)
+    expectTooLarge(() => parseCommandBody(echo(40_001), limits), 'more than 40000 arguments (limits.maxArgs)')
+    // All commands of a batch together.
+    const sets = (n: number): string => JSON.stringify(Array.from({ length: n }, (_, i) => ['SET', `k${i}`, 'v', 'EX', 100]))
+    expect(parseBatchBody(sets(8_000), limits)).toHaveLength(8_000)
+    expectTooLarge(() => parseBatchBody(sets(8_001), limits), 'more than 40000 arguments (limits.maxArgs)')
+  })
+
+  it('the path form counts its segments, the POST body and the query pairs', () => {
+    const limits: BodyLimits = { maxArgs: 4, maxCommands: 1 }
+    expect(() => checkArgCount(4, limits)).not.toThrow()
+    expectTooLarge(() => checkArgCount(5, limits), 'more than 4 arguments (limits.maxArgs)')
+  })
+
+  it('5 million [ are a 400 found in one pass, without a deep parse', () => {
+    const bomb = '['.repeat(5_000_000)
+    expectBadRequest(() => parseCommandBody(bomb, LIMITS), 'body nests arrays or objects too deep: a command is a flat array')
+    expectBadRequest(() => parseBatchBody(bomb, LIMITS), 'body nests arrays or objects too deep: a list of commands is an array of flat arrays')
+    expectBadRequest(() => parseCommandBody(`["SET","k",${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}]`, LIMITS), 'too deep')
+    // One level too deep keeps the parse's answer, which names the element.
+    const oneLevel = `["SET","k",["v"],"${'x'.repeat(20_000)}"]`
+    expectBadRequest(() => parseCommandBody(oneLevel, LIMITS), 'body[2] must be a string, number or boolean, got an array')
+  })
+
+  it('brackets, commas, quotes and backslashes inside strings count for nothing', () => {
+    const limits: BodyLimits = { maxArgs: 3, maxCommands: 2 }
+    for (const text of ['[[[[', ']]]]', ',,,,,,', '\\', '\\\\', '\\"', '"[', '\\\\\\"],[', 'é[😀,']) {
+      const body = JSON.stringify([['SET', text, text]])
+      expect(body.length).toBeGreaterThan(2 * limits.maxArgs)
+      expect(parseBatchBody(body, limits)).toEqual([['SET', text, text]])
+    }
+    // An unterminated string ends the scan; the parse reports the body.
+    expectBadRequest(() => parseCommandBody(`["SET","k","${'['.repeat(20_000)}`, LIMITS), 'request body is not valid JSON')
+  })
+
+  it('agrees with counting the parsed body, element by element, in order (fast-check)', () => {
+    // A reference over the parsed value, in document order: what the scan decides from the text.
+    type Outcome = 'deep' | 'args' | 'commands' | 'ok'
+    function reference(v: unknown, argDepth: 1 | 2, limits: BodyLimits): Outcome {
+      let args = 0
+      let commands = 0
+      const count = (depth: number, by: number): Outcome | null => {
+        if (depth === argDepth) args += by
+        else if (depth === 1) commands += by
+        return args > limits.maxArgs ? 'args' : commands > limits.maxCommands ? 'commands' : null
+      }
+      const walk = (x: unknown, depth: number): Outcome | null => {
+        if (typeof x !== 'object' || x === null) return null
+        const d = depth + 1
+        if (d > argDepth + 1) return 'deep'
+        const items = Array.isArray(x) ? x : Object.values(x)
+        const first = count(d, 1)
+        if (first !== null) return first
+        if (items.length === 0) count(d, -1)
+        for (let i = 0; i < items.length; i++) {
+          const r = (i > 0 ? count(d, 1) : null) ?? walk(items[i], d)
+          if (r !== null) return r
+        }
+        return null
+      }
+      return walk(v, 0) ?? 'ok'
+    }
+    const outcome = (fn: () => unknown): Outcome => {
+      try {
+        fn()
+        return 'ok'
+      } catch (e) {
+        if (e instanceof TooLargeError) return e.message.includes('maxArgs') ? 'args' : 'commands'
+        if (e instanceof BadRequestError && e.message.includes('too deep')) return 'deep'
+        return 'ok' // any other 400 comes from the parse, after the scan let the body through
+      }
+    }
+    const scalar = fc.oneof(fc.string({ unit: fc.constantFrom('a', '[', ']', '{', '}', ',', '"', '\\', ' ', 'é') }), fc.integer(), fc.boolean(), fc.constant(null))
+    const value = fc.letrec<{ v: unknown }>((tie) => ({
+      v: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalar, fc.array(tie('v'), { maxLength: 5 }), fc.dictionary(fc.string({ maxLength: 3 }), tie('v'), { maxKeys: 3 })),
+    })).v
+    fc.assert(
+      fc.property(value, fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 4 }), fc.constantFrom(0, 1), (v, maxArgs, maxCommands, indent) => {
+        const limits = { maxArgs, maxCommands }
+        const text = JSON.stringify(v, null, indent)
+        // Short bodies are not scanned (they cannot exceed the limits): compare where the scan runs.
+        if (text.length <= 2 * Math.min(maxArgs, maxCommands)) return
+        expect(outcome(() => parseCommandBody(text, limits)), text).toBe(reference(v, 1, limits))
+        expect(outcome(() => parseBatchBody(text, limits)), text).toBe(reference(v, 2, limits))
+      }),
+      { numRuns: 5000, seed: 15 },
     )
   })
 })

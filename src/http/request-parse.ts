@@ -1,8 +1,11 @@
 // Parses the Upstash REST request forms from the raw request line and body.
 // Works on the raw URL (never a normalised one), so `..` and encoded slashes in a name are
 // just characters of a name, which then fails validation: a URL can never reach another route.
+// What one request may carry is bounded before anything is built from it: the number of
+// commands and arguments (limits.maxCommands, limits.maxArgs: 413) and how deep a JSON body nests
+// (400), by one linear pass over any body long enough to exceed them.
 
-import { BadRequestError, NotFoundError } from '../errors.js'
+import { BadRequestError, NotFoundError, TooLargeError } from '../errors.js'
 
 export type TargetKind = 'instance' | 'group'
 
@@ -194,6 +197,110 @@ function whereText(where: string | number): string {
   return typeof where === 'number' ? `body[${where}]` : where
 }
 
+/** What one request may carry: limits.maxArgs and limits.maxCommands. */
+export interface BodyLimits {
+  /** Arguments of one request, the command names included, all commands of a batch together. */
+  readonly maxArgs: number
+  /** Commands in one pipeline or transaction. */
+  readonly maxCommands: number
+}
+
+// Over these, nothing is sent; the request was read whole, so the connection stays usable.
+function tooManyArgs(limits: BodyLimits): TooLargeError {
+  return new TooLargeError(`request has more than ${limits.maxArgs} arguments (limits.maxArgs); send it in parts`)
+}
+function tooManyCommands(limits: BodyLimits): TooLargeError {
+  return new TooLargeError(`request has more than ${limits.maxCommands} commands (limits.maxCommands); send it in parts`)
+}
+
+/** Refuses a path-form request with more arguments (path segments, body, query pairs) than limits.maxArgs. */
+export function checkArgCount(n: number, limits: BodyLimits): void {
+  if (n > limits.maxArgs) throw tooManyArgs(limits)
+}
+
+/**
+ * Bodies up to this many characters are parsed without a scan first: too short to nest deep enough
+ * to cost JSON.parse anything, and (below twice a count limit) to hold more elements than the limit.
+ */
+const UNSCANNED_CHARS = 16 * 1024
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+
+/**
+ * One pass over a body before JSON.parse builds anything from it, throwing what a request over
+ * the limits gets: more commands or arguments than allowed (413), or arrays or objects nested two
+ * levels deeper than the format has them (400; one level deeper is left to the parse, whose answer
+ * names the element). Strings are skipped whole, escapes included: brackets and commas in them
+ * count for nothing. Invalid JSON is left for JSON.parse to report. `argDepth`: 1 for a command
+ * (a flat array), 2 for a batch (an array of them).
+ */
+function scanBody(text: string, argDepth: 1 | 2, limits: BodyLimits): void {
+  const n = text.length
+  if (n <= UNSCANNED_CHARS && n <= 2 * limits.maxArgs && n <= 2 * limits.maxCommands) return
+  let depth = 0
+  let args = 0
+  let commands = 0
+  // The last character outside strings and whitespace: an array closed right after it opened was
+  // empty, and its first element, counted when it opened, is taken back.
+  let prev = 0
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    switch (c) {
+      case QUOTE:
+        i = stringEnd(text, i)
+        if (i < 0) return
+        break
+      case 0x5b: // [
+      case 0x7b: // {
+        if (++depth > argDepth + 1) {
+          throw new BadRequestError(
+            argDepth === 1
+              ? 'body nests arrays or objects too deep: a command is a flat array like ["SET","key","value"]'
+              : 'body nests arrays or objects too deep: a list of commands is an array of flat arrays like [["SET","k","v"],["GET","k"]]',
+          )
+        }
+        // The opening of a list counts its first element (taken back if it stays empty).
+        if (depth === argDepth) args++
+        else if (depth === 1) commands++
+        break
+      case 0x5d: // ]
+      case 0x7d: // }
+        if (prev === 0x5b || prev === 0x7b) {
+          if (depth === argDepth) args--
+          else if (depth === 1) commands--
+        }
+        depth--
+        break
+      case 0x2c: // ,
+        if (depth === argDepth) args++
+        else if (depth === 1) commands++
+        break
+      case 0x20:
+      case 0x09:
+      case 0x0a:
+      case 0x0d:
+        continue
+    }
+    if (args > limits.maxArgs) throw tooManyArgs(limits)
+    if (commands > limits.maxCommands) throw tooManyCommands(limits)
+    prev = c
+  }
+}
+
+/** Index of the quote closing the string opened at `open`, or -1 when it is not closed. */
+function stringEnd(text: string, open: number): number {
+  let q = open
+  for (;;) {
+    q = text.indexOf('"', q + 1)
+    if (q < 0) return -1
+    // Escaped when an odd number of backslashes precede it; each run is counted once.
+    let k = q - 1
+    while (text.charCodeAt(k) === BACKSLASH) k--
+    if ((q - 1 - k) % 2 === 0) return q
+  }
+}
+
 export function parseJson(text: string): unknown {
   if (text.length === 0) throw new BadRequestError('request body is empty; expected a JSON array')
   try {
@@ -203,11 +310,13 @@ export function parseJson(text: string): unknown {
   }
 }
 
-export function parseCommandBody(text: string): string[] {
+export function parseCommandBody(text: string, limits: BodyLimits): string[] {
+  scanBody(text, 1, limits)
   return command(parseJson(text), 'body')
 }
 
-export function parseBatchBody(text: string): string[][] {
+export function parseBatchBody(text: string, limits: BodyLimits): string[][] {
+  scanBody(text, 2, limits)
   const v = parseJson(text)
   if (!Array.isArray(v)) throw new BadRequestError('body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]')
   if (v.length === 0) throw new BadRequestError('body is an empty list of commands')

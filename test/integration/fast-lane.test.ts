@@ -7,13 +7,12 @@
 // Which path answered is read from the raw reply: the lane writes its own header lines (`date:`),
 // node:http writes `Date:`.
 
-import net from 'node:net'
 import { Writable } from 'node:stream'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { ADMIN_TOKEN, READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { ConnectionRefused, KeepAliveConnection } from '../helpers/keep-alive-client.js'
-import { chunk, LAST_CHUNK, parseResponse, rawRequest, type RawResponse } from '../helpers/raw-http.js'
+import { chunk, exchange, LAST_CHUNK, parseAll, parseResponse, rawRequest, RawConnection, type RawResponse } from '../helpers/raw-http.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -275,30 +274,19 @@ describe('what the lane hands over still works', () => {
 })
 
 /** Sends `bytes`, half-closes (FIN), and resolves with everything the server sent until it closed. */
-function sendThenFin(p: number, bytes: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port: p, allowHalfOpen: true })
-    const chunks: Buffer[] = []
-    const timer = setTimeout(() => {
-      s.destroy()
-      reject(new Error(`no close within 5 s; got ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`))
-    }, 5_000)
-    s.on('connect', () => s.end(bytes))
-    s.on('data', (c: Buffer) => chunks.push(c))
-    s.on('error', () => {})
-    s.on('close', () => {
-      clearTimeout(timer)
-      resolve(Buffer.concat(chunks).toString('utf8'))
-    })
-  })
+async function sendThenFin(p: number, bytes: Buffer): Promise<string> {
+  const x = await exchange(p, [bytes], { timeoutMs: 5_000 })
+  if (x.end === 'timeout') throw new Error(`no close within 5 s; got ${JSON.stringify(x.raw.toString('latin1'))}`)
+  return x.raw.toString('utf8')
 }
 
 describe('the client half-closes (FIN)', () => {
-  test('after a complete request: the lane still answers it, with connection: close, then closes', async () => {
-    // (node:http closes at once and the request in flight gets no reply; the lane does better.)
-    const text = await sendThenFin(port(lane), requestBytes({ method: 'GET', path: `${BASE}/get/fl:k` }, 'keep-alive'))
-    const res = parseResponse(Buffer.from(text, 'utf8'), true)!
-    expect([res.status, via(res), res.headers.connection, JSON.parse(res.text)]).toEqual([200, 'lane', 'close', { result: UTF8 }])
+  test('after a complete request: it is still answered, then the connection closes (both paths)', async () => {
+    const bytes = requestBytes({ method: 'GET', path: `${BASE}/get/fl:k` }, 'keep-alive')
+    for (const [gw, path] of [[lane, 'lane'], [plain, 'node']] as const) {
+      const res = parseResponse(Buffer.from(await sendThenFin(port(gw), bytes), 'utf8'), true)!
+      expect([res.status, via(res), res.headers.connection, JSON.parse(res.text)]).toEqual([200, path, 'keep-alive', { result: UTF8 }])
+    }
   })
 
   // A FIN in the middle of a request (partial header section or partial body): node:http reports
@@ -367,73 +355,3 @@ describe('drain: gateway.stop() and a lane-served keep-alive connection', () => 
     }
   })
 })
-
-// ---------------------------------------------------------------------------------------------
-
-/** Complete replies at the start of `buf`, in order (Content-Length framing, or chunked). */
-function parseAll(buf: Buffer): RawResponse[] {
-  const out: RawResponse[] = []
-  let rest = buf
-  for (;;) {
-    const res = rest.length > 0 ? parseResponse(rest, false) : null
-    if (!res || res.headers['transfer-encoding'] !== undefined) {
-      if (res) out.push(res)
-      return out
-    }
-    const len = rest.indexOf('\r\n\r\n') + 4 + Number(res.headers['content-length'])
-    out.push({ ...res, raw: rest.subarray(0, len) })
-    rest = rest.subarray(len)
-  }
-}
-
-/** A raw keep-alive connection that collects everything the server sends. */
-class RawConnection {
-  private chunks: Buffer[] = []
-  private constructor(private readonly socket: net.Socket) {
-    socket.on('data', (c: Buffer) => this.chunks.push(c))
-    socket.on('error', () => {})
-  }
-
-  static open(p: number): Promise<RawConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port: p })
-      socket.once('error', reject)
-      socket.once('connect', () => {
-        socket.off('error', reject)
-        resolve(new RawConnection(socket))
-      })
-    })
-  }
-
-  write(b: Buffer): void {
-    this.socket.write(b)
-  }
-
-  buf(): Buffer {
-    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)]
-    return this.chunks[0] ?? Buffer.alloc(0)
-  }
-
-  text(): string {
-    return this.buf().toString('utf8')
-  }
-
-  async replies(n: number): Promise<RawResponse[]> {
-    return waitFor(() => {
-      const r = parseAll(this.buf())
-      return r.length >= n ? r : null
-    }, { message: `${n} replies` })
-  }
-
-  async waitFor(pred: (text: string) => boolean, what: string): Promise<void> {
-    try {
-      await waitFor(() => pred(this.text()), { intervalMs: 10, message: what })
-    } catch (e) {
-      throw new Error(`${(e as Error).message}; received ${JSON.stringify(this.text().slice(0, 800))}`)
-    }
-  }
-
-  close(): void {
-    this.socket.destroy()
-  }
-}

@@ -157,7 +157,7 @@ describe('malformed bodies: POST {base}', () => {
   test('deeply nested JSON is a 400, not a crash', async () => {
     const depth = 100_000
     const r = await post(BASE, '['.repeat(depth) + ']'.repeat(depth))
-    expect400(r, /body\[0\] must be a string, number or boolean, got an array|not valid JSON/)
+    expect400(r, 'body nests arrays or objects too deep: a command is a flat array')
   })
 
   test('a very long unknown command name is answered with a bounded message', async () => {
