@@ -4,6 +4,8 @@
 //   npx tsx bench/ab.ts .tmp/a/src/main.js .tmp/b/src/main.js --scenario get-c50 --runs 5
 // Options: --scenario ID[,ID] (get-c50)  --runs N (5)  --duration S (5)
 //          --a-node-args='...'  --b-node-args='...'  (node flags per build, e.g. --b-node-args=--max-semi-space-size=64)
+//          --a-config='...'  --b-config='...'  (a YAML line added to that gateway's config, e.g. one build
+//          against itself with --b-config='redis: { aclUsers: false }')
 
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -22,6 +24,8 @@ const { values, positionals } = parseArgs({
     duration: { type: 'string', default: '5' },
     'a-node-args': { type: 'string', default: '' },
     'b-node-args': { type: 'string', default: '' },
+    'a-config': { type: 'string', default: '' },
+    'b-config': { type: 'string', default: '' },
   },
   allowPositionals: true,
 })
@@ -34,8 +38,8 @@ console.log(`load average ${loadAverage().map((x) => x.toFixed(2)).join(' ')}`)
 const redis = await startRedis()
 await seed(redis.port)
 const builds: [string, GatewayServer][] = [
-  ['A', await startGateway(redis.port, { main: path.resolve(a), nodeArgs: values['a-node-args'].split(' ').filter(Boolean) })],
-  ['B', await startGateway(redis.port, { main: path.resolve(b), nodeArgs: values['b-node-args'].split(' ').filter(Boolean) })],
+  ['A', await startGateway(redis.port, { main: path.resolve(a), nodeArgs: values['a-node-args'].split(' ').filter(Boolean), config: values['a-config'] ? [values['a-config']] : [] })],
+  ['B', await startGateway(redis.port, { main: path.resolve(b), nodeArgs: values['b-node-args'].split(' ').filter(Boolean), config: values['b-config'] ? [values['b-config']] : [] })],
 ]
 for (const id of values.scenario.split(',')) {
   const s = SCENARIOS.find((x) => x.id === id)
