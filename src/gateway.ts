@@ -103,6 +103,7 @@ export class Gateway {
         commandTimeoutMs: opts.config.redis.commandTimeoutMs,
         connectTimeoutMs: opts.config.redis.connectTimeoutMs,
         aclUsers: opts.config.redis.aclUsers,
+        maxReplyBytes: opts.config.limits.maxReplyBytes,
       },
       {
         added: (ep) => this.health.add(this.healthTarget(ep)),

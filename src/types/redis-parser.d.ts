@@ -1,4 +1,6 @@
-// Types for redis-parser 3 (the RESP parser ioredis uses; it ships none).
+// Types for redis-parser 3 (ioredis's RESP parser; it ships none). The gateway parses with its own
+// (src/upstream/resp-parser.ts); redis-parser is a dev dependency, the reference its tests and
+// bench/resp-parser.ts compare with.
 declare module 'redis-parser' {
   interface RedisParserOptions {
     returnReply: (reply: unknown) => void

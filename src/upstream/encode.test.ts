@@ -168,7 +168,7 @@ describe('resultJson / errorJson', () => {
 })
 
 describe('base64 results are ASCII (the fast lane writes them as latin1 with Content-Length = length)', () => {
-  // Replies as redis-parser hands them over: any bytes, integer text, nil, nested arrays, and error
+  // Replies as resp-parser.ts hands them over: any bytes, integer text, nil, nested arrays, and error
   // replies inside arrays, with any text in them.
   const reply: fc.Arbitrary<RawReply> = fc.letrec<{ value: RawReply }>((tie) => ({
     value: fc.oneof(

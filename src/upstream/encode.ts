@@ -1,7 +1,7 @@
 // Encodes raw Redis replies (Buffers, integer strings, arrays, nulls) as Upstash REST JSON.
 // Writes JSON text directly instead of building an intermediate object tree and stringifying it.
 //
-// Reply values as redis-parser hands them to RespConnection (returnBuffers and stringNumbers on):
+// Reply values as RespConnection's parser (resp-parser.ts) hands them over:
 //   Buffer  -> a bulk or status string (RESP2 cannot tell them apart once parsed)
 //   string  -> an integer reply, as decimal text (exact even beyond 2^53)
 //   null    -> nil

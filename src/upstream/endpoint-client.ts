@@ -23,6 +23,8 @@ export interface UpstreamOptions {
   readonly connectTimeoutMs: number
   /** `redis.aclUsers`: read, write and admin tokens run as Redis ACL users the gateway provisions. */
   readonly aclUsers?: boolean
+  /** Reply bytes kept for the gateway's own commands (requests charge their lease instead). */
+  readonly maxReplyBytes?: number
 }
 
 export type Args = readonly (string | Buffer)[]
@@ -132,6 +134,7 @@ export class EndpointClient {
       connectTimeoutMs: o.connectTimeoutMs,
       retryDelayMs: reconnectDelayMs,
       readyCheck,
+      ...(o.maxReplyBytes !== undefined ? { maxReplyBytes: o.maxReplyBytes } : {}),
     }
   }
 

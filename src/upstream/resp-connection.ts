@@ -2,9 +2,9 @@
 // connection (nothing in flight) is written at once; while replies are outstanding, commands issued
 // in the same turn of the event loop leave in one write (auto-pipelining, flushed by setImmediate:
 // after every socket that was readable in this turn has been served, not after each one as a
-// process.nextTick flush would, which made one write per HTTP request at 50 connections); replies are parsed by redis-parser (ioredis's
-// own parser) as Buffers, with integers as decimal text, and handed to a sink object in order:
-// no Command object, promise or timer per command. In a 100-command pipeline ioredis's
+// process.nextTick flush would, which made one write per HTTP request at 50 connections); replies are parsed as they stream in (resp-parser.ts:
+// iterative, charged before kept, oversized or unwanted replies skipped) and handed to a sink
+// object in order: no Command object, promise or timer per command. In a 100-command pipeline ioredis's
 // per-command objects and the garbage they made were most of the CPU (bench/README.md).
 //
 // It never queues while disconnected (a command is refused at once: NotConnectedError), never
@@ -19,22 +19,25 @@
 import { Buffer } from 'node:buffer'
 import net from 'node:net'
 import tls from 'node:tls'
-import RedisParser from 'redis-parser'
+import { RespParser, type ChargedSink } from './resp-parser.js'
 
 /** Receives the replies to the commands written for it, in order (one call per command). */
-export interface ReplySink {
+export interface ReplySink extends ChargedSink {
   /** A reply (Buffer, decimal string, null, array) or a Redis error reply (Error named ReplyError). */
   reply(value: unknown): void
   /** The connection failed before this command's reply: the command may or may not have run. */
   lost(err: Error): void
   /**
-   * Asked before the bytes of this sink's reply are kept: each bulk string's length, plus
-   * REPLY_ELEMENT_BYTES (resilience/byte-budget.ts) per element. null keeps them; an Error makes
-   * the whole reply that error instead: the rest of it is skipped as it arrives, never stored.
-   * Absent: the connection's own cap applies.
+   * Asked before the bytes of this sink's reply are kept: each bulk string's length (and status
+   * or error line's, inside arrays), plus REPLY_ELEMENT_BYTES (resilience/byte-budget.ts) per
+   * array element. null keeps them; an Error makes the whole reply that error instead: the rest of
+   * it is skipped as it arrives, never stored. Absent: the connection's maxReplyBytes applies.
    */
   charge?(bytes: number): Error | null
-  /** True once the reply is not wanted any more (its request timed out): it is skipped, not stored. */
+  /**
+   * True once the reply is not wanted any more (its request timed out or its client left): it is
+   * skipped, not stored, and reply() gets null.
+   */
   readonly done?: boolean
 }
 
@@ -64,6 +67,8 @@ export interface RespConnectionOptions {
    * restricted ACL users, which may not run INFO (a LOADING reply then fails the command).
    */
   readonly readyCheck?: boolean
+  /** Reply bytes kept for a command whose sink does not charge them itself; default 512 MiB. */
+  readonly maxReplyBytes?: number
 }
 
 export interface RespConnectionHooks {
@@ -88,11 +93,13 @@ const arrayHeader = (n: number): string => (n < HEADER_TABLE ? ARRAY_HEADERS[n]!
 const bulkHeader = (n: number): string => (n < HEADER_TABLE ? BULK_HEADERS[n]! : `$${n}\r\n`)
 /** Read size on plain TCP connections (node's own default for a socket read). */
 const READ_BUFFER_BYTES = 64 * 1024
+/** Redis's own largest bulk string (proto-max-bulk-len's default). */
+const DEFAULT_MAX_REPLY_BYTES = 512 * 1024 * 1024
 
 export class RespConnection {
   private status: Status = 'idle'
   private socket: net.Socket | null = null
-  private readonly parser: RedisParser
+  private readonly parser: RespParser
   /** Sinks of written commands, one slot per command, oldest at `head`. */
   private queue: ReplySink[] = []
   private head = 0
@@ -114,7 +121,7 @@ export class RespConnection {
   private readonly onRead = (n: number, buf: Buffer): boolean => {
     const chunk = Buffer.allocUnsafe(n)
     buf.copy(chunk, 0, 0, n)
-    this.parser.execute(chunk)
+    this.read(chunk)
     return true
   }
   private readonly onError = (err: Error): void => {
@@ -125,13 +132,33 @@ export class RespConnection {
     private readonly opts: RespConnectionOptions,
     private readonly hooks: RespConnectionHooks,
   ) {
-    this.parser = new RedisParser({
-      returnBuffers: true,
-      stringNumbers: true,
-      returnReply: (r: unknown) => this.next().reply(r),
-      returnError: (e: Error) => this.next().reply(e),
-      returnFatalError: (e: Error) => this.socket?.destroy(e),
-    })
+    this.parser = new RespParser(
+      {
+        peek: () => this.queue[this.head],
+        reply: (v) => this.next().reply(v),
+        fatal: (err) => this.fault(err),
+      },
+      opts.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES,
+    )
+  }
+
+  /**
+   * Bytes from Redis. Whatever is thrown while they are parsed or handed over (a bug in a sink, a
+   * reply too big to allocate) resets this connection, never the process.
+   */
+  private read(chunk: Buffer): void {
+    try {
+      this.parser.execute(chunk)
+    } catch (err) {
+      this.fault(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  /** The stream cannot be trusted any more: reset the connection (its commands are lost) and say why. */
+  private fault(err: Error): void {
+    this.failure ??= err.message
+    this.socket?.destroy(err)
+    this.hooks.onFault?.(err)
   }
 
   get ready(): boolean {
@@ -302,7 +329,7 @@ export class RespConnection {
       clearTimeout(timer)
       this.handshake(socket)
     })
-    if (o.tls) socket.on('data', (chunk: Buffer) => this.parser.execute(chunk))
+    if (o.tls) socket.on('data', (chunk: Buffer) => this.read(chunk))
     socket.on('error', this.onError)
     socket.once('close', () => {
       clearTimeout(timer)

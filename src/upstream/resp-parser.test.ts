@@ -1,0 +1,360 @@
+import { Buffer } from 'node:buffer'
+import fc from 'fast-check'
+import RedisParser from 'redis-parser'
+import { describe, expect, test } from 'vitest'
+import { TooLargeError } from '../errors.js'
+import { REPLY_ELEMENT_BYTES } from '../resilience/byte-budget.js'
+import { MAX_LINE_BYTES, ProtocolError, REPLY_MAX_DEPTH, ReplyError, RespParser, type ChargedSink } from './resp-parser.js'
+
+interface Sink extends ChargedSink {
+  charges: number[]
+}
+
+/** A parser whose replies go, in order, to the sinks given (a sink per expected reply). */
+function harness(opts: { maxReplyBytes?: number; sinks?: Sink[]; limit?: number } = {}) {
+  const replies: unknown[] = []
+  const fatals: ProtocolError[] = []
+  const sinks = opts.sinks ?? []
+  let next = 0
+  let peeks = 0
+  const parser = new RespParser(
+    {
+      peek: () => {
+        peeks++
+        if (opts.sinks === undefined) return next < (opts.limit ?? Infinity) ? {} : undefined
+        return sinks[next]
+      },
+      reply: (v) => {
+        next++
+        replies.push(v)
+      },
+      fatal: (e) => fatals.push(e),
+    },
+    opts.maxReplyBytes ?? 512 * 1024 * 1024,
+  )
+  return { parser, replies, fatals, peeks: () => peeks }
+}
+
+function sink(limit = Infinity, done = false): Sink {
+  let used = 0
+  const s: Sink = {
+    charges: [],
+    done,
+    charge(n: number) {
+      s.charges.push(n)
+      used += n
+      return used > limit ? new TooLargeError(`over ${limit}`) : null
+    },
+  }
+  return s
+}
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1')
+
+/** Feeds the stream in pieces cut at the given offsets. */
+function feed(parser: RespParser, data: Buffer, cuts: number[] = []): void {
+  let at = 0
+  for (const c of [...cuts].sort((x, y) => x - y)) {
+    if (c <= at || c >= data.length) continue
+    parser.execute(data.subarray(at, c))
+    at = c
+  }
+  parser.execute(data.subarray(at))
+}
+
+/** Replies as plain data, for comparison: Buffers as text, errors as {error}. */
+function plain(v: unknown): unknown {
+  if (Buffer.isBuffer(v)) return v.toString('latin1')
+  if (Array.isArray(v)) return v.map(plain)
+  if (v instanceof Error) return { error: v.message, name: v.name }
+  return v
+}
+
+describe('values', () => {
+  test('every RESP2 type, in order, with integers as decimal text and errors as ReplyError', () => {
+    const h = harness()
+    feed(h.parser, b('+OK\r\n-ERR wrong\r\n:42\r\n:-9223372036854775808\r\n$3\r\nfoo\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n*3\r\n$1\r\na\r\n:1\r\n*1\r\n-E inner\r\n+\r\n'))
+    expect(h.fatals).toEqual([])
+    expect(h.replies.map(plain)).toEqual([
+      'OK',
+      { error: 'ERR wrong', name: 'ReplyError' },
+      '42',
+      '-9223372036854775808',
+      'foo',
+      '',
+      null,
+      null,
+      [],
+      ['a', '1', [{ error: 'E inner', name: 'ReplyError' }]],
+      '',
+    ])
+    expect(h.replies[1]).toBeInstanceOf(ReplyError)
+  })
+
+  test('binary-safe: a bulk string holding CRLF, NUL and bytes over 0x7f comes back byte for byte', () => {
+    const h = harness()
+    const payload = Buffer.from([0, 13, 10, 0xff, 0x80, 36, 42, 13, 10])
+    feed(h.parser, Buffer.concat([b(`$${payload.length}\r\n`), payload, b('\r\n')]))
+    expect(h.replies).toEqual([payload])
+  })
+
+  test('a stream cut at every byte parses the same as whole', () => {
+    const data = b('*2\r\n$5\r\nhello\r\n*2\r\n:7\r\n+PONG\r\n-ERR x y\r\n$10\r\n0123456789\r\n')
+    const whole = harness()
+    feed(whole.parser, data)
+    for (let i = 1; i < data.length; i++) {
+      const h = harness()
+      feed(h.parser, data, [i])
+      expect(h.replies.map(plain)).toEqual(whole.replies.map(plain))
+    }
+    const bytewise = harness()
+    feed(bytewise.parser, data, Array.from({ length: data.length }, (_, i) => i))
+    expect(bytewise.replies.map(plain)).toEqual(whole.replies.map(plain))
+  })
+
+  // Any reply tree, cut anywhere: the same values as redis-parser (ioredis's parser, which the
+  // gateway used before) for every input both can parse.
+  type Tree = { kind: 'bulk'; v: Buffer } | { kind: 'status'; v: string } | { kind: 'int'; v: bigint } | { kind: 'err'; v: string } | { kind: 'nil' } | { kind: 'arr'; v: Tree[] }
+  const line = fc.string({ maxLength: 20 }).map((s) => s.replace(/[\r\n]/g, ' '))
+  const { tree } = fc.letrec<{ tree: Tree }>((tie) => ({
+    tree: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      fc.uint8Array({ maxLength: 40 }).map((v) => ({ kind: 'bulk' as const, v: Buffer.from(v) })),
+      line.map((v) => ({ kind: 'status' as const, v })),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((v) => ({ kind: 'int' as const, v })),
+      line.map((v) => ({ kind: 'err' as const, v: `ERR ${v}` })),
+      fc.constant({ kind: 'nil' as const }),
+      fc.array(tie('tree'), { maxLength: 5 }).map((v) => ({ kind: 'arr' as const, v })),
+    ),
+  }))
+  const encode = (t: Tree): Buffer => {
+    switch (t.kind) {
+      case 'bulk':
+        return Buffer.concat([b(`$${t.v.length}\r\n`), t.v, b('\r\n')])
+      case 'status':
+        return Buffer.from(`+${t.v}\r\n`)
+      case 'int':
+        return b(`:${t.v}\r\n`)
+      case 'err':
+        return Buffer.from(`-${t.v}\r\n`)
+      case 'nil':
+        return b('$-1\r\n')
+      case 'arr':
+        return Buffer.concat([b(`*${t.v.length}\r\n`), ...t.v.map(encode)])
+    }
+  }
+  const reference = (data: Buffer): unknown[] => {
+    const out: unknown[] = []
+    const p = new RedisParser({
+      returnBuffers: true,
+      stringNumbers: true,
+      returnReply: (r: unknown) => out.push(r),
+      returnError: (e: Error) => out.push(e),
+      returnFatalError: (e: Error) => {
+        throw e
+      },
+    })
+    p.execute(data)
+    return out
+  }
+
+  test('any reply tree, cut anywhere, parses as redis-parser parses it (property)', () => {
+    fc.assert(
+      fc.property(fc.array(tree, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), (trees, cuts) => {
+        const data = Buffer.concat(trees.map(encode))
+        const h = harness()
+        feed(h.parser, data, cuts.map((c) => c % (data.length + 1)))
+        expect(h.fatals).toEqual([])
+        expect(h.replies.map(plain)).toEqual(reference(data).map(plain))
+      }),
+      { numRuns: 300, seed: 15 },
+    )
+  })
+})
+
+describe('depth: no stack to overflow', () => {
+  const nested = (levels: number): Buffer => b(`${'*1\r\n'.repeat(levels)}:1\r\n`)
+
+  test(`${REPLY_MAX_DEPTH} levels are kept; one more makes the reply a 413, and the next reply is parsed as usual`, () => {
+    const h = harness()
+    feed(h.parser, Buffer.concat([nested(REPLY_MAX_DEPTH), nested(REPLY_MAX_DEPTH + 1), b('+NEXT\r\n')]))
+    expect(h.fatals).toEqual([])
+    let v = h.replies[0]
+    for (let i = 0; i < REPLY_MAX_DEPTH; i++) v = (v as unknown[])[0]
+    expect(v).toBe('1')
+    expect(h.replies[1]).toBeInstanceOf(TooLargeError)
+    expect((h.replies[1] as Error).message).toMatch(/nested deeper than 128 levels/)
+    expect(plain(h.replies[2])).toBe('NEXT')
+  })
+
+  test('1,000,000 levels (as a hostile server could send), in one piece and in 4 KiB reads: one 413, no RangeError', () => {
+    const data = Buffer.concat([nested(1_000_000), b(':2\r\n')])
+    for (const step of [data.length, 4096]) {
+      const h = harness()
+      const cuts: number[] = []
+      for (let i = step; i < data.length; i += step) cuts.push(i)
+      feed(h.parser, data, cuts)
+      expect(h.fatals).toEqual([])
+      expect(h.replies).toHaveLength(2)
+      expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+      expect(h.replies[1]).toBe('2')
+    }
+  })
+
+  test('a deep reply whose siblings follow it: everything after the refused element is skipped to the end of the reply', () => {
+    // [[[ ...129 deep... ], "x", [1, 2]], "y"] then a second reply.
+    const deep = nested(REPLY_MAX_DEPTH)
+    const data = Buffer.concat([b('*2\r\n*3\r\n'), deep, b('$1\r\nx\r\n*2\r\n:1\r\n:2\r\n$1\r\ny\r\n:3\r\n')])
+    const h = harness()
+    feed(h.parser, data)
+    expect(h.replies).toHaveLength(2)
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+    expect(h.replies[1]).toBe('3')
+  })
+})
+
+describe('charging: nothing kept that was not paid for', () => {
+  test('bulk bytes, array slots and (inside arrays) status lines are charged to the sink before they are kept', () => {
+    const s = sink()
+    const h = harness({ sinks: [s] })
+    feed(h.parser, b('*3\r\n$5\r\nhello\r\n+OK\r\n:1\r\n'))
+    expect(s.charges).toEqual([3 * REPLY_ELEMENT_BYTES, 5, 4]) // "+OK\r" is 4 bytes
+    expect(plain(h.replies[0])).toEqual(['hello', 'OK', '1'])
+  })
+
+  test('a bulk string over the sink\'s limit is skipped as it streams (never allocated) and the reply is the refusal', () => {
+    const s1 = sink(1000)
+    const s2 = sink()
+    const h = harness({ sinks: [s1, s2] })
+    const big = Buffer.alloc(1_000_000, 0x61)
+    const data = Buffer.concat([b(`$${big.length}\r\n`), big, b('\r\n$2\r\nok\r\n')])
+    const cuts: number[] = []
+    for (let i = 65536; i < data.length; i += 65536) cuts.push(i)
+    feed(h.parser, data, cuts)
+    expect(h.fatals).toEqual([])
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+    expect(s1.charges).toEqual([1_000_000])
+    expect(plain(h.replies[1])).toBe('ok')
+  })
+
+  test('a refusal in the middle of an array skips the rest of that reply only', () => {
+    const s1 = sink(200)
+    const s2 = sink()
+    const h = harness({ sinks: [s1, s2] })
+    // 2 slots (96) + "abc" (3) fit; the 200-byte bulk does not.
+    feed(h.parser, b(`*2\r\n$3\r\nabc\r\n*2\r\n$200\r\n${'z'.repeat(200)}\r\n:5\r\n*1\r\n$2\r\nok\r\n`))
+    expect(h.replies).toHaveLength(2)
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+    expect(plain(h.replies[1])).toEqual(['ok'])
+  })
+
+  test('an array declaring 2^31 elements is refused at its header: no 2^31-slot array', () => {
+    const s1 = sink(10 * 1024 * 1024)
+    const h = harness({ sinks: [s1, sink()] })
+    // The server then sends only three of them and another reply for the next command: the skip
+    // cannot know, so it eats into it; what matters here is that nothing was allocated.
+    feed(h.parser, b('*2147483648\r\n:1\r\n:2\r\n:3\r\n'))
+    expect(s1.charges).toEqual([2147483648 * REPLY_ELEMENT_BYTES])
+    expect(h.replies).toEqual([])
+    expect(h.fatals).toEqual([])
+  })
+
+  test('a sink that does not charge is held to the connection\'s own cap', () => {
+    const h = harness({ maxReplyBytes: 100 })
+    feed(h.parser, b(`$101\r\n${'a'.repeat(101)}\r\n$100\r\n${'b'.repeat(100)}\r\n*3\r\n:1\r\n:2\r\n:3\r\n`))
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+    expect((h.replies[1] as Buffer).length).toBe(100)
+    expect(h.replies[2]).toBeInstanceOf(TooLargeError) // 3 slots of 48 bytes
+  })
+
+  test('a reply not wanted any more (its request timed out, its client left) is skipped, charged nothing, and delivered as null', () => {
+    const gone = sink(Infinity, true)
+    const h = harness({ sinks: [gone, sink()] })
+    feed(h.parser, b(`*2\r\n$5000\r\n${'q'.repeat(5000)}\r\n:1\r\n$2\r\nok\r\n`))
+    expect(gone.charges).toEqual([])
+    expect(h.replies[0]).toBeNull()
+    expect(plain(h.replies[1])).toBe('ok')
+  })
+
+  test('a request that gives up while its big reply streams in: the rest is skipped, not stored', () => {
+    const s: Sink & { done: boolean } = { ...sink(), done: false }
+    const h = harness({ sinks: [s, sink()] })
+    // An array of two 100 KB strings: the first is being received when the request gives up.
+    const part = 'r'.repeat(100_000)
+    const data = b(`*2\r\n$100000\r\n${part}\r\n$100000\r\n${part}\r\n$2\r\nok\r\n`)
+    h.parser.execute(data.subarray(0, 50_000))
+    s.done = true
+    h.parser.execute(data.subarray(50_000))
+    // The first string was already allocated (and charged); the second is never kept.
+    expect(s.charges).toEqual([2 * REPLY_ELEMENT_BYTES, 100_000])
+    expect(h.replies[0]).toBeNull()
+    expect(plain(h.replies[1])).toBe('ok')
+  })
+})
+
+describe('protocol errors: fatal, once, and nothing after', () => {
+  const cases: [string, string, RegExp][] = [
+    ['an unknown type byte', '?what\r\n', /unknown reply type byte 0x3f/],
+    ['a RESP3 map (never asked for)', '%1\r\n+a\r\n+b\r\n', /unknown reply type byte 0x25/],
+    ['a negative bulk length other than -1', '$-5\r\n', /negative length \(-5\)/],
+    ['a negative array length other than -1', '*-7\r\n', /negative length \(-7\)/],
+    ['a length that is not a number', '$abc\r\n', /malformed length/],
+    ['an empty length', '$\r\n', /malformed length/],
+    ['a length with too many digits', '$99999999999999999\r\n', /too many digits/],
+    ['a bulk string not ended by CRLF', '$3\r\nfooXY', /not followed by CRLF/],
+    ['a line ended by LF alone', '+OK\n', /not ended by CRLF/],
+    ['an integer that is not one', ':12a\r\n', /malformed integer/],
+    ['an integer with too many digits', `:${'9'.repeat(30)}\r\n`, /malformed integer/],
+  ]
+  for (const [what, data, message] of cases) {
+    test(what, () => {
+      const h = harness()
+      feed(h.parser, b(`${data}+AFTER\r\n`))
+      expect(h.fatals).toHaveLength(1)
+      expect(h.fatals[0]!.message).toMatch(message)
+      expect(h.replies).toEqual([])
+      h.parser.execute(b('+STILL IGNORED\r\n'))
+      expect(h.replies).toEqual([])
+      // reset(): a new connection's stream.
+      h.parser.reset()
+      h.parser.execute(b('+FRESH\r\n'))
+      expect(plain(h.replies[0])).toBe('FRESH')
+    })
+  }
+
+  test('a bulk string split before its bad terminator fails when the terminator arrives', () => {
+    const h = harness()
+    feed(h.parser, b('$3\r\nfoo!!'), [5, 7, 8])
+    expect(h.fatals).toHaveLength(1)
+  })
+
+  test(`a line over ${MAX_LINE_BYTES} bytes without CRLF fails once it passes the limit, without buffering more`, () => {
+    const h = harness()
+    const piece = b(`+${'x'.repeat(16 * 1024 - 1)}`)
+    h.parser.execute(piece)
+    for (let i = 0; i < 3; i++) h.parser.execute(b('x'.repeat(16 * 1024)))
+    expect(h.fatals).toEqual([])
+    h.parser.execute(b('x'.repeat(16 * 1024)))
+    expect(h.fatals).toHaveLength(1)
+    expect(h.fatals[0]!.message).toMatch(/longer than 65536 bytes/)
+  })
+
+  test('a reply that no command asked for', () => {
+    const h = harness({ limit: 1 })
+    feed(h.parser, b('+ONE\r\n+TWO\r\n'))
+    expect(plain(h.replies[0])).toBe('ONE')
+    expect(h.fatals[0]!.message).toMatch(/no command asked for/)
+  })
+
+  test('seeded garbage never throws: every byte string ends in replies, a wait for more, or one fatal error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.array(fc.nat(), { maxLength: 5 }), (bytes, cuts) => {
+        const h = harness()
+        const data = Buffer.from(bytes)
+        feed(h.parser, data, cuts.map((c) => c % (data.length + 1)))
+        expect(h.fatals.length).toBeLessThanOrEqual(1)
+      }),
+      { numRuns: 2000, seed: 15 },
+    )
+  })
+})
