@@ -248,15 +248,24 @@ describe('charging: nothing kept that was not paid for', () => {
     expect(plain(h.replies[1])).toEqual(['ok'])
   })
 
-  test('an array declaring 2^31 elements is refused at its header: no 2^31-slot array', () => {
+  test('an array declaring 2^31 elements is refused at its header and answered at once: no 2^31-slot array, no wait for them', () => {
     const s1 = sink(10 * 1024 * 1024)
     const h = harness({ sinks: [s1, sink()] })
-    // The server then sends only three of them and another reply for the next command: the skip
-    // cannot know, so it eats into it; what matters here is that nothing was allocated.
-    feed(h.parser, b('*2147483648\r\n:1\r\n:2\r\n:3\r\n'))
+    // The server then sends only three of them and a reply for the next command: the skip cannot
+    // know, so it eats into it (the next command waits until the connection is reset).
+    feed(h.parser, b('*2147483648\r\n:1\r\n:2\r\n:3\r\n+NEXT\r\n'))
     expect(s1.charges).toEqual([2147483648 * REPLY_ELEMENT_BYTES])
-    expect(h.replies).toEqual([])
+    expect(h.replies).toHaveLength(1)
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
     expect(h.fatals).toEqual([])
+  })
+
+  test('a refused bulk string is answered before its bytes have streamed past', () => {
+    const s1 = sink(1000)
+    const h = harness({ sinks: [s1, sink()] })
+    h.parser.execute(b('$9999999999\r\nabc'))
+    expect(h.replies).toHaveLength(1)
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
   })
 
   test('a sink that does not charge is held to the connection\'s own cap', () => {

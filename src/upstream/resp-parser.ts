@@ -40,7 +40,7 @@ export class ProtocolError extends Error {
 export interface ChargedSink {
   /** Asked before a reply's bytes are kept: null keeps them, an Error refuses the whole reply. */
   charge?(bytes: number): Error | null
-  /** True once the reply is not wanted any more: it is skipped, and delivered as null. */
+  /** True once the reply is not wanted any more: it is delivered as null and skipped. */
   readonly done?: boolean
 }
 
@@ -77,9 +77,8 @@ export class RespParser {
   private bulkAt = 0
   /** CR and LF still expected after a bulk string's bytes. */
   private crlfLeft = 0
-  /** Skipping a refused reply: elements still to pass over, and what the reply is delivered as. */
+  /** Skipping a refused reply (already answered with its refusal): elements still to pass over. */
   private skip = 0
-  private verdict: unknown = null
   private broken = false
 
   constructor(
@@ -100,7 +99,6 @@ export class RespParser {
     this.bulkAt = 0
     this.crlfLeft = 0
     this.skip = 0
-    this.verdict = null
     this.broken = false
   }
 
@@ -132,8 +130,8 @@ export class RespParser {
         if (--this.crlfLeft === 0) {
           const b = this.bulk
           this.bulk = null
-          if (this.skip > 0 || b === null) this.skipped()
-          else this.value(b)
+          // A skipped bulk string (b null) was answered for when the skip began.
+          if (b !== null) this.value(b)
         }
       } else {
         const next = this.element(buf, pos, len)
@@ -216,7 +214,6 @@ export class RespParser {
         if (n === 0) this.crlfLeft = 2
         return end + 1
       }
-      if (this.skip === 0) this.deliver(this.verdict)
       return end + 1
     }
     switch (type) {
@@ -282,8 +279,8 @@ export class RespParser {
 
   /**
    * The reply in progress is refused at the element just parsed (its header: `type`, length `n`):
-   * everything still to come of it, that element included, is skipped; then it is delivered as
-   * `verdict`.
+   * the sink gets `verdict` now, not after the rest has streamed past (a 10 GB bulk string is
+   * answered at once), and everything still to come of the reply, that element included, is skipped.
    */
   private refuse(verdict: unknown, type: number, n: number, end: number): number {
     this.startSkip(verdict)
@@ -294,15 +291,14 @@ export class RespParser {
       this.bulkAt = 0
       this.bulkLeft = n
       if (n === 0) this.crlfLeft = 2
-      return end + 1
     }
-    if (this.skip === 0) this.deliver(verdict)
     return end + 1
   }
 
   /**
-   * Skips the rest of the reply in progress. Elements still to pass: the one being parsed and the
-   * innermost array's slots after it, and each outer array's slots after the array it is filling.
+   * Answers the reply in progress with `verdict` and skips the rest of it. Elements still to pass:
+   * the one being parsed and the innermost array's slots after it, and each outer array's slots
+   * after the array it is filling.
    */
   private startSkip(verdict: unknown): void {
     const arrays = this.arrays
@@ -310,14 +306,9 @@ export class RespParser {
     let left = top < 0 ? 1 : arrays[top]!.length - this.filled[top]!
     for (let d = 0; d < top; d++) left += arrays[d]!.length - this.filled[d]! - 1
     this.skip = left
-    this.verdict = verdict
     arrays.length = 0
     this.filled.length = 0
-  }
-
-  /** A skipped bulk string ended. */
-  private skipped(): void {
-    if (this.skip === 0) this.deliver(this.verdict)
+    this.deliver(verdict)
   }
 
   /** A whole value: into the array being filled, or, at the top, out as the reply. */
@@ -343,7 +334,6 @@ export class RespParser {
 
   private deliver(v: unknown): void {
     this.sink = undefined
-    this.verdict = null
     this.out.reply(v)
   }
 
