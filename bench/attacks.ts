@@ -1,4 +1,4 @@
-// `npm run bench:attacks`: what each attack of test/security/http-bombs.test.ts costs everyone else.
+// `npm run bench:attacks`: what each attack of test/security/ (http-bombs, big-replies, resp-hostile) costs everyone else.
 // The gateway runs as a child process (the build in dist/, pinned to the server core) on its own
 // redis-server; a normal client in a process of its own (bench/attack-prober.ts, on the client
 // core) sends GETs one after another on a keep-alive connection all the time. Each attack, against a
@@ -37,6 +37,9 @@ const durationMs = Number(values.duration) * 1000
 const MAX_ARGS = DEFAULTS.limits.maxArgs
 const MAX_COMMANDS = DEFAULTS.limits.maxCommands
 const BIG_VALUE_KEY = 'bench:attack:big'
+/** A 200 MB value, made with one SETRANGE (as a write token could). */
+const HUGE_VALUE_KEY = 'bench:attack:huge'
+const HUGE_VALUE_BYTES = 200 * 1024 * 1024
 
 // ---------------------------------------------------------------------------------------------
 // The attacks: each sends its requests over and over until `until`, and counts the answers.
@@ -77,6 +80,36 @@ const pipelineOver = pings(MAX_COMMANDS + 1)
 const argsAt = sadd(MAX_ARGS)
 const argsOver = sadd(MAX_ARGS + 1)
 const bigBody = post('', JSON.stringify(['SET', 'bench:attack:body', 'b'.repeat(9 * 1024 * 1024)]))
+const hugeGet = post('', JSON.stringify(['GET', HUGE_VALUE_KEY]))
+const hugePipeline = post('/pipeline', JSON.stringify(Array.from({ length: 8 }, () => ['GET', HUGE_VALUE_KEY])))
+const deepReply = post('', JSON.stringify(['EVAL_RO', 'local t = {} for i=1,7500 do t = {t} end return t', '0']))
+
+/** `n` raw connections that each send `request` and then read nothing for `holdMs`; counts what they got. */
+async function nonReaders(g: GatewayServer, n: number, request: string, holdMs: number, t: Tally, full: number): Promise<void> {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Socket>((resolve) => {
+          const s = net.connect({ host: '127.0.0.1', port: g.port }, () => resolve(s))
+          s.on('error', () => {})
+        }),
+    ),
+  )
+  const received = sockets.map(() => 0)
+  sockets.forEach((s, i) => {
+    s.pause()
+    s.on('data', (b: Buffer) => (received[i]! += b.length))
+    s.write(request)
+  })
+  await sleep(holdMs)
+  const closed = sockets.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve()))))
+  for (const s of sockets) s.resume()
+  await Promise.race([Promise.all(closed), sleep(10_000)])
+  // Less than all of it: the gateway dropped the connection with replies unsent.
+  t.set('disconnected by the gateway', received.filter((x) => x < full).length)
+  for (const s of sockets) s.destroy()
+}
 
 const ATTACKS: Attack[] = [
   { id: 'baseline', what: 'no attack', run: (_g, until) => sleep(Math.max(0, until - Date.now())) },
@@ -99,34 +132,20 @@ const ATTACKS: Attack[] = [
   {
     id: 'non-reading',
     what: '20 clients, 128 pipelined GETs of a 64 KiB value each (8 MiB), reading nothing',
-    run: async (g, until, t) => {
-      const ask = `GET /v1/instances/${INSTANCE}/get/${BIG_VALUE_KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`.repeat(128)
-      const sockets = await Promise.all(
-        Array.from(
-          { length: 20 },
-          () =>
-            new Promise<net.Socket>((resolve) => {
-              const s = net.connect({ host: '127.0.0.1', port: g.port }, () => resolve(s))
-              s.on('error', () => {})
-            }),
-        ),
-      )
-      const received = sockets.map(() => 0)
-      sockets.forEach((s, i) => {
-        s.pause()
-        s.on('data', (b: Buffer) => (received[i]! += b.length))
-        s.write(ask)
-      })
-      // The write timeout is 5 s: give the gateway the time to let them go, then read what is left.
-      await sleep(Math.max(until, Date.now() + 8_000) - Date.now())
-      const closed = sockets.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve()))))
-      for (const s of sockets) s.resume()
-      await Promise.race([Promise.all(closed), sleep(10_000)])
-      // Less than the 128 replies: the gateway dropped the connection with replies unsent.
-      t.set('disconnected by the gateway', received.filter((n) => n < 128 * 64 * 1024).length)
-      for (const s of sockets) s.destroy()
-    },
+    // The write timeout is 5 s: give the gateway the time to let them go, then read what is left.
+    run: (g, until, t) =>
+      nonReaders(g, 20, `GET /v1/instances/${INSTANCE}/get/${BIG_VALUE_KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`.repeat(128), Math.max(until - Date.now(), 8_000), t, 128 * 64 * 1024),
   },
+  // From here on the attacks come back from Redis: replies that a token can make Redis send.
+  { id: 'reply-200mb', what: 'GET of a 200 MB value (made with one SETRANGE)', run: (g, until, t) => repeat(until, () => send(g, hugeGet, t)) },
+  { id: 'reply-200mb-x8', what: 'pipeline of 8 GETs of the 200 MB value', run: (g, until, t) => repeat(until, () => send(g, hugePipeline, t)) },
+  {
+    id: 'reply-200mb-non-reading',
+    what: '20 clients, GETRANGE of 9 MiB of the 200 MB value each, reading nothing',
+    run: (g, until, t) =>
+      nonReaders(g, 20, `GET /v1/instances/${INSTANCE}/getrange/${HUGE_VALUE_KEY}/0/${9 * 1024 * 1024 - 1} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`, Math.max(until - Date.now(), 8_000), t, 9 * 1024 * 1024),
+  },
+  { id: 'reply-deep', what: 'EVAL_RO returning a table nested 7,500 deep', run: (g, until, t) => repeat(until, () => send(g, deepReply, t)) },
 ]
 
 // ---------------------------------------------------------------------------------------------
@@ -317,9 +336,13 @@ await new Promise<void>((resolve, reject) => {
     const v = 'r'.repeat(64 * 1024)
     s.write(`*3\r\n$3\r\nSET\r\n$${BIG_VALUE_KEY.length}\r\n${BIG_VALUE_KEY}\r\n$${v.length}\r\n${v}\r\n`)
   })
+  // ...and the 200 MB one, made by Redis itself: nothing that big crosses this process.
   s.once('data', () => {
-    s.destroy()
-    resolve()
+    s.write(`*4\r\n$8\r\nSETRANGE\r\n$${HUGE_VALUE_KEY.length}\r\n${HUGE_VALUE_KEY}\r\n$${String(HUGE_VALUE_BYTES - 1).length}\r\n${HUGE_VALUE_BYTES - 1}\r\n$1\r\nx\r\n`)
+    s.once('data', () => {
+      s.destroy()
+      resolve()
+    })
   })
   s.once('error', reject)
 })
