@@ -128,6 +128,7 @@ export class Gateway {
         breaker: (ep, from, to, reason) =>
           this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
         fault: (ep, error) => this.events.emit('fault', { where: 'redis_connection', error, endpoint: ep.id }),
+        subscriberFault: (ep, error) => this.events.emit('fault', { where: 'redis_subscriber', error, endpoint: ep.id }),
         userClosed: (ep, user, reason) => {
           let seen = this.userFailures.get(ep.id)
           if (seen === undefined) this.userFailures.set(ep.id, (seen = new Map()))

@@ -1,11 +1,10 @@
 // One Redis endpoint as the gateway talks to it: a single auto-pipelined RESP connection for
-// commands (resp-connection.ts), and the options of the ioredis subscriber connection that the
-// pub/sub hub opens lazily. Construction does no I/O; start() connects, stop() closes.
+// commands (resp-connection.ts), and the connection options it shares with the subscriber
+// connection the pub/sub hub opens lazily (pubsub.ts). Construction does no I/O; start() connects,
+// stop() closes.
 
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
-import { isIP } from 'node:net'
-import type { RedisOptions } from 'ioredis'
 import type { EndpointSpec } from '../discovery/topology.js'
 import type { RawReply } from './encode.js'
 import { performance } from 'node:perf_hooks'
@@ -34,29 +33,23 @@ export function reconnectDelayMs(attempt: number): number {
   return Math.min(50 * 2 ** Math.min(attempt, 10), 2000)
 }
 
-export function clientOptions(spec: EndpointSpec, o: UpstreamOptions, extra: Partial<RedisOptions> = {}): RedisOptions {
+/**
+ * Options of a RespConnection to `spec` as `username`: one place for the address, TLS, timeouts,
+ * backoff and reply cap of every connection to an endpoint (the gateway's own, the users' tokens
+ * run as, the subscribers'). `readyCheck`: wait while Redis loads its dataset (INFO persistence),
+ * off for users that may not run INFO and for subscribers.
+ */
+export function connectionOptions(spec: EndpointSpec, o: UpstreamOptions, username: string, password: string, readyCheck: boolean): RespConnectionOptions {
   return {
     host: spec.host,
     port: spec.port,
-    ...(o.username ? { username: o.username } : {}),
-    ...(o.password ? { password: o.password } : {}),
-    // SNI carries host names only (RFC 6066); an IP endpoint's certificate is still checked against it.
-    ...(o.tls ? { tls: isIP(spec.host) === 0 ? { servername: spec.host } : {} } : {}),
-    lazyConnect: true,
-    enableAutoPipelining: true,
-    // Fail at once while disconnected instead of queueing without bound.
-    enableOfflineQueue: false,
-    // A command is never re-sent by ioredis: retries are the gateway's decision (never for writes).
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: o.commandTimeoutMs,
-    connectTimeout: o.connectTimeoutMs,
-    // Integer replies as exact decimal text; bulk replies stay Buffers (replyEncoding null).
-    stringNumbers: true,
-    enableReadyCheck: true,
-    retryStrategy: (times: number) => reconnectDelayMs(times),
-    reconnectOnError: () => false,
-    ...extra,
+    username,
+    password,
+    tls: o.tls,
+    connectTimeoutMs: o.connectTimeoutMs,
+    retryDelayMs: reconnectDelayMs,
+    readyCheck,
+    ...(o.maxReplyBytes !== undefined ? { maxReplyBytes: o.maxReplyBytes } : {}),
   }
 }
 
@@ -124,18 +117,7 @@ export class EndpointClient {
   }
 
   private connectionOptions(username: string, password: string, readyCheck: boolean): RespConnectionOptions {
-    const o = this.opts
-    return {
-      host: this.spec.host,
-      port: this.spec.port,
-      username,
-      password,
-      tls: o.tls,
-      connectTimeoutMs: o.connectTimeoutMs,
-      retryDelayMs: reconnectDelayMs,
-      readyCheck,
-      ...(o.maxReplyBytes !== undefined ? { maxReplyBytes: o.maxReplyBytes } : {}),
-    }
+    return connectionOptions(this.spec, this.opts, username, password, readyCheck)
   }
 
   /** The gateway's own connection (health checks use it). */

@@ -1,6 +1,6 @@
 // Classifies what an attempt fails with (RespConnection's errors, Redis error replies, the
-// attempt's own timeout, and ioredis's errors on the subscriber connection) into the gateway's
-// failure kinds. Only transport failures
+// attempt's own timeout, and the text of ioredis's errors, which the gateway used before
+// RespConnection) into the gateway's failure kinds. Only transport failures
 // (not connected, timed out, connection lost, LOADING/MASTERDOWN/READONLY) say anything about
 // the endpoint's health; Redis reply errors (WRONGTYPE, syntax) are the client's business.
 

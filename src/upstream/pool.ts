@@ -38,6 +38,11 @@ export interface PoolHooks {
   breaker(ep: PooledEndpoint, from: string, to: string, reason: string): void
   /** A connection to the endpoint was reset: something was thrown, or Redis broke the protocol. */
   fault?(ep: PooledEndpoint, err: Error): void
+  /**
+   * The same on a subscriber connection (pubsub.ts), or a message dropped there (over
+   * limits.maxReply, nested too deep); when absent, these go to fault().
+   */
+  subscriberFault?(ep: PooledEndpoint, err: Error): void
   /** The connection of a Redis user that tokens run as closed or could not be made. */
   userClosed?(ep: PooledEndpoint, user: string, reason: string): void
   /** The endpoint's ACL users became managed, or cannot be (reason). */
@@ -159,7 +164,14 @@ export class UpstreamPool {
       () => performance.now(),
       (from, to, reason) => entry && hooks.breaker(entry, from, to, reason),
     )
-    const pubsub = new PubSubHub(spec, this.opts)
+    const pubsubHooks = {
+      onFault: (err: Error): void => {
+        if (entry === undefined) return
+        if (hooks.subscriberFault !== undefined) hooks.subscriberFault(entry, err)
+        else hooks.fault?.(entry, err)
+      },
+    }
+    const pubsub = new PubSubHub(spec, this.opts, pubsubHooks)
     // Operator-managed users subscribe as themselves: Redis then applies their channel patterns.
     const userHubs = new Map<string, PubSubHub>()
     entry = {
@@ -170,7 +182,7 @@ export class UpstreamPool {
         if (who.kind !== 'user') return pubsub
         let hub = userHubs.get(who.key)
         if (hub === undefined) {
-          hub = new PubSubHub(spec, { ...this.opts, username: who.user, password: who.password })
+          hub = new PubSubHub(spec, { ...this.opts, username: who.user, password: who.password }, pubsubHooks)
           userHubs.set(who.key, hub)
         }
         return hub

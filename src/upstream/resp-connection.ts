@@ -13,6 +13,10 @@
 // persistence, polled like ioredis's ready check). Commands that change the connection's own
 // state (SELECT, SUBSCRIBE, MONITOR, CLIENT REPLY...) are refused by classification before they
 // get here, so every command gets exactly one reply, in order.
+// The one exception is push mode (the `push` option), for the SSE subscriber connection
+// (pubsub.ts): there Redis sends a reply per channel name and messages no command asked for, so
+// once ready every reply goes to one handler, charged to the connection's own cap, and commands go
+// out with send(). Connecting, TLS, AUTH, reconnecting and the parser's protections are the same.
 // Construction does no I/O; start() connects, stop() closes for good.
 
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
@@ -69,6 +73,16 @@ export interface RespConnectionOptions {
   readonly readyCheck?: boolean
   /** Reply bytes kept for a command whose sink does not charge them itself; default 512 MiB. */
   readonly maxReplyBytes?: number
+  /**
+   * Push mode (a subscriber connection): once the connection is ready, every reply goes here, in
+   * order, instead of to a command's sink: SUBSCRIBE/UNSUBSCRIBE confirmations (one per name),
+   * messages, error replies, and a TooLargeError in place of a reply larger than maxReplyBytes or
+   * nested deeper than REPLY_MAX_DEPTH (skipped as it streamed in, never kept; the connection stays
+   * up). Commands are written with send(); command() and commands() throw. Whatever the handler
+   * throws resets the connection, as a protocol error does (onFault hears of it): throw when the
+   * stream is out of step.
+   */
+  readonly push?: (value: unknown) => void
 }
 
 export interface RespConnectionHooks {
@@ -127,17 +141,32 @@ export class RespConnection {
   private readonly onError = (err: Error): void => {
     this.failure ??= err.message
   }
+  /** Push mode's handler (see RespConnectionOptions.push), or null. */
+  private readonly push: ((value: unknown) => void) | null
 
   constructor(
     private readonly opts: RespConnectionOptions,
     private readonly hooks: RespConnectionHooks,
   ) {
+    const push = opts.push
+    this.push = push ?? null
     this.parser = new RespParser(
-      {
-        peek: () => this.queue[this.head],
-        reply: (v) => this.next().reply(v),
-        fatal: (err) => this.fault(err),
-      },
+      push === undefined
+        ? {
+            peek: () => this.queue[this.head],
+            reply: (v) => this.next().reply(v),
+            fatal: (err) => this.fault(err),
+          }
+        : {
+            // The handshake's replies (AUTH, the ready check) still go to their sinks; after that
+            // everything is a push. Before ready, a reply nobody asked for is a protocol error as usual.
+            peek: () => this.queue[this.head] ?? (this.status === 'ready' ? PUSH_SINK : undefined),
+            reply: (v) => {
+              if (this.head < this.queue.length) this.next().reply(v)
+              else push(v)
+            },
+            fatal: (err) => this.fault(err),
+          },
       opts.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES,
     )
   }
@@ -197,6 +226,7 @@ export class RespConnection {
   command(args: readonly Arg[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
+    if (this.push !== null) throw new Error('RespConnection: in push mode, commands go out with send()')
     const idle = this.idle
     this.enqueue(args, sink)
     this.release(idle)
@@ -207,8 +237,25 @@ export class RespConnection {
   commands(list: readonly (readonly Arg[])[], sink: ReplySink): boolean {
     if (this.status !== 'ready') return false
     for (const args of list) if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
+    if (this.push !== null) throw new Error('RespConnection: in push mode, commands go out with send()')
     const idle = this.idle
     for (const args of list) this.enqueue(args, sink)
+    this.release(idle)
+    return true
+  }
+
+  /**
+   * Push mode: writes one command whose replies, however many, go to the push handler. With no
+   * per-command queue the connection is always idle, so it leaves at once (between cork() and
+   * uncork(), at uncork()), and commands reach Redis in the order they were sent. False when not
+   * ready: nothing was written.
+   */
+  send(args: readonly Arg[]): boolean {
+    if (this.push === null) throw new Error('RespConnection: send() is for push mode; use command()')
+    if (this.status !== 'ready') return false
+    if (args.length === 0) throw new Error('RespConnection: an empty command')
+    const idle = this.idle
+    this.encode(args)
     this.release(idle)
     return true
   }
@@ -432,6 +479,12 @@ function flush(c: RespConnection): void {
 }
 
 const IGNORE: ReplySink = { reply() {}, lost() {} }
+
+/**
+ * What a push reply is charged to: no charge() of its own, so the parser holds each reply to the
+ * connection's maxReplyBytes (counted afresh per reply), and delivers a TooLargeError instead.
+ */
+const PUSH_SINK: ChargedSink = {}
 
 function sinkOf(onReply: (v: unknown) => void, onLost: (why: string) => void): ReplySink {
   return { reply: onReply, lost: (e) => onLost(e.message) }
