@@ -14,6 +14,7 @@ import {
   ForbiddenError,
   GatewayError,
   MethodNotAllowedError,
+  OverloadedError,
   RedisReplyError,
   RefusedCommandError,
   UnauthorizedError,
@@ -35,11 +36,11 @@ import { dispatch, type DispatchOptions } from '../routing/dispatch.js'
 import type { Resolved, Router } from '../routing/router.js'
 import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
 import type { RoutingTable } from '../routing/table.js'
-import { errorJson, resultJson } from '../upstream/encode.js'
+import { errorJson, jsonBytesBound, resultJson, type RawReply } from '../upstream/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { LoadTracker } from '../balancer/least-request.js'
-import type { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
+import { SMALL_REQUEST_BYTES, type ByteBudget, type RequestLease } from '../resilience/byte-budget.js'
 import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
@@ -336,6 +337,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       st.cls = write ? 'write' : 'read'
       try {
         const value = await send(write ? 'write' : 'read', identity, runsScript(args), (ep, ctx) => runCommand(ep, ctx, args, write))
+        if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
         // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
         return reply(200, resultJson(value, base64), token(write), base64)
       } catch (err) {
@@ -378,6 +380,11 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           admitted.length > 0
             ? await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))
             : []
+        if (req.lease.bytes > SMALL_REQUEST_BYTES) {
+          let n = 0
+          for (const it of items) n += it.ok ? jsonBytesBound(it.value, base64) : it.error.length * 6
+          chargeOutput(req.lease, n, write)
+        }
         let out = '['
         // Error messages can carry any text (Redis quotes the command): only results are ASCII.
         let ascii = base64
@@ -443,6 +450,19 @@ function tokenFor(router: Router, r: Resolved, incoming: SyncPosition | null, af
     offset = incoming.offset
   }
   return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)
+}
+
+/**
+ * Charges a big reply's JSON (`bytes`, an upper bound) before it is built
+ * (RequestLease.takeOutput): its text, and then its bytes waiting for the client, can be several
+ * times the raw reply. A read the budget cannot take is a 503 OVERLOADED before any encoding work;
+ * a write's reply is always taken (the write ran). Callers skip replies within the request's free
+ * allowance: their JSON is a few hundred KiB at most.
+ */
+function chargeOutput(lease: RequestLease, bytes: number, write: boolean): void {
+  if (!lease.takeOutput(bytes, write)) {
+    throw new OverloadedError('the gateway holds as many reply bytes as limits.inflightBytes allows; retry shortly', { retryAfterS: 1 })
+  }
 }
 
 function reply(status: 200 | 400, body: string, syncToken: string, ascii: boolean): DataReply {

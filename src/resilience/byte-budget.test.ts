@@ -21,6 +21,27 @@ describe('RequestLease', () => {
     expect(budget.inUse).toBe(0)
   })
 
+  it('charges an encoded reply: refused when the budget cannot take it, unless forced (a write has run), and then later requests are refused until it is released', () => {
+    const budget = new ByteBudget(100 * KB)
+    const lease = new RequestLease(budget, 10 * 1024 * KB)
+    expect(lease.takeReply(SMALL_REQUEST_BYTES + 10 * KB)).toBe('ok')
+    // Its JSON in UTF-8 mode: six times the raw bytes, more than the whole budget.
+    expect(lease.takeOutput(6 * 74 * KB, false)).toBe(false)
+    expect(budget.inUse).toBe(10 * KB)
+    expect(lease.takeOutput(6 * 74 * KB, true)).toBe(true)
+    expect(budget.inUse).toBe(10 * KB + 6 * 74 * KB)
+    expect(budget.highWater).toBe(budget.inUse)
+    const other = new RequestLease(budget, 10 * 1024 * KB)
+    expect(other.takeReply(SMALL_REQUEST_BYTES)).toBe('ok')
+    expect(other.takeReply(1)).toBe('overloaded')
+    lease.release()
+    expect(budget.inUse).toBe(0)
+    expect(other.takeReply(1)).toBe('ok')
+    // Nothing is held for a request that is over.
+    expect(lease.takeOutput(1024 * KB, true)).toBe(false)
+    expect(budget.inUse).toBe(1)
+  })
+
   it('refuses replies beyond maxReply as too large, before the budget is asked', () => {
     const budget = new ByteBudget(10)
     const lease = new RequestLease(budget, 1000)

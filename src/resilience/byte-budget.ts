@@ -40,6 +40,12 @@ export class ByteBudget {
     return true
   }
 
+  /** Takes `n` even beyond the limit (bytes already held that cannot be refused any more). */
+  force(n: number): void {
+    this.used += n
+    if (this.used > this.peak) this.peak = this.used
+  }
+
   give(n: number): void {
     this.used = Math.max(0, this.used - n)
   }
@@ -85,6 +91,27 @@ export class RequestLease {
     if (!this.take(n)) return 'overloaded'
     this.reply += n
     return 'ok'
+  }
+
+  /**
+   * Charges the encoded reply (its JSON text, then the bytes waiting to leave for the client),
+   * before it is built: JSON can be several times the raw reply (a byte 0x00 is `\u0000` in
+   * UTF-8 mode, 6 bytes; base64 is 4/3), which reply charging alone does not see. Refused (false)
+   * when the shared budget cannot take it, unless `force`: a write's reply is always taken, since
+   * the write has run and cannot be taken back; it then counts against the budget, so that later
+   * requests are refused while it is held.
+   */
+  takeOutput(n: number, force: boolean): boolean {
+    if (this.take(n)) return true
+    if (!force || this.released) return false
+    const total = this.total + n
+    const need = total - SMALL_REQUEST_BYTES - this.shared
+    if (need > 0) {
+      this.budget.force(need)
+      this.shared += need
+    }
+    this.total = total
+    return true
   }
 
   private take(n: number): boolean {

@@ -4,7 +4,7 @@
 
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeValue, errorJson, resultJson, type RawReply } from './encode.js'
+import { encodeValue, errorJson, jsonBytesBound, resultJson, type RawReply } from './encode.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8')
 const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('base64')
@@ -197,5 +197,35 @@ describe('base64 results are ASCII (the fast lane writes them as latin1 with Con
   it('without base64 a result can be non-ASCII (which is why only base64 results are flagged)', () => {
     const text = resultJson(b('h\u00e9llo'), false)
     expect(Buffer.byteLength(text, 'utf8')).toBeGreaterThan(text.length)
+  })
+})
+
+describe('jsonBytesBound: never below the bytes of the JSON it bounds', () => {
+  const { reply } = fc.letrec<{ reply: RawReply }>((tie) => ({
+    reply: fc.oneof(
+      { depthSize: 'small' },
+      fc.uint8Array({ maxLength: 64 }).map((u) => Buffer.from(u)),
+      fc.constantFrom(Buffer.alloc(100, 0), Buffer.alloc(100, 0xff), Buffer.from('"\\'.repeat(20)), Buffer.from('\u00e9\u{1f600}')),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String),
+      fc.constant(null),
+      fc.string().map((m) => new Error(m)),
+      fc.array(tie('reply'), { maxLength: 5 }),
+    ),
+  }))
+
+  it('for any reply, in UTF-8 and base64 mode', () => {
+    fc.assert(
+      fc.property(reply, fc.boolean(), (v, base64) => {
+        expect(jsonBytesBound(v, base64)).toBeGreaterThanOrEqual(Buffer.byteLength(encodeValue(v, base64), 'utf8'))
+      }),
+      { numRuns: 500, seed: 15 },
+    )
+  })
+
+  it('exact for base64 strings, and six times the bytes for a string of NULs (each is \\u0000)', () => {
+    const nul = Buffer.alloc(1000)
+    expect(jsonBytesBound(nul, true)).toBe(encodeValue(nul, true).length)
+    expect(jsonBytesBound(nul, false)).toBe(encodeValue(nul, false).length)
+    expect(encodeValue(nul, false).length).toBe(6002)
   })
 })

@@ -50,6 +50,34 @@ export function encodeValue(v: RawReply, base64: boolean, topLevel = true): stri
   return 'null'
 }
 
+/** What a byte of a string can become in UTF-8 JSON at most: `\u0000` (6), `\"` (2), U+FFFD (3). */
+const UTF8_JSON_BYTES = Uint8Array.from({ length: 256 }, (_, c) => (c < 0x20 ? 6 : c === 0x22 || c === 0x5c ? 2 : c >= 0x80 ? 3 : 1))
+
+/**
+ * An upper bound of the bytes of encodeValue(v)'s text, computed without building it: exact for
+ * base64 and for ASCII text, and at most a few times over for bytes that JSON escapes or that are
+ * not valid UTF-8. Charged before a big reply is encoded (data-handler.ts), so that a reply whose
+ * JSON is six times its raw size (a string of 0x00 bytes) cannot hold memory the budget did not see.
+ */
+export function jsonBytesBound(v: RawReply, base64: boolean): number {
+  if (v === null || v === undefined) return 4
+  if (Buffer.isBuffer(v)) {
+    if (base64) return Math.ceil(v.length / 3) * 4 + 2
+    let n = 2
+    for (let i = 0; i < v.length; i++) n += UTF8_JSON_BYTES[v[i]!]!
+    return n
+  }
+  if (typeof v === 'string') return v.length
+  if (typeof v === 'number') return 24
+  if (Array.isArray(v)) {
+    let n = 2
+    for (const x of v) n += jsonBytesBound(x, base64) + 1
+    return n
+  }
+  if (v instanceof Error) return base64 ? Math.ceil(Buffer.byteLength(v.message) / 3) * 4 + 2 : Buffer.byteLength(v.message) * 6 + 2
+  return 4
+}
+
 /** `{"result":...}` for a successful command. */
 export function resultJson(v: RawReply, base64: boolean): string {
   return `{"result":${encodeValue(v, base64)}}`
