@@ -197,11 +197,13 @@ export class Gateway {
       state: ep.state,
       role: async () => {
         // ROLE for role, offset and link; INFO replication for the replication id (sync tokens).
-        const [role, repl] = await withTimer(
-          Promise.all([ep.client.role(), ep.client.replication()]),
-          timeoutMs,
-          () => new Error(`health check of ${ep.id} timed out after ${timeoutMs} ms`),
-        )
+        const conn = ep.client.connection
+        const reads = conn.reads
+        const [role, repl] = await withTimer(Promise.all([ep.client.role(), ep.client.replication()]), timeoutMs, () => {
+          // Nothing at all came back meanwhile: the connection is stalled; reset it (it reconnects).
+          conn.timedOut(reads)
+          return new Error(`health check of ${ep.id} timed out after ${timeoutMs} ms`)
+        })
         // A new replication history (restart without persistence, failover): offsets restart, so
         // the old ones must not linger as if they were ahead.
         if (repl.replId !== ep.state.replId) {

@@ -14,7 +14,7 @@ import type { RawReply } from './encode.js'
 import { countsAsBreakerFailure } from '../resilience/breaker.js'
 import { failureKind, toGatewayError } from './errors.js'
 import type { PooledEndpoint } from './pool.js'
-import type { ReplySink } from './resp-connection.js'
+import type { ReplySink, RespConnection } from './resp-connection.js'
 import { Deadlines, type Expiring } from './deadlines.js'
 import type { Charge, RequestLease } from '../resilience/byte-budget.js'
 import type { Identity } from './identity.js'
@@ -82,6 +82,9 @@ function finish(
 abstract class Attempt<T> implements ReplySink, Expiring {
   private settled = false
   private readonly started = performance.now()
+  /** The connection it was written on, and its read count then (RespConnection.timedOut). */
+  private conn: RespConnection | null = null
+  private readsAtSend = 0
 
   constructor(
     protected readonly ep: PooledEndpoint,
@@ -127,8 +130,16 @@ abstract class Attempt<T> implements ReplySink, Expiring {
     this.reject(toGatewayError(err, this.ep.id, this.ctx.timeoutMs))
   }
 
+  /** Written on `conn` (before its commands go out). */
+  sentOn(conn: RespConnection): void {
+    this.conn = conn
+    this.readsAtSend = conn.reads
+  }
+
   expire(): void {
     this.fail(new TimeoutError(`endpoint ${this.ep.id} did not answer within ${this.ctx.timeoutMs} ms`))
+    // Nothing at all arrived on its connection meanwhile: stalled, not slow; reset it.
+    this.conn?.timedOut(this.readsAtSend)
   }
 
   /**
@@ -327,6 +338,7 @@ export function runCommand(ep: PooledEndpoint, ctx: ExecContext, args: Args, wit
   return new Promise<RawReply>((resolve, reject) => {
     const a = new CommandAttempt(ep, ctx, args, withRole, resolve, reject)
     const conn = ep.client.connectionFor(ctx.identity)
+    if (conn !== null) a.sentOn(conn)
     // ROLE in the same write, right behind it: the offset just after the write.
     const sent = conn !== null && (withRole ? conn.commands([args, ROLE], a) : conn.command(args, a))
     if (!sent) a.fail(notConnected(ep.id))
@@ -351,6 +363,7 @@ export function runPipeline(
     const a = new BatchAttempt(ep, ctx, commands.length, atomic, withRole, resolve, reject)
     const conn = ep.client.connectionFor(ctx.identity)
     if (conn === null || !conn.ready) return a.fail(notConnected(ep.id))
+    a.sentOn(conn)
     conn.cork()
     try {
       if (atomic) conn.command(MULTI, a)

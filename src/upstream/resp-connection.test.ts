@@ -603,6 +603,30 @@ describe('connection loss', () => {
     expect(await call(conn, ['PING'])).toEqual(buf('PONG'))
   })
 
+  test('timedOut(): reset when nothing at all has arrived since the command was written (stalled), kept when bytes came (slow)', async () => {
+    const { conn, events } = await openReady(main)
+    const id = (await call(conn, ['CLIENT', 'ID'])) as string
+    // Bytes arrived after the reference point: a slow connection, kept.
+    const before = conn.reads
+    expect(await call(conn, ['PING'])).toEqual(buf('PONG'))
+    const blocked = recorder()
+    conn.command(['BLPOP', key('never'), '0'], blocked)
+    await waitBlocked(main, id)
+    conn.timedOut(before)
+    await new Promise((r) => setTimeout(r, 100))
+    expect(events.close).toBe(0)
+    // Nothing since the BLPOP was written: stalled, reset; what waited on it is lost.
+    const stalled = recorder()
+    const atSend = conn.reads
+    conn.command(['PING'], stalled)
+    conn.timedOut(atSend)
+    await waitFor(() => events.close === 1, { message: 'reset' })
+    expect(blocked.losses[0]).toBeInstanceOf(ConnectionLostError)
+    expect(stalled.losses[0]).toBeInstanceOf(ConnectionLostError)
+    await waitFor(() => events.ready === 2, { timeoutMs: 3_000, message: 'ready again' })
+    expect(await call(conn, ['PING'])).toEqual(buf('PONG'))
+  })
+
   // Once a bug: closed() failed the pending sinks while the status was still 'ready', so a command
   // sent from lost() was accepted into the dead connection's batch, and on reconnect the handshake's
   // reply went to that stale sink: the connection never became ready again.

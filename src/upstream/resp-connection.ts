@@ -128,11 +128,14 @@ export class RespConnection {
   /** Why the current socket failed, once it has (for onClose). */
   private failure: string | null = null
   private readBuffer: Buffer | null = null
+  /** Reads from Redis so far, on any socket of this connection (see timedOut()). */
+  private readCount = 0
   /**
    * Bytes read into `readBuffer`, which the next read overwrites: the parser keeps slices of what it
    * is given (bulk replies, a reply split across reads), so it gets a copy.
    */
   private readonly onRead = (n: number, buf: Buffer): boolean => {
+    this.readCount++
     const chunk = Buffer.allocUnsafe(n)
     buf.copy(chunk, 0, 0, n)
     this.read(chunk)
@@ -376,7 +379,12 @@ export class RespConnection {
       clearTimeout(timer)
       this.handshake(socket)
     })
-    if (o.tls) socket.on('data', (chunk: Buffer) => this.read(chunk))
+    if (o.tls) {
+      socket.on('data', (chunk: Buffer) => {
+        this.readCount++
+        this.read(chunk)
+      })
+    }
     socket.on('error', this.onError)
     socket.once('close', () => {
       clearTimeout(timer)
@@ -435,6 +443,28 @@ export class RespConnection {
       const auth = o.username ? ['AUTH', o.username, o.password] : ['AUTH', o.password]
       step(auth, 'AUTH', (v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()))
     } else check()
+  }
+
+  /** Reads so far: taken when a command is written, handed back to timedOut() if it times out. */
+  get reads(): number {
+    return this.readCount
+  }
+
+  /**
+   * A command written when `reads` was `readsAtSend` got no reply in time. The connection is reset
+   * (its waiting commands are lost: UPSTREAMRESET; it reconnects) when it is stalled, not slow:
+   * - not one byte has arrived since, while replies are owed (a Redis stopped in the middle of a
+   *   reply, a peer gone without a FIN);
+   * - or it is still passing over a refused reply (already answered 413): a server that declared
+   *   10 GB and trickles, or a 200 MB value at loopback speed, would hold every command behind it
+   *   for longer than their timeout; better a new connection than more of those bytes.
+   * As Envoy's redis_proxy closes an upstream connection on a request timeout. A reply that is
+   * being received, however slowly, keeps the connection.
+   */
+  timedOut(readsAtSend: number): void {
+    if (this.pending === 0 || this.socket === null) return
+    if (this.readCount !== readsAtSend && !this.parser.skipping) return
+    this.socket.destroy(new Error(this.parser.skipping ? 'a command timed out behind a refused reply still being skipped: connection reset' : 'no reply from Redis within the command timeout, and nothing else either: connection reset'))
   }
 
   /** Reconnects at once when waiting for the backoff before the next attempt (the endpoint is back). */

@@ -260,12 +260,19 @@ describe('charging: nothing kept that was not paid for', () => {
     expect(h.fatals).toEqual([])
   })
 
-  test('a refused bulk string is answered before its bytes have streamed past', () => {
+  test('a refused bulk string is answered before its bytes have streamed past, and the parser says it is skipping until they have', () => {
     const s1 = sink(1000)
     const h = harness({ sinks: [s1, sink()] })
-    h.parser.execute(b('$9999999999\r\nabc'))
+    expect(h.parser.skipping).toBe(false)
+    h.parser.execute(b('$2000\r\nabc'))
     expect(h.replies).toHaveLength(1)
     expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+    expect(h.parser.skipping).toBe(true)
+    h.parser.execute(b(`${'x'.repeat(1997)}\r`))
+    expect(h.parser.skipping).toBe(true)
+    h.parser.execute(b('\n+OK\r\n'))
+    expect(h.parser.skipping).toBe(false)
+    expect(plain(h.replies[1])).toBe('OK')
   })
 
   test('a sink that does not charge is held to the connection\'s own cap', () => {

@@ -87,6 +87,12 @@ export class RespParser {
     private readonly maxReplyBytes: number,
   ) {}
 
+  /** Passing over the rest of a refused reply (already answered): what comes meanwhile is not read. */
+  get skipping(): boolean {
+    // A skipped bulk string's bytes are counted down in bulkLeft with nowhere to go.
+    return this.skip > 0 || (this.bulk === null && (this.bulkLeft > 0 || this.crlfLeft > 0))
+  }
+
   /** Forgets everything (the connection was reset). */
   reset(): void {
     this.rest = null

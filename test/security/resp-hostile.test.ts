@@ -287,6 +287,23 @@ describe('well-formed replies over a limit: 413, and the connection stays usable
     await survived()
   })
 
+  test('a bulk declaring 9,999,999,999 bytes, then nothing, the connection kept open: 413 at once, and the stalled connection is reset at the next timeout, not kept forever', async () => {
+    answerGet('$9999999999\r\n')
+    const r = await whileHealthyServed(getK)
+    show('$9999999999 then silence', r)
+    expect.soft(r.status).toBe(413)
+    // The fake keeps the connection and sends nothing more: the next command on it gets no reply
+    // within the command timeout, nothing at all arrived meanwhile, so the gateway resets it.
+    fake.reset()
+    fake.store.set('after', Buffer.from('ok'))
+    const stuck = await call(gw, 'hostile', ['GET', 'after'])
+    show('GET behind the stalled reply', stuck)
+    expect.soft(stuck.status).toBeGreaterThanOrEqual(500)
+    await eventually('the gateway to reset its stalled connection to the fake', () => fake.connections[0]?.closed === true && fake.connections[0]?.closedBy === 'client')
+    await hostileServesAgain()
+    await survived()
+  })
+
   test('a bulk declaring 9,999,999,999 bytes, then 64 MiB of them: 413, and the 64 MiB are not kept', async () => {
     const before = externalBytes()
     let sent!: Promise<void>
