@@ -11,7 +11,7 @@ import {
   TimeoutError,
   UpstreamResetError,
 } from '../errors.js'
-import { ConnectionLostError, NotConnectedError } from './resp-connection.js'
+import { ConnectionLostError, NotConnectedError, StalledError } from './resp-connection.js'
 
 export type FailureKind = 'reply' | 'timeout' | 'unavailable' | 'reset' | 'busy-server'
 
@@ -29,6 +29,8 @@ export function failureKind(err: unknown): FailureKind {
   // The command connection's (resp-connection.ts).
   if (err instanceof NotConnectedError) return 'unavailable'
   if (err instanceof ConnectionLostError) return 'reset'
+  // Reset because Redis stopped answering on it: as for the command that timed out.
+  if (err instanceof StalledError) return 'timeout'
   if (err.name === 'ReplyError') {
     const m = err.message
     for (const p of TRANSPORT_REPLY_PREFIXES) if (m.startsWith(p)) return 'busy-server'

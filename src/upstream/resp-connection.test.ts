@@ -15,6 +15,7 @@ import {
   ConnectionLostError,
   NotConnectedError,
   RespConnection,
+  StalledError,
   type Arg,
   type ReplySink,
   type RespConnectionOptions,
@@ -621,8 +622,10 @@ describe('connection loss', () => {
     conn.command(['PING'], stalled)
     conn.timedOut(atSend)
     await waitFor(() => events.close === 1, { message: 'reset' })
-    expect(blocked.losses[0]).toBeInstanceOf(ConnectionLostError)
-    expect(stalled.losses[0]).toBeInstanceOf(ConnectionLostError)
+    // ...as timeouts (504), not as a lost connection: Redis stopped answering.
+    expect(blocked.losses[0]).toBeInstanceOf(StalledError)
+    expect(stalled.losses[0]).toBeInstanceOf(StalledError)
+    expect(failureKind(stalled.losses[0])).toBe('timeout')
     await waitFor(() => events.ready === 2, { timeoutMs: 3_000, message: 'ready again' })
     expect(await call(conn, ['PING'])).toEqual(buf('PONG'))
   })

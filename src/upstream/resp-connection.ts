@@ -57,6 +57,14 @@ export class ConnectionLostError extends Error {
   override readonly name = 'ConnectionLostError'
 }
 
+/**
+ * The command's connection was reset because Redis stopped answering on it (timedOut()): for the
+ * commands waiting on it, a timeout (504), not a lost connection. They may or may not have run.
+ */
+export class StalledError extends Error {
+  override readonly name = 'StalledError'
+}
+
 export interface RespConnectionOptions {
   readonly host: string
   readonly port: number
@@ -130,6 +138,8 @@ export class RespConnection {
   private readBuffer: Buffer | null = null
   /** Reads from Redis so far, on any socket of this connection (see timedOut()). */
   private readCount = 0
+  /** Set by timedOut() before it resets the socket: what the waiting commands fail with. */
+  private stalled: StalledError | null = null
   /**
    * Bytes read into `readBuffer`, which the next read overwrites: the parser keeps slices of what it
    * is given (bulk replies, a reply split across reads), so it gets a copy.
@@ -464,7 +474,11 @@ export class RespConnection {
   timedOut(readsAtSend: number): void {
     if (this.pending === 0 || this.socket === null) return
     if (this.readCount !== readsAtSend && !this.parser.skipping) return
-    this.socket.destroy(new Error(this.parser.skipping ? 'a command timed out behind a refused reply still being skipped: connection reset' : 'no reply from Redis within the command timeout, and nothing else either: connection reset'))
+    const why = this.parser.skipping
+      ? 'a command timed out behind a refused reply still being skipped: connection reset'
+      : 'no reply from Redis within the command timeout, and nothing else either: connection reset'
+    this.stalled = new StalledError(why)
+    this.socket.destroy(new Error(why))
   }
 
   /** Reconnects at once when waiting for the backoff before the next attempt (the endpoint is back). */
@@ -485,7 +499,9 @@ export class RespConnection {
     // Not ready before the sinks hear of it: a command sent from lost() is refused, not queued
     // on a socket that is gone.
     this.status = 'waiting'
-    this.failPending(new ConnectionLostError('Connection is closed.'))
+    const stalled = this.stalled
+    this.stalled = null
+    this.failPending(stalled ?? new ConnectionLostError('Connection is closed.'))
     this.hooks.onClose(this.failure ?? 'closed by the server')
     if (this.status !== 'waiting') return // stopped by the hook
     this.attempts++
