@@ -9,15 +9,20 @@
 // server reports (COMMAND LIST, and the subcommands of the commands the gateway splits by
 // subcommand), so they match what a token may run directly, name for name, and never name a
 // command the server does not know (ACL SETUSER refuses the whole rule list for one unknown name).
+// Commands the gateway learned from the server (module commands such as FT.SEARCH, and the server's
+// own flags for every other command: classify.ts, command-table.ts) get in by their learned class:
+// the `view` is the endpoint's own table, so a read user may run FT.SEARCH where that server flags
+// it `readonly`, and never FT.CREATE. Admission uses the instance's merged view, which is never
+// less restrictive than any one endpoint's, so the gateway never admits what a level user lacks.
 // Pure: no I/O here.
 
 import { createHash } from 'node:crypto'
-import { allows, classify, isContainer, type Access, type CommandClass } from './classify.js'
+import { allows, bySubcommand, classify, type Access, type CommandClass, type CommandView } from './classify.js'
 
 /** What the server reports: its command names, and for containers their subcommands (lower case). */
 export interface ServerCommands {
   readonly names: readonly string[]
-  /** Subcommand names (without the `parent|` prefix) of the commands classify() splits by subcommand. */
+  /** Subcommand names (without the `parent|` prefix) of the commands classify() splits by subcommand (lower case). */
   readonly subcommands: ReadonlyMap<string, readonly string[]>
 }
 
@@ -58,8 +63,11 @@ function allowed(cls: CommandClass, level: Access): boolean {
   }
 }
 
-/** The command rules of one level, for the commands this server has. */
-export function commandRules(server: ServerCommands, level: Access): string[] {
+/**
+ * The command rules of one level, for the commands this server has, classified with `view` (the
+ * server's learned table; null: @ioredis/commands' flags only, unknown names get no rule).
+ */
+export function commandRules(server: ServerCommands, level: Access, view: CommandView | null = null): string[] {
   if (level === 'admin') {
     const known = new Set(server.names)
     const rules = ['+@all']
@@ -74,18 +82,18 @@ export function commandRules(server: ServerCommands, level: Access): string[] {
   const rules: string[] = ['-@all']
   const names = [...new Set(server.names.map((n) => n.toLowerCase()))].sort()
   for (const name of names) {
-    if (!isContainer(name)) {
-      if (allowed(classify([name]), level)) rules.push(`+${name}`)
+    if (!bySubcommand(name, view)) {
+      if (allowed(classify([name], view), level)) rules.push(`+${name}`)
       continue
     }
     // Split by subcommand: the whole command when its bare form is allowed, minus what is not;
     // otherwise only the allowed subcommands (the bare form then stays denied, as it is directly).
     const subs = [...(server.subcommands.get(name) ?? [])].map((s) => s.toLowerCase()).sort()
-    if (allowed(classify([name]), level)) {
+    if (allowed(classify([name], view), level)) {
       rules.push(`+${name}`)
-      for (const sub of subs) if (!allowed(classify([name, sub]), level)) rules.push(`-${name}|${sub}`)
+      for (const sub of subs) if (!allowed(classify([name, sub], view), level)) rules.push(`-${name}|${sub}`)
     } else {
-      for (const sub of subs) if (allowed(classify([name, sub]), level)) rules.push(`+${name}|${sub}`)
+      for (const sub of subs) if (allowed(classify([name, sub], view), level)) rules.push(`+${name}|${sub}`)
     }
   }
   const have = new Set(names)
@@ -94,9 +102,9 @@ export function commandRules(server: ServerCommands, level: Access): string[] {
 }
 
 /** The three level users for this server: names carry a hash of their rules. */
-export function levelUsers(server: ServerCommands): Record<Access, LevelUser> {
+export function levelUsers(server: ServerCommands, view: CommandView | null = null): Record<Access, LevelUser> {
   const make = (level: Access): LevelUser => {
-    const commandRulesOfLevel = commandRules(server, level)
+    const commandRulesOfLevel = commandRules(server, level, view)
     const hash = createHash('sha256').update(commandRulesOfLevel.join(' ')).digest('hex').slice(0, 10)
     return { level, name: `${USER_PREFIX}${level}-${hash}`, commandRules: commandRulesOfLevel }
   }

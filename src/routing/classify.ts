@@ -45,6 +45,21 @@
 //
 // Deliberately NOT reads although harmless-looking: INFO, ROLE, LASTSAVE carry no `readonly` flag
 // and Redis's ACL puts them in @dangerous (server internals), so they stay writes (write token).
+//
+// Learned command tables (README "How commands are classified"). The flags above come from
+// @ioredis/commands, a snapshot of one Redis version, which lists no module commands (JSON.*,
+// FT.*, TS.*...). So each backend's own table (COMMAND INFO, command-table.ts) is learned when the
+// gateway connects, merged per instance (the most restrictive class wins), and passed to
+// classify() as a CommandView. Precedence, highest first:
+//   1. the explicit tables above (overrides: admin-only, refused, containers, XREAD/XREADGROUP);
+//   2. the server's own flags, through the view, with the same rules as for @ioredis/commands
+//      (classFromFlags: admin -> admin, blocking -> refused, readonly -> read, else write), and
+//      for a learned command with subcommands, the subcommand's flags; except the few module
+//      commands in LEARNED_OVERRIDES (FT.CONFIG, FT.DEBUG...: admin whatever their flags say);
+//   3. @ioredis/commands' flags (before any table is learned, or for a name the server lacks,
+//      which Redis then answers with its own unknown-command error);
+//   4. unknown (Redis's own error), except Upstash-only families (SEARCH.*): refused, saying so.
+// Known names cost one more Map lookup (in the view) and still allocate nothing.
 
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
@@ -227,7 +242,8 @@ const CONTAINERS: Readonly<Record<string, ContainerSpec>> = {
 // Lookup structures
 
 type Entry =
-  | { readonly tag: 'fixed'; readonly name: string; readonly cls: CommandClass }
+  /** `flagged`: the class comes from @ioredis/commands' flags, so a learned table may replace it. */
+  | { readonly tag: 'fixed'; readonly name: string; readonly cls: CommandClass; readonly flagged: boolean }
   | {
       readonly tag: 'container'
       readonly name: string
@@ -260,27 +276,111 @@ function caseMap<T>(pairs: Iterable<readonly [string, T]>): Map<string, T> {
 
 const KNOWN = new Set(list)
 
-function baseClass(name: string): CommandClass {
-  if (hasFlag(name, 'admin')) return ADMIN_CLASS // Redis's own "dangerous" marker: a safety net
-  if (hasFlag(name, 'blocking')) {
+/**
+ * The class of a command from Redis's own flags (COMMAND INFO, or @ioredis/commands' copy):
+ * `admin` (Redis's "dangerous" marker) -> admin; `blocking` -> refused (it would stall the shared
+ * connection); `pubsub` with `noscript` (SUBSCRIBE-like) -> refused; `readonly` -> read; anything
+ * else (`write`, or no data flag at all, e.g. `pubsub` alone like PUBLISH, `noscript`, `module`)
+ * -> write, the conservative choice. Flags are lower-case Redis spellings. Shared frozen objects,
+ * except a new refusal per refused command.
+ */
+export function classFromFlags(name: string, has: (flag: string) => boolean): CommandClass {
+  if (has('admin')) return ADMIN_CLASS // a safety net
+  if (has('blocking')) {
     return refused(`${name.toUpperCase()} is a blocking command and would block a connection that other requests share`)
   }
-  return hasFlag(name, 'readonly') ? READ : WRITE
+  // SUBSCRIBE and friends carry both (PUBLISH only `pubsub`): a new command like them would put
+  // the shared connection into push mode.
+  if (has('pubsub') && has('noscript')) {
+    return refused(`${name.toUpperCase()} would put a connection that other requests share into subscriber mode; use the SSE endpoints`)
+  }
+  return has('readonly') ? READ : WRITE
+}
+
+/**
+ * Overrides for commands only a backend's own table lists (modules), applied to what it reports:
+ * their flags say `readonly` although they configure or inspect the server as a whole, like
+ * CONFIG and DEBUG, which are admin-only. Lower case.
+ */
+const LEARNED_OVERRIDES: ReadonlyMap<string, CommandClass> = new Map([
+  ['ft.config', ADMIN_CLASS], // RediSearch: FT.CONFIG SET changes the module's settings server-wide
+  ['ft.debug', ADMIN_CLASS], // RediSearch: index internals, forced GC
+  ['json.debug', ADMIN_CLASS], // RedisJSON: like DEBUG / MEMORY internals
+  ['ts.debug', ADMIN_CLASS],
+])
+
+/** The explicit decision about a command a backend reports and @ioredis/commands does not, if any. */
+export function learnedOverride(name: string): CommandClass | undefined {
+  return LEARNED_OVERRIDES.get(name)
+}
+
+/**
+ * Upstash-only command families that plain Redis cannot run: when the backend does not have them
+ * either, the gateway says so itself (REFUSED) instead of Redis's bare unknown-command error.
+ */
+const UPSTASH_ONLY_PREFIXES = ['search.'] as const
+
+function upstashOnly(args: readonly unknown[]): CommandClass | null {
+  const a = args[0]
+  const s = typeof a === 'string' ? a : Buffer.isBuffer(a) && a.length <= MAX_NAME_LENGTH ? a.toString('latin1') : null
+  if (s === null || s.length > MAX_NAME_LENGTH) return null
+  const lower = s.toLowerCase()
+  for (const p of UPSTASH_ONLY_PREFIXES) {
+    if (lower.startsWith(p)) {
+      return refused(`${s.toUpperCase()} is an Upstash-only command that this gateway's Redis backends do not have (Redis has no ${p.toUpperCase()}* commands)`)
+    }
+  }
+  return null
+}
+
+function baseClass(name: string): CommandClass {
+  return classFromFlags(name, (flag) => hasFlag(name, flag))
+}
+
+/** One command as a backend reports it, classified (command-table.ts builds these). */
+export interface LearnedEntry {
+  /** Lower case. */
+  readonly name: string
+  /** The class of the command itself (without a subcommand, or with one the server does not list). */
+  readonly cls: CommandClass
+  /** Classes of its subcommands (lower-case and upper-case keys), or null when it has none. */
+  readonly subs: ReadonlyMap<string, CommandClass> | null
+}
+
+/**
+ * What an instance's backends report, merged (command-table.ts): entries keyed by lower-case and
+ * upper-case name. Immutable; a new view replaces it when a table changes.
+ */
+export interface CommandView {
+  readonly entries: ReadonlyMap<string, LearnedEntry>
+}
+
+function learnedClass(e: LearnedEntry, args: readonly unknown[]): CommandClass {
+  if (e.subs === null || args.length < 2) return e.cls
+  return find(e.subs, args[1]) ?? e.cls
 }
 
 function buildEntries(): Map<string, Entry> {
   const fixed = new Map<string, CommandClass>()
+  const flagged = new Set<string>()
   for (const name of list) {
-    if (name !== 'xread' && name !== 'xreadgroup') fixed.set(name, baseClass(name))
+    if (name !== 'xread' && name !== 'xreadgroup') {
+      fixed.set(name, baseClass(name))
+      flagged.add(name)
+    }
   }
   // Explicit decisions win over flags; they apply even to a name a future @ioredis/commands might
   // drop (a decision about a name stands; the tests check every name here is still known).
-  for (const name of EXPLICIT_READS) fixed.set(name, READ)
-  for (const name of ADMIN_WHOLE) fixed.set(name, ADMIN_CLASS)
-  for (const [name, cls] of REFUSED_WHOLE) fixed.set(name, cls)
+  const explicit = (name: string, cls: CommandClass): void => {
+    fixed.set(name, cls)
+    flagged.delete(name)
+  }
+  for (const name of EXPLICIT_READS) explicit(name, READ)
+  for (const name of ADMIN_WHOLE) explicit(name, ADMIN_CLASS)
+  for (const [name, cls] of REFUSED_WHOLE) explicit(name, cls)
 
   const entries = new Map<string, Entry>()
-  for (const [name, cls] of fixed) entries.set(name, { tag: 'fixed', name, cls })
+  for (const [name, cls] of fixed) entries.set(name, { tag: 'fixed', name, cls, flagged: flagged.has(name) && !Object.hasOwn(CONTAINERS, name) })
   for (const [name, spec] of Object.entries(CONTAINERS)) {
     entries.set(name, { tag: 'container', name, subs: caseMap(spec.subs), spec })
   }
@@ -383,13 +483,23 @@ function hasBlockOption(args: readonly unknown[], group: boolean): boolean {
   return false
 }
 
-/** Classifies one command; args[0] is its name. Returns shared frozen objects; never throws. */
-export function classify(args: readonly (string | Buffer)[]): CommandClass {
+/**
+ * Classifies one command; args[0] is its name. `view`: what the target instance's backends report
+ * (command-table.ts), or null before any is known. Returns shared frozen objects; never throws.
+ */
+export function classify(args: readonly (string | Buffer)[], view: CommandView | null = null): CommandClass {
   const entry = find(TABLE, args[0])
-  if (entry === undefined) return UNKNOWN
+  if (entry === undefined) {
+    const learned = view === null ? undefined : find(view.entries, args[0])
+    if (learned !== undefined) return learnedClass(learned, args)
+    return upstashOnly(args) ?? UNKNOWN
+  }
   switch (entry.tag) {
-    case 'fixed':
-      return entry.cls
+    case 'fixed': {
+      if (!entry.flagged || view === null) return entry.cls
+      const learned = find(view.entries, entry.name)
+      return learned === undefined ? entry.cls : learnedClass(learned, args)
+    }
     case 'container': {
       if (args.length < 2) return entry.spec.missing
       return find(entry.subs, args[1]) ?? entry.spec.other
@@ -407,6 +517,18 @@ export const CONTAINER_NAMES: readonly string[] = Object.freeze(Object.keys(CONT
 /** Whether classify() decides this command by its subcommand (args[1]); lower-case name. */
 export function isContainer(name: string): boolean {
   return Object.hasOwn(CONTAINERS, name)
+}
+
+/**
+ * Whether classify() decides this command by its subcommand with this view: an explicit container,
+ * or a command whose class the view decides and whose learned entry has subcommands (lower case).
+ */
+export function bySubcommand(name: string, view: CommandView | null): boolean {
+  if (isContainer(name)) return true
+  if (view === null) return false
+  const entry = ENTRIES_BY_NAME.get(name)
+  if (entry !== undefined && !(entry.tag === 'fixed' && entry.flagged)) return false
+  return (view.entries.get(name)?.subs ?? null) !== null
 }
 
 /** Commands that run code inside Redis, which may run further commands: scripts and functions. */

@@ -14,6 +14,7 @@ import { findPrimary, replicaOffset, replicaRejection, type EndpointRef } from '
 import type { Router } from './router.js'
 import type { GroupRoute, InstanceRoute, RoutingSnapshot, RoutingTable } from './table.js'
 import type { UpstreamPool } from '../upstream/pool.js'
+import type { LearnedTable } from './command-table.js'
 
 /** Bumped only on an incompatible change (a field renamed, removed or retyped). */
 export const ROUTES_VIEW_VERSION = 1
@@ -111,6 +112,19 @@ export interface EndpointView {
   readonly ewmaMs: number | null
   /** The Redis ACL users tokens run as on this endpoint (README "Tokens and Redis ACL users"). */
   readonly aclUsers: AclUsersView
+  /** The command table learned from it (README "How commands are classified"). */
+  readonly commands: CommandsView
+}
+
+export interface CommandsView {
+  /** learned: read with COMMAND INFO; pending: not (yet): the built-in table applies. */
+  readonly state: 'learned' | 'pending'
+  /** Commands in it; null while pending. */
+  readonly count: number | null
+  /** Of those, registered by modules (FT.*, JSON.*...); null while pending. */
+  readonly moduleCommands: number | null
+  /** Equal for endpoints whose tables are equal; null while pending. */
+  readonly fingerprint: string | null
 }
 
 export interface AclUsersView {
@@ -149,6 +163,7 @@ export interface LiveEndpoint {
   readonly state: EndpointState
   readonly connected: boolean
   readonly aclUsers?: AclUsersView
+  readonly commands?: CommandsView
 }
 
 export interface RoutesViewInput {
@@ -187,6 +202,7 @@ export function liveRoutes(deps: {
               reason: acl.kind === 'unmanaged' ? acl.reason : null,
               connections: ep.client.userConnectionsReady,
             },
+            commands: commandsView(ep.client.commands),
           }
         },
         instanceLoad: (name) => deps.router.loadOf(name),
@@ -200,9 +216,15 @@ export function liveRoutes(deps: {
 interface Ref extends EndpointRef {
   readonly connected: boolean
   readonly aclUsers: AclUsersView
+  readonly commands: CommandsView
 }
 
 const ACL_PENDING: AclUsersView = Object.freeze({ state: 'pending', reason: null, connections: 0 })
+const COMMANDS_PENDING: CommandsView = Object.freeze({ state: 'pending', count: null, moduleCommands: null, fingerprint: null })
+
+function commandsView(t: LearnedTable | null): CommandsView {
+  return t === null ? COMMANDS_PENDING : { state: 'learned', count: t.specs.size, moduleCommands: t.moduleCommands, fingerprint: t.fingerprint }
+}
 
 export function buildRoutesView(input: RoutesViewInput): RoutesView {
   const snap = input.snapshot
@@ -226,7 +248,7 @@ function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceVie
     const live = input.endpoint(e.id)
     // Not pooled (never the case once the table is published): a blank state, so the endpoint
     // still shows up, as not connected, with no role.
-    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false, aclUsers: live?.aclUsers ?? ACL_PENDING }
+    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false, aclUsers: live?.aclUsers ?? ACL_PENDING, commands: live?.commands ?? COMMANDS_PENDING }
   })
   const primary = findPrimary(refs) as Ref | null
   const endpoints = refs.map((r) => endpointView(r, primary, policy.maxReplicaLagBytes, input))
@@ -284,6 +306,7 @@ function endpointView(ref: Ref, primary: Ref | null, maxLag: number, input: Rout
     pending: state.pending,
     ewmaMs: latencyMs(state.load, input.monoNowMs),
     aclUsers: ref.aclUsers,
+    commands: ref.commands,
   }
 }
 

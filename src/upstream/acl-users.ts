@@ -1,8 +1,9 @@
 // The Redis ACL users that read, write and admin tokens run as, provisioned by the gateway on each
 // endpoint it talks to (README "Tokens and Redis ACL users"). ACL users are per server (a replica
 // does not get its primary's), so every endpoint gets them, on first use, through the gateway's own
-// connection: COMMAND LIST and COMMAND INFO tell which commands the server has, acl-rules.ts turns
-// the gateway's classification into rules, and ACL SETUSER creates or updates the three users.
+// connection: its command table (COMMAND INFO, learned by endpoint-client.ts) tells which commands
+// the server has and their flags, acl-rules.ts turns the gateway's classification into rules, and
+// ACL SETUSER creates or updates the three users.
 //
 // Passwords: each gateway process makes a random one at start and keeps it in memory only. Several
 // gateway replicas share the users (same name for the same rules), each adding its own password;
@@ -17,9 +18,9 @@
 
 import { createHash, randomBytes } from 'node:crypto'
 import { Buffer } from 'node:buffer'
-import type { Access } from '../routing/classify.js'
-import { levelUsers, type LevelUser } from '../routing/acl-rules.js'
-import { CONTAINER_NAMES as CONTAINERS } from '../routing/classify.js'
+import { bySubcommand, type Access, type CommandView } from '../routing/classify.js'
+import { levelUsers, type LevelUser, type ServerCommands } from '../routing/acl-rules.js'
+import { mergeTables, type LearnedTable } from '../routing/command-table.js'
 import type { Args } from './endpoint-client.js'
 
 /** Passwords a level user keeps (one per live gateway replica, plus recent restarts). */
@@ -33,7 +34,7 @@ export interface AclSettings {
   readonly enabled: boolean
   /** This process's password for every level user (random, in memory only). */
   readonly password: string
-  /** Level users by the server's command set: endpoints running the same version share them. */
+  /** Level users by the server's command table (its fingerprint): endpoints running the same version and modules share them. */
   readonly cache: Map<string, Record<Access, LevelUser>>
 }
 
@@ -53,46 +54,30 @@ function text(v: unknown): string {
 }
 
 /**
- * The server's commands and the subcommands of the gateway's containers: COMMAND LIST and
- * COMMAND INFO in one round trip (INFO answers nil for a name the server does not have).
+ * The server's commands and the subcommands of those classify() splits by subcommand (the
+ * gateway's containers, and learned commands with subcommands), from its learned table.
  */
-export async function serverCommands(send: Send): Promise<{ names: string[]; subcommands: Map<string, string[]> }> {
-  const [listed, info] = await Promise.all([send(['COMMAND', 'LIST']), send(['COMMAND', 'INFO', ...CONTAINERS])])
-  if (!Array.isArray(listed)) throw new Error('COMMAND LIST did not answer a list')
-  if (!Array.isArray(info)) throw new Error('COMMAND INFO did not answer a list')
-  const names = listed.map((n) => text(n).toLowerCase())
+export function serverCommands(table: LearnedTable, view: CommandView | null): ServerCommands {
+  const names = [...table.specs.keys()]
   const subcommands = new Map<string, string[]>()
-  for (const entry of info) {
-    if (!Array.isArray(entry)) continue
-    const name = text(entry[0]).toLowerCase()
-    const subs = Array.isArray(entry[9]) ? entry[9] : []
-    subcommands.set(
-      name,
-      subs.filter(Array.isArray).map((s) => {
-        const full = text(s[0]).toLowerCase()
-        const bar = full.indexOf('|')
-        return bar < 0 ? full : full.slice(bar + 1)
-      }),
-    )
+  for (const [name, s] of table.specs) {
+    if (s.subcommands.size > 0 && bySubcommand(name, view)) subcommands.set(name, [...s.subcommands.keys()])
   }
   return { names, subcommands }
 }
 
 /**
  * Creates or updates the three level users on one endpoint and adds this process's password, in
- * two round trips (three when old passwords must go). Rejects with the Redis error reply when the
- * gateway may not (NOPERM, unknown command).
+ * one round trip (two when old passwords must go), with rules from the server's own command
+ * table (`table`, learned by the caller with COMMAND INFO). Rejects with the Redis error reply
+ * when the gateway may not (NOPERM, unknown command).
  */
-export async function provisionLevelUsers(send: Send, acl: AclSettings): Promise<Record<Access, LevelUser>> {
-  const server = await serverCommands(send)
-  const key = createHash('sha256')
-    .update(server.names.slice().sort().join(','))
-    .update([...server.subcommands].map(([n, s]) => `${n}:${s.slice().sort().join(',')}`).sort().join(';'))
-    .digest('hex')
-  let users = acl.cache.get(key)
+export async function provisionLevelUsers(send: Send, acl: AclSettings, table: LearnedTable): Promise<Record<Access, LevelUser>> {
+  let users = acl.cache.get(table.fingerprint)
   if (users === undefined) {
-    users = levelUsers(server)
-    acl.cache.set(key, users)
+    const view = mergeTables([table])
+    users = levelUsers(serverCommands(table, view), view)
+    acl.cache.set(table.fingerprint, users)
   }
   const list = Object.values(users)
   // Issued together: the connection sends them in one write.
@@ -124,6 +109,6 @@ async function trimPasswords(send: Send, user: string, getuser: unknown, keep: s
 export function unmanagedReason(err: Error): string {
   const m = err.message
   if (/unknown subcommand|unknown command/i.test(m)) return `Redis 7 or later is needed for ACL users with subcommand rules (${m})`
-  if (/^NOPERM/.test(m)) return `the gateway's Redis user may not create ACL users (${m}); grant it +acl|setuser +acl|getuser +command|list +command|info`
+  if (/^NOPERM/.test(m)) return `the gateway's Redis user may not create ACL users (${m}); grant it +acl|setuser +acl|getuser +command|info +command|count`
   return m
 }

@@ -13,6 +13,7 @@ import { ConnectionSlot } from './connection-slot.js'
 import { withTimer } from '../timeout.js'
 import type { Identity } from './identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
+import { parseCommandTable, type LearnedTable } from '../routing/command-table.js'
 
 export interface UpstreamOptions {
   readonly username: string
@@ -64,7 +65,15 @@ export interface EndpointClientHooks {
   onUserClose?(user: string, reason: string): void
   /** The endpoint's ACL users are now managed, or cannot be (reason). */
   onAclState?(state: AclState): void
+  /** The endpoint's command table was learned or changed (COMMAND INFO), or could not be read (error). */
+  onCommands?(table: LearnedTable | null, error: Error | null): void
 }
+
+/**
+ * Unknown-command checks (COMMAND COUNT, then COMMAND INFO when the count changed) run at most
+ * once per this period per endpoint, however many unknown commands arrive.
+ */
+export const COMMAND_CHECK_INTERVAL_MS = 1_000
 
 const NO_HOOKS: EndpointClientHooks = { onReady() {}, onClose() {} }
 
@@ -85,12 +94,25 @@ export class EndpointClient {
   private provisioning: Promise<void> | null = null
   /** Requests waiting for the provisioning of the level users. */
   private aclWaiting = 0
-  /** Provisioning waits for the gateway's own connection to be ready. */
-  private provisionWaits = false
+  /** Provisioning and table reads waiting for the gateway's own connection to be ready (not requests). */
+  private ownWaits = 0
   /** Connections of the users tokens run as, by identity key (level name, or `user:<key>`). */
   private readonly slots = new Map<string, ConnectionSlot>()
   /** The pool's idle-sweep tick: bumped by sweepIdle(), stamped on a slot at each use. */
   private tick = 1
+  /** The server's command table (COMMAND INFO), learned on every (re)connect; null before. */
+  private table: LearnedTable | null = null
+  private learning: Promise<LearnedTable | null> | null = null
+  private lastCheckMs = -Infinity
+  private checking: Promise<void> | null = null
+  /** The fingerprint of the table the managed level users' rules were made from. */
+  private provisionedFrom: string | null = null
+  /** The next provisioning reads the table again (a reconnect asked for it). */
+  private relearnWanted = false
+  /** A reconnect asked for the table while a read of it was in flight (maybe from before). */
+  private learnAgain = false
+  /** Why the table could not be read last time (reported once per distinct reason). */
+  private learnFailure: string | null = null
 
   constructor(
     spec: EndpointSpec,
@@ -105,9 +127,12 @@ export class EndpointClient {
         hooks.onReady()
         // The endpoint is back: the users' connections need not wait out their backoff.
         for (const slot of this.slots.values()) slot.connection.reconnectNow()
-        // On every (re)connect: a restarted Redis has forgotten the users, and knowing at once
-        // whether they can be managed tells operators at start-up, not at the first script.
-        if (acl.enabled) void this.provision(true)
+        // On every (re)connect: the server may have been upgraded or loaded modules (its command
+        // table), a restarted Redis has forgotten the users, and knowing at once whether they can
+        // be managed tells operators at start-up, not at the first script. Provisioning learns the
+        // table first (the users' rules come from it).
+        if (acl.enabled) void this.provision(true, true)
+        else void this.learnCommands(true)
       },
       onClose: (reason) => {
         if (!this.stopped) hooks.onClose(reason)
@@ -132,9 +157,139 @@ export class EndpointClient {
   /** Requests waiting for one of the endpoint's connections (or for its ACL users to be provisioned). */
   get waiting(): number {
     // Provisioning itself may wait for the gateway's own connection: not a request.
-    let n = this.main.waiting - (this.provisionWaits ? 1 : 0) + this.aclWaiting
+    let n = this.main.waiting - this.ownWaits + this.aclWaiting
     for (const s of this.slots.values()) n += s.waiting
     return n
+  }
+
+  /** The server's command table as last learned (COMMAND INFO), or null before it is known. */
+  get commands(): LearnedTable | null {
+    return this.table
+  }
+
+  /**
+   * Reads the server's command table (COMMAND INFO) on the gateway's own connection, once at a
+   * time. `again`: also when one is known (a reconnect: the server may have changed). A table
+   * that changed replaces the instance views (command-table.ts) and, when the level users are
+   * managed, provisions them again (their rules come from it). Resolves to the table, or to the
+   * previous one (null) when it could not be read.
+   */
+  learnCommands(again = false): Promise<LearnedTable | null> {
+    if (this.learning !== null) {
+      if (again) this.learnAgain = true
+      return this.learning
+    }
+    if (!again && this.table !== null) return Promise.resolve(this.table)
+    this.learnAgain = false
+    const p = this.doLearn().finally(() => {
+      this.learning = null
+      if (this.learnAgain && !this.stopped) void this.learnCommands(true)
+    })
+    this.learning = p
+    return p
+  }
+
+  /** The table as the server reports it now; null when the connection is not up in time. Rejects on a Redis error. */
+  private async fetchTable(): Promise<LearnedTable | null> {
+    const ready = this.main.whenReady(this.opts.connectTimeoutMs)
+    if (ready !== true) {
+      this.ownWaits++
+      const ok = await ready
+      this.ownWaits--
+      if (!ok) return null
+    }
+    const timeoutMs = this.opts.commandTimeoutMs
+    const ask = (args: Args): Promise<RawReply> => withTimer(this.send(args), timeoutMs, () => new Error(`${args.join(' ')} did not answer within ${timeoutMs} ms`))
+    let reply: RawReply
+    try {
+      reply = await ask(COMMAND_INFO)
+    } catch (err) {
+      // Redis before 7 wants names after COMMAND INFO; plain COMMAND lists them all there.
+      if (!(err instanceof Error && /wrong number of arguments/i.test(err.message))) throw err
+      reply = await ask(COMMAND_ALL)
+    }
+    this.lastCheckMs = performance.now()
+    return parseCommandTable(reply)
+  }
+
+  /** Takes a freshly read table; true when it differs from the one known. */
+  private adopt(table: LearnedTable): boolean {
+    if (this.table !== null && this.table.fingerprint === table.fingerprint) return false
+    // A new object: the instance views built from the old one are rebuilt on their next use.
+    this.table = table
+    this.learnFailure = null
+    this.hooks.onCommands?.(table, null)
+    return true
+  }
+
+  private async doLearn(): Promise<LearnedTable | null> {
+    try {
+      const table = await this.fetchTable()
+      if (table === null) return this.table
+      const known = this.table !== null
+      // New commands or flags: the level users' rules follow (new rules are new user names), and
+      // whoever waits for the table (a request with a command it did not know) waits for them too,
+      // or the new command would run as a user that lacks it (NOPERM).
+      if (this.adopt(table) && known) await this.usersFollowTable()
+      return this.table
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err))
+      // Once per distinct reason: unknown commands retry this every second.
+      if (e.message !== this.learnFailure) this.hooks.onCommands?.(null, e)
+      this.learnFailure = e.message
+      return this.table
+    }
+  }
+
+  /** Provisions again until the managed users' rules come from the current table (twice at most). */
+  private async usersFollowTable(): Promise<void> {
+    for (let i = 0; i < 2; i++) {
+      if (!this.acl.enabled || this.aclState.kind !== 'managed' || this.table === null) return
+      if (this.provisionedFrom === this.table.fingerprint) return
+      await this.provision(true)
+    }
+  }
+
+  /** For provisioning: a Redis error (NOPERM on COMMAND INFO) rejects, so the endpoint is found unmanaged with it. */
+  private async doLearnForProvisioning(): Promise<LearnedTable | null> {
+    const table = await this.fetchTable()
+    if (table === null) return this.table
+    this.adopt(table)
+    return this.table
+  }
+
+  /** A MODULE command ran through the gateway: the next unknown command checks at once, not after the interval. */
+  commandsMayHaveChanged(): void {
+    this.lastCheckMs = -Infinity
+  }
+
+  /**
+   * A command unknown to the table arrived: has the server's table changed (MODULE LOAD, an
+   * upgrade behind the same connection)? Asks COMMAND COUNT at most once per
+   * COMMAND_CHECK_INTERVAL_MS and reads the whole table again when the count differs (or none is
+   * known yet). Never rejects.
+   */
+  checkCommands(): Promise<void> {
+    if (this.checking !== null) return this.checking
+    const now = performance.now()
+    if (now - this.lastCheckMs < COMMAND_CHECK_INTERVAL_MS) return Promise.resolve()
+    this.lastCheckMs = now
+    const p = (async () => {
+      try {
+        // None yet (the connection is coming up, or COMMAND INFO was refused): read it.
+        if (this.table === null) return void (await this.learnCommands())
+        if (!this.main.ready) return
+        const timeoutMs = this.opts.commandTimeoutMs
+        const count = await withTimer(this.send(COMMAND_COUNT), timeoutMs, () => new Error('COMMAND COUNT timed out'))
+        if (Number(count) !== this.table?.count) await this.learnCommands(true)
+      } catch {
+        // The table stays as it is; the next unknown command after the interval asks again.
+      }
+    })().finally(() => {
+      this.checking = null
+    })
+    this.checking = p
+    return p
   }
 
   /** Whether the endpoint's level users are managed, and if not why (for /admin/routes and 403s). */
@@ -261,37 +416,63 @@ export class EndpointClient {
    * Provisions the level users (once at a time). `again`: also when they were managed or found
    * unmanaged before (an AUTH failure, or a retry after UNMANAGED_RETRY_MS).
    */
-  private provision(again = false): Promise<void> {
+  private provision(again = false, relearn = false): Promise<void> {
+    // A reconnect while a provisioning (say, after an AUTH failure) runs: that one, or the next,
+    // must read the table again.
+    if (relearn) this.relearnWanted = true
     if (this.provisioning !== null) return this.provisioning
     if (!again && this.aclState.kind !== 'unknown') return Promise.resolve()
     const p = this.doProvision().finally(() => {
       this.provisioning = null
+      // Asked for after this one had read the table.
+      if (this.relearnWanted && !this.stopped) void this.provision(true)
     })
     this.provisioning = p
     return p
   }
 
   private async doProvision(): Promise<void> {
-    if (!this.acl.enabled) return this.setAcl({ kind: 'unmanaged', reason: 'redis.aclUsers is false', atMs: performance.now() })
+    if (!this.acl.enabled) {
+      this.relearnWanted = false
+      return this.setAcl({ kind: 'unmanaged', reason: 'redis.aclUsers is false', atMs: performance.now() })
+    }
     const ready = this.main.whenReady(this.opts.connectTimeoutMs)
     if (ready !== true) {
-      this.provisionWaits = true
+      this.ownWaits++
       const ok = await ready
-      this.provisionWaits = false
-      if (!ok) return // not connected: stays as it was; the next request tries again
+      this.ownWaits--
+      if (!ok) {
+        this.relearnWanted = false // the next (re)connect asks again
+        return // not connected: stays as it was; the next request tries again
+      }
     }
+    const relearn = this.relearnWanted || this.table === null
+    this.relearnWanted = false
     try {
       const timeoutMs = this.opts.commandTimeoutMs
+      // The rules come from the server's own table (learned here when not known yet, or again on
+      // a reconnect); reading it failing with a Redis error (NOPERM) is an answer too.
+      // Its own read, never a learnCommands() in flight: that one may be waiting for this provisioning.
+      const table = relearn ? await this.doLearnForProvisioning() : this.table
+      if (table === null) return // not connected: stays as it was; the next request tries again
       const users = await provisionLevelUsers(
         (args) => withTimer(this.send(args), timeoutMs, () => new Error(`${String(args[0])} did not answer within ${timeoutMs} ms`)),
         this.acl,
+        table,
       )
+      this.provisionedFrom = table.fingerprint
       this.setAcl({ kind: 'managed', users })
       // Connections waiting out a backoff (their AUTH failed while the users were gone) go now.
       for (const slot of this.slots.values()) slot.connection.reconnectNow()
     } catch (err) {
       // A refusal by Redis is an answer (no permission, too old); a lost connection is not.
       if (err instanceof Error && err.name === 'ReplyError') {
+        // Rules from a table older than the server (a module unloaded behind the gateway's back
+        // names a command ACL SETUSER no longer knows): read the table and try once more first.
+        if (!relearn && /unknown command/i.test(err.message)) {
+          this.relearnWanted = true
+          return
+        }
         this.setAcl({ kind: 'unmanaged', reason: unmanagedReason(err), atMs: performance.now() })
       }
     }
@@ -386,6 +567,11 @@ const ACL_UNKNOWN: AclState = { kind: 'unknown' }
 const ACL_OFF: AclSettings = aclSettings(false)
 
 const ROLE: Args = ['ROLE']
+// COMMAND INFO without names lists every command (Redis 7); the gateway's user needs only
+// +command|info, as documented, not the whole COMMAND.
+const COMMAND_INFO: Args = ['COMMAND', 'INFO']
+const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
+const COMMAND_ALL: Args = ['COMMAND']
 const INFO_REPLICATION: Args = ['INFO', 'replication']
 
 /** `reason` only where operators read it (health state, logs), not in replies to clients. */

@@ -10,6 +10,7 @@ import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
 import { PubSubHub } from './pubsub.js'
 import { aclSettings, type AclSettings, type AclState } from './acl-users.js'
 import type { Identity } from './identity.js'
+import type { LearnedTable } from '../routing/command-table.js'
 
 export interface PooledEndpoint {
   readonly id: string
@@ -47,6 +48,8 @@ export interface PoolHooks {
   userClosed?(ep: PooledEndpoint, user: string, reason: string): void
   /** The endpoint's ACL users became managed, or cannot be (reason). */
   acl?(ep: PooledEndpoint, state: AclState): void
+  /** The endpoint's command table was learned or changed (COMMAND INFO), or could not be read. */
+  commands?(ep: PooledEndpoint, table: LearnedTable | null, error: Error | null): void
 }
 
 const NO_HOOKS: PoolHooks = { ready() {}, closed() {}, removed() {}, added() {}, breaker() {} }
@@ -156,6 +159,7 @@ export class UpstreamPool {
         onFault: (err) => entry && hooks.fault?.(entry, err),
         onUserClose: (user, reason) => entry && hooks.userClosed?.(entry, user, reason),
         onAclState: (state) => entry && hooks.acl?.(entry, state),
+        onCommands: (table, error) => entry && hooks.commands?.(entry, table, error),
       },
       this.acl,
     )

@@ -281,7 +281,8 @@ describe('passwords of many gateway replicas', () => {
     await waitFor(() => client.up)
     const replicas = Array.from({ length: MAX_PASSWORDS + 4 }, () => aclSettings(true))
     let users
-    for (const acl of replicas) users = await provisionLevelUsers((a) => client.send(a), acl)
+    const table = await client.learnCommands()
+    for (const acl of replicas) users = await provisionLevelUsers((a) => client.send(a), acl, table!)
     await client.stop()
     const direct = server.client()
     const info = (await direct.call('ACL', 'GETUSER', users!.read.name)) as unknown[]
