@@ -82,9 +82,10 @@ export interface GatewayConfig {
   shutdown: { delayMs: number; timeoutMs: number }
   /**
    * `fastLane`: serve plain HTTP/1.1 requests straight from the socket (src/http/fast-lane.ts);
-   * off = every request goes through node:http and Hono.
+   * off = every request goes through node:http and Hono. `cors.origins`: which browser origins
+   * may read the data port's replies (src/http/cors.ts): ["*"] any, [] none (CORS off).
    */
-  http: { clientIdHeader: string; fastLane: boolean }
+  http: { clientIdHeader: string; fastLane: boolean; cors: { origins: string[] } }
   log: { level: LogLevel }
   /** Prometheus metrics on the ops port (`/metrics`); off = no metric is kept or served. */
   metrics: { enabled: boolean }
@@ -101,19 +102,20 @@ export const DEFAULTS = {
   tokenTargets: ['*'],
   redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s', aclUsers: true },
   limits: {
-    maxBody: '10MiB',
+    maxBody: '64MiB',
     maxHeader: '64KiB',
     maxHeaders: 100,
     maxArgs: 100_000,
     maxCommands: 10_000,
-    maxReply: '10MiB',
+    maxReply: '64MiB',
     inflightBytes: '256MiB',
     writeTimeout: '30s',
   },
   health: { interval: '2s', timeout: '1s' },
   /** No delay for local use; in Kubernetes (the Helm chart sets 5s) long enough for endpoints to update. */
   shutdown: { delay: '0s', timeout: '20s' },
-  http: { clientIdHeader: 'x-client-id', fastLane: true },
+  /** cors.origins ["*"]: as Upstash's REST API, which browsers call from any page. */
+  http: { clientIdHeader: 'x-client-id', fastLane: true, cors: { origins: ['*'] } },
   log: { level: 'info' },
   metrics: { enabled: true },
 } as const satisfies {
@@ -449,6 +451,8 @@ export function sha256Hex(s: string): string {
 
 // HTTP header field names are RFC 9110 tokens.
 const HEADER_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** A browser Origin: scheme, host (name, IPv4 or [IPv6]) and an optional port; no path, no trailing slash. */
+const ORIGIN_RE = /^[a-z][a-z0-9+.-]*:\/\/(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i
 
 /** The config file schema; `ctx` reads the secret files it names. */
 export function configSchema(ctx: SchemaContext) {
@@ -583,6 +587,21 @@ export function configSchema(ctx: SchemaContext) {
             .refine((s) => HEADER_NAME_RE.test(s), { error: (iss) => `expected an HTTP header name, got ${describeValue(iss.input)}` })
             .transform((s) => s.toLowerCase()),
           fastLane: z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean().default(DEFAULTS.http.fastLane)),
+          cors: z
+            .strictObject({
+              origins: z
+                .array(
+                  z
+                    .string()
+                    .refine((s) => s === '*' || ORIGIN_RE.test(s), {
+                      error: (iss) => `expected "*" or an origin such as "https://app.example.com" (scheme, host, optional port; no path), got ${describeValue(iss.input)}`,
+                    })
+                    .transform((s) => s.toLowerCase()),
+                )
+                .refine((a) => !a.includes('*') || a.length === 1, { error: '"*" stands alone: it already allows every origin' })
+                .default([...DEFAULTS.http.cors.origins]),
+            })
+            .prefault({}),
         })
         .prefault({}),
       log: z

@@ -3,6 +3,8 @@
 // HTTP/1.0, odd methods and anything malformed, so every such case keeps Node's own HTTP parser.
 // The request logic is data-handler.ts, shared with the fast lane.
 
+// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
+import { Buffer } from 'node:buffer'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono, type Context } from 'hono'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
@@ -12,15 +14,29 @@ import { errorResponse } from './error-response.js'
 import { BadRequestError } from '../errors.js'
 import { RequestLease } from '../resilience/byte-budget.js'
 import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane.js'
+import { DATA_METHODS, type CorsPolicy } from './cors.js'
 
 export type { DataPlaneDeps } from './data-handler.js'
 
 type Bindings = { incoming?: IncomingMessage; outgoing?: ServerResponse }
 
-export function createDataApp(deps: DataPlaneDeps): Hono<{ Bindings: Bindings }> {
+/**
+ * `cors`: the preflight's headers (cors.ts); the headers every reply carries are set on the Node
+ * response by the server (server.ts), so the app's replies, errors and event streams all get them.
+ */
+export function createDataApp(deps: DataPlaneDeps, cors: CorsPolicy | null = null): Hono<{ Bindings: Bindings }> {
   const app = new Hono<{ Bindings: Bindings }>()
   app.all('*', async (c) => {
     const req = await honoRequest(c, deps)
+    // OPTIONS (a CORS preflight, or a client asking what the port allows): 204 on any path, without
+    // a token (browsers send none with a preflight). The fast lane hands OPTIONS to this path.
+    if (req.method === 'OPTIONS') {
+      if (req.outgoing === null) req.lease.release()
+      // Every reply carries a sync token (here the client's, as on errors).
+      const headers: Record<string, string> = { allow: DATA_METHODS, 'upstash-sync-token': req.header('upstash-sync-token') ?? '' }
+      if (cors !== null) for (const [k, v] of cors.preflight(req.header('origin'))) headers[k] = v
+      return c.newResponse(null, 204, headers)
+    }
     try {
       const res = await handleDataRequest(req, deps)
       return res === STREAMED ? RESPONSE_ALREADY_SENT : closing(c, toResponse(c, res))
@@ -91,7 +107,9 @@ function pathAndQuery(url: string): string {
 function toResponse(c: Context, r: DataReply): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'upstash-sync-token': r.syncToken }
   if (r.headers !== null) Object.assign(headers, r.headers)
-  return c.newResponse(r.body, r.status as 200, headers)
+  // RESP2 replies are bytes held as a latin1 string (data-handler.ts respReply).
+  const body = headers['content-type'] === 'application/octet-stream' ? Buffer.from(r.body, 'latin1') : r.body
+  return c.newResponse(body, r.status as 200, headers)
 }
 
 /**
@@ -111,12 +129,13 @@ export function createFastDataHandler(
 function renderFast(res: DataReply | typeof STREAMED): FastResponse {
   // acceptFast() keeps subscriptions out of the lane, so nothing here streams.
   if (res === STREAMED) throw new Error('the fast lane cannot stream')
-  let headers = `content-type: application/json\r\nupstash-sync-token: ${res.syncToken}\r\n`
+  const extra = res.headers
+  let headers = `content-type: ${extra?.['content-type'] ?? 'application/json'}\r\nupstash-sync-token: ${res.syncToken}\r\n`
   let close = false
-  if (res.headers !== null) {
-    for (const name in res.headers) {
-      if (name === 'connection' && res.headers[name] === 'close') close = true
-      else headers += `${name}: ${res.headers[name]}\r\n`
+  if (extra !== null) {
+    for (const name in extra) {
+      if (name === 'connection' && extra[name] === 'close') close = true
+      else if (name !== 'content-type') headers += `${name}: ${extra[name]}\r\n`
     }
   }
   return { status: res.status, headers, body: res.body, close, ascii: res.ascii }

@@ -23,7 +23,7 @@ export function describeError(err: unknown): ErrorReply {
     }
   }
   if (err instanceof RedisReplyError) {
-    return { status: 400, code: 'REDIS', body: JSON.stringify({ result: null, error: err.message }), retryAfterS: undefined }
+    return { status: 400, code: 'REDIS', body: JSON.stringify({ error: err.message }), retryAfterS: undefined }
   }
   return { status: 500, code: 'INTERNAL', body: '{"error":"INTERNAL unexpected gateway error"}', retryAfterS: undefined }
 }
@@ -34,7 +34,7 @@ export function errorHeaders(err: unknown, d: ErrorReply): Record<string, string
   if (d.retryAfterS !== undefined) (headers ??= {})['retry-after'] = String(d.retryAfterS)
   if (err instanceof GatewayError && err.closeConnection) (headers ??= {}).connection = 'close'
   if (d.status === 401) (headers ??= {})['www-authenticate'] = 'Bearer'
-  if (d.status === 405) (headers ??= {}).allow = (err as { allow?: string }).allow ?? 'GET, POST'
+  if (d.status === 405) (headers ??= {}).allow = (err as { allow?: string }).allow ?? 'GET, HEAD, POST, PUT, OPTIONS'
   return headers
 }
 

@@ -30,6 +30,7 @@ import { STATUS_CODES, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ConnectionTracker } from './drain.js'
 import type { RequestLease } from '../resilience/byte-budget.js'
+import type { CorsPolicy } from './cors.js'
 
 export interface FastRequest {
   readonly method: 'GET' | 'POST'
@@ -87,6 +88,8 @@ export interface FastLaneOptions<T = FastResponse> {
   readonly onFault?: (err: Error) => void
   /** Injected for tests; performance.now() by default. */
   readonly now?: () => number
+  /** CORS headers for every reply (cors.ts), as node:http's side of the port sends them. */
+  readonly cors?: CorsPolicy
 }
 
 export interface FastLane {
@@ -112,7 +115,12 @@ export function installFastLane<T = FastResponse>(server: Server, opts: FastLane
   const laneOpts = { ...opts, render: opts.render ?? asResponse } as LaneOptions
   const conns = new Set<Conn>()
   const stats = { served: 0, handedOver: 0 }
-  const lane: LaneState = { keepAlive: keepAliveLines(server.keepAliveTimeout) }
+  const cors = opts.cors?.lines(undefined) ?? ''
+  const lane: LaneState = {
+    keepAlive: keepAliveLines(server.keepAliveTimeout),
+    // The request has not arrived whole: no Origin to look at, only a policy that needs none.
+    timeoutReply: opts.cors === undefined || opts.cors.byOrigin ? TIMEOUT_REPLY : TIMEOUT_REPLY.replace('\r\n', `\r\n${cors}`),
+  }
 
   const handOver = (c: Conn, pending: Buffer | null, ended: boolean): void => {
     conns.delete(c)
@@ -375,6 +383,8 @@ class Conn {
     const tracker = this.opts.tracker
     tracker.requestBegan(this.socket)
     const render = this.opts.render
+    const policy = this.opts.cors
+    const cors = policy === undefined ? '' : policy.lines(policy.byOrigin ? headerValue(req.headers, 'origin') : undefined)
     this.opts.handle(req).then(
       (value) => {
         let res: FastResponse
@@ -383,21 +393,21 @@ class Conn {
         } catch {
           res = INTERNAL
         }
-        this.settled(res, close || res.close)
+        this.settled(res, close || res.close, cors)
       },
-      () => this.settled(INTERNAL, true),
+      () => this.settled(INTERNAL, true, cors),
     )
   }
 
-  private settled(res: FastResponse, close: boolean): void {
+  private settled(res: FastResponse, close: boolean, cors: string): void {
     try {
-      this.respond(res, close)
+      this.respond(res, close, cors)
     } catch (err) {
       this.fault(err)
     }
   }
 
-  private respond(res: FastResponse, close: boolean): void {
+  private respond(res: FastResponse, close: boolean, cors: string): void {
     const tracker = this.opts.tracker
     const draining = tracker.draining
     // The reply says connection: close when the request or the server closes the connection; after
@@ -418,7 +428,7 @@ class Conn {
     // pass: written as latin1, each character is its byte.
     const ascii = res.ascii === true
     s.write(
-      `${statusLine(res.status)}${res.headers}content-length: ${ascii ? body.length : Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\n${
+      `${statusLine(res.status)}${cors}${res.headers}content-length: ${ascii ? body.length : Buffer.byteLength(body)}\r\ndate: ${httpDate()}\r\n${
         announce ? 'connection: close\r\n\r\n' : this.lane.keepAlive
       }${body}`,
       ascii ? 'latin1' : 'utf8',
@@ -479,7 +489,7 @@ class Conn {
       return
     }
     const limit = this.head === null ? server.headersTimeout : server.requestTimeout
-    if (limit > 0 && waited >= limit) this.finish(TIMEOUT_REPLY)
+    if (limit > 0 && waited >= limit) this.finish(this.lane.timeoutReply)
   }
 }
 
@@ -771,6 +781,8 @@ const EMPTY = Buffer.alloc(0)
 interface LaneState {
   /** The closing header lines of a kept-alive reply, advertising the server's keep-alive timeout. */
   keepAlive: string
+  /** The 408 for a request that did not arrive in time, with the CORS headers that need no Origin. */
+  readonly timeoutReply: string
 }
 
 function keepAliveLines(timeoutMs: number): string {

@@ -22,6 +22,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { closes, ConnectionTracker } from './drain.js'
+import type { CorsPolicy } from './cors.js'
 
 export interface HttpServerOptions {
   /** limits.maxHeader: request line and header section together. */
@@ -30,6 +31,8 @@ export interface HttpServerOptions {
   readonly maxHeaders: number
   /** limits.writeTimeout. */
   readonly writeTimeoutMs: number
+  /** CORS headers for every reply (the data port; cors.ts), the parser's own error replies included. */
+  readonly cors?: CorsPolicy
 }
 
 /** A server (not listening yet) that serves `listener`, and its connection bookkeeping. */
@@ -46,7 +49,10 @@ export function createHttpServer(
   const options = { maxHeaderSize: o.maxHeaderBytes, connectionsCheckingInterval: 1_000, requireHostHeader: false }
   /** Requests with an Expect other than 100-continue (node:http's 'checkExpectation'). */
   const unmet = new WeakSet<IncomingMessage>()
+  const cors = o.cors
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
+    // Set first, so every reply to the request carries them: the app's, an event stream's, refuse()'s.
+    if (cors !== undefined) for (const [k, v] of cors.headers(req.headers.origin)) res.setHeader(k, v)
     if (req.rawHeaders.length > 2 * o.maxHeaders) return refuse(res, 431, `TOOLARGE more than ${o.maxHeaders} header lines (limits.maxHeaders)`)
     if (req.headers.host === undefined && req.httpVersion === '1.1') return refuse(res, 400, 'BADREQUEST the request has no Host header')
     if (unmet.has(req)) return refuse(res, 417, 'EXPECTATION only "Expect: 100-continue" is supported')
@@ -114,7 +120,7 @@ export function createHttpServer(
       socket.destroy()
       return
     }
-    const reply = errorReply(err, o.maxHeaderBytes)
+    const reply = errorReply(err, o.maxHeaderBytes, cors?.lines(undefined) ?? '')
     // After a reply that closes the connection nothing more is said: what follows it is not read
     // (node:http may also have answered such a reply already, before parsing on to this error), and
     // node:http closes the connection once that reply, perhaps still queued, is written.
@@ -154,21 +160,24 @@ function oneAtATime(serve: (req: IncomingMessage, res: ServerResponse) => void):
   }
 }
 
-function jsonReply(status: number, message: string, withBody = true): string {
+function jsonReply(status: number, message: string, withBody: boolean, extra: string): string {
   const body = JSON.stringify({ error: message })
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${withBody ? body : ''}`
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${extra}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nupstash-sync-token: \r\nconnection: close\r\n\r\n${withBody ? body : ''}`
 }
 
-/** What node:http's parse error gets, or null for bytes that are ignored. */
-function errorReply(err: NodeJS.ErrnoException, maxHeaderBytes: number): string | null {
+/**
+ * What node:http's parse error gets, or null for bytes that are ignored. `extra`: header lines
+ * (CORS) that need no request header (the request could not be parsed).
+ */
+function errorReply(err: NodeJS.ErrnoException, maxHeaderBytes: number, extra: string): string | null {
   // Bytes after a request that asked to close the connection are not requests; the fast lane
   // ignores them too. The reply to that request closes the connection.
   if (err.code === 'HPE_CLOSED_CONNECTION') return null
   // A reply to HEAD has no body (the headers still say how long it would be).
   const body = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1', 0, 5) !== 'HEAD '
-  if (err.code === 'HPE_HEADER_OVERFLOW') return jsonReply(431, `TOOLARGE request line and headers exceed the limit of ${maxHeaderBytes} bytes`, body)
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return jsonReply(408, 'TIMEOUT request not received in time', body)
-  return jsonReply(400, 'BADREQUEST malformed HTTP request', body)
+  if (err.code === 'HPE_HEADER_OVERFLOW') return jsonReply(431, `TOOLARGE request line and headers exceed the limit of ${maxHeaderBytes} bytes`, body, extra)
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return jsonReply(408, 'TIMEOUT request not received in time', body, extra)
+  return jsonReply(400, 'BADREQUEST malformed HTTP request', body, extra)
 }
 
 /** A request refused before the app sees it; its body, if any, is not read: the connection closes. */

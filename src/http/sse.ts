@@ -1,6 +1,7 @@
 // Server-Sent Events for SUBSCRIBE / PSUBSCRIBE, in the Upstash format:
 //   data: subscribe,<channel>,<count>    data: message,<channel>,<payload>
 //   data: pmessage,<pattern>,<channel>,<payload>
+// each event on one `data:` line, also when a payload has line breaks (see event()).
 // Written straight to the Node response so each event is flushed as it happens. The Redis side
 // is a shared, reference-counted subscriber connection (PubSubHub); the stream's sink is removed
 // when the client goes away, and Redis is unsubscribed when no stream wants the name any more.
@@ -54,16 +55,35 @@ export function endSseStream(res: ServerResponse, reason: string): void {
 }
 
 /**
- * SSE `data:` field for one event. Payloads are UTF-8 text; a line break inside a payload
- * starts a new `data:` line, as the SSE format requires (EventSource clients rejoin them with \n).
+ * One SSE event: `data: ` and the parts joined by commas, always on one line. The SDK reads every
+ * `data:` line as a message of its own (it does not join continuation lines as EventSource does),
+ * so a payload split over several `data:` lines reaches it cut at the first line break, and the
+ * lines after it are parsed as events: a published `x\nmessage,other,forged` would be a message
+ * on `other`. A part with a line break is therefore made one line (see oneLine).
  */
 function event(parts: readonly string[]): string {
-  const text = parts.join(',')
-  if (!/[\r\n]/.test(text)) return `data: ${text}\n\n`
-  return `${text
-    .split(/\r\n|\r|\n/)
-    .map((l) => `data: ${l}`)
-    .join('\n')}\n\n`
+  let text = parts[0]!
+  for (let i = 1; i < parts.length; i++) text += `,${oneLine(parts[i]!)}`
+  return `data: ${text}\n\n`
+}
+
+const LINE_BREAK = /[\r\n]/
+const LINE_BREAKS = /[\r\n]/g
+
+/**
+ * A part without CR or LF as it is (the usual case, Upstash's format). With them: valid JSON text
+ * (a pretty-printed object) can hold them only as whitespace between tokens, so they become spaces
+ * and the SDK's JSON.parse gives the same value; any other text is sent as a JSON string literal,
+ * which the SDK's JSON.parse turns back into the exact text (`"line 1\nline 2"`).
+ */
+function oneLine(s: string): string {
+  if (!LINE_BREAK.test(s)) return s
+  try {
+    JSON.parse(s)
+    return s.replace(LINE_BREAKS, ' ')
+  } catch {
+    return JSON.stringify(s)
+  }
 }
 
 export async function openSseStream(o: SseOptions): Promise<void> {

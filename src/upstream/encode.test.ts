@@ -4,7 +4,7 @@
 
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeValue, errorJson, jsonBytesBound, resultJson, type RawReply } from './encode.js'
+import { encodeValue, errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson, type RawReply } from './encode.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8')
 const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('base64')
@@ -159,11 +159,11 @@ describe('resultJson / errorJson', () => {
     expect(resultJson(b('OK'), true)).toBe('{"result":"OK"}')
   })
 
-  it('errorJson carries result null and the full Redis message, escaped', () => {
+  it('errorJson is {error: ...} with no result (as Upstash), the full Redis message, escaped', () => {
     const msg = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-    expect(errorJson(msg)).toBe(`{"result":null,"error":"${msg}"}`)
+    expect(errorJson(msg)).toBe(`{"error":"${msg}"}`)
     const tricky = 'ERR "quoted"\n\u0001 é'
-    expect(JSON.parse(errorJson(tricky))).toEqual({ result: null, error: tricky })
+    expect(JSON.parse(errorJson(tricky))).toEqual({ error: tricky })
   })
 })
 
@@ -227,5 +227,25 @@ describe('jsonBytesBound: never below the bytes of the JSON it bounds', () => {
     expect(jsonBytesBound(nul, true)).toBe(encodeValue(nul, true).length)
     expect(jsonBytesBound(nul, false)).toBe(encodeValue(nul, false).length)
     expect(encodeValue(nul, false).length).toBe(6002)
+  })
+})
+
+describe('RESP2 replies (Upstash-Response-Format: resp2)', () => {
+  it('encodes each reply type as a TCP client reads it; a top-level OK as +OK', () => {
+    expect(respValue(Buffer.from('OK'))).toBe('+OK\r\n')
+    expect(respValue([Buffer.from('OK')])).toBe('*1\r\n$2\r\nOK\r\n')
+    expect(respValue(Buffer.from('bar'))).toBe('$3\r\nbar\r\n')
+    expect(respValue(null)).toBe('$-1\r\n')
+    expect(respValue('12345678901234567890')).toBe(':12345678901234567890\r\n')
+    expect(respValue([Buffer.from('a'), [null, '1'], new Error('ERR x')])).toBe('*3\r\n$1\r\na\r\n*2\r\n$-1\r\n:1\r\n-ERR x\r\n')
+    // Bytes stay bytes: the latin1 string is the wire form.
+    const bin = Buffer.from([0, 0xff, 0x0d, 0x0a, 0xc3, 0xa9])
+    expect(Buffer.from(respValue(bin), 'latin1')).toEqual(Buffer.concat([Buffer.from('$6\r\n'), bin, Buffer.from('\r\n')]))
+    expect(Buffer.from(respError('ERR é\r\nx'), 'latin1').toString('utf8')).toBe('-ERR é x\r\n')
+  })
+
+  it('respBytesBound is never below the encoded length', () => {
+    const values: RawReply[] = [null, Buffer.alloc(0), Buffer.from('OK'), '1', '-12345', [], [[], [null]], [Buffer.alloc(100_000)], new Error('boom'), 3.5]
+    for (const v of values) expect(respBytesBound(v), JSON.stringify(v)).toBeGreaterThanOrEqual(respValue(v).length)
   })
 })

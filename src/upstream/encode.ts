@@ -83,9 +83,61 @@ export function resultJson(v: RawReply, base64: boolean): string {
   return `{"result":${encodeValue(v, base64)}}`
 }
 
-/** `{"result":null,"error":"..."}` for a command Redis answered with an error. */
+/**
+ * `{"error":"..."}` for a command Redis answered with an error (or a pipeline item that failed):
+ * Upstash's shape, with no `result` field (the SDK's `keepErrors` results have `result` undefined).
+ */
 export function errorJson(message: string): string {
-  return `{"result":null,"error":${JSON.stringify(message)}}`
+  return `{"error":${JSON.stringify(message)}}`
 }
 
 export { OK as OK_BUFFER }
+
+/**
+ * A reply as RESP2 bytes, for `Upstash-Response-Format: resp2`, as a latin1 string (one character
+ * per byte: written as latin1, it is the bytes). Strings are bulk strings, except a top-level `OK`,
+ * sent as the status reply `+OK` as Upstash's docs show (`SET` answers `+OK\r\n`); RESP2 parsing
+ * cannot tell other status replies from bulk strings any more, and both read back as the same
+ * string. Integers are `:n`, nil is `$-1`, arrays `*n`, an error inside an array `-message`.
+ */
+export function respValue(v: RawReply, topLevel = true): string {
+  if (v === null || v === undefined) return '$-1\r\n'
+  if (Buffer.isBuffer(v)) {
+    if (topLevel && isOk(v)) return '+OK\r\n'
+    return `$${v.length}\r\n${v.toString('latin1')}\r\n`
+  }
+  if (typeof v === 'string') return `:${v}\r\n`
+  if (typeof v === 'number') return Number.isInteger(v) ? `:${v}\r\n` : respBulkText(String(v))
+  if (Array.isArray(v)) {
+    let out = `*${v.length}\r\n`
+    for (const x of v) out += respValue(x, false)
+    return out
+  }
+  if (v instanceof Error) return respError(v.message)
+  return '$-1\r\n'
+}
+
+/** `-message\r\n`: a Redis error reply (line breaks, which RESP cannot carry in one, become spaces). */
+export function respError(message: string): string {
+  return `-${Buffer.from(message.replace(/[\r\n]+/g, ' '), 'utf8').toString('latin1')}\r\n`
+}
+
+function respBulkText(s: string): string {
+  const b = Buffer.from(s, 'utf8')
+  return `$${b.length}\r\n${b.toString('latin1')}\r\n`
+}
+
+/** An upper bound of respValue(v)'s length, computed without building it (charged before). */
+export function respBytesBound(v: RawReply): number {
+  if (v === null || v === undefined) return 5
+  if (Buffer.isBuffer(v)) return v.length + 16
+  if (typeof v === 'string') return v.length + 3
+  if (typeof v === 'number') return 40
+  if (Array.isArray(v)) {
+    let n = 16
+    for (const x of v) n += respBytesBound(x)
+    return n
+  }
+  if (v instanceof Error) return Buffer.byteLength(v.message) + 3
+  return 5
+}

@@ -40,7 +40,12 @@ export function parseResponse(buf: Buffer, ended: boolean): RawResponse | null {
   const rest = buf.subarray(headEnd + 4)
   let body: Buffer
   let size: number
-  if (headers['transfer-encoding']?.toLowerCase().includes('chunked')) {
+  const status = Number(m[1])
+  if (status === 204 || status === 304) {
+    // No body, whatever the headers say (RFC 9112 6.3): a preflight's 204 has no Content-Length.
+    body = Buffer.alloc(0)
+    size = headEnd + 4
+  } else if (headers['transfer-encoding']?.toLowerCase().includes('chunked')) {
     const parts: Buffer[] = []
     let at = 0
     for (;;) {

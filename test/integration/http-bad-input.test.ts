@@ -246,7 +246,7 @@ describe('URLs', () => {
     expect(await direct.exists('bi:qs')).toBe(0)
     // A parameter without a value is KEY "" (and `_token` is never an argument).
     const flag = await request('GET', `${BASE}/set/bi:qf/v?GET`)
-    expect([flag.status, flag.text]).toEqual([400, '{"result":null,"error":"ERR syntax error"}'])
+    expect([flag.status, flag.text]).toEqual([400, '{"error":"ERR syntax error"}'])
   })
 
   test('empty path segments are empty arguments, and an empty command is refused', async () => {

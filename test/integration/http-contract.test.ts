@@ -135,10 +135,33 @@ describe('request forms', () => {
     const r = await call(`${base}/set/f:body`, { method: 'POST', body: value })
     expect([r.status, r.text]).toEqual([200, '{"result":"OK"}'])
     expect(await direct.get('f:body')).toBe(value)
-    // An empty body is an empty last argument, not a missing one.
+  })
+
+  test('POST path form with an empty body appends no argument (Upstash: POST /publish/chat/hello), on both HTTP paths', async () => {
+    const sub = direct.duplicate()
+    const got: string[] = []
+    sub.on('message', (ch: string, msg: string) => got.push(`${ch}:${msg}`))
+    await sub.subscribe('f:chat')
+    try {
+      // Content-Length: 0, served by the fast lane.
+      const r = await call(`${base}/publish/f:chat/hello`, { method: 'POST', body: '' })
+      expect([r.status, r.text]).toEqual([200, '{"result":1}'])
+      // No body at all, chunked: node:http's path.
+      const auth = { authorization: `Bearer ${WRITE_TOKEN}` }
+      const n = await rawRequest(port, head('POST', '/v1/instances/main/publish/f:chat/again', { ...auth, 'transfer-encoding': 'chunked' }) + LAST_CHUNK)
+      expect([n.status, n.text]).toEqual([200, '{"result":1}'])
+      await waitFor(() => got.length === 2, { message: 'both messages arrive' })
+      expect(got).toEqual(['f:chat:hello', 'f:chat:again'])
+    } finally {
+      sub.disconnect()
+    }
+    // So SET with only a key and an empty body is Redis's wrong-arity error, and the value in the
+    // path is used as is.
     const e = await call(`${base}/set/f:empty`, { method: 'POST', body: '' })
-    expect([e.status, e.text]).toEqual([200, '{"result":"OK"}'])
-    expect(await direct.get('f:empty')).toBe('')
+    expect([e.status, e.json]).toEqual([400, { error: "ERR wrong number of arguments for 'set' command" }])
+    const v = await call(`${base}/set/f:empty/v`, { method: 'POST', body: '' })
+    expect([v.status, v.text]).toEqual([200, '{"result":"OK"}'])
+    expect(await direct.get('f:empty')).toBe('v')
   })
 
   test('query parameters other than _token are appended as KEY VALUE', async () => {
@@ -182,14 +205,16 @@ describe('request forms', () => {
     expect(r.status).toBe(200)
     expect(r.json).toEqual([
       { result: 'OK' },
-      { result: null, error: 'ERR value is not an integer or out of range' },
+      { error: 'ERR value is not an integer or out of range' },
       { result: 1 },
-      { result: null, error: 'WRONGTYPE Operation against a key holding the wrong kind of value' },
+      { error: 'WRONGTYPE Operation against a key holding the wrong kind of value' },
       { result: 'v' },
       { result: null },
     ])
-    // `error` only on failed items.
+    // `error` only on failed items, and no `result` on them (Upstash's shape: the SDK's
+    // keepErrors results then have `result` undefined).
     expect(Object.keys(r.json[0])).toEqual(['result'])
+    expect(Object.keys(r.json[1])).toEqual(['error'])
     expect(Object.keys(r.json[5])).toEqual(['result'])
   })
 
@@ -219,7 +244,7 @@ describe('request forms', () => {
     expect(r.status).toBe(200)
     expect(r.json).toEqual([
       { result: 'OK' },
-      { result: null, error: 'ERR value is not an integer or out of range' },
+      { error: 'ERR value is not an integer or out of range' },
       { result: 'OK' },
     ])
     expect(await direct.get('f:mr2')).toBe('x')
@@ -285,14 +310,14 @@ describe('request forms', () => {
     await direct.lpush('f:list', 'a')
     const r = await cmd(['GET', 'f:list'])
     expect(r.status).toBe(400)
-    expect(r.json).toEqual({ result: null, error: 'WRONGTYPE Operation against a key holding the wrong kind of value' })
+    expect(r.json).toEqual({ error: 'WRONGTYPE Operation against a key holding the wrong kind of value' })
     expect(r.headers.get('upstash-sync-token')).toBeTruthy()
     const s = await cmd(['SET', 'f:x', 'v', 'EX', 'soon'])
     expect(s.status).toBe(400)
-    expect(s.json).toEqual({ result: null, error: 'ERR value is not an integer or out of range' })
+    expect(s.json).toEqual({ error: 'ERR value is not an integer or out of range' })
     const a = await cmd(['GET'])
     expect(a.status).toBe(400)
-    expect(a.json).toEqual({ result: null, error: "ERR wrong number of arguments for 'get' command" })
+    expect(a.json).toEqual({ error: "ERR wrong number of arguments for 'get' command" })
   })
 })
 
@@ -383,6 +408,52 @@ describe('encoding', () => {
   })
 })
 
+describe('Upstash-Response-Format (REST API docs, "RESP2 Format Responses")', () => {
+  const RESP2 = { 'upstash-response-format': 'resp2' }
+  /** The reply's bytes, as latin1 text (one character per byte). */
+  async function bytes(url: string, init: RequestInit = {}): Promise<{ status: number; type: string | null; text: string }> {
+    const res = await fetch(url, { ...init, headers: { authorization: `Bearer ${WRITE_TOKEN}`, ...RESP2, ...(init.headers as Record<string, string>) } })
+    return { status: res.status, type: res.headers.get('content-type'), text: Buffer.from(await res.arrayBuffer()).toString('latin1') }
+  }
+
+  test('resp2: the RESP2 bytes of the reply, as application/octet-stream', async () => {
+    await direct.set('rf:k', 'bar')
+    await direct.set('rf:bin', Buffer.from([0x00, 0xff, 0x0d, 0x0a, 0x41]))
+    await direct.rpush('rf:l', 'a', 'bc')
+    const cases: [string, Promise<{ status: number; type: string | null; text: string }>, number, string][] = [
+      ['SET (path form)', bytes(`${base}/set/rf:s/v`), 200, '+OK\r\n'],
+      ['GET', bytes(`${base}/get/rf:k`), 200, '$3\r\nbar\r\n'],
+      ['GET missing', bytes(`${base}/get/rf:none`), 200, '$-1\r\n'],
+      ['INCR', bytes(`${base}/incr/rf:n`), 200, ':1\r\n'],
+      ['binary', bytes(`${base}/get/rf:bin`), 200, '$5\r\n\x00\xff\r\nA\r\n'],
+      ['LRANGE (command form)', bytes(base, { method: 'POST', body: '["LRANGE","rf:l",0,-1]' }), 200, '*2\r\n$1\r\na\r\n$2\r\nbc\r\n'],
+      ['Redis error', bytes(base, { method: 'POST', body: '["SET","rf:x"]' }), 400, "-ERR wrong number of arguments for 'set' command\r\n"],
+      ['pipeline', bytes(`${base}/pipeline`, { method: 'POST', body: '[["SET","rf:p","1"],["INCR","rf:p"],["LPUSH","rf:p","x"],["NOSUCH"]]' }), 200,
+        "+OK\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n-ERR unknown command 'NOSUCH'\r\n"],
+    ]
+    for (const [what, pending, status, text] of cases) {
+      const r = await pending
+      expect({ what, status: r.status, type: r.type, text: r.text }).toEqual({ what, status, type: 'application/octet-stream', text })
+    }
+    // node:http's path (a chunked body) gives the same bytes.
+    const n = await rawRequest(port, head('POST', '/v1/instances/main', { authorization: `Bearer ${WRITE_TOKEN}`, ...RESP2, 'transfer-encoding': 'chunked' }) + chunk('["GET","rf:bin"]').toString('latin1') + LAST_CHUNK)
+    expect([n.status, n.headers['content-type'], n.body.toString('latin1')]).toEqual([200, 'application/octet-stream', '$5\r\n\x00\xff\r\nA\r\n'])
+  })
+
+  test('json is the default and may be named; /multi-exec answers JSON whatever was asked; other values and resp2 with base64 are 400', async () => {
+    await direct.set('rf:j', 'v')
+    const json = await call(`${base}/get/rf:j`, { headers: { 'upstash-response-format': 'json' } })
+    expect([json.status, json.text, json.headers.get('content-type')]).toEqual([200, '{"result":"v"}', 'application/json'])
+    const tx = await call(`${base}/multi-exec`, { body: '[["INCR","rf:t"],["INCR","rf:t"]]', headers: RESP2 })
+    expect([tx.status, tx.json]).toEqual([200, [{ result: 1 }, { result: 2 }]])
+    for (const headers of [{ 'upstash-response-format': 'xml' }, { ...RESP2, 'upstash-encoding': 'base64' }]) {
+      const r = await call(`${base}/get/rf:j`, { headers })
+      expectGatewayError(r, 400, 'BADREQUEST')
+      expect(r.json.error).toContain('Upstash-Response-Format')
+    }
+  })
+})
+
 describe('upstash-sync-token', () => {
   test('is present on every reply: success, Redis error, gateway 4xx and 5xx', async () => {
     const replies: [string, Reply][] = [
@@ -395,7 +466,7 @@ describe('upstash-sync-token', () => {
       ['401', await cmd(['GET', 's:k'], { token: null })],
       ['403', await cmd(['SET', 's:k', 'v'], { token: READ_TOKEN })],
       ['404', await cmd(['GET', 's:k'], { url: gw.base('nope') })],
-      ['405', await call(base, { method: 'PUT', body: '["GET","k"]' })],
+      ['405', await call(base, { method: 'DELETE', body: '["GET","k"]' })],
       ['413', await call(base, { body: JSON.stringify(['SET', 's:k', 'x'.repeat(MAX_BODY)]) })],
       ['503', await cmd(['GET', 's:k'], { url: gw.base('drained') })],
       // Made outside the Hono app (the HTTP parser refuses the request), but a reply all the same.
@@ -474,7 +545,7 @@ describe('status codes', () => {
     const rp = await call(`${base}/pipeline`, { token: READ_TOKEN, body: '[["GET","st:k"],["SET","st:k","v"]]' })
     expect(rp.status).toBe(200)
     expect(rp.json[0]).toEqual({ result: null })
-    expect(rp.json[1].result).toBeNull()
+    expect(rp.json[1]).not.toHaveProperty('result')
     expect(rp.json[1].error).toMatch(/^FORBIDDEN /)
     expect(await direct.exists('st:k')).toBe(0)
     // A transaction is all or nothing: 403 for the whole request.
@@ -602,8 +673,8 @@ describe('status codes', () => {
     expect([arg.status, arg.text]).toEqual([200, '{"result":null}'])
   })
 
-  test('405 for other methods and GET on /pipeline and /multi-exec', async () => {
-    for (const method of ['PUT', 'DELETE', 'PATCH']) {
+  test('405 for other methods, GET or HEAD on /pipeline and /multi-exec, HEAD on SSE; Allow lists what is allowed', async () => {
+    for (const method of ['DELETE', 'PATCH']) {
       for (const url of [base, `${base}/get/k`, `${base}/pipeline`]) {
         const r = await call(url, { method, body: '["GET","k"]' })
         expect([method, url, r.status], r.text).toEqual([method, url, 405])
@@ -613,8 +684,34 @@ describe('status codes', () => {
     for (const url of [`${base}/pipeline`, `${base}/multi-exec`, base]) {
       const r = await call(url, { method: 'GET' })
       expectGatewayError(r, 405, 'METHOD')
-      expect(r.json.error).toContain('POST')
+      expect(r.json.error).toContain('POST or PUT')
+      expect(r.headers.get('allow')).toBe('POST, PUT, OPTIONS')
+      const h = await call(url, { method: 'HEAD' })
+      expect([h.status, h.headers.get('allow'), h.text]).toEqual([405, 'POST, PUT, OPTIONS', ''])
     }
+    expect((await call(`${base}/get/k`, { method: 'DELETE' })).headers.get('allow')).toBe('GET, HEAD, POST, PUT, OPTIONS')
+    const sse = await call(`${base}/subscribe/ch`, { method: 'HEAD', headers: { accept: 'text/event-stream' } })
+    expect([sse.status, sse.headers.get('allow')]).toEqual([405, 'GET, POST, PUT, OPTIONS'])
+  })
+
+  test('PUT is POST and HEAD is GET without a body (Upstash allows HEAD, GET, POST and PUT)', async () => {
+    // PUT: the command form, the path form with its body appended, the pipeline.
+    const c = await call(base, { method: 'PUT', body: '["SET","st:put","a"]' })
+    expect([c.status, c.text]).toEqual([200, '{"result":"OK"}'])
+    const p = await call(`${base}/set/st:put2`, { method: 'PUT', body: 'from PUT body' })
+    expect([p.status, p.text]).toEqual([200, '{"result":"OK"}'])
+    expect(await direct.get('st:put2')).toBe('from PUT body')
+    const pl = await call(`${base}/pipeline`, { method: 'PUT', body: '[["GET","st:put"],["GET","st:put2"]]' })
+    expect([pl.status, pl.json]).toEqual([200, [{ result: 'a' }, { result: 'from PUT body' }]])
+    const tx = await call(`${base}/multi-exec`, { method: 'PUT', body: '[["INCR","st:putn"],["INCR","st:putn"]]' })
+    expect([tx.status, tx.json]).toEqual([200, [{ result: 1 }, { result: 2 }]])
+    // HEAD: runs like GET (Upstash's semantics: the path form is the command), the reply has no body.
+    const h = await call(`${base}/incr/st:headn`, { method: 'HEAD' })
+    expect([h.status, h.text, h.headers.get('content-type')]).toEqual([200, '', 'application/json'])
+    expect(h.headers.get('upstash-sync-token')).toMatch(/^rg1:main:/)
+    expect(await direct.get('st:headn')).toBe('1')
+    const miss = await call(`${base}/get/st:nothing`, { method: 'HEAD', token: null })
+    expect([miss.status, miss.text]).toEqual([401, ''])
   })
 
   test('413 for a body over limits.maxBody, with Content-Length and chunked', async () => {

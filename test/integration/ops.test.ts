@@ -203,7 +203,7 @@ describe('/metrics', () => {
     // Errors of every kind leave it at 0 too.
     await command(['GET'], READ_TOKEN)
     await fetch(`${gw.base('main')}/pipeline`, { method: 'POST', headers: { authorization: `Bearer ${WRITE_TOKEN}` }, body: 'not json' })
-    await fetch(gw.base('main'), { method: 'PUT' })
+    await fetch(gw.base('main'), { method: 'DELETE' })
     expect(await gauge()).toBe(0)
   })
 

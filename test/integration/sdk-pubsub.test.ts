@@ -196,6 +196,71 @@ describe('SDK subscribe', () => {
   })
 })
 
+describe('messages with line breaks (the SDK reads each data: line as one message)', () => {
+  test('arrive whole, as published, and cannot forge events for another channel', async () => {
+    const p = env.prefix()
+    const a = `${p}lb-a`
+    const b = `${p}lb-b`
+    const sub = track(env.sdk().subscribe([a, b]))
+    const got: Message[] = []
+    const errs: unknown[] = []
+    let acks = 0
+    sub.on('message', (m) => got.push(m as Message))
+    sub.on('subscribe', () => acks++)
+    sub.on('error', (e) => errs.push(e))
+    await waitFor(() => acks === 2, { message: 'both subscribed' })
+
+    // Text with LF, CRLF and a lone CR; one that looks like an event for the other channel; a
+    // pretty-printed JSON object (the SDK parses JSON payloads); a JSON string with an escaped \n.
+    const text = 'line 1\nline 2\r\nline 3\rend, with commas'
+    const forged = `x\nmessage,${b},forged\n\ndata: message,${b},forged too`
+    const pretty = JSON.stringify({ kind: 'order', lines: ['a\nb'], n: 7 }, null, 2)
+    for (const m of [text, forged, pretty, JSON.stringify('tab\there\nnewline')]) await env.direct.publish(a, m)
+    await waitFor(() => got.length >= 4, { message: 'four messages' })
+    // Give a forged event on b the time to arrive, were there one.
+    await env.direct.publish(a, 'last')
+    await waitFor(() => got.length >= 5, { message: 'the last message' })
+    expect(got).toEqual([
+      { channel: a, message: text },
+      { channel: a, message: forged },
+      { channel: a, message: { kind: 'order', lines: ['a\nb'], n: 7 } },
+      { channel: a, message: 'tab\there\nnewline' },
+      { channel: a, message: 'last' },
+    ])
+    expect(errs).toEqual([])
+  })
+
+  test('over the wire: one data: line per event', async () => {
+    const p = env.prefix()
+    const chan = `${p}lb-raw`
+    const ac = new AbortController()
+    const res = await fetch(`${env.baseUrl}/subscribe/${chan}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${WRITE_TOKEN}`, accept: 'text/event-stream' },
+      signal: ac.signal,
+    })
+    const reader = res.body!.getReader()
+    let text = ''
+    const read = async (until: string): Promise<void> => {
+      while (!text.includes(until)) {
+        const { value, done } = await reader.read()
+        if (done) throw new Error(`stream ended before ${until}: ${text}`)
+        text += new TextDecoder().decode(value)
+      }
+    }
+    try {
+      await read(`data: subscribe,${chan},1\n\n`)
+      await env.direct.publish(chan, 'a\nb')
+      await env.direct.publish(chan, '{\n  "k": [1,\r\n 2]\n}')
+      await read('\n\ndata: message')
+      await read('}\n\n')
+      expect(text).toBe(`data: subscribe,${chan},1\n\ndata: message,${chan},"a\\nb"\n\ndata: message,${chan},{   "k": [1,   2] }\n\n`)
+    } finally {
+      ac.abort()
+    }
+  })
+})
+
 describe('SDK psubscribe', () => {
   test('pmessage events for channels matching the pattern; punsubscribed on the server afterwards', async () => {
     const p = env.prefix()

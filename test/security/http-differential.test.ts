@@ -1,7 +1,7 @@
 // The fast lane and node:http must frame and answer every input alike (README "HTTP fast lane"):
 // the same raw bytes go to a gateway with the lane and to one with `http.fastLane: false`, both on
 // one real redis-server, and what each did is compared: the responses (how many, status, JSON body,
-// the connection and keep-alive headers, Retry-After, Allow, WWW-Authenticate, whether a sync token
+// the connection and keep-alive headers, Retry-After, Allow, WWW-Authenticate, the CORS headers, whether a sync token
 // came), how the connection ended, and what reached Redis (the keys each request namespace holds,
 // with their values). Each send uses its own key namespace, `L00042` on the lane and `N00042` on
 // node:http (same length, so Content-Length is the same), swapped back before comparing.
@@ -79,6 +79,9 @@ interface Seen {
   allow: string | undefined
   wwwAuthenticate: string | undefined
   syncToken: string | undefined
+  /** CORS: on every reply, the same on both paths. */
+  allowOrigin: string | undefined
+  exposeHeaders: string | undefined
 }
 
 interface Outcome {
@@ -114,6 +117,8 @@ function seen(r: RawResponse, ns: string): Seen {
     retryAfter: r.headers['retry-after'],
     allow: r.headers['allow'],
     wwwAuthenticate: r.headers['www-authenticate'],
+    allowOrigin: r.headers['access-control-allow-origin'],
+    exposeHeaders: r.headers['access-control-expose-headers'],
     // The position moves with every write through either gateway; its shape does not.
     syncToken: token?.replace(/^rg1:main:[0-9a-f]+:\d+(:[0-9a-z]+)?$/, 'rg1:main:<position>'),
   }
@@ -182,10 +187,11 @@ function baseRequest(i: number): fc.Arbitrary<Req> {
     w(2, fc.constantFrom('body value', '', 'x'.repeat(MAX_BODY), 'x'.repeat(MAX_BODY + 1)).map((body) => ({ target: `${BASE}/set/${k('b')}`, method: 'POST', body }))),
   )
   const token = fc.constantFrom(WRITE_TOKEN, WRITE_TOKEN, WRITE_TOKEN, READ_TOKEN, 'wrong', '')
-  return fc.record({ form: forms, token, base64: fc.boolean() }).map(({ form, token, base64 }) => {
+  return fc.record({ form: forms, token, base64: fc.boolean(), origin: fc.boolean() }).map(({ form, token, base64, origin }) => {
     const headers: [string, string][] = [['Host', '127.0.0.1']]
     if (token !== '') headers.push(['Authorization', `Bearer ${token}`])
     if (base64) headers.push(['Upstash-Encoding', 'base64'])
+    if (origin) headers.push(['Origin', 'https://app.example.com'])
     if (form.method === 'POST') headers.push(['Content-Type', 'application/json'])
     return { method: form.method, target: form.target, version: 'HTTP/1.1', headers, body: form.body, chunked: false }
   })

@@ -39,7 +39,7 @@ import { waitFor } from '../helpers/wait.js'
 vi.setConfig({ testTimeout: 90_000 })
 
 const MiB = 1024 * 1024
-/** limits.maxReply (the default). */
+/** limits.maxReply, set for these tests (the default is larger: 64 MiB). */
 const MAX_REPLY = 10 * MiB
 /** Deepest array nesting a reply may have. */
 const MAX_DEPTH = 128
@@ -122,6 +122,7 @@ beforeEach(async () => {
       { name: 'hostile', endpoints: [fake.url] },
       { name: 'healthy', endpoints: [redis.url] },
     ],
+    extra: { limits: { maxReply: '10MiB' } },
   })
   // Ready: the fake answered the ready check and a health check, and a GET goes through.
   await waitFor(async () => (await call(gw, 'hostile', ['GET', 'warm'])).status === 200, { timeoutMs: 15_000, message: 'hostile instance serving' })
