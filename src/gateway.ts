@@ -16,6 +16,7 @@ import { EventHub } from './events.js'
 import { TokenStore } from './http/auth.js'
 import { acceptFast, anyHost, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
 import { installFastLane, type FastLaneOptions } from './http/fast-lane.js'
+import { corsPolicy, type CorsPolicy } from './http/cors.js'
 import { createOpsApp } from './http/ops-plane.js'
 import { endSseStream, openStreamCount } from './http/sse.js'
 import type { ConnectionTracker } from './http/drain.js'
@@ -135,6 +136,14 @@ export class Gateway {
           if (seen.get(user) === reason) return
           seen.set(user, reason)
           this.logger.warn({ endpoint: ep.id, redisUser: user, reason }, 'Redis connection of a token user closed or could not be made; reconnecting')
+        },
+        // Learned command tables: one line per change, not per reconnect.
+        commands: (ep, table, error) => {
+          if (table !== null) {
+            this.logger.info({ endpoint: ep.id, commands: table.specs.size, moduleCommands: table.moduleCommands, fingerprint: table.fingerprint }, 'learned the Redis command table')
+          } else if (error !== null) {
+            this.logger.warn({ endpoint: ep.id, reason: error.message }, 'cannot read the Redis command table (COMMAND INFO); commands are classified with the built-in table')
+          }
         },
         acl: (ep, state) => {
           if (state.kind === 'unmanaged') {
@@ -296,6 +305,9 @@ export class Gateway {
     if (prev.http.fastLane !== cfg.http.fastLane) {
       this.logger.warn({ key: 'http.fastLane' }, "config key 'http.fastLane' changed; it takes effect after a restart")
     }
+    if (JSON.stringify(prev.http.cors) !== JSON.stringify(cfg.http.cors)) {
+      this.logger.warn({ key: 'http.cors' }, "config key 'http.cors' changed; it takes effect after a restart")
+    }
     this.synced = true
   }
 
@@ -333,7 +345,8 @@ export class Gateway {
       maxArgs: this.config.limits.maxArgs,
       maxCommands: this.config.limits.maxCommands,
     }
-    const dataApp = createDataApp(dataDeps)
+    const cors = corsPolicy(this.config.http.cors.origins, this.config.http.clientIdHeader)
+    const dataApp = createDataApp(dataDeps, cors)
     const opsApp = createOpsApp({
       registry: this.config.metrics.enabled ? this.metrics.registry : null,
       readiness: this,
@@ -346,12 +359,13 @@ export class Gateway {
           ...createFastDataHandler(dataDeps),
           accept: acceptFast,
           maxBodyBytes: limits.maxBodyBytes,
+          cors,
           // A throw while handling a connection ended that connection; the lane serves on.
           onFault: (error: Error) => this.events.emit('fault', { where: 'http_connection', error, endpoint: null }),
         }
       : null
-    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits, fastLane)
-    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits, null)
+    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits, fastLane, cors)
+    this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits, null, null)
     if (this.opts.configPath) {
       this.watcher = new ConfigWatcher({
         path: this.opts.configPath,
@@ -467,13 +481,14 @@ const OPS_CLOSE_MS = 1_000
 /** Connection bookkeeping of each listener, attached before it accepts anything. */
 const trackers = new WeakMap<Server, ConnectionTracker>()
 
-type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes' | 'onFault'>
+type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes' | 'onFault' | 'cors'>
 
 function listen(
   address: string,
   fetch: (req: Request, env: never) => Response | Promise<Response>,
   limits: GatewayConfig['limits'],
   fastLane: FastLaneSetup | null,
+  cors: CorsPolicy | null,
 ): Promise<Server> {
   const { host, port } = parseListenAddress(address)
   return new Promise((resolve, reject) => {
@@ -487,7 +502,7 @@ function listen(
         }),
     }))
     const http = { maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders, writeTimeoutMs: limits.writeTimeoutMs }
-    const { server, tracker } = createHttpServer(listener, http)
+    const { server, tracker } = createHttpServer(listener, cors === null ? http : { ...http, cors })
     server.listen(port, host)
     trackers.set(server, tracker)
     if (fastLane !== null) installFastLane(server, { ...fastLane, ...http, tracker })

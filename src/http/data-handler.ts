@@ -36,7 +36,7 @@ import { dispatch, type DispatchOptions } from '../routing/dispatch.js'
 import type { Resolved, Router } from '../routing/router.js'
 import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
 import type { RoutingTable } from '../routing/table.js'
-import { errorJson, jsonBytesBound, resultJson, type RawReply } from '../upstream/encode.js'
+import { errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson, type RawReply } from '../upstream/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { LoadTracker } from '../balancer/least-request.js'
@@ -46,8 +46,11 @@ import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
 import { checkArgCount, parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
 import { openSseStream } from './sse.js'
+import { prepareScript, prepareScripts } from '../routing/scripts.js'
 import { outboundTarget } from '../routing/outbound.js'
 import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
+import { instanceView, learnUnknown, noteAdminCommand } from '../routing/command-table.js'
+import type { CommandView } from '../routing/classify.js'
 
 export interface DataPlaneDeps {
   readonly table: RoutingTable
@@ -190,8 +193,8 @@ function checkCommand(
   principal: Principal,
   where: string,
   inTransaction = false,
+  cls: CommandClass = classify(args),
 ): CommandClass {
-  const cls = classify(args)
   switch (admission(cls, principal.access)) {
     case 'allow':
       return cls
@@ -210,6 +213,34 @@ function checkCommand(
       )
     }
   }
+}
+
+// Learned command tables (routing/command-table.ts).
+// Commands are classified with what the target instance's backends report (command-table.ts).
+// A name that view does not know makes the gateway ask the endpoints whether their tables changed
+// (MODULE LOAD since; at most once a second per endpoint) before answering Redis's own
+// `ERR unknown command`.
+
+function commandView(deps: DataPlaneDeps, r: Resolved): CommandView | null {
+  return instanceView(r.instance, deps.router.endpointsOf(r.instance))
+}
+
+/** Classes of `commands` with the instance's view; when one is unknown, after asking the endpoints once. */
+function classifyAll(deps: DataPlaneDeps, r: Resolved, commands: readonly (readonly (string | Buffer)[])[]): CommandClass[] | Promise<CommandClass[]> {
+  const view = commandView(deps, r)
+  const out: CommandClass[] = []
+  let unknown = false
+  for (const args of commands) {
+    const c = classify(args, view)
+    if (c.kind === 'unknown') unknown = true
+    out.push(c)
+  }
+  if (!unknown) return out
+  return learnUnknown(deps.router.endpointsOf(r.instance), deps.dispatch.commandTimeoutMs).then(() => {
+    const again = commandView(deps, r)
+    for (let i = 0; i < commands.length; i++) if (out[i]!.kind === 'unknown') out[i] = classify(commands[i]!, again)
+    return out
+  })
 }
 
 /**
@@ -233,13 +264,14 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   const method = req.method
   const url: ParsedUrl = parseUrl(req.url)
   const form = url.form
-  // GET is allowed for the path form and for SSE (browsers' EventSource can only GET, with _token).
+  // The methods Upstash allows (REST API docs, "HTTP Codes": HEAD, GET, POST and PUT): PUT is POST,
+  // HEAD is GET (the reply without its body). GET is allowed for the path form and for SSE
+  // (browsers' EventSource can only GET, with _token); HEAD not for SSE, a stream it cannot read.
+  const post = method === 'POST' || method === 'PUT'
   const getOk = form.type === 'path' || form.type === 'subscribe'
-  if (method !== 'POST' && !(method === 'GET' && getOk)) {
-    throw new MethodNotAllowedError(
-      `method ${method} not allowed; use ${getOk ? 'GET or POST' : 'POST'}`,
-      getOk ? 'GET, POST' : 'POST',
-    )
+  if (!post && !((method === 'GET' && getOk) || (method === 'HEAD' && form.type === 'path'))) {
+    const allow = form.type === 'path' ? 'GET, HEAD, POST, PUT, OPTIONS' : getOk ? 'GET, POST, PUT, OPTIONS' : 'POST, PUT, OPTIONS'
+    throw new MethodNotAllowedError(`method ${method} not allowed; use ${allow.replace(/, OPTIONS$/, '').replace(/, (\w+)$/, ' or $1')}`, allow)
   }
   const secret = presentedToken(req.header('authorization'), url.token)
   const principal = secret === null ? null : deps.tokens().authenticate(secret)
@@ -269,6 +301,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   const encoding = req.header('upstash-encoding')
   // The SDK sends exactly `base64`: compare before lower-casing (a builtin call per request).
   const base64 = encoding !== undefined && (encoding === 'base64' || encoding.toLowerCase() === 'base64')
+  const resp2 = responseFormat(req.header('upstash-response-format'), base64)
   const incomingToken = parseToken(req.header('upstash-sync-token'))
   st.load = resolved.load
   resolved.load.start()
@@ -323,25 +356,45 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
         args = parseCommandBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'), deps)
       } else {
         if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
-        checkArgCount(form.args.length + (method === 'POST' ? 1 : 0) + url.queryArgs.length, deps)
+        checkArgCount(form.args.length + url.queryArgs.length, deps)
         args = [...form.args]
-        if (method === 'POST') {
+        if (post) {
+          // As Upstash: the body is the last argument, and an empty body is none (POST
+          // /publish/ch/hello without a body publishes "hello").
           const b = await req.body(deps.maxBodyBytes)
-          args.push(b)
+          if (b.length > 0) {
+            checkArgCount(form.args.length + 1 + url.queryArgs.length, deps)
+            args.push(b)
+          }
         }
         for (const q of url.queryArgs) args.push(q)
       }
-      const cls = checkCommand(args, principal, '')
+      // Learned command tables: one view lookup; a second pass only for an unknown name.
+      let learned = classify(args, commandView(deps, resolved))
+      if (learned.kind === 'unknown') learned = (await classifyAll(deps, resolved, [args]))[0]!
+      const cls = checkCommand(args, principal, '', false, learned)
+      if (cls.kind === 'admin') noteAdminCommand(args, deps.router.endpointsOf(resolved.instance))
       const identity = runAs(args, cls, principal.identity, deps, '')
       const write = isWriteClass(cls)
       st.cls = write ? 'write' : 'read'
+      // Scripts (routing/scripts.ts): shebang flags the backend does not know dropped, EVALSHA of the
+      // client's sha mapped; the command's name, class and Redis user stay those checked above.
+      const script = prepareScript(deps, args)
       try {
-        const value = await send(write ? 'write' : 'read', identity, runsScript(args), (ep, ctx) => runCommand(ep, ctx, args, write))
+        const value = await send(write ? 'write' : 'read', identity, runsScript(args), (ep, ctx) =>
+          script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
+        )
+        if (resp2) {
+          if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, respBytesBound(value), write)
+          return respReply(200, respValue(value), token(write))
+        }
         if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
         // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
         return reply(200, resultJson(value, base64), token(write), base64)
       } catch (err) {
-        if (err instanceof RedisReplyError) return reply(400, errorJson(err.message), token(write), false)
+        if (err instanceof RedisReplyError) {
+          return resp2 ? respReply(400, respError(err.message), token(write)) : reply(400, errorJson(err.message), token(write), false)
+        }
         throw err
       }
     }
@@ -359,10 +412,13 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       let admitted: string[][] = commands
       let identity = principal.identity
       let scripted = false
+      const classified = classifyAll(deps, resolved, commands)
+      const classes = Array.isArray(classified) ? classified : await classified
       for (let i = 0; i < commands.length; i++) {
         try {
           const where = atomic ? `command ${i + 1}: ` : ''
-          const cls = checkCommand(commands[i]!, principal, where, atomic)
+          const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i])
+          if (cls.kind === 'admin') noteAdminCommand(commands[i]!, deps.router.endpointsOf(resolved.instance))
           if (isWriteClass(cls)) write = true
           // The whole batch runs on one connection: one command that needs the gateway's user takes it.
           const as = runAs(commands[i]!, cls, principal.identity, deps, where)
@@ -375,15 +431,36 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
         }
       }
       if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
+      // Scripts (routing/scripts.ts): as for one command, per item.
+      const scripts = prepareScripts(deps, admitted)
       try {
         const items =
           admitted.length > 0
-            ? await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) => runPipeline(ep, ctx, admitted, write, atomic))
+            ? await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
+                scripts === null
+                  ? runPipeline(ep, ctx, admitted, write, atomic)
+                  : scripts.run(runPipeline(ep, ctx, scripts.commands, write, atomic)),
+              )
             : []
+        // resp2: the replies one after another, as Redis sends a pipeline's (not for /multi-exec,
+        // which Upstash answers in JSON only).
+        const raw = resp2 && !atomic
         if (req.lease.bytes > SMALL_REQUEST_BYTES) {
           let n = 0
-          for (const it of items) n += it.ok ? jsonBytesBound(it.value, base64) : it.error.length * 6
+          for (const it of items) n += it.ok ? (raw ? respBytesBound(it.value) : jsonBytesBound(it.value, base64)) : it.error.length * 6
           chargeOutput(req.lease, n, write)
+        }
+        if (raw) {
+          let body = ''
+          for (let i = 0, k = 0; i < commands.length; i++) {
+            const refusal = rejected?.[i]
+            if (refusal !== undefined) body += respError(refusal)
+            else {
+              const it = items[k++]!
+              body += it.ok ? respValue(it.value) : respError(it.error)
+            }
+          }
+          return respReply(200, body, token(write))
         }
         let out = '['
         // Error messages can carry any text (Redis quotes the command): only results are ASCII.
@@ -467,5 +544,25 @@ function chargeOutput(lease: RequestLease, bytes: number, write: boolean): void 
 
 function reply(status: 200 | 400, body: string, syncToken: string, ascii: boolean): DataReply {
   return { status, body, syncToken, headers: null, ascii }
+}
+
+const OCTET_STREAM = { 'content-type': 'application/octet-stream' } as const
+
+/** RESP2 bytes (a latin1 string, see respValue), sent as they are with their content type. */
+function respReply(status: 200 | 400, body: string, syncToken: string): DataReply {
+  return { status, body, syncToken, headers: OCTET_STREAM, ascii: true }
+}
+
+/**
+ * `Upstash-Response-Format` (REST API docs, "RESP2 Format Responses"): `json` (the default) or
+ * `resp2`; anything else is a 400, and so is resp2 with `Upstash-Encoding: base64`.
+ */
+function responseFormat(value: string | undefined, base64: boolean): boolean {
+  if (value === undefined) return false
+  const f = value.trim().toLowerCase()
+  if (f === 'json') return false
+  if (f !== 'resp2') throw new BadRequestError(`Upstash-Response-Format must be json or resp2, not ${JSON.stringify(truncate(value))}`)
+  if (base64) throw new BadRequestError('Upstash-Response-Format: resp2 cannot be combined with Upstash-Encoding: base64')
+  return true
 }
 
