@@ -136,6 +136,23 @@ describe('classify: spec §2 tables', () => {
     expect(kind(...args)).toBe(expected)
   })
 
+  it.each([
+    [['SCAN', '0'], 'read'],
+    [['SCAN', '0', 'MATCH', 'k*', 'COUNT', '10', 'TYPE', 'string'], 'read'],
+    [['SCAN', '0', 'MATCH', 'withtype'], 'read'], // a pattern spelled like the option
+    [['SCAN', '0', 'TYPE', 'WITHTYPE'], 'read'],
+    [['SCAN', '0', 'WITHTYPE'], 'refused'],
+    [['scan', '0', 'match', 'k*', 'withType'], 'refused'],
+    [['SCAN', Buffer.from('0'), Buffer.from('WITHTYPE')], 'refused'],
+  ] as const)('%j -> %s (WITHTYPE is Upstash-only)', (args, expected) => {
+    expect(kind(...(args as unknown as string[]))).toBe(expected)
+  })
+
+  it('says WITHTYPE and VECTOR.* are Upstash-only, naming the gateway', () => {
+    expectRefused(['SCAN', '0', 'WITHTYPE'], /WITHTYPE option is an Upstash-only extension/)
+    expectRefused(['VECTOR.QUERY', 'idx'], /VECTOR\.QUERY is an Upstash-only command/)
+  })
+
   it('names the alternative for XREAD with BLOCK', () => {
     expectRefused(['XREAD', 'BLOCK', '0', 'STREAMS', 's', '$'], /XREAD with BLOCK.*XREAD without BLOCK/)
     expectRefused(['XREADGROUP', 'GROUP', 'g', 'c', 'BLOCK', '0', 'STREAMS', 's', '>'], /XREADGROUP without BLOCK/)
@@ -415,7 +432,7 @@ describe('exported lists (README)', () => {
   it('REFUSED lists every refused command with a reason', () => {
     const names = REFUSED.map((r) => r.command)
     for (const n of [...PRIVATE_CONNECTION, ...TRANSACTION, ...CONNECTION_STATE, ...SUBSCRIBE, ...BLOCKING,
-      'XREAD with BLOCK', 'XREADGROUP with BLOCK', 'CLIENT REPLY', 'SCRIPT DEBUG', 'BLMOVEM']) {
+      'XREAD with BLOCK', 'XREADGROUP with BLOCK', 'SCAN with WITHTYPE', 'CLIENT REPLY', 'SCRIPT DEBUG', 'BLMOVEM']) {
       expect(names).toContain(n)
     }
     for (const r of REFUSED) expect(r.reason.length).toBeGreaterThan(20)

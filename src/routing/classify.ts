@@ -28,7 +28,8 @@
 // - SELECT, HELLO, AUTH, RESET, QUIT, READONLY, READWRITE, ASKING: change (or end) the state of
 //   the connection for every other request that shares it.
 // - MONITOR, SYNC, PSYNC, REPLCONF: turn the connection into a monitor or replication stream
-//   (admin-only: 403 below admin, 400 for admins).
+//   (admin-only: 403 below admin, 400 for admins). MONITOR is served as its own SSE stream on a
+//   dedicated connection instead: {base}/monitor (http/sse.ts, upstream/monitor.ts).
 // - CLIENT REPLY (OFF/SKIP desynchronise replies; ON is pointless), CLIENT TRACKING, CLIENT CACHING
 //   (invalidation pushes on a shared connection), CLIENT NO-EVICT, CLIENT NO-TOUCH (would change
 //   eviction/LRU behaviour for every tenant's requests), CLIENT SETNAME, CLIENT SETINFO (would
@@ -58,7 +59,7 @@
 //      commands in LEARNED_OVERRIDES (FT.CONFIG, FT.DEBUG...: admin whatever their flags say);
 //   3. @ioredis/commands' flags (before any table is learned, or for a name the server lacks,
 //      which Redis then answers with its own unknown-command error);
-//   4. unknown (Redis's own error), except Upstash-only families (SEARCH.*): refused, saying so.
+//   4. unknown (Redis's own error), except Upstash-only families (SEARCH.*, VECTOR.*) and SCAN's WITHTYPE option: refused, saying so.
 // Known names cost one more Map lookup (in the view) and still allocate nothing.
 
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
@@ -164,7 +165,9 @@ const REFUSED_WHOLE: ReadonlyArray<readonly [string, CommandClass]> = [
   ['bzmpop', refused(blockingReason('BZMPOP', 'poll with ZMPOP instead'))],
   ['wait', refused(blockingReason('WAIT', 'for read-your-writes send back the upstash-sync-token header instead'))],
   ['waitaof', refused(blockingReason('WAITAOF', 'for read-your-writes send back the upstash-sync-token header instead'))],
-  ...(['monitor', 'sync', 'psync', 'replconf'] as const).map(
+  // MONITOR has its own stream, on a connection of its own: POST {base}/monitor (sse.ts, monitor.ts).
+  ['monitor', refused(`MONITOR would take over a connection that other requests share; use POST /monitor under the same base URL with "Accept: text/event-stream" (admin tokens), or connect to Redis directly`, 'admin')],
+  ...(['sync', 'psync', 'replconf'] as const).map(
     (n) =>
       [n, refused(`${n.toUpperCase()} would take over a connection that other requests share; connect to Redis directly`, 'admin')] as const,
   ),
@@ -258,6 +261,13 @@ type Entry =
       readonly cls: CommandClass
       readonly blocked: CommandClass
     }
+  | {
+      // SCAN: refused with WITHTYPE, an option only Upstash's servers have.
+      readonly tag: 'scan'
+      readonly name: string
+      readonly cls: CommandClass
+      readonly withType: CommandClass
+    }
 
 /** Longer than any command or subcommand name; longer input is never decoded or lower-cased. */
 const MAX_NAME_LENGTH = 64
@@ -318,7 +328,7 @@ export function learnedOverride(name: string): CommandClass | undefined {
  * Upstash-only command families that plain Redis cannot run: when the backend does not have them
  * either, the gateway says so itself (REFUSED) instead of Redis's bare unknown-command error.
  */
-const UPSTASH_ONLY_PREFIXES = ['search.'] as const
+const UPSTASH_ONLY_PREFIXES = ['search.', 'vector.'] as const
 
 function upstashOnly(args: readonly unknown[]): CommandClass | null {
   const a = args[0]
@@ -391,6 +401,17 @@ function buildEntries(): Map<string, Entry> {
     cls: READ,
     blocked: refused(blockingReason('XREAD with BLOCK', 'poll with XREAD without BLOCK instead')),
   })
+  const scan = entries.get('scan')
+  if (scan?.tag === 'fixed') {
+    entries.set('scan', {
+      tag: 'scan',
+      name: 'scan',
+      cls: scan.cls,
+      withType: refused(
+        "SCAN's WITHTYPE option is an Upstash-only extension that this gateway's Redis backends do not have; use SCAN without it (TYPE filters by type), then TYPE per key",
+      ),
+    })
+  }
   entries.set('xreadgroup', {
     tag: 'stream-read',
     name: 'xreadgroup',
@@ -451,6 +472,19 @@ function isToken(arg: unknown, upper: string): boolean {
 }
 
 /**
+ * Does a SCAN carry WITHTYPE among its options (SCAN cursor [MATCH p] [COUNT n] [TYPE t])? Option
+ * values are skipped, so a MATCH pattern spelled "withtype" is not taken for the option.
+ */
+function hasWithType(args: readonly unknown[]): boolean {
+  for (let i = 2; i < args.length; i++) {
+    const a = args[i]
+    if (isToken(a, 'WITHTYPE')) return true
+    if (isToken(a, 'MATCH') || isToken(a, 'COUNT') || isToken(a, 'TYPE')) i += 1
+  }
+  return false
+}
+
+/**
  * Does an XREAD/XREADGROUP carry BLOCK among its options (before STREAMS)? Parses options the way
  * Redis does, skipping option values, so a group or consumer named "streams" or "block" is not
  * mistaken for the keyword. On an option it does not know, the alignment of what follows is
@@ -506,6 +540,8 @@ export function classify(args: readonly (string | Buffer)[], view: CommandView |
     }
     case 'stream-read':
       return hasBlockOption(args, entry.group) ? entry.blocked : entry.cls
+    case 'scan':
+      return hasWithType(args) ? entry.withType : entry.cls
   }
 }
 
@@ -634,6 +670,9 @@ function describe(): { admin: string[]; refusedList: RefusedCommand[]; reads: st
         break
       case 'stream-read':
         add(`${upper} with BLOCK`, e.blocked, false)
+        break
+      case 'scan':
+        add(`${upper} with WITHTYPE`, e.withType, false)
         break
     }
   }
