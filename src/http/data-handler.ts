@@ -14,6 +14,7 @@ import {
   ForbiddenError,
   GatewayError,
   MethodNotAllowedError,
+  NoEndpointError,
   OverloadedError,
   RedisReplyError,
   RefusedCommandError,
@@ -45,7 +46,8 @@ import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
 import { checkArgCount, parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
-import { openSseStream } from './sse.js'
+import { openMonitorStream, openSseStream } from './sse.js'
+import { MonitorConnection } from '../upstream/monitor.js'
 import { prepareScript, prepareScripts } from '../routing/scripts.js'
 import { outboundTarget } from '../routing/outbound.js'
 import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
@@ -268,7 +270,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   // HEAD is GET (the reply without its body). GET is allowed for the path form and for SSE
   // (browsers' EventSource can only GET, with _token); HEAD not for SSE, a stream it cannot read.
   const post = method === 'POST' || method === 'PUT'
-  const getOk = form.type === 'path' || form.type === 'subscribe'
+  const getOk = form.type === 'path' || form.type === 'subscribe' || form.type === 'monitor'
   if (!post && !((method === 'GET' && getOk) || (method === 'HEAD' && form.type === 'path'))) {
     const allow = form.type === 'path' ? 'GET, HEAD, POST, PUT, OPTIONS' : getOk ? 'GET, POST, PUT, OPTIONS' : 'POST, PUT, OPTIONS'
     throw new MethodNotAllowedError(`method ${method} not allowed; use ${allow.replace(/, OPTIONS$/, '').replace(/, (\w+)$/, ' or $1')}`, allow)
@@ -345,6 +347,35 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           logger: deps.logger,
         }),
       )
+      return STREAMED
+    }
+    case 'monitor': {
+      // MONITOR as Server-Sent Events (README "MONITOR"): admin tokens only, on a connection of
+      // the stream's own, as the token's Redis user, on the primary (where writes are).
+      st.cls = 'subscribe'
+      if (principal.access !== 'admin') throw new ForbiddenError(`token '${principal.name}' has ${principal.access} access; MONITOR needs admin`)
+      if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
+        throw new RefusedCommandError('MONITOR is served as Server-Sent Events; send Accept: text/event-stream')
+      }
+      const outgoing = req.outgoing
+      if (!outgoing) throw new BadRequestError('MONITOR needs the Node.js HTTP server')
+      await req.body(deps.maxBodyBytes)
+      const identity = principal.identity
+      // dispatch() waited for the identity's users to be provisioned (whenConnected).
+      await send('subscribe', identity, false, async (ep, ctx) => {
+        const options = ep.client.dedicatedOptions(identity)
+        if (options === null) throw new NoEndpointError(`endpoint ${ep.id}: the Redis users are not known yet`, { retryAfterS: 1 })
+        return openMonitorStream({
+          connect: (sink) =>
+            new MonitorConnection(options, sink, {
+              timeoutMs: ctx.timeoutMs,
+              onFault: (err) => deps.logger.warn({ err: err.message, endpoint: ep.id }, 'monitor connection fault'),
+            }),
+          outgoing,
+          headers: { 'upstash-sync-token': token(false) },
+          logger: deps.logger,
+        })
+      })
       return STREAMED
     }
     case 'command':

@@ -14,6 +14,7 @@ export type Form =
   | { readonly type: 'pipeline' }
   | { readonly type: 'multi-exec' }
   | { readonly type: 'subscribe'; readonly pattern: boolean; readonly names: readonly string[] }
+  | { readonly type: 'monitor' } // {base}/monitor: MONITOR as Server-Sent Events (admin tokens)
   | { readonly type: 'path'; readonly args: readonly string[] } // {base}/{command}/{arg}...
 
 export interface ParsedUrl {
@@ -40,6 +41,7 @@ function decode(seg: string, what: string): string {
 const COMMAND_FORM: Form = { type: 'command' }
 const PIPELINE_FORM: Form = { type: 'pipeline' }
 const MULTI_EXEC_FORM: Form = { type: 'multi-exec' }
+const MONITOR_FORM: Form = { type: 'monitor' }
 const NO_ARGS: readonly string[] = []
 
 /**
@@ -102,6 +104,7 @@ export function parseUrl(rawUrl: string): ParsedUrl {
     const first = segs[0]!
     if (segs.length === 1 && first === 'pipeline') form = PIPELINE_FORM
     else if (segs.length === 1 && first === 'multi-exec') form = MULTI_EXEC_FORM
+    else if (segs.length === 1 && first.toLowerCase() === 'monitor') form = MONITOR_FORM
     else if (first.toLowerCase() === 'subscribe' || first.toLowerCase() === 'psubscribe') {
       form = {
         type: 'subscribe',
@@ -130,6 +133,7 @@ export function routeTemplate(rawUrl: string): string {
   if (segs.length === 2 && (first === 'pipeline' || first === 'multi-exec')) return `${base}/${first}`
   const lower = first.toLowerCase()
   if (lower === 'subscribe' || lower === 'psubscribe') return `${base}/${lower}/{channels}`
+  if (segs.length === 2 && lower === 'monitor') return `${base}/monitor`
   return `${base}/{command...}`
 }
 

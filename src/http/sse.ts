@@ -10,11 +10,15 @@
 //   data: unsubscribe,<channel>,<count>  (punsubscribe for patterns) one per name, as Redis
 //                                        confirms an unsubscribe; the SDK reports it as 'unsubscribe'
 // and then ends the response, so the client sees a clean end of stream, never a reset.
+// MONITOR streams (openMonitorStream, admin tokens) use the same framing and limits on a Redis
+// connection of their own (upstream/monitor.ts): `data: OK`, then `data: <line>` per command.
 
 // The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import type { ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
+import { NoEndpointError, OverloadedError } from '../errors.js'
+import type { MonitorConnection, MonitorSink } from '../upstream/monitor.js'
 import type { PubSubHub, SubscriptionSink } from '../upstream/pubsub.js'
 
 export interface SseOptions {
@@ -165,6 +169,117 @@ export async function openSseStream(o: SseOptions): Promise<void> {
   })
   started = true
   o.names.forEach((n, i) => out.write(event([kind, n, String(i + 1)])))
+  for (const s of early.splice(0)) write(s)
+  heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000)
+  heartbeat.unref()
+  const pendingEnd = ending.get(out)
+  if (pendingEnd !== undefined) stream.end(pendingEnd, true)
+}
+
+/**
+ * MONITOR streams open at once per gateway process, set-up included (README "MONITOR"): each holds
+ * a Redis connection of its own, and Redis formats every command for every monitor.
+ */
+export const MAX_MONITOR_STREAMS = 8
+
+let monitorStreams = 0
+
+/** Number of MONITOR streams open or being set up in this process. */
+export function monitorStreamCount(): number {
+  return monitorStreams
+}
+
+export interface MonitorSseOptions {
+  /** Makes the stream's own MONITOR connection (not started). */
+  readonly connect: (sink: MonitorSink) => MonitorConnection
+  readonly outgoing: ServerResponse
+  readonly headers: Record<string, string>
+  readonly logger: Logger
+  readonly heartbeatMs?: number
+  readonly maxBufferedBytes?: number
+}
+
+/**
+ * A MONITOR feed as Server-Sent Events: `data: <line>` per command Redis runs, in Redis's own
+ * format (`1700000000.123456 [0 127.0.0.1:50000] "set" "k" "v"`: arguments quoted and escaped by
+ * Redis, so a line never holds a raw line break). Throws OverloadedError beyond
+ * MAX_MONITOR_STREAMS, and NoEndpointError when Redis does not confirm MONITOR; otherwise the
+ * stream runs until the client leaves, the gateway ends it (shutdown, client more than
+ * maxBufferedBytes behind), or the Redis connection is lost; its connection is then closed.
+ */
+export async function openMonitorStream(o: MonitorSseOptions): Promise<void> {
+  if (monitorStreams >= MAX_MONITOR_STREAMS) {
+    throw new OverloadedError(`at most ${MAX_MONITOR_STREAMS} MONITOR streams may be open at once on a gateway`, { retryAfterS: 1 })
+  }
+  monitorStreams++
+  const out = o.outgoing
+  const maxBuffered = o.maxBufferedBytes ?? 1 << 20
+  let ended = false
+  let started = false
+  let counted = true
+  const release = (): void => {
+    if (counted) monitorStreams--
+    counted = false
+  }
+  const early: string[] = []
+  const write = (s: string): void => {
+    if (ended) return
+    if (!started) {
+      early.push(s)
+      return
+    }
+    out.write(s)
+    if (out.writableLength > maxBuffered) stream.end('client too slow', true)
+  }
+  const monitor = o.connect({
+    line(text) {
+      write(`data: ${text.replace(LINE_BREAKS, ' ')}\n\n`)
+    },
+    close(reason) {
+      stream.end(reason, true)
+    },
+  })
+  let heartbeat: NodeJS.Timeout | null = null
+  const stream: Stream = {
+    end(reason: string, notify: boolean): void {
+      if (ended) return
+      if (started && notify && !out.writableEnded && !out.destroyed) out.write(`: ${reason.replace(LINE_BREAKS, ' ')}\n\n`)
+      ended = true
+      streams.delete(out)
+      if (heartbeat) clearInterval(heartbeat)
+      monitor.stop()
+      release()
+      o.logger.debug({ reason }, 'monitor stream ended')
+      if (started && !out.writableEnded) out.end()
+    },
+  }
+  let gone = false
+  out.on('close', () => {
+    gone = true
+    stream.end('client disconnected', false)
+  })
+  try {
+    await monitor.start()
+  } catch (err) {
+    ended = true
+    release()
+    throw new NoEndpointError(`cannot monitor: ${(err as Error).message}`, { retryAfterS: 1 })
+  }
+  if (gone || ended || out.destroyed || out.headersSent || out.socket === null || out.socket.destroyed) {
+    ended = false
+    stream.end('client gone before the stream opened', false)
+    return
+  }
+  streams.set(out, stream)
+  out.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'close',
+    'x-accel-buffering': 'no',
+    ...o.headers,
+  })
+  started = true
+  out.write('data: OK\n\n')
   for (const s of early.splice(0)) write(s)
   heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000)
   heartbeat.unref()

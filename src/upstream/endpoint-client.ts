@@ -347,6 +347,26 @@ export class EndpointClient {
     }
   }
 
+  /**
+   * Options for a new, dedicated connection that authenticates as `id`'s Redis user (MONITOR
+   * streams: monitor.ts), after whenReadyFor(id) provisioned the level users: the gateway's own
+   * user for the gateway and for levels on an unmanaged endpoint; null while a level's user is not
+   * known yet.
+   */
+  dedicatedOptions(id: Identity): RespConnectionOptions | null {
+    switch (id.kind) {
+      case 'gateway':
+        return this.connectionOptions(this.opts.username, this.opts.password, false)
+      case 'level': {
+        const s = this.aclState
+        if (s.kind === 'managed') return this.connectionOptions(s.users[id.level].name, this.acl.password, false)
+        return s.kind === 'unmanaged' ? this.connectionOptions(this.opts.username, this.opts.password, false) : null
+      }
+      case 'user':
+        return this.connectionOptions(id.user, id.password, false)
+    }
+  }
+
   /** The connection for `id` is ready now. */
   upFor(id: Identity): boolean {
     return id.kind === 'gateway' ? this.main.ready : this.slotFor(id)?.ready === true
