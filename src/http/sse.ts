@@ -90,24 +90,113 @@ function oneLine(s: string): string {
   }
 }
 
-export async function openSseStream(o: SseOptions): Promise<void> {
-  const out = o.outgoing
-  const maxBuffered = o.maxBufferedBytes ?? 1 << 20
-  let ended = false
-  let started = false
-  const early: string[] = []
-  const write = (s: string): void => {
-    if (ended) return
-    if (!started) {
-      early.push(s)
+/**
+ * What every stream does alike, whatever feeds it: events that arrive before the response opens
+ * are kept and sent right after its first events; a client more than `maxBufferedBytes` behind is
+ * cut off; heartbeats; and ending once, for whatever reason (client gone, gateway draining, feed
+ * closed), with a comment and the feed's `farewell` events when the client is told, then `cleanup`
+ * (the feed's own: unsubscribe, close the connection).
+ */
+class EventStream implements Stream {
+  private ended = false
+  private started = false
+  private gone = false
+  private readonly early: string[] = []
+  private heartbeat: NodeJS.Timeout | null = null
+
+  constructor(
+    private readonly out: ServerResponse,
+    private readonly o: { readonly headers: Record<string, string>; readonly logger: Logger; readonly heartbeatMs?: number; readonly maxBufferedBytes?: number },
+    /** For the log line when it ends. */
+    private readonly what: string,
+    private readonly farewell: () => readonly string[],
+    private readonly cleanup: () => void,
+  ) {
+    // Watch for the client leaving from the start: a close that happens while the feed is being
+    // set up must still end it.
+    out.on('close', () => {
+      this.gone = true
+      this.end('client disconnected', false)
+    })
+  }
+
+  write(s: string): void {
+    if (this.ended) return
+    if (!this.started) {
+      this.early.push(s)
       return
     }
-    out.write(s)
-    if (out.writableLength > maxBuffered) stream.end('client too slow', true)
+    this.out.write(s)
+    if (this.out.writableLength > (this.o.maxBufferedBytes ?? 1 << 20)) this.end('client too slow', true)
   }
+
+  end(reason: string, notify: boolean): void {
+    if (this.ended) return
+    const out = this.out
+    if (this.started && notify && !out.writableEnded && !out.destroyed) {
+      // Not through write(), which would end the stream again for a client that is behind.
+      out.write(`: ${reason.replace(/[\r\n]+/g, ' ')}\n\n`)
+      for (const s of this.farewell()) out.write(s)
+    }
+    this.ended = true
+    streams.delete(out)
+    if (this.heartbeat) clearInterval(this.heartbeat)
+    this.cleanup()
+    this.o.logger.debug({ reason }, `${this.what} ended`)
+    if (this.started && !out.writableEnded) out.end()
+  }
+
+  /** Ended without cleanup: the feed could not be set up (its caller undoes what it did). */
+  discard(): void {
+    this.ended = true
+  }
+
+  /**
+   * The feed is set up: sends the headers, `first`, then what arrived meanwhile. If the client left
+   * (or the stream ended) while the feed was being set up, ends it again instead, now that the
+   * feed's cleanup has everything to undo.
+   */
+  open(first: readonly string[]): void {
+    const out = this.out
+    if (this.gone || this.ended || out.destroyed || out.headersSent || out.socket === null || out.socket.destroyed) {
+      this.ended = false
+      this.end('client gone before the stream opened', false)
+      return
+    }
+    streams.set(out, this)
+    out.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      // A stream ends only when the client leaves or the gateway ends it (shutdown, endpoint gone,
+      // client too slow); then the connection goes too, so the client reconnects, possibly to
+      // another replica, instead of reusing a connection the gateway is about to close.
+      connection: 'close',
+      'x-accel-buffering': 'no',
+      ...this.o.headers,
+    })
+    this.started = true
+    for (const s of first) out.write(s)
+    for (const s of this.early.splice(0)) this.write(s)
+    this.heartbeat = setInterval(() => this.write(': ping\n\n'), this.o.heartbeatMs ?? 15_000)
+    this.heartbeat.unref()
+    const pendingEnd = ending.get(out)
+    if (pendingEnd !== undefined) this.end(pendingEnd, true)
+  }
+}
+
+export async function openSseStream(o: SseOptions): Promise<void> {
+  let unsubscribe: (() => void) | null = null
+  const un = o.pattern ? 'punsubscribe' : 'unsubscribe'
+  const stream = new EventStream(
+    o.outgoing,
+    o,
+    'sse stream',
+    () => o.names.map((n, i) => event([un, n, String(o.names.length - 1 - i)])),
+    () => unsubscribe?.(),
+  )
   const sink: SubscriptionSink = {
     message(pattern, channel, payload) {
-      write(
+      stream.write(
         pattern === null
           ? event(['message', channel.toString('utf8'), payload.toString('utf8')])
           : event(['pmessage', pattern.toString('utf8'), channel.toString('utf8'), payload.toString('utf8')]),
@@ -117,63 +206,14 @@ export async function openSseStream(o: SseOptions): Promise<void> {
       stream.end(reason, true)
     },
   }
-  let unsubscribe: (() => void) | null = null
-  let heartbeat: NodeJS.Timeout | null = null
-  const kind = o.pattern ? 'psubscribe' : 'subscribe'
-  const stream: Stream = {
-    end(reason: string, notify: boolean): void {
-      if (ended) return
-      if (started && notify && !out.writableEnded && !out.destroyed) {
-        // Not through write(), which would end the stream again for a client that is behind.
-        out.write(`: ${reason.replace(/[\r\n]+/g, ' ')}\n\n`)
-        const un = o.pattern ? 'punsubscribe' : 'unsubscribe'
-        o.names.forEach((n, i) => out.write(event([un, n, String(o.names.length - 1 - i)])))
-      }
-      ended = true
-      streams.delete(out)
-      if (heartbeat) clearInterval(heartbeat)
-      unsubscribe?.()
-      o.logger.debug({ reason }, 'sse stream ended')
-      if (started && !out.writableEnded) out.end()
-    },
-  }
-  // Watch for the client leaving from the start: a close that happens while Redis confirms the
-  // subscription must still remove it.
-  let gone = false
-  out.on('close', () => {
-    gone = true
-    stream.end('client disconnected', false)
-  })
   // Subscribe before answering, so a failure is still a normal JSON error reply.
   unsubscribe = await o.hub.subscribe(
     o.pattern ? 'pattern' : 'channel',
     o.names.map((n) => Buffer.from(n, 'utf8')),
     sink,
   )
-  if (gone || ended || out.destroyed || out.headersSent || out.socket === null || out.socket.destroyed) {
-    // end() may already have run while `unsubscribe` was not known yet: run it again, now with it.
-    ended = false
-    stream.end('client gone before the stream opened', false)
-    return
-  }
-  streams.set(out, stream)
-  out.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    // A stream ends only when the client leaves or the gateway ends it (shutdown, endpoint gone,
-    // client too slow); then the connection goes too, so the client reconnects, possibly to
-    // another replica, instead of reusing a connection the gateway is about to close.
-    connection: 'close',
-    'x-accel-buffering': 'no',
-    ...o.headers,
-  })
-  started = true
-  o.names.forEach((n, i) => out.write(event([kind, n, String(i + 1)])))
-  for (const s of early.splice(0)) write(s)
-  heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000)
-  heartbeat.unref()
-  const pendingEnd = ending.get(out)
-  if (pendingEnd !== undefined) stream.end(pendingEnd, true)
+  const kind = o.pattern ? 'psubscribe' : 'subscribe'
+  stream.open(o.names.map((n, i) => event([kind, n, String(i + 1)])))
 }
 
 /**
@@ -212,77 +252,36 @@ export async function openMonitorStream(o: MonitorSseOptions): Promise<void> {
     throw new OverloadedError(`at most ${MAX_MONITOR_STREAMS} MONITOR streams may be open at once on a gateway`, { retryAfterS: 1 })
   }
   monitorStreams++
-  const out = o.outgoing
-  const maxBuffered = o.maxBufferedBytes ?? 1 << 20
-  let ended = false
-  let started = false
   let counted = true
   const release = (): void => {
     if (counted) monitorStreams--
     counted = false
   }
-  const early: string[] = []
-  const write = (s: string): void => {
-    if (ended) return
-    if (!started) {
-      early.push(s)
-      return
-    }
-    out.write(s)
-    if (out.writableLength > maxBuffered) stream.end('client too slow', true)
-  }
-  const monitor = o.connect({
+  let monitor: MonitorConnection | null = null
+  const stream = new EventStream(
+    o.outgoing,
+    o,
+    'monitor stream',
+    () => [],
+    () => {
+      monitor?.stop()
+      release()
+    },
+  )
+  monitor = o.connect({
     line(text) {
-      write(`data: ${text.replace(LINE_BREAKS, ' ')}\n\n`)
+      stream.write(`data: ${text.replace(LINE_BREAKS, ' ')}\n\n`)
     },
     close(reason) {
       stream.end(reason, true)
     },
   })
-  let heartbeat: NodeJS.Timeout | null = null
-  const stream: Stream = {
-    end(reason: string, notify: boolean): void {
-      if (ended) return
-      if (started && notify && !out.writableEnded && !out.destroyed) out.write(`: ${reason.replace(LINE_BREAKS, ' ')}\n\n`)
-      ended = true
-      streams.delete(out)
-      if (heartbeat) clearInterval(heartbeat)
-      monitor.stop()
-      release()
-      o.logger.debug({ reason }, 'monitor stream ended')
-      if (started && !out.writableEnded) out.end()
-    },
-  }
-  let gone = false
-  out.on('close', () => {
-    gone = true
-    stream.end('client disconnected', false)
-  })
   try {
     await monitor.start()
   } catch (err) {
-    ended = true
+    stream.discard()
     release()
     throw new NoEndpointError(`cannot monitor: ${(err as Error).message}`, { retryAfterS: 1 })
   }
-  if (gone || ended || out.destroyed || out.headersSent || out.socket === null || out.socket.destroyed) {
-    ended = false
-    stream.end('client gone before the stream opened', false)
-    return
-  }
-  streams.set(out, stream)
-  out.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'close',
-    'x-accel-buffering': 'no',
-    ...o.headers,
-  })
-  started = true
-  out.write('data: OK\n\n')
-  for (const s of early.splice(0)) write(s)
-  heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000)
-  heartbeat.unref()
-  const pendingEnd = ending.get(out)
-  if (pendingEnd !== undefined) stream.end(pendingEnd, true)
+  stream.open(['data: OK\n\n'])
 }
