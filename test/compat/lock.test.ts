@@ -7,25 +7,11 @@
 import { randomUUID } from 'node:crypto'
 import { Lock } from '@upstash/lock'
 import { Redis } from '@upstash/redis'
-import type { Redis as IORedis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { describe, expect, test } from 'vitest'
+import { WRITE_TOKEN } from '../helpers/gateway.js'
+import { redisBehindGateway } from './setup.js'
 
-let redis: RedisServer
-let direct: IORedis
-let gw: TestGateway
-
-beforeAll(async () => {
-  redis = await startRedis()
-  direct = redis.client()
-  gw = await startGateway({ instances: [{ name: 'main', endpoints: [redis.url] }] })
-})
-
-afterAll(async () => {
-  await gw?.stop()
-  await redis?.stop()
-})
+const env = redisBehindGateway()
 
 // @upstash/lock ships CommonJS typings, which name @upstash/redis's CommonJS declaration of Redis;
 // this ESM file gets the ESM one. Same class at runtime (the library only calls the client it is
@@ -33,7 +19,7 @@ afterAll(async () => {
 type LockRedis = ConstructorParameters<typeof Lock>[0]['redis']
 
 function sdk(opts: { enableAutoPipelining?: boolean } = {}): LockRedis & Redis {
-  return new Redis({ url: gw.base('main'), token: WRITE_TOKEN, retry: false, enableTelemetry: false, ...opts }) as unknown as LockRedis & Redis
+  return new Redis({ url: env.gw.base('main'), token: WRITE_TOKEN, retry: false, enableTelemetry: false, ...opts }) as unknown as LockRedis & Redis
 }
 
 const lockId = (): string => `lock:${randomUUID().slice(0, 8)}`
@@ -46,8 +32,8 @@ describe('@upstash/lock', () => {
     expect(await lock.getStatus()).toBe('FREE')
     expect(await lock.acquire({ uuid: 'holder-1' })).toBe(true)
     expect(await lock.getStatus()).toBe('ACQUIRED')
-    expect(await direct.get(id)).toBe('holder-1')
-    const pttl = await direct.pttl(id)
+    expect(await env.direct.get(id)).toBe('holder-1')
+    const pttl = await env.direct.pttl(id)
     expect(pttl).toBeGreaterThan(9_000)
     expect(pttl).toBeLessThanOrEqual(10_000)
 
@@ -56,10 +42,10 @@ describe('@upstash/lock', () => {
     expect(await other.acquire()).toBe(false)
     expect(await other.release()).toBe(false)
     expect(await other.extend(1_000)).toBe(false)
-    expect(await direct.get(id)).toBe('holder-1')
+    expect(await env.direct.get(id)).toBe('holder-1')
 
     expect(await lock.release()).toBe(true)
-    expect(await direct.exists(id)).toBe(0)
+    expect(await env.direct.exists(id)).toBe(0)
     expect(await lock.release()).toBe(false) // already released
     // Now the other one gets it.
     expect(await other.acquire()).toBe(true)
@@ -72,7 +58,7 @@ describe('@upstash/lock', () => {
     expect(await lock.acquire()).toBe(true)
     expect(await lock.extend(5_000)).toBe(true)
     // The script does EXPIRE id (TTL + 5): about 15 s.
-    const ttl = await direct.ttl(id)
+    const ttl = await env.direct.ttl(id)
     expect(ttl).toBeGreaterThan(10)
     expect(ttl).toBeLessThanOrEqual(15)
     // The library adds ms / 1000 to the TTL inside Lua: 1500 ms is `EXPIRE id <ttl>.5`, which Redis
@@ -138,7 +124,7 @@ describe('@upstash/lock', () => {
     await Promise.all(Array.from({ length: workers }, worker))
     expect(maxHolders).toBe(1)
     expect(turns).toBe(workers * rounds)
-    expect(await direct.get(counter)).toBe(String(workers * rounds))
-    expect(await direct.exists(id)).toBe(0)
+    expect(await env.direct.get(counter)).toBe(String(workers * rounds))
+    expect(await env.direct.exists(id)).toBe(0)
   })
 })

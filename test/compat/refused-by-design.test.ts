@@ -10,32 +10,18 @@
 
 import { randomUUID } from 'node:crypto'
 import { Redis } from '@upstash/redis'
-import type { Redis as IORedis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { describe, expect, test } from 'vitest'
+import { WRITE_TOKEN } from '../helpers/gateway.js'
+import { redisBehindGateway } from './setup.js'
 
-let redis: RedisServer
-let direct: IORedis
-let gw: TestGateway
-
-beforeAll(async () => {
-  redis = await startRedis()
-  direct = redis.client()
-  gw = await startGateway({ instances: [{ name: 'main', endpoints: [redis.url] }] })
-})
-
-afterAll(async () => {
-  await gw?.stop()
-  await redis?.stop()
-})
+const env = redisBehindGateway()
 
 function sdk(): Redis {
-  return new Redis({ url: gw.base('main'), token: WRITE_TOKEN, retry: false, enableTelemetry: false })
+  return new Redis({ url: env.gw.base('main'), token: WRITE_TOKEN, retry: false, enableTelemetry: false })
 }
 
 async function call(body: unknown): Promise<{ status: number; json: { result?: unknown; error?: string } }> {
-  const res = await fetch(gw.base('main'), { method: 'POST', headers: { authorization: `Bearer ${WRITE_TOKEN}` }, body: JSON.stringify(body) })
+  const res = await fetch(env.gw.base('main'), { method: 'POST', headers: { authorization: `Bearer ${WRITE_TOKEN}` }, body: JSON.stringify(body) })
   return { status: res.status, json: (await res.json()) as { result?: unknown; error?: string } }
 }
 
@@ -68,7 +54,7 @@ describe('blocking commands: refused (shared connections), the connection stays 
 
   test('the non-blocking form works', async () => {
     const k = key()
-    await direct.rpush(k, 'a')
+    await env.direct.rpush(k, 'a')
     expect(await sdk().lpop(k)).toBe('a')
   })
 })
@@ -121,14 +107,14 @@ describe('Upstash-only extensions plain Redis cannot run', () => {
 
   test('SCAN without WITHTYPE, and with TYPE (which Redis has), works', async () => {
     const k = key()
-    await direct.set(k, 'v')
+    await env.direct.set(k, 'v')
     const [, keys] = await sdk().scan(0, { match: k, type: 'string', count: 1000 })
     expect(keys).toEqual([k])
   })
 
   test('SCAN ... WITHTYPE (an Upstash-only option): 400 REFUSED naming the gateway, through the SDK and raw; a MATCH pattern spelled "withtype" is not the option', async () => {
     const k = key()
-    await direct.set(k, 'v')
+    await env.direct.set(k, 'v')
     expect(await sdkError(sdk().scan(0, { match: k, withType: true }))).toMatch(/^REFUSED .*WITHTYPE.*Upstash-only/)
     const r = await call(['SCAN', '0', 'WITHTYPE'])
     expect(r.status).toBe(400)

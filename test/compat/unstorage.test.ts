@@ -7,28 +7,14 @@
 import { randomUUID } from 'node:crypto'
 import { createStorage, type Storage } from 'unstorage'
 import upstashDriver from 'unstorage/drivers/upstash'
-import type { Redis as IORedis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { describe, expect, test } from 'vitest'
+import { WRITE_TOKEN } from '../helpers/gateway.js'
+import { redisBehindGateway } from './setup.js'
 
-let redis: RedisServer
-let direct: IORedis
-let gw: TestGateway
-
-beforeAll(async () => {
-  redis = await startRedis()
-  direct = redis.client()
-  gw = await startGateway({ instances: [{ name: 'main', endpoints: [redis.url] }] })
-})
-
-afterAll(async () => {
-  await gw?.stop()
-  await redis?.stop()
-})
+const env = redisBehindGateway()
 
 function driver(base: string, extra: { ttl?: number; scanCount?: number } = {}) {
-  return upstashDriver({ url: gw.base('main'), token: WRITE_TOKEN, base, retry: false, enableTelemetry: false, ...extra })
+  return upstashDriver({ url: env.gw.base('main'), token: WRITE_TOKEN, base, retry: false, enableTelemetry: false, ...extra })
 }
 
 const newBase = (): string => `us${randomUUID().slice(0, 8)}`
@@ -45,8 +31,8 @@ describe('unstorage upstash driver', () => {
     await storage.setItem('flag', true)
 
     // In Redis: '<base>:<key>', objects as JSON text.
-    expect(await direct.get(`${base}:users:1`)).toBe(JSON.stringify(obj))
-    expect(await direct.get(`${base}:users:2`)).toBe('plain string')
+    expect(await env.direct.get(`${base}:users:1`)).toBe(JSON.stringify(obj))
+    expect(await env.direct.get(`${base}:users:2`)).toBe('plain string')
 
     expect(await storage.getItem('users:1')).toEqual(obj)
     expect(await storage.getItem('users:2')).toBe('plain string')
@@ -59,7 +45,7 @@ describe('unstorage upstash driver', () => {
 
     await storage.removeItem('users:1')
     expect(await storage.hasItem('users:1')).toBe(false)
-    expect(await direct.exists(`${base}:users:1`)).toBe(0)
+    expect(await env.direct.exists(`${base}:users:1`)).toBe(0)
 
     expect(await storage.getItems(['users:2', 'count', 'missing'])).toEqual([
       { key: 'users:2', value: 'plain string' },
@@ -72,8 +58,8 @@ describe('unstorage upstash driver', () => {
     const base = newBase()
     const storage = createStorage({ driver: driver(base, { scanCount: 20 }) })
     const outside = `${newBase()}:other`
-    await direct.set(outside, 'untouched')
-    await direct.set(`${base}x:lookalike`, 'untouched') // shares the prefix text, not the base
+    await env.direct.set(outside, 'untouched')
+    await env.direct.set(`${base}x:lookalike`, 'untouched') // shares the prefix text, not the base
 
     const keys = Array.from({ length: 150 }, (_, i) => `items:${i}`)
     await Promise.all(keys.map((k, i) => storage.setItem(k, { i })))
@@ -87,8 +73,8 @@ describe('unstorage upstash driver', () => {
     // does nothing, with the memory driver too. A mount is cleared whole; see the mount test.)
     await storage.clear()
     expect(await storage.getKeys()).toEqual([])
-    expect(await direct.get(outside)).toBe('untouched')
-    expect(await direct.get(`${base}x:lookalike`)).toBe('untouched')
+    expect(await env.direct.get(outside)).toBe('untouched')
+    expect(await env.direct.get(`${base}x:lookalike`)).toBe('untouched')
   })
 
   test('ttl: a default for the driver and one per setItem (seconds, SET EX)', async () => {
@@ -96,7 +82,7 @@ describe('unstorage upstash driver', () => {
     const storage = createStorage({ driver: driver(base, { ttl: 100 }) })
     await storage.setItem('a', 'v')
     await storage.setItem('b', 'v', { ttl: 1000 })
-    const [a, b] = await Promise.all([direct.ttl(`${base}:a`), direct.ttl(`${base}:b`)])
+    const [a, b] = await Promise.all([env.direct.ttl(`${base}:a`), env.direct.ttl(`${base}:b`)])
     expect(a).toBeGreaterThan(90)
     expect(a).toBeLessThanOrEqual(100)
     expect(b).toBeGreaterThan(990)
@@ -109,11 +95,11 @@ describe('unstorage upstash driver', () => {
     storage.mount('cache', driver(base))
     await storage.setItem('cache:page:home', { html: '<h1>hi</h1>' })
     await storage.setItem('local:x', 1) // the memory driver
-    expect(await direct.get(`${base}:page:home`)).toBe('{"html":"<h1>hi</h1>"}')
+    expect(await env.direct.get(`${base}:page:home`)).toBe('{"html":"<h1>hi</h1>"}')
     expect(await storage.getItem('cache:page:home')).toEqual({ html: '<h1>hi</h1>' })
     expect((await storage.getKeys()).sort()).toEqual(['cache:page:home', 'local:x'])
     await storage.clear('cache')
-    expect(await direct.exists(`${base}:page:home`)).toBe(0)
+    expect(await env.direct.exists(`${base}:page:home`)).toBe(0)
     expect(await storage.getItem('local:x')).toBe(1)
     await storage.dispose()
   })

@@ -6,28 +6,14 @@
 
 import { randomUUID } from 'node:crypto'
 import { createClient, kv, type VercelKV } from '@vercel/kv'
-import type { Redis as IORedis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { describe, expect, test } from 'vitest'
+import { READ_TOKEN, WRITE_TOKEN } from '../helpers/gateway.js'
+import { redisBehindGateway } from './setup.js'
 
-let redis: RedisServer
-let direct: IORedis
-let gw: TestGateway
-
-beforeAll(async () => {
-  redis = await startRedis()
-  direct = redis.client()
-  gw = await startGateway({ instances: [{ name: 'main', endpoints: [redis.url] }] })
-})
-
-afterAll(async () => {
-  await gw?.stop()
-  await redis?.stop()
-})
+const env = redisBehindGateway()
 
 function client(token = WRITE_TOKEN): VercelKV {
-  return createClient({ url: gw.base('main'), token, retry: false })
+  return createClient({ url: env.gw.base('main'), token, retry: false })
 }
 
 const prefix = (): string => `kv:${randomUUID().slice(0, 8)}:`
@@ -44,7 +30,7 @@ describe('@vercel/kv', () => {
     const p = prefix()
     const user = { id: 7, name: 'Zoë', tags: ['a', 'b'], nested: { ok: true, none: null }, emoji: '🚀' }
     expect(await db.set(`${p}user`, user)).toBe('OK')
-    expect(await direct.get(`${p}user`)).toBe(JSON.stringify(user))
+    expect(await env.direct.get(`${p}user`)).toBe(JSON.stringify(user))
     expect(await db.get(`${p}user`)).toEqual(user)
 
     await db.set(`${p}n`, 42)
@@ -56,7 +42,7 @@ describe('@vercel/kv', () => {
 
     expect(await db.set(`${p}s`, 'other', { nx: true })).toBeNull()
     expect(await db.set(`${p}ttl`, 'v', { ex: 100 })).toBe('OK')
-    expect(await direct.ttl(`${p}ttl`)).toBeGreaterThan(90)
+    expect(await env.direct.ttl(`${p}ttl`)).toBeGreaterThan(90)
     expect(await db.mget<[typeof user, number, null]>(`${p}user`, `${p}n`, `${p}missing`)).toEqual([user, 43, null])
     expect(await db.del(`${p}user`, `${p}n`)).toBe(2)
   })
@@ -67,7 +53,7 @@ describe('@vercel/kv', () => {
     expect(await db.hset(k, { name: 'ada', age: 36, profile: { langs: ['en'], admin: false } })).toBe(3)
     expect(await db.hget(k, 'name')).toBe('ada')
     expect(await db.hgetall(k)).toEqual({ name: 'ada', age: 36, profile: { langs: ['en'], admin: false } })
-    expect(await direct.hget(k, 'profile')).toBe('{"langs":["en"],"admin":false}')
+    expect(await env.direct.hget(k, 'profile')).toBe('{"langs":["en"],"admin":false}')
     expect(await db.hincrby(k, 'age', 1)).toBe(37)
     expect(await db.hgetall(`${k}:missing`)).toBeNull()
   })
@@ -94,7 +80,7 @@ describe('@vercel/kv', () => {
     const db = client()
     const p = prefix()
     const keys = Array.from({ length: 120 }, (_, i) => `${p}key:${i}`)
-    await direct.mset(...keys.flatMap((k) => [k, 'v']))
+    await env.direct.mset(...keys.flatMap((k) => [k, 'v']))
     const seen = await collect(db.scanIterator({ match: `${p}key:*`, count: 25 }))
     expect(new Set(seen)).toEqual(new Set(keys))
 
@@ -130,11 +116,11 @@ describe('@vercel/kv', () => {
     const ro = client(READ_TOKEN)
     expect(await ro.get(`${p}k`)).toEqual({ v: 1 })
     await expect(ro.set(`${p}k`, 'x')).rejects.toThrow(/FORBIDDEN/)
-    expect(await direct.get(`${p}k`)).toBe('{"v":1}')
+    expect(await env.direct.get(`${p}k`)).toBe('{"v":1}')
   })
 
   test('the `kv` export, configured by KV_REST_API_URL and KV_REST_API_TOKEN', async () => {
-    process.env.KV_REST_API_URL = gw.base('main')
+    process.env.KV_REST_API_URL = env.gw.base('main')
     process.env.KV_REST_API_TOKEN = WRITE_TOKEN
     try {
       const k = `${prefix()}env`
