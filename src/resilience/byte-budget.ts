@@ -102,29 +102,24 @@ export class RequestLease {
    * requests are refused while it is held.
    */
   takeOutput(n: number, force: boolean): boolean {
-    if (this.take(n)) return true
-    if (!force || this.released) return false
+    return this.take(n, force)
+  }
+
+
+  /** `force`: taken from the shared budget even beyond its limit (see takeOutput). */
+  private take(n: number, force = false): boolean {
+    if (this.released) return false
     const total = this.total + n
     const need = total - SMALL_REQUEST_BYTES - this.shared
     if (need > 0) {
-      this.budget.force(need)
+      if (force) this.budget.force(need)
+      else if (!this.budget.tryTake(need)) return false
       this.shared += need
     }
     this.total = total
     return true
   }
 
-  private take(n: number): boolean {
-    if (this.released) return false
-    const total = this.total + n
-    const need = total - SMALL_REQUEST_BYTES - this.shared
-    if (need > 0) {
-      if (!this.budget.tryTake(need)) return false
-      this.shared += need
-    }
-    this.total = total
-    return true
-  }
 
   /** The lease was released: its request is over (answered, or its client gone). */
   get ended(): boolean {

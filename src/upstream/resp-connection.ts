@@ -145,7 +145,6 @@ export class RespConnection {
    * is given (bulk replies, a reply split across reads), so it gets a copy.
    */
   private readonly onRead = (n: number, buf: Buffer): boolean => {
-    this.readCount++
     const chunk = Buffer.allocUnsafe(n)
     buf.copy(chunk, 0, 0, n)
     this.read(chunk)
@@ -189,6 +188,7 @@ export class RespConnection {
    * reply too big to allocate) resets this connection, never the process.
    */
   private read(chunk: Buffer): void {
+    this.readCount++
     try {
       this.parser.execute(chunk)
     } catch (err) {
@@ -389,12 +389,7 @@ export class RespConnection {
       clearTimeout(timer)
       this.handshake(socket)
     })
-    if (o.tls) {
-      socket.on('data', (chunk: Buffer) => {
-        this.readCount++
-        this.read(chunk)
-      })
-    }
+    if (o.tls) socket.on('data', (chunk: Buffer) => this.read(chunk))
     socket.on('error', this.onError)
     socket.once('close', () => {
       clearTimeout(timer)

@@ -209,19 +209,7 @@ export class RespParser {
       this.charged = 0
       if (sink.done === true) this.startSkip(null)
     }
-    if (this.skip > 0) {
-      this.skip--
-      if (type === 0x2a) {
-        if (n > 0) this.skip += n
-      } else if (type === 0x24 && n >= 0) {
-        this.bulk = null
-        this.bulkAt = 0
-        this.bulkLeft = n
-        if (n === 0) this.crlfLeft = 2
-        return end + 1
-      }
-      return end + 1
-    }
+    if (this.skip > 0) return this.skipElement(type, n, end)
     switch (type) {
       case 0x24: {
         // $<len>: a bulk string, charged before it is kept.
@@ -290,9 +278,15 @@ export class RespParser {
    */
   private refuse(verdict: unknown, type: number, n: number, end: number): number {
     this.startSkip(verdict)
+    return this.skipElement(type, n, end)
+  }
+
+  /** Passes over one element of a skipped reply (its header parsed: `type`, length `n`). */
+  private skipElement(type: number, n: number, end: number): number {
     this.skip--
-    if (type === 0x2a) this.skip += n
-    else if (type === 0x24) {
+    if (type === 0x2a) {
+      if (n > 0) this.skip += n
+    } else if (type === 0x24 && n >= 0) {
       this.bulk = null
       this.bulkAt = 0
       this.bulkLeft = n
@@ -300,6 +294,7 @@ export class RespParser {
     }
     return end + 1
   }
+
 
   /**
    * Answers the reply in progress with `verdict` and skips the rest of it. Elements still to pass:
