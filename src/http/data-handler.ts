@@ -194,8 +194,9 @@ function checkCommand(
   args: readonly (string | Buffer)[],
   principal: Principal,
   where: string,
-  inTransaction = false,
-  cls: CommandClass = classify(args),
+  inTransaction: boolean,
+  /** Its class, with the instance's learned command table (classifyAll). */
+  cls: CommandClass,
 ): CommandClass {
   switch (admission(cls, principal.access)) {
     case 'allow':
@@ -448,7 +449,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       for (let i = 0; i < commands.length; i++) {
         try {
           const where = atomic ? `command ${i + 1}: ` : ''
-          const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i])
+          const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i]!)
           if (cls.kind === 'admin') noteAdminCommand(commands[i]!, deps.router.endpointsOf(resolved.instance))
           if (isWriteClass(cls)) write = true
           // The whole batch runs on one connection: one command that needs the gateway's user takes it.
