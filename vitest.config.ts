@@ -11,6 +11,8 @@ const ALONE = ['test/faults/slow-replica.test.ts']
 
 export default defineConfig({
   test: {
+    // Stops the run at the start, one line per missing command, when redis-server (or openssl, ss) is not installed.
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

@@ -1,8 +1,8 @@
 // `npm run docs:screenshot`: regenerates docs/img/routes-view.png, the ops page (`GET /`) as
 // headless Chromium shows it, over a realistic table built from real redis-servers: an instance
 // with a primary and two replicas (one killed, so shown down), a second instance, a drained one
-// with an annotation error, and a weighted group of the three. Needs redis-server and Debian's
-// chromium, like the tests. Everything it starts is stopped before it exits.
+// with an annotation error, and a weighted group of the three. Needs redis-server; Chromium comes
+// from npm, like the tests' (test/helpers/chromium.ts). Everything it starts is stopped before it exits.
 
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
@@ -11,7 +11,7 @@ import { launchChromium } from '../test/helpers/chromium.js'
 import { startGateway, WRITE_TOKEN, type TestGateway } from '../test/helpers/gateway.js'
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js'
 import { waitFor } from '../test/helpers/wait.js'
-import type { RoutesView } from '../src/routing/routes-view.js'
+import type { RoutesView } from '../src/http/routes-view.js'
 
 const A = 'redis-gateway.io/'
 const OUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/img/routes-view.png')

@@ -1,4 +1,4 @@
-// CORS in a real browser (headless Chromium, Debian's package, driven by playwright-core): the
+// CORS in a real browser (headless Chromium from the npm package @sparticuz/chromium, driven by playwright-core): the
 // unchanged @upstash/redis SDK (its fetch-only build, bundled for the page) runs in a page served
 // from another origin than the gateway's, as a web app with an Upstash token would. Chromium
 // enforces CORS: a preflight for the SDK's headers, the reply readable only with

@@ -1,8 +1,8 @@
-// Module commands (issue 16): the gateway learns each backend's command table (COMMAND INFO) and
-// classifies module commands by their own flags, so FT.* of a real RediSearch (Debian's
-// redis-redisearch, loaded into the Redis here; .ci/run installs it) run with the right tokens,
-// through the right Redis ACL users, to the right endpoints; a module loaded at runtime works
-// without restarting the gateway; unknown commands still get Redis's own error.
+// Module commands (README "How commands are classified"): the gateway learns each backend's command
+// table (COMMAND INFO) and classifies module commands by their own flags, so FT.* of a real
+// RediSearch (Debian's redis-redisearch, loaded into the Redis here; .ci/run installs it) run with
+// the right tokens, through the right Redis ACL users, to the right endpoints; a module loaded at
+// runtime works without restarting the gateway; unknown commands still get Redis's own error.
 
 import { existsSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -10,18 +10,15 @@ import { ADMIN_TOKEN, READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } 
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitForRoles } from './replication-env.js'
 import { waitFor } from '../helpers/wait.js'
+import { call } from '../helpers/rest.js'
 
 const MODULE = '/usr/lib/redis/modules/redisearch.so'
 
-interface Reply {
-  status: number
-  json: { result?: unknown; error?: string } & { result?: unknown; error?: string }[]
-}
-
-async function call(url: string, token: string, body: unknown): Promise<Reply> {
-  const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(body) })
-  return { status: res.status, json: (await res.json()) as Reply['json'] }
-}
+// The module is optional on a developer's machine (npm test passes with only Node and redis-server):
+// without it these tests are skipped, saying why. CI sets REQUIRE_REDIS_MODULES=1, so there a
+// missing module fails (beforeAll below) instead of skipping.
+const SKIP = !existsSync(MODULE) && process.env['REQUIRE_REDIS_MODULES'] !== '1'
+if (SKIP) console.warn(`module-commands.test.ts skipped: ${MODULE} is missing (Debian/Ubuntu: apt-get install redis-redisearch; REQUIRE_REDIS_MODULES=1 makes this a failure)`)
 
 let primary: RedisServer
 let replica: RedisServer
@@ -54,7 +51,7 @@ afterAll(async () => {
   await Promise.all([replica?.stop(), primary?.stop(), plain?.stop()])
 })
 
-describe('module commands are classified by the flags the server reports', () => {
+describe.skipIf(SKIP)('module commands are classified by the flags the server reports', () => {
   test('/admin/routes shows each endpoint\'s learned table', async () => {
     type View = { instances: { name: string; endpoints: { commands: { state: string; count: number; moduleCommands: number; fingerprint: string } }[] }[] }
     const view = (await (await fetch(`${gw.opsUrl}/admin/routes`)).json()) as View
@@ -127,7 +124,7 @@ describe('module commands are classified by the flags the server reports', () =>
   })
 })
 
-describe('the Redis ACL users of the token levels include module commands by their class', () => {
+describe.skipIf(SKIP)('the Redis ACL users of the token levels include module commands by their class', () => {
   test('a read token runs FT.SEARCH inside EVAL_RO; FT.CREATE there is refused by Redis', async () => {
     const ok = await call(gw.base('search'), READ_TOKEN, ['EVAL_RO', "return redis.call('FT.SEARCH', 'idx', 'hello', 'NOCONTENT')", '0'])
     expect(ok).toEqual({ status: 200, json: { result: [1, 'doc1'] } })
@@ -148,7 +145,7 @@ describe('the Redis ACL users of the token levels include module commands by the
   })
 })
 
-describe('routing', () => {
+describe.skipIf(SKIP)('routing', () => {
   test('a learned read follows the read policy: FT.SEARCH goes to the replica', async () => {
     await waitForRoles(gw, [
       { server: primary, role: 'primary' },
@@ -167,7 +164,7 @@ describe('routing', () => {
   })
 })
 
-describe('refresh', () => {
+describe.skipIf(SKIP)('refresh', () => {
   test('MODULE LOAD at runtime: the module commands work without restarting the gateway', async () => {
     const before = await call(gw.base('late'), WRITE_TOKEN, ['FT.CREATE', 'lateidx', 'SCHEMA', 'title', 'TEXT'])
     expect(before).toEqual({ status: 400, json: { error: "ERR unknown command 'FT.CREATE'" } })

@@ -1,4 +1,4 @@
-// The ops page `GET /` in real headless Chromium (Debian's package, driven by playwright-core)
+// The ops page `GET /` in real headless Chromium (from the npm package @sparticuz/chromium, driven by playwright-core)
 // against an in-process gateway over real redis-servers: it renders instances, endpoints, roles
 // and groups from /admin/routes; it updates live (a killed replica turns down without a reload);
 // hostile text is shown as text and never runs; and the page's own script and style run under
