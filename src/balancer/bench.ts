@@ -3,6 +3,7 @@
 // Figures are for comparison between strategies and against a request's total cost (~50-100 us
 // through the gateway); absolute values depend on the machine.
 
+import { performance } from 'node:perf_hooks'
 import { createBalancer } from './index.js'
 import { LoadTracker } from './least-request.js'
 import { buildMaglevTable, buildRendezvousTable, type MaglevBackend } from './maglev.js'

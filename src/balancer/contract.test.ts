@@ -1,5 +1,5 @@
-// The one contract every balancing strategy must meet (architecture principle 4; the pattern of
-// hono's router/common.case.test.ts): the same cases, run against all five strategies.
+// The one contract every balancing strategy must meet (the pattern of hono's
+// router/common.case.test.ts): the same cases, run against all five strategies.
 //
 // Weight-0 rule under test (see index.ts): while any candidate has weight > 0, a weight-0
 // candidate is never picked; when all weights are 0, every candidate is still pickable.

@@ -1,9 +1,10 @@
-// Documented defaults of every balancer option, in one place (architecture principle 9).
+// Documented defaults of every balancer option, in one place, so code, config and docs cannot
+// drift apart.
 
 export const DEFAULTS = {
-  /** Endpoint strategy when the `redis-gateway.io/strategy` annotation is absent (spec §4). */
+  /** Endpoint strategy when the `redis-gateway.io/strategy` annotation is absent. */
   strategy: 'least-request',
-  /** Group strategy when the config file's `groups:` entry names none (spec §4). */
+  /** Group strategy when the config file's `groups:` entry names none. */
   groupStrategy: 'weighted',
   /**
    * Maglev lookup-table size: a prime, much larger than the number of backends (the paper

@@ -1,4 +1,5 @@
-// Balancers: one `pick` method per strategy (architecture principle 4), created by name.
+// Balancers: one `pick` method per strategy (callers never need to know which one they hold),
+// created by name.
 //
 // Weight-0 rule, per strategy (weight 0 = "no new traffic unless nothing else"):
 //   every strategy ignores weight-0 candidates while at least one candidate has weight > 0, and
@@ -7,8 +8,8 @@
 //   - round-robin, random: weight magnitude is ignored (equal shares among weight > 0);
 //   - weighted: shares exactly proportional to weight (smooth weighted round-robin);
 //   - maglev: table slots proportional to weight; weighted random when there is no client id.
-// Routers that need "weight 0 = never" (spec §4 group weight) drop weight-0 candidates before
-// calling `pick` and answer 503 themselves when none is left.
+// Routers that need "weight 0 = never" (a group member's weight 0: no new group traffic) drop
+// weight-0 candidates before calling `pick` and answer 503 themselves when none is left.
 //
 // Instances: round-robin, weighted and maglev keep state across picks (recency stamps, current
 // weights, lookup table), keyed by candidate id, so create one balancer per instance (for its
@@ -17,7 +18,7 @@
 // over the primary): state is per id, so that is safe. Random and least-request are stateless
 // (least-request's state is the candidates' LoadStats).
 
-import type { GroupStrategy, Strategy } from '../discovery/topology.js'
+import type { GroupStrategy, Strategy } from '../core/topology.js'
 import { DEFAULTS } from './defaults.js'
 import { LeastRequestBalancer } from './least-request.js'
 import { MaglevBalancer, type MaglevFill } from './maglev.js'

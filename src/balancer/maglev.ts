@@ -24,8 +24,8 @@
 // `fill: 'rendezvous'`: the same table and O(1) lookup, filled by weighted rendezvous hashing per
 // slot. Adds then move clients only to the newcomer and removals only the leaver's clients
 // (exactly), at the price of statistical balance (slot shares off by up to ~3 sigma of a binomial:
-// ~1% relative at N = 3, ~9% at N = 50) and an O(M x n) build (bench.ts: 1-3 ms at N = 3 either
-// way; at N = 100, 2-3 ms for maglev vs 12 ms (equal weights) to 83 ms (unequal) for rendezvous).
+// ~1% relative at N = 3, ~9% at N = 50) and an O(M x n) build, slower than Maglev's as N grows
+// and more so with unequal weights (bench/README.md, "Balancers").
 //
 // The table is built lazily, synchronously, on the first pick with a client id after the
 // membership (ids and weights) changes; a per-pick O(n) identity check detects that. The last few

@@ -1,5 +1,6 @@
-// The one-method balancer interface every strategy implements (architecture principle 4;
-// cf. undici's `kGetDispatcher`), and the candidate shape the router hands over per request.
+// The one-method balancer interface every strategy implements, so routers need not know which
+// strategy they hold (cf. undici's `kGetDispatcher`), and the candidate shape the router hands
+// over per request.
 //
 // The same interface serves two levels:
 //   - endpoints of an instance: id = "host:port", weight = 1 (endpoints carry no weight today),
@@ -55,4 +56,4 @@ export interface Balancer {
 }
 
 // One source of truth for strategy names: the topology contract (annotation and config values).
-export type { GroupStrategy, Strategy } from '../discovery/topology.js'
+export type { GroupStrategy, Strategy } from '../core/topology.js'

@@ -2,12 +2,12 @@
 // the default plus a precise error, never a dropped instance.
 import { describe, expect, it } from 'vitest'
 import { ANNOTATION_PREFIX, DEFAULT_POLICY, parseAnnotations } from './annotations.js'
-import type { InstancePolicy } from './topology.js'
+import type { InstancePolicy } from '../core/topology.js'
 
 const P = ANNOTATION_PREFIX
 
 describe('DEFAULT_POLICY', () => {
-  it('is the defaults of spec §4', () => {
+  it('is the documented default of every annotation', () => {
     expect(DEFAULT_POLICY).toEqual({
       maintenance: 'off',
       weight: 100,

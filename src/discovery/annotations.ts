@@ -1,6 +1,6 @@
-// Parses `redis-gateway.io/*` annotations (spec §4) into an InstancePolicy. Shared by Kubernetes
-// and static discovery. A bad value never drops the instance: that key falls back to its default
-// and the problem is returned as an AnnotationError for logs, metrics and the admin view.
+// Parses `redis-gateway.io/*` annotations (README "Annotations") into an InstancePolicy. Shared by
+// Kubernetes and static discovery. A bad value never drops the instance: that key falls back to its
+// default and the problem is returned as an AnnotationError for logs, metrics and the admin view.
 import { parseDuration, parseSize } from '../config/duration.js'
 import { didYouMean } from '../config/suggest.js'
 import {
@@ -10,7 +10,7 @@ import {
   type Maintenance,
   type ReadPolicy,
   type Strategy,
-} from './topology.js'
+} from '../core/topology.js'
 
 export const ANNOTATION_PREFIX = 'redis-gateway.io/'
 

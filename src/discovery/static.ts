@@ -2,7 +2,7 @@
 // same InstanceSpec values Kubernetes discovery produces. Re-run on each config reload.
 import { parseEndpointUrl, type GatewayConfig } from '../config/schema.js'
 import { parseAnnotations } from './annotations.js'
-import { endpointId, type InstanceSpec } from './topology.js'
+import { endpointId, type InstanceSpec } from '../core/topology.js'
 
 export const STATIC_SOURCE = 'static'
 

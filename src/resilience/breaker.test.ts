@@ -2,17 +2,20 @@
 // every transition, the open-time doubling and its cap, probe limits and timeouts, Retry-After
 // arithmetic, which errors count, and a seeded random walk that checks the invariants.
 
-import { ReplyError } from 'ioredis'
+import { ReplyError } from '../upstream/resp-parser.js'
 import { describe, expect, test } from 'vitest'
 import { createPrng } from '../balancer/prng.js'
 import {
+  ConnectionLostError,
   NoEndpointError,
+  NotConnectedError,
   OverloadedError,
   ReadOnlyError,
   RedisReplyError,
+  StalledError,
   TimeoutError,
   UpstreamResetError,
-} from '../errors.js'
+} from '../core/errors.js'
 import {
   BREAKER_DEFAULTS,
   CircuitBreaker,
@@ -416,9 +419,10 @@ describe('countsAsBreakerFailure', () => {
   const errno = (code: string): Error => Object.assign(new Error(`connect ${code} 10.0.0.1:6379`), { code })
 
   test('transport failures count', () => {
-    expect(countsAsBreakerFailure(new Error('Command timed out'))).toBe(true)
-    expect(countsAsBreakerFailure(new Error('Connection is closed.'))).toBe(true)
-    expect(countsAsBreakerFailure(new Error("Stream isn't writeable and enableOfflineQueue options is false"))).toBe(true)
+    expect(countsAsBreakerFailure(new TimeoutError('endpoint a did not answer within 1000 ms'))).toBe(true)
+    expect(countsAsBreakerFailure(new StalledError('reset: nothing read since the command'))).toBe(true)
+    expect(countsAsBreakerFailure(new ConnectionLostError('Connection is closed.'))).toBe(true)
+    expect(countsAsBreakerFailure(new NotConnectedError('not connected'))).toBe(true)
     expect(countsAsBreakerFailure(errno('ECONNREFUSED'))).toBe(true)
     expect(countsAsBreakerFailure(errno('ECONNRESET'))).toBe(true)
     expect(countsAsBreakerFailure('not even an Error')).toBe(true)

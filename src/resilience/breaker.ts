@@ -1,6 +1,7 @@
 // Per-endpoint circuit breaker: a closed / open / half-open state machine written as a
-// discriminated union handled by `switch` (architecture principle 6; cockatiel's
-// CircuitBreakerPolicy keeps its inner state the same way).
+// discriminated union handled by `switch`, so each state carries only its own fields and the
+// compiler checks every transition (cockatiel's CircuitBreakerPolicy keeps its inner state the
+// same way).
 //
 // - closed: everything is admitted. Opens after `consecutiveFailures` transport failures in a row,
 //   or when the failure share over a sliding window exceeds `failureRateThreshold` with at least
@@ -14,11 +15,11 @@
 //
 // Time only moves when the breaker is asked: open -> half-open and the probe timeout are checked
 // against the injected clock on every call (no timers, so nothing to start or stop and nothing
-// keeps the process alive). Only transport failures are reported to it (`countsAsBreakerFailure`,
-// principle 5): a WRONGTYPE reply proves the endpoint is alive.
+// keeps the process alive). Only transport failures are reported to it (`countsAsBreakerFailure`):
+// a WRONGTYPE reply proves the endpoint is alive.
 
-import { GatewayError, RedisReplyError } from '../errors.js'
-import { failureKind } from '../upstream/errors.js'
+import { GatewayError, RedisReplyError } from '../core/errors.js'
+import { failureKind } from '../core/failures.js'
 import { RESILIENCE_DEFAULTS } from './defaults.js'
 import { RollingCounts } from './window.js'
 
@@ -304,11 +305,12 @@ export function openDurationMs(opts: Pick<BreakerOptions, 'baseOpenMs' | 'maxOpe
  * from a demoted primary, TRYAGAIN, CLUSTERDOWN) count; Redis reply errors (WRONGTYPE, ERR
  * syntax...) never do.
  *
- * Accepts the raw ioredis rejection or what `toGatewayError` / `runCommand` / `runPipeline` made
- * of it: TIMEOUT, UPSTREAMRESET and NOENDPOINT (the endpoint was not connected, or answered
- * LOADING/MASTERDOWN/...) count. Report only errors of an attempt on this endpoint: a NOENDPOINT
- * the router made because nothing was eligible has no endpoint, and an OVERLOADED refusal is the
- * gateway's own limit, not the endpoint's health (Envoy's local vs upstream results).
+ * Accepts the raw rejection of an attempt (RespConnection's errors, Redis error replies) or what
+ * `toGatewayError` / `runCommand` / `runPipeline` made of it: TIMEOUT, UPSTREAMRESET and NOENDPOINT
+ * (the endpoint was not connected, or answered LOADING/MASTERDOWN/...) count. Report only errors of
+ * an attempt on this endpoint: a NOENDPOINT the router made because nothing was eligible has no
+ * endpoint, and an OVERLOADED refusal is the gateway's own limit, not the endpoint's health
+ * (Envoy's local vs upstream results).
  */
 export function countsAsBreakerFailure(err: unknown): boolean {
   if (err instanceof RedisReplyError) return false

@@ -1,4 +1,4 @@
-// Retry and hedge budgets (spec §3 rule 5, issue 4 requirements 3-4), in the style of Finagle's
+// Retry and hedge budgets (README "Resilience"), in the style of Finagle's
 // RetryBudget (and Envoy's retry_budget): extra attempts are allowed while, over the last window,
 //
 //     extra attempts <= ratio x requests + minPerSecond x window seconds

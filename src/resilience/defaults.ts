@@ -1,10 +1,11 @@
-// Documented defaults of every resilience option, in one place (architecture principle 9).
+// Documented defaults of every resilience option, in one place, so code, config and docs cannot
+// drift apart.
 // The breaker, budgets and outlier cap read their defaults from here; `index.ts` re-exports
 // this object so config, docs and the admin view can show the same numbers.
 
 export const RESILIENCE_DEFAULTS = {
   breaker: {
-    /** Transport failures in a row that open the breaker (issue 4 requirement 1). */
+    /** Transport failures in a row that open the breaker. */
     consecutiveFailures: 5,
     /**
      * Failure share over the window that opens the breaker when exceeded (strictly greater).
@@ -32,15 +33,15 @@ export const RESILIENCE_DEFAULTS = {
     probeTimeoutMs: 1_000,
   },
   /**
-   * Share of an instance's replicas outlier ejection may remove (spec §3, issue 4 requirement 2):
+   * Share of an instance's replicas outlier ejection may remove:
    * at least half keep serving, so a bad detector or a partition seen only by the gateway cannot
    * push all reads onto a few endpoints or none.
    */
   maxEjectionPercent: 50,
-  /** A read is retried at most once, on another endpoint (spec §3 rule 5). Writes never. */
+  /** A read is retried at most once, on another endpoint. Writes never (they may have run). */
   maxRetriesPerRead: 1,
   retryBudget: {
-    /** Retries allowed per request in the window (spec §3 rule 5: 20%). Finagle's default too. */
+    /** Retries allowed per request in the window (20%, Finagle's default too). */
     ratio: 0.2,
     /**
      * Retries allowed per second regardless of traffic, so a quiet instance can still retry its
@@ -51,7 +52,7 @@ export const RESILIENCE_DEFAULTS = {
     windowMs: 10_000,
   },
   hedgeBudget: {
-    /** Hedges allowed per request in the window (spec §3 rule 5: 5%). */
+    /** Hedges allowed per request in the window (5%). */
     ratio: 0.05,
     /** A small floor so hedging still works on a quiet instance, without doubling its load. */
     minPerSecond: 1,

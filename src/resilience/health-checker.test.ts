@@ -3,11 +3,12 @@
 // no overlapping checks) runs on vitest fake timers with an injected random source and clock.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { endpointId } from '../discovery/topology.js'
-import { EndpointState } from '../routing/endpoint-state.js'
+import { endpointId } from '../core/topology.js'
+import { EndpointState } from './endpoint-state.js'
 import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthCheckerOptions, type HealthTarget } from './health-checker.js'
 
-// ROLE replies as ioredis returns them: integers as numbers, nested replica entries as strings.
+// ROLE replies as plain values: integers as numbers, nested replica entries as strings (parseRole
+// reads these as well as the connection's Buffers and decimal text).
 const master = (offset: number, replicas: [string, string, string][] = []): unknown[] => ['master', offset, replicas]
 const slave = (host: string, port: number, link: string, offset: number): unknown[] => ['slave', host, port, link, offset]
 

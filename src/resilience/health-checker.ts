@@ -4,9 +4,9 @@
 // acknowledged offset. Results go into EndpointState; changes are emitted as events.
 // No timers or I/O until start().
 
-import { endpointId } from '../discovery/topology.js'
-import type { EndpointState, RoleReport } from '../routing/endpoint-state.js'
-import { parseRole } from '../routing/endpoint-state.js'
+import { endpointId } from '../core/topology.js'
+import type { EndpointState } from './endpoint-state.js'
+import { type RoleReport, parseRole } from '../core/role.js'
 
 export interface HealthTarget {
   readonly id: string

@@ -1,4 +1,4 @@
-// Outlier-ejection cap (spec §3 rule 3, issue 4 requirement 2): breakers decide which endpoints
+// Outlier-ejection cap: breakers decide which endpoints
 // look broken, this decides how many of them may actually be taken out of an instance's replica
 // set. Without a cap, a fault that makes healthy replicas look bad (a gateway-side network
 // problem, an overloaded gateway timing out everything) would eject them all and pile the reads

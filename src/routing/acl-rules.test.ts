@@ -5,7 +5,8 @@
 import { list } from '@ioredis/commands'
 import { describe, expect, it } from 'vitest'
 import { commandRules, levelUsers, USER_PREFIX } from './acl-rules.js'
-import { allows, classify, isContainer, type Access } from './classify.js'
+import { allows, classify, isContainer } from './classify.js'
+import type { Access } from '../core/identity.js'
 
 const SERVER = {
   names: ['get', 'set', 'keys', 'flushall', 'eval', 'eval_ro', 'fcall_ro', 'object', 'script', 'multi', 'exec', 'role', 'info', 'ping', 'blpop', 'migrate', 'cluster', 'config', 'subscribe', 'select'],

@@ -17,7 +17,8 @@
 // Pure: no I/O here.
 
 import { createHash } from 'node:crypto'
-import { allows, bySubcommand, classify, type Access, type CommandClass, type CommandView } from './classify.js'
+import { allows, bySubcommand, classify, type CommandClass, type CommandView } from './classify.js'
+import type { Access } from '../core/identity.js'
 
 /** What the server reports: its command names, and for containers their subcommands (lower case). */
 export interface ServerCommands {

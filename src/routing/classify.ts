@@ -1,8 +1,9 @@
-// Command classification (spec §2): is a command a read, a write, admin-only, refused, or unknown?
+// Command classification (README "How commands are classified"): is a command a read, a write,
+// admin-only, refused, or unknown?
 //
 // Read vs write comes from Redis's own command table, the `readonly` flag of @ioredis/commands
-// (architecture principle 8), so a new Redis write command is a write without anyone editing this
-// file. The explicit tables below only
+// (Redis knows its commands better than a hand-kept list), so a new Redis write command is a write
+// without anyone editing this file. The explicit tables below only
 //   (a) gate dangerous commands to admin tokens,
 //   (b) refuse commands that cannot run on the gateway's shared, auto-pipelined upstream connections,
 //   (c) split container commands (OBJECT, SCRIPT, FUNCTION...) by subcommand, because
@@ -22,9 +23,9 @@
 // Decisions about commands that would break or leak through a shared connection (400 unless noted):
 // - MULTI, EXEC, DISCARD, WATCH, UNWATCH: a transaction needs its own connection; use /multi-exec.
 // - SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs: push mode; use the SSE endpoints.
-// - Blocking commands (the spec's list, XREAD/XREADGROUP only with BLOCK, and anything else
-//   @ioredis/commands flags `blocking`, e.g. BLMOVEM): they would stall every request pipelined
-//   behind them on the same connection.
+// - Blocking commands (BLPOP, BRPOP... in REFUSED_WHOLE below, XREAD/XREADGROUP only with BLOCK,
+//   and anything else @ioredis/commands flags `blocking`, e.g. BLMOVEM): they would stall every
+//   request pipelined behind them on the same connection.
 // - SELECT, HELLO, AUTH, RESET, QUIT, READONLY, READWRITE, ASKING: change (or end) the state of
 //   the connection for every other request that shares it.
 // - MONITOR, SYNC, PSYNC, REPLCONF: turn the connection into a monitor or replication stream
@@ -35,11 +36,12 @@
 //   eviction/LRU behaviour for every tenant's requests), CLIENT SETNAME, CLIENT SETINFO (would
 //   relabel the gateway's own connection): CLIENT is admin-only, so 403 below admin, 400 for admins.
 // - SCRIPT DEBUG: puts the connection into the Lua debugger; refused for everyone.
-// - Allowed for admins although they touch the shared connection or the server: CLIENT KILL, CLIENT
-//   PAUSE/UNPAUSE (server-wide operations an operator means to do; ioredis reconnects after a kill),
-//   CLIENT ID/INFO/GETNAME/LIST (harmless, they describe whichever shared connection ran them).
+// - Allowed for admins although they touch the shared connection or the server: CLIENT KILL,
+//   CLIENT PAUSE/UNPAUSE (server-wide operations an operator means to do; the gateway reconnects
+//   after a kill), CLIENT ID/INFO/GETNAME/LIST (harmless, they describe whichever shared
+//   connection ran them).
 //
-// Admin beyond the spec's list (same blast radius as listed commands; README must say so):
+// Admin beyond the usual dangerous commands (same blast radius as they have; the README lists them):
 // SWAPDB (replaces the whole dataset an instance URL serves, like FLUSHDB), LATENCY, SLOWLOG
 // (SLOWLOG GET shows other tokens' command arguments), HOTKEYS, BACKUP (Redis flags their
 // subcommands `admin`), and every command Redis itself flags `admin` (PFDEBUG, PFSELFTEST, ...).
@@ -62,11 +64,10 @@
 //   4. unknown (Redis's own error), except Upstash-only families (SEARCH.*, VECTOR.*) and SCAN's WITHTYPE option: refused, saying so.
 // Known names cost one more Map lookup (in the view) and still allocate nothing.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import { hasFlag, list } from '@ioredis/commands'
+import type { Access } from '../core/identity.js'
 
-export type Access = 'read' | 'write' | 'admin'
 
 export type CommandClass =
   /** `readonly` in @ioredis/commands, or one of the explicit reads (PING, ECHO, TIME, container reads). */
@@ -109,9 +110,9 @@ function refused(reason: string, forbiddenBelow: Access | null = null): CommandC
  *  read-only token could not even PING (health checks, SDK connectivity probes). */
 const EXPLICIT_READS = ['ping', 'echo', 'time'] as const
 
-/** Spec §2 admin-only commands (whole command), plus the documented extensions. */
+/** Admin-only commands (whole command): the usual dangerous ones, plus the extensions of the header. */
 const ADMIN_WHOLE = [
-  // spec §2
+  // server-wide or destructive
   'flushall', 'flushdb', 'config', 'debug', 'shutdown', 'replicaof', 'slaveof', 'failover', 'acl',
   'module', 'save', 'bgsave', 'bgrewriteaof', 'cluster', 'migrate', 'keys',
   // extensions: see header

@@ -5,9 +5,8 @@
 // Inside scripts they cannot be checked, so the users tokens run as may not run MIGRATE and
 // CLUSTER MEET there (acl-rules.ts), and REPLICAOF cannot run in scripts at all.
 
-// The global Buffer is a getter on Node 20: import the binding.
 import { Buffer } from 'node:buffer'
-import { endpointId } from '../discovery/topology.js'
+import { endpointId } from '../core/topology.js'
 
 export interface OutboundTarget {
   /** The command, upper case, for messages. */

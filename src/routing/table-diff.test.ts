@@ -1,8 +1,8 @@
 // diffInstances, driven through a real RoutingTable: what logs and metrics hear about each change.
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_POLICY } from '../discovery/annotations.js'
-import type { InstancePolicy, InstanceSpec } from '../discovery/topology.js'
-import type { InstanceChangeEvent } from '../events.js'
+import type { InstancePolicy, InstanceSpec } from '../core/topology.js'
+import type { InstanceChangeEvent } from '../core/events.js'
 import { RoutingTable } from './table.js'
 import { diffInstances } from './table-diff.js'
 

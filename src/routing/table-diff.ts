@@ -2,7 +2,7 @@
 // or left, whose maintenance mode or weight changed, which endpoints they dropped or gained.
 // Pure; fed the change a RoutingTable listener receives.
 
-import type { InstanceChangeEvent } from '../events.js'
+import type { InstanceChangeEvent } from '../core/events.js'
 import type { InstanceRoute, TableChange } from './table.js'
 
 function endpointIds(r: InstanceRoute | undefined): string[] {

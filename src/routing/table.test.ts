@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_POLICY } from '../discovery/annotations.js'
-import type { InstancePolicy, InstanceSpec } from '../discovery/topology.js'
+import type { InstancePolicy, InstanceSpec } from '../core/topology.js'
 import { RoutingTable, type RoutingSnapshot, type TableChange } from './table.js'
 
 function inst(name: string, opts: { port?: number; policy?: Partial<InstancePolicy> } = {}): InstanceSpec {

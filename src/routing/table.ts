@@ -10,7 +10,7 @@
 // the change itself (which routes were added, replaced or removed), so they can stay incremental
 // too. A `reset` (static config reload) is O(n) by nature.
 
-import type { GroupStrategy, InstanceSpec, TopologyUpdate } from '../discovery/topology.js'
+import type { GroupStrategy, InstanceSpec, TopologyUpdate } from '../core/topology.js'
 
 export interface InstanceRoute {
   readonly name: string

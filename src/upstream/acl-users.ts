@@ -18,10 +18,11 @@
 
 import { createHash, randomBytes } from 'node:crypto'
 import { Buffer } from 'node:buffer'
-import { bySubcommand, type Access, type CommandView } from '../routing/classify.js'
+import { bySubcommand, type CommandView } from '../routing/classify.js'
 import { levelUsers, type LevelUser, type ServerCommands } from '../routing/acl-rules.js'
 import { mergeTables, type LearnedTable } from '../routing/command-table.js'
-import type { Args } from './endpoint-client.js'
+import type { Arg } from '../core/command.js'
+import type { Access } from '../core/identity.js'
 
 /** Passwords a level user keeps (one per live gateway replica, plus recent restarts). */
 export const MAX_PASSWORDS = 16
@@ -47,7 +48,7 @@ export type AclState =
   | { readonly kind: 'managed'; readonly users: Record<Access, LevelUser> }
   | { readonly kind: 'unmanaged'; readonly reason: string; readonly atMs: number }
 
-type Send = (args: Args) => Promise<unknown>
+type Send = (args: readonly Arg[]) => Promise<unknown>
 
 function text(v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v)

@@ -3,17 +3,18 @@
 // connection the pub/sub hub opens lazily (pubsub.ts). Construction does no I/O; start() connects,
 // stop() closes.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
-import type { EndpointSpec } from '../discovery/topology.js'
-import type { RawReply } from './encode.js'
+import type { EndpointSpec } from '../core/topology.js'
 import { performance } from 'node:perf_hooks'
-import { NotConnectedError, RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
+import { RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
 import { ConnectionSlot } from './connection-slot.js'
-import { withTimer } from '../timeout.js'
-import type { Identity } from './identity.js'
+import { withTimer } from '../core/timeout.js'
+import type { Identity } from '../core/identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
 import { parseCommandTable, type LearnedTable } from '../routing/command-table.js'
+import type { RawReply } from '../core/reply.js'
+import { NotConnectedError } from '../core/errors.js'
+import type { Arg } from '../core/command.js'
 
 export interface UpstreamOptions {
   readonly username: string
@@ -27,7 +28,7 @@ export interface UpstreamOptions {
   readonly maxReplyBytes?: number
 }
 
-export type Args = readonly (string | Buffer)[]
+export type Args = readonly Arg[]
 
 /** Backoff for re-establishing a lost connection (never for re-sending a command). */
 export function reconnectDelayMs(attempt: number): number {

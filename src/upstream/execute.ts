@@ -6,24 +6,21 @@
 
 // performance from perf_hooks, not the global: on Node 20 the global is a getter run on every read.
 import { performance } from 'node:perf_hooks'
-import { GatewayError, OverloadedError, RedisReplyError, TimeoutError, TooLargeError } from '../errors.js'
-import type { EventHub, TraceScope } from '../events.js'
-import { parseRole } from '../routing/endpoint-state.js'
+import { GatewayError, OverloadedError, RedisReplyError, TimeoutError, TooLargeError } from '../core/errors.js'
+import type { EventHub, TraceScope } from '../core/events.js'
 import { notConnected, type Args } from './endpoint-client.js'
-import type { RawReply } from './encode.js'
 import { countsAsBreakerFailure } from '../resilience/breaker.js'
-import { failureKind, toGatewayError } from './errors.js'
+import { failureKind, toGatewayError } from '../core/failures.js'
 import type { PooledEndpoint } from './pool.js'
 import type { ReplySink, RespConnection } from './resp-connection.js'
-import { Deadlines, type Expiring } from './deadlines.js'
+import type { Deadlines, Expiring } from './deadlines.js'
 import type { Charge, RequestLease } from '../resilience/byte-budget.js'
-import type { Identity } from './identity.js'
+import type { Identity } from '../core/identity.js'
+import { parseRole } from '../core/role.js'
+import type { ItemResult, RawReply } from '../core/reply.js'
 
-/** Attempt timeouts: one timer per distinct duration, not one per attempt (deadlines.ts). */
-export const attemptDeadlines = new Deadlines()
 
 /** One item of a pipeline/transaction result: a reply or Redis's error message. */
-export type ItemResult = { ok: true; value: RawReply } | { ok: false; error: string }
 
 export interface ExecContext {
   readonly instance: string
@@ -35,6 +32,8 @@ export interface ExecContext {
   readonly scope?: TraceScope | null
   /** The attempt fails with TimeoutError (a transport failure) after this long. */
   readonly timeoutMs: number
+  /** The gateway's attempt timeouts: one timer per distinct duration, not one per attempt (deadlines.ts). */
+  readonly deadlines: Deadlines
   /** The request's memory (limits.maxReply, limits.inflightBytes), charged as replies arrive; null: uncharged. */
   readonly lease: RequestLease | null
   /** The Redis user the commands run as (its connection carries them). */
@@ -77,7 +76,7 @@ function finish(
 /**
  * One round trip on an endpoint, bounded by the attempt's timeout. The first of reply, failure
  * and timeout settles it and is accounted once (load, breaker, upstream event); whatever arrives
- * later is ignored. No timer of its own (attemptDeadlines), none per command.
+ * later is ignored. No timer of its own (ctx.deadlines), none per command.
  */
 abstract class Attempt<T> implements ReplySink, Expiring {
   private settled = false
@@ -95,7 +94,7 @@ abstract class Attempt<T> implements ReplySink, Expiring {
     private readonly reject: (e: unknown) => void,
   ) {
     ep.state.load.start()
-    attemptDeadlines.add(this, ctx.timeoutMs, this.started)
+    ctx.deadlines.add(this, ctx.timeoutMs, this.started)
   }
 
   get done(): boolean {

@@ -2,14 +2,16 @@
 // EndpointState) per endpoint the routing table names, creating them for new endpoints and
 // closing those no instance uses any more.
 
-import type { EndpointSpec } from '../discovery/topology.js'
+import { performance } from 'node:perf_hooks'
+import type { EndpointSpec } from '../core/topology.js'
 import { CircuitBreaker, type BreakerOptions } from '../resilience/breaker.js'
-import { EndpointState } from '../routing/endpoint-state.js'
+import { EndpointState } from '../resilience/endpoint-state.js'
 import type { RoutingSnapshot, TableChange } from '../routing/table.js'
 import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
 import { PubSubHub } from './pubsub.js'
 import { aclSettings, type AclSettings, type AclState } from './acl-users.js'
-import type { Identity } from './identity.js'
+import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
+import { ForbiddenError, NoEndpointError, OverloadedError } from '../core/errors.js'
 import type { LearnedTable } from '../routing/command-table.js'
 
 export interface PooledEndpoint {
@@ -212,4 +214,43 @@ export class UpstreamPool {
     }
     await Promise.all(all.map((e) => e.client.stop()))
   }
+}
+
+/**
+ * Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. At most
+ * `maxPending` requests wait per endpoint; beyond that the answer is 503 OVERLOADED at once, so a
+ * down endpoint cannot make the gateway hold an unbounded number of requests in memory.
+ */
+export function whenConnected(
+  instance: string,
+  ep: PooledEndpoint,
+  maxPending = Infinity,
+  identity: Identity = GATEWAY_IDENTITY,
+  scripted = false,
+): PooledEndpoint | Promise<PooledEndpoint> {
+  if (ep.client.upFor(identity)) return admitted(ep, identity, scripted)
+  // Refuse before registering a waiter: a refused request must not leave a listener or timer behind.
+  if (ep.state.pending >= maxPending) {
+    throw new OverloadedError(`instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id}`, {
+      retryAfterS: 1,
+    })
+  }
+  const ready = ep.client.whenReadyFor(identity)
+  if (ready === true) return admitted(ep, identity, scripted)
+  ep.state.pending++
+  return ready.then((ok) => {
+    ep.state.pending--
+    if (ok) return admitted(ep, identity, scripted)
+    throw new NoEndpointError(`instance '${instance}': endpoint ${ep.id} is not connected`, { retryAfterS: 1 })
+  })
+}
+
+/** The endpoint, unless a script would run there as a user the gateway could not restrict. */
+function admitted(ep: PooledEndpoint, identity: Identity, scripted: boolean): PooledEndpoint {
+  if (!scripted) return ep
+  const why = ep.client.scriptRefusal(identity)
+  if (why === null) return ep
+  throw new ForbiddenError(
+    `scripts and functions run as a Redis ACL user that only the gateway can restrict to the token's rights, and it cannot create one on endpoint ${ep.id}: ${why}`,
+  )
 }

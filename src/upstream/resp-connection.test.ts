@@ -10,16 +10,10 @@ import { freePort } from '../../test/helpers/ports.js'
 import { parseInfo, startRedis, type RedisServer, type StartRedisOptions } from '../../test/helpers/redis-server.js'
 import { waitFor } from '../../test/helpers/wait.js'
 import { EndpointClient, reconnectDelayMs } from './endpoint-client.js'
-import { failureKind } from './errors.js'
-import {
-  ConnectionLostError,
-  NotConnectedError,
-  RespConnection,
-  StalledError,
-  type Arg,
-  type ReplySink,
-  type RespConnectionOptions,
-} from './resp-connection.js'
+import { failureKind } from '../core/failures.js'
+import type { Arg } from '../core/command.js'
+import { RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
+import { ConnectionLostError, NotConnectedError, StalledError } from '../core/errors.js'
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -19,11 +19,12 @@
 // out with send(). Connecting, TLS, AUTH, reconnecting and the parser's protections are the same.
 // Construction does no I/O; start() connects, stop() closes for good.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import net from 'node:net'
 import tls from 'node:tls'
 import { RespParser, type ChargedSink } from './resp-parser.js'
+import { ConnectionLostError, NotConnectedError, StalledError } from '../core/errors.js'
+import type { Arg } from '../core/command.js'
 
 /** Receives the replies to the commands written for it, in order (one call per command). */
 export interface ReplySink extends ChargedSink {
@@ -43,26 +44,6 @@ export interface ReplySink extends ChargedSink {
    * skipped, not stored, and reply() gets null.
    */
   readonly done?: boolean
-}
-
-export type Arg = string | Buffer
-
-/** Refused without being written: the connection is not ready (so a write may be retried elsewhere). */
-export class NotConnectedError extends Error {
-  override readonly name = 'NotConnectedError'
-}
-
-/** The connection closed after the command was written and before its reply. */
-export class ConnectionLostError extends Error {
-  override readonly name = 'ConnectionLostError'
-}
-
-/**
- * The command's connection was reset because Redis stopped answering on it (timedOut()): for the
- * commands waiting on it, a timeout (504), not a lost connection. They may or may not have run.
- */
-export class StalledError extends Error {
-  override readonly name = 'StalledError'
 }
 
 export interface RespConnectionOptions {

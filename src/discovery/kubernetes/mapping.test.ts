@@ -1,12 +1,13 @@
-// Table-driven tests for the Service + EndpointSlices -> InstanceSpec mapping (spec §4): prefix,
-// annotations, port choice, address types, conditions, zones, ExternalName, the cluster-IP
-// fallback, odd objects, and stability (same input, or reordered slices, gives the same spec).
+// Table-driven tests for the Service + EndpointSlices -> InstanceSpec mapping (README "Kubernetes
+// discovery"): prefix, annotations, port choice, address types, conditions, zones, ExternalName,
+// the cluster-IP fallback, odd objects, and stability (same input, or reordered slices, gives the
+// same spec).
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { sameSpec } from '../../routing/table.js'
 import { DEFAULT_POLICY } from '../annotations.js'
-import type { EndpointSpec, InstancePolicy } from '../topology.js'
+import type { EndpointSpec, InstancePolicy } from '../../core/topology.js'
 import { DEFAULT_REDIS_PORT, MAPPING_DEFAULTS, SERVICE_NAME_LABEL, instanceNameOf, mapService, type MappingOptions } from './mapping.js'
 
 const OPTS: MappingOptions = { servicePrefix: 'redis-' }

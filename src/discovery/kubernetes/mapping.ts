@@ -1,13 +1,13 @@
 // Kubernetes discovery, pure part: one Service plus its EndpointSlices -> one InstanceSpec
-// (spec §4). No I/O and no clock; the reconciler calls this with what the informer caches hold,
-// so the same cache contents always give the same (JSON-identical) spec and the routing table
-// keeps its objects. Nothing here throws on odd objects: a missing or malformed field means
-// "nothing usable there", never an exception that could stop the reconciler.
+// (README "Kubernetes discovery"). No I/O and no clock; the reconciler calls this with what the
+// informer caches hold, so the same cache contents always give the same (JSON-identical) spec and
+// the routing table keeps its objects. Nothing here throws on odd objects: a missing or malformed
+// field means "nothing usable there", never an exception that could stop the reconciler.
 
 import { isIPv4, isIPv6 } from 'node:net'
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node'
 import { ANNOTATION_PREFIX, parseAnnotations } from '../annotations.js'
-import { NAME_RE, endpointId, type AnnotationError, type EndpointSpec, type InstanceSpec } from '../topology.js'
+import { NAME_RE, endpointId, type AnnotationError, type EndpointSpec, type InstanceSpec } from '../../core/topology.js'
 
 export interface MappingOptions {
   /** Services whose name starts with this are Redis instances; the rest of the name is the instance name. */
@@ -210,7 +210,8 @@ function sliceEndpoints(
   }
   const all = [...byId.values()]
   const anyReady = all.some((c) => c.rank === Rank.Ready)
-  // spec §3 rule 3: serving+terminating endpoints stand in only while nothing is ready.
+  // Serving+terminating endpoints stand in only while nothing is ready (a draining pod still
+  // answers while its replacement starts; once one is ready it takes over).
   const wanted = anyReady ? Rank.Ready : Rank.ServingTerminating
   const endpoints = all
     .filter((c) => c.rank === wanted)

@@ -18,7 +18,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node'
 import { ALL_NAMESPACES } from '../../config/schema.js'
-import type { InstanceSpec, TopologyUpdate } from '../topology.js'
+import type { InstanceSpec, TopologyUpdate } from '../../core/topology.js'
 import { LIST_WATCH_DEFAULTS, ListWatch, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
 

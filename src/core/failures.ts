@@ -1,17 +1,19 @@
-// Classifies what an attempt fails with (RespConnection's errors, Redis error replies, the
-// attempt's own timeout, and the text of ioredis's errors, which the gateway used before
-// RespConnection) into the gateway's failure kinds. Only transport failures
+// Classifies what an attempt fails with into the gateway's failure kinds: RespConnection's errors,
+// Redis error replies and the attempt's own timeout by their class; anything else by its errno code
+// (a refused connect is 'unavailable', everything unknown a 'reset'). Only transport failures
 // (not connected, timed out, connection lost, LOADING/MASTERDOWN/READONLY) say anything about
 // the endpoint's health; Redis reply errors (WRONGTYPE, syntax) are the client's business.
 
 import {
+  ConnectionLostError,
   GatewayError,
+  NotConnectedError,
+  StalledError,
   NoEndpointError,
   RedisReplyError,
   TimeoutError,
   UpstreamResetError,
-} from '../errors.js'
-import { ConnectionLostError, NotConnectedError, StalledError } from './resp-connection.js'
+} from './errors.js'
 
 export type FailureKind = 'reply' | 'timeout' | 'unavailable' | 'reset' | 'busy-server'
 
@@ -36,11 +38,6 @@ export function failureKind(err: unknown): FailureKind {
     for (const p of TRANSPORT_REPLY_PREFIXES) if (m.startsWith(p)) return 'busy-server'
     return 'reply'
   }
-  const m = err.message
-  if (m === 'Command timed out') return 'timeout'
-  // Refused before anything was written: offline queue off and the connection is not ready.
-  if (m.startsWith("Stream isn't writeable") || m.includes('enableOfflineQueue')) return 'unavailable'
-  if (m === 'Connection is closed.' || m.startsWith('Connection is closed')) return 'reset'
   const code = (err as NodeJS.ErrnoException).code
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') return 'unavailable'
   return 'reset'

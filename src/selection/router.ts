@@ -7,17 +7,13 @@ import { performance } from 'node:perf_hooks'
 import { createBalancer, createGroupBalancer } from '../balancer/index.js'
 import { LoadTracker } from '../balancer/least-request.js'
 import type { Balancer, Candidate, PickContext } from '../balancer/types.js'
-import type { GroupStrategy, Strategy } from '../discovery/topology.js'
-import { DrainingError, ForbiddenError, NoEndpointError, NotFoundError, OverloadedError, ReadOnlyError } from '../errors.js'
-import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
-import type { PooledEndpoint, UpstreamPool } from '../upstream/pool.js'
+import type { GroupStrategy, Strategy, TargetKind } from '../core/topology.js'
+import { DrainingError, NoEndpointError, NotFoundError, ReadOnlyError } from '../core/errors.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type Selection } from './select.js'
-import type { SyncPosition } from './sync-token.js'
-import type { EndpointState } from './endpoint-state.js'
+import type { SyncPosition } from '../routing/sync-token.js'
+import type { EndpointState } from '../resilience/endpoint-state.js'
 import { HedgeBudget, RetryBudget, type BudgetOptions } from '../resilience/budget.js'
-import type { InstanceRoute, RoutingSnapshot, TableChange } from './table.js'
-
-export type TargetKind = 'instance' | 'group'
+import type { InstanceRoute, RoutingSnapshot, TableChange } from '../routing/table.js'
 
 export interface Resolved {
   readonly instance: InstanceRoute
@@ -26,12 +22,26 @@ export interface Resolved {
   readonly load: LoadTracker
 }
 
-export interface PooledRef extends EndpointRef {
-  readonly pooled: PooledEndpoint
+/**
+ * What the router picks among: anything that carries an endpoint's live state. The upstream
+ * pool's endpoints are; the router needs nothing else of them, so it does not depend on the layer
+ * that executes commands.
+ */
+export interface Selectable {
+  readonly state: EndpointState
 }
 
-export interface Routed extends Selection {
-  readonly endpoint: PooledRef
+/** Where the router finds the live endpoint for a discovered endpoint id (the upstream pool). */
+export interface EndpointLookup<E extends Selectable> {
+  get(id: string): E | undefined
+}
+
+export interface PooledRef<E extends Selectable = Selectable> extends EndpointRef {
+  readonly pooled: E
+}
+
+export interface Routed<E extends Selectable = Selectable> extends Selection {
+  readonly endpoint: PooledRef<E>
 }
 
 export interface RouterOptions {
@@ -77,17 +87,17 @@ class MemberCandidate implements Candidate {
   }
 }
 
-export class Router {
+export class Router<E extends Selectable = Selectable> {
   private readonly random: () => number
   private readonly now: () => number
   private readonly instances = new Map<string, InstanceRuntime>()
   private readonly groups = new Map<string, GroupRuntime>()
-  private readonly refs = new WeakMap<InstanceRoute, PooledRef[]>()
+  private readonly refs = new WeakMap<InstanceRoute, PooledRef<E>[]>()
   private readonly members = new WeakMap<InstanceRoute, MemberCandidate>()
   private readonly scratch: Candidate[] = []
 
   constructor(
-    private readonly pool: UpstreamPool,
+    private readonly pool: EndpointLookup<E>,
     private readonly opts: RouterOptions = {},
   ) {
     this.random = opts.random ?? Math.random
@@ -186,7 +196,7 @@ export class Router {
   }
 
   /** The instance's endpoints with their live state, in discovery order (cached per route). */
-  endpointsOf(route: InstanceRoute): PooledRef[] {
+  endpointsOf(route: InstanceRoute): PooledRef<E>[] {
     let refs = this.refs.get(route)
     if (!refs) {
       refs = []
@@ -199,8 +209,8 @@ export class Router {
     return refs
   }
 
-  primaryOf(route: InstanceRoute): PooledRef | null {
-    return findPrimary(this.endpointsOf(route)) as PooledRef | null
+  primaryOf(route: InstanceRoute): PooledRef<E> | null {
+    return findPrimary(this.endpointsOf(route)) as PooledRef<E> | null
   }
 
   /**
@@ -213,7 +223,7 @@ export class Router {
     token: SyncPosition | null,
     clientId: string | null,
     exclude?: readonly EndpointState[],
-  ): Routed {
+  ): Routed<E> {
     const route = r.instance
     const policy = route.spec.policy
     const write = kind !== 'read'
@@ -239,45 +249,6 @@ export class Router {
       exclude,
       maxInflight: this.opts.maxInflightPerEndpoint,
       maxEjectionPercent: this.opts.maxEjectionPercent,
-    }) as Routed
+    }) as Routed<E>
   }
-}
-
-/**
- * Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. At most
- * `maxPending` requests wait per endpoint; beyond that the answer is 503 OVERLOADED at once, so a
- * down endpoint cannot make the gateway hold an unbounded number of requests in memory.
- */
-export function whenConnected(
-  instance: string,
-  ep: PooledEndpoint,
-  maxPending = Infinity,
-  identity: Identity = GATEWAY_IDENTITY,
-  scripted = false,
-): PooledEndpoint | Promise<PooledEndpoint> {
-  if (ep.client.upFor(identity)) return admitted(ep, identity, scripted)
-  // Refuse before registering a waiter: a refused request must not leave a listener or timer behind.
-  if (ep.state.pending >= maxPending) {
-    throw new OverloadedError(`instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id}`, {
-      retryAfterS: 1,
-    })
-  }
-  const ready = ep.client.whenReadyFor(identity)
-  if (ready === true) return admitted(ep, identity, scripted)
-  ep.state.pending++
-  return ready.then((ok) => {
-    ep.state.pending--
-    if (ok) return admitted(ep, identity, scripted)
-    throw new NoEndpointError(`instance '${instance}': endpoint ${ep.id} is not connected`, { retryAfterS: 1 })
-  })
-}
-
-/** The endpoint, unless a script would run there as a user the gateway could not restrict. */
-function admitted(ep: PooledEndpoint, identity: Identity, scripted: boolean): PooledEndpoint {
-  if (!scripted) return ep
-  const why = ep.client.scriptRefusal(identity)
-  if (why === null) return ep
-  throw new ForbiddenError(
-    `scripts and functions run as a Redis ACL user that only the gateway can restrict to the token's rights, and it cannot create one on endpoint ${ep.id}: ${why}`,
-  )
 }

@@ -138,3 +138,24 @@ export function statusOf(code: ErrorCode): number {
       return 500
   }
 }
+
+// Transport errors of a Redis connection (upstream/resp-connection.ts), which failures.ts sorts
+// into failure kinds; not GatewayErrors: they never reach a client as such.
+
+/** Refused without being written: the connection is not ready (so a write may be retried elsewhere). */
+export class NotConnectedError extends Error {
+  override readonly name = 'NotConnectedError'
+}
+
+/** The connection closed after the command was written and before its reply. */
+export class ConnectionLostError extends Error {
+  override readonly name = 'ConnectionLostError'
+}
+
+/**
+ * The command's connection was reset because Redis stopped answering on it (timedOut()): for the
+ * commands waiting on it, a timeout (504), not a lost connection. They may or may not have run.
+ */
+export class StalledError extends Error {
+  override readonly name = 'StalledError'
+}

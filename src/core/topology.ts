@@ -4,7 +4,11 @@
 export type Maintenance = 'off' | 'drain' | 'read-only'
 export type ReadPolicy = 'primary' | 'prefer-replica' | 'replica' | 'any'
 export type Strategy = 'least-request' | 'round-robin' | 'random' | 'weighted' | 'maglev'
-export type GroupStrategy = 'weighted' | 'sticky' | 'round-robin' | 'least-request'
+export const GROUP_STRATEGIES = ['weighted', 'sticky', 'round-robin', 'least-request'] as const
+export type GroupStrategy = (typeof GROUP_STRATEGIES)[number]
+
+/** What a request's URL names: one instance, or a group of instances that one is picked from. */
+export type TargetKind = 'instance' | 'group'
 
 /** Routing policy of one instance, parsed from its `redis-gateway.io/*` annotations. */
 export interface InstancePolicy {

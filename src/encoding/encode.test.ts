@@ -1,10 +1,11 @@
-// Tests for reply encoding (spec §2 "Replies" and "Upstash-Encoding: base64"): raw ioredis replies
+// Tests for reply encoding (README "Replies" and "Encoding"): raw RESP replies
 // in, Upstash REST JSON text out. Outputs are compared as text where exactness matters (integers
 // beyond 2^53) and through JSON.parse where the question is "is this valid JSON of that string".
 
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeValue, errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson, type RawReply } from './encode.js'
+import { encodeValue, errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson } from './encode.js'
+import type { RawReply } from '../core/reply.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8')
 const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('base64')
@@ -167,7 +168,7 @@ describe('resultJson / errorJson', () => {
   })
 })
 
-describe('base64 results are ASCII (the fast lane writes them as latin1 with Content-Length = length)', () => {
+describe('base64 results are ASCII', () => {
   // Replies as resp-parser.ts hands them over: any bytes, integer text, nil, nested arrays, and error
   // replies inside arrays, with any text in them.
   const reply: fc.Arbitrary<RawReply> = fc.letrec<{ value: RawReply }>((tie) => ({

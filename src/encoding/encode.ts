@@ -8,10 +8,9 @@
 //   array   -> multi-bulk, recursively
 //   Error   -> an error reply nested in an array (EXEC results)
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
+import type { RawReply } from '../core/reply.js'
 
-export type RawReply = Buffer | string | number | null | RawReply[] | Error
 
 const OK = Buffer.from('OK')
 

@@ -17,11 +17,14 @@ export interface RequestEndEvent {
 }
 
 /**
- * One request's tracing slot. The data plane creates it only when someone listens to
- * `requestBegin` (tracing on); subscribers keep their per-request state (the server span) in it.
- * Every request-scoped event carries it, or null when tracing is off.
+ * One request's tracing slot, created only when someone listens to `requestBegin`. A subscriber
+ * that will use the request's routing events (a sampled trace, debug logs of routing decisions)
+ * sets `wanted`; a scope nobody wants is dropped, and the request then builds none of them.
+ * Every request-scoped event carries it, or null.
  */
 export interface TraceScope {
+  wanted: boolean
+  /** The tracing subscriber's per-request state (the server span); null when not traced. */
   span: unknown
 }
 
@@ -36,16 +39,18 @@ export interface RequestBeginEvent {
   readonly startMs: number
 }
 
+/** Resolution of the request's target begins; `routeResolve` follows (subscribers time it themselves). */
+export interface RouteResolveBeginEvent {
+  readonly scope: TraceScope
+  readonly kind: 'instance' | 'group'
+  readonly name: string
+}
+
 /** The request's target was resolved (or could not be): emitted once per request that got that far. */
 export interface RouteResolveEvent {
   readonly scope: TraceScope
-  readonly startMs: number
-  readonly endMs: number
-  readonly kind: 'instance' | 'group'
-  readonly name: string
   readonly instance: string | null
   readonly group: string | null
-  readonly class: string
   /** Error code when resolution failed. */
   readonly error: string | null
 }
@@ -192,6 +197,7 @@ export interface GatewayEventMap {
   annotationError: AnnotationErrorEvent
   requestStart: { readonly instance: string | null }
   requestBegin: RequestBeginEvent
+  routeResolveBegin: RouteResolveBeginEvent
   routeResolve: RouteResolveEvent
   routeSelect: RouteSelectEvent
   requestEnd: RequestEndEvent
@@ -219,6 +225,7 @@ function nobodyListening(): { -readonly [K in keyof GatewayEventMap]: boolean } 
     annotationError: false,
     requestStart: false,
     requestBegin: false,
+    routeResolveBegin: false,
     routeResolve: false,
     routeSelect: false,
     requestEnd: false,
@@ -243,8 +250,8 @@ export class EventHub {
   /**
    * Whether anyone listens to each event, as plain properties: hot paths read
    * `events.listening.requestEnd` (a load from one known object shape) rather than has(name), whose
-   * lookup by a name that varies from call to call costs V8's generic keyed load (~160
-   * instructions, several times per request; bench:instructions).
+   * lookup by a name that varies from call to call costs V8's generic keyed load, several times
+   * per request (bench/README.md, "Instructions per request, third pass").
    */
   readonly listening: Listening = this.flags
   /** Deferred events, as listener list, event, listener list, event... */

@@ -7,7 +7,9 @@
 //   user     an operator-managed ACL user named by the token (`redisUser`), with its own key and
 //            channel patterns.
 
-import type { Access } from '../routing/classify.js'
+/** A token's level, and the commands a level user may run (README "Tokens"); least first. */
+export const ACCESS_LEVELS = ['read', 'write', 'admin'] as const
+export type Access = (typeof ACCESS_LEVELS)[number]
 
 export type Identity =
   | { readonly kind: 'gateway' }

@@ -6,11 +6,11 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createPrng } from '../balancer/prng.js'
 import { parseAnnotations } from '../discovery/annotations.js'
-import { endpointId, type GroupStrategy, type InstanceSpec } from '../discovery/topology.js'
-import { DrainingError, GatewayError, NoEndpointError, NotFoundError, ReadOnlyError, statusOf } from '../errors.js'
-import { UpstreamPool } from '../upstream/pool.js'
+import { endpointId, type GroupStrategy, type InstanceSpec } from '../core/topology.js'
+import { DrainingError, GatewayError, NoEndpointError, NotFoundError, ReadOnlyError, statusOf } from '../core/errors.js'
+import { UpstreamPool, type PooledEndpoint } from '../upstream/pool.js'
 import { Router } from './router.js'
-import { RoutingTable, type RoutingSnapshot } from './table.js'
+import { RoutingTable, type RoutingSnapshot } from '../routing/table.js'
 
 const A = 'redis-gateway.io/'
 
@@ -50,7 +50,7 @@ afterEach(async () => {
 })
 
 /** A router over a pool synced to the table (no connections: the pool is never started). */
-function router(t: RoutingTable, seed = 1): Router {
+function router(t: RoutingTable, seed = 1): Router<PooledEndpoint> {
   const pool = new UpstreamPool({ username: '', password: '', tls: false, commandTimeoutMs: 1000, connectTimeoutMs: 1000 })
   pools.push(pool)
   pool.sync(t.current)
@@ -58,7 +58,7 @@ function router(t: RoutingTable, seed = 1): Router {
   return new Router(pool, { random: createPrng(seed).next, now: () => 0 })
 }
 
-function counts(r: Router, snap: RoutingSnapshot, group: string, n: number, clientId: (i: number) => string | null = () => null): Record<string, number> {
+function counts(r: Router<PooledEndpoint>, snap: RoutingSnapshot, group: string, n: number, clientId: (i: number) => string | null = () => null): Record<string, number> {
   const out: Record<string, number> = {}
   for (let i = 0; i < n; i++) {
     const name = r.resolve(snap, 'group', group, clientId(i)).instance.name
@@ -69,7 +69,7 @@ function counts(r: Router, snap: RoutingSnapshot, group: string, n: number, clie
 
 const CLIENTS = Array.from({ length: 10_000 }, (_, i) => `client-${i}`)
 
-function assign(r: Router, snap: RoutingSnapshot, group: string): string[] {
+function assign(r: Router<PooledEndpoint>, snap: RoutingSnapshot, group: string): string[] {
   return CLIENTS.map((id) => r.resolve(snap, 'group', group, id).instance.name)
 }
 

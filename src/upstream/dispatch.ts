@@ -1,4 +1,4 @@
-// Sends one request to an instance with the resilience rules of spec §3 rule 5:
+// Sends one request to an instance with the resilience rules (README "Resilience"):
 // - writes (and transactions, and subscriptions) go to the primary once: never sent twice;
 // - a read that fails on transport (timeout, lost or refused connection, LOADING...) is retried at
 //   most once, on another endpoint, within the instance's retry budget;
@@ -9,24 +9,28 @@
 // A Redis error reply is an answer (it is returned, not retried).
 
 import { performance } from 'node:perf_hooks'
-import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../errors.js'
-import type { EventHub, TraceScope } from '../events.js'
-import type { ExecContext } from '../upstream/execute.js'
-import type { PooledEndpoint } from '../upstream/pool.js'
-import type { EndpointState } from './endpoint-state.js'
-import { whenConnected, type Resolved, type Routed, type Router } from './router.js'
-import type { SyncPosition } from './sync-token.js'
+import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../core/errors.js'
+import type { EventHub, TraceScope } from '../core/events.js'
+import type { ExecContext } from './execute.js'
+import type { PooledEndpoint } from './pool.js'
+import type { EndpointState } from '../resilience/endpoint-state.js'
+import type { Resolved, Routed, Router } from '../selection/router.js'
+import { whenConnected } from './pool.js'
+import type { SyncPosition } from '../routing/sync-token.js'
 import type { RequestLease } from '../resilience/byte-budget.js'
-import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
+import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
+import type { Deadlines } from './deadlines.js'
 
 export interface DispatchOptions {
-  readonly router: Router
+  readonly router: Router<PooledEndpoint>
   readonly events: EventHub
   /** The request's deadline: command timeout plus `deadlineMarginMs`. */
   readonly commandTimeoutMs: number
   readonly deadlineMarginMs: number
   /** Requests that may wait per endpoint for its connection. */
   readonly maxPendingPerEndpoint: number
+  /** Attempt timeouts, one set per gateway (deadlines.ts). */
+  readonly deadlines: Deadlines
 }
 
 export interface DispatchRequest {
@@ -34,8 +38,6 @@ export interface DispatchRequest {
   readonly kind: 'read' | 'write' | 'subscribe'
   readonly token: SyncPosition | null
   readonly clientId: string | null
-  /** Called with the role of each endpoint tried (for metrics/spans). */
-  readonly onRole?: (role: string) => void
   /** The request's tracing slot; null when tracing is off (then no selection events are built). */
   readonly scope?: TraceScope | null
   /** The request's memory lease, charged by every attempt's replies; null: uncharged. */
@@ -75,14 +77,10 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
   const scripted = req.scripted === true
   // Selection is synchronous (it throws when no endpoint can take the request); sending is not.
   const scope = req.scope ?? null
-  const pick = (exclude: readonly EndpointState[], attempt: 'first' | 'retry' | 'hedge'): Routed => {
-    if (scope === null) {
-      const chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
-      req.onRole?.(chosen.role)
-      return chosen
-    }
+  const pick = (exclude: readonly EndpointState[], attempt: 'first' | 'retry' | 'hedge'): Routed<PooledEndpoint> => {
+    if (scope === null) return o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
     const startMs = performance.now()
-    let chosen: Routed
+    let chosen: Routed<PooledEndpoint>
     try {
       chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
     } catch (err) {
@@ -90,17 +88,16 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
       throw err
     }
     emitSelect(o.events, scope, resolved, attempt, startMs, chosen, req.clientId, null)
-    req.onRole?.(chosen.role)
     return chosen
   }
   // Each attempt ends after the command timeout counted from when it was handed over (the run
   // arms that timer itself and accounts a timeout as a transport failure), and no later than the
   // request's deadline: a read then still has the deadline margin for its one retry.
   const deadlineAt = performance.now() + deadlineMs
-  const send = (chosen: Routed, first: boolean): Promise<T> => {
+  const send = (chosen: Routed<PooledEndpoint>, first: boolean): Promise<T> => {
     // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
     const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
-    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs, lease: req.lease ?? null, identity }
+    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs, deadlines: o.deadlines, lease: req.lease ?? null, identity }
     const pooled = chosen.endpoint.pooled
     let ready: PooledEndpoint | Promise<PooledEndpoint>
     try {
@@ -136,7 +133,7 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
     return send(first, true).catch((err: unknown) => {
       // A Redis error reply is an answer: return it, never retry it.
       if (!isRetryable(err) || !retry.tryRetry()) throw err
-      let again: Routed
+      let again: Routed<PooledEndpoint>
       try {
         again = pick([first.endpoint.state], 'retry')
       } catch {
@@ -161,7 +158,7 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
         fn()
       }
       const launch = (why: 'first' | 'retry' | 'hedge'): boolean => {
-        let chosen: Routed
+        let chosen: Routed<PooledEndpoint>
         try {
           chosen = pick(tried, why)
         } catch (err) {
@@ -215,7 +212,7 @@ function emitSelect(
   resolved: Resolved,
   attempt: 'first' | 'retry' | 'hedge',
   startMs: number,
-  chosen: Routed | null,
+  chosen: Routed<PooledEndpoint> | null,
   clientId: string | null,
   err: unknown,
 ): void {

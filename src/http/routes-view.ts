@@ -7,14 +7,16 @@
 // What is left out on purpose: Redis passwords and usernames, tokens, replication ids and
 // anything a request carried (keys, client ids). Endpoint ids are `host:port`, as in metrics.
 
+import { performance } from 'node:perf_hooks'
 import type { LoadTracker } from '../balancer/least-request.js'
-import type { GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, Strategy } from '../discovery/topology.js'
-import { EndpointState, type LinkState, type Role } from './endpoint-state.js'
-import { findPrimary, replicaOffset, replicaRejection, type EndpointRef } from './select.js'
-import type { Router } from './router.js'
-import type { GroupRoute, InstanceRoute, RoutingSnapshot, RoutingTable } from './table.js'
-import type { UpstreamPool } from '../upstream/pool.js'
-import type { LearnedTable } from './command-table.js'
+import type { GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, Strategy } from '../core/topology.js'
+import { EndpointState } from '../resilience/endpoint-state.js'
+import { findPrimary, replicaOffset, replicaRejection, type EndpointRef } from '../selection/select.js'
+import type { Router } from '../selection/router.js'
+import type { GroupRoute, InstanceRoute, RoutingSnapshot, RoutingTable } from '../routing/table.js'
+import type { PooledEndpoint, UpstreamPool } from '../upstream/pool.js'
+import type { LearnedTable } from '../routing/command-table.js'
+import type { LinkState, Role } from '../core/role.js'
 
 /** Bumped only on an incompatible change (a field renamed, removed or retyped). */
 export const ROUTES_VIEW_VERSION = 1
@@ -183,7 +185,7 @@ export interface RoutesViewInput {
 export function liveRoutes(deps: {
   readonly table: RoutingTable
   readonly pool: UpstreamPool
-  readonly router: Router
+  readonly router: Router<PooledEndpoint>
   readonly zone: string | null
 }): { routes(): RoutesView } {
   return {

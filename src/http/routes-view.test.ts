@@ -7,12 +7,12 @@
 import { describe, expect, it } from 'vitest'
 import { LoadTracker } from '../balancer/least-request.js'
 import { parseAnnotations } from '../discovery/annotations.js'
-import { endpointId, type EndpointSpec, type GroupStrategy, type InstanceSpec } from '../discovery/topology.js'
+import { endpointId, type EndpointSpec, type GroupStrategy, type InstanceSpec } from '../core/topology.js'
 import { CircuitBreaker } from '../resilience/breaker.js'
 import { assertRoutesView } from '../../test/helpers/routes-schema.js'
-import { EndpointState } from './endpoint-state.js'
+import { EndpointState } from '../resilience/endpoint-state.js'
 import { buildRoutesView, type LiveEndpoint, type RoutesView } from './routes-view.js'
-import { RoutingTable } from './table.js'
+import { RoutingTable } from '../routing/table.js'
 
 const A = 'redis-gateway.io/'
 

@@ -1,14 +1,14 @@
-// whenConnected (src/routing/router.ts): the bound on requests waiting for an endpoint's
-// connection (issue 4 requirement 5). Unit level, with an endpoint whose readiness the test
-// resolves by hand; the same bound is exercised with 1200 real requests in
+// whenConnected (src/selection/router.ts): the bound on requests waiting for an endpoint's
+// connection, so a dead endpoint cannot pile up unbounded waiters. Unit level, with an endpoint
+// whose readiness the test resolves by hand; the same bound is exercised with 1200 real requests in
 // test/faults/overload.test.ts.
 
 import { describe, expect, it } from 'vitest'
-import { ForbiddenError, NoEndpointError, OverloadedError } from '../errors.js'
-import { LEVEL_IDENTITY } from '../upstream/identity.js'
-import type { PooledEndpoint } from '../upstream/pool.js'
-import { EndpointState } from './endpoint-state.js'
-import { whenConnected } from './router.js'
+import { ForbiddenError, NoEndpointError, OverloadedError } from '../core/errors.js'
+import { LEVEL_IDENTITY } from '../core/identity.js'
+import type { PooledEndpoint } from './pool.js'
+import { EndpointState } from '../resilience/endpoint-state.js'
+import { whenConnected } from './pool.js'
 
 /** An endpoint that is connected (`ready`), or not yet: each whenReady() then waits for settle(). */
 function endpoint(ready: boolean, scriptRefusal: string | null = null): { ep: PooledEndpoint; settle(ok: boolean): void; waiting(): number } {
@@ -63,7 +63,7 @@ describe('whenConnected', () => {
     expect(thrown).toBeInstanceOf(OverloadedError)
     expect((thrown as OverloadedError).code).toBe('OVERLOADED')
     // The refused request did not take a slot or start waiting. (A waiter costs, in the real
-    // EndpointClient.whenReady, a 'ready' listener on the ioredis client and a connect-timeout
+    // EndpointClient.whenReady, an entry in the connection slot's waiters and a connect-timeout
     // timer: a refused request must not leave one behind, or the bound bounds nothing.)
     expect(ep.state.pending).toBe(3)
     expect(waiting(), 'waiters registered for 3 admitted requests and 1 refused one').toBe(3)

@@ -1,4 +1,4 @@
-// Endpoint selection inside one instance (spec §3 rules 2-4): the command class picks the role,
+// Endpoint selection inside one instance (README "Routing"): the command class picks the role,
 // the read policy and replica health narrow the candidates, circuit breakers (capped by the
 // outlier-ejection share) and the per-endpoint in-flight bound take broken or overloaded
 // endpoints out, read-your-writes may force the primary, and the instance's balancer picks among
@@ -6,12 +6,12 @@
 
 import { performance } from 'node:perf_hooks'
 import type { Balancer, PickContext } from '../balancer/types.js'
-import type { EndpointSpec, ReadPolicy } from '../discovery/topology.js'
-import { NoEndpointError, OverloadedError } from '../errors.js'
+import type { EndpointSpec, ReadPolicy } from '../core/topology.js'
+import { NoEndpointError, OverloadedError } from '../core/errors.js'
 import { retryAfterSeconds } from '../resilience/breaker.js'
 import { maxEjectable } from '../resilience/outlier.js'
-import type { EndpointState } from './endpoint-state.js'
-import type { SyncPosition } from './sync-token.js'
+import type { EndpointState } from '../resilience/endpoint-state.js'
+import type { SyncPosition } from '../routing/sync-token.js'
 
 export interface EndpointRef {
   readonly spec: EndpointSpec

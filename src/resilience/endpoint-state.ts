@@ -3,14 +3,11 @@
 // health checker and by request outcomes; read by the router. Plain mutable fields: one per
 // endpoint, updated in place, never copied on the hot path.
 
+import { performance } from 'node:perf_hooks'
 import { LoadTracker } from '../balancer/least-request.js'
 import type { Candidate } from '../balancer/types.js'
-import { CircuitBreaker } from '../resilience/breaker.js'
-
-export type Role = 'primary' | 'replica' | 'unknown'
-
-/** Replica link state from ROLE: `connected` means it is streaming from its primary. */
-export type LinkState = 'connected' | 'connecting' | 'sync' | 'connect' | 'handshake' | 'none' | 'unknown'
+import { CircuitBreaker } from './breaker.js'
+import type { LinkState, Role } from '../core/role.js'
 
 export class EndpointState implements Candidate {
   /** Endpoints carry no weight of their own; instance weights apply inside groups. */
@@ -57,41 +54,4 @@ export class EndpointState implements Candidate {
   knownOffset(ackedByPrimary = 0): number {
     return Math.max(this.offset, ackedByPrimary)
   }
-}
-
-export interface RoleReport {
-  readonly role: Role
-  readonly offset: number
-  readonly primaryHost: string | null
-  readonly primaryPort: number
-  readonly link: LinkState
-  readonly replicas: readonly { readonly host: string; readonly port: number; readonly offset: number }[]
-}
-
-/** Parses a ROLE reply (strings, with stringNumbers, as ioredis returns it). */
-export function parseRole(reply: unknown): RoleReport {
-  if (!Array.isArray(reply) || reply.length === 0) throw new Error('ROLE: unexpected reply')
-  const kind = String(reply[0])
-  if (kind === 'master') {
-    const replicas = Array.isArray(reply[2])
-      ? (reply[2] as unknown[]).filter(Array.isArray).map((r) => {
-          const a = r as unknown[]
-          return { host: String(a[0]), port: Number(a[1]), offset: Number(a[2]) }
-        })
-      : []
-    return { role: 'primary', offset: Number(reply[1]) || 0, primaryHost: null, primaryPort: 0, link: 'none', replicas }
-  }
-  if (kind === 'slave') {
-    const link = String(reply[3]) as LinkState
-    return {
-      role: 'replica',
-      offset: Math.max(0, Number(reply[4]) || 0),
-      primaryHost: String(reply[1]),
-      primaryPort: Number(reply[2]),
-      link: ['connected', 'connecting', 'sync', 'connect', 'handshake'].includes(link) ? link : 'unknown',
-      replicas: [],
-    }
-  }
-  // 'sentinel' or anything else: not a data endpoint.
-  return { role: 'unknown', offset: 0, primaryHost: null, primaryPort: 0, link: 'unknown', replicas: [] }
 }

@@ -3,10 +3,10 @@
 import { describe, expect, test } from 'vitest'
 import { createBalancer } from '../balancer/index.js'
 import { createPrng } from '../balancer/prng.js'
-import type { ReadPolicy } from '../discovery/topology.js'
-import { NoEndpointError, OverloadedError } from '../errors.js'
+import type { ReadPolicy } from '../core/topology.js'
+import { NoEndpointError, OverloadedError } from '../core/errors.js'
 import { CircuitBreaker } from '../resilience/breaker.js'
-import { EndpointState } from './endpoint-state.js'
+import { EndpointState } from '../resilience/endpoint-state.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type SelectInput } from './select.js'
 
 function ep(port: number, s: Partial<EndpointState> = {}, ready = true): EndpointRef {
