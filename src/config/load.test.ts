@@ -1,4 +1,4 @@
-// Tests for loading the config: the spec's example, defaults, env overrides, secret files, and
+// Tests for loading the config: a full example file, defaults, env overrides, secret files, and
 // error messages that name every bad key (by dotted path, env var or line and column).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -22,7 +22,7 @@ function errorOf(fn: () => unknown): ConfigError {
 
 const loadError = (text: string, env: NodeJS.ProcessEnv = {}) => errorOf(() => load(text, env))
 
-const SPEC_EXAMPLE = `
+const FULL_EXAMPLE = `
 listen: { data: "0.0.0.0:8080", ops: "0.0.0.0:9090" }
 discovery:
   kubernetes: { namespaces: [redis-system], servicePrefix: "redis-" }   # optional
@@ -40,8 +40,8 @@ redis: { username: "", passwordFile: "", tls: false, commandTimeout: 2s, connect
 `
 
 describe('loadConfig: valid files', () => {
-  it('parses the example of spec §5', () => {
-    const cfg = load(SPEC_EXAMPLE)
+  it('parses a full example file: discovery, groups, tokens and redis settings', () => {
+    const cfg = load(FULL_EXAMPLE)
     expect(cfg.discovery.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-' })
     expect(cfg.discovery.static?.instances).toEqual([
       {
@@ -67,7 +67,7 @@ describe('loadConfig: valid files', () => {
   })
 
   it('keeps no plain token anywhere in the result', () => {
-    expect(JSON.stringify(load(SPEC_EXAMPLE))).not.toContain('plain-text-for-dev')
+    expect(JSON.stringify(load(FULL_EXAMPLE))).not.toContain('plain-text-for-dev')
   })
 
   it.each(['', '# only a comment\n', '---\n'])('gives every default for %j', (text) => {
@@ -172,6 +172,24 @@ describe('loadConfig: errors', () => {
     expect(loadError('limits: { whatever: 1 }').message).toContain(
       'limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout)',
     )
+  })
+
+  it('suggests keys inside lists, groups and optional sections too', () => {
+    const err = loadError(`
+discovery:
+  kubernetes: { namespace: [a] }
+  static: { instances: [{ name: a, endpoints: ["h:1"], anotations: {} }] }
+groups: { web: { strateg: sticky } }
+auth: { tokens: [{ name: a, token: x, acess: write }] }
+http: { cors: { origin: ["*"] } }
+`)
+    expect(err.issues.map(({ path, message }) => [path, message])).toEqual([
+      ['discovery.kubernetes.namespace', 'unknown key (did you mean "namespaces"?)'],
+      ['discovery.static.instances[0].anotations', 'unknown key (did you mean "annotations"?)'],
+      ['groups.web.strateg', 'unknown key (did you mean "strategy"?)'],
+      ['auth.tokens[0].acess', 'unknown key (did you mean "access"?)'],
+      ['http.cors.origin', 'unknown key (did you mean "origins"?)'],
+    ])
   })
 
   it('refuses a literal redis password and says where it goes', () => {

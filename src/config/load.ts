@@ -19,8 +19,8 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml'
-import type { z } from 'zod'
-import { configSchema, describeValue, sha256Hex, type ConfigSchema, type GatewayConfig } from './schema.js'
+import { z } from 'zod'
+import { configSchema, describeValue, secretFilePaths, sha256Hex, type ConfigSchema, type GatewayConfig, type SecretFiles } from './schema.js'
 import { didYouMean } from './suggest.js'
 
 export interface ConfigIssue {
@@ -127,12 +127,12 @@ export function loadConfig(opts: LoadOptions = {}): GatewayConfig {
     }
   }
   // Secret files named in the config resolve against the config file's directory, like Prometheus.
-  const readFile = (p: string): string => {
+  const readSecret = (p: string): { text: string } | { error: string } => {
     const abs = path.resolve(baseDir, p)
     try {
-      return readTracked(abs)
+      return { text: readTracked(abs) }
     } catch (err) {
-      throw new Error(`cannot read ${JSON.stringify(p)}${abs === p ? '' : ` (${abs})`}: ${(err as Error).message}`)
+      return { error: `cannot read ${JSON.stringify(p)}${abs === p ? '' : ` (${abs})`}: ${(err as Error).message}` }
     }
   }
 
@@ -175,7 +175,9 @@ export function loadConfig(opts: LoadOptions = {}): GatewayConfig {
     if (value !== undefined && setIn(raw, o.path, value)) fromEnv.set(o.path.join('.'), o.name)
   }
 
-  const schema = configSchema({ readFile })
+  // Read here so the schema stays free of I/O; it reports a file's problem where the file is named.
+  const secrets: SecretFiles = new Map(secretFilePaths(raw).map((p) => [p, readSecret(p)]))
+  const schema = configSchema(secrets)
   const result = schema.safeParse(raw, { reportInput: true })
   if (!result.success) {
     const issues = result.error.issues.flatMap((iss) => toConfigIssues(iss, schema))
@@ -192,7 +194,7 @@ export function loadConfig(opts: LoadOptions = {}): GatewayConfig {
   const cfg = result.data
   // Not trimmed: unlike a file's trailing newline, spaces in an env value are deliberate.
   const password = env.GATEWAY_REDIS_PASSWORD
-  if (password !== undefined && password !== '') cfg.redis.password = password
+  if (password !== undefined && password !== '') return { ...cfg, redis: { ...cfg.redis, password } }
   return cfg
 }
 
@@ -285,38 +287,26 @@ function unknownKeyHint(parent: Key[], key: string, known: string[]): string {
   return known.length > 0 ? ` (known keys: ${known.join(', ')})` : ''
 }
 
-interface ZodDefLike {
-  type: string
-  shape?: Record<string, { _zod: { def: ZodDefLike } }>
-  element?: { _zod: { def: ZodDefLike } }
-  valueType?: { _zod: { def: ZodDefLike } }
-  innerType?: { _zod: { def: ZodDefLike } }
-  in?: { _zod: { def: ZodDefLike } }
-  out?: { _zod: { def: ZodDefLike } }
-}
-
-// Finds the keys an object accepts at `keys` by walking the schema's definitions.
+// The keys the object at `keys` accepts, found through the schema's public API: each object's
+// `shape`, an array's `element`, a record's `valueType`, and what defaults and pipes wrap.
 function knownKeys(schema: ConfigSchema, keys: Key[]): string[] {
-  let def: ZodDefLike | undefined = (schema as unknown as { _zod: { def: ZodDefLike } })._zod.def
+  let s: z.ZodType | undefined = schema
   let i = 0
-  while (def !== undefined) {
-    switch (def.type) {
-      case 'default':
-      case 'prefault':
-      case 'optional':
-      case 'nullable':
-        def = def.innerType?._zod.def
-        continue
-      case 'pipe':
-        // A preprocess is a pipe from a transform; the shape lives on the other side.
-        def = def.in?._zod.def.type === 'transform' ? def.out?._zod.def : def.in?._zod.def
-        continue
+  while (s !== undefined) {
+    if (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional || s instanceof z.ZodNullable) {
+      s = s.unwrap() as z.ZodType
+      continue
     }
-    if (i === keys.length) return def.type === 'object' && def.shape ? Object.keys(def.shape) : []
+    if (s instanceof z.ZodPipe) {
+      // A transform is a pipe into a ZodTransform, a preprocess a pipe out of one; the shape is on the other side.
+      s = (s.in instanceof z.ZodTransform ? s.out : s.in) as z.ZodType
+      continue
+    }
+    if (i === keys.length) return s instanceof z.ZodObject ? Object.keys(s.shape) : []
     const k = keys[i++] as Key
-    if (def.type === 'object') def = def.shape?.[k]?._zod.def
-    else if (def.type === 'array') def = def.element?._zod.def
-    else if (def.type === 'record') def = def.valueType?._zod.def
+    if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodType>)[k]
+    else if (s instanceof z.ZodArray) s = s.element as z.ZodType
+    else if (s instanceof z.ZodRecord) s = s.valueType as z.ZodType
     else return []
   }
   return []

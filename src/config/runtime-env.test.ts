@@ -1,5 +1,5 @@
-// When the standard OTEL_* variables turn tracing on (spec §7: OTLP when
-// OTEL_EXPORTER_OTLP_ENDPOINT is set), and when they turn it off.
+// When the standard OTEL_* variables turn tracing on (OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is
+// set), and when they turn it off.
 import { describe, expect, it } from 'vitest'
 import { loadRuntimeEnv } from './load.js'
 

@@ -1,13 +1,16 @@
-// Unit tests for the schema's building blocks: addresses, token target globs, defaults and redaction.
+// Unit tests for the schema's building blocks: addresses, token target globs, defaults, secret files and redaction.
 import { describe, expect, it } from 'vitest'
 import {
   DEFAULTS,
   compileTargets,
+  configSchema,
   defaultConfig,
   parseEndpointUrl,
   parseListenAddress,
   redactConfig,
+  secretFilePaths,
   sha256Hex,
+  type GatewayConfig,
 } from './schema.js'
 
 describe('parseEndpointUrl', () => {
@@ -110,21 +113,70 @@ describe('defaultConfig', () => {
 
 describe('redactConfig', () => {
   it('hides the password and token digests and leaves the input alone', () => {
-    const cfg = defaultConfig()
-    cfg.redis.password = 'hunter2'
-    cfg.auth.tokens.push({ name: 'a', access: 'read', targets: ['*'], sha256: sha256Hex('t'), redisUser: null })
-    cfg.auth.tokens.push({
-      name: 'b',
-      access: 'write',
-      targets: ['*'],
-      sha256: sha256Hex('u'),
-      redisUser: { name: 'tenant-a', password: 'tenant-secret', passwordFile: '/run/secrets/tenant-a' },
-    })
+    const defaults = defaultConfig()
+    const cfg: GatewayConfig = {
+      ...defaults,
+      redis: { ...defaults.redis, password: 'hunter2' },
+      auth: {
+        tokens: [
+          { name: 'a', access: 'read', targets: ['*'], sha256: sha256Hex('t'), redisUser: null },
+          {
+            name: 'b',
+            access: 'write',
+            targets: ['*'],
+            sha256: sha256Hex('u'),
+            redisUser: { name: 'tenant-a', password: 'tenant-secret', passwordFile: '/run/secrets/tenant-a' },
+          },
+        ],
+      },
+    }
     const shown = JSON.stringify(redactConfig(cfg))
     expect(shown).not.toContain('hunter2')
     expect(shown).not.toContain('tenant-secret')
     expect(shown).toContain('tenant-a')
     expect(shown).not.toContain(sha256Hex('t'))
     expect(cfg.redis.password).toBe('hunter2')
+  })
+})
+
+describe('secret files', () => {
+  const raw = {
+    redis: { passwordFile: 'pw' },
+    auth: {
+      tokens: [
+        { name: 'a', tokenFile: 'tok' },
+        { name: 'b', token: 'x', redisUser: 'tenant', redisPasswordFile: 'tenant-pw' },
+        { name: 'c', tokenFile: 42 },
+      ],
+    },
+  }
+
+  it('are listed from the raw document, as written, for the loader to read', () => {
+    expect(secretFilePaths(raw)).toEqual(['pw', 'tok', 'tenant-pw'])
+    expect(secretFilePaths({ redis: { passwordFile: '' }, auth: { tokens: 'no' } })).toEqual([])
+    expect(secretFilePaths('not a mapping')).toEqual([])
+  })
+
+  it('are given to the schema as contents, which it trims, hashes and reports without any I/O', () => {
+    const ok = configSchema(
+      new Map([
+        ['pw', { text: 'redis-pw\n' }],
+        ['tok', { text: 'the-token\n' }],
+        ['tenant-pw', { text: 'tenant-secret' }],
+      ]),
+    ).parse({ ...raw, auth: { tokens: raw.auth.tokens.slice(0, 2) } })
+    expect(ok.redis.password).toBe('redis-pw')
+    expect(ok.auth.tokens.map((t) => [t.sha256, t.redisUser?.password ?? null])).toEqual([
+      [sha256Hex('the-token'), null],
+      [sha256Hex('x'), 'tenant-secret'],
+    ])
+
+    const failed = configSchema(new Map([['pw', { error: 'cannot read "pw": no such file' }]])).safeParse(raw)
+    expect(failed.error?.issues.map((i) => [i.path.join('.'), i.code === 'custom' ? i.message : i.code])).toEqual([
+      ['auth.tokens.0.tokenFile', 'cannot read "tok": not given to the schema'],
+      ['auth.tokens.1.redisPasswordFile', 'cannot read "tenant-pw": not given to the schema'],
+      ['auth.tokens.2.tokenFile', 'invalid_type'],
+      ['redis.passwordFile', 'cannot read "pw": no such file'],
+    ])
   })
 })

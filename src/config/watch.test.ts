@@ -5,18 +5,10 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { waitFor } from '../../test/helpers/wait.js'
 import { ConfigError, loadConfig } from './load.js'
 import type { GatewayConfig } from './schema.js'
 import { ConfigWatcher } from './watch.js'
-
-// Polls a condition until it holds; the deadline only bounds a failing test, it asserts no timing.
-async function waitFor(cond: () => boolean, what: string, deadlineMs = 5000): Promise<void> {
-  const until = Date.now() + deadlineMs
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 interface LogLine {
   level: number
@@ -76,12 +68,12 @@ describe('ConfigWatcher', () => {
     w.start()
 
     writeFileSync(file, 'log: { level: debug }\n')
-    await waitFor(() => changes.length === 1, 'the first change')
+    await waitFor(() => changes.length === 1, { message: 'the first change' })
     expect(level(changes[0] as GatewayConfig)).toBe('debug')
     expect(w.reloads).toBe(1)
 
     writeFileSync(file, 'log: { levle: warn }\n')
-    await waitFor(() => w.rejected === 1, 'the bad edit to be rejected')
+    await waitFor(() => w.rejected === 1, { message: 'the bad edit to be rejected' })
     expect(w.lastError).toBeInstanceOf(ConfigError)
     expect(w.lastError?.message).toContain('log.levle: unknown key')
     expect(level(w.current())).toBe('debug')
@@ -91,7 +83,7 @@ describe('ConfigWatcher', () => {
     expect(warn?.msg).toContain('log.levle: unknown key')
 
     writeFileSync(file, 'log: { level: warn }\n')
-    await waitFor(() => changes.length === 2, 'the fix')
+    await waitFor(() => changes.length === 2, { message: 'the fix' })
     expect(level(w.current())).toBe('warn')
     expect(w.lastError).toBeNull()
   })
@@ -102,7 +94,7 @@ describe('ConfigWatcher', () => {
     const tmp = path.join(dir, '.gateway.yaml.swp')
     writeFileSync(tmp, 'log: { level: error }\n')
     renameSync(tmp, file)
-    await waitFor(() => changes.length === 1, 'the swapped file')
+    await waitFor(() => changes.length === 1, { message: 'the swapped file' })
     expect(level(w.current())).toBe('error')
   })
 
@@ -119,7 +111,7 @@ describe('ConfigWatcher', () => {
     writeFileSync(path.join(dir, '..2024_02', 'gateway.yaml'), 'log: { level: trace }\n')
     symlinkSync('..2024_02', path.join(dir, '..data_tmp'))
     renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'))
-    await waitFor(() => changes.length === 1, 'the ConfigMap swap')
+    await waitFor(() => changes.length === 1, { message: 'the ConfigMap swap' })
     expect(level(w.current())).toBe('trace')
   })
 
@@ -156,7 +148,7 @@ describe('ConfigWatcher', () => {
     const w = make({ pollMs: 30 })
     const first = w.start().auth.tokens[0]?.sha256
     writeFileSync(path.join(secrets, 'app'), 'two\n')
-    await waitFor(() => changes.length === 1, 'the new token')
+    await waitFor(() => changes.length === 1, { message: 'the new token' })
     expect(w.current().auth.tokens[0]?.sha256).not.toBe(first)
   })
 
@@ -196,7 +188,7 @@ describe('ConfigWatcher', () => {
     })
     w.start()
     writeFileSync(file, 'log: { level: debug }\n')
-    await waitFor(() => w.reloads === 1, 'the reload')
+    await waitFor(() => w.reloads === 1, { message: 'the reload' })
     expect(logs.some((l) => l.level === 50 && l.msg === 'config change handler failed')).toBe(true)
     expect(level(w.current())).toBe('debug')
   })
@@ -205,10 +197,10 @@ describe('ConfigWatcher', () => {
     const w = make({ pollMs: 30 })
     w.start()
     rmSync(file)
-    await waitFor(() => w.rejected === 1, 'the missing file to be reported')
+    await waitFor(() => w.rejected === 1, { message: 'the missing file to be reported' })
     expect(w.lastError?.message).toContain('no such file')
     expect(level(w.current())).toBe('info')
     writeFileSync(file, 'log: { level: warn }\n')
-    await waitFor(() => changes.length === 1, 'the file to come back')
+    await waitFor(() => changes.length === 1, { message: 'the file to come back' })
   })
 })
