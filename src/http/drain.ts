@@ -72,21 +72,37 @@ export class ConnectionTracker {
     readonly check: () => void
   } | null = null
   private drained: Promise<DrainResult> | null = null
+  /** The server that accepts the connections: `server`, or one in front of it (acceptFrom). */
+  private listener: NetServer
 
   constructor(
     private readonly server: Server,
     private readonly now: () => number = () => performance.now(),
   ) {
-    server.on('connection', (socket: Socket) => {
-      const conn: Conn = { socket, inflight: 0, idleSince: this.now(), responses: new Set() }
-      this.conns.set(socket, conn)
-      socket.once('close', () => {
-        this.conns.delete(socket)
-        this.drainState?.check()
-      })
-    })
+    this.listener = server
+    server.on('connection', this.onConnection)
     // Before the app's listener, so a drain's Connection: close is set before any handler can answer.
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.track(req, res))
+  }
+
+  private readonly onConnection = (socket: Socket): void => {
+    const conn: Conn = { socket, inflight: 0, idleSince: this.now(), responses: new Set() }
+    this.conns.set(socket, conn)
+    socket.once('close', () => {
+      this.conns.delete(socket)
+      this.drainState?.check()
+    })
+  }
+
+  /**
+   * The connections are accepted by `listener`, a server in front of node:http's that hands it
+   * those it does not serve itself (the fast lane): they are counted from there, and a drain stops
+   * accepting by closing it.
+   */
+  acceptFrom(listener: NetServer): void {
+    this.server.off('connection', this.onConnection)
+    listener.on('connection', this.onConnection)
+    this.listener = listener
   }
 
   /**
@@ -116,7 +132,7 @@ export class ConnectionTracker {
     return this.drainState !== null
   }
 
-  /** A request on `socket` is being served outside node:http (the fast lane, fast-lane.ts). */
+  /** A request on `socket` is being served outside node:http (the fast lane, fast-lane/). */
   requestBegan(socket: Socket): void {
     const conn = this.conns.get(socket)
     if (!conn) return
@@ -258,7 +274,7 @@ export class ConnectionTracker {
       }
       this.drainState = { opts, requests: 0, connectionClose: 0, idleClosed: 0, check }
       // Stop accepting: close the listening socket only (see the header comment).
-      NetServer.prototype.close.call(this.server)
+      NetServer.prototype.close.call(this.listener)
       for (const c of [...this.conns.values()]) for (const res of [...c.responses]) this.closeAfter(res)
       deadline = setTimeout(() => {
         for (const c of this.conns.values()) {

@@ -1,5 +1,5 @@
-// The fast lane (fast-lane.ts): parseHead as a table of what the lane serves and what it hands
-// over, then installFastLane on a plain node:http server with raw sockets: pipelining order,
+// The fast lane (fast-lane/): parseHead as a table of what the lane serves and what it hands
+// over, then createFastLane in front of a plain node:http server with raw sockets: pipelining order,
 // requests split across reads, hand-over to node:http with the bytes already read (body intact,
 // the connection kept), limits, Connection: close, half-close, counters, reply headers, and the
 // sweep's idle, slow-header and slow-body timeouts.
@@ -11,7 +11,8 @@ import { waitFor } from '../../test/helpers/wait.js'
 import { ConnectionTracker } from './drain.js'
 import { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import fc from 'fast-check'
-import { HeadScan, headEnd, headerValue, installFastLane, parseHead, type FastLane, type FastRequest, type FastResponse } from './fast-lane.js'
+import { HeadScan, headerValue, parseHead } from './fast-lane/grammar.js'
+import { createFastLane, type FastLane, type FastRequest, type FastResponse } from './fast-lane/index.js'
 
 // ---------------------------------------------------------------------------------------------
 // parseHead
@@ -109,26 +110,8 @@ describe('parseHead: requests the lane serves', () => {
   })
 })
 
-describe('headEnd', () => {
-  test('finds the first CRLF CRLF at or after `from`, as buf.indexOf does', () => {
-    const bytes = fc.uint8Array({ maxLength: 64 }).map((a) => a.map((b) => [0x0d, 0x0a, 0x41, b][b % 4]!))
-    fc.assert(
-      fc.property(bytes, fc.nat(70), (a, from) => {
-        const buf = Buffer.from(a)
-        const want = from > buf.length ? -1 : buf.indexOf('\r\n\r\n', from)
-        return headEnd(buf, from) === want
-      }),
-      { numRuns: 20000, seed: 8 },
-    )
-    const req = Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\nbody\r\n\r\n', 'latin1')
-    expect(headEnd(req, 0)).toBe(req.indexOf('\r\n\r\n'))
-    expect(headEnd(req, 25)).toBe(req.lastIndexOf('\r\n\r\n'))
-    expect(headEnd(Buffer.from('\r\n\r'), 0)).toBe(-1)
-  })
-})
-
 describe('HeadScan', () => {
-  test('finds CR LF CR LF in pieces pushed one after another, whenever headEnd finds it in them joined', () => {
+  test('finds CR LF CR LF in pieces pushed one after another, whenever indexOf finds it in them joined', () => {
     const bytes = fc.uint8Array({ maxLength: 64 }).map((a) => a.map((b) => [0x0d, 0x0a, 0x41, b][b % 4]!))
     fc.assert(
       fc.property(bytes, fc.array(fc.nat(64), { maxLength: 8 }), fc.nat(8), (a, cuts, from) => {
@@ -142,9 +125,9 @@ describe('HeadScan', () => {
         // Looked at after every piece, as the lane does while a head arrives.
         for (const p of pieces) {
           parts.push(p)
-          const joined = Buffer.concat(parts)
-          if (scan.arrived(parts) !== headEnd(joined, start) >= 0) return false
-          if (headEnd(joined, start) >= 0) return true
+          const found = Buffer.concat(parts).indexOf('\r\n\r\n', start) >= 0
+          if (scan.arrived(parts) !== found) return false
+          if (found) return true
         }
         return true
       }),
@@ -332,7 +315,7 @@ describe('parseHead: requests handed over to node:http (null)', () => {
 })
 
 // ---------------------------------------------------------------------------------------------
-// installFastLane on a real node:http server
+// createFastLane in front of a real node:http server
 
 interface NodeCall {
   method: string
@@ -351,6 +334,8 @@ interface FixtureOptions {
   keepAliveTimeout?: number
   headersTimeout?: number
   requestTimeout?: number
+  /** node:http's connectionsCheckingInterval (its own header and request timeouts). */
+  checkingIntervalMs?: number
   now?: () => number
 }
 
@@ -376,19 +361,30 @@ interface Fixture {
 }
 
 const UTF8_BODY = 'h\u00e9llo w\u00f6rld \u2713 \u{1F600}'
+const BYTES_BODY = Buffer.from([0x24, 0x33, 0x0d, 0x0a, 0xff, 0x00, 0xe9, 0x0d, 0x0a])
 /** Large enough that the reply waits in the socket (kernel buffers full) while the client reads nothing. */
 const BIG = 32 * 1024 * 1024
 
-const servers: Server[] = []
+/** node:http's servers and the lanes in front of them. */
+const servers: { http: Server; lane: FastLane }[] = []
 const clients: Client[] = []
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.socket.destroy()
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections()
-    await new Promise<void>((resolve) => s.close(() => resolve()))
+  for (const { http, lane } of servers.splice(0)) {
+    http.closeAllConnections()
+    // Closed once every connection it accepted is, the handed-over ones included.
+    await new Promise<void>((resolve) => lane.server.close(() => resolve()))
+    http.close()
   }
 })
+
+/** Listens on a free loopback port; the port. */
+async function listenLane(http: Server, lane: FastLane): Promise<number> {
+  servers.push({ http, lane })
+  await new Promise<void>((resolve) => lane.server.listen(0, '127.0.0.1', resolve))
+  return (lane.server.address() as AddressInfo).port
+}
 
 /** A few turns of the event loop: slower than a plain resolved promise, without a timer. */
 async function turns(n: number): Promise<void> {
@@ -407,7 +403,7 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
   }
   const budget = f.budget
   const maxHeaderBytes = o.maxHeaderBytes ?? 16 * 1024
-  const server = createServer({ maxHeaderSize: maxHeaderBytes }, (req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer({ maxHeaderSize: maxHeaderBytes, connectionsCheckingInterval: o.checkingIntervalMs ?? 30_000 }, (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
@@ -442,8 +438,8 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     f.events.push(`end ${req.url}`)
     // A reply the lane cannot write: reading it throws.
     if (req.url === '/respond-throws') return { status, body, close, get headers(): string { throw new Error('injected: reply headers') } }
-    // An ASCII reply, flagged as such (what the data plane does for base64 results).
-    if (req.url.startsWith('/ascii')) return { status, headers: 'content-type: text/plain\r\n', body: `{"result":"${'QUJD'.repeat(20)}"}`, close, ascii: true }
+    // A reply of bytes (what the data plane sends for RESP2), not valid UTF-8.
+    if (req.url.startsWith('/bytes')) return { status, headers: 'content-type: application/octet-stream\r\n', body: BYTES_BODY, close }
     return { status, headers: 'content-type: text/plain\r\nx-served-by: lane\r\n', body, close }
   }
   // Faults injected into the lane's own callbacks: a handler that throws instead of rejecting,
@@ -452,7 +448,7 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     if (req.url === '/handle-throws') throw new Error('injected: handle')
     return handleAsync(req)
   }
-  const lane = installFastLane(server, {
+  const lane = createFastLane(server, {
     handle,
     newLease: () => new RequestLease(budget, 2 * BIG),
     accept: (_method, url) => {
@@ -467,10 +463,9 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     onFault: (err) => f.faults.push(err),
     ...(o.now ? { now: o.now } : {}),
   })
-  server.on('connection', (s: Socket) => f.serverSockets.push(s))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  servers.push(server)
-  return { ...f, server, tracker, lane, port: (server.address() as AddressInfo).port }
+  lane.server.on('connection', (s: Socket) => f.serverSockets.push(s))
+  const port = await listenLane(server, lane)
+  return { ...f, server, tracker, lane, port }
 }
 
 interface Reply {
@@ -882,8 +877,7 @@ describe('installFastLane', () => {
 
   test('render() turns what the handler settled with into the reply; a throwing render gets the JSON 500', async () => {
     const server = createServer()
-    servers.push(server)
-    installFastLane<{ n: number }>(server, {
+    const lane = createFastLane<{ n: number }>(server, {
       handle: async (r) => ({ n: r.url.length }),
       newLease: () => new RequestLease(new ByteBudget(1 << 20), 1 << 20),
       render: (v) => {
@@ -897,8 +891,7 @@ describe('installFastLane', () => {
       writeTimeoutMs: 30_000,
       tracker: new ConnectionTracker(server),
     })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const c = await Client.open((server.address() as AddressInfo).port)
+    const c = await Client.open(await listenLane(server, lane))
     c.write(req('GET', '/abc'))
     const [ok] = await c.replies(1)
     expect(ok!.text).toBe('n=4')
@@ -956,21 +949,37 @@ describe('installFastLane', () => {
     expect([f.lane.served, f.lane.handedOver]).toEqual([4, 2])
   })
 
+  test("the tracker counts the lane's connections and the handed-over ones; its drain stops the lane accepting", async () => {
+    const f = await fixture()
+    const a = await Client.open(f.port)
+    a.write(req('GET', '/lane'))
+    await a.replies(1)
+    const b = await Client.open(f.port)
+    b.write(req('PUT', '/to-node'))
+    await b.replies(1)
+    expect(f.tracker.connections).toBe(2)
+    const drained = f.tracker.drain({ idleCloseMs: 0, timeoutMs: 5_000 })
+    await expect(Client.open(f.port)).rejects.toThrow(/ECONNREFUSED/)
+    const r = await drained
+    expect([r.connectionsAtStart, r.idleClosed, r.cut]).toEqual([2, 2, 0])
+    expect(f.lane.server.listening).toBe(false)
+    await Promise.all([a.serverClosed(), b.serverClosed()])
+  })
+
   describe('(i) reply headers', () => {
-    test('an ASCII-flagged reply: the same framing as any other, Content-Length its length', async () => {
+    test('a reply of bytes: sent as they are, the same framing as any other, Content-Length their length', async () => {
       const f = await fixture()
       const c = await Client.open(f.port)
-      c.write(req('GET', '/ascii-1') + req('GET', '/utf8') + req('GET', '/ascii-2'))
+      c.write(req('GET', '/bytes-1') + req('GET', '/utf8') + req('GET', '/bytes-2'))
       const [a, u, b] = await c.replies(3)
-      const body = `{"result":"${'QUJD'.repeat(20)}"}`
       for (const r of [a!, b!]) {
         expect(r.statusLine).toBe('HTTP/1.1 200 OK')
-        expect(Number(r.headers['content-length'])).toBe(body.length)
-        expect(r.text).toBe(body)
+        expect(Number(r.headers['content-length'])).toBe(BYTES_BODY.length)
+        expect(r.body).toEqual(BYTES_BODY)
         expect(r.headers.connection).toBe('keep-alive')
         expect(r.headers.date).toMatch(/ GMT$/)
       }
-      // The unflagged UTF-8 reply between them is counted in bytes, and the three parse back to back.
+      // The UTF-8 text reply between them is counted in bytes, and the three parse back to back.
       expect(Number(u!.headers['content-length'])).toBe(Buffer.byteLength(UTF8_BODY, 'utf8'))
       expect(u!.text).toBe(UTF8_BODY)
     })
@@ -1070,6 +1079,18 @@ describe('installFastLane', () => {
       expect(r!.status).toBe(408)
       expect(JSON.parse(r!.text)).toEqual({ error: 'TIMEOUT request not received in time' })
       expect(f.laneCalls).toEqual([])
+    })
+
+    test("a connection handed over keeps node:http's own header timeout (node:http never listens itself)", async () => {
+      const f = await fixture({ headersTimeout: 300, checkingIntervalMs: 100 })
+      const c = await Client.open(f.port)
+      // The first request is node:http's, so the connection is handed over; the second stays partial.
+      c.write(req('PUT', '/to-node') + 'GET /slowloris HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ')
+      await c.serverClosed(5_000)
+      const [first, timedOut] = parseReplies(c.buf, [], true)
+      expect(first!.headers['x-served-by']).toBe('node')
+      expect(timedOut!.statusLine).toBe('HTTP/1.1 408 Request Timeout')
+      expect([f.lane.served, f.lane.handedOver]).toEqual([0, 1])
     })
 
     test('a request being served is not timed out; an idle one swept at the same time is', async () => {

@@ -1,6 +1,6 @@
 // The node:http server behind the data and ops ports, with what node:http leaves to its user, so
 // that every input gets a JSON answer on documented terms and the same one the fast lane gives
-// (fast-lane.ts hands node:http whatever it does not serve itself):
+// (fast-lane/ hands node:http whatever it does not serve itself):
 //  - timeouts: the header section within 10 s, the whole request within 30 s, checked every second
 //    (node's default check every 30 s let them fire up to 30 s late), and bytes that have not left
 //    the socket within limits.writeTimeout (a client that does not read) end the connection;
@@ -16,7 +16,6 @@
 //    node:http closes at once: pipelined requests would run with no reply); an event stream ends
 //    at once, as before.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'

@@ -1,4 +1,4 @@
-// The data plane's fast lane (src/http/fast-lane.ts) against the real gateway and a real
+// The data plane's fast lane (src/http/fast-lane/) against the real gateway and a real
 // redis-server: the same requests give the same status, the same JSON bytes and the same sync
 // token through the lane (the default) and with `http.fastLane: false` (everything through
 // node:http), and what the lane hands over (chunked bodies, other methods, oversized bodies,
