@@ -1,39 +1,47 @@
-// The gateway as one object: config in, listeners and upstream connections out.
-// Construction does no I/O; start() listens and connects; stop() drains and closes.
-// main.ts (the process) and the tests both use this.
+// The gateway as one object, and its composition root: config in, listeners and upstream
+// connections out. This file builds the parts and wires them together; what they do is in their
+// own modules (listeners in http/listener.ts, readiness in http/lifecycle.ts, the stop in
+// http/shutdown.ts, health check outcomes in upstream/health-events.ts, reload warnings in
+// config/restart-only.ts). Construction does no I/O; start() listens and connects; stop() drains
+// and closes. main.ts (the process) and the tests both use this. Everything requests share and
+// remember is a field of the gateway, so two gateways in one process share nothing.
 
-import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { getRequestListener } from '@hono/node-server'
 import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from 'pino'
-import { parseListenAddress, type GatewayConfig } from './config/schema.js'
+import type { GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
 import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
 import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.js'
 import type { RuntimeEnv } from './config/load.js'
-import { EventHub } from './events.js'
+import { EventHub } from './core/events.js'
 import { TokenStore } from './http/auth.js'
-import { acceptFast, anyHost, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
-import { installFastLane, type FastLaneOptions } from './http/fast-lane.js'
-import { corsPolicy, type CorsPolicy } from './http/cors.js'
+import { acceptFast, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
+import { listen, type HttpListener } from './http/listener.js'
+import { corsPolicy } from './http/cors.js'
 import { createOpsApp } from './http/ops-plane.js'
-import { endSseStream, openStreamCount } from './http/sse.js'
-import type { ConnectionTracker } from './http/drain.js'
-import { createHttpServer } from './http/server.js'
+import { EventStreams } from './http/sse.js'
+import { Lifecycle } from './http/lifecycle.js'
+import { Shutdown, type StopOptions } from './http/shutdown.js'
 import { RoutingTable } from './routing/table.js'
 import { createLogger } from './telemetry/logger.js'
 import { GatewayMetrics } from './telemetry/metrics.js'
 import { subscribeLogs } from './telemetry/log-events.js'
 import { subscribeTracing } from './telemetry/tracing.js'
 import { UpstreamPool, type PooledEndpoint } from './upstream/pool.js'
-import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthTarget } from './resilience/health-checker.js'
-import { Router } from './routing/router.js'
+import { HEALTH_DEFAULTS, HealthChecker } from './resilience/health-checker.js'
+import { Router } from './selection/router.js'
 import { diffInstances } from './routing/table-diff.js'
 import { RESILIENCE_DEFAULTS } from './resilience/defaults.js'
-import { withTimer } from './timeout.js'
-import { replicaOffset } from './routing/select.js'
-import { liveRoutes } from './routing/routes-view.js'
+import { CommandViews } from './routing/command-table.js'
+import { ScriptShas } from './routing/scripts.js'
+import { SyncTokens } from './routing/sync-token.js'
+import { warnRestartOnly } from './config/restart-only.js'
+import { healthTarget } from './upstream/health-probe.js'
+import { onHealthChange } from './upstream/health-events.js'
+import { PoolLogs } from './telemetry/pool-logs.js'
+import { Deadlines } from './upstream/deadlines.js'
+import { liveRoutes } from './http/routes-view.js'
 import { ByteBudget } from './resilience/byte-budget.js'
 
 /**
@@ -51,7 +59,7 @@ export interface GatewayOptions {
   readonly logger?: Logger
   /** Extra environment for config reloads (tests); defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv
-  /** Trace requests with this tracer (spec §7 spans); absent = tracing off, at no cost. */
+  /** Trace requests with this tracer (docs/observability.md, "Traces"); absent = tracing off, at no cost. */
   readonly tracer?: Tracer
 }
 
@@ -61,27 +69,24 @@ export class Gateway {
   readonly metrics: GatewayMetrics
   readonly logger: Logger
   readonly pool: UpstreamPool
-  readonly router: Router
+  readonly router: Router<PooledEndpoint>
   /** Memory held by all requests together (limits.inflightBytes). */
   readonly budget: ByteBudget
+  // What requests share and remember (see DataPlaneDeps).
+  readonly commandViews = new CommandViews()
+  readonly scripts = new ScriptShas()
+  readonly streams = new EventStreams()
+  readonly syncTokens = new SyncTokens()
+  readonly deadlines = new Deadlines()
+  readonly lifecycle: Lifecycle
+  private readonly shutdown: Shutdown
   private readonly health: HealthChecker
   private config: GatewayConfig
   private tokens: TokenStore
-  /** Per endpoint, the last connection failure logged (until the connection is ready again). */
-  private readonly connectFailures = new Map<string, string>()
-  /** The same per endpoint for the connections of the Redis users tokens run as, by user. */
-  private readonly userFailures = new Map<string, Map<string, string>>()
-  private dataServer: Server | null = null
-  private opsServer: Server | null = null
+  private dataServer: HttpListener | null = null
+  private opsServer: HttpListener | null = null
   private watcher: ConfigWatcher | null = null
-  private shuttingDown = false
-  private stopping: Promise<void> | null = null
-  /** Ends the shutdown delay early; set only while the delay runs. */
-  private endDelay: (() => void) | null = null
-  /** The data connections being drained; set only during the drain. */
-  private draining: ConnectionTracker | null = null
   private kubernetes: KubernetesSource | null = null
-  private synced = false
 
   constructor(private readonly opts: GatewayOptions) {
     this.config = opts.config
@@ -94,8 +99,9 @@ export class Gateway {
       intervalMs: health.intervalMs,
       random: Math.random,
       now: () => Date.now(),
-      onChange: (t, change) => this.onHealthChange(t.id, change),
+      onChange: (t, change) => onHealthChange(this, t.id, change),
     })
+    const poolLogs = new PoolLogs(this.logger)
     this.pool = new UpstreamPool(
       {
         username: opts.config.redis.username,
@@ -107,57 +113,27 @@ export class Gateway {
         maxReplyBytes: opts.config.limits.maxReplyBytes,
       },
       {
-        added: (ep) => this.health.add(this.healthTarget(ep)),
+        added: (ep) => this.health.add(healthTarget(ep, () => this.config.health.timeoutMs)),
         removed: (ep) => {
-          this.connectFailures.delete(ep.id)
-          this.userFailures.delete(ep.id)
+          poolLogs.removed(ep)
           this.health.remove(ep.id)
         },
         // Check at once on (re)connect, so roles are known before the first interval passes.
         ready: (ep) => {
-          this.connectFailures.delete(ep.id)
+          poolLogs.ready(ep)
           void this.health.checkNow(ep.id)
         },
         closed: (ep, reason) => {
           this.health.markDown(ep.id, `connection closed: ${reason}`)
-          // Once per distinct reason while it lasts: a bad certificate or password says so in the
-          // logs without a line per reconnect attempt.
-          if (this.connectFailures.get(ep.id) === reason) return
-          this.connectFailures.set(ep.id, reason)
-          this.logger.warn({ endpoint: ep.id, reason }, 'Redis connection closed or could not be made; reconnecting')
+          poolLogs.closed(ep, reason)
         },
         breaker: (ep, from, to, reason) =>
           this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
         fault: (ep, error) => this.events.emit('fault', { where: 'redis_connection', error, endpoint: ep.id }),
         subscriberFault: (ep, error) => this.events.emit('fault', { where: 'redis_subscriber', error, endpoint: ep.id }),
-        userClosed: (ep, user, reason) => {
-          let seen = this.userFailures.get(ep.id)
-          if (seen === undefined) this.userFailures.set(ep.id, (seen = new Map()))
-          if (seen.get(user) === reason) return
-          seen.set(user, reason)
-          this.logger.warn({ endpoint: ep.id, redisUser: user, reason }, 'Redis connection of a token user closed or could not be made; reconnecting')
-        },
-        // Learned command tables: one line per change, not per reconnect.
-        commands: (ep, table, error) => {
-          if (table !== null) {
-            this.logger.info({ endpoint: ep.id, commands: table.specs.size, moduleCommands: table.moduleCommands, fingerprint: table.fingerprint }, 'learned the Redis command table')
-          } else if (error !== null) {
-            this.logger.warn({ endpoint: ep.id, reason: error.message }, 'cannot read the Redis command table (COMMAND INFO); commands are classified with the built-in table')
-          }
-        },
-        acl: (ep, state) => {
-          if (state.kind === 'unmanaged') {
-            this.logger.warn(
-              { endpoint: ep.id, reason: state.reason },
-              'cannot create Redis ACL users on this endpoint: tokens run as the gateway user, and scripts and functions are refused to non-admin tokens',
-            )
-          } else if (state.kind === 'managed') {
-            this.logger.info(
-              { endpoint: ep.id, users: Object.values(state.users).map((u) => u.name) },
-              'Redis ACL users for token levels are in place',
-            )
-          }
-        },
+        userClosed: (ep, user, reason) => poolLogs.userClosed(ep, user, reason),
+        commands: (ep, table, error) => poolLogs.commands(ep, table, error),
+        acl: (ep, state) => poolLogs.acl(ep, state),
       },
     )
     this.router = new Router(this.pool, {
@@ -175,6 +151,25 @@ export class Gateway {
       this.router.pruneChange(snap, change)
       if (this.events.has('instanceChange')) for (const e of diffInstances(change)) this.events.emit('instanceChange', e)
       this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
+    })
+    this.lifecycle = new Lifecycle({
+      kubernetesSynced: () => this.kubernetes?.synced ?? null,
+      dataListening: () => this.dataServer?.listening === true,
+    })
+    this.shutdown = new Shutdown({
+      logger: this.logger,
+      lifecycle: this.lifecycle,
+      streams: this.streams,
+      settings: () => this.config.shutdown,
+      data: () => this.dataServer,
+      ops: () => this.opsServer,
+      stopBackground: async () => {
+        this.watcher?.stop()
+        this.health.stop()
+        await this.kubernetes?.stop()
+      },
+      stopRedis: () => this.pool.stop(),
+      redisEndpoints: () => this.pool.size,
     })
   }
 
@@ -197,69 +192,6 @@ export class Gateway {
       onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
     })
     this.kubernetes.start()
-  }
-
-  private healthTarget(ep: PooledEndpoint): HealthTarget {
-    const timeoutMs = this.config.health.timeoutMs
-    return {
-      id: ep.id,
-      state: ep.state,
-      role: async () => {
-        // ROLE for role, offset and link; INFO replication for the replication id (sync tokens).
-        const conn = ep.client.connection
-        const reads = conn.reads
-        const [role, repl] = await withTimer(Promise.all([ep.client.role(), ep.client.replication()]), timeoutMs, () => {
-          // Nothing at all came back meanwhile: the connection is stalled; reset it (it reconnects).
-          conn.timedOut(reads)
-          return new Error(`health check of ${ep.id} timed out after ${timeoutMs} ms`)
-        })
-        // A new replication history (restart without persistence, failover): offsets restart, so
-        // the old ones must not linger as if they were ahead.
-        if (repl.replId !== ep.state.replId) {
-          ep.state.offset = 0
-          ep.state.replicaAcks.clear()
-        }
-        ep.state.replId = repl.replId
-        return role
-      },
-    }
-  }
-
-  private onHealthChange(id: string, change: HealthChange): void {
-    const ep = this.pool.get(id)
-    if (!ep) return
-    const instances = [...ep.instances]
-    switch (change.kind) {
-      case 'up':
-      case 'down':
-        for (const instance of instances) {
-          this.events.emit('endpointState', {
-            instance,
-            endpoint: id,
-            up: change.kind === 'up',
-            reason: change.kind === 'up' ? 'health check passed' : change.reason,
-          })
-        }
-        break
-      case 'role':
-        // Failures seen under the old role (READONLY on writes to a demoted primary) say nothing
-        // about the endpoint in its new role.
-        ep.state.breaker.reset('role-changed')
-        this.events.emit('endpointRole', { instances, endpoint: id, from: change.from, to: change.to })
-        break
-      case 'checked':
-        if (ep.state.role !== 'replica') break
-        for (const instance of instances) {
-          const route = this.table.current.instances.get(instance)
-          const primary = route ? this.router.primaryOf(route) : null
-          if (!primary) continue
-          // Lag is measured at check time (see EndpointState.primaryOffsetAtCheck).
-          ep.state.primaryOffsetAtCheck = primary.state.offset
-          const lag = Math.max(0, primary.state.offset - replicaOffset({ spec: ep.client.spec, state: ep.state }, primary))
-          this.events.emit('replicaLag', { instance, endpoint: id, bytes: lag })
-        }
-        break
-    }
   }
 
   get dataAddress(): AddressInfo {
@@ -296,27 +228,8 @@ export class Gateway {
         this.events.emit('annotationError', { instance: spec.name, source: spec.source, key: e.key, message: e.message })
       }
     }
-    const restartOnly = ['listen', 'redis', 'limits', 'log'] as const
-    for (const k of restartOnly) {
-      if (JSON.stringify(prev[k]) !== JSON.stringify(cfg[k]) && prev !== cfg) {
-        this.logger.warn({ key: k }, `config key '${k}' changed; it takes effect after a restart`)
-      }
-    }
-    if (prev.http.fastLane !== cfg.http.fastLane) {
-      this.logger.warn({ key: 'http.fastLane' }, "config key 'http.fastLane' changed; it takes effect after a restart")
-    }
-    if (JSON.stringify(prev.http.cors) !== JSON.stringify(cfg.http.cors)) {
-      this.logger.warn({ key: 'http.cors' }, "config key 'http.cors' changed; it takes effect after a restart")
-    }
-    this.synced = true
-  }
-
-  notReadyReason(): string | null {
-    if (this.shuttingDown) return 'shutting down'
-    if (!this.synced) return 'first discovery sync not done'
-    if (this.kubernetes !== null && !this.kubernetes.synced) return 'first Kubernetes sync not done'
-    if (!this.dataServer?.listening) return 'data listener not up'
-    return null
+    warnRestartOnly(prev, cfg, this.logger)
+    this.lifecycle.configApplied()
   }
 
   async start(): Promise<void> {
@@ -333,6 +246,7 @@ export class Gateway {
         commandTimeoutMs: this.config.redis.commandTimeoutMs,
         deadlineMarginMs: DEADLINE_MARGIN_MS,
         maxPendingPerEndpoint: RESILIENCE_DEFAULTS.maxPendingPerEndpoint,
+        deadlines: this.deadlines,
       },
       clientIdHeader: this.config.http.clientIdHeader,
       tokens: () => this.tokens,
@@ -344,12 +258,16 @@ export class Gateway {
       knownEndpoint: (id) => this.pool.get(id) !== undefined,
       maxArgs: this.config.limits.maxArgs,
       maxCommands: this.config.limits.maxCommands,
+      commandViews: this.commandViews,
+      scripts: this.scripts,
+      streams: this.streams,
+      syncTokens: this.syncTokens,
     }
     const cors = corsPolicy(this.config.http.cors.origins, this.config.http.clientIdHeader)
     const dataApp = createDataApp(dataDeps, cors)
     const opsApp = createOpsApp({
       registry: this.config.metrics.enabled ? this.metrics.registry : null,
-      readiness: this,
+      readiness: this.lifecycle,
       routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null }),
       flushEvents: this.events.flush,
     })
@@ -384,132 +302,16 @@ export class Gateway {
   }
 
   /**
-   * Graceful shutdown (README "Graceful shutdown"). /readyz fails at once while the data plane
-   * keeps serving for the delay (Kubernetes takes the pod out of the Service meanwhile); then the
-   * data listener closes, responses on kept-alive connections carry `Connection: close`, SSE
-   * streams end with final events, idle connections close after the keep-alive timeout, and
-   * in-flight requests get at most the timeout before their connections are destroyed. Then health
-   * checks, discovery and the config watch stop, Redis connections close, and the ops listener
-   * last. Calling it again returns the same promise; hurryShutdown() is the second signal.
+   * Graceful shutdown (http/shutdown.ts, README "Graceful shutdown"), with the configured
+   * `shutdown.*` unless `opts` says otherwise. Calling it again returns the same promise;
+   * hurryShutdown() is the second signal.
    */
   stop(opts: StopOptions = {}): Promise<void> {
-    this.stopping ??= this.shutdown(opts)
-    return this.stopping
+    return this.shutdown.stop(opts)
   }
 
-  /**
-   * An operator's second SIGTERM/SIGINT: ends the shutdown delay at once or, during the drain,
-   * closes idle connections at once (in-flight requests still get up to the timeout).
-   */
-  hurryShutdown(): 'delay skipped' | 'idle connections closed' | 'nothing to hurry' {
-    if (this.endDelay) {
-      this.endDelay()
-      return 'delay skipped'
-    }
-    if (this.draining) {
-      this.draining.closeIdleNow()
-      return 'idle connections closed'
-    }
-    return 'nothing to hurry'
+  /** An operator's second SIGTERM/SIGINT (Shutdown.hurry). */
+  hurryShutdown(): ReturnType<Shutdown['hurry']> {
+    return this.shutdown.hurry()
   }
-
-  private async shutdown(opts: StopOptions): Promise<void> {
-    const started = performance.now()
-    const elapsedMs = (): number => Math.round(performance.now() - started)
-    const legacy = opts.graceMs !== undefined
-    // Read now, not at start: shutdown.* apply live from the watched config file.
-    const delayMs = opts.delayMs ?? (legacy ? 0 : this.config.shutdown.delayMs)
-    const timeoutMs = opts.timeoutMs ?? opts.graceMs ?? this.config.shutdown.timeoutMs
-    const data = this.dataServer ? (trackers.get(this.dataServer) ?? null) : null
-    const idleCloseMs = opts.idleCloseMs ?? (legacy ? 0 : (this.dataServer?.keepAliveTimeout ?? 5_000))
-    const log = this.logger
-    this.shuttingDown = true
-    if (delayMs > 0) {
-      log.info({ phase: 'delay', delayMs, inflight: data?.inflight ?? 0 }, 'shutdown: not ready; serving while endpoints update')
-      const skipped = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          this.endDelay = null
-          resolve(false)
-        }, delayMs)
-        this.endDelay = () => {
-          clearTimeout(timer)
-          this.endDelay = null
-          resolve(true)
-        }
-      })
-      if (skipped) log.info({ phase: 'delay', elapsedMs: elapsedMs() }, 'shutdown: delay cut short by a second signal')
-    }
-    if (data) {
-      this.draining = data
-      log.info(
-        { phase: 'drain', timeoutMs, idleCloseMs, inflight: data.inflight, connections: data.connections, streams: openStreamCount() },
-        'shutdown: stopped accepting; draining in-flight requests',
-      )
-      const r = await data.drain({ idleCloseMs, timeoutMs, onResponse: (res) => endSseStream(res, 'gateway shutting down') })
-      this.draining = null
-      if (r.cut > 0) log.warn({ phase: 'drain', ...r }, `shutdown: ${r.cut} request(s) still in flight after shutdown.timeout were cut`)
-      else log.info({ phase: 'drain', ...r }, 'shutdown: in-flight requests done; data connections closed')
-    }
-    this.watcher?.stop()
-    this.health.stop()
-    await this.kubernetes?.stop()
-    log.info({ phase: 'discovery' }, 'shutdown: health checks, discovery and config watch stopped')
-    const endpoints = this.pool.size
-    await this.pool.stop()
-    log.info({ phase: 'redis', endpoints }, 'shutdown: Redis connections closed')
-    const ops = this.opsServer ? trackers.get(this.opsServer) : undefined
-    // Probes and scrapes are short; nobody waits on the ops port for long.
-    await ops?.drain({ idleCloseMs: 0, timeoutMs: Math.min(timeoutMs, OPS_CLOSE_MS) })
-    log.info({ phase: 'done', elapsedMs: elapsedMs() }, 'shutdown complete')
-  }
-}
-
-export interface StopOptions {
-  /** Not ready but still serving this long before the data listener closes; default `shutdown.delay`. */
-  readonly delayMs?: number
-  /** In-flight requests get at most this long once the listener is closed; default `shutdown.timeout`. */
-  readonly timeoutMs?: number
-  /** Idle connections close once idle this long; default the data server's keep-alive timeout (see http/drain.ts). */
-  readonly idleCloseMs?: number
-  /** The older form, for in-process tests: no delay, `timeoutMs = graceMs`, idle connections closed at once. */
-  readonly graceMs?: number
-}
-
-/** Bound for the ops listener's last requests at the very end of a shutdown. */
-const OPS_CLOSE_MS = 1_000
-
-/** Connection bookkeeping of each listener, attached before it accepts anything. */
-const trackers = new WeakMap<Server, ConnectionTracker>()
-
-type FastLaneSetup = ReturnType<typeof createFastDataHandler> & Pick<FastLaneOptions, 'accept' | 'maxBodyBytes' | 'onFault' | 'cors'>
-
-function listen(
-  address: string,
-  fetch: (req: Request, env: never) => Response | Promise<Response>,
-  limits: GatewayConfig['limits'],
-  fastLane: FastLaneSetup | null,
-  cors: CorsPolicy | null,
-): Promise<Server> {
-  const { host, port } = parseListenAddress(address)
-  return new Promise((resolve, reject) => {
-    // A request the adapter cannot turn into a fetch Request (a backslash in the path...) gets a
-    // JSON 400 like every other error, instead of the adapter's empty 400; any Host is taken.
-    const listener = anyHost(getRequestListener(fetch as never, {
-      errorHandler: (err) =>
-        new Response(JSON.stringify({ error: `BADREQUEST ${err instanceof Error ? err.message : 'malformed request'}` }), {
-          status: 400,
-          headers: { 'content-type': 'application/json', 'upstash-sync-token': '' },
-        }),
-    }))
-    const http = { maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders, writeTimeoutMs: limits.writeTimeoutMs }
-    const { server, tracker } = createHttpServer(listener, cors === null ? http : { ...http, cors })
-    server.listen(port, host)
-    trackers.set(server, tracker)
-    if (fastLane !== null) installFastLane(server, { ...fastLane, ...http, tracker })
-    server.once('error', reject)
-    server.once('listening', () => {
-      server.off('error', reject)
-      resolve(server)
-    })
-  })
 }

@@ -4,7 +4,7 @@ import { ConfigError, configPath, loadConfig, loadRuntimeEnv } from './config/lo
 import { Gateway } from './gateway.js'
 import { createLogger } from './telemetry/logger.js'
 import { startTracing } from './telemetry/otel.js'
-import { VERSION } from './version.js'
+import { VERSION } from './core/version.js'
 
 async function main(): Promise<void> {
   const path = configPath()

@@ -1,4 +1,4 @@
-// Tests for token authentication (spec §2 "Auth"): tokens kept only as sha256 digests, the
+// Tests for token authentication (README "Tokens and Redis ACL users"): tokens kept only as sha256 digests, the
 // access level and target globs of each token, and how the presented token is read from the
 // Authorization header or `_token`.
 

@@ -7,8 +7,8 @@
 
 import { hash } from 'node:crypto'
 import { compileTargets } from '../config/schema.js'
-import type { Access } from '../routing/classify.js'
-import { LEVEL_IDENTITY, type Identity } from '../upstream/identity.js'
+import { LEVEL_IDENTITY, type Identity } from '../core/identity.js'
+import type { Access } from '../core/identity.js'
 
 export interface TokenSpec {
   readonly name: string

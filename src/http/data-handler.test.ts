@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
-import { EventHub, type FaultEvent } from '../events.js'
+import { EventHub, type FaultEvent } from '../core/events.js'
 import { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import { handleDataRequest, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
 import { TokenStore } from './auth.js'
@@ -16,7 +16,7 @@ function request(url: string): DataRequest {
     url,
     header: (name) => (name === 'authorization' ? 'Bearer t' : undefined),
     body: () => Buffer.from('["PING"]'),
-    outgoing: null,
+    canStream: false,
     lease: new RequestLease(new ByteBudget(1 << 20), 1 << 20),
   }
 }

@@ -1,13 +1,15 @@
-// The data plane's request logic, independent of the HTTP server that carries it (the fast lane
-// in fast-lane.ts for plain requests, Hono on node:http for the rest, see data-plane.ts).
+// The data plane's one request handler, over one request shape (DataRequest), whichever HTTP server
+// carries the request: the fast lane for plain requests, node:http with Hono for the rest. Thin
+// adapters in data-plane.ts turn each server's request into a DataRequest and the reply back into
+// that server's response; a subscription or MONITOR reply is an EventStream (sse.ts), which the
+// node:http adapter attaches to its response.
 // Per request: parse URL -> authenticate -> classify -> resolve target -> pick endpoint ->
 // execute -> encode. Every failure is thrown as a typed error and turned into a reply in one
-// place (error-response.ts).
+// place (error-response.ts). Observability is events (core/events.ts): the handler says what
+// happens and when; telemetry keeps its own bookkeeping (spans, timings) from them.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
-import type { ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import {
   BadRequestError,
@@ -20,8 +22,8 @@ import {
   RefusedCommandError,
   UnauthorizedError,
   UnknownCommandError,
-} from '../errors.js'
-import type { EventHub, TraceScope } from '../events.js'
+} from '../core/errors.js'
+import type { EventHub, TraceScope } from '../core/events.js'
 import {
   admission,
   allows,
@@ -33,11 +35,11 @@ import {
   unknownCommandMessage,
   type CommandClass,
 } from '../routing/classify.js'
-import { dispatch, type DispatchOptions } from '../routing/dispatch.js'
-import type { Resolved, Router } from '../routing/router.js'
-import { formatToken, parseToken, type SyncPosition } from '../routing/sync-token.js'
-import type { RoutingTable } from '../routing/table.js'
-import { errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson, type RawReply } from '../upstream/encode.js'
+import { dispatch, type DispatchOptions } from '../upstream/dispatch.js'
+import type { Resolved, Router } from '../selection/router.js'
+import { parseToken, type SyncPosition, type SyncTokens } from '../routing/sync-token.js'
+import type { RoutingSnapshot, RoutingTable } from '../routing/table.js'
+import { errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson } from '../encoding/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { LoadTracker } from '../balancer/least-request.js'
@@ -46,17 +48,17 @@ import type { TokenStore, Principal } from './auth.js'
 import { presentedToken } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
 import { checkArgCount, parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
-import { openMonitorStream, openSseStream } from './sse.js'
+import { EventStream, type EventStreams } from './sse.js'
 import { MonitorConnection } from '../upstream/monitor.js'
-import { prepareScript, prepareScripts } from '../routing/scripts.js'
+import { prepareScriptBatch, prepareScriptCall, type ScriptShas } from '../routing/scripts.js'
 import { outboundTarget } from '../routing/outbound.js'
-import { GATEWAY_IDENTITY, type Identity } from '../upstream/identity.js'
-import { instanceView, learnUnknown, noteAdminCommand } from '../routing/command-table.js'
+import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
+import { learnUnknown, noteAdminCommand, type CommandViews } from '../routing/command-table.js'
 import type { CommandView } from '../routing/classify.js'
 
 export interface DataPlaneDeps {
   readonly table: RoutingTable
-  readonly router: Router
+  readonly router: Router<PooledEndpoint>
   readonly dispatch: DispatchOptions
   /** Request header carrying the client id for sticky routing (lower-case). */
   readonly clientIdHeader: string
@@ -75,6 +77,15 @@ export interface DataPlaneDeps {
   readonly maxArgs: number
   /** limits.maxCommands: commands in one pipeline or transaction. */
   readonly maxCommands: number
+  // What requests share and remember, one of each per gateway (never per process).
+  /** The learned command tables' views, per route. */
+  readonly commandViews: CommandViews
+  /** The client's sha -> the rewritten script's sha (scripts.ts). */
+  readonly scripts: ScriptShas
+  /** Open event streams and the MONITOR limit. */
+  readonly streams: EventStreams
+  /** Sync-token formatting (its write nonce). */
+  readonly syncTokens: SyncTokens
 }
 
 /** One request as the data plane needs it, whichever server parsed it. */
@@ -86,8 +97,8 @@ export interface DataRequest {
   header(name: string): string | undefined
   /** The whole body, refused with TooLargeError beyond `limit` bytes. */
   body(limit: number): Buffer | Promise<Buffer>
-  /** The Node response, for Server-Sent Events; null where the server cannot stream. */
-  readonly outgoing: ServerResponse | null
+  /** Whether the server carrying the request can serve an EventStream reply (Server-Sent Events). */
+  readonly canStream: boolean
   /**
    * The request's share of the memory budget: the server that carries the request made it (and
    * charged the body to it) and releases it once the reply has left; replies are charged to it.
@@ -102,64 +113,33 @@ export interface DataReply {
   readonly syncToken: string
   /** Further headers (lower-case names), or null. */
   readonly headers: Readonly<Record<string, string>> | null
-  /**
-   * The body is ASCII, so its length is its byte length (the fast lane skips the UTF-8 count and
-   * encoding). Set only where the encoder guarantees it: results in base64 without error items.
-   */
-  readonly ascii: boolean
 }
 
-/** The request was answered by streaming to `outgoing` (SSE). */
-export const STREAMED = Symbol('streamed')
+/** What the handler answers: a complete reply, or an event stream for the server to attach. */
+export type DataResult = DataReply | EventStream
 
 interface ReqState {
   instance: string | null
   group: string | null
   cls: string
-  role: string
   /** The target instance's load (group least-request), finished when the request ends. */
   load: LoadTracker | null
-  /** Tracing slot; null when nobody traces (then no tracing event is ever built). */
+  /** Tracing slot; null unless a subscriber wants this request's routing events. */
   scope: TraceScope | null
-  /** Target resolution, reported as route.resolve once the command class is known. */
-  resolve: PendingResolve | null
-}
-
-interface PendingResolve {
-  readonly startMs: number
-  endMs: number
-  readonly kind: 'instance' | 'group'
-  readonly name: string
-  error: string | null
 }
 
 /** Serves one request; never rejects (every failure becomes an error reply). */
-export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): Promise<DataReply | typeof STREAMED> {
+export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): Promise<DataResult> {
   const started = performance.now()
-  const st: ReqState = { instance: null, group: null, cls: 'none', role: 'none', load: null, scope: null, resolve: null }
+  const st: ReqState = { instance: null, group: null, cls: 'none', load: null, scope: null }
   const listening = deps.events.listening
   if (listening.requestStart) deps.events.emit('requestStart', { instance: null })
-  // A scope (and with it resolve/select events) exists only when someone traces or logs decisions.
-  if (listening.requestBegin || listening.routeSelect) st.scope = { span: null }
-  if (st.scope !== null && listening.requestBegin) {
-    deps.events.emit('requestBegin', {
-      scope: st.scope,
-      method: req.method,
-      route: routeTemplate(req.url),
-      traceparent: req.header('traceparent'),
-      tracestate: req.header('tracestate'),
-      startMs: started,
-    })
-    // An unsampled request records no span: drop the slot so no resolve/select/upstream event is
-    // built for it, unless routing decisions are logged (debug). With 1 % sampling this was 30 %
-    // of a core at 50 connections (bench/observability-cost.ts).
-    if (st.scope.span === null && !deps.logger.isLevelEnabled('debug')) st.scope = null
-  }
+  if (listening.requestBegin) st.scope = beginScope(deps.events, req, started)
   let status = 500
   let code = 'INTERNAL'
   try {
     const res = await serve(req, deps, st)
-    status = res === STREAMED ? 200 : res.status
+    status = res instanceof EventStream ? 200 : res.status
     code = status === 200 ? 'OK' : 'REDIS'
     return res
   } catch (err) {
@@ -169,11 +149,10 @@ export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): 
     // Something thrown that no rule maps (a bug): this request gets a 500, the process serves on.
     if (d.status === 500) deps.events.emit('fault', { where: 'http_request', error: err instanceof Error ? err : new Error(String(err)), endpoint: null })
     // On errors, hand back the token the client sent so it never regresses.
-    return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d), ascii: false }
+    return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d) }
   } finally {
     const now = performance.now()
     if (st.load !== null) st.load.finish(now - started, now)
-    if (st.resolve !== null) emitResolve(deps.events, st)
     if (listening.requestEnd) {
       // After the reply is written (emitLater): metrics, the server span and logs wait for it.
       deps.events.emitLater('requestEnd', {
@@ -188,6 +167,40 @@ export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): 
       })
     }
   }
+}
+
+/**
+ * The request's tracing slot, when a requestBegin subscriber wants its routing events; else null.
+ * An unsampled request records no span: with no slot, no resolve/select/upstream event is built for
+ * it. With 1 % sampling, building them anyway cost 30 % of a core at 50 connections
+ * (bench/observability-cost.ts).
+ */
+function beginScope(events: EventHub, req: DataRequest, startMs: number): TraceScope | null {
+  const scope: TraceScope = { wanted: false, span: null }
+  events.emit('requestBegin', {
+    scope,
+    method: req.method,
+    route: routeTemplate(req.url),
+    traceparent: req.header('traceparent'),
+    tracestate: req.header('tracestate'),
+    startMs,
+  })
+  return scope.wanted ? scope : null
+}
+
+/** The request's target; with a tracing slot, its resolution is told as it begins and ends. */
+function resolveTarget(deps: DataPlaneDeps, scope: TraceScope | null, snap: RoutingSnapshot, url: ParsedUrl, clientId: string | null): Resolved {
+  if (scope === null) return deps.router.resolve(snap, url.kind, url.name, clientId)
+  deps.events.emit('routeResolveBegin', { scope, kind: url.kind, name: url.name })
+  let resolved: Resolved
+  try {
+    resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
+  } catch (err) {
+    deps.events.emit('routeResolve', { scope, instance: null, group: null, error: err instanceof GatewayError ? err.code : 'INTERNAL' })
+    throw err
+  }
+  deps.events.emit('routeResolve', { scope, instance: resolved.instance.name, group: resolved.group, error: null })
+  return resolved
 }
 
 function checkCommand(
@@ -225,7 +238,7 @@ function checkCommand(
 // `ERR unknown command`.
 
 function commandView(deps: DataPlaneDeps, r: Resolved): CommandView | null {
-  return instanceView(r.instance, deps.router.endpointsOf(r.instance))
+  return deps.commandViews.instanceView(r.instance, deps.router.endpointsOf(r.instance))
 }
 
 /** Classes of `commands` with the instance's view; when one is unknown, after asking the endpoints once. */
@@ -263,7 +276,7 @@ function runAs(args: readonly (string | Buffer)[], cls: CommandClass, identity: 
   return out.gatewayUser && identity.kind === 'level' ? GATEWAY_IDENTITY : identity
 }
 
-async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promise<DataReply | typeof STREAMED> {
+async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promise<DataResult> {
   const method = req.method
   const url: ParsedUrl = parseUrl(req.url)
   const form = url.form
@@ -285,20 +298,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   const snap = deps.table.current
   // Resolve before reading the body: an unknown name is a 404 whatever was sent.
   const clientId = req.header(deps.clientIdHeader) ?? null
-  let resolved: Resolved
-  if (st.scope === null) resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
-  else {
-    const pending: PendingResolve = { startMs: performance.now(), endMs: 0, kind: url.kind, name: url.name, error: null }
-    st.resolve = pending
-    try {
-      resolved = deps.router.resolve(snap, url.kind, url.name, clientId)
-    } catch (err) {
-      pending.error = err instanceof GatewayError ? err.code : 'INTERNAL'
-      throw err
-    } finally {
-      pending.endMs = performance.now()
-    }
-  }
+  const resolved = resolveTarget(deps, st.scope, snap, url, clientId)
   st.instance = resolved.instance.name
   st.group = resolved.group
   const encoding = req.header('upstash-encoding')
@@ -308,9 +308,6 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   const incomingToken = parseToken(req.header('upstash-sync-token'))
   st.load = resolved.load
   resolved.load.start()
-  const onRole = (role: string): void => {
-    st.role = role
-  }
   const send = <T>(
     kind: 'read' | 'write' | 'subscribe',
     identity: Identity,
@@ -319,10 +316,10 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   ) =>
     dispatch(
       deps.dispatch,
-      { resolved, kind, token: incomingToken, clientId, onRole, scope: resolvedScope(deps.events, st), lease: req.lease, identity, scripted },
+      { resolved, kind, token: incomingToken, clientId, scope: st.scope, lease: req.lease, identity, scripted },
       run,
     )
-  const token = (write: boolean): string => tokenFor(deps.router, resolved, incomingToken, write)
+  const token = (write: boolean): string => tokenFor(deps, resolved, incomingToken, write)
 
   switch (form.type) {
     case 'subscribe': {
@@ -332,23 +329,20 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       }
       if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
       if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
-      const outgoing = req.outgoing
-      if (!outgoing) throw new BadRequestError('subscriptions need the Node.js HTTP server')
+      if (!req.canStream) throw new BadRequestError('subscriptions need the Node.js HTTP server')
       // The body means nothing here (the SDK sends "[]"), but it must be read: a socket with unread
       // request bytes stops being read, and the client's hang-up would then never be noticed.
       await req.body(deps.maxBodyBytes)
       // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      await send('subscribe', principal.identity, false, (ep) =>
-        openSseStream({
+      return send('subscribe', principal.identity, false, (ep) =>
+        deps.streams.subscribe({
           hub: ep.pubsubFor(principal.identity),
           pattern: form.pattern,
           names: form.names,
-          outgoing,
           headers: { 'upstash-sync-token': token(false) },
           logger: deps.logger,
         }),
       )
-      return STREAMED
     }
     case 'monitor': {
       // MONITOR as Server-Sent Events (README "MONITOR"): admin tokens only, on a connection of
@@ -358,26 +352,23 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
         throw new RefusedCommandError('MONITOR is served as Server-Sent Events; send Accept: text/event-stream')
       }
-      const outgoing = req.outgoing
-      if (!outgoing) throw new BadRequestError('MONITOR needs the Node.js HTTP server')
+      if (!req.canStream) throw new BadRequestError('MONITOR needs the Node.js HTTP server')
       await req.body(deps.maxBodyBytes)
       const identity = principal.identity
       // dispatch() waited for the identity's users to be provisioned (whenConnected).
-      await send('subscribe', identity, false, async (ep, ctx) => {
+      return send('subscribe', identity, false, async (ep, ctx) => {
         const options = ep.client.dedicatedOptions(identity)
         if (options === null) throw new NoEndpointError(`endpoint ${ep.id}: the Redis users are not known yet`, { retryAfterS: 1 })
-        return openMonitorStream({
+        return deps.streams.monitor({
           connect: (sink) =>
             new MonitorConnection(options, sink, {
               timeoutMs: ctx.timeoutMs,
               onFault: (err) => deps.logger.warn({ err: err.message, endpoint: ep.id }, 'monitor connection fault'),
             }),
-          outgoing,
           headers: { 'upstash-sync-token': token(false) },
           logger: deps.logger,
         })
       })
-      return STREAMED
     }
     case 'command':
     case 'path': {
@@ -411,7 +402,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       st.cls = write ? 'write' : 'read'
       // Scripts (routing/scripts.ts): shebang flags the backend does not know dropped, EVALSHA of the
       // client's sha mapped; the command's name, class and Redis user stay those checked above.
-      const script = prepareScript(deps, args)
+      const script = prepareScriptCall(deps.scripts, args)
       try {
         const value = await send(write ? 'write' : 'read', identity, runsScript(args), (ep, ctx) =>
           script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
@@ -422,10 +413,10 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
         }
         if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
         // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
-        return reply(200, resultJson(value, base64), token(write), base64)
+        return reply(200, resultJson(value, base64), token(write))
       } catch (err) {
         if (err instanceof RedisReplyError) {
-          return resp2 ? respReply(400, respError(err.message), token(write)) : reply(400, errorJson(err.message), token(write), false)
+          return resp2 ? respReply(400, respError(err.message), token(write)) : reply(400, errorJson(err.message), token(write))
         }
         throw err
       }
@@ -464,7 +455,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       }
       if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
       // Scripts (routing/scripts.ts): as for one command, per item.
-      const scripts = prepareScripts(deps, admitted)
+      const scripts = prepareScriptBatch(deps.scripts, admitted)
       try {
         const items =
           admitted.length > 0
@@ -495,29 +486,22 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           return respReply(200, body, token(write))
         }
         let out = '['
-        // Error messages can carry any text (Redis quotes the command): only results are ASCII.
-        let ascii = base64
         for (let i = 0, k = 0; i < commands.length; i++) {
           if (i > 0) out += ','
           const refusal = rejected?.[i]
           if (refusal !== undefined) {
             out += errorJson(refusal)
-            ascii = false
             continue
           }
           const it = items[k++]!
-          if (it.ok) out += resultJson(it.value, base64)
-          else {
-            out += errorJson(it.error)
-            ascii = false
-          }
+          out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
         }
         out += ']'
-        return reply(200, out, token(write), ascii)
+        return reply(200, out, token(write))
       } catch (err) {
         if (err instanceof RedisReplyError) {
           // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(400, errorJson(err.message), token(write), false)
+          return reply(400, errorJson(err.message), token(write))
         }
         throw err
       }
@@ -525,40 +509,18 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   }
 }
 
-/** Reports route.resolve (now that the command class is known) and returns the tracing slot. */
-function resolvedScope(events: EventHub, st: ReqState): TraceScope | null {
-  if (st.resolve !== null) emitResolve(events, st)
-  return st.scope
-}
-
-function emitResolve(events: EventHub, st: ReqState): void {
-  const r = st.resolve!
-  st.resolve = null
-  events.emit('routeResolve', {
-    scope: st.scope!,
-    startMs: r.startMs,
-    endMs: r.endMs,
-    kind: r.kind,
-    name: r.name,
-    instance: st.instance,
-    group: st.group,
-    class: st.cls,
-    error: r.error,
-  })
-}
-
 /**
  * The token returned with every reply: the instance's primary position (after a write, the offset
  * just reached on it), or what the client sent when that is newer, so a token never goes back.
  */
-function tokenFor(router: Router, r: Resolved, incoming: SyncPosition | null, afterWrite: boolean): string {
-  const primary = router.primaryOf(r.instance)
+function tokenFor(deps: DataPlaneDeps, r: Resolved, incoming: SyncPosition | null, afterWrite: boolean): string {
+  const primary = deps.router.primaryOf(r.instance)
   const replId = primary?.state.replId ?? incoming?.replId ?? '0'
   let offset = primary?.state.offset ?? 0
   if (incoming && incoming.instance === r.instance.name && incoming.replId === replId && incoming.offset > offset) {
     offset = incoming.offset
   }
-  return formatToken({ instance: r.instance.name, replId, offset }, afterWrite)
+  return deps.syncTokens.format({ instance: r.instance.name, replId, offset }, afterWrite)
 }
 
 /**
@@ -574,15 +536,15 @@ function chargeOutput(lease: RequestLease, bytes: number, write: boolean): void 
   }
 }
 
-function reply(status: 200 | 400, body: string, syncToken: string, ascii: boolean): DataReply {
-  return { status, body, syncToken, headers: null, ascii }
+function reply(status: 200 | 400, body: string, syncToken: string): DataReply {
+  return { status, body, syncToken, headers: null }
 }
 
 const OCTET_STREAM = { 'content-type': 'application/octet-stream' } as const
 
 /** RESP2 bytes (a latin1 string, see respValue), sent as they are with their content type. */
 function respReply(status: 200 | 400, body: string, syncToken: string): DataReply {
-  return { status, body, syncToken, headers: OCTET_STREAM, ascii: true }
+  return { status, body, syncToken, headers: OCTET_STREAM }
 }
 
 /**

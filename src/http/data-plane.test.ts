@@ -1,7 +1,7 @@
 // What the data plane adds around the two HTTP paths so that they answer alike: which requests the
 // fast lane may serve (acceptFast), and the Host handling of node:http's path (anyHost), where the
 // adapter would refuse requests the lane serves. (A backslash target is refused by both: the lane
-// hands it over, fast-lane.ts.)
+// hands it over, fast-lane/.)
 
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'

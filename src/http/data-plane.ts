@@ -1,20 +1,23 @@
-// The data plane as a Hono app on node:http (no listen here): the general HTTP path. It serves
-// what the fast lane (fast-lane.ts) hands over: Server-Sent Events, chunked or oversized bodies,
-// HTTP/1.0, odd methods and anything malformed, so every such case keeps Node's own HTTP parser.
-// The request logic is data-handler.ts, shared with the fast lane.
+// The data handler (data-handler.ts) on the gateway's two HTTP paths, through thin adapters that
+// turn each server's request into a DataRequest and a DataResult back into that server's reply:
+// - node:http with Hono (createDataApp; no listen here), the general path: it serves what the fast
+//   lane hands over (Server-Sent Events, chunked or oversized bodies, HTTP/1.0, odd methods and
+//   anything malformed), so every such case keeps Node's own HTTP parser; an EventStream reply is
+//   attached to the Node response (nodeStreamOutput);
+// - the fast lane (createFastDataHandler), for plain requests, with replies as raw header lines.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Hono, type Context } from 'hono'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
-import { handleDataRequest, STREAMED, type DataPlaneDeps, type DataReply, type DataRequest } from './data-handler.js'
+import { handleDataRequest, type DataPlaneDeps, type DataReply, type DataRequest, type DataResult } from './data-handler.js'
 import { bodyOverloaded, readBody, readRequestBody, tooLarge } from './body.js'
 import { errorResponse } from './error-response.js'
-import { BadRequestError } from '../errors.js'
+import { BadRequestError } from '../core/errors.js'
 import { RequestLease } from '../resilience/byte-budget.js'
-import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane.js'
+import { headerValue, type FastLaneOptions, type FastRequest, type FastResponse } from './fast-lane/index.js'
 import { DATA_METHODS, type CorsPolicy } from './cors.js'
+import { EventStream, type StreamOutput } from './sse.js'
 
 export type { DataPlaneDeps } from './data-handler.js'
 
@@ -27,11 +30,11 @@ type Bindings = { incoming?: IncomingMessage; outgoing?: ServerResponse }
 export function createDataApp(deps: DataPlaneDeps, cors: CorsPolicy | null = null): Hono<{ Bindings: Bindings }> {
   const app = new Hono<{ Bindings: Bindings }>()
   app.all('*', async (c) => {
-    const req = await honoRequest(c, deps)
+    const { req, stream } = await honoRequest(c, deps)
     // OPTIONS (a CORS preflight, or a client asking what the port allows): 204 on any path, without
     // a token (browsers send none with a preflight). The fast lane hands OPTIONS to this path.
     if (req.method === 'OPTIONS') {
-      if (req.outgoing === null) req.lease.release()
+      if (stream === null) req.lease.release()
       // Every reply carries a sync token (here the client's, as on errors).
       const headers: Record<string, string> = { allow: DATA_METHODS, 'upstash-sync-token': req.header('upstash-sync-token') ?? '' }
       if (cors !== null) for (const [k, v] of cors.preflight(req.header('origin'))) headers[k] = v
@@ -39,10 +42,15 @@ export function createDataApp(deps: DataPlaneDeps, cors: CorsPolicy | null = nul
     }
     try {
       const res = await handleDataRequest(req, deps)
-      return res === STREAMED ? RESPONSE_ALREADY_SENT : closing(c, toResponse(c, res))
+      if (res instanceof EventStream) {
+        // canStream was true, so there is a Node response to write to.
+        res.attach(stream!)
+        return RESPONSE_ALREADY_SENT
+      }
+      return closing(c, toResponse(c, res))
     } finally {
       // Without a Node response (fetch-style tests) nothing else would give the bytes back.
-      if (req.outgoing === null) req.lease.release()
+      if (stream === null) req.lease.release()
     }
   })
   app.onError((err, c) => closing(c, errorResponse(err, c, deps.logger)))
@@ -68,10 +76,12 @@ function closing(c: Context<{ Bindings: Bindings }>, res: Response): Response {
  * before that (route, token) still answer first; the reply closes the connection, since the rest
  * of the body was not read.
  */
-async function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<DataRequest> {
+async function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDeps): Promise<{ req: DataRequest; stream: StreamOutput | null }> {
   const incoming = c.env?.incoming
   const outgoing = c.env?.outgoing ?? null
   const lease = new RequestLease(deps.budget, deps.maxReplyBytes)
+  // Made now, so a client that leaves while a stream is being set up is noticed.
+  const stream = outgoing === null ? null : nodeStreamOutput(outgoing)
   // Held until the response has been handed to the socket, or the connection is gone.
   if (outgoing !== null) outgoing.once('close', () => lease.release())
   let read: Buffer | Error | null = null
@@ -84,7 +94,7 @@ async function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDe
       outgoing?.setHeader('connection', 'close')
     }
   }
-  return {
+  const req: DataRequest = {
     method: c.req.method,
     url: incoming?.url ?? pathAndQuery(c.req.url),
     header: (name) => c.req.header(name),
@@ -94,8 +104,42 @@ async function honoRequest(c: Context<{ Bindings: Bindings }>, deps: DataPlaneDe
       if (read.length > limit) throw tooLarge(limit)
       return read
     },
-    outgoing,
+    canStream: stream !== null,
     lease,
+  }
+  return { req, stream }
+}
+
+/**
+ * An event stream's side of a Node response: it is gone once the client left or the response can
+ * no longer be started; `backlog` is what the client has not taken yet.
+ */
+export function nodeStreamOutput(res: ServerResponse): StreamOutput {
+  let closed = false
+  let started = false
+  res.once('close', () => {
+    closed = true
+  })
+  return {
+    get gone() {
+      return closed || res.destroyed || res.writableEnded || (!started && res.headersSent) || res.socket === null || res.socket.destroyed
+    },
+    get backlog() {
+      return res.writableLength
+    },
+    start(headers) {
+      started = true
+      res.writeHead(200, headers)
+    },
+    write(text) {
+      res.write(text)
+    },
+    end() {
+      if (!res.writableEnded) res.end()
+    },
+    onClose(fn) {
+      res.once('close', fn)
+    },
   }
 }
 
@@ -113,12 +157,12 @@ function toResponse(c: Context, r: DataReply): Response {
 }
 
 /**
- * The fast lane's side of the data plane (fast-lane.ts): the same logic, replies as raw header
+ * The fast lane's side of the data plane (fast-lane/): the same logic, replies as raw header
  * lines. The lane calls `render` on what `handle` settled with, so no promise is added to convert.
  */
 export function createFastDataHandler(
   deps: DataPlaneDeps,
-): Pick<FastLaneOptions<DataReply | typeof STREAMED>, 'handle' | 'render' | 'newLease'> {
+): Pick<FastLaneOptions<DataResult>, 'handle' | 'render' | 'newLease'> {
   return {
     handle: (req) => handleDataRequest(new FastDataRequest(req), deps),
     render: renderFast,
@@ -126,9 +170,12 @@ export function createFastDataHandler(
   }
 }
 
-function renderFast(res: DataReply | typeof STREAMED): FastResponse {
-  // acceptFast() keeps subscriptions out of the lane, so nothing here streams.
-  if (res === STREAMED) throw new Error('the fast lane cannot stream')
+function renderFast(res: DataResult): FastResponse {
+  // acceptFast() keeps subscriptions out of the lane, and its requests say they cannot stream.
+  if (res instanceof EventStream) {
+    res.end('the fast lane cannot stream', false)
+    throw new Error('the fast lane cannot stream')
+  }
   const extra = res.headers
   let headers = `content-type: ${extra?.['content-type'] ?? 'application/json'}\r\nupstash-sync-token: ${res.syncToken}\r\n`
   let close = false
@@ -138,7 +185,9 @@ function renderFast(res: DataReply | typeof STREAMED): FastResponse {
       else if (name !== 'content-type') headers += `${name}: ${extra[name]}\r\n`
     }
   }
-  return { status: res.status, headers, body: res.body, close, ascii: res.ascii }
+  // RESP2 replies are bytes held as a latin1 string (data-handler.ts respReply).
+  const body = extra?.['content-type'] === 'application/octet-stream' ? Buffer.from(res.body, 'latin1') : res.body
+  return { status: res.status, headers, body, close }
 }
 
 /**
@@ -192,7 +241,7 @@ export function anyHost(listener: (req: IncomingMessage, res: ServerResponse) =>
 }
 
 class FastDataRequest implements DataRequest {
-  readonly outgoing = null
+  readonly canStream = false
   constructor(private readonly req: FastRequest) {}
   get lease(): RequestLease {
     return this.req.lease

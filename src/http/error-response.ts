@@ -4,7 +4,7 @@
 
 import type { Context } from 'hono'
 import type { Logger } from 'pino'
-import { GatewayError, RedisReplyError, statusOf } from '../errors.js'
+import { GatewayError, RedisReplyError, statusOf } from '../core/errors.js'
 
 export interface ErrorReply {
   readonly status: number

@@ -1,6 +1,6 @@
 import { Counter, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { EventHub, type RequestEndEvent } from '../events.js'
+import { EventHub, type RequestEndEvent } from '../core/events.js'
 import { createOpsApp } from './ops-plane.js'
 
 const notReady = { notReadyReason: () => null }

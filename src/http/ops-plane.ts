@@ -3,7 +3,7 @@
 
 import { Hono } from 'hono'
 import type { Registry } from 'prom-client'
-import type { RoutesView } from '../routing/routes-view.js'
+import type { RoutesView } from './routes-view.js'
 import { ROUTES_PAGE_HEADERS, ROUTES_PAGE_HTML } from './routes-page.js'
 
 export interface Readiness {

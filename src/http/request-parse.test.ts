@@ -1,11 +1,11 @@
-// Tests for parsing the Upstash REST request forms (spec §2): every URL form on the raw request
+// Tests for parsing the Upstash REST request forms (README "API (data plane)"): every URL form on the raw request
 // target, names that must never escape their route, and the JSON body rules with the exact
 // messages clients see.
 
 import { describe, expect, it } from 'vitest'
-import { BadRequestError, GatewayError, NotFoundError, TooLargeError, statusOf } from '../errors.js'
+import { BadRequestError, GatewayError, NotFoundError, TooLargeError, statusOf } from '../core/errors.js'
 import fc from 'fast-check'
-import { NAME_RE } from '../discovery/topology.js'
+import { NAME_RE } from '../core/topology.js'
 import { checkArgCount, isName, parseBatchBody, parseCommandBody, parseUrl, type BodyLimits, type ParsedUrl, routeTemplate } from './request-parse.js'
 
 /** The defaults (src/config/schema.ts). */

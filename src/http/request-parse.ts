@@ -5,9 +5,8 @@
 // commands and arguments (limits.maxCommands, limits.maxArgs: 413) and how deep a JSON body nests
 // (400), by one linear pass over any body long enough to exceed them.
 
-import { BadRequestError, NotFoundError, TooLargeError } from '../errors.js'
-
-export type TargetKind = 'instance' | 'group'
+import { BadRequestError, NotFoundError, TooLargeError } from '../core/errors.js'
+import type { TargetKind } from '../core/topology.js'
 
 export type Form =
   | { readonly type: 'command' } // POST {base} with a JSON array body
@@ -148,8 +147,6 @@ function safeDecode(s: string): string | null {
 export function truncate(s: string, n = 64): string {
   return s.length > n ? `${s.slice(0, n)}...` : s
 }
-
-export type Arg = string | Buffer
 
 /** Where an argument sits, for error messages only: `body[2]` or `body[1][2]` (built on error). */
 function argWhere(where: string | number, i: number): string {

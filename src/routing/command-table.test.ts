@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { commandRules } from './acl-rules.js'
 import { classFromFlags, classify, type CommandView } from './classify.js'
 import {
-  instanceView,
+  CommandViews,
   learnedEntry,
   mergeTables,
   parseCommandTable,
@@ -232,23 +232,28 @@ describe('merging the endpoints of an instance', () => {
   })
 
   it('instanceView caches per route and rebuilds when an endpoint learned a new table', () => {
+    const views = new CommandViews()
     const client = { commands: table(spec('ft.search', ['readonly'])) as LearnedTable | null }
     const endpoints = [{ pooled: { client } }]
     const route = {}
-    const v1 = instanceView(route, endpoints)
+    const v1 = views.instanceView(route, endpoints)
     expect(kind(v1, 'FT.SEARCH')).toBe('read')
-    expect(instanceView(route, endpoints)).toBe(v1)
+    expect(views.instanceView(route, endpoints)).toBe(v1)
+    // Another gateway's cache is its own.
+    expect(new CommandViews().instanceView(route, endpoints)).not.toBe(v1)
     client.commands = table(spec('ft.search', ['write']))
-    const v2 = instanceView(route, endpoints)
+    const v2 = views.instanceView(route, endpoints)
     expect(v2).not.toBe(v1)
     expect(kind(v2, 'FT.SEARCH')).toBe('write')
-    expect(instanceView({}, [{ pooled: { client: { commands: null } } }])).toBeNull()
+    expect(views.instanceView({}, [{ pooled: { client: { commands: null } } }])).toBeNull()
   })
 
   it('endpoints with equal tables share one view, built once per table', () => {
+    const views = new CommandViews()
     const a = table(spec('ft.search', ['readonly']))
     const same = table(spec('ft.search', ['readonly']))
-    expect(mergeTables([a])).toBe(mergeTables([a, same, null]))
+    expect(views.merge([a])).toBe(views.merge([a, same, null]))
+    expect(mergeTables([a, same, null])).toEqual(views.merge([a]))
   })
 })
 

@@ -11,16 +11,16 @@
 // endpoint a request then goes to; one that lacks the command answers Redis's own
 // `ERR unknown command`.
 //
-// Replies from Redis are hostile input like any other (architecture principle 14): names longer
+// Replies from Redis are hostile input like any other request a client could shape: names longer
 // than classify() ever looks up are skipped, and counts are capped.
 // No I/O of its own: the endpoints' clients read the tables (endpoint-client.ts); the helpers at
-// the bottom only ask them to (learnUnknown, noteAdminCommand). Views are cached per route.
+// the bottom only ask them to (learnUnknown, noteAdminCommand). Views are cached per route, in a
+// CommandViews that each gateway owns.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
 import { classFromFlags, learnedOverride, type CommandClass, type CommandView, type LearnedEntry } from './classify.js'
-import { withTimer } from '../timeout.js'
+import { withTimer } from '../core/timeout.js'
 
 /** One command or subcommand as COMMAND INFO describes it. */
 export interface CommandSpec {
@@ -202,18 +202,6 @@ function withUpperKeys<T>(m: ReadonlyMap<string, T>): Map<string, T> {
   return out
 }
 
-/** Each table's own view, built once (most instances have one endpoint, or endpoints that agree). */
-const tableViews = new WeakMap<LearnedTable, CommandView>()
-
-function viewOfTable(t: LearnedTable): CommandView {
-  let v = tableViews.get(t)
-  if (v === undefined) {
-    v = build([t])
-    tableViews.set(t, v)
-  }
-  return v
-}
-
 function build(tables: readonly LearnedTable[]): CommandView {
   const merged = new Map<string, LearnedEntry>()
   for (const t of tables) {
@@ -230,17 +218,22 @@ function build(tables: readonly LearnedTable[]): CommandView {
   return { entries: withUpperKeys(entries) }
 }
 
+/** The tables that make a view: each once (tables with equal fingerprints are equal), nulls left out. */
+function distinctTables(tables: Iterable<LearnedTable | null>): LearnedTable[] {
+  const distinct: LearnedTable[] = []
+  for (const t of tables) {
+    if (t !== null && !distinct.some((d) => d === t || d.fingerprint === t.fingerprint)) distinct.push(t)
+  }
+  return distinct
+}
+
 /**
  * The view of an instance whose endpoints reported `tables` (null for one not learned yet): the
  * union of commands, the most restrictive class where they disagree. Null when none is learned.
  */
 export function mergeTables(tables: Iterable<LearnedTable | null>): CommandView | null {
-  const distinct: LearnedTable[] = []
-  for (const t of tables) {
-    if (t !== null && !distinct.some((d) => d === t || d.fingerprint === t.fingerprint)) distinct.push(t)
-  }
-  if (distinct.length === 0) return null
-  return distinct.length === 1 ? viewOfTable(distinct[0]!) : build(distinct)
+  const distinct = distinctTables(tables)
+  return distinct.length === 0 ? null : build(distinct)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,22 +250,43 @@ interface CachedView {
   readonly view: CommandView | null
 }
 
-const views = new WeakMap<object, CachedView>()
-
 function current(hit: CachedView, endpoints: readonly TableSource[]): boolean {
   if (hit.tables.length !== endpoints.length) return false
   for (let i = 0; i < endpoints.length; i++) if (hit.tables[i] !== endpoints[i]!.pooled.client.commands) return false
   return true
 }
 
-/** The instance's view (`key`: its route object, which a routing-table change replaces). */
-export function instanceView(key: object, endpoints: readonly TableSource[]): CommandView | null {
-  const hit = views.get(key)
-  if (hit !== undefined && current(hit, endpoints)) return hit.view
-  const tables = endpoints.map((e) => e.pooled.client.commands)
-  const view = mergeTables(tables)
-  views.set(key, { tables, view })
-  return view
+/**
+ * The views a gateway's requests classify with, cached per route and per table. Each gateway has
+ * its own (two in one process do not share views or their memory).
+ */
+export class CommandViews {
+  private readonly byRoute = new WeakMap<object, CachedView>()
+  /** Each table's own view, built once (most instances have one endpoint, or endpoints that agree). */
+  private readonly byTable = new WeakMap<LearnedTable, CommandView>()
+
+  /** The instance's view (`key`: its route object, which a routing-table change replaces). */
+  instanceView(key: object, endpoints: readonly TableSource[]): CommandView | null {
+    const hit = this.byRoute.get(key)
+    if (hit !== undefined && current(hit, endpoints)) return hit.view
+    const tables = endpoints.map((e) => e.pooled.client.commands)
+    const view = this.merge(tables)
+    this.byRoute.set(key, { tables, view })
+    return view
+  }
+
+  /** mergeTables(), with a table that stands alone built once. */
+  merge(tables: Iterable<LearnedTable | null>): CommandView | null {
+    const distinct = distinctTables(tables)
+    if (distinct.length !== 1) return distinct.length === 0 ? null : build(distinct)
+    const t = distinct[0]!
+    let v = this.byTable.get(t)
+    if (v === undefined) {
+      v = build([t])
+      this.byTable.set(t, v)
+    }
+    return v
+  }
 }
 
 /** An endpoint that can be asked whether its table changed (EndpointClient.checkCommands). */

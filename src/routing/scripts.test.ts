@@ -4,17 +4,14 @@ import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { RedisReplyError } from '../errors.js'
+import { RedisReplyError } from '../core/errors.js'
 import {
   KNOWN_SHEBANG_FLAGS,
   ScriptShas,
-  prepareScript,
   prepareScriptBatch,
   prepareScriptCall,
-  prepareScripts,
   rewriteShebang,
   scriptSha,
-  scriptShasOf,
 } from './scripts.js'
 
 const sha1 = (s: string | Buffer): string => createHash('sha1').update(s).digest('hex')
@@ -198,17 +195,17 @@ describe('prepareScriptBatch', () => {
 })
 
 describe('per-gateway state', () => {
-  it("each owner (a gateway's data-plane deps) has its own shas; hooks are null for other commands", () => {
-    const a = {}
-    const b = {}
+  it('each ScriptShas (one per gateway) remembers its own shas; other commands pass as they are', () => {
+    const a = new ScriptShas()
+    const b = new ScriptShas()
     const text = `#!lua flags=allow-key-locking${BODY}`
-    expect(prepareScript(a, ['GET', 'k'])).toBeNull()
-    expect(prepareScripts(a, [['GET', 'k'], ['SET', 'k', 'v']])).toBeNull()
-    expect(prepareScript(a, ['EVAL', text, '0'])).not.toBeNull()
-    expect(scriptShasOf(a).size).toBe(1)
-    expect(scriptShasOf(b).size).toBe(0)
-    expect(prepareScript(b, ['EVALSHA', sha1(text), '0'])).toBeNull()
-    expect(prepareScripts(a, [['GET', 'k'], ['EVALSHA', sha1(text), '0']])!.commands[1]).toEqual(['EVALSHA', sha1(`#!lua${BODY}`), '0'])
+    expect(prepareScriptCall(a, ['GET', 'k'])).toBeNull()
+    expect(prepareScriptBatch(a, [['GET', 'k'], ['SET', 'k', 'v']])).toBeNull()
+    expect(prepareScriptCall(a, ['EVAL', text, '0'])).not.toBeNull()
+    expect(a.size).toBe(1)
+    expect(b.size).toBe(0)
+    expect(prepareScriptCall(b, ['EVALSHA', sha1(text), '0'])).toBeNull()
+    expect(prepareScriptBatch(a, [['GET', 'k'], ['EVALSHA', sha1(text), '0']])!.commands[1]).toEqual(['EVALSHA', sha1(`#!lua${BODY}`), '0'])
   })
 })
 

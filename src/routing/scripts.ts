@@ -7,7 +7,7 @@
 // replica makes the same rewritten text, with the same sha.
 //
 // A client runs `EVALSHA sha1(original)`, and on NOSCRIPT `EVAL original`. Redis only knows
-// sha1(rewritten), so each gateway process remembers original sha -> rewritten sha for the scripts
+// sha1(rewritten), so each gateway remembers original sha -> rewritten sha for the scripts
 // it rewrote (learned from the EVAL or SCRIPT LOAD that carried the text; LRU, bounded), and sends
 // EVALSHA/EVALSHA_RO of a remembered sha as EVALSHA/EVALSHA_RO of the rewritten one. A sha it does
 // not remember goes as is: Redis says NOSCRIPT, the client sends EVAL, the gateway learns. So each
@@ -25,11 +25,10 @@
 
 import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
-import { RedisReplyError } from '../errors.js'
-import type { RawReply } from '../upstream/encode.js'
-import type { ItemResult } from '../upstream/execute.js'
+import { RedisReplyError } from '../core/errors.js'
+import type { ItemResult, RawReply } from '../core/reply.js'
+import type { Arg } from '../core/command.js'
 
-type Arg = string | Buffer
 type Args = readonly Arg[]
 
 /**
@@ -39,7 +38,7 @@ type Args = readonly Arg[]
 export const KNOWN_SHEBANG_FLAGS: ReadonlySet<string> = new Set(['no-writes', 'allow-oom', 'allow-stale', 'no-cluster', 'allow-cross-slot-keys'])
 
 export const SCRIPT_DEFAULTS = {
-  /** Remembered original -> rewritten shas per gateway process (about 200 bytes each). */
+  /** Remembered original -> rewritten shas per gateway (about 200 bytes each). */
   capacity: 4096,
 } as const
 
@@ -106,7 +105,7 @@ export function scriptSha(script: Arg): string {
   return createHash('sha1').update(script).digest('hex')
 }
 
-/** original sha -> rewritten sha, least recently used first out. */
+/** original sha -> rewritten sha, least recently used first out; one per gateway (the data plane's `scripts`). */
 export class ScriptShas {
   private readonly map = new Map<string, string>()
 
@@ -301,29 +300,4 @@ export function prepareScriptBatch(shas: ScriptShas, commands: readonly Args[]):
     commands.map((args, i) => calls[i]?.args ?? args),
     calls,
   )
-}
-
-/** One ScriptShas per gateway (keyed by an object the gateway owns, e.g. its data-plane deps). */
-const perOwner = new WeakMap<object, ScriptShas>()
-
-export function scriptShasOf(owner: object): ScriptShas {
-  let s = perOwner.get(owner)
-  if (s === undefined) {
-    s = new ScriptShas()
-    perOwner.set(owner, s)
-  }
-  return s
-}
-
-/** The data plane's hook for one command (http/data-handler.ts); null: send `args` as they are. */
-export function prepareScript(owner: object, args: Args): ScriptCall | null {
-  if (scriptCommand(args[0]) === 0) return null
-  return prepareScriptCall(scriptShasOf(owner), args)
-}
-
-/** The data plane's hook for a pipeline or transaction; null: send `commands` as they are. */
-export function prepareScripts(owner: object, commands: readonly Args[]): ScriptBatch | null {
-  let any = false
-  for (let i = 0; i < commands.length && !any; i++) if (scriptCommand(commands[i]![0]) !== 0) any = true
-  return any ? prepareScriptBatch(scriptShasOf(owner), commands) : null
 }

@@ -1,8 +1,11 @@
-// Tests for read-your-writes sync tokens (`upstash-sync-token`, spec §2): what formatToken writes,
+// Tests for read-your-writes sync tokens (`upstash-sync-token`, README "Routing"): what SyncTokens writes,
 // parseToken reads back, and every malformed or hostile token parses to null (never throws).
 
 import { describe, expect, it, test } from 'vitest'
-import { formatToken, parseToken, type SyncPosition } from './sync-token.js'
+import { parseToken, SyncTokens, type SyncPosition } from './sync-token.js'
+
+const tokens = new SyncTokens()
+const formatToken = (p: SyncPosition, afterWrite: boolean): string => tokens.format(p, afterWrite)
 
 const REPLID = '8a9e3c1f0b2d4e6f8a9e3c1f0b2d4e6f8a9e3c1f'
 const pos: SyncPosition = { instance: 'orders', replId: REPLID, offset: 123456 }

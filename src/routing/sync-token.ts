@@ -11,21 +11,23 @@ export interface SyncPosition {
 }
 
 const PREFIX = 'rg1:'
-let nonce = 0
 
-/** The last token formatted for a read, and what it was made of: reads mostly repeat it. */
-let lastRead: { instance: string; replId: string; offset: number; token: string } | null = null
+/** Formats the tokens of one gateway: its write nonce, and the last read token, which reads mostly repeat. */
+export class SyncTokens {
+  private nonce = 0
+  private lastRead: { instance: string; replId: string; offset: number; token: string } | null = null
 
-export function formatToken(p: SyncPosition, afterWrite: boolean): string {
-  if (afterWrite) {
-    nonce = (nonce + 1) % 0x100000000
-    return `${PREFIX}${p.instance}:${p.replId}:${p.offset}:${nonce.toString(36)}`
+  format(p: SyncPosition, afterWrite: boolean): string {
+    if (afterWrite) {
+      this.nonce = (this.nonce + 1) % 0x100000000
+      return `${PREFIX}${p.instance}:${p.replId}:${p.offset}:${this.nonce.toString(36)}`
+    }
+    const last = this.lastRead
+    if (last !== null && last.offset === p.offset && last.instance === p.instance && last.replId === p.replId) return last.token
+    const token = `${PREFIX}${p.instance}:${p.replId}:${p.offset}:0`
+    this.lastRead = { instance: p.instance, replId: p.replId, offset: p.offset, token }
+    return token
   }
-  const last = lastRead
-  if (last !== null && last.offset === p.offset && last.instance === p.instance && last.replId === p.replId) return last.token
-  const token = `${PREFIX}${p.instance}:${p.replId}:${p.offset}:0`
-  lastRead = { instance: p.instance, replId: p.replId, offset: p.offset, token }
-  return token
 }
 
 /** Parses a token; anything malformed (including the SDK's initial empty string) is null. */

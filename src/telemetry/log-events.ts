@@ -1,7 +1,8 @@
 // State-change logs, fed by gateway events (never called from routing or upstream code).
 
 import type { Logger } from 'pino'
-import type { EventHub } from '../events.js'
+import type { EventHub } from '../core/events.js'
+import { onRouteResolved } from './route-resolve.js'
 
 export function subscribeLogs(events: EventHub, logger: Logger): void {
   events.on('endpointState', (e) => {
@@ -65,9 +66,13 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
     if (e.weight !== null) logger.info({ instance: e.instance, from: e.weight.from, to: e.weight.to }, `weight: ${e.weight.from} -> ${e.weight.to}`)
     if (e.change === 'updated' && e.maintenance === null && e.weight === null) logger.info(fields, 'instance endpoints changed')
   })
-  // Routing decisions, one line each, only when debug is on (the events exist only then).
+  // Routing decisions, one line each, only when debug is on: then every request's scope is wanted,
+  // so its routing events are built (otherwise only sampled traces want them).
   if (logger.isLevelEnabled('debug')) {
-    events.on('routeResolve', (e) => {
+    events.on('requestBegin', (e) => {
+      e.scope.wanted = true
+    })
+    onRouteResolved(events, (e) => {
       if (e.group !== null || e.error !== null) {
         logger.debug({ target: e.name, kind: e.kind, group: e.group, instance: e.instance, class: e.class, error: e.error }, 'route resolved')
       }

@@ -3,7 +3,7 @@
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { HotCounter, HotHistogram } from './hot-metrics.js'
-import type { EventHub } from '../events.js'
+import type { EventHub } from '../core/events.js'
 
 // Sub-millisecond to seconds: Redis round trips are ~100 us on a LAN; timeouts are seconds.
 export const LATENCY_BUCKETS = [

@@ -1,10 +1,13 @@
-// OpenTelemetry spans built from gateway events (spec §7): one SERVER span per data-plane request
-// (continuing an incoming W3C traceparent), children `route.resolve`, `route.select` (one per
-// attempt) and one CLIENT span per Redis round trip; retries, hedges and breaker transitions are
-// span events. Routing code never calls this: it emits events with a per-request TraceScope, and
-// only when this subscriber listens (tracing off = no listener = no scope, no event objects).
-// Command arguments, keys, values and tokens are never recorded.
+// OpenTelemetry spans built from gateway events (docs/observability.md, "Traces"): one SERVER span
+// per data-plane request (continuing an incoming W3C traceparent), children `route.resolve`,
+// `route.select` (one per attempt) and one CLIENT span per Redis round trip; retries, hedges and
+// breaker transitions are span events. Routing code never calls this: it emits events with a
+// per-request TraceScope, and only when this subscriber listens (tracing off = no listener = no
+// scope, no event objects). What a span needs that the events do not carry (its server span, the
+// resolution's timing) is kept here, in the scope or in route-resolve.ts. Command arguments, keys,
+// values and tokens are never recorded.
 
+import { performance } from 'node:perf_hooks'
 import {
   ROOT_CONTEXT,
   SpanKind,
@@ -20,7 +23,8 @@ import {
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { murmur3 } from '../balancer/hash.js'
 import { SEED_KEY } from '../balancer/maglev.js'
-import type { EventHub, TraceScope } from '../events.js'
+import type { EventHub, TraceScope } from '../core/events.js'
+import { onRouteResolved } from './route-resolve.js'
 
 /** Attribute names of our own (semantic conventions where one exists). */
 export const ATTR = {
@@ -67,25 +71,9 @@ export function subscribeTracing(
   propagator: TextMapPropagator = new W3CTraceContextPropagator(),
 ): () => void {
   const offs = [
-    events.on('requestBegin', (e) => {
-      const carrier: Record<string, string> = {}
-      if (e.traceparent !== undefined) carrier['traceparent'] = e.traceparent
-      if (e.tracestate !== undefined) carrier['tracestate'] = e.tracestate
-      const parent = e.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter)
-      const span = tracer.startSpan(
-        `${e.method} ${e.route}`,
-        {
-          kind: SpanKind.SERVER,
-          startTime: epochMs(e.startMs),
-          attributes: { 'http.request.method': e.method, 'http.route': e.route, 'url.scheme': 'http' },
-        },
-        parent,
-      )
-      // Not sampled: nothing below it would be recorded either, so leave the slot empty and let the
-      // request skip building its routing events (see data-handler.ts).
-      e.scope.span = span.isRecording() ? span : null
-    }),
-    events.on('routeResolve', (e) => {
+    // Before the requestEnd listener below: route.resolve is reported when its request ends, and
+    // goes out before the server span does.
+    onRouteResolved(events, (e) => {
       const parent = spanOf(e.scope)
       if (parent === null) return
       const attributes: Attributes = {
@@ -101,6 +89,27 @@ export function subscribeTracing(
         span.setStatus({ code: SpanStatusCode.ERROR, message: e.error })
       }
       span.end(epochMs(e.endMs))
+    }),
+    events.on('requestBegin', (e) => {
+      const carrier: Record<string, string> = {}
+      if (e.traceparent !== undefined) carrier['traceparent'] = e.traceparent
+      if (e.tracestate !== undefined) carrier['tracestate'] = e.tracestate
+      const parent = e.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter)
+      const span = tracer.startSpan(
+        `${e.method} ${e.route}`,
+        {
+          kind: SpanKind.SERVER,
+          startTime: epochMs(e.startMs),
+          attributes: { 'http.request.method': e.method, 'http.route': e.route, 'url.scheme': 'http' },
+        },
+        parent,
+      )
+      // Not sampled: nothing below it would be recorded either, so the scope is not wanted and the
+      // request skips building its routing events (unless the debug log wants them).
+      if (span.isRecording()) {
+        e.scope.span = span
+        e.scope.wanted = true
+      }
     }),
     events.on('routeSelect', (e) => {
       const parent = spanOf(e.scope)

@@ -2,13 +2,13 @@
 //
 // Every attempt (execute.ts) must fail after its timeout unless it settled first. A setTimeout per
 // attempt, cleared when the reply comes, costs little when requests overlap; with one request at a
-// time the duration's timer list is emptied by every clearTimeout, so each request paid for building
-// a new list, a priority-queue insert and a call into libuv (node:timers' insert was 4 % of the
-// gateway's CPU at one connection). Here attempts of the same duration go into one FIFO list (the
-// same duration, added in time order, so deadlines only grow along it) with one timer, armed for
-// the head's deadline. Settling costs nothing: a settled attempt is dropped when it reaches the
-// head. The timer is not cleared when the list empties; when it fires it finds nothing and is not
-// armed again, so with steady traffic it is armed about once per timeout period.
+// time the duration's timer list is emptied by every clearTimeout, so each request paid for
+// building a new list, a priority-queue insert and a call into libuv (bench/README.md, Findings).
+// Here attempts of the same duration go into one FIFO list (the same duration, added in time order,
+// so deadlines only grow along it) with one timer, armed for the head's deadline. Settling costs
+// nothing: a settled attempt is dropped when it reaches the head. The timer is not cleared when the
+// list empties; when it fires it finds nothing and is not armed again, so with steady traffic it is
+// armed about once per timeout period.
 
 import { performance } from 'node:perf_hooks'
 

@@ -11,10 +11,9 @@
 // MAX_LINE_BYTES (64 KiB, simple strings have no length prefix) resets the connection, which ends
 // the stream.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
-import { TooLargeError } from '../errors.js'
-import { withTimer } from '../timeout.js'
+import { TooLargeError } from '../core/errors.js'
+import { withTimer } from '../core/timeout.js'
 import { RespConnection, type RespConnectionOptions } from './resp-connection.js'
 import { ReplyError } from './resp-parser.js'
 

@@ -5,7 +5,7 @@
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import { DEFAULT_POLICY } from '../discovery/annotations.js'
-import type { InstanceSpec, TopologyUpdate } from '../discovery/topology.js'
+import type { InstanceSpec, TopologyUpdate } from '../core/topology.js'
 import { RoutingTable } from '../routing/table.js'
 import { UpstreamPool, type PooledEndpoint } from './pool.js'
 

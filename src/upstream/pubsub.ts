@@ -18,12 +18,11 @@
 // ["subscribe", name, count] per name, in order, or with one error reply for the whole command;
 // messages may come between commands but never inside one command's confirmations.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
-import type { EndpointSpec } from '../discovery/topology.js'
-import { NoEndpointError, TooLargeError } from '../errors.js'
+import type { EndpointSpec } from '../core/topology.js'
+import { NoEndpointError, TooLargeError } from '../core/errors.js'
 import { REPLY_ELEMENT_BYTES } from '../resilience/byte-budget.js'
-import { withTimer } from '../timeout.js'
+import { withTimer } from '../core/timeout.js'
 import { ConnectionSlot } from './connection-slot.js'
 import { connectionOptions, type UpstreamOptions } from './endpoint-client.js'
 import { ProtocolError, ReplyError } from './resp-parser.js'

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer'
 import fc from 'fast-check'
 import RedisParser from 'redis-parser'
 import { describe, expect, test } from 'vitest'
-import { TooLargeError } from '../errors.js'
+import { TooLargeError } from '../core/errors.js'
 import { REPLY_ELEMENT_BYTES } from '../resilience/byte-budget.js'
 import { MAX_LINE_BYTES, ProtocolError, REPLY_MAX_DEPTH, ReplyError, RespParser, type ChargedSink } from './resp-parser.js'
 

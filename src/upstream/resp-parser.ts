@@ -12,9 +12,8 @@
 // array, an error reply is a ReplyError (inside arrays too: EXEC results). RESP3 types never
 // appear (the gateway never sends HELLO 3) and are protocol errors here.
 
-// The global Buffer is a getter on Node 20 (~140 instructions per use): import the binding.
 import { Buffer } from 'node:buffer'
-import { TooLargeError } from '../errors.js'
+import { TooLargeError } from '../core/errors.js'
 import { REPLY_ELEMENT_BYTES } from '../resilience/byte-budget.js'
 
 /** Arrays nested deeper than this make the reply a 413 (real replies rarely pass 3 or 4). */

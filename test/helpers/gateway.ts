@@ -66,6 +66,8 @@ export function configObject(opts: Omit<TestGatewayOptions, 'watch'>): Record<st
     },
     redis: { commandTimeout: '2s', connectTimeout: '1s' },
     log: { level: process.env.GATEWAY_TEST_LOG ?? 'silent' },
+    // A test's requests are done when it stops the gateway: no delay, and a short drain bound.
+    shutdown: { delay: '0s', timeout: '2s' },
     ...(opts.extra ?? {}),
   }
 }
@@ -102,6 +104,8 @@ export async function startGateway(opts: TestGatewayOptions): Promise<TestGatewa
       const { rename } = await import('node:fs/promises')
       await rename(tmp, configPath)
     },
-    stop: () => gateway.stop({ graceMs: 2000 }),
+    // The test client's pooled keep-alive connections are idle by now: close them at once instead
+    // of after the keep-alive timeout (as an operator's second signal would).
+    stop: () => gateway.stop({ idleCloseMs: 0 }),
   }
 }

@@ -1,4 +1,4 @@
-// Graceful shutdown of the real process (issue 7 requirement 5, README "Graceful shutdown"):
+// Graceful shutdown of the real process (README "Graceful shutdown"):
 // `node --import tsx src/main.ts` against real redis-server processes (one instance behind a
 // delaying fault proxy, one behind a proxy the test stalls), with steady load from raw keep-alive
 // clients and the real @upstash/redis SDK, an SDK subscriber and a raw SSE stream, then SIGTERM.

@@ -1,0 +1,56 @@
+// What a health check's outcome changes and tells: endpoint up or down and role changes become
+// events for every instance that lists the endpoint (telemetry logs and counts them); a role change
+// resets the endpoint's breaker; each successful check of a replica records the lag baseline and
+// reports the lag per instance.
+
+import type { EventHub } from '../core/events.js'
+import type { HealthChange } from '../resilience/health-checker.js'
+import type { RoutingTable } from '../routing/table.js'
+import type { Router } from '../selection/router.js'
+import { replicaOffset } from '../selection/select.js'
+import type { PooledEndpoint, UpstreamPool } from './pool.js'
+
+export interface HealthEventDeps {
+  readonly pool: UpstreamPool
+  readonly table: RoutingTable
+  readonly router: Router<PooledEndpoint>
+  readonly events: EventHub
+}
+
+/** Applies and reports one health change of endpoint `id` (HealthCheckerOptions.onChange). */
+export function onHealthChange(deps: HealthEventDeps, id: string, change: HealthChange): void {
+  const ep = deps.pool.get(id)
+  if (!ep) return
+  const instances = [...ep.instances]
+  switch (change.kind) {
+    case 'up':
+    case 'down':
+      for (const instance of instances) {
+        deps.events.emit('endpointState', {
+          instance,
+          endpoint: id,
+          up: change.kind === 'up',
+          reason: change.kind === 'up' ? 'health check passed' : change.reason,
+        })
+      }
+      break
+    case 'role':
+      // Failures seen under the old role (READONLY on writes to a demoted primary) say nothing
+      // about the endpoint in its new role.
+      ep.state.breaker.reset('role-changed')
+      deps.events.emit('endpointRole', { instances, endpoint: id, from: change.from, to: change.to })
+      break
+    case 'checked':
+      if (ep.state.role !== 'replica') break
+      for (const instance of instances) {
+        const route = deps.table.current.instances.get(instance)
+        const primary = route ? deps.router.primaryOf(route) : null
+        if (!primary) continue
+        // Lag is measured at check time (see EndpointState.primaryOffsetAtCheck).
+        ep.state.primaryOffsetAtCheck = primary.state.offset
+        const lag = Math.max(0, primary.state.offset - replicaOffset({ spec: ep.client.spec, state: ep.state }, primary))
+        deps.events.emit('replicaLag', { instance, endpoint: id, bytes: lag })
+      }
+      break
+  }
+}
