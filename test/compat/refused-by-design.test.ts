@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from '@upstash/redis'
 import { describe, expect, test } from 'vitest'
 import { WRITE_TOKEN } from '../helpers/gateway.js'
+import { call as rest, type CommandReply } from '../helpers/rest.js'
 import { redisBehindGateway } from './setup.js'
 
 const env = redisBehindGateway()
@@ -20,9 +21,9 @@ function sdk(): Redis {
   return new Redis({ url: env.gw.base('main'), token: WRITE_TOKEN, retry: false, enableTelemetry: false })
 }
 
-async function call(body: unknown): Promise<{ status: number; json: { result?: unknown; error?: string } }> {
-  const res = await fetch(env.gw.base('main'), { method: 'POST', headers: { authorization: `Bearer ${WRITE_TOKEN}` }, body: JSON.stringify(body) })
-  return { status: res.status, json: (await res.json()) as { result?: unknown; error?: string } }
+/** The command as a raw REST request to instance `main`. */
+function call(body: unknown): Promise<CommandReply> {
+  return rest(env.gw.base('main'), WRITE_TOKEN, body)
 }
 
 /** The SDK's error message for a command, or null if it succeeded. */

@@ -1,19 +1,26 @@
-// Shared tools for the fault-injection suite (issue 4 requirement 6): a keep-alive HTTP client
-// whose sockets the test owns (so it can close them and count what the gateway still holds),
-// closed-loop load generators with per-request status, error code and latency, latency
+// What the fault-injection tests share: the test bed (real Redis servers, fault proxies in front of
+// them, the gateway in front of those, all stopped after the file's tests), a keep-alive HTTP
+// client whose sockets the test owns (so it can close them and count what the gateway still
+// holds), closed-loop load generators with per-request status, error code and latency, latency
 // percentiles, and a reader for the gateway's Prometheus /metrics. Not a test file itself.
 
 import { execFile } from 'node:child_process'
 import http from 'node:http'
 import { promisify } from 'node:util'
-import { WRITE_TOKEN } from '../helpers/gateway.js'
+import { afterAll } from 'vitest'
+import type { PooledEndpoint } from '../../src/upstream/pool.js'
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
+import { startGateway, WRITE_TOKEN, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js'
+import { startRedis, type RedisServer, type StartRedisOptions } from '../helpers/redis-server.js'
+import { waitFor } from '../helpers/wait.js'
+import { startTopology, type Topology } from '../integration/replication-env.js'
 
 const run = promisify(execFile)
 
 /** The gateway settings every fault test uses: fast health checks and short timeouts. */
 export const COMMAND_TIMEOUT_MS = 500
 export const CONNECT_TIMEOUT_MS = 300
-/** The gateway ends every request by commandTimeout + this margin (src/gateway.ts DEADLINE_MARGIN_MS). */
+/** The gateway ends every request by commandTimeout + this margin (its DEADLINE_MARGIN_MS). */
 export const DEADLINE_MARGIN_MS = 250
 export const FAULT_GATEWAY_EXTRA = {
   health: { interval: '200ms', timeout: '300ms' },
@@ -21,6 +28,112 @@ export const FAULT_GATEWAY_EXTRA = {
 } as const
 /** What the tests accept as "no request hangs": the deadline plus 1 s of slack for a busy machine. */
 export const MAX_SETTLE_MS = COMMAND_TIMEOUT_MS + 1_000
+
+// ---------------------------------------------------------------------------------------
+// The test bed.
+
+/** Annotation keys: this prefix and the setting, e.g. `${A}read-policy`. */
+export const A = 'redis-gateway.io/'
+
+/** What the gateway can tell apart: a redis-server or a fault proxy, by its port. */
+type Target = { readonly port: number }
+
+/**
+ * Servers, proxies and the gateway of one test file. Whatever is started through it is stopped
+ * after the file's tests (faultBed registers the afterAll): the client's sockets closed, then
+ * the gateway, the proxies, and the servers, last started first.
+ */
+export interface FaultBed {
+  /** A keep-alive client for the file's requests (tests that count sockets bring their own). */
+  readonly client: HttpClient
+  /** The gateway, once gateway() has resolved. */
+  readonly gw: TestGateway
+  /** A primary and two replicas of it, fully synced. */
+  topology(): Promise<Topology>
+  redis(opts?: StartRedisOptions): Promise<RedisServer>
+  /** A fault proxy in front of `target`, healthy until the test injects a fault. */
+  proxy(target: { readonly host?: string; readonly port: number }): Promise<FaultProxy>
+  /** The gateway with the fault settings (FAULT_GATEWAY_EXTRA) unless `opts.extra` says otherwise. */
+  gateway(opts: TestGatewayOptions): Promise<TestGateway>
+  /** The gateway's endpoint for a server or proxy. */
+  endpointOf(target: Target): PooledEndpoint
+  /** Waits until the gateway's endpoint for every target is `ready`. */
+  waitForEndpoints(targets: readonly Target[], ready: (ep: PooledEndpoint) => boolean, message: string, timeoutMs?: number): Promise<void>
+}
+
+/** Registers the file's afterAll; start what the file needs through the bed in its beforeAll. */
+export function faultBed(): FaultBed {
+  const servers: { stop(): Promise<void> }[] = []
+  const proxies: FaultProxy[] = []
+  let gateway: TestGateway | undefined
+  const bed: FaultBed = {
+    client: new HttpClient(),
+    get gw(): TestGateway {
+      if (!gateway) throw new Error('the fault bed has no gateway yet')
+      return gateway
+    },
+    async topology() {
+      const topo = await startTopology()
+      servers.push(topo)
+      return topo
+    },
+    async redis(opts) {
+      const server = await startRedis(opts)
+      servers.push(server)
+      return server
+    },
+    async proxy(target) {
+      const proxy = await startFaultProxy(target)
+      proxies.push(proxy)
+      return proxy
+    },
+    async gateway(opts) {
+      gateway = await startGateway({ ...opts, extra: opts.extra ?? FAULT_GATEWAY_EXTRA })
+      return gateway
+    },
+    endpointOf(target) {
+      const ep = [...bed.gw.gateway.pool.all()].find((e) => e.client.spec.port === target.port)
+      if (!ep) throw new Error(`the gateway has no endpoint on port ${target.port}`)
+      return ep
+    },
+    async waitForEndpoints(targets, ready, message, timeoutMs = 10_000) {
+      await waitFor(() => targets.every((t) => ready(bed.endpointOf(t))), { timeoutMs, intervalMs: 20, message })
+    },
+  }
+  afterAll(async () => {
+    bed.client.close()
+    await gateway?.stop()
+    await Promise.all(proxies.map((p) => p.close()))
+    for (const server of servers.reverse()) await server.stop()
+  })
+  return bed
+}
+
+/** Healthy, known as a replica, and linked to its primary. */
+export const linkedReplica = (ep: PooledEndpoint): boolean => ep.state.healthy && ep.state.role === 'replica' && ep.state.link === 'connected'
+
+export const breakerClosed = (ep: PooledEndpoint): boolean => ep.state.breaker.state.kind === 'closed'
+
+/** Writes `key` = `value` on the primary and waits until both replicas have it. */
+export async function seed(topo: Topology, key: string, value: string): Promise<void> {
+  const pc = topo.primary.client()
+  try {
+    await pc.set(key, value)
+  } finally {
+    pc.disconnect()
+  }
+  for (const r of [topo.r1, topo.r2]) {
+    const rc = r.client()
+    try {
+      await waitFor(async () => (await rc.get(key)) === value, { message: `replica ${r.port} to have ${key}` })
+    } finally {
+      rc.disconnect()
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests and load.
 
 export interface Result {
   /** HTTP status; 0 when the request failed on the client side (see `code`). */

@@ -1,58 +1,59 @@
-// Issue 4 requirement 6, fifth scenario (and requirement 5, "every request ends within its command
-// timeout plus a small margin"): endpoints that flap. Their fault proxies cycle for a few seconds
-// through reset (every connection killed with an RST), refuse (the port closed, connects get
-// ECONNREFUSED) and heal, every 100-200 ms, while 30 clients read and 10 write through the gateway.
+// Endpoints that flap: their fault proxies cycle for a few seconds through reset (every connection
+// killed with an RST), refuse (the port closed, connects get ECONNREFUSED) and heal, every
+// 100-200 ms, while 30 clients read and 10 write through the gateway. Every request must still
+// end within its command timeout plus a small margin:
 // - No request hangs: every one settles, within the deadline plus 1 s; nothing answers 500.
 // - At the end, after heal, nothing leaked: each redis-server has its baseline number of clients
 //   (the gateway's one command connection; no subscriber connection), each proxy holds exactly
 //   the gateway's connection, the gateway's HTTP server holds no socket once the client closed
-//   its own, no request is counted in flight or pending, and the ioredis clients' listener
-//   counts stay small.
+//   its own, no request is counted in flight or pending, and the connections' listener counts
+//   stay small.
 //
 // Topology: real primary with two real replicas; the first replica is behind a flapping proxy
 // (instance `flap`, prefer-replica, round-robin). A separate real standalone server behind a
 // second flapping proxy takes INCRs (instance `flapw`), so writes see the faults too.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { PooledEndpoint } from '../../src/upstream/pool.js'
-import { FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { FaultProxy } from '../helpers/fault-proxy.js'
+import type { TestGateway } from '../helpers/gateway.js'
+import type { RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
-import { startTopology, type Topology } from '../integration/replication-env.js'
+import type { Topology } from '../integration/replication-env.js'
 import {
+  A,
   backgroundLoad,
+  breakerClosed,
   connectedClients,
   establishedOnPort,
-  FAULT_GATEWAY_EXTRA,
+  faultBed,
   fmt,
   HttpClient,
   MAX_SETTLE_MS,
   maxMs,
   metric,
   scrape,
+  seed,
   sleep,
   tally,
   type Result,
 } from './fault-env.js'
 
-const A = 'redis-gateway.io/'
 const FLAP_MS = 3_000
-/** ioredis listeners the gateway registers per connection are a handful; growth means a leak. */
+/** Listeners the gateway registers per connection are a handful; growth means a leak. */
 const MAX_LISTENERS = 10
 
+const bed = faultBed()
+const { endpointOf } = bed
 let topo: Topology
 let standalone: RedisServer
 let pf: FaultProxy
 let pw: FaultProxy
 let gw: TestGateway
 
-const endpointOf = (proxy: FaultProxy): PooledEndpoint => [...gw.gateway.pool.all()].find((e) => e.client.spec.port === proxy.port)!
-
 beforeAll(async () => {
-  ;[topo, standalone] = await Promise.all([startTopology(), startRedis()])
-  ;[pf, pw] = await Promise.all([startFaultProxy(topo.r1), startFaultProxy(standalone)])
-  gw = await startGateway({
+  ;[topo, standalone] = await Promise.all([bed.topology(), bed.redis()])
+  ;[pf, pw] = await Promise.all([bed.proxy(topo.r1), bed.proxy(standalone)])
+  gw = await bed.gateway({
     instances: [
       {
         name: 'flap',
@@ -61,25 +62,15 @@ beforeAll(async () => {
       },
       { name: 'flapw', endpoints: [pw.url] },
     ],
-    extra: FAULT_GATEWAY_EXTRA,
   })
-  const pc = topo.primary.client()
-  await pc.set('k', 'v')
-  pc.disconnect()
-})
-
-afterAll(async () => {
-  await gw?.stop()
-  await Promise.all([pf?.close(), pw?.close()])
-  await standalone?.stop()
-  await topo?.stop()
+  await seed(topo, 'k', 'v')
 })
 
 /** Both flapping endpoints healthy, connected and with a closed breaker. */
 function settled(): boolean {
   return [pf, pw].every((p) => {
     const ep = endpointOf(p)
-    return ep !== undefined && ep.client.up && ep.state.healthy && ep.state.breaker.state.kind === 'closed'
+    return ep.client.up && ep.state.healthy && breakerClosed(ep)
   })
 }
 

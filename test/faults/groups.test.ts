@@ -1,51 +1,38 @@
-// Groups under a member outage (spec §3 rule 1, src/routing/router.ts resolve): a member instance
-// whose primary is down is skipped by group routing while another member is healthy, for every
-// group strategy tried here (round-robin, sticky, least-request), and it takes traffic again once
-// its primary is back. Real servers: one redis-server per member instance; member `ga`'s primary is
-// killed with SIGKILL under load and restarted; each server's own counter says where the writes
-// landed.
+// Groups under a member outage: a member instance whose primary is down is skipped by group
+// routing while another member is healthy, for every group strategy tried here (round-robin,
+// sticky, least-request), and it takes traffic again once its primary is back. Real servers: one
+// redis-server per member instance; member `ga`'s primary is killed with SIGKILL under load and
+// restarted; each server's own counter says where the writes landed.
 
 import type { Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { PooledEndpoint } from '../../src/upstream/pool.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { TestGateway } from '../helpers/gateway.js'
+import type { RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
-import { backgroundLoad, FAULT_GATEWAY_EXTRA, fmt, HttpClient, MAX_SETTLE_MS, maxMs, sleep, tally, type Result } from './fault-env.js'
+import { A, backgroundLoad, faultBed, fmt, MAX_SETTLE_MS, maxMs, sleep, tally, type Result } from './fault-env.js'
 
-const A = 'redis-gateway.io/'
 const GROUPS = ['g-rr', 'g-sticky', 'g-lr'] as const
 
+const bed = faultBed()
+const { client, endpointOf } = bed
 let sa: RedisServer
 let sb: RedisServer
 let gw: TestGateway
 let ca: Redis
 let cb: Redis
-const client = new HttpClient()
-
-const endpointOf = (s: RedisServer): PooledEndpoint => [...gw.gateway.pool.all()].find((e) => e.client.spec.port === s.port)!
 
 beforeAll(async () => {
-  ;[sa, sb] = await Promise.all([startRedis(), startRedis()])
-  gw = await startGateway({
+  ;[sa, sb] = await Promise.all([bed.redis(), bed.redis()])
+  gw = await bed.gateway({
     instances: [
       { name: 'ga', endpoints: [sa.url], annotations: { [`${A}groups`]: GROUPS.join(',') } },
       { name: 'gb', endpoints: [sb.url], annotations: { [`${A}groups`]: GROUPS.join(',') } },
     ],
     groups: { 'g-rr': { strategy: 'round-robin' }, 'g-sticky': { strategy: 'sticky' }, 'g-lr': { strategy: 'least-request' } },
-    extra: FAULT_GATEWAY_EXTRA,
   })
   ca = sa.client()
   cb = sb.client()
-  await waitFor(() => [sa, sb].every((s) => endpointOf(s)?.state.healthy && endpointOf(s).state.role === 'primary'), {
-    message: 'both members with a known, healthy primary',
-  })
-})
-
-afterAll(async () => {
-  client.close()
-  await gw?.stop()
-  await Promise.all([sa?.stop(), sb?.stop()])
+  await bed.waitForEndpoints([sa, sb], (ep) => ep.state.healthy && ep.state.role === 'primary', 'both members with a known, healthy primary')
 })
 
 /** One client per group strategy, 8 each; sticky clients carry one of 40 client ids. */

@@ -1,5 +1,5 @@
-// Issue 4 requirement 5 on live traffic: the gateway bounds what it holds for an endpoint that
-// cannot answer, and answers the excess with 503 OVERLOADED at once instead of growing memory.
+// The gateway bounds what it holds for an endpoint that cannot answer, and answers the excess
+// with 503 OVERLOADED at once instead of growing memory, on live traffic:
 // - Pending bound (maxPendingPerEndpoint, default 1000): the endpoint's port refuses connections
 //   from the start, so every request waits (up to the connect timeout) for a connection; of 1200
 //   concurrent requests, 1000 wait and the other 200 get OVERLOADED right away.
@@ -8,34 +8,31 @@
 //   flight and the other 200 get OVERLOADED right away.
 // Every request still ends by its deadline; afterwards (heal) the instance serves again.
 // 1200 concurrent HTTP requests are fine on a 2-core machine (each is a socket and a promise).
-// The same bound is also unit-tested in src/routing/when-connected.test.ts.
+// The same bound is also unit-tested in src/upstream/when-connected.test.ts.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { RESILIENCE_DEFAULTS } from '../../src/resilience/defaults.js'
-import type { PooledEndpoint } from '../../src/upstream/pool.js'
-import { FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import type { FaultProxy } from '../helpers/fault-proxy.js'
+import type { TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
-import { fmt, HttpClient, maxMs, tally, type Result } from './fault-env.js'
+import { faultBed, fmt, HttpClient, maxMs, tally, type Result } from './fault-env.js'
 
 const REQUESTS = 1_200
 const COMMAND_TIMEOUT_MS = 4_000
 const CONNECT_TIMEOUT_MS = 3_000
 const DEADLINE_MS = COMMAND_TIMEOUT_MS + 250
 
-let server: RedisServer
+const bed = faultBed()
+const { endpointOf } = bed
 let refused: FaultProxy
 let stalled: FaultProxy
 let gw: TestGateway
 
-const endpointOf = (proxy: FaultProxy): PooledEndpoint => [...gw.gateway.pool.all()].find((e) => e.client.spec.port === proxy.port)!
-
 beforeAll(async () => {
-  server = await startRedis()
-  ;[refused, stalled] = await Promise.all([startFaultProxy(server), startFaultProxy(server)])
+  const server = await bed.redis()
+  ;[refused, stalled] = await Promise.all([bed.proxy(server), bed.proxy(server)])
   await refused.refuse(true)
-  gw = await startGateway({
+  gw = await bed.gateway({
     instances: [
       { name: 'direct', endpoints: [server.url] },
       { name: 'refused', endpoints: [refused.url] },
@@ -48,15 +45,7 @@ beforeAll(async () => {
       health: { interval: '60s', timeout: '1s' },
     },
   })
-  await waitFor(() => endpointOf(stalled).client.up && endpointOf(stalled).state.healthy, {
-    message: 'the stalled-to-be endpoint connected and checked',
-  })
-})
-
-afterAll(async () => {
-  await gw?.stop()
-  await Promise.all([refused?.close(), stalled?.close()])
-  await server?.stop()
+  await bed.waitForEndpoints([stalled], (ep) => ep.client.up && ep.state.healthy, 'the stalled-to-be endpoint connected and checked')
 })
 
 /**

@@ -1,38 +1,31 @@
-// Issue 4 requirement 6, second scenario (and requirement 3, "a write is never sent twice"): the
-// primary is killed with SIGKILL while 30 clients INCR one key through the gateway, then restarted
-// from its AOF (appendfsync always, so every write Redis acknowledged is on disk).
-//
-// Every request ends in one of three ways:
+// The primary is killed with SIGKILL while 30 clients INCR one key through the gateway, then
+// restarted from its AOF (appendfsync always, so every write Redis acknowledged is on disk). A
+// write is never sent twice, so every request ends in one of three ways:
 // - 200: acknowledged; the increment must be in the final value;
 // - 503 UPSTREAMRESET or 504 TIMEOUT: the outcome is unknown (the command may or may not have run);
 // - any other 503 (NOENDPOINT, OVERLOADED): never sent, so never ran.
 // Hence acked <= V <= acked + unknown for the final value V, and V <= attempts (no INCR ran twice:
 // the gateway never re-sends a write). Also every 200 returned a distinct counter value, each <= V.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { TestGateway } from '../helpers/gateway.js'
+import type { RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
 import { waitForRoles } from '../integration/replication-env.js'
-import { backgroundLoad, FAULT_GATEWAY_EXTRA, fmt, HttpClient, MAX_SETTLE_MS, maxMs, sleep, tally, type Result } from './fault-env.js'
+import { backgroundLoad, faultBed, fmt, MAX_SETTLE_MS, maxMs, sleep, tally, type Result } from './fault-env.js'
 
 const CONCURRENCY = 30
 const KEY = 'counter'
 
+const bed = faultBed()
+const { client } = bed
 let primary: RedisServer
 let gw: TestGateway
-const client = new HttpClient()
 
 beforeAll(async () => {
-  primary = await startRedis({ appendOnly: true })
-  gw = await startGateway({ instances: [{ name: 'aof', endpoints: [primary.url] }], extra: FAULT_GATEWAY_EXTRA })
+  primary = await bed.redis({ appendOnly: true })
+  gw = await bed.gateway({ instances: [{ name: 'aof', endpoints: [primary.url] }] })
   await waitForRoles(gw, [{ server: primary, role: 'primary' }])
-})
-
-afterAll(async () => {
-  client.close()
-  await gw?.stop()
-  await primary?.stop()
 })
 
 describe('the primary killed during INCR load and restarted from its AOF', () => {

@@ -1,26 +1,25 @@
-// Issue 4 requirement 6, first scenario (and requirement 3 on live traffic): a replica killed with
-// SIGKILL while 40 clients read through the gateway. Every read must still succeed: reads that were
-// on the dead replica's connection (lost: UPSTREAMRESET) or sent to it before the gateway noticed
-// (not connected: NOENDPOINT) are retried once on the other replica, inside the retry budget.
-// Real primary, two real replicas, the real gateway; read-policy `replica`, round-robin so the
-// doomed replica certainly carries half of the reads when it dies.
+// A replica killed with SIGKILL while 40 clients read through the gateway. Every read must still
+// succeed: reads that were on the dead replica's connection (lost: UPSTREAMRESET) or sent to it
+// before the gateway noticed (not connected: NOENDPOINT) are retried once on the other replica,
+// inside the retry budget. Real primary, two real replicas, the real gateway; read-policy
+// `replica`, round-robin so the doomed replica certainly carries half of the reads when it dies.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
-import { startTopology, waitForRoles, type Topology } from '../integration/replication-env.js'
-import { backgroundLoad, FAULT_GATEWAY_EXTRA, fmt, HttpClient, MAX_SETTLE_MS, maxMs, metric, percentile, scrape, tally } from './fault-env.js'
+import { waitForRoles, type Topology } from '../integration/replication-env.js'
+import { A, backgroundLoad, faultBed, fmt, MAX_SETTLE_MS, maxMs, metric, percentile, scrape, seed, tally } from './fault-env.js'
 
-const A = 'redis-gateway.io/'
 const CONCURRENCY = 40
 
+const bed = faultBed()
+const { client, endpointOf } = bed
 let topo: Topology
 let gw: TestGateway
-const client = new HttpClient()
 
 beforeAll(async () => {
-  topo = await startTopology()
-  gw = await startGateway({
+  topo = await bed.topology()
+  gw = await bed.gateway({
     instances: [
       {
         name: 'reads',
@@ -28,7 +27,6 @@ beforeAll(async () => {
         annotations: { [`${A}read-policy`]: 'replica', [`${A}strategy`]: 'round-robin' },
       },
     ],
-    extra: FAULT_GATEWAY_EXTRA,
   })
   await waitForRoles(gw, [
     { server: topo.primary, role: 'primary' },
@@ -37,21 +35,9 @@ beforeAll(async () => {
   ])
 })
 
-afterAll(async () => {
-  client.close()
-  await gw?.stop()
-  await topo?.stop()
-})
-
 describe('a replica killed with SIGKILL during reads', () => {
   it('serves every read (retried on the other replica) and counts the retries', async () => {
-    const pc = topo.primary.client()
-    await pc.set('k', 'v')
-    for (const r of [topo.r1, topo.r2]) {
-      const rc = r.client()
-      await waitFor(async () => (await rc.get('k')) === 'v', { message: `replica ${r.port} to have k` })
-      rc.disconnect()
-    }
+    await seed(topo, 'k', 'v')
     const base = gw.base('reads')
     const load = backgroundLoad({ concurrency: CONCURRENCY }, () => client.post(base, ['GET', 'k']))
 
@@ -60,7 +46,7 @@ describe('a replica killed with SIGKILL during reads', () => {
     await waitFor(() => load.results.length >= 1_000, { timeoutMs: 20_000, message: '1000 reads before the kill' })
     const beforeKill = load.results.length
     await topo.r1.kill('SIGKILL')
-    const r1 = [...gw.gateway.pool.all()].find((e) => e.client.spec.port === topo.r1.port)!
+    const r1 = endpointOf(topo.r1)
     await waitFor(() => !r1.state.healthy, { timeoutMs: 5_000, message: 'the gateway to mark the killed replica down' })
     const noticed = load.results.length
     await waitFor(() => load.results.length >= noticed + 1_000, { timeoutMs: 20_000, message: '1000 reads after the kill' })
@@ -87,6 +73,5 @@ describe('a replica killed with SIGKILL during reads', () => {
     // Read-policy replica: nothing fell back to the primary.
     const primaryGets = /cmdstat_get:calls=(\d+)/.exec(await topo.primary.info('commandstats'))
     expect(Number(primaryGets?.[1] ?? 0)).toBe(0)
-    pc.disconnect()
   })
 })

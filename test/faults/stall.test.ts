@@ -1,6 +1,5 @@
-// Issue 4 requirement 6, third scenario (with requirements 1 and 5 on live traffic): an endpoint
-// that stops answering while the connection stays open (the fault proxy holds every byte, as a
-// SIGSTOPped process or a black-holed network would). Under load:
+// An endpoint that stops answering while the connection stays open (the fault proxy holds every
+// byte, as a SIGSTOPped process or a black-holed network would), under load:
 // - requests on it end by their deadline (command timeout + margin): 504 TIMEOUT when no other
 //   endpoint can take them, or 200 after one retry on the other replica;
 // - its breaker opens (redis_gateway_breaker_state = 2) and traffic moves to the other replica;
@@ -12,45 +11,44 @@
 // `st` reads from both replicas (round-robin); instance `solo` lists only the first replica, so
 // its requests have nowhere else to go and show the 504s.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { BreakerEvent } from '../../src/events.js'
-import type { PooledEndpoint } from '../../src/upstream/pool.js'
-import { FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { BreakerEvent } from '../../src/core/events.js'
+import type { FaultProxy } from '../helpers/fault-proxy.js'
+import type { TestGateway } from '../helpers/gateway.js'
 import type { RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
-import { startTopology, type Topology } from '../integration/replication-env.js'
+import type { Topology } from '../integration/replication-env.js'
 import {
+  A,
   backgroundLoad,
+  breakerClosed,
   COMMAND_TIMEOUT_MS,
-  FAULT_GATEWAY_EXTRA,
+  faultBed,
   fmt,
   gauge,
-  HttpClient,
+  linkedReplica,
   MAX_SETTLE_MS,
   maxMs,
   metric,
   scrape,
+  seed,
   sleep,
   tally,
   type Result,
 } from './fault-env.js'
 
-const A = 'redis-gateway.io/'
-
+const bed = faultBed()
+const { client, endpointOf } = bed
 let topo: Topology
 let p1: FaultProxy
 let p2: FaultProxy
 let gw: TestGateway
-const client = new HttpClient()
 const transitions: BreakerEvent[] = []
 
-const endpointOf = (proxy: FaultProxy): PooledEndpoint => [...gw.gateway.pool.all()].find((e) => e.client.spec.port === proxy.port)!
-
 beforeAll(async () => {
-  topo = await startTopology()
-  ;[p1, p2] = await Promise.all([startFaultProxy(topo.r1), startFaultProxy(topo.r2)])
-  gw = await startGateway({
+  topo = await bed.topology()
+  ;[p1, p2] = await Promise.all([bed.proxy(topo.r1), bed.proxy(topo.r2)])
+  gw = await bed.gateway({
     instances: [
       {
         name: 'st',
@@ -59,36 +57,14 @@ beforeAll(async () => {
       },
       { name: 'solo', endpoints: [p1.url], annotations: { [`${A}read-policy`]: 'replica' } },
     ],
-    extra: FAULT_GATEWAY_EXTRA,
   })
   gw.gateway.events.on('breaker', (e) => transitions.push(e))
   await waitForReplicas()
-  const pc = topo.primary.client()
-  await pc.set('k', 'v')
-  pc.disconnect()
-  for (const r of [topo.r1, topo.r2]) {
-    const rc = r.client()
-    await waitFor(async () => (await rc.get('k')) === 'v', { message: `replica ${r.port} to have k` })
-    rc.disconnect()
-  }
+  await seed(topo, 'k', 'v')
 })
 
-afterAll(async () => {
-  client.close()
-  await gw?.stop()
-  await Promise.all([p1?.close(), p2?.close()])
-  await topo?.stop()
-})
-
-async function waitForReplicas(timeoutMs = 10_000): Promise<void> {
-  await waitFor(
-    () =>
-      [p1, p2].every((p) => {
-        const s = endpointOf(p)?.state
-        return s !== undefined && s.healthy && s.role === 'replica' && s.link === 'connected' && s.breaker.state.kind === 'closed'
-      }),
-    { timeoutMs, intervalMs: 20, message: 'both replicas healthy, linked and with a closed breaker' },
-  )
+async function waitForReplicas(): Promise<void> {
+  await bed.waitForEndpoints([p1, p2], (ep) => linkedReplica(ep) && breakerClosed(ep), 'both replicas healthy, linked and with a closed breaker')
 }
 
 /** Upstream round trips the gateway finished on an endpoint (all outcomes, or one). */
@@ -183,9 +159,8 @@ async function stallScenario(fault: Fault): Promise<void> {
     expect(all.filter((r) => r.status === 0 || r.status >= 500 && r.status !== 503 && r.status !== 504)).toEqual([])
     // Reads of `st` that hit the stall end by the deadline too: 200 after a retry on the other
     // replica, or 504. Only requests sent before the breaker opened may fail; none after.
-    // (Reads queued by ioredis behind the stalled auto-pipeline batch only start their own command
-    // timeout when that batch ends, after the request deadline, so they get 504 without a retry:
-    // see the report of issue 4.)
+    // (Reads written on the stalled connection end together when it is reset as stalled: those
+    // whose request deadline leaves no room for a retry get 504.)
     expect(stFailed.filter((r) => r.code !== 'TIMEOUT' || r.startedAt >= openedAt)).toEqual([])
     // The breaker opened, went half-open after its open time, and one probe closed it.
     const opened = mine.findIndex((t) => t.startsWith('closed->open'))

@@ -2,9 +2,8 @@
 // the system Redis on :6379. Start, kill, restart, pause and stop them to drive failover,
 // lag and outage scenarios, and read INFO / commandstats to assert what reached Redis.
 //
-// Leaks are prevented twice: a process 'exit' hook SIGKILLs children still running, and a
-// small watchdog shell (one per test process) SIGKILLs them when this process dies any
-// other way (SIGKILL, crash), because it sees EOF on its stdin pipe.
+// Servers never outlive the test process: each is registered with the process guard
+// (process-guard.ts) while it runs.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { accessSync, constants as fsConstants, rmSync } from 'node:fs'
@@ -14,6 +13,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { Redis, type RedisOptions } from 'ioredis'
 import { freePort } from './ports.js'
+import { guardChild, unrefStream } from './process-guard.js'
 import { waitFor } from './wait.js'
 
 export interface RedisAddress {
@@ -80,59 +80,6 @@ export class RedisStartError extends Error {
     super(`${message}\n--- redis-server output (last lines) ---\n${logs || '(none)'}\n---`)
     this.name = 'RedisStartError'
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// Leak protection, shared by all servers of this process.
-
-// Kept on globalThis so that a module evaluated twice in one process (vitest isolation)
-// still installs one exit hook and one watchdog.
-interface LeakGuard {
-  readonly live: Set<{ killNowSync(): void }>
-  exitHookInstalled: boolean
-  watchdog: ChildProcess | undefined
-}
-const guardKey = Symbol.for('redis-gateway.test.redis-server.leak-guard')
-const registry = globalThis as unknown as Record<symbol, LeakGuard | undefined>
-const guard = (registry[guardKey] ??= { live: new Set(), exitHookInstalled: false, watchdog: undefined })
-const live = guard.live
-
-// Reads "+pid" / "-pid" lines; at EOF (this process gone) SIGKILLs what is still registered.
-const WATCHDOG_SCRIPT = `trap '' INT TERM HUP
-pids=' '
-while IFS= read -r line; do
-  case "$line" in
-    +*) pids="$pids\${line#+} " ;;
-    -*) keep=' '; for p in $pids; do [ "$p" = "\${line#-}" ] || keep="$keep$p "; done; pids=$keep ;;
-  esac
-done
-for p in $pids; do kill -9 "$p" 2>/dev/null; done
-`
-
-function unrefStream(stream: unknown): void {
-  if (stream && typeof (stream as { unref?: unknown }).unref === 'function') (stream as { unref(): void }).unref()
-}
-
-function tellWatchdog(line: string): void {
-  let watchdog = guard.watchdog
-  if (!watchdog) {
-    watchdog = guard.watchdog = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'], detached: true })
-    watchdog.on('error', () => {
-      // Without sh we still have the exit hook.
-    })
-    watchdog.stdin?.on('error', () => {})
-    watchdog.unref()
-    unrefStream(watchdog.stdin)
-  }
-  watchdog.stdin?.write(`${line}\n`)
-}
-
-function installExitHook(): void {
-  if (guard.exitHookInstalled) return
-  guard.exitHookInstalled = true
-  process.on('exit', () => {
-    for (const server of live) server.killNowSync()
-  })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -633,13 +580,13 @@ export class RedisServer implements RedisAddress {
     unrefStream(child.stdout)
     unrefStream(child.stderr)
 
-    const pid = child.pid
+    // Released once the process has exited; set below once the spawn gave a pid.
+    let release: (() => void) | undefined
     const exited = new Promise<Exit>((resolve) => {
       const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
         running.done = true
         this.paused = false
-        live.delete(this)
-        if (pid !== undefined) tellWatchdog(`-${pid}`)
+        release?.()
         resolve({ code, signal })
       }
       child.once('exit', onExit)
@@ -656,11 +603,7 @@ export class RedisServer implements RedisAddress {
     const closed = Promise.all([streamClosed(child.stdout), streamClosed(child.stderr)]).then(() => undefined)
 
     const running: Running = { child, exited, closed, done: false }
-    if (pid !== undefined) {
-      installExitHook()
-      live.add(this)
-      tellWatchdog(`+${pid}`)
-    }
+    if (child.pid !== undefined) release = guardChild(this, child.pid)
     return running
   }
 

@@ -1,8 +1,9 @@
-// Issue 7, requirements 1-3: the Helm chart (charts/redis-gateway), checked with a real helm (built
+// The Helm chart (charts/redis-gateway), checked with a real helm (built
 // from its Go module by scripts/kube/tools.sh) and a real kube-apiserver + etcd:
 //
 // - `helm lint --strict` and `helm template` of the default and a full-featured set of values;
-//   the rendered Deployment, Services, PDB, HPA, ServiceMonitor and dashboard say what issue 7 asks;
+//   the rendered Deployment, Services, PDB, HPA, ServiceMonitor and dashboard say what the chart's
+//   README promises;
 // - the rendered gateway.yaml loads in the gateway's real config loader, with the token and password
 //   files where the Deployment mounts them (a small stand-in for the kubelet writes the volumes);
 // - values.schema.json rejects wrongly typed and misspelt values with helm's schema message, and
@@ -33,6 +34,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { mapService } from '../../src/discovery/kubernetes/mapping.js'
 import { freePort } from '../helpers/ports.js'
 import type { RedisServer } from '../helpers/redis-server.js'
+import { waitFor } from '../helpers/wait.js'
 import { startCluster, toolBinary, toolVersions, type KubeCluster } from './helpers/cluster.js'
 import { createNetns, type Netns } from './helpers/netns.js'
 import { ManagedProcess } from './helpers/processes.js'
@@ -302,17 +304,7 @@ async function applyOk(obj: K8sObject, opts: { dryRun?: boolean } = {}): Promise
 }
 
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const started = Date.now()
-  let last: unknown
-  while (Date.now() - started < timeoutMs) {
-    try {
-      if (await check()) return
-    } catch (error) {
-      last = error
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`)
+  await waitFor(check, { message: what, timeoutMs })
 }
 
 /** What the API server's authorizer answers for the ServiceAccount (SubjectAccessReview, as admin). */
@@ -416,7 +408,7 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true })
 })
 
-describe('helm lint and helm template (requirement 2)', () => {
+describe('helm lint and helm template', () => {
   it('helm lint --strict passes with the default and with the full set of values', () => {
     const version = helm(['version', '--short'])
     expect(version.stdout).toMatch(/^v3\./)
@@ -441,7 +433,7 @@ describe('helm lint and helm template (requirement 2)', () => {
     expect(caps.stderr).toContain('chart requires kubeVersion: >=1.23.0-0 which is incompatible with Kubernetes v1.20.0')
   })
 
-  it('default install: the objects issue 7 lists, and no cluster-scoped RBAC', () => {
+  it('default install: ConfigMap, Deployment, PDB, Role and binding, Services, ServiceAccount, and no cluster-scoped RBAC', () => {
     const docs = render()
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
       [
@@ -606,7 +598,7 @@ describe('helm lint and helm template (requirement 2)', () => {
   })
 })
 
-describe('the rendered gateway.yaml runs in the real config loader (requirement 1)', () => {
+describe('the rendered gateway.yaml runs in the real config loader', () => {
   it('default values: loads; Kubernetes discovery of redis-system; no tokens, no secrets mounted', () => {
     const docs = render()
     const pod = materialize(docs)
@@ -718,7 +710,7 @@ describe('the rendered gateway.yaml runs in the real config loader (requirement 
   })
 })
 
-describe('values.schema.json (requirement 2)', () => {
+describe('values.schema.json', () => {
   it('rejects wrongly typed, out-of-range and misspelt values, naming each', () => {
     const cases: [string[], string][] = [
       [['--set', 'replicaCount=abc'], '/replicaCount'],
@@ -811,7 +803,7 @@ function schemaHas(node: SchemaNode | undefined, parts: string[]): boolean {
   return node.properties === undefined && (node.type === 'object' || (Array.isArray(node.type) && node.type.includes('object')))
 }
 
-describe('server-side dry run against the real API server (requirement 2)', () => {
+describe('server-side dry run against the real API server', () => {
   beforeAll(async () => {
     await applyOk(SERVICE_MONITOR_CRD)
     await waitUntil('ServiceMonitor CRD established and served', async () => {
@@ -897,7 +889,7 @@ describe('server-side dry run against the real API server (requirement 2)', () =
   })
 })
 
-describe('manifests/ is generated from the chart (requirement 3)', () => {
+describe('manifests/ is generated from the chart', () => {
   const script = path.join(repoRoot, 'scripts/manifests.sh')
   const env = { ...process.env, HELM_BIN: toolBinary('helm') }
 
@@ -1053,7 +1045,7 @@ afterAll(async () => {
   await Promise.allSettled(chartGateways.map((g) => g.stop({ timeoutMs: 30_000 })))
 })
 
-describe("RBAC: the chart's rules are what the watcher needs, no more (requirement 2)", () => {
+describe("RBAC: the chart's rules are what the watcher needs, no more", () => {
   const SA_USER = `system:serviceaccount:${NS}:rg-redis-gateway`
   let docs: K8sObject[]
   let role: K8sObject
@@ -1166,7 +1158,7 @@ describe("RBAC: the chart's rules are what the watcher needs, no more (requireme
   }
 })
 
-describe('RBAC for namespaces ["*"]: the ClusterRole is what the cluster-wide watcher needs, no more (issue 7, requirement 1)', () => {
+describe('RBAC for namespaces ["*"]: the ClusterRole is what the cluster-wide watcher needs, no more', () => {
   const RELEASE_ALL = 'rgall'
   const SA = `${RELEASE_ALL}-redis-gateway`
   const SA_USER = `system:serviceaccount:${NS}:${SA}`

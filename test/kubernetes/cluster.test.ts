@@ -1,4 +1,4 @@
-// Smoke test of the test control plane itself (issue 5, requirement 4): a real etcd and
+// Smoke test of the test control plane itself: a real etcd and
 // kube-apiserver built by scripts/kube/tools.sh, driven over plain HTTPS with bearer tokens.
 // It shows what the discovery tests rely on: objects survive an apiserver restart, compaction
 // makes old resourceVersions 410 Gone, EndpointSlices refuse loopback addresses, RBAC applies
@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { waitFor } from '../helpers/wait.js'
 import { startCluster, toolVersions, type KubeCluster } from './helpers/cluster.js'
 
 const execFileAsync = promisify(execFile)
@@ -207,13 +208,11 @@ describe('test control plane (etcd + kube-apiserver)', () => {
     expect((await cluster.request('POST', `${rbac}/rolebindings`, binding)).status).toBe(201)
 
     // RBAC changes reach the authorizer through its informers: not necessarily at once.
-    const deadline = Date.now() + 10_000
-    let status = 0
-    while (Date.now() < deadline && status !== 200) {
-      status = (await cluster.request('GET', `/api/v1/namespaces/${NS}/services`, undefined, { token: gateway })).status
-      if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    expect(status).toBe(200)
+    await waitFor(async () => (await cluster.request('GET', `/api/v1/namespaces/${NS}/services`, undefined, { token: gateway })).status === 200, {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+      message: 'the Role binding to let the gateway list Services',
+    })
     expect((await cluster.request('GET', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, undefined, { token: gateway })).status).toBe(200)
     expect((await cluster.request('GET', `/api/v1/namespaces/${NS}/secrets`, undefined, { token: gateway })).status).toBe(403)
     expect((await cluster.request('GET', '/api/v1/namespaces/default/services', undefined, { token: gateway })).status).toBe(403)

@@ -1,6 +1,6 @@
-// Issue 5, requirements 3, 5 and 6: Kubernetes discovery against a real kube-apiserver + etcd,
-// with the gateway routing real traffic to real redis-servers that run in network namespaces
-// created here (EndpointSlices refuse loopback addresses).
+// Kubernetes discovery against a real kube-apiserver + etcd, with the gateway routing real
+// traffic to real redis-servers that run in network namespaces created here (EndpointSlices
+// refuse loopback addresses).
 //
 // - least privilege: the gateway's token may only list/watch services and endpointslices in
 //   the watched namespaces; a watched namespace it may not read gives a 403 error, no crash;
@@ -103,7 +103,7 @@ afterAll(async () => {
   if (failures.length) throw new AggregateError(failures.map((f) => f.reason), 'teardown failed')
 })
 
-describe('least privilege (requirement 6)', () => {
+describe('least privilege', () => {
   it('the token may do only what the Role grants', async () => {
     const as = (path: string) => cluster.request('GET', path, undefined, { token: gatewayToken }).then((r) => r.status)
     expect(await as(svcPath(SYSTEM))).toBe(200)
@@ -156,7 +156,7 @@ describe('least privilege (requirement 6)', () => {
   })
 })
 
-describe('changes reach routing within one second (requirements 3 and 5)', () => {
+describe('changes reach routing within one second', () => {
   it('a new Service serves SET/GET on the netns redis', async () => {
     const t0 = performance.now()
     await createRedisService(cluster, SYSTEM, 'redis-orders', redisA)
@@ -212,7 +212,7 @@ describe('changes reach routing within one second (requirements 3 and 5)', () =>
   }, 60_000)
 })
 
-describe('watcher resilience (requirement 5)', () => {
+describe('watcher resilience', () => {
   /** Sends GETs back to back until stopped; counts outcomes. */
   function traffic(): { stop(): Promise<{ ok: number; failed: string[] }> } {
     let running = true

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
-// The Kubernetes suite (issue 5): `npx vitest run --config test/kubernetes/vitest.config.ts`,
+// The Kubernetes suite (real etcd + kube-apiserver, and helm): `npx vitest run --config test/kubernetes/vitest.config.ts`,
 // or `npm run test:kube`, which first builds the binaries with scripts/kube/tools.sh.
 // Each file starts its own etcd + kube-apiserver (about 2 s, ~300 MB): files run one at a time.
 export default defineConfig({

@@ -11,19 +11,10 @@ import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { ADMIN_TOKEN, READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { call } from '../helpers/rest.js'
 import { waitFor } from '../helpers/wait.js'
 import { aclSettings, MAX_PASSWORDS, provisionLevelUsers } from '../../src/upstream/acl-users.js'
 import { EndpointClient } from '../../src/upstream/endpoint-client.js'
-
-interface Reply {
-  status: number
-  json: { result?: unknown; error?: string } & unknown[]
-}
-
-async function call(url: string, token: string, body: unknown): Promise<Reply> {
-  const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(body) })
-  return { status: res.status, json: (await res.json()) as Reply['json'] }
-}
 
 const SCRIPT_DENIED = /can't run this command or subcommand/
 

@@ -1,4 +1,4 @@
-// Issue 15 requirement 4, big replies: a real redis-server holds a 200 MiB value (made with one
+// Big replies from Redis: a real redis-server holds a 200 MiB value (made with one
 // SETRANGE by the write token through the gateway), and clients try to make the gateway hold it.
 // The gateway runs as a child process (`node --import tsx src/main.ts`, gateway-process.ts), a new
 // one per test, so that its memory can be read from /proc/<pid>/status: VmRSS now and VmHWM, the
@@ -30,6 +30,7 @@ import { killAll, spawnGateway, type GatewayProcess } from '../helpers/gateway-p
 import { freePort } from '../helpers/ports.js'
 import { head, parseAll, RawConnection } from '../helpers/raw-http.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { post } from '../helpers/rest.js'
 import { waitFor } from '../helpers/wait.js'
 
 const MiB = 1024 * 1024
@@ -175,20 +176,9 @@ async function checkIdle(what: string): Promise<void> {
 }
 
 async function call(instance: string, body: unknown, token = READ_TOKEN, path = ''): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`http://127.0.0.1:${dataPort}/v1/instances/${instance}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(60_000),
-  })
-  const text = await res.text()
-  let parsed: unknown = text
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    // Kept as text: printed by the caller.
-  }
-  return { status: res.status, body: parsed }
+  const r = await post(`http://127.0.0.1:${dataPort}/v1/instances/${instance}${path}`, body, { token, timeoutMs: 60_000 })
+  // A body that is not JSON is kept as text: printed by the caller.
+  return { status: r.status, body: r.json === undefined ? r.text : r.json }
 }
 
 /** Short text of a reply for the log (a 200 MiB result is not printed whole). */

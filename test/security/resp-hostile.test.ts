@@ -1,4 +1,4 @@
-// Issue 15 requirement 4, the Redis side: a Redis that speaks hostile RESP (a compromised or
+// Attacks from the Redis side: a Redis that speaks hostile RESP (a compromised or
 // buggy server, or anything that answers on its port) must not take the gateway down or make it
 // hold memory without bound. The gateway runs in-process with two instances: `hostile`, whose one
 // endpoint is a fake Redis (test/helpers/fake-redis.ts) scripted to answer a client's GET with the
@@ -33,6 +33,7 @@ import { REPLY_ELEMENT_BYTES } from '../../src/resilience/byte-budget.js'
 import { resp, startFakeRedis, type FakeRedis } from '../helpers/fake-redis.js'
 import { READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { post } from '../helpers/rest.js'
 import { waitFor } from '../helpers/wait.js'
 
 // A case passes in well under a few seconds; one that fails waits out several SETTLE_MS deadlines.
@@ -62,20 +63,13 @@ interface Reply {
 }
 
 async function call(gw: TestGateway, instance: string, body: unknown, token = READ_TOKEN): Promise<Reply> {
-  const res = await fetch(gw.base(instance), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000),
-  })
-  const text = await res.text()
-  let json: Reply['json'] = null
-  try {
-    json = JSON.parse(text) as Reply['json']
-  } catch {
-    // Printed and asserted on by the caller: every reply must be JSON.
+  const { status, text, json } = await post(gw.base(instance), body, { token, timeoutMs: 30_000 })
+  // A body that is not JSON is printed and asserted on by the caller: every reply must be JSON.
+  return {
+    status,
+    text: text.length > 300 ? `${text.slice(0, 300)}... (${text.length} chars)` : text,
+    json: json === undefined ? null : (json as Reply['json']),
   }
-  return { status: res.status, text: text.length > 300 ? `${text.slice(0, 300)}... (${text.length} chars)` : text, json }
 }
 
 const show = (what: string, r: Reply): void => console.log(`[resp-hostile] ${what}: ${r.status} ${r.text}`)

@@ -24,7 +24,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { freePort } from '../../helpers/ports.js'
-import { ManagedProcess, onProcessExit } from './processes.js'
+import { onProcessExit } from '../../helpers/process-guard.js'
+import { ManagedProcess } from './processes.js'
 
 const execFileAsync = promisify(execFile)
 const here = path.dirname(fileURLToPath(import.meta.url))

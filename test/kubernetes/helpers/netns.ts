@@ -10,7 +10,7 @@
 // Everything is created and removed by name (rgw-<hex>, rgw-h<hex>); a process exit hook removes
 // what is left if a test dies before destroy().
 
-import { execFile, execFileSync, spawn } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -18,7 +18,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { freePort } from '../../helpers/ports.js'
 import { startRedis, type RedisServer } from '../../helpers/redis-server.js'
-import { onProcessExit } from './processes.js'
+import { onProcessExit, startWatchdog } from '../../helpers/process-guard.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -106,17 +106,11 @@ export async function createNetns(): Promise<Netns> {
     rmSync(scriptDir, { recursive: true, force: true })
   }
   const unregister = onProcessExit(cleanupSync)
-  // If this process dies without running exit hooks (SIGKILL, a killed test worker), a detached
+  // If this process dies without running exit hooks (SIGKILL, a killed test worker), a watchdog
   // shell sees EOF on its stdin and removes the netns and the veth pair (and what runs inside).
-  const watchdog = spawn(
-    '/bin/sh',
-    ['-c', `trap '' INT TERM HUP; cat >/dev/null; for p in $(ip netns pids ${name} 2>/dev/null); do kill -9 "$p"; done; ip link del ${hostIf} 2>/dev/null; ip netns del ${name} 2>/dev/null`],
-    { stdio: ['pipe', 'ignore', 'ignore'], detached: true },
+  const watchdog = startWatchdog(
+    `cat >/dev/null; for p in $(ip netns pids ${name} 2>/dev/null); do kill -9 "$p"; done; ip link del ${hostIf} 2>/dev/null; ip netns del ${name} 2>/dev/null`,
   )
-  watchdog.on('error', () => {})
-  watchdog.stdin?.on('error', () => {})
-  watchdog.unref()
-  ;(watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.()
 
   try {
     await ip(['netns', 'add', name])
@@ -130,7 +124,7 @@ export async function createNetns(): Promise<Netns> {
   } catch (error) {
     cleanupSync()
     unregister()
-    watchdog.stdin?.end()
+    watchdog.end()
     throw error
   }
 
@@ -162,7 +156,7 @@ export async function createNetns(): Promise<Netns> {
       await Promise.allSettled(servers.map((s) => s.stop()))
       cleanupSync()
       unregister()
-      watchdog.stdin?.end()
+      watchdog.end()
     },
   }
 }

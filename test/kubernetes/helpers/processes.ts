@@ -1,71 +1,11 @@
 // Child processes of the Kubernetes test helpers (etcd, kube-apiserver): spawn, keep recent
 // output for error messages, stop with SIGTERM then SIGKILL.
 //
-// Leaks are prevented twice, as in test/helpers/redis-server.ts: a process 'exit' hook
-// SIGKILLs children still running, and a small watchdog shell (one per test process) SIGKILLs
-// them when this process dies any other way (SIGKILL, crash), because it sees EOF on its stdin.
+// They never outlive the test process: each is registered with the process guard
+// (test/helpers/process-guard.ts) while it runs.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-
-interface LeakGuard {
-  readonly live: Set<ManagedProcess>
-  readonly exitHooks: Set<() => void>
-  exitHookInstalled: boolean
-  watchdog: ChildProcess | undefined
-}
-// On globalThis so a module evaluated twice in one process (vitest isolation) shares one guard.
-const guardKey = Symbol.for('redis-gateway.test.kubernetes.leak-guard')
-const registry = globalThis as unknown as Record<symbol, LeakGuard | undefined>
-const guard = (registry[guardKey] ??= { live: new Set(), exitHooks: new Set(), exitHookInstalled: false, watchdog: undefined })
-
-const WATCHDOG_SCRIPT = `trap '' INT TERM HUP
-pids=' '
-while IFS= read -r line; do
-  case "$line" in
-    +*) pids="$pids\${line#+} " ;;
-    -*) keep=' '; for p in $pids; do [ "$p" = "\${line#-}" ] || keep="$keep$p "; done; pids=$keep ;;
-  esac
-done
-for p in $pids; do kill -9 "$p" 2>/dev/null; done
-`
-
-function unrefStream(stream: unknown): void {
-  if (stream && typeof (stream as { unref?: unknown }).unref === 'function') (stream as { unref(): void }).unref()
-}
-
-function tellWatchdog(line: string): void {
-  let watchdog = guard.watchdog
-  if (!watchdog) {
-    watchdog = guard.watchdog = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'], detached: true })
-    watchdog.on('error', () => {})
-    watchdog.stdin?.on('error', () => {})
-    watchdog.unref()
-    unrefStream(watchdog.stdin)
-  }
-  watchdog.stdin?.write(`${line}\n`)
-}
-
-function installExitHook(): void {
-  if (guard.exitHookInstalled) return
-  guard.exitHookInstalled = true
-  process.on('exit', () => {
-    for (const proc of guard.live) proc.killNowSync()
-    for (const hook of guard.exitHooks) {
-      try {
-        hook()
-      } catch {
-        // Best effort while exiting.
-      }
-    }
-  })
-}
-
-/** Runs `hook` synchronously when this process exits (e.g. to remove a temp dir). Returns an unregister function. */
-export function onProcessExit(hook: () => void): () => void {
-  installExitHook()
-  guard.exitHooks.add(hook)
-  return () => guard.exitHooks.delete(hook)
-}
+import { guardChild, unrefStream } from '../../helpers/process-guard.js'
 
 export interface Exit {
   readonly code: number | null
@@ -111,13 +51,13 @@ export class ManagedProcess {
     child.unref()
     unrefStream(child.stdout)
     unrefStream(child.stderr)
-    const pid = child.pid
+    // Released once the process has exited; set below once the spawn gave a pid.
+    let release: (() => void) | undefined
     this.exited = new Promise<Exit>((resolve) => {
       const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
         if (this.done) return
         this.done = true
-        guard.live.delete(this)
-        if (pid !== undefined) tellWatchdog(`-${pid}`)
+        release?.()
         resolve({ code, signal })
       }
       child.once('exit', onExit)
@@ -128,11 +68,7 @@ export class ManagedProcess {
         }
       })
     })
-    if (pid !== undefined) {
-      installExitHook()
-      guard.live.add(this)
-      tellWatchdog(`+${pid}`)
-    }
+    if (child.pid !== undefined) release = guardChild(this, child.pid)
   }
 
   get pid(): number | undefined {
