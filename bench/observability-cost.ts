@@ -1,5 +1,6 @@
-// The cost of observability (issue 6 requirement 6): the production gateway (dist/) under the same
-// load in four set-ups, alternated run by run so drift hits all of them alike:
+// The cost of observability (docs/observability.md "What it costs"): the production gateway
+// (dist/) under the same load in four set-ups, alternated run by run so drift hits all of them
+// alike:
 //   off      metrics off (GATEWAY_METRICS_ENABLED=false), tracing off
 //   shipped  metrics on, tracing off (no OTEL_* variables): the default
 //   sampled  metrics on, tracing on with 1 % ratio sampling (parentbased_traceidratio 0.01), the

@@ -1,8 +1,8 @@
 // `npm run bench`: the gateway against webdis (the C HTTP interface to Redis, one thread) and a raw
 // node:http hello-world server (the ceiling of Node's HTTP layer), on loopback, each pinned to the
 // same core, driven by wrk (and the @upstash/redis SDK) from the other core. Prints one table
-// (median of the runs) and the targets of issue 8, then the memory figures and the routing
-// micro-benchmark, and writes everything to bench/results/. See bench/README.md.
+// (median of the runs) and the performance targets (bench/README.md), then the memory figures and
+// the routing micro-benchmark, and writes everything to bench/results/. See bench/README.md.
 //
 // Options: --runs N (3)  --duration S (5)  --warmup S (2)  --only id,id  --servers gateway,webdis,hello
 //          --json FILE  --no-memory  --no-routing  --soak (adds the 5-minute soak)  --cpu-prof DIR

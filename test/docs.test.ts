@@ -6,7 +6,7 @@ import { describe, expect, test } from 'vitest'
 import { ADMIN, REFUSED } from '../src/routing/classify.js'
 import { ENV_VARS } from '../src/config/load.js'
 import { GatewayMetrics } from '../src/telemetry/metrics.js'
-import { VERSION } from '../src/version.js'
+import { VERSION } from '../src/core/version.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
@@ -34,7 +34,7 @@ describe('README', () => {
     expect(missing).toEqual([])
   })
 
-  test('src/version.ts matches package.json', () => {
+  test('src/core/version.ts matches package.json', () => {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
     expect(VERSION).toBe(pkg.version)
   })

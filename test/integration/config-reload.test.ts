@@ -1,4 +1,4 @@
-// Live config reload end to end (spec §4 "the file is watched and changes apply live", §5): real
+// Live config reload end to end (the file is watched and changes apply live): real
 // redis-servers, a real gateway watching its config file, edits made by atomic rewrites. Every
 // wait is a waitFor with a deadline; nothing sleeps.
 

@@ -1,4 +1,4 @@
-// Fuzzing the data plane's HTTP surface (issue 4, requirement 7) with generated requests:
+// Fuzzing the data plane's HTTP surface with generated requests:
 // random paths (valid and invalid names, `..`, `%2F`, `%zz`, long and unicode segments, empty
 // segments, groups), methods, headers (tokens, encodings, Accept, Content-Type, sync tokens,
 // client ids), bodies (JSON of every type and depth, random bytes, truncated JSON, huge numbers,

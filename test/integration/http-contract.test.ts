@@ -1,4 +1,4 @@
-// The HTTP contract of the data plane (spec §2), checked over the wire: Node's fetch, and raw
+// The HTTP contract of the data plane (README "API"), checked over the wire: Node's fetch, and raw
 // sockets where fetch cannot express a request (`..` in paths, hand-written chunked bodies).
 // A real redis-server per gateway, started here; ioredis talks to it directly to check effects.
 

@@ -1,7 +1,8 @@
-// Issue 6 requirement 3: pino JSON lines. Routing decisions at debug (instance, endpoint,
-// strategy, reason); state changes at info/warn (endpoint down/up, maintenance, bad annotation);
-// and no token, key, value or argument in any line, whatever the request does (good requests,
-// Redis errors, bad tokens, unknown commands, malformed bodies). Real redis-server processes.
+// Logs (docs/observability.md "Logs"): pino JSON lines. Routing decisions at debug (instance,
+// endpoint, strategy, reason); state changes at info/warn (endpoint down/up, maintenance, bad
+// annotation); and no token, key, value or argument in any line, whatever the request does (good
+// requests, Redis errors, bad tokens, unknown commands, malformed bodies). Real redis-server
+// processes.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, WRITE_TOKEN, type TestGateway, type TestInstance } from '../helpers/gateway.js'

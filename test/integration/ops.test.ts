@@ -1,4 +1,4 @@
-// The ops plane on an in-process gateway (spec §6, §7 metrics): health and readiness, Prometheus
+// The ops plane on an in-process gateway (README "Ops plane"): health and readiness, Prometheus
 // text with every declared metric and only bounded labels, request counters that move by exactly
 // the requests made, the in-flight gauge, and endpoint_up following a real redis-server's life.
 

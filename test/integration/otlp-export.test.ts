@@ -1,4 +1,4 @@
-// Issue 6 requirement 1, the process end: the real `src/main.ts` exports its spans over OTLP/HTTP
+// Tracing, the process end: the real `src/main.ts` exports its spans over OTLP/HTTP
 // when (and only when) the standard OTEL_* variables say so. A local HTTP server stands in for the
 // collector (Jaeger, an OpenTelemetry Collector) and decodes the OTLP/JSON it receives.
 

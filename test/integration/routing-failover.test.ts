@@ -1,4 +1,4 @@
-// Issue 3, requirements 2 and 8: a failover done on the servers alone (no annotation, no config
+// A failover done on the servers alone (no annotation, no config
 // change) is followed within two health intervals. Real primary and two replicas; where each
 // write and read ran is read from INFO commandstats (writes are INCRBYFLOAT, propagated to
 // replicas as SET, so `incrbyfloat` counts only where the gateway sent it).

@@ -1,8 +1,8 @@
-// Groups and maintenance on live traffic (spec §3 rules 1 and 6, §4 annotations; issue 3
-// requirements 6-8): one real redis-server per instance, so where a request landed is read from
-// that server (`INFO commandstats` calls, or the value of a key the request incremented).
-// Config changes are atomic rewrites of the watched file; every wait is a waitFor with a deadline.
-// "Two gateway processes" means the in-process gateway plus `node --import tsx src/main.ts`.
+// Groups and maintenance on live traffic (README "Routing" and "Annotations"): one real
+// redis-server per instance, so where a request landed is read from that server
+// (`INFO commandstats` calls, or the value of a key the request incremented). Config changes are
+// atomic rewrites of the watched file; every wait is a waitFor with a deadline. "Two gateway
+// processes" means the in-process gateway plus `node --import tsx src/main.ts`.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -19,7 +19,7 @@ import { waitFor } from '../helpers/wait.js'
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const A = 'redis-gateway.io/'
-/** Spec §3/§4: annotation changes in the config file apply within one second. */
+/** Annotation changes in the config file apply within one second. */
 const APPLY_DEADLINE = { timeoutMs: 1_000, intervalMs: 10 }
 
 let ra: RedisServer

@@ -1,4 +1,4 @@
-// Issue 3, requirements 4 and 8: read-your-writes with `upstash-sync-token`, on a real primary and
+// Read-your-writes with `upstash-sync-token`, on a real primary and
 // two real replicas, through one gateway and through two gateway processes (A in-process, B a
 // separate `node src/main.ts`), and with the @upstash/redis SDK's default readYourWrites.
 //

@@ -1,4 +1,4 @@
-// Issue 3, requirements 2, 3 and 8: replicas that must not serve reads are avoided, on real
+// Replicas that must not serve reads are avoided, on real
 // servers, proven with INFO commandstats: a replica behind by more than max-replica-lag (but
 // healthy), a replica whose replication link is broken, a frozen replica (SIGSTOP) and a killed
 // one (SIGKILL). Each comes back (or the others carry on) without any config change. And the
@@ -229,7 +229,7 @@ describe('a killed replica is avoided and reads keep succeeding', () => {
       `killed replica: ${after.length} reads after the kill, ${failed.length} failed`,
       failed.slice(0, 3).map((f) => `+${f.at - killedAt} ms: ${f.status} ${JSON.stringify(f.body)}`),
     )
-    // Without retries (issue 4) a read racing the kill may fail; once the gateway has seen the
+    // A read racing the kill may fail; once the gateway has seen the
     // connection close (at once: no health interval needed), none may.
     for (const f of failed) expect(f.at - killedAt).toBeLessThan(MAX_INTERVAL_MS)
     expect(failed.length).toBeLessThanOrEqual(4)

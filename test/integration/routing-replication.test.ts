@@ -1,6 +1,6 @@
-// Issue 3, requirements 3 and 8 (replication side): read policies on a real primary and two real
-// replicas, proven with each server's INFO commandstats. One gateway serves the same three
-// servers under four instance names, one per read policy.
+// Read policies on a real primary and two real replicas, proven with each server's INFO
+// commandstats. One gateway serves the same three servers under four instance names, one per
+// read policy.
 //
 // Writes use INCRBYFLOAT (propagated to replicas as SET, so `incrbyfloat` only counts where the
 // client sent it); reads use GET/MGET (never propagated). See replication-env.ts.

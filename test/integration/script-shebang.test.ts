@@ -9,16 +9,7 @@ import type { Redis as IORedis } from 'ioredis'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { ADMIN_TOKEN, READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { parseInfo, startRedis, type RedisServer } from '../helpers/redis-server.js'
-
-interface Reply {
-  status: number
-  json: { result?: unknown; error?: string } & unknown[]
-}
-
-async function call(url: string, token: string, body: unknown): Promise<Reply> {
-  const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(body) })
-  return { status: res.status, json: (await res.json()) as Reply['json'] }
-}
+import { call } from '../helpers/rest.js'
 
 const sha1 = (s: string): string => createHash('sha1').update(s).digest('hex')
 

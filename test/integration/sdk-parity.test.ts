@@ -1,4 +1,4 @@
-// The last @upstash/redis suite cases that failed on Redis 7.0 (issue 16, "Upstash REST details"):
+// The last @upstash/redis suite cases that failed on Redis 7.0:
 // XREADGROUP with NOACK, and a large mixed auto-pipelined batch, with the official SDK, unchanged,
 // against the gateway against a real redis-server.
 //

@@ -1,6 +1,7 @@
-// The real process end to end (spec §5, §6): `node --import tsx src/main.ts` with GATEWAY_CONFIG
-// pointing at temp files. A bad config stops start-up with exit code 2 naming the key; a good one
-// serves data and ops ports, honours env overrides, and drains and exits 0 on SIGTERM.
+// The real process end to end (config file, ops plane): `node --import tsx src/main.ts` with
+// GATEWAY_CONFIG pointing at temp files. A bad config stops start-up with exit code 2 naming the
+// key; a good one serves data and ops ports, honours env overrides, and drains and exits 0 on
+// SIGTERM.
 
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'

@@ -1,14 +1,14 @@
-// Issue 6 requirement 1: the span tree of every request form, on real redis-server processes,
-// collected by OpenTelemetry's in-memory exporter. Asserts the whole tree (server span continuing
-// the caller's traceparent -> route.resolve, route.select per attempt, one client span per Redis
-// round trip), the attributes of spec §7, retry/hedge/breaker events, and that no command
+// Tracing: the span tree of every request form, on real redis-server processes, collected by
+// OpenTelemetry's in-memory exporter. Asserts the whole tree (server span continuing the caller's
+// traceparent -> route.resolve, route.select per attempt, one client span per Redis round trip),
+// the attributes docs/observability.md lists, retry/hedge/breaker events, and that no command
 // argument, key, value or token reaches any span.
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { Redis } from '@upstash/redis'
-import { LEVEL_IDENTITY } from '../../src/upstream/identity.js'
+import { LEVEL_IDENTITY } from '../../src/core/identity.js'
 import { FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js'
 import { startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
