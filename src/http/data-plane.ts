@@ -156,16 +156,10 @@ function toResponse(c: Context, r: DataReply): Response {
   return c.newResponse(body, r.status as 200, headers)
 }
 
-/**
- * The fast lane's side of the data plane (fast-lane/): the same logic, replies as raw header
- * lines. The lane calls `render` on what `handle` settled with, so no promise is added to convert.
- */
-export function createFastDataHandler(
-  deps: DataPlaneDeps,
-): Pick<FastLaneOptions<DataResult>, 'handle' | 'render' | 'newLease'> {
+/** The fast lane's side of the data plane (fast-lane/): the same logic, replies as raw header lines. */
+export function createFastDataHandler(deps: DataPlaneDeps): Pick<FastLaneOptions, 'handle' | 'newLease'> {
   return {
-    handle: (req) => handleDataRequest(new FastDataRequest(req), deps),
-    render: renderFast,
+    handle: (req) => handleDataRequest(new FastDataRequest(req), deps).then(renderFast),
     newLease: () => new RequestLease(deps.budget, deps.maxReplyBytes),
   }
 }

@@ -875,33 +875,6 @@ describe('installFastLane', () => {
     await c.serverClosed()
   })
 
-  test('render() turns what the handler settled with into the reply; a throwing render gets the JSON 500', async () => {
-    const server = createServer()
-    const lane = createFastLane<{ n: number }>(server, {
-      handle: async (r) => ({ n: r.url.length }),
-      newLease: () => new RequestLease(new ByteBudget(1 << 20), 1 << 20),
-      render: (v) => {
-        if (v.n > 5) throw new Error('cannot render')
-        return { status: 200, headers: 'content-type: text/plain\r\n', body: `n=${v.n}`, close: false }
-      },
-      accept: () => true,
-      maxHeaderBytes: 16 * 1024,
-      maxHeaders: MAX_HEADERS,
-      maxBodyBytes: 1024,
-      writeTimeoutMs: 30_000,
-      tracker: new ConnectionTracker(server),
-    })
-    const c = await Client.open(await listenLane(server, lane))
-    c.write(req('GET', '/abc'))
-    const [ok] = await c.replies(1)
-    expect(ok!.text).toBe('n=4')
-    c.write(req('GET', '/abcdef'))
-    const [, bad] = await c.replies(2)
-    expect(bad!.statusLine).toBe('HTTP/1.1 500 Internal Server Error')
-    expect(bad!.headers.connection).toBe('close')
-    await c.serverClosed()
-  })
-
   test('(g) the client half-closes while a request is served: it still gets the reply, then the server closes', async () => {
     const f = await fixture()
     const c = await Client.open(f.port, { allowHalfOpen: true })

@@ -9,7 +9,7 @@ import { parseListenAddress } from '../config/schema.js'
 import type { CorsPolicy } from './cors.js'
 import { anyHost } from './data-plane.js'
 import type { ConnectionTracker } from './drain.js'
-import { createFastLane, type FastLane, type FastLaneOptions, type FastResponse } from './fast-lane/index.js'
+import { createFastLane, type FastLane, type FastLaneOptions } from './fast-lane/index.js'
 import { createHttpServer } from './server.js'
 
 /** The limits (config `limits`) a listener applies before a request reaches the app. */
@@ -20,7 +20,7 @@ export interface ListenLimits {
 }
 
 /** A fast lane's options, but those the listener fills in (its limits and its tracker). */
-export type FastLaneSetup<T> = Omit<FastLaneOptions<T>, 'maxHeaderBytes' | 'maxHeaders' | 'writeTimeoutMs' | 'tracker'>
+export type FastLaneSetup = Omit<FastLaneOptions, 'maxHeaderBytes' | 'maxHeaders' | 'writeTimeoutMs' | 'tracker'>
 
 export class HttpListener {
   constructor(
@@ -51,11 +51,11 @@ export class HttpListener {
  * Listens on `address` ("host:port") and serves `fetch` there; with `fastLane`, plain requests are
  * served by the lane and the rest by `fetch`. `cors`: the headers every reply of the port carries.
  */
-export function listen<T = FastResponse>(
+export function listen(
   address: string,
   fetch: (req: Request, env: never) => Response | Promise<Response>,
   limits: ListenLimits,
-  fastLane: FastLaneSetup<T> | null,
+  fastLane: FastLaneSetup | null,
   cors: CorsPolicy | null,
 ): Promise<HttpListener> {
   const { host, port } = parseListenAddress(address)

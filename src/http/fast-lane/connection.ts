@@ -23,12 +23,9 @@ import type { FastLaneOptions, FastRequest, FastResponse } from './types.js'
 /** Pipelined bytes buffered behind a request being served before reading pauses. */
 const PIPELINE_BYTES = 64 * 1024
 
-/** The options as a connection uses them: the result type erased, render always there. */
-export type LaneOptions = FastLaneOptions<unknown> & { readonly render: (value: unknown) => FastResponse }
-
 /** What the connections of one lane share. */
 export interface Lane {
-  readonly opts: LaneOptions
+  readonly opts: FastLaneOptions
   readonly now: () => number
   /** Gives the connection, with the bytes it read that are not served (and whether the client's FIN came), to node:http. */
   readonly handOver: (c: Connection, pending: Buffer | null, ended: boolean) => void
@@ -266,19 +263,10 @@ export class Connection {
     this.lane.stats.served++
     const opts = this.lane.opts
     opts.tracker.requestBegan(this.socket)
-    const render = opts.render
     const policy = opts.cors
     const cors = policy === undefined ? '' : policy.lines(policy.byOrigin ? headerValue(req.headers, 'origin') : undefined)
     opts.handle(req).then(
-      (value) => {
-        let res: FastResponse
-        try {
-          res = render(value)
-        } catch {
-          res = INTERNAL
-        }
-        this.settled(res, close || res.close, cors)
-      },
+      (res) => this.settled(res, close || res.close, cors),
       () => this.settled(INTERNAL, true, cors),
     )
   }

@@ -14,9 +14,9 @@ import { performance } from 'node:perf_hooks'
 import type { Server } from 'node:http'
 import { createServer as createNetServer, type Socket } from 'node:net'
 import type { Buffer } from 'node:buffer'
-import { Connection, type Lane, type LaneOptions } from './connection.js'
+import { Connection, type Lane } from './connection.js'
 import { keepAliveLines, timeoutReply } from './replies.js'
-import type { FastLane, FastLaneOptions, FastResponse } from './types.js'
+import type { FastLane, FastLaneOptions } from './types.js'
 
 export { headerValue } from './grammar.js'
 export type { FastLane, FastLaneOptions, FastRequest, FastResponse } from './types.js'
@@ -25,7 +25,7 @@ export type { FastLane, FastLaneOptions, FastRequest, FastResponse } from './typ
  * A fast lane in front of `http`, which keeps its options (timeouts, limits) and serves every
  * connection handed to it. Nothing listens yet: call `server.listen()` on the result.
  */
-export function createFastLane<T = FastResponse>(http: Server, opts: FastLaneOptions<T>): FastLane {
+export function createFastLane(http: Server, opts: FastLaneOptions): FastLane {
   // As node:http's own listening socket is made: a half-closed connection is still answered, and
   // small replies are not held back by Nagle's algorithm.
   const server = createNetServer({ allowHalfOpen: true, noDelay: true })
@@ -50,7 +50,7 @@ export function createFastLane<T = FastResponse>(http: Server, opts: FastLaneOpt
     c.socket.emit('end')
   }
   const lane: Lane = {
-    opts: { ...opts, render: opts.render ?? asResponse } as LaneOptions,
+    opts,
     now: opts.now ?? (() => performance.now()),
     handOver,
     stats,
@@ -98,5 +98,3 @@ export function createFastLane<T = FastResponse>(http: Server, opts: FastLaneOpt
     stop,
   }
 }
-
-const asResponse = (value: unknown): FastResponse => value as FastResponse

@@ -33,14 +33,9 @@ export interface FastResponse {
   readonly close: boolean
 }
 
-export interface FastLaneOptions<T = FastResponse> {
-  /** Serves a complete request; must not reject. */
-  readonly handle: (req: FastRequest) => Promise<T>
-  /**
-   * Turns what `handle` settled with into the reply, synchronously (a wrapper promise to convert
-   * it would cost a promise job per request). Needed unless `handle` settles with FastResponses.
-   */
-  readonly render?: (value: T) => FastResponse
+export interface FastLaneOptions {
+  /** Serves a complete request; a rejection is answered 500 and the connection closed. */
+  readonly handle: (req: FastRequest) => Promise<FastResponse>
   /** A memory lease for each request (released by the lane once the reply has left). */
   readonly newLease: () => RequestLease
   /** Whether the lane may serve a request with this target and headers (before its body is read). */
