@@ -7,6 +7,7 @@ import path from 'node:path'
 
 const PREREQUISITES = [
   ['redis-server', 'install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis); the tests start their own servers on free ports'],
+  ['redis-cli', 'it comes with redis-server (Debian/Ubuntu: apt-get install redis-tools); the cluster tests form their clusters with it'],
   ['openssl', 'install it (Debian/Ubuntu: apt-get install openssl); the TLS test makes its certificates with it'],
   ['ss', "install it (Debian/Ubuntu: apt-get install iproute2); the HTTP tests read the gateway's side of their connections with it"],
 ] as const
