@@ -450,7 +450,7 @@ function find<T>(table: ReadonlyMap<string, T>, arg: unknown): T | undefined {
 }
 
 /** ASCII case-insensitive equality with an upper-case literal, without allocating. */
-function isToken(arg: unknown, upper: string): boolean {
+export function isToken(arg: unknown, upper: string): boolean {
   if (typeof arg === 'string') {
     if (arg.length !== upper.length) return false
     for (let i = 0; i < arg.length; i++) {

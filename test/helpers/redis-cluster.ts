@@ -16,13 +16,13 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import type { Redis, RedisOptions } from 'ioredis'
+import { Redis, type RedisOptions } from 'ioredis'
 import { freePort } from './ports.js'
 import { guardChild, onProcessExit, startWatchdog, type Watchdog } from './process-guard.js'
 import { findRedisServer, parseInfo, RedisStartError, startRedis, type RedisServer } from './redis-server.js'
 import { waitFor } from './wait.js'
+import { keySlot, SLOT_COUNT } from '../../src/routing/cluster-slots.js'
 
-export const SLOT_COUNT = 16_384
 /** The cluster bus listens on the node's port plus this. */
 export const CLUSTER_BUS_PORT_OFFSET = 10_000
 /** Highest usable node port: its bus port must still be a valid port. */
@@ -143,25 +143,9 @@ export interface RedisCluster {
 // ---------------------------------------------------------------------------------------
 // Key slots.
 
-function crc16(data: Buffer): number {
-  let crc = 0
-  for (const byte of data) {
-    crc ^= byte << 8
-    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
-  }
-  return crc
-}
-
-/** The cluster slot of `key` (CRC16 mod 16384, hashing only a non-empty `{tag}` when there is one). */
-export function keySlot(key: string | Buffer): number {
-  const bytes = typeof key === 'string' ? Buffer.from(key) : key
-  const open = bytes.indexOf(0x7b) // {
-  if (open >= 0) {
-    const close = bytes.indexOf(0x7d, open + 1) // }
-    if (close > open + 1) return crc16(bytes.subarray(open + 1, close)) % SLOT_COUNT
-  }
-  return crc16(bytes) % SLOT_COUNT
-}
+// The gateway's own CRC16 slot function (src/routing/cluster-slots.ts), checked here against the
+// nodes' CLUSTER KEYSLOT as well.
+export { keySlot, SLOT_COUNT }
 
 // ---------------------------------------------------------------------------------------
 // Ports.
@@ -226,77 +210,33 @@ async function clusterPort(): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------
-// One-shot commands on a fresh connection (no client library handshake, nothing left open).
+// One-shot commands on a fresh connection, closed again at once (nothing left open, no reconnects).
 
 type Reply = string | number | null | Error | Reply[]
 
-function encode(args: readonly string[]): string {
-  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`
-}
-
-function parse(buf: Buffer, pos: number): { value: Reply; next: number } | undefined {
-  const lineEnd = buf.indexOf('\r\n', pos)
-  if (lineEnd < 0) return undefined
-  const type = String.fromCharCode(buf[pos] ?? 0)
-  const line = buf.toString('utf8', pos + 1, lineEnd)
-  const after = lineEnd + 2
-  if (type === '+') return { value: line, next: after }
-  if (type === '-') return { value: new Error(line), next: after }
-  if (type === ':') return { value: Number(line), next: after }
-  if (type === '$') {
-    const len = Number(line)
-    if (len < 0) return { value: null, next: after }
-    if (buf.length < after + len + 2) return undefined
-    return { value: buf.toString('utf8', after, after + len), next: after + len + 2 }
-  }
-  if (type === '*') {
-    const count = Number(line)
-    if (count < 0) return { value: null, next: after }
-    const items: Reply[] = []
-    let next = after
-    for (let i = 0; i < count; i++) {
-      const item = parse(buf, next)
-      if (!item) return undefined
-      items.push(item.value)
-      next = item.next
-    }
-    return { value: items, next }
-  }
-  throw new Error(`unexpected RESP reply type ${JSON.stringify(type)}`)
-}
-
-function commands(port: number, cmds: readonly (readonly string[])[]): Promise<Reply[]> {
+async function commands(port: number, cmds: readonly (readonly string[])[]): Promise<Reply[]> {
   const timeoutMs = REDIS_CLUSTER_DEFAULTS.commandTimeoutMs
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: HOST, port })
-    let buf = Buffer.alloc(0)
-    let pos = 0
-    const replies: Reply[] = []
-    const finish = (error?: Error): void => {
-      clearTimeout(timer)
-      socket.destroy()
-      if (error) reject(error)
-      else resolve(replies)
-    }
-    const timer = setTimeout(() => finish(new Error(`no reply from ${HOST}:${port} within ${timeoutMs}ms`)), timeoutMs)
-    socket.on('connect', () => socket.write(cmds.map(encode).join('')))
-    socket.on('data', (chunk) => {
-      buf = Buffer.concat([buf, chunk])
-      try {
-        for (;;) {
-          const parsed = parse(buf, pos)
-          if (!parsed) break
-          replies.push(parsed.value)
-          pos = parsed.next
-          if (replies.length === cmds.length) return finish()
-        }
-      } catch (error) {
-        finish(error as Error)
-      }
-    })
-    socket.on('error', (error) => finish(error))
-    socket.on('close', () => finish(new Error(`connection to ${HOST}:${port} closed before all replies arrived`)))
+  const client = new Redis({
+    host: HOST,
+    port,
+    lazyConnect: true,
+    enableReadyCheck: false,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
   })
+  client.on('error', () => {}) // reported by connect() or the commands
+  try {
+    await client.connect()
+    const pipeline = client.pipeline()
+    for (const [name, ...args] of cmds) pipeline.call(name as string, ...args)
+    const results = (await pipeline.exec()) ?? []
+    return results.map(([err, value]) => (err ? err : (value as Reply)))
+  } finally {
+    client.disconnect()
+  }
 }
 
 function text(reply: Reply | undefined, what: string, port: number): string {
