@@ -1,4 +1,4 @@
-// Redis Cluster slots (issue 18): which of the 16384 hash slots a key or a command belongs to, and
+// Redis Cluster slots: which of the 16384 hash slots a key or a command belongs to, and
 // which shard serves a slot, from the cluster's own CLUSTER SHARDS (Redis 7+) or CLUSTER SLOTS
 // (older) reply. Pure: no I/O, nothing wired into the gateway yet.
 //
@@ -32,7 +32,7 @@
 // other. Wrong shapes, counts over CLUSTER_LIMITS, slots out of range, overlapping ranges, a node in
 // two shards or a shard with slots and no primary are a ClusterReplyError naming what is wrong.
 // Addresses are kept as announced; whether the gateway may connect to them is its policy, not this
-// file's (issue 18: no SSRF through a hostile reply).
+// file's (no SSRF through a hostile reply).
 
 import { Buffer } from 'node:buffer'
 import { exists, getKeyIndexes, hasFlag } from '@ioredis/commands'
