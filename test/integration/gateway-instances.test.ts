@@ -9,6 +9,7 @@ import { ADMIN_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../hel
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { call } from '../helpers/rest.js'
 import { waitFor } from '../helpers/wait.js'
+import { readEventLines } from '../helpers/sse.js'
 
 const SCRIPT = `#!lua flags=allow-key-locking
 return 7
@@ -47,33 +48,12 @@ async function open(gw: TestGateway, path: string): Promise<Stream> {
     signal: ac.signal,
   })
   expect(res.status).toBe(200)
-  const events: string[] = []
-  let ended = false
-  const reader = res.body!.getReader()
-  const dec = new TextDecoder()
-  void (async () => {
-    let buf = ''
-    try {
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) break
-        buf += dec.decode(value, { stream: true })
-        let i: number
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i)
-          buf = buf.slice(i + 1)
-          if (line.startsWith('data: ')) events.push(line.slice(6))
-        }
-      }
-    } catch {
-      // aborted
-    }
-    ended = true
-  })()
+  const lines = readEventLines(res.body!, ac.signal)
   return {
-    events,
+    events: lines.events,
+    // A gateway that stops may end the stream or reset its connection: either way it ended.
     get ended() {
-      return ended
+      return lines.ended || lines.failed
     },
     close: () => ac.abort(),
   }

@@ -8,6 +8,7 @@ import { MAX_MONITOR_STREAMS } from '../../src/http/sse.js'
 import { ADMIN_TOKEN, READ_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
+import { readEventLines } from '../helpers/sse.js'
 
 let redis: RedisServer
 let gw: TestGateway
@@ -50,42 +51,14 @@ async function openMonitor(token: string, method = 'POST', base = gw.base('main'
     headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
     signal: ac.signal,
   })
-  const events: string[] = []
-  const comments: string[] = []
-  let ended = false
-  if (res.status === 200 && res.body) {
-    const reader = res.body.getReader()
-    const dec = new TextDecoder()
-    let buf = ''
-    void (async () => {
-      try {
-        for (;;) {
-          const { value, done } = await reader.read()
-          if (done) {
-            ended = true
-            return
-          }
-          buf += dec.decode(value, { stream: true })
-          let i: number
-          while ((i = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, i)
-            buf = buf.slice(i + 1)
-            if (line.startsWith('data: ')) events.push(line.slice(6))
-            else if (line.startsWith(': ')) comments.push(line.slice(2))
-          }
-        }
-      } catch {
-        // aborted
-      }
-    })()
-  }
+  const lines = res.status === 200 && res.body ? readEventLines(res.body, ac.signal) : null
   return {
     status: res.status,
     headers: res.headers,
-    events,
-    comments,
+    events: lines?.events ?? [],
+    comments: lines?.comments ?? [],
     get ended() {
-      return ended
+      return lines?.ended ?? false
     },
     text: () => res.text(),
     close: () => ac.abort(),
