@@ -12,6 +12,7 @@ import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
 import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
+import type { InstanceSpec } from './core/topology.js'
 import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.js'
 import type { RuntimeEnv } from './config/load.js'
 import { EventHub } from './core/events.js'
@@ -173,6 +174,13 @@ export class Gateway {
     })
   }
 
+  /** Bad annotation values were skipped (their defaults apply); each is reported. */
+  private reportAnnotationErrors(spec: InstanceSpec): void {
+    for (const e of spec.annotationErrors) {
+      this.events.emit('annotationError', { instance: spec.name, source: spec.source, key: e.key, message: e.message })
+    }
+  }
+
   private startKubernetes(): void {
     const k = this.config.discovery.kubernetes
     if (k === null) return
@@ -183,11 +191,7 @@ export class Gateway {
       servicePrefix: k.servicePrefix,
       apply: (u) => {
         this.table.apply(u)
-        if (u.type === 'upsert') {
-          for (const e of u.instance.annotationErrors) {
-            this.events.emit('annotationError', { instance: u.instance.name, source: u.instance.source, key: e.key, message: e.message })
-          }
-        }
+        if (u.type === 'upsert') this.reportAnnotationErrors(u.instance)
       },
       onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
     })
@@ -222,12 +226,9 @@ export class Gateway {
     this.config = cfg
     this.tokens = new TokenStore(cfg.auth.tokens)
     this.table.setGroupConfig(cfg.groups)
-    this.table.apply({ type: 'reset', source: STATIC_SOURCE, instances: staticInstances(cfg) })
-    for (const spec of staticInstances(cfg)) {
-      for (const e of spec.annotationErrors) {
-        this.events.emit('annotationError', { instance: spec.name, source: spec.source, key: e.key, message: e.message })
-      }
-    }
+    const instances = staticInstances(cfg)
+    this.table.apply({ type: 'reset', source: STATIC_SOURCE, instances })
+    for (const spec of instances) this.reportAnnotationErrors(spec)
     warnRestartOnly(prev, cfg, this.logger)
     this.lifecycle.configApplied()
   }
