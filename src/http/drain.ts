@@ -27,11 +27,6 @@ export interface DrainOptions {
   readonly idleCloseMs: number
   /** After this long, connections still open are destroyed, cutting the requests they carry. */
   readonly timeoutMs: number
-  /**
-   * Called once for each response in flight when the drain starts and for each request that
-   * arrives during the drain, before it is answered (e.g. to end an SSE stream).
-   */
-  readonly onResponse?: (res: ServerResponse) => void
 }
 
 export interface DrainResult {
@@ -65,7 +60,6 @@ export function closes(res: ServerResponse): boolean {
 export class ConnectionTracker {
   private readonly conns = new Map<Socket, Conn>()
   private drainState: {
-    readonly opts: DrainOptions
     requests: number
     connectionClose: number
     idleClosed: number
@@ -272,7 +266,7 @@ export class ConnectionTracker {
           if (c.inflight === 0 && now - c.idleSince >= opts.idleCloseMs) this.closeIdle(c)
         }
       }
-      this.drainState = { opts, requests: 0, connectionClose: 0, idleClosed: 0, check }
+      this.drainState = { requests: 0, connectionClose: 0, idleClosed: 0, check }
       // Stop accepting: close the listening socket only (see the header comment).
       NetServer.prototype.close.call(this.listener)
       for (const c of [...this.conns.values()]) for (const res of [...c.responses]) this.closeAfter(res)
@@ -302,7 +296,6 @@ export class ConnectionTracker {
       res.setHeader('connection', 'close')
       d.connectionClose++
     }
-    d.opts.onResponse?.(res)
   }
 
   private closeIdle(c: Conn): void {
