@@ -44,6 +44,7 @@ import { PoolLogs } from './telemetry/pool-logs.js'
 import { Deadlines } from './upstream/deadlines.js'
 import { liveRoutes } from './http/routes-view.js'
 import { ByteBudget } from './resilience/byte-budget.js'
+import { ClusterManager, type ClusterInstance } from './upstream/cluster.js'
 
 /**
  * A request ends at most this long after its command timeout: covers the connect wait and a
@@ -79,6 +80,8 @@ export class Gateway {
   readonly streams = new EventStreams()
   readonly syncTokens = new SyncTokens()
   readonly deadlines = new Deadlines()
+  /** Instances served as Redis Clusters (upstream/cluster.ts). */
+  readonly clusters: ClusterManager
   readonly lifecycle: Lifecycle
   private readonly shutdown: Shutdown
   private readonly health: HealthChecker
@@ -129,7 +132,8 @@ export class Gateway {
           poolLogs.closed(ep, reason)
         },
         breaker: (ep, from, to, reason) =>
-          this.events.emit('breaker', { instances: [...ep.instances], endpoint: ep.id, from, to, reason }),
+          this.events.emit('breaker', { instances: instancesUsing(ep), endpoint: ep.id, from, to, reason }),
+        clusterMode: (ep, enabled) => this.clusters.clusterMode(ep, enabled),
         fault: (ep, error) => this.events.emit('fault', { where: 'redis_connection', error, endpoint: ep.id }),
         subscriberFault: (ep, error) => this.events.emit('fault', { where: 'redis_subscriber', error, endpoint: ep.id }),
         userClosed: (ep, user, reason) => poolLogs.userClosed(ep, user, reason),
@@ -137,6 +141,27 @@ export class Gateway {
         acl: (ep, state) => poolLogs.acl(ep, state),
       },
     )
+    this.clusters = new ClusterManager({
+      pool: this.pool,
+      allowUndiscoveredNodes: opts.config.redis.allowUndiscoveredClusterNodes,
+      tls: opts.config.redis.tls,
+      onChange: (instance) => {
+        const c = this.clusters.get(instance)
+        if (c === undefined) return
+        // Roles are known at once (a promoted replica takes writes without waiting for its check).
+        for (const ep of c.nodes()) void this.health.checkNow(ep.id)
+        this.events.emit('clusterTopology', { instance, kind: 'changed', ...clusterCounts(c), message: null })
+      },
+      onError: (instance, err) => {
+        const c = this.clusters.get(instance)
+        this.events.emit('clusterTopology', { instance, kind: 'error', ...(c ? clusterCounts(c) : { shards: 0, slots: 0, nodes: 0 }), message: err.message })
+      },
+      onRefused: (instance, refused) => {
+        const c = this.clusters.get(instance)
+        const message = refused.map((r) => `${r.id.slice(0, 8)} ${r.host}:${r.port ?? '?'}: ${r.reason}`).join('; ')
+        this.events.emit('clusterTopology', { instance, kind: 'refused', ...(c ? clusterCounts(c) : { shards: 0, slots: 0, nodes: 0 }), message })
+      },
+    })
     this.router = new Router(this.pool, {
       maxInflightPerEndpoint: RESILIENCE_DEFAULTS.maxInflightPerEndpoint,
       maxEjectionPercent: RESILIENCE_DEFAULTS.maxEjectionPercent,
@@ -149,6 +174,7 @@ export class Gateway {
     if (opts.tracer !== undefined) subscribeTracing(this.events, opts.tracer)
     this.table.onChange((snap, _prev, change) => {
       this.pool.apply(change)
+      this.clusters.apply(snap, change)
       this.router.pruneChange(snap, change)
       if (this.events.has('instanceChange')) for (const e of diffInstances(change)) this.events.emit('instanceChange', e)
       this.events.emit('table', { instances: snap.instances.size, groups: snap.groups.size, version: snap.version })
@@ -169,7 +195,10 @@ export class Gateway {
         this.health.stop()
         await this.kubernetes?.stop()
       },
-      stopRedis: () => this.pool.stop(),
+      stopRedis: () => {
+        this.clusters.stop()
+        return this.pool.stop()
+      },
       redisEndpoints: () => this.pool.size,
     })
   }
@@ -263,6 +292,7 @@ export class Gateway {
       scripts: this.scripts,
       streams: this.streams,
       syncTokens: this.syncTokens,
+      clusters: this.clusters,
     }
     const cors = corsPolicy(this.config.http.cors.origins, this.config.http.clientIdHeader)
     const dataApp = createDataApp(dataDeps, cors)
@@ -315,4 +345,16 @@ export class Gateway {
   hurryShutdown(): ReturnType<Shutdown['hurry']> {
     return this.shutdown.hurry()
   }
+}
+
+/** Instances an endpoint serves: those that list it, and the clusters that use it as a node. */
+function instancesUsing(ep: PooledEndpoint): string[] {
+  if (ep.clusters.size === 0) return [...ep.instances]
+  return [...new Set([...ep.instances, ...ep.clusters])]
+}
+
+function clusterCounts(c: ClusterInstance): { shards: number; slots: number; nodes: number } {
+  let slots = 0
+  for (const s of c.serving()) slots += s.slotCount
+  return { shards: c.serving().length, slots, nodes: c.nodes().length }
 }

@@ -63,6 +63,7 @@ describe('loadConfig: valid files', () => {
       commandTimeoutMs: 2000,
       connectTimeoutMs: 1000,
       aclUsers: true,
+      allowUndiscoveredClusterNodes: false,
     })
   })
 

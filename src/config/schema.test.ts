@@ -90,7 +90,7 @@ describe('defaultConfig', () => {
       discovery: { kubernetes: null, static: null },
       groups: {},
       auth: { tokens: [] },
-      redis: { username: '', password: '', passwordFile: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000, aclUsers: true },
+      redis: { username: '', password: '', passwordFile: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000, aclUsers: true, allowUndiscoveredClusterNodes: false },
       limits: {
         maxBodyBytes: 64 * 1024 * 1024,
         maxHeaderBytes: 64 * 1024,

@@ -27,7 +27,7 @@ export const DEFAULTS = {
   /** Least privilege for a token that does not say. */
   tokenAccess: 'read',
   tokenTargets: ['*'],
-  redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s', aclUsers: true },
+  redis: { username: '', passwordFile: '', tls: false, commandTimeout: '2s', connectTimeout: '1s', aclUsers: true, allowUndiscoveredClusterNodes: false },
   limits: {
     maxBody: '64MiB',
     maxHeader: '64KiB',
@@ -490,6 +490,7 @@ export function configSchema(secrets: SecretFiles) {
           commandTimeout: durationMs(DEFAULTS.redis.commandTimeout),
           connectTimeout: durationMs(DEFAULTS.redis.connectTimeout),
           aclUsers: z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean().default(DEFAULTS.redis.aclUsers)),
+          allowUndiscoveredClusterNodes: z.boolean().default(DEFAULTS.redis.allowUndiscoveredClusterNodes),
         })
         .prefault({})
         .transform((r, rctx) => {
@@ -513,6 +514,12 @@ export function configSchema(secrets: SecretFiles) {
              * and functions to non-admin tokens.
              */
             aclUsers: r.aclUsers,
+            /**
+             * Redis Cluster: connect to nodes the cluster announces that discovery does not list
+             * (false: only discovered addresses, so a hostile CLUSTER SHARDS reply cannot point
+             * the gateway anywhere else).
+             */
+            allowUndiscoveredClusterNodes: r.allowUndiscoveredClusterNodes,
           }
         }),
       // What one request may cost (README "Limits"): sizes and counts checked before work is done, the

@@ -172,6 +172,25 @@ export interface ConfigReloadEvent {
   readonly error?: string
 }
 
+/** A Redis Cluster instance's slot map: learned (changed), a refresh that failed, or nodes refused. */
+export interface ClusterTopologyEvent {
+  readonly instance: string
+  readonly kind: 'changed' | 'error' | 'refused'
+  /** Shards serving slots, and slots served (16384 when all are), after the change. */
+  readonly shards: number
+  readonly slots: number
+  /** Nodes of the map (primaries and replicas) the gateway uses. */
+  readonly nodes: number
+  /** What went wrong (error), or which nodes were refused and why (refused); null for changed. */
+  readonly message: string | null
+}
+
+/** A Redis Cluster redirection followed (or the first one that made an instance a cluster). */
+export interface ClusterRedirectEvent {
+  readonly instance: string
+  readonly kind: 'moved' | 'ask' | 'tryagain' | 'clusterdown'
+}
+
 export interface AnnotationErrorEvent {
   readonly instance: string
   readonly source: string
@@ -195,6 +214,8 @@ export type FaultWhere = 'http_request' | 'http_connection' | 'redis_connection'
 
 export interface GatewayEventMap {
   annotationError: AnnotationErrorEvent
+  clusterTopology: ClusterTopologyEvent
+  clusterRedirect: ClusterRedirectEvent
   requestStart: { readonly instance: string | null }
   requestBegin: RequestBeginEvent
   routeResolveBegin: RouteResolveBeginEvent
@@ -223,6 +244,8 @@ export type Listening = { readonly [K in keyof GatewayEventMap]: boolean }
 function nobodyListening(): { -readonly [K in keyof GatewayEventMap]: boolean } {
   return {
     annotationError: false,
+    clusterTopology: false,
+    clusterRedirect: false,
     requestStart: false,
     requestBegin: false,
     routeResolveBegin: false,

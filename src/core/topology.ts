@@ -3,6 +3,8 @@
 
 export type Maintenance = 'off' | 'drain' | 'read-only'
 export type ReadPolicy = 'primary' | 'prefer-replica' | 'replica' | 'any'
+/** How an instance's endpoints are served: `auto` detects Redis Cluster (`cluster_enabled:1`). */
+export type ServingMode = 'auto' | 'cluster' | 'standalone'
 export type Strategy = 'least-request' | 'round-robin' | 'random' | 'weighted' | 'maglev'
 export const GROUP_STRATEGIES = ['weighted', 'sticky', 'round-robin', 'least-request'] as const
 export type GroupStrategy = (typeof GROUP_STRATEGIES)[number]
@@ -24,6 +26,8 @@ export interface InstancePolicy {
   readonly hedgeAfterMs: number | null
   /** Port name or number to pick on EndpointSlices; null = the port named `redis`, else the first. */
   readonly port: string | number | null
+  /** `auto`: served as a Redis Cluster when an endpoint reports cluster_enabled:1; `cluster`/`standalone` pin it. */
+  readonly mode: ServingMode
 }
 
 /** A bad annotation: reported (log, metric, admin view); the default is used for that key. */

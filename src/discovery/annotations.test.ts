@@ -17,6 +17,7 @@ describe('DEFAULT_POLICY', () => {
       strategy: 'least-request',
       hedgeAfterMs: null,
       port: null,
+      mode: 'auto',
     })
     expect(Object.isFrozen(DEFAULT_POLICY)).toBe(true)
   })
@@ -85,6 +86,7 @@ describe('parseAnnotations: good values', () => {
       [P + 'strategy']: 'maglev',
       [P + 'hedge-after']: '10ms',
       [P + 'port']: 'redis-tls',
+      [P + 'mode']: 'cluster',
     })
     expect(errors).toEqual([])
     expect(policy).toEqual({
@@ -96,7 +98,15 @@ describe('parseAnnotations: good values', () => {
       strategy: 'maglev',
       hedgeAfterMs: 10,
       port: 'redis-tls',
+      mode: 'cluster',
     })
+  })
+
+  it('mode: auto, cluster or standalone; anything else is reported and auto applies', () => {
+    expect(parseAnnotations({ [P + 'mode']: 'standalone' }).policy.mode).toBe('standalone')
+    const { policy, errors } = parseAnnotations({ [P + 'mode']: 'Cluster' })
+    expect(policy.mode).toBe('auto')
+    expect(errors[0]!.message).toContain('did you mean "cluster"')
   })
 })
 

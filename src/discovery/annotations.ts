@@ -9,6 +9,7 @@ import {
   type InstancePolicy,
   type Maintenance,
   type ReadPolicy,
+  type ServingMode,
   type Strategy,
 } from '../core/topology.js'
 
@@ -23,11 +24,13 @@ export const DEFAULT_POLICY: InstancePolicy = Object.freeze({
   strategy: 'least-request',
   hedgeAfterMs: null,
   port: null,
+  mode: 'auto',
 })
 
 const MAINTENANCE = ['drain', 'read-only', 'off'] as const satisfies readonly Maintenance[]
 const READ_POLICIES = ['primary', 'prefer-replica', 'replica', 'any'] as const satisfies readonly ReadPolicy[]
 const STRATEGIES = ['least-request', 'round-robin', 'random', 'weighted', 'maglev'] as const satisfies readonly Strategy[]
+const MODES = ['auto', 'cluster', 'standalone'] as const satisfies readonly ServingMode[]
 const MAX_WEIGHT = 10_000
 
 // A bad value: the message says what was wrong, without the key (added by the caller).
@@ -76,6 +79,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
     }
   }),
   strategy: spec('strategy', keyword(STRATEGIES)),
+  mode: spec('mode', keyword(MODES)),
   'hedge-after': spec('hedgeAfterMs', (v) => {
     if (v === 'off') return null
     let ms: number

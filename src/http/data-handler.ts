@@ -37,7 +37,12 @@ import {
 } from '../routing/classify.js'
 import { dispatch, type DispatchOptions } from '../upstream/dispatch.js'
 import type { Resolved, Router } from '../selection/router.js'
-import { parseToken, type SyncPosition, type SyncTokens } from '../routing/sync-token.js'
+import { formatClusterToken, parseClusterToken, parseToken, type SyncPosition, type SyncTokens } from '../routing/sync-token.js'
+import type { ClusterInstance } from '../upstream/cluster.js'
+import { clusterCommand, clusterPipeline, clusterPosition, clusterSubscribe, clusterTransaction, isRedirect, redirectOf, type ClusterCall } from '../upstream/cluster-exec.js'
+import { keySlot } from '../routing/cluster-slots.js'
+import type { InstanceRoute } from '../routing/table.js'
+import type { ItemResult, RawReply } from '../core/reply.js'
 import type { RoutingSnapshot, RoutingTable } from '../routing/table.js'
 import { errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson } from '../encoding/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
@@ -86,6 +91,14 @@ export interface DataPlaneDeps {
   readonly streams: EventStreams
   /** Sync-token formatting (its write nonce). */
   readonly syncTokens: SyncTokens
+  /** Instances served as Redis Clusters (upstream/cluster.ts); absent: none. */
+  readonly clusters?: ClusterLookup
+}
+
+/** The cluster of an instance served as one; suspect(): a reply said MOVED, so it is one. */
+export interface ClusterLookup {
+  get(name: string): ClusterInstance | undefined
+  suspect(route: InstanceRoute): ClusterInstance | undefined
 }
 
 /** One request as the data plane needs it, whichever server parsed it. */
@@ -320,6 +333,27 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       run,
     )
   const token = (write: boolean): string => tokenFor(deps, resolved, incomingToken, write)
+  // Redis Cluster instances (upstream/cluster-exec.ts): one call state per request.
+  const clusterCall = (cluster: ClusterInstance, identity: Identity, scripted: boolean): ClusterCall => {
+    const t = parseClusterToken(req.header('upstash-sync-token'))
+    return {
+      dispatch: deps.dispatch,
+      cluster,
+      group: resolved.group,
+      load: resolved.load,
+      token: t !== null && t.instance === resolved.instance.name ? t : null,
+      clientId,
+      scope: st.scope,
+      lease: req.lease,
+      identity,
+      scripted,
+      touched: new Set(),
+      deadlineAt: performance.now() + deps.dispatch.commandTimeoutMs + deps.dispatch.deadlineMarginMs,
+      table: cluster.commandTable(),
+    }
+  }
+  const clusterToken = (call: ClusterCall, write: boolean): string => formatClusterToken(deps.syncTokens, clusterPosition(call), write)
+  const cluster = deps.clusters?.get(resolved.instance.name)
 
   switch (form.type) {
     case 'subscribe': {
@@ -334,15 +368,19 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       // request bytes stops being read, and the client's hang-up would then never be noticed.
       await req.body(deps.maxBodyBytes)
       // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      return send('subscribe', principal.identity, false, (ep) =>
+      const subscribe = (ep: PooledEndpoint, syncToken: string): Promise<EventStream> =>
         deps.streams.subscribe({
           hub: ep.pubsubFor(principal.identity),
           pattern: form.pattern,
           names: form.names,
-          headers: { 'upstash-sync-token': token(false) },
+          headers: { 'upstash-sync-token': syncToken },
           logger: deps.logger,
-        }),
-      )
+        })
+      if (cluster !== undefined) {
+        const call = clusterCall(cluster, principal.identity, false)
+        return clusterSubscribe(call, form.pattern ? null : keySlot(form.names[0]!), (ep) => subscribe(ep, clusterToken(call, false)))
+      }
+      return send('subscribe', principal.identity, false, (ep) => subscribe(ep, token(false)))
     }
     case 'monitor': {
       // MONITOR as Server-Sent Events (README "MONITOR"): admin tokens only, on a connection of
@@ -355,8 +393,10 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       if (!req.canStream) throw new BadRequestError('MONITOR needs the Node.js HTTP server')
       await req.body(deps.maxBodyBytes)
       const identity = principal.identity
-      // dispatch() waited for the identity's users to be provisioned (whenConnected).
-      return send('subscribe', identity, false, async (ep, ctx) => {
+      // dispatch() waited for the identity's users to be provisioned (whenConnected). On a
+      // cluster, MONITOR shows one node's commands: the primary of a shard picked at random.
+      const onMonitor = cluster === undefined ? send : <T>(_k: 'subscribe', who: Identity, _s: boolean, run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) => clusterSubscribe(clusterCall(cluster, who, false), null, run)
+      return onMonitor('subscribe', identity, false, async (ep, ctx) => {
         const options = ep.client.dedicatedOptions(identity)
         if (options === null) throw new NoEndpointError(`endpoint ${ep.id}: the Redis users are not known yet`, { retryAfterS: 1 })
         return deps.streams.monitor({
@@ -403,20 +443,39 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       // Scripts (routing/scripts.ts): shebang flags the backend does not know dropped, EVALSHA of the
       // client's sha mapped; the command's name, class and Redis user stay those checked above.
       const script = prepareScriptCall(deps.scripts, args)
+      const scripted = runsScript(args)
+      let call: ClusterCall | null = null
+      const onCluster = (c: ClusterInstance): Promise<RawReply> => {
+        call = clusterCall(c, identity, scripted)
+        return script === null ? clusterCommand(call, args, write) : script.run(clusterCommand(call, script.args, write))
+      }
+      const tok = (): string => (call === null ? token(write) : clusterToken(call, write))
       try {
-        const value = await send(write ? 'write' : 'read', identity, runsScript(args), (ep, ctx) =>
-          script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
-        )
+        let value: RawReply
+        if (cluster !== undefined) value = await onCluster(cluster)
+        else {
+          try {
+            value = await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
+              script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
+            )
+          } catch (err) {
+            // A redirection from an instance not known to be a cluster yet: it is one, and the
+            // command did not run.
+            const found = isRedirect(err) ? deps.clusters?.suspect(resolved.instance) : undefined
+            if (found === undefined) throw err
+            value = await onCluster(found)
+          }
+        }
         if (resp2) {
           if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, respBytesBound(value), write)
-          return respReply(200, respValue(value), token(write))
+          return respReply(200, respValue(value), tok())
         }
         if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
         // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
-        return reply(200, resultJson(value, base64), token(write))
+        return reply(200, resultJson(value, base64), tok())
       } catch (err) {
         if (err instanceof RedisReplyError) {
-          return resp2 ? respReply(400, respError(err.message), token(write)) : reply(400, errorJson(err.message), token(write))
+          return resp2 ? respReply(400, respError(err.message), tok()) : reply(400, errorJson(err.message), tok())
         }
         throw err
       }
@@ -435,6 +494,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       let admitted: string[][] = commands
       let identity = principal.identity
       let scripted = false
+      const writes = new Array<boolean>(commands.length).fill(false)
       const classified = classifyAll(deps, resolved, commands)
       const classes = Array.isArray(classified) ? classified : await classified
       for (let i = 0; i < commands.length; i++) {
@@ -442,7 +502,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           const where = atomic ? `command ${i + 1}: ` : ''
           const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i]!)
           if (cls.kind === 'admin') noteAdminCommand(commands[i]!, deps.router.endpointsOf(resolved.instance))
-          if (isWriteClass(cls)) write = true
+          if (isWriteClass(cls)) write = writes[i] = true
           // The whole batch runs on one connection: one command that needs the gateway's user takes it.
           const as = runAs(commands[i]!, cls, principal.identity, deps, where)
           if (as !== principal.identity) identity = as
@@ -453,18 +513,47 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           rejected[i] = err.publicMessage
         }
       }
-      if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
+      let admittedWrites: boolean[] = writes
+      if (rejected !== null) {
+        admitted = commands.filter((_, i) => rejected![i] === undefined)
+        admittedWrites = writes.filter((_, i) => rejected![i] === undefined)
+      }
       // Scripts (routing/scripts.ts): as for one command, per item.
       const scripts = prepareScriptBatch(deps.scripts, admitted)
+      let call: ClusterCall | null = null
+      const onCluster = (c: ClusterInstance, cmds: readonly (readonly (string | Buffer)[])[], ws: readonly boolean[]): Promise<ItemResult[]> => {
+        call ??= clusterCall(c, identity, scripted)
+        return atomic ? clusterTransaction(call, cmds) : clusterPipeline(call, cmds, ws)
+      }
+      const tok = (w: boolean): string => (call === null ? token(w) : clusterToken(call, w))
       try {
-        const items =
-          admitted.length > 0
-            ? await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
-                scripts === null
-                  ? runPipeline(ep, ctx, admitted, write, atomic)
-                  : scripts.run(runPipeline(ep, ctx, scripts.commands, write, atomic)),
-              )
-            : []
+        let items: ItemResult[] = []
+        const sent = scripts === null ? admitted : scripts.commands
+        if (admitted.length === 0) items = []
+        else if (cluster !== undefined) items = await (scripts === null ? onCluster(cluster, sent, admittedWrites) : scripts.run(onCluster(cluster, sent, admittedWrites)))
+        else {
+          try {
+            items = await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
+              scripts === null ? runPipeline(ep, ctx, admitted, write, atomic) : scripts.run(runPipeline(ep, ctx, scripts.commands, write, atomic)),
+            )
+          } catch (err) {
+            // A transaction refused with a redirection did not run: the instance is a cluster.
+            const found = atomic && err instanceof RedisReplyError && /\b(MOVED|ASK) \d+ /.test(err.message) ? deps.clusters?.suspect(resolved.instance) : undefined
+            if (found === undefined) throw err
+            items = await (scripts === null ? onCluster(found, sent, admittedWrites) : scripts.run(onCluster(found, sent, admittedWrites)))
+          }
+          // Pipeline items redirected (they did not run): the instance is a cluster; those again.
+          const redirected: number[] = []
+          for (let k = 0; k < items.length; k++) {
+            const it = items[k]!
+            if (!it.ok && redirectOf(it.error) !== null) redirected.push(k)
+          }
+          const found = !atomic && redirected.length > 0 ? deps.clusters?.suspect(resolved.instance) : undefined
+          if (found !== undefined) {
+            const again = await onCluster(found, redirected.map((k) => sent[k]!), redirected.map((k) => admittedWrites[k]!))
+            redirected.forEach((k, j) => (items[k] = scripts === null ? again[j]! : scripts.itemAt(k, again[j]!)))
+          }
+        }
         // resp2: the replies one after another, as Redis sends a pipeline's (not for /multi-exec,
         // which Upstash answers in JSON only).
         const raw = resp2 && !atomic
@@ -483,7 +572,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
               body += it.ok ? respValue(it.value) : respError(it.error)
             }
           }
-          return respReply(200, body, token(write))
+          return respReply(200, body, tok(write))
         }
         let out = '['
         for (let i = 0, k = 0; i < commands.length; i++) {
@@ -497,11 +586,11 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
         }
         out += ']'
-        return reply(200, out, token(write))
+        return reply(200, out, tok(write))
       } catch (err) {
         if (err instanceof RedisReplyError) {
           // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(400, errorJson(err.message), token(write))
+          return reply(400, errorJson(err.message), tok(write))
         }
         throw err
       }

@@ -272,13 +272,15 @@ export class ScriptBatch {
   ) {}
 
   items(items: ItemResult[]): ItemResult[] {
-    for (let i = 0; i < items.length && i < this.calls.length; i++) {
-      const c = this.calls[i]
-      if (c === undefined) continue
-      const it = items[i]!
-      items[i] = it.ok ? { ok: true, value: c.reply(it.value) } : { ok: false, error: c.error(it.error) }
-    }
+    for (let i = 0; i < items.length && i < this.calls.length; i++) items[i] = this.itemAt(i, items[i]!)
     return items
+  }
+
+  /** Item `i` of the batch as the client should see it. */
+  itemAt(i: number, it: ItemResult): ItemResult {
+    const c = this.calls[i]
+    if (c === undefined) return it
+    return it.ok ? { ok: true, value: c.reply(it.value) } : { ok: false, error: c.error(it.error) }
   }
 
   run(p: Promise<ItemResult[]>): Promise<ItemResult[]> {

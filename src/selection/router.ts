@@ -116,6 +116,11 @@ export class Router<E extends Selectable = Selectable> {
     return b
   }
 
+  /** The instance's budgets, without counting a request (cluster redirections spend its retries). */
+  budgetsOf(route: InstanceRoute): Budgets {
+    return this.runtime(route).budgets
+  }
+
   /**
    * The instance's aggregate load (what least-request groups balance on), or null before its
    * first request. Read-only, for the admin view: unlike runtime() it never creates state.

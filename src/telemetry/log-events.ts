@@ -12,6 +12,12 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
   events.on('endpointRole', (e) =>
     logger.info({ instances: e.instances, endpoint: e.endpoint, from: e.from, to: e.to }, `endpoint role changed: ${e.from} -> ${e.to}`),
   )
+  events.on('clusterTopology', (e) => {
+    const fields = { instance: e.instance, shards: e.shards, slots: e.slots, nodes: e.nodes }
+    if (e.kind === 'changed') logger.info(fields, 'cluster slot map learned')
+    else if (e.kind === 'refused') logger.warn({ ...fields, refused: e.message }, 'cluster announces nodes the gateway will not use')
+    else logger.warn({ ...fields, err: e.message }, 'cluster slot map refresh failed; the last map stays')
+  })
   events.on('discovery', (e) => {
     const fields = { source: e.source, resource: e.resource, status: e.status, retryInMs: e.retryInMs, instance: e.instance }
     switch (e.kind) {

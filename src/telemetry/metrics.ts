@@ -89,6 +89,37 @@ export class GatewayMetrics {
     registers: [this.registry],
   })
 
+  readonly clusterShards = new Gauge({
+    name: 'redis_gateway_cluster_shards',
+    help: 'Redis Cluster instances: shards serving slots, as last learned',
+    labelNames: ['instance'] as const,
+    registers: [this.registry],
+  })
+  readonly clusterSlots = new Gauge({
+    name: 'redis_gateway_cluster_slots_served',
+    help: 'Redis Cluster instances: hash slots served by a shard the gateway can reach (16384 when all)',
+    labelNames: ['instance'] as const,
+    registers: [this.registry],
+  })
+  readonly clusterNodes = new Gauge({
+    name: 'redis_gateway_cluster_nodes',
+    help: 'Redis Cluster instances: nodes (primaries and replicas) the gateway uses',
+    labelNames: ['instance'] as const,
+    registers: [this.registry],
+  })
+  readonly clusterTopology = new Counter({
+    name: 'redis_gateway_cluster_topology_events_total',
+    help: 'Redis Cluster slot maps learned (changed), refreshes that failed (error), and maps with refused nodes (refused)',
+    labelNames: ['instance', 'kind'] as const,
+    registers: [this.registry],
+  })
+  readonly clusterRedirects = new Counter({
+    name: 'redis_gateway_cluster_redirects_total',
+    help: 'Redis Cluster redirections followed: moved, ask, tryagain, clusterdown',
+    labelNames: ['instance', 'kind'] as const,
+    registers: [this.registry],
+  })
+
   readonly faults = new Counter({
     name: 'redis_gateway_faults_total',
     help: 'Errors thrown, or protocol broken by a peer, while serving a request or reading a connection; each ended that request or connection, not the process',
@@ -130,6 +161,14 @@ export class GatewayMetrics {
       events.on('hedge', (e) => this.hedges.inc({ instance: e.instance, result: e.result })),
       events.on('fault', (e) => this.faults.inc({ where: e.where })),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
+      events.on('clusterTopology', (e) => {
+        this.clusterTopology.inc({ instance: e.instance, kind: e.kind })
+        if (e.kind !== 'changed') return
+        this.clusterShards.set({ instance: e.instance }, e.shards)
+        this.clusterSlots.set({ instance: e.instance }, e.slots)
+        this.clusterNodes.set({ instance: e.instance }, e.nodes)
+      }),
+      events.on('clusterRedirect', (e) => this.clusterRedirects.inc({ instance: e.instance, kind: e.kind })),
       // An endpoint an instance no longer lists drops its gauges (counters keep their totals).
       events.on('instanceChange', (e) => {
         for (const endpoint of e.removedEndpoints) {

@@ -68,6 +68,8 @@ export interface EndpointClientHooks {
   onAclState?(state: AclState): void
   /** The endpoint's command table was learned or changed (COMMAND INFO), or could not be read (error). */
   onCommands?(table: LearnedTable | null, error: Error | null): void
+  /** After each connect: whether the server runs in cluster mode (INFO cluster, `cluster_enabled`). */
+  onClusterMode?(enabled: boolean): void
 }
 
 /**
@@ -114,6 +116,10 @@ export class EndpointClient {
   private learnAgain = false
   /** Why the table could not be read last time (reported once per distinct reason). */
   private learnFailure: string | null = null
+  /** Read by every connection's handshake: READONLY once this serves a cluster's reads. */
+  private readonly session = { readOnly: false }
+  /** INFO cluster's `cluster_enabled` at the last connect; null before it is known (or when INFO is refused). */
+  clusterEnabled: boolean | null = null
 
   constructor(
     spec: EndpointSpec,
@@ -134,6 +140,7 @@ export class EndpointClient {
         // table first (the users' rules come from it).
         if (acl.enabled) void this.provision(true, true)
         else void this.learnCommands(true)
+        void this.detectClusterMode()
       },
       onClose: (reason) => {
         if (!this.stopped) hooks.onClose(reason)
@@ -143,7 +150,37 @@ export class EndpointClient {
   }
 
   private connectionOptions(username: string, password: string, readyCheck: boolean): RespConnectionOptions {
-    return connectionOptions(this.spec, this.opts, username, password, readyCheck)
+    return { ...connectionOptions(this.spec, this.opts, username, password, readyCheck), session: this.session }
+  }
+
+  /** INFO cluster on the gateway's own connection: cluster mode is a start-up setting, so once per connect. */
+  private async detectClusterMode(): Promise<void> {
+    const timeoutMs = this.opts.commandTimeoutMs
+    let enabled: boolean
+    try {
+      const reply = await withTimer(this.send(INFO_CLUSTER), timeoutMs, () => new Error('INFO cluster timed out'))
+      const info = Buffer.isBuffer(reply) ? reply.toString('latin1') : String(reply)
+      enabled = /^cluster_enabled:1/m.test(info)
+    } catch {
+      // Refused (an ACL without INFO) or lost: unknown; an explicit mode annotation still applies.
+      return
+    }
+    if (this.stopped) return
+    this.clusterEnabled = enabled
+    this.hooks.onClusterMode?.(enabled)
+  }
+
+  /**
+   * The endpoint is a Redis Cluster node whose reads the gateway may send to replicas: every
+   * connection sends READONLY (now, and after each reconnect), so a replica serves its shard's
+   * slots instead of answering MOVED.
+   */
+  enableClusterReads(): void {
+    if (this.session.readOnly) return
+    this.session.readOnly = true
+    const ignore: ReplySink = { reply() {}, lost() {} }
+    this.main.connection.command(READONLY, ignore)
+    for (const slot of this.slots.values()) slot.connection.command(READONLY, ignore)
   }
 
   /** The gateway's own connection (health checks use it). */
@@ -594,6 +631,8 @@ const COMMAND_INFO: Args = ['COMMAND', 'INFO']
 const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
 const COMMAND_ALL: Args = ['COMMAND']
 const INFO_REPLICATION: Args = ['INFO', 'replication']
+const INFO_CLUSTER: Args = ['INFO', 'cluster']
+const READONLY: Args = ['READONLY']
 
 /** `reason` only where operators read it (health state, logs), not in replies to clients. */
 export function notConnected(endpoint: string, reason: string | null = null): NotConnectedError {

@@ -9,19 +9,22 @@ import type { RoutingTable } from '../routing/table.js'
 import type { Router } from '../selection/router.js'
 import { replicaOffset } from '../selection/select.js'
 import type { PooledEndpoint, UpstreamPool } from './pool.js'
+import type { ClusterManager } from './cluster.js'
 
 export interface HealthEventDeps {
   readonly pool: UpstreamPool
   readonly table: RoutingTable
   readonly router: Router<PooledEndpoint>
   readonly events: EventHub
+  /** Cluster instances: a node's lag is measured against its own shard's primary. */
+  readonly clusters?: Pick<ClusterManager, 'get'>
 }
 
 /** Applies and reports one health change of endpoint `id` (HealthCheckerOptions.onChange). */
 export function onHealthChange(deps: HealthEventDeps, id: string, change: HealthChange): void {
   const ep = deps.pool.get(id)
   if (!ep) return
-  const instances = [...ep.instances]
+  const instances = ep.clusters.size === 0 ? [...ep.instances] : [...new Set([...ep.instances, ...ep.clusters])]
   switch (change.kind) {
     case 'up':
     case 'down':
@@ -43,7 +46,8 @@ export function onHealthChange(deps: HealthEventDeps, id: string, change: Health
     case 'checked':
       if (ep.state.role !== 'replica') break
       for (const instance of instances) {
-        const route = deps.table.current.instances.get(instance)
+        const cluster = deps.clusters?.get(instance)
+        const route = cluster !== undefined ? cluster.shardOfNode(id)?.route : deps.table.current.instances.get(instance)
         const primary = route ? deps.router.primaryOf(route) : null
         if (!primary) continue
         // Lag is measured at check time (see EndpointState.primaryOffsetAtCheck).

@@ -24,6 +24,11 @@ export interface PooledEndpoint {
   readonly state: EndpointState
   /** Instances that list this endpoint (one server may back several names). */
   readonly instances: Set<string>
+  /**
+   * Cluster instances that use this endpoint as a node of their topology (upstream/cluster.ts),
+   * whether discovery lists it or not; it stays pooled while any instance lists or uses it.
+   */
+  readonly clusters: Set<string>
   /** Subscribers of operator-managed users, by identity key. */
   readonly userHubs: Map<string, PubSubHub>
 }
@@ -52,6 +57,8 @@ export interface PoolHooks {
   acl?(ep: PooledEndpoint, state: AclState): void
   /** The endpoint's command table was learned or changed (COMMAND INFO), or could not be read. */
   commands?(ep: PooledEndpoint, table: LearnedTable | null, error: Error | null): void
+  /** After each connect: whether the endpoint runs in cluster mode. */
+  clusterMode?(ep: PooledEndpoint, enabled: boolean): void
 }
 
 const NO_HOOKS: PoolHooks = { ready() {}, closed() {}, removed() {}, added() {}, breaker() {} }
@@ -107,7 +114,11 @@ export class UpstreamPool {
         w.instances.add(inst.name)
       }
     }
-    for (const [id, e] of this.endpoints) if (!wanted.has(id)) this.remove(e)
+    for (const [id, e] of this.endpoints) {
+      if (wanted.has(id)) continue
+      e.instances.clear()
+      if (this.unused(e)) this.remove(e)
+    }
     for (const [id, w] of wanted) {
       const have = this.endpoints.get(id)
       if (have) {
@@ -137,7 +148,31 @@ export class UpstreamPool {
         else this.add(ep, new Set([route.name]))
       }
     }
-    for (const e of touched) if (e.instances.size === 0 && this.endpoints.get(e.id) === e) this.remove(e)
+    for (const e of touched) if (this.unused(e) && this.endpoints.get(e.id) === e) this.remove(e)
+  }
+
+  private unused(e: PooledEndpoint): boolean {
+    return e.instances.size === 0 && e.clusters.size === 0
+  }
+
+  /**
+   * A cluster instance uses `spec` as a node (announced by the cluster, and allowed): pooled,
+   * connected and health checked like a discovered endpoint, until detach().
+   */
+  attach(spec: EndpointSpec, cluster: string): PooledEndpoint {
+    let e = this.endpoints.get(spec.id)
+    if (e === undefined) {
+      this.add(spec, new Set(), cluster)
+      e = this.endpoints.get(spec.id)!
+    } else e.clusters.add(cluster)
+    return e
+  }
+
+  /** The cluster instance no longer uses the node; it leaves the pool unless something else uses it. */
+  detach(id: string, cluster: string): void {
+    const e = this.endpoints.get(id)
+    if (e === undefined || !e.clusters.delete(cluster)) return
+    if (this.unused(e)) this.remove(e)
   }
 
   private remove(e: PooledEndpoint): void {
@@ -148,7 +183,7 @@ export class UpstreamPool {
     this.hooks.removed(e)
   }
 
-  private add(spec: EndpointSpec, instances: Set<string>): void {
+  private add(spec: EndpointSpec, instances: Set<string>, cluster: string | null = null): void {
     const id = spec.id
     const hooks = this.hooks
     let entry: PooledEndpoint | undefined
@@ -162,6 +197,7 @@ export class UpstreamPool {
         onUserClose: (user, reason) => entry && hooks.userClosed?.(entry, user, reason),
         onAclState: (state) => entry && hooks.acl?.(entry, state),
         onCommands: (table, error) => entry && hooks.commands?.(entry, table, error),
+        onClusterMode: (enabled) => entry && hooks.clusterMode?.(entry, enabled),
       },
       this.acl,
     )
@@ -196,6 +232,7 @@ export class UpstreamPool {
       userHubs,
       state: new EndpointState(id, breaker),
       instances,
+      clusters: new Set(cluster === null ? [] : [cluster]),
     }
     this.endpoints.set(id, entry)
     this.hooks.added(entry)

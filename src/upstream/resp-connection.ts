@@ -72,6 +72,12 @@ export interface RespConnectionOptions {
    * stream is out of step.
    */
   readonly push?: (value: unknown) => void
+  /**
+   * Read at each handshake: with readOnly set, READONLY follows AUTH, so a Redis Cluster replica
+   * serves reads of its shard's slots on this connection (instead of MOVED). Its error reply (a
+   * user without +readonly) is ignored: reads are then redirected to the primary.
+   */
+  readonly session?: { readonly readOnly: boolean }
 }
 
 export interface RespConnectionHooks {
@@ -425,10 +431,14 @@ export class RespConnection {
         ready()
       })
     }
+    const afterAuth = (): void => {
+      if (o.session?.readOnly !== true) return check()
+      step(['READONLY'], 'READONLY', () => check())
+    }
     if (o.password) {
       const auth = o.username ? ['AUTH', o.username, o.password] : ['AUTH', o.password]
-      step(auth, 'AUTH', (v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : check()))
-    } else check()
+      step(auth, 'AUTH', (v) => (v instanceof Error ? fail(`AUTH failed: ${v.message}`) : afterAuth()))
+    } else afterAuth()
   }
 
   /** Reads so far: taken when a command is written, handed back to timedOut() if it times out. */
