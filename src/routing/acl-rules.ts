@@ -40,9 +40,12 @@ export const USER_PREFIX = 'redis-gateway-'
 /**
  * Commands the gateway itself sends on a token's connection that the token may not send directly:
  * MULTI and EXEC frame `/multi-exec` (a read token may run a transaction of reads). Neither can
- * run inside a script (Redis flags them `noscript`).
+ * run inside a script (Redis flags them `noscript`). On a Redis Cluster, READONLY lets the
+ * token's connection read from a replica, and ASKING sends one command to a slot's importing node
+ * during a migration (README "Redis Cluster"): each changes only how its own connection's next
+ * commands are routed by the node, never what they may do.
  */
-const FRAMING = ['multi', 'exec'] as const
+const FRAMING = ['multi', 'exec', 'readonly', 'asking'] as const
 
 /**
  * Commands an admin token's user may not run, although admins may send them directly: they make

@@ -19,6 +19,7 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NoEndpointError, RedisReplyError } from '../core/errors.js'
+import { endpointId } from '../core/topology.js'
 import type { TraceScope } from '../core/events.js'
 import type { ItemResult, RawReply } from '../core/reply.js'
 import type { Identity } from '../core/identity.js'
@@ -151,7 +152,7 @@ async function follow(c: ClusterCall, r: Redirect, slot: number | null, redirect
   switch (r.kind) {
     case 'moved':
       if (slot === null) return null
-      if (!c.cluster.moved(slot, r.host, r.port) && c.cluster.shardOf(slot)?.primary !== `${r.host}:${r.port}`) {
+      if (!c.cluster.moved(slot, r.host, r.port) && c.cluster.shardOf(slot)?.primary !== endpointId(r.host, r.port)) {
         await c.cluster.refresh('moved')
       }
       return { ask: null }
@@ -181,17 +182,27 @@ function itemValue(it: ItemResult | undefined): RawReply {
 /** One command on the shard of `slot` (null: any shard), following redirections. */
 async function onSlot(c: ClusterCall, slot: number | null, args: Args, write: boolean): Promise<RawReply> {
   let ask: InstanceRoute | null = null
+  // A read a replica sent back with MOVED to its own shard's primary (its connection is not in
+  // READONLY mode, e.g. an operator's Redis user without +readonly): the primary serves it.
+  let primaryOnly = false
   for (let redirects = 1; ; redirects++) {
+    let shard: ShardRoute | null = null
     try {
       if (ask !== null) {
         const via = ask
         return await onRoute(c, via, write, null, (ep, ctx) => runPipeline(ep, ctx, [ASKING, args], write, false).then((items) => itemValue(items[1])))
       }
-      const shard = await shardFor(c, slot)
-      return await onShard(c, shard, write, (ep, ctx) => runCommand(ep, ctx, args, write))
+      shard = await shardFor(c, slot)
+      // 'subscribe' is the primary without a write's checks (read-only maintenance) or its ROLE.
+      return await onShard(c, shard, write || (primaryOnly ? 'subscribe' : false), (ep, ctx) => runCommand(ep, ctx, args, write))
     } catch (err) {
       const r = err instanceof RedisReplyError ? redirectOf(err.message) : null
       if (r === null) throw err
+      if (r.kind === 'moved' && !write && !primaryOnly && shard !== null && shard.primary === endpointId(r.host, r.port) && c.cluster.shardOf(r.slot) === shard) {
+        primaryOnly = true
+        ask = null
+        continue
+      }
       const next = await follow(c, r, slot, redirects)
       if (next === null) throw err
       ask = next.ask
