@@ -299,7 +299,7 @@ export class Gateway {
     const opsApp = createOpsApp({
       registry: this.config.metrics.enabled ? this.metrics.registry : null,
       readiness: this.lifecycle,
-      routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null }),
+      routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null, clusters: this.clusters }),
       flushEvents: this.events.flush,
     })
     const limits = this.config.limits

@@ -112,8 +112,26 @@ function instanceRows(inst) {
   for (const e of inst.annotationErrors) {
     rows.push(el('tr', { class: 'annot', 'data-instance': inst.name }, el('td', { colspan: 10, 'data-field': 'annotation-error' }, '\\u26a0 ' + e.message)));
   }
-  for (const ep of inst.endpoints) rows.push(endpointRow(inst, ep));
-  if (inst.endpoints.length === 0) rows.push(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no endpoints')));
+  const c = inst.cluster;
+  if (c === null) {
+    for (const ep of inst.endpoints) rows.push(endpointRow(inst, ep));
+    if (inst.endpoints.length === 0) rows.push(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no endpoints')));
+    return rows;
+  }
+  // A Redis Cluster: its shards, each with its slots and nodes (primary first).
+  rows.push(el('tr', { class: 'annot', 'data-instance': inst.name }, el('td', { colspan: 10, 'data-field': 'cluster' },
+    'Redis Cluster: ' + count(c.shards.filter((s) => s.slotCount > 0).length, 'shard') + ', ' + c.slotsServed + ' of 16384 slots served' +
+    (c.learnedFrom ? ' \u00b7 map from ' + c.learnedFrom + ' (' + c.source + ')' : ' \u00b7 slot map not learned yet'))));
+  for (const sh of c.shards) {
+    const ranges = sh.slots.map((r) => r[0] === r[1] ? String(r[0]) : r[0] + '-' + r[1]).join(', ');
+    rows.push(el('tr', { class: 'shard', 'data-instance': inst.name, 'data-shard': sh.index }, el('td', { colspan: 10, 'data-field': 'shard' },
+      badge(sh.health === 'up' ? 'ok' : sh.health === 'down' ? 'bad' : 'warn', 'shard ' + sh.index + ': ' + sh.health, 'shard health'),
+      ' slots ' + (ranges || 'none') + ' (' + sh.slotCount + ')')));
+    for (const ep of sh.endpoints) rows.push(endpointRow(inst, ep));
+  }
+  for (const r of c.refused) {
+    rows.push(el('tr', { class: 'annot', 'data-instance': inst.name }, el('td', { colspan: 10, 'data-field': 'refused-node' }, '\u26a0 not used: ' + r.host + ':' + (r.port === null ? '?' : r.port) + ' (' + r.role + ') ' + r.reason)));
+  }
   return rows;
 }
 

@@ -9,7 +9,9 @@
 
 import { performance } from 'node:perf_hooks'
 import type { LoadTracker } from '../balancer/least-request.js'
-import type { GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, Strategy } from '../core/topology.js'
+import type { EndpointSpec, GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, ServingMode, Strategy } from '../core/topology.js'
+import type { ClusterManager } from '../upstream/cluster.js'
+import type { SlotRange } from '../routing/cluster-slots.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import { findPrimary, replicaOffset, replicaRejection, type EndpointRef } from '../selection/select.js'
 import type { Router } from '../selection/router.js'
@@ -62,6 +64,63 @@ export interface InstanceView {
   readonly annotationErrors: readonly { readonly key: string; readonly value: string; readonly message: string }[]
   /** In discovery order. */
   readonly endpoints: readonly EndpointView[]
+  /** The `redis-gateway.io/mode` annotation: auto (detect Redis Cluster), cluster or standalone. */
+  readonly mode: ServingMode
+  /**
+   * Served as a Redis Cluster: its shards as the cluster announces them; null for an instance
+   * served as standalone. For a cluster, `primary` is null (each shard has its own) and `health`
+   * sums up the shards.
+   */
+  readonly cluster: ClusterView | null
+}
+
+export interface ClusterView {
+  /** Where the slot map came from; null before the first one was learned. */
+  readonly source: 'CLUSTER SHARDS' | 'CLUSTER SLOTS' | null
+  /** The node that gave it (`host:port`); null before. */
+  readonly learnedFrom: string | null
+  /** ms since the slot map last changed; null before the first. */
+  readonly changedAgoMs: number | null
+  /** Slots served by a shard whose primary the gateway uses (16384 when all). */
+  readonly slotsServed: number
+  /** In slot order (shards serving no slot last). */
+  readonly shards: readonly ShardView[]
+  /** Nodes the cluster announces that the gateway does not use, and why (not discovered, no port). */
+  readonly refused: readonly RefusedNodeView[]
+}
+
+export interface ShardView {
+  readonly index: number
+  /** Inclusive slot ranges. */
+  readonly slots: readonly SlotRange[]
+  readonly slotCount: number
+  /** The primary the cluster announces (`host:port`); null when it is refused or failed. */
+  readonly primary: string | null
+  /** As for instances: up, degraded or down (no serving primary: its slots fail). */
+  readonly health: InstanceHealth
+  /** The shard's nodes the gateway uses, primary first. */
+  readonly endpoints: readonly EndpointView[]
+}
+
+export interface RefusedNodeView {
+  /** The cluster's node id. */
+  readonly id: string
+  readonly host: string
+  readonly port: number | null
+  readonly role: 'primary' | 'replica'
+  /** Slots it serves (a refused primary's slots are not served). */
+  readonly slots: number
+  readonly reason: string
+}
+
+/** What the view needs of a cluster instance. */
+export interface LiveCluster {
+  readonly source: 'CLUSTER SHARDS' | 'CLUSTER SLOTS' | null
+  readonly learnedFrom: string | null
+  /** performance.now() time of the last change; null before. */
+  readonly changedAt: number | null
+  readonly shards: readonly { readonly index: number; readonly ranges: readonly SlotRange[]; readonly slotCount: number; readonly primary: string | null; readonly endpoints: readonly EndpointSpec[] }[]
+  readonly refused: readonly RefusedNodeView[]
 }
 
 export type BreakerView = {
@@ -179,6 +238,8 @@ export interface RoutesViewInput {
   readonly monoNowMs: number
   /** The wall clock (Date.now()), of generatedAt and health-check times. */
   readonly wallNowMs: number
+  /** The instance's cluster, when it is served as one. */
+  readonly cluster?: (name: string) => LiveCluster | undefined
 }
 
 /** The live view source for the ops plane: each call reads the current snapshot and state. */
@@ -187,6 +248,7 @@ export function liveRoutes(deps: {
   readonly pool: UpstreamPool
   readonly router: Router<PooledEndpoint>
   readonly zone: string | null
+  readonly clusters?: ClusterManager
 }): { routes(): RoutesView } {
   return {
     routes: () =>
@@ -208,6 +270,18 @@ export function liveRoutes(deps: {
           }
         },
         instanceLoad: (name) => deps.router.loadOf(name),
+        cluster: (name) => {
+          const c = deps.clusters?.get(name)
+          if (c === undefined) return undefined
+          const st = c.state
+          return {
+            source: st?.command ?? null,
+            learnedFrom: st === null ? null : `${st.from.host}:${st.from.port}`,
+            changedAt: st?.at ?? null,
+            shards: c.shards.map((r) => ({ index: r.index, ranges: r.ranges, slotCount: r.slotCount, primary: r.primary, endpoints: r.route.spec.endpoints })),
+            refused: (st?.refused ?? []).map((r) => ({ id: r.id, host: r.host, port: r.port, role: r.role, slots: r.slots, reason: r.reason })),
+          }
+        },
         zone: deps.zone,
         monoNowMs: performance.now(),
         wallNowMs: Date.now(),
@@ -243,26 +317,60 @@ export function buildRoutesView(input: RoutesViewInput): RoutesView {
   }
 }
 
-function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceView {
-  const spec: InstanceSpec = route.spec
-  const policy = spec.policy
-  const refs: Ref[] = spec.endpoints.map((e) => {
+function refsOf(specs: readonly EndpointSpec[], input: RoutesViewInput): Ref[] {
+  return specs.map((e) => {
     const live = input.endpoint(e.id)
     // Not pooled (never the case once the table is published): a blank state, so the endpoint
     // still shows up, as not connected, with no role.
     return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false, aclUsers: live?.aclUsers ?? ACL_PENDING, commands: live?.commands ?? COMMANDS_PENDING }
   })
+}
+
+/** Endpoints with the acting primary among them, and how healthy they are together. */
+function endpointsView(refs: Ref[], maxLag: number, input: RoutesViewInput): { endpoints: EndpointView[]; primary: Ref | null; health: InstanceHealth } {
   const primary = findPrimary(refs) as Ref | null
-  const endpoints = refs.map((r) => endpointView(r, primary, policy.maxReplicaLagBytes, input))
+  const endpoints = refs.map((r) => endpointView(r, primary, maxLag, input))
   const primaryView = primary === null ? undefined : endpoints[refs.indexOf(primary)]
   const health: InstanceHealth =
     primaryView === undefined || !primaryView.serving ? 'down' : endpoints.every((e) => e.serving) ? 'up' : 'degraded'
+  return { endpoints, primary, health }
+}
+
+function clusterView(c: LiveCluster, maxLag: number, input: RoutesViewInput): ClusterView {
+  let slotsServed = 0
+  const shards = c.shards.map((s): ShardView => {
+    const v = endpointsView(refsOf(s.endpoints, input), maxLag, input)
+    if (s.primary !== null) slotsServed += s.slotCount
+    return { index: s.index, slots: s.ranges.map(([a, b]) => [a, b] as const), slotCount: s.slotCount, primary: s.primary, health: s.primary === null ? 'down' : v.health, endpoints: v.endpoints }
+  })
+  return {
+    source: c.source,
+    learnedFrom: c.learnedFrom,
+    changedAgoMs: c.changedAt === null ? null : Math.max(0, Math.round(input.monoNowMs - c.changedAt)),
+    slotsServed,
+    shards,
+    refused: c.refused,
+  }
+}
+
+function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceView {
+  const spec: InstanceSpec = route.spec
+  const policy = spec.policy
+  const own = endpointsView(refsOf(spec.endpoints, input), policy.maxReplicaLagBytes, input)
+  const endpoints = own.endpoints
+  const live = input.cluster?.(route.name)
+  const cluster = live === undefined ? null : clusterView(live, policy.maxReplicaLagBytes, input)
+  let health = own.health
+  if (cluster !== null) {
+    const serving = cluster.shards.filter((s) => s.slotCount > 0)
+    health = cluster.slotsServed < 16_384 || serving.some((s) => s.health === 'down') ? 'down' : serving.every((s) => s.health === 'up') ? 'up' : 'degraded'
+  }
   const load = input.instanceLoad(route.name)
   return {
     name: route.name,
     source: spec.source,
     health,
-    primary: primary?.spec.id ?? null,
+    primary: cluster !== null ? null : (own.primary?.spec.id ?? null),
     maintenance: policy.maintenance,
     weight: policy.weight,
     groups: [...policy.groups],
@@ -275,6 +383,8 @@ function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceVie
     ewmaMs: load === null ? null : latencyMs(load, input.monoNowMs),
     annotationErrors: spec.annotationErrors.map((e) => ({ key: e.key, value: e.value, message: e.message })),
     endpoints,
+    mode: policy.mode,
+    cluster,
   }
 }
 
