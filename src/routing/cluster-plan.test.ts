@@ -223,11 +223,22 @@ describe('planCommand: fan-out to every primary', () => {
     [['FUNCTION', 'FLUSH'], 'all-ok'],
     [['FUNCTION', 'DELETE', 'lib'], 'all-ok'],
     [[b('FUNCTION'), b('delete'), b('lib')], 'all-ok'],
+    [['FUNCTION', 'RESTORE', b('dump'), 'REPLACE'], 'all-ok'],
   ]
   it.each(cases)('%j -> %s', (args, merge) => {
     const plan = planCommand(args, null)
     expect(plan).toEqual({ kind: 'fanout', merge })
     expect(Object.isFrozen(plan)).toBe(true)
+  })
+})
+
+describe('planCommand: PUBLISH', () => {
+  it("goes to the channel's slot (where the gateway's subscriptions to it are), hash tags included", () => {
+    expect(planCommand(['PUBLISH', 'news', 'hi'], null)).toEqual({ kind: 'slot', slot: keySlot('news') })
+    expect(planCommand([b('publish'), b('{u1}:ch'), b('x')], null)).toEqual({ kind: 'slot', slot: keySlot('u1') })
+  })
+  it('with the wrong number of arguments: any node, which gives its arity error', () => {
+    expect(planCommand(['PUBLISH', 'news'], null)).toEqual({ kind: 'any' })
   })
 })
 

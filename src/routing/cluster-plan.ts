@@ -94,7 +94,7 @@ const FANOUT = {
 type Special =
   | { readonly kind: 'split'; readonly merge: SplitMerge; readonly step: 1 | 2 }
   | { readonly kind: 'fanout'; readonly plan: ClusterPlan }
-  | { readonly kind: 'script' | 'function' | 'scan' }
+  | { readonly kind: 'script' | 'function' | 'scan' | 'publish' }
 
 const SPLIT_MGET: Special = { kind: 'split', merge: 'mget', step: 1 }
 const SPLIT_SUM: Special = { kind: 'split', merge: 'sum', step: 1 }
@@ -106,6 +106,7 @@ const FANOUT_CONCAT: Special = { kind: 'fanout', plan: FANOUT.concat }
 const FANOUT_SUM: Special = { kind: 'fanout', plan: FANOUT.sum }
 const FANOUT_ALL_OK: Special = { kind: 'fanout', plan: FANOUT.allOk }
 const FANOUT_RANDOM: Special = { kind: 'fanout', plan: FANOUT.randomNonNull }
+const PUBLISH: Special = { kind: 'publish' }
 
 /** The special command `name` is (case-insensitive, string or bytes), by its length first: no allocation. */
 function special(name: Arg | undefined): Special | null {
@@ -125,6 +126,7 @@ function special(name: Arg | undefined): Special | null {
       if (isToken(name, 'DBSIZE')) return FANOUT_SUM
       return isToken(name, 'SCRIPT') ? SCRIPT : null
     case 7:
+      if (isToken(name, 'PUBLISH')) return PUBLISH
       return isToken(name, 'FLUSHDB') ? FANOUT_ALL_OK : null
     case 8:
       if (isToken(name, 'FLUSHALL')) return FANOUT_ALL_OK
@@ -161,9 +163,14 @@ export function planCommand(args: readonly Arg[], table: LearnedTable | null): C
       case 'function': {
         const sub = args[1]
         if (isToken(sub, 'LOAD')) return FANOUT.first
-        if (isToken(sub, 'FLUSH') || isToken(sub, 'DELETE')) return FANOUT.allOk
+        if (isToken(sub, 'FLUSH') || isToken(sub, 'DELETE') || isToken(sub, 'RESTORE')) return FANOUT.allOk
         break
       }
+      case 'publish':
+        // Any node delivers it cluster-wide; the channel's shard is where the gateway's SSE
+        // subscriptions to that channel are, so the receiver count PUBLISH answers includes them.
+        if (args.length === 3) return slotPlan(keySlot(args[1] as Arg))
+        break
     }
   }
   const slot = slotOfCommand(args, table)

@@ -9,6 +9,7 @@ import { assertRoutesView } from '../helpers/routes-schema.js'
 import { call } from '../helpers/rest.js'
 import { waitFor } from '../helpers/wait.js'
 import type { InstanceView, RoutesView } from '../../src/http/routes-view.js'
+import { launchChromium } from '../helpers/chromium.js'
 
 let cluster: RedisCluster
 let gw: TestGateway
@@ -91,4 +92,30 @@ describe('/admin/routes for a Redis Cluster instance', () => {
     expect(inst.mode).toBe('standalone')
     expect(inst.cluster).toBeNull()
   })
+})
+
+describe('the routes page (/) for a Redis Cluster instance, in Chromium', () => {
+  test('one row per shard with its slots and health, each shard\'s nodes below it, refused nodes listed', async () => {
+    const browser = await launchChromium()
+    try {
+      const page = await browser.newPage()
+      page.setDefaultTimeout(10_000)
+      await page.goto(`${gw.opsUrl}/`)
+      await page.waitForSelector('tr.shard[data-instance="all"][data-shard="2"]')
+      const text = async (sel: string): Promise<string[]> => page.$$eval(sel, (els) => els.map((e) => (e as unknown as { textContent: string }).textContent))
+      const shards = await text('tr.shard[data-instance="all"]')
+      expect(shards).toHaveLength(3)
+      expect(shards[0]).toMatch(/shard 0: up\s+slots 0-5460 \(5461\)/)
+      expect(await text('tr[data-instance="all"] td[data-field="cluster"]')).toEqual([expect.stringMatching(/^Redis Cluster: 3 shards, 16384 of 16384 slots served/)])
+      // Every node once, as an endpoint row of the cluster instance.
+      const nodes = await page.$$eval('tr.ep-row[data-instance="all"]', (els) => els.map((e) => (e as unknown as { getAttribute(n: string): string }).getAttribute('data-endpoint')))
+      expect(new Set(nodes)).toEqual(new Set(cluster.seeds))
+      expect(nodes).toHaveLength(6)
+      const refused = await text('tr[data-instance="seed"] td[data-field="refused-node"]')
+      expect(refused).toHaveLength(5)
+      for (const r of refused) expect(r).toMatch(/not used: 127\.0\.0\.1:\d+ \((primary|replica)\) .*not one of the instance's discovered endpoints/)
+    } finally {
+      await browser.close()
+    }
+  }, 30_000)
 })
