@@ -9,6 +9,10 @@ import { defineConfig } from 'vitest/config'
 // times a contention-inflated latency estimate out-costs the slow one's).
 const ALONE = ['test/faults/slow-replica.test.ts']
 
+// The SDK tests once more against a Redis Cluster (3 shards, a replica each) instead of one
+// redis-server: test/integration/sdk-env.ts reads SDK_BACKEND. A cluster per file, ~3 s to start.
+const SDK_TESTS = ['sdk-commands', 'sdk-features', 'sdk-parity', 'sdk-pubsub'].map((f) => `test/integration/${f}.test.ts`)
+
 export default defineConfig({
   test: {
     // Stops the run at the start, one line per missing command, when redis-server (or openssl, ss) is not installed.
@@ -24,6 +28,15 @@ export default defineConfig({
           name: 'suite',
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
           exclude: ['test/kubernetes/**', 'node_modules/**', ...ALONE],
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'sdk-cluster',
+          include: SDK_TESTS,
+          env: { SDK_BACKEND: 'cluster' },
           sequence: { groupOrder: 0 },
         },
       },

@@ -142,7 +142,7 @@ describe('SDK keys', () => {
 
     expect(await sdk.ping()).toBe('PONG')
     expect(await sdk.echo('héllo, 世界')).toBe('héllo, 世界')
-    expect(await sdk.dbsize()).toBe(await env.direct.dbsize())
+    expect(await sdk.dbsize()).toBe(await env.dbsize())
 
     expect(await sdk.rename(`${p}c`, `${p}d`)).toBe('OK')
     expect(await env.direct.exists(`${p}c`)).toBe(0)
@@ -571,15 +571,15 @@ describe('SDK scripting', () => {
     const body = `-- ${p}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])`
     const script = sdk.createScript<number>(body)
 
-    const before = await env.redis.commandStats()
+    const before = await env.commandStats()
     expect(await script.exec([`${p}n`], ['10'])).toBe(10)
-    const mid = await env.redis.commandStats()
+    const mid = await env.commandStats()
     // First EVALSHA got NOSCRIPT, so the SDK sent EVAL.
     expect((mid['evalsha'] ?? 0) - (before['evalsha'] ?? 0)).toBe(1)
     expect((mid['eval'] ?? 0) - (before['eval'] ?? 0)).toBe(1)
 
     expect(await script.exec([`${p}n`], ['5'])).toBe(15)
-    const after = await env.redis.commandStats()
+    const after = await env.commandStats()
     expect((after['evalsha'] ?? 0) - (mid['evalsha'] ?? 0)).toBe(1)
     expect((after['eval'] ?? 0) - (mid['eval'] ?? 0)).toBe(0)
     expect(await env.direct.get(`${p}n`)).toBe('15')
@@ -587,7 +587,7 @@ describe('SDK scripting', () => {
     const ro = sdk.createScript<string, true>(`-- ${p} ro\nreturn redis.call('GET', KEYS[1]) .. ARGV[1]`, { readonly: true })
     expect(await ro.evalRo([`${p}n`], ['!'])).toBe('15!')
     expect(await ro.exec([`${p}n`], ['?'])).toBe('15?')
-    const roStats = await env.redis.commandStats()
+    const roStats = await env.commandStats()
     expect(roStats['eval_ro'] ?? 0).toBeGreaterThanOrEqual(2)
   })
 })

@@ -221,7 +221,7 @@ describe('SDK auto-pipelining', () => {
         requestCount(env.gw, { instance: 'main', class: 'write' }),
         requestCount(env.gw, { instance: 'main', class: 'read' }),
       ])
-    const stats0 = await env.redis.commandStats()
+    const stats0 = await env.commandStats()
     const [pipe0, write0, read0] = await counted()
 
     // Writes: INCR on one counter. Order of the results is the order of the calls.
@@ -244,7 +244,7 @@ describe('SDK auto-pipelining', () => {
     ])
     expect(mixed).toEqual(['v0', 1, 3, null, ['v2', 'v3'], n])
 
-    const stats1 = await env.redis.commandStats()
+    const stats1 = await env.commandStats()
     // Every command reached Redis exactly once.
     expect((stats1['incr'] ?? 0) - (stats0['incr'] ?? 0)).toBe(n)
     expect((stats1['set'] ?? 0) - (stats0['set'] ?? 0)).toBe(n)
@@ -355,13 +355,13 @@ describe('SDK explicit pipeline', () => {
   test('a pipeline is not a transaction on the server', async () => {
     const sdk = env.sdk()
     const p = env.prefix()
-    const before = await env.redis.commandStats()
+    const before = await env.commandStats()
     const pipe = sdk.pipeline()
     for (let i = 0; i < 10; i++) pipe.rpush(`${p}l`, i)
     pipe.lrange(`${p}l`, 0, -1)
     const res = await pipe.exec()
     expect(res).toEqual([...Array.from({ length: 10 }, (_, i) => i + 1), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]])
-    const after = await env.redis.commandStats()
+    const after = await env.commandStats()
     expect((after['multi'] ?? 0) - (before['multi'] ?? 0)).toBe(0)
     expect((after['rpush'] ?? 0) - (before['rpush'] ?? 0)).toBe(10)
   })
@@ -371,7 +371,7 @@ describe('SDK multi (transactions)', () => {
   test('multi().exec() runs MULTI/EXEC on the server and returns the results array', async () => {
     const sdk = env.sdk()
     const p = env.prefix()
-    const before = await env.redis.commandStats()
+    const before = await env.commandStats()
     const tx = sdk.multi()
     tx.set(`${p}a`, '10')
     tx.incrby(`${p}a`, 5)
@@ -381,7 +381,7 @@ describe('SDK multi (transactions)', () => {
     tx.hset(`${p}h`, { f: { nested: true } })
     tx.hgetall(`${p}h`)
     expect(await tx.exec()).toEqual(['OK', 15, 15, 2, ['x', 'y'], 1, { f: { nested: true } }])
-    const after = await env.redis.commandStats()
+    const after = await env.commandStats()
     expect((after['multi'] ?? 0) - (before['multi'] ?? 0)).toBe(1)
     expect((after['exec'] ?? 0) - (before['exec'] ?? 0)).toBe(1)
     expect(await env.direct.get(`${p}a`)).toBe('15')

@@ -1,12 +1,16 @@
 // The official @upstash/redis SDK's subscribe/psubscribe (Server-Sent Events through the
 // gateway) against a real redis-server: messages arrive, in order and intact, and once the SDK
 // unsubscribes nothing stays subscribed on the real server.
+//
+// Against a Redis Cluster too (SDK_BACKEND=cluster): every node delivers every PUBLISH (the cluster
+// bus carries it), but PUBSUB NUMSUB/NUMPAT/CHANNELS and PUBLISH's receiver count only cover the
+// node asked (see numsub(), expectReceivers() and directPublisher() below).
 
 import { afterEach, describe, expect, test } from 'vitest'
 import { Redis } from '@upstash/redis'
 import { startGateway, WRITE_TOKEN } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
-import { useSdkEnv } from './sdk-env.js'
+import { CLUSTER, useSdkEnv } from './sdk-env.js'
 
 const env = useSdkEnv()
 
@@ -29,17 +33,44 @@ function track<T extends Subscriber>(s: T): T {
   return s
 }
 
+// PUBSUB answers for the node asked only: on a cluster, summed (or joined) over every node.
 async function numsub(channel: string): Promise<number> {
-  const reply = (await env.direct.pubsub('NUMSUB', channel)) as [string, number]
-  return Number(reply[1])
+  const replies = await Promise.all(env.nodes().map((n) => n.pubsub('NUMSUB', channel) as Promise<[string, number]>))
+  return replies.reduce((sum, reply) => sum + Number(reply[1]), 0)
 }
 
 async function numpat(): Promise<number> {
-  return Number(await env.direct.pubsub('NUMPAT'))
+  const replies = await Promise.all(env.nodes().map((n) => n.pubsub('NUMPAT')))
+  return replies.reduce((sum: number, reply) => sum + Number(reply), 0)
 }
 
 async function channels(pattern: string): Promise<string[]> {
-  return (await env.direct.pubsub('CHANNELS', pattern)) as string[]
+  const replies = await Promise.all(env.nodes().map((n) => n.pubsub('CHANNELS', pattern) as Promise<string[]>))
+  return [...new Set(replies.flat())].sort()
+}
+
+/**
+ * The direct client that publishes. On a cluster, one node: ioredis's Cluster client sends each
+ * PUBLISH (keyless) to a node picked at random, and messages published through different nodes
+ * reach a subscriber on a third one over different bus links, so they may overtake each other.
+ */
+function directPublisher(): Pick<typeof env.direct, 'publish'> {
+  return CLUSTER ? env.nodes()[0]! : env.direct
+}
+
+/**
+ * PUBLISH's reply, the number of clients that received the message. On a cluster it counts only the
+ * subscribers connected to the node that ran the PUBLISH (the other nodes deliver it too, uncounted),
+ * and neither the gateway (any shard for a PUBLISH) nor directPublisher() picks the subscriber's
+ * node: so 0 up to `want` there. Whether the message arrived is checked by the test itself.
+ */
+function expectReceivers(got: number, want: number): void {
+  if (CLUSTER && want > 0) {
+    expect(got).toBeGreaterThanOrEqual(0)
+    expect(got).toBeLessThanOrEqual(want)
+  } else {
+    expect(got).toBe(want)
+  }
 }
 
 describe('SDK subscribe', () => {
@@ -63,15 +94,19 @@ describe('SDK subscribe', () => {
     expect(await numsub(chan)).toBe(1)
     expect(await channels(`${p}*`)).toEqual([chan])
 
-    // From another SDK client, through the gateway: PUBLISH reports one receiver.
-    expect(await publisher.publish(chan, 'hello, wörld 👋 — 你好')).toBe(1)
+    // From another SDK client, through the gateway: PUBLISH reports one receiver (on a cluster, when
+    // it ran on the subscriber's node: see expectReceivers()).
+    expectReceivers(await publisher.publish(chan, 'hello, wörld 👋 — 你好'), 1)
     await waitFor(() => got.length === 1, { message: 'first message' })
     expect(got[0]).toEqual({ channel: chan, message: 'hello, wörld 👋 — 你好' })
 
     // JSON payloads: the SDK publishes objects as JSON and parses them back.
-    expect(await publisher.publish(chan, { kind: 'order', id: 7, items: ['a', 'b'] })).toBe(1)
+    expectReceivers(await publisher.publish(chan, { kind: 'order', id: 7, items: ['a', 'b'] }), 1)
+    // (Arrived before the next publisher's message is sent: on a cluster two publishers' messages
+    // travel through different nodes and are not ordered with each other.)
+    await waitFor(() => got.length === 2, { message: 'second message' })
     // From ioredis directly on the server.
-    expect(await env.direct.publish(chan, 'direct,with,commas')).toBe(1)
+    expectReceivers(await directPublisher().publish(chan, 'direct,with,commas'), 1)
     await waitFor(() => got.length === 3, { message: 'three messages' })
     expect(got.slice(1)).toEqual([
       { channel: chan, message: { kind: 'order', id: 7, items: ['a', 'b'] } },
@@ -81,14 +116,14 @@ describe('SDK subscribe', () => {
     // Per-channel listener.
     const perChannel: Message[] = []
     sub.on(`message:${chan}`, (m) => perChannel.push(m as Message))
-    await env.direct.publish(chan, 'again')
+    await directPublisher().publish(chan, 'again')
     await waitFor(() => perChannel.length === 1, { message: 'per-channel message' })
     expect(perChannel[0]).toEqual({ channel: chan, message: 'again' })
 
     await sub.unsubscribe()
     await waitFor(async () => (await numsub(chan)) === 0, { message: 'NUMSUB 0 after unsubscribe' })
     expect(await channels(`${p}*`)).toEqual([])
-    expect(await env.direct.publish(chan, 'nobody listens')).toBe(0)
+    expectReceivers(await directPublisher().publish(chan, 'nobody listens'), 0)
     expect(errs).toEqual([])
   })
 
@@ -103,7 +138,7 @@ describe('SDK subscribe', () => {
     await waitFor(() => subscribed, { message: 'subscribed' })
 
     const n = 50
-    for (let i = 0; i < n; i++) await env.direct.publish(chan, `m${i}`)
+    for (let i = 0; i < n; i++) await directPublisher().publish(chan, `m${i}`)
     await waitFor(() => got.length >= n, { message: `${n} messages` })
     expect(got).toEqual(Array.from({ length: n }, (_, i) => `m${i}`))
 
@@ -125,8 +160,8 @@ describe('SDK subscribe', () => {
     expect(await numsub(a)).toBe(1)
     expect(await numsub(b)).toBe(1)
 
-    await env.direct.publish(a, 'to-a')
-    await env.direct.publish(b, 'to-b')
+    await directPublisher().publish(a, 'to-a')
+    await directPublisher().publish(b, 'to-b')
     await waitFor(() => got.length === 2, { message: 'both messages' })
     expect(got.sort((x, y) => x.channel.localeCompare(y.channel))).toEqual([
       { channel: a, message: 'to-a' },
@@ -137,7 +172,7 @@ describe('SDK subscribe', () => {
     await waitFor(async () => (await numsub(a)) === 0, { message: `NUMSUB ${a} 0` })
     expect(await numsub(b)).toBe(1)
     got.length = 0
-    expect(await env.direct.publish(b, 'still-b')).toBe(1)
+    expectReceivers(await directPublisher().publish(b, 'still-b'), 1)
     await waitFor(() => got.length === 1, { message: 'message on the remaining channel' })
     expect(got[0]).toEqual({ channel: b, message: 'still-b' })
 
@@ -161,13 +196,13 @@ describe('SDK subscribe', () => {
     await waitFor(() => ready === 2, { message: 'both subscribed' })
     expect(await numsub(chan)).toBeGreaterThanOrEqual(1)
 
-    await env.direct.publish(chan, 'one')
+    await directPublisher().publish(chan, 'one')
     await waitFor(() => got1.length === 1 && got2.length === 1, { message: 'both got the message' })
     expect([got1, got2]).toEqual([['one'], ['one']])
 
     await s1.unsubscribe()
     // s2 still receives after s1 left.
-    await env.direct.publish(chan, 'two')
+    await directPublisher().publish(chan, 'two')
     await waitFor(() => got2.length === 2, { message: 'second message for s2' })
     expect(got2).toEqual(['one', 'two'])
     expect(await numsub(chan)).toBeGreaterThanOrEqual(1)
@@ -188,7 +223,7 @@ describe('SDK subscribe', () => {
     await waitFor(() => subscribed, { message: 'subscribed' })
     // The real server knows the channel under its UTF-8 name.
     expect(await numsub(chan)).toBe(1)
-    expect(await env.sdk().publish(chan, 'ünïcödé')).toBe(1)
+    expectReceivers(await env.sdk().publish(chan, 'ünïcödé'), 1)
     await waitFor(() => got.length === 1, { message: 'message' })
     expect(got[0]).toEqual({ channel: chan, message: 'ünïcödé' })
     await sub.unsubscribe()
@@ -215,10 +250,10 @@ describe('messages with line breaks (the SDK reads each data: line as one messag
     const text = 'line 1\nline 2\r\nline 3\rend, with commas'
     const forged = `x\nmessage,${b},forged\n\ndata: message,${b},forged too`
     const pretty = JSON.stringify({ kind: 'order', lines: ['a\nb'], n: 7 }, null, 2)
-    for (const m of [text, forged, pretty, JSON.stringify('tab\there\nnewline')]) await env.direct.publish(a, m)
+    for (const m of [text, forged, pretty, JSON.stringify('tab\there\nnewline')]) await directPublisher().publish(a, m)
     await waitFor(() => got.length >= 4, { message: 'four messages' })
     // Give a forged event on b the time to arrive, were there one.
-    await env.direct.publish(a, 'last')
+    await directPublisher().publish(a, 'last')
     await waitFor(() => got.length >= 5, { message: 'the last message' })
     expect(got).toEqual([
       { channel: a, message: text },
@@ -250,8 +285,8 @@ describe('messages with line breaks (the SDK reads each data: line as one messag
     }
     try {
       await read(`data: subscribe,${chan},1\n\n`)
-      await env.direct.publish(chan, 'a\nb')
-      await env.direct.publish(chan, '{\n  "k": [1,\r\n 2]\n}')
+      await directPublisher().publish(chan, 'a\nb')
+      await directPublisher().publish(chan, '{\n  "k": [1,\r\n 2]\n}')
       await read('\n\ndata: message')
       await read('}\n\n')
       expect(text).toBe(`data: subscribe,${chan},1\n\ndata: message,${chan},"a\\nb"\n\ndata: message,${chan},{   "k": [1,   2] }\n\n`)
@@ -281,11 +316,13 @@ describe('SDK psubscribe', () => {
 
     // SDK 1.39 JSON.parses pmessage payloads strictly (plain 'message' payloads fall back to the
     // raw text), so JSON payloads here; a plain-text one is checked below via the error event.
-    expect(await env.sdk().publish(`${p}news.sports`, { event: 'goal', minute: 42 })).toBe(1)
-    expect(await env.direct.publish(`${p}news.tech`, JSON.stringify({ title: 'Redis 8, out', tags: ['db'] }))).toBe(1)
-    expect(await env.direct.publish(`${p}news.tech`, '"a JSON string, with commas"')).toBe(1)
+    expectReceivers(await env.sdk().publish(`${p}news.sports`, { event: 'goal', minute: 42 }), 1)
+    // Arrived before the direct client publishes (on a cluster, not ordered with its messages otherwise).
+    await waitFor(() => got.length === 1, { message: 'first pmessage' })
+    expectReceivers(await directPublisher().publish(`${p}news.tech`, JSON.stringify({ title: 'Redis 8, out', tags: ['db'] })), 1)
+    expectReceivers(await directPublisher().publish(`${p}news.tech`, '"a JSON string, with commas"'), 1)
     // Not matching: no receiver.
-    expect(await env.direct.publish(`${p}weather.today`, '"rain"')).toBe(0)
+    expectReceivers(await directPublisher().publish(`${p}weather.today`, '"rain"'), 0)
     await waitFor(() => got.length === 3, { message: 'three pmessages' })
     expect(got).toEqual([
       { pattern, channel: `${p}news.sports`, message: { event: 'goal', minute: 42 } },
@@ -296,21 +333,21 @@ describe('SDK psubscribe', () => {
     expect(errs).toEqual([])
 
     // A plain-text payload does reach the SDK (which then reports it cannot parse it).
-    expect(await env.direct.publish(`${p}news.misc`, 'plain text')).toBe(1)
+    expectReceivers(await directPublisher().publish(`${p}news.misc`, 'plain text'), 1)
     await waitFor(() => errs.length === 1, { message: 'the SDK to see the plain-text pmessage' })
     expect(errs[0]!.message).toMatch(/Failed to parse message/)
     expect(got).toHaveLength(3)
 
     await sub.unsubscribe()
     await waitFor(async () => (await numpat()) === numpat0, { message: 'NUMPAT back after unsubscribe' })
-    expect(await env.direct.publish(`${p}news.sports`, 'late')).toBe(0)
+    expectReceivers(await directPublisher().publish(`${p}news.sports`, 'late'), 0)
   })
 })
 
 describe('gateway shutdown after SDK subscribers', () => {
   test('stop() is not held up for the grace period once the SDK has unsubscribed', async () => {
     // A gateway of its own, so stopping it does not affect the other tests.
-    const gw = await startGateway({ instances: [{ name: 'main', endpoints: [env.redis.url] }] })
+    const gw = await startGateway({ instances: [{ name: 'main', endpoints: env.endpoints }] })
     let stopped = false
     try {
       const sdk = new Redis({ url: gw.base('main'), token: WRITE_TOKEN, retry: false, enableTelemetry: false })
