@@ -18,7 +18,10 @@ import {
 export type FailureKind = 'reply' | 'timeout' | 'unavailable' | 'reset' | 'busy-server'
 
 // Reply errors that mean the endpoint cannot serve right now, not that the command was wrong.
-const TRANSPORT_REPLY_PREFIXES = ['LOADING', 'MASTERDOWN', 'READONLY', 'TRYAGAIN', 'CLUSTERDOWN']
+// Not TRYAGAIN and CLUSTERDOWN: they are a Redis Cluster's state (a slot migrating, a failover in
+// progress), not the node's health; the cluster path waits them out (upstream/cluster-exec.ts), and
+// counting them would open the breakers of healthy nodes during every failover.
+const TRANSPORT_REPLY_PREFIXES = ['LOADING', 'MASTERDOWN', 'READONLY']
 
 export function failureKind(err: unknown): FailureKind {
   if (!(err instanceof Error)) return 'reset'

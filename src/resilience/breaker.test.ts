@@ -428,14 +428,19 @@ describe('countsAsBreakerFailure', () => {
     expect(countsAsBreakerFailure('not even an Error')).toBe(true)
   })
 
-  test('busy-server replies count: LOADING, MASTERDOWN, READONLY (write to a demoted primary), TRYAGAIN', () => {
+  test('busy-server replies count: LOADING, MASTERDOWN, READONLY (write to a demoted primary)', () => {
     for (const m of [
       'LOADING Redis is loading the dataset in memory',
       'MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to no',
       "READONLY You can't write against a read only replica.",
-      'TRYAGAIN Multiple keys request during rehashing of slot',
     ]) {
       expect(countsAsBreakerFailure(new ReplyError(m)), m).toBe(true)
+    }
+  })
+
+  test("a Redis Cluster's TRYAGAIN and CLUSTERDOWN do not count: the cluster's state, not the node's health", () => {
+    for (const m of ['TRYAGAIN Multiple keys request during rehashing of slot', 'CLUSTERDOWN The cluster is down', 'MOVED 3999 127.0.0.1:6381']) {
+      expect(countsAsBreakerFailure(new ReplyError(m)), m).toBe(false)
     }
   })
 

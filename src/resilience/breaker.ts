@@ -302,8 +302,8 @@ export function openDurationMs(opts: Pick<BreakerOptions, 'baseOpenMs' | 'maxOpe
 /**
  * Does this rejection say the endpoint is unhealthy? Mirrors the upstream layer's `failureKind`:
  * timeouts, refused or lost connections and busy-server replies (LOADING, MASTERDOWN, READONLY
- * from a demoted primary, TRYAGAIN, CLUSTERDOWN) count; Redis reply errors (WRONGTYPE, ERR
- * syntax...) never do.
+ * from a demoted primary) count; Redis reply errors (WRONGTYPE, ERR syntax...) never do, nor do a
+ * Redis Cluster's TRYAGAIN and CLUSTERDOWN (the cluster's state, not the node's health).
  *
  * Accepts the raw rejection of an attempt (RespConnection's errors, Redis error replies) or what
  * `toGatewayError` / `runCommand` / `runPipeline` made of it: TIMEOUT, UPSTREAMRESET and NOENDPOINT

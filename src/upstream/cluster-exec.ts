@@ -36,10 +36,19 @@ import type { Args } from './endpoint-client.js'
 import type { ClusterInstance, ShardRoute } from './cluster.js'
 import type { PooledEndpoint } from './pool.js'
 
-/** Redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) followed per command. */
+/** MOVED and ASK redirections followed per command. */
 export const MAX_REDIRECTS = 5
-/** Pause before sending a command again after TRYAGAIN or CLUSTERDOWN. */
+/**
+ * Pauses before sending a command again after TRYAGAIN or CLUSTERDOWN: 25 ms, doubling up to
+ * 200 ms, for as long as the request's deadline allows (a failover keeps every node answering
+ * CLUSTERDOWN for about a second with the default cluster-require-full-coverage).
+ */
 export const TRYAGAIN_DELAY_MS = 25
+export const TRYAGAIN_MAX_DELAY_MS = 200
+
+function waitDelay(waits: number): number {
+  return Math.min(TRYAGAIN_MAX_DELAY_MS, TRYAGAIN_DELAY_MS * 2 ** Math.min(waits, 8))
+}
 
 export interface ClusterCall {
   readonly dispatch: DispatchOptions
@@ -142,12 +151,22 @@ async function shardFor(c: ClusterCall, slot: number | null): Promise<ShardRoute
 
 const ASKING: Args = ['ASKING']
 
+/** Redirections and waits of one command so far. */
+interface Followed {
+  redirects: number
+  waits: number
+}
+
 /**
  * What to do about a redirection before sending again: null when it must not be followed (the
  * error stands), else the route for an ASK (or null route for "the slot's shard").
  */
-async function follow(c: ClusterCall, r: Redirect, slot: number | null, redirects: number): Promise<{ ask: InstanceRoute | null } | null> {
-  if (redirects > MAX_REDIRECTS || performance.now() >= c.deadlineAt) return null
+async function follow(c: ClusterCall, r: Redirect, slot: number | null, n: Followed): Promise<{ ask: InstanceRoute | null } | null> {
+  const wait = r.kind === 'tryagain' || r.kind === 'clusterdown'
+  if (wait) {
+    const delay = waitDelay(n.waits++)
+    if (performance.now() + delay >= c.deadlineAt) return null
+  } else if (++n.redirects > MAX_REDIRECTS || performance.now() >= c.deadlineAt) return null
   c.dispatch.events.emit('clusterRedirect', { instance: c.cluster.name, kind: r.kind })
   switch (r.kind) {
     case 'moved':
@@ -168,7 +187,7 @@ async function follow(c: ClusterCall, r: Redirect, slot: number | null, redirect
     case 'clusterdown':
       if (!c.dispatch.router.budgetsOf(c.cluster.route).retry.tryRetry()) return null
       if (r.kind === 'clusterdown') void c.cluster.refresh('clusterdown')
-      await sleep(TRYAGAIN_DELAY_MS)
+      await sleep(waitDelay(n.waits - 1))
       return performance.now() < c.deadlineAt ? { ask: null } : null
   }
 }
@@ -185,7 +204,8 @@ async function onSlot(c: ClusterCall, slot: number | null, args: Args, write: bo
   // A read a replica sent back with MOVED to its own shard's primary (its connection is not in
   // READONLY mode, e.g. an operator's Redis user without +readonly): the primary serves it.
   let primaryOnly = false
-  for (let redirects = 1; ; redirects++) {
+  const n: Followed = { redirects: 0, waits: 0 }
+  for (;;) {
     let shard: ShardRoute | null = null
     try {
       if (ask !== null) {
@@ -203,7 +223,7 @@ async function onSlot(c: ClusterCall, slot: number | null, args: Args, write: bo
         ask = null
         continue
       }
-      const next = await follow(c, r, slot, redirects)
+      const next = await follow(c, r, slot, n)
       if (next === null) throw err
       ask = next.ask
     }
@@ -413,21 +433,19 @@ export async function clusterTransaction(c: ClusterCall, commands: readonly Args
       )
     }
   }
-  for (let redirects = 1; ; redirects++) {
+  const n: Followed = { redirects: 0, waits: 0 }
+  for (;;) {
     const shard = await shardFor(c, slot)
     try {
       return await onShard(c, shard, true, (ep, ctx) => runPipeline(ep, ctx, commands, true, true))
     } catch (err) {
       if (!(err instanceof RedisReplyError)) throw err
       const m = /\b(MOVED|ASK) (\d+) (\S*):(\d+)|\b(TRYAGAIN|CLUSTERDOWN)\b/.exec(err.message)
-      if (m === null || redirects > MAX_REDIRECTS || performance.now() >= c.deadlineAt) throw err
-      // ASK inside MULTI would need ASKING before every queued command: wait for the migration instead.
-      if (m[1] === 'MOVED' && slot !== null) c.cluster.moved(slot, m[3]!, Number(m[4]))
-      else {
-        if (!c.dispatch.router.budgetsOf(c.cluster.route).retry.tryRetry()) throw err
-        await sleep(TRYAGAIN_DELAY_MS)
-      }
-      await c.cluster.refresh('moved')
+      if (m === null) throw err
+      // ASK inside MULTI would need ASKING before every queued command: wait for the migration
+      // to finish instead, as for TRYAGAIN.
+      const r: Redirect = m[1] === 'MOVED' ? { kind: 'moved', slot: Number(m[2]), host: m[3]!, port: Number(m[4]) } : { kind: m[5] === 'CLUSTERDOWN' ? 'clusterdown' : 'tryagain' }
+      if ((await follow(c, r, slot, n)) === null) throw err
     }
   }
 }

@@ -619,6 +619,55 @@ test('11. read-policy replica: GETs are served by the replicas (READONLY), with 
   for (const n of replicaGets) expect(n).toBeGreaterThanOrEqual(5)
 })
 
+/** Moves `slot` from `from` to `to` the way redis-cli --cluster reshard does, one key at a time. */
+async function migrating(slot: number, from: ClusterNode, to: ClusterNode): Promise<{ move(keys: string[]): Promise<void>; finish(): Promise<void> }> {
+  await node(to).call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', from.id)
+  await node(from).call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', to.id)
+  return {
+    move: async (keys) => void (await node(from).call('MIGRATE', to.host, String(to.port), '', '0', '5000', 'KEYS', ...keys)),
+    finish: async () => {
+      for (const p of primaries) await node(p).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id)
+    },
+  }
+}
+
+test('12. a slot migrating: ASK is followed to the importing node; TRYAGAIN waits until the migration ends; MOVED then; no error', async () => {
+  const url = gw.base('c')
+  const a = `{mig${RUN}}:a`
+  const b = `{mig${RUN}}:b`
+  const slot = keySlot(a)
+  const source = cluster.slotOwner(slot)
+  const target = primaries.find((p) => p.id !== source.id)!
+  await node(source).mset(a, 'va', b, 'vb')
+  const redirects = async (kind: string): Promise<number> => metric(await metrics(), 'redis_gateway_cluster_redirects_total', { instance: 'c', kind })
+  const before = { ask: await redirects('ask'), tryagain: await redirects('tryagain'), moved: await redirects('moved') }
+
+  const m = await migrating(slot, source, target)
+  await m.move([a])
+  // `a` is on the importing node: the source answers ASK, the gateway sends ASKING + GET there.
+  expect(await call(url, READ_TOKEN, ['GET', a])).toMatchObject({ status: 200, json: { result: 'va' } })
+  // `b` is still on the source: served there.
+  expect(await call(url, READ_TOKEN, ['GET', b])).toMatchObject({ status: 200, json: { result: 'vb' } })
+  // Both in one command while they are split between the nodes: TRYAGAIN until the migration ends.
+  const mget = call(url, READ_TOKEN, ['MGET', a, b])
+  await new Promise((r) => setTimeout(r, 300))
+  await m.move([b])
+  await m.finish()
+  expect(await mget).toMatchObject({ status: 200, json: { result: ['va', 'vb'] } })
+  // The map follows (MOVED, or a refresh): a write lands on the new owner.
+  expect(await call(url, WRITE_TOKEN, ['SET', a, 'va2'])).toMatchObject({ status: 200, json: { result: 'OK' } })
+  expect(await node(target).get(a)).toBe('va2')
+  const after = { ask: await redirects('ask'), tryagain: await redirects('tryagain'), moved: await redirects('moved') }
+  expect(after.ask - before.ask).toBeGreaterThanOrEqual(1)
+  expect(after.tryagain - before.tryagain).toBeGreaterThanOrEqual(1)
+
+  // Back where it was, for the tests after this one.
+  const back = await migrating(slot, target, source)
+  await back.move([a, b])
+  await back.finish()
+  await waitFor(async () => (await call(url, READ_TOKEN, ['GET', a])).json.result === 'va2')
+})
+
 test('8. keyspace-wide: KEYS, DBSIZE, SCAN over every shard, RANDOMKEY, FLUSHALL (last)', async () => {
   const url = gw.base('c')
   // SCAN: a fresh prefix, keys on every shard, walked exactly once.
