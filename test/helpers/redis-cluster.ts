@@ -669,3 +669,112 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
     throw error
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Resharding and scaling out with redis-cli --cluster (reshard, add-node, rebalance).
+
+export interface ReshardOptions {
+  /** The primary giving slots away. */
+  readonly from: ClusterNode
+  /** The primary taking them. */
+  readonly to: ClusterNode
+  /** How many slots to move. */
+  readonly slots: number
+  /** `--cluster-pipeline`: keys per MIGRATE. Default redis-cli's (10). */
+  readonly pipeline?: number
+  /** For redis-cli, then for the cluster to settle. Default 60 s. */
+  readonly timeoutMs?: number
+}
+
+/**
+ * The slots `redis-cli --cluster reshard --cluster-from <from>` takes from a single source for
+ * `count`: its lowest `count` slots (clusterManagerComputeReshardTable walks them in order).
+ */
+export function slotsToMove(from: ClusterNode, count: number): number[] {
+  const out: number[] = []
+  for (const [a, b] of from.slots) {
+    for (let s = a; s <= b && out.length < count; s++) out.push(s)
+  }
+  return out
+}
+
+/**
+ * Moves `slots` slots (and their keys) from one primary to another with `redis-cli --cluster
+ * reshard ... --cluster-yes`, then waits for a healthy cluster (topology refreshed). Resolves with
+ * redis-cli's output and how long the reshard itself took.
+ */
+export async function reshard(cluster: RedisCluster, opts: ReshardOptions): Promise<{ output: string; ms: number }> {
+  const timeoutMs = opts.timeoutMs ?? 60_000
+  const started = Date.now()
+  const output = await runRedisCli(
+    [
+      '--cluster', 'reshard', opts.from.address,
+      '--cluster-from', opts.from.id,
+      '--cluster-to', opts.to.id,
+      '--cluster-slots', String(opts.slots),
+      '--cluster-yes',
+      ...(opts.pipeline !== undefined ? ['--cluster-pipeline', String(opts.pipeline)] : []),
+    ],
+    timeoutMs,
+  )
+  const ms = Date.now() - started
+  await cluster.waitForHealthy({ timeoutMs })
+  return { output, ms }
+}
+
+/**
+ * Starts one more cluster-enabled redis-server (same node timeout and port rules as the others,
+ * `args` after the helper's) and joins it with `redis-cli --cluster add-node <new> <existing>`:
+ * an empty primary, or a replica of `replicaOf`. It becomes one of the cluster's nodes (seeds,
+ * health checks, stop()), and resolves once the cluster is healthy with it.
+ */
+export async function addNode(
+  cluster: RedisCluster,
+  opts: { readonly replicaOf?: ClusterNode; readonly args?: readonly string[]; readonly timeoutMs?: number } = {},
+): Promise<ClusterNode> {
+  if (!(cluster instanceof Cluster)) throw new Error('addNode: not a cluster started by startCluster()')
+  const existing = cluster.nodes.find((n) => n.isRunning)
+  if (!existing) throw new Error('addNode: no node of the cluster is running')
+  const timeoutMs = opts.timeoutMs ?? REDIS_CLUSTER_DEFAULTS.settleTimeoutMs
+  const index = cluster.nodes.reduce((max, n) => Math.max(max, Number(path.basename(n.dir))), -1) + 1
+  // startNode is the cluster's own (ports, dir, nodes.conf, CLUSTER MYID); private to keep the class's API small.
+  const node = await cluster['startNode'](index, opts.args ?? [])
+  // A node of the cluster from now on: stop() kills it, and waitForHealthy expects it everywhere.
+  cluster.nodes.push(node)
+  await runRedisCli(
+    [
+      '--cluster', 'add-node', node.address, existing.address,
+      ...(opts.replicaOf ? ['--cluster-slave', '--cluster-master-id', opts.replicaOf.id] : []),
+    ],
+    timeoutMs,
+  )
+  await cluster.waitForHealthy({ timeoutMs })
+  return node
+}
+
+/**
+ * `redis-cli --cluster rebalance` (with `--cluster-use-empty-masters` unless told otherwise, so
+ * primaries without slots, e.g. from addNode, get their share), then waits for a healthy cluster.
+ * Resolves with redis-cli's output and how long the rebalance itself took.
+ */
+export async function rebalance(
+  cluster: RedisCluster,
+  opts: { readonly useEmptyMasters?: boolean; readonly pipeline?: number; readonly timeoutMs?: number } = {},
+): Promise<{ output: string; ms: number }> {
+  const node = cluster.nodes.find((n) => n.isRunning)
+  if (!node) throw new Error('rebalance: no node of the cluster is running')
+  const timeoutMs = opts.timeoutMs ?? 60_000
+  const started = Date.now()
+  const output = await runRedisCli(
+    [
+      '--cluster', 'rebalance', node.address,
+      ...(opts.useEmptyMasters === false ? [] : ['--cluster-use-empty-masters']),
+      ...(opts.pipeline !== undefined ? ['--cluster-pipeline', String(opts.pipeline)] : []),
+      '--cluster-yes',
+    ],
+    timeoutMs,
+  )
+  const ms = Date.now() - started
+  await cluster.waitForHealthy({ timeoutMs })
+  return { output, ms }
+}
