@@ -55,7 +55,7 @@ import { describeError, errorHeaders } from './error-response.js'
 import { checkArgCount, parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
 import { EventStream, type EventStreams } from './sse.js'
 import { MonitorConnection } from '../upstream/monitor.js'
-import { prepareScriptBatch, prepareScriptCall, type ScriptShas } from '../routing/scripts.js'
+import { prepareScriptBatch, prepareScriptCall, type ScriptCall, type ScriptShas } from '../routing/scripts.js'
 import { outboundTarget } from '../routing/outbound.js'
 import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
 import { learnUnknown, noteAdminCommand, type CommandViews } from '../routing/command-table.js'
@@ -334,25 +334,8 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
     )
   const token = (write: boolean): string => tokenFor(deps, resolved, incomingToken, write)
   // Redis Cluster instances (upstream/cluster-exec.ts): one call state per request.
-  const clusterCall = (cluster: ClusterInstance, identity: Identity, scripted: boolean): ClusterCall => {
-    const t = parseClusterToken(req.header('upstash-sync-token'))
-    return {
-      dispatch: deps.dispatch,
-      cluster,
-      group: resolved.group,
-      load: resolved.load,
-      token: t !== null && t.instance === resolved.instance.name ? t : null,
-      clientId,
-      scope: st.scope,
-      lease: req.lease,
-      identity,
-      scripted,
-      touched: new Set(),
-      deadlineAt: performance.now() + deps.dispatch.commandTimeoutMs + deps.dispatch.deadlineMarginMs,
-      table: cluster.commandTable(),
-    }
-  }
-  const clusterToken = (call: ClusterCall, write: boolean): string => formatClusterToken(deps.syncTokens, clusterPosition(call), write)
+  const clusterCall = (c: ClusterInstance, identity: Identity, scripted: boolean): ClusterCall =>
+    clusterCallFor(deps, req, st, resolved, clientId, c, identity, scripted)
   const cluster = deps.clusters?.get(resolved.instance.name)
 
   switch (form.type) {
@@ -378,7 +361,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
         })
       if (cluster !== undefined) {
         const call = clusterCall(cluster, principal.identity, false)
-        return clusterSubscribe(call, form.pattern ? null : keySlot(form.names[0]!), (ep) => subscribe(ep, clusterToken(call, false)))
+        return clusterSubscribe(call, form.pattern ? null : keySlot(form.names[0]!), (ep) => subscribe(ep, clusterTokenFor(deps, call, false)))
       }
       return send('subscribe', principal.identity, false, (ep) => subscribe(ep, token(false)))
     }
@@ -445,15 +428,12 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       const script = prepareScriptCall(deps.scripts, args)
       const scripted = runsScript(args)
       let call: ClusterCall | null = null
-      const onCluster = (c: ClusterInstance): Promise<RawReply> => {
-        call = clusterCall(c, identity, scripted)
-        return script === null ? clusterCommand(call, args, write) : script.run(clusterCommand(call, script.args, write))
-      }
-      const tok = (): string => (call === null ? token(write) : clusterToken(call, write))
       try {
         let value: RawReply
-        if (cluster !== undefined) value = await onCluster(cluster)
-        else {
+        if (cluster !== undefined) {
+          call = clusterCall(cluster, identity, scripted)
+          value = await clusterOne(call, args, script, write)
+        } else {
           try {
             value = await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
               script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
@@ -463,19 +443,22 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
             // command did not run.
             const found = isRedirect(err) ? deps.clusters?.suspect(resolved.instance) : undefined
             if (found === undefined) throw err
-            value = await onCluster(found)
+            call = clusterCall(found, identity, scripted)
+            value = await clusterOne(call, args, script, write)
           }
         }
+        const syncToken = call === null ? token(write) : clusterTokenFor(deps, call, write)
         if (resp2) {
           if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, respBytesBound(value), write)
-          return respReply(200, respValue(value), tok())
+          return respReply(200, respValue(value), syncToken)
         }
         if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
         // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
-        return reply(200, resultJson(value, base64), tok())
+        return reply(200, resultJson(value, base64), syncToken)
       } catch (err) {
         if (err instanceof RedisReplyError) {
-          return resp2 ? respReply(400, respError(err.message), tok()) : reply(400, errorJson(err.message), tok())
+          const syncToken = call === null ? token(write) : clusterTokenFor(deps, call, write)
+          return resp2 ? respReply(400, respError(err.message), syncToken) : reply(400, errorJson(err.message), syncToken)
         }
         throw err
       }
@@ -525,7 +508,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
         call ??= clusterCall(c, identity, scripted)
         return atomic ? clusterTransaction(call, cmds) : clusterPipeline(call, cmds, ws)
       }
-      const tok = (w: boolean): string => (call === null ? token(w) : clusterToken(call, w))
+      const tok = (w: boolean): string => (call === null ? token(w) : clusterTokenFor(deps, call, w))
       try {
         let items: ItemResult[] = []
         const sent = scripts === null ? admitted : scripts.commands
@@ -596,6 +579,45 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       }
     }
   }
+}
+
+/** A cluster request's state (upstream/cluster-exec.ts). */
+function clusterCallFor(
+  deps: DataPlaneDeps,
+  req: DataRequest,
+  st: ReqState,
+  resolved: Resolved,
+  clientId: string | null,
+  cluster: ClusterInstance,
+  identity: Identity,
+  scripted: boolean,
+): ClusterCall {
+  const t = parseClusterToken(req.header('upstash-sync-token'))
+  return {
+    dispatch: deps.dispatch,
+    cluster,
+    group: resolved.group,
+    load: resolved.load,
+    token: t !== null && t.instance === resolved.instance.name ? t : null,
+    clientId,
+    scope: st.scope,
+    lease: req.lease,
+    identity,
+    scripted,
+    touched: new Set(),
+    deadlineAt: performance.now() + deps.dispatch.commandTimeoutMs + deps.dispatch.deadlineMarginMs,
+    table: cluster.commandTable(),
+  }
+}
+
+/** One command on a cluster instance, with a script's sha mapped as on a plain instance. */
+function clusterOne(call: ClusterCall, args: readonly (string | Buffer)[], script: ScriptCall | null, write: boolean): Promise<RawReply> {
+  return script === null ? clusterCommand(call, args, write) : script.run(clusterCommand(call, script.args, write))
+}
+
+/** The token of a cluster instance's reply: per-shard positions (routing/sync-token.ts). */
+function clusterTokenFor(deps: DataPlaneDeps, call: ClusterCall, write: boolean): string {
+  return formatClusterToken(deps.syncTokens, clusterPosition(call), write)
 }
 
 /**
