@@ -28,7 +28,7 @@ import type { RequestLease } from '../resilience/byte-budget.js'
 import type { InstanceRoute } from '../routing/table.js'
 import { mergeFanout, mergeSplit, planCommand, scanReply, type ClusterPlan } from '../routing/cluster-plan.js'
 import { CROSSSLOT_MESSAGE } from '../routing/cluster-slots.js'
-import { shardId, type ClusterPosition, type SyncPosition } from '../routing/sync-token.js'
+import { SHARD_ID_LENGTH, shardId, type ClusterPosition, type SyncPosition } from '../routing/sync-token.js'
 import type { LearnedTable } from '../routing/command-table.js'
 import { dispatch, type DispatchOptions } from './dispatch.js'
 import { runCommand, runPipeline, type ExecContext } from './execute.js'
@@ -457,18 +457,27 @@ export async function clusterTransaction(c: ClusterCall, commands: readonly Args
  */
 export function clusterPosition(c: ClusterCall): ClusterPosition {
   const shards = new Map<string, number>()
-  const live = new Set<string>()
-  for (const s of c.cluster.shards) {
-    const replId = c.dispatch.router.primaryOf(s.route)?.state.replId
-    if (replId != null) live.add(shardId(replId))
+  const router = c.dispatch.router
+  if (c.token !== null && c.token.shards.size > 0) {
+    // Keep the client's entries of shards that still exist (a few shards: no set built for it).
+    const all = c.cluster.shards
+    for (const [id, off] of c.token.shards) {
+      for (let i = 0; i < all.length; i++) {
+        const replId = router.primaryOf(all[i]!.route)?.state.replId
+        if (replId != null && replId.startsWith(id) && id.length === Math.min(replId.length, SHARD_ID_LENGTH)) {
+          shards.set(id, off)
+          break
+        }
+      }
+    }
   }
-  if (c.token !== null) for (const [id, off] of c.token.shards) if (live.has(id)) shards.set(id, off)
   for (const s of c.touched) {
-    const p = c.dispatch.router.primaryOf(s.route)
+    const p = router.primaryOf(s.route)
     const replId = p?.state.replId
     if (p == null || replId == null) continue
     const id = shardId(replId)
-    shards.set(id, Math.max(shards.get(id) ?? 0, p.state.offset))
+    const had = shards.get(id)
+    shards.set(id, had === undefined || had < p.state.offset ? p.state.offset : had)
   }
   return { instance: c.cluster.name, shards }
 }
