@@ -55,7 +55,7 @@ import { describeError, errorHeaders } from './error-response.js'
 import { checkArgCount, parseBatchBody, parseCommandBody, parseUrl, routeTemplate, truncate, type ParsedUrl } from './request-parse.js'
 import { EventStream, type EventStreams } from './sse.js'
 import { MonitorConnection } from '../upstream/monitor.js'
-import { prepareScriptBatch, prepareScriptCall, type ScriptCall, type ScriptShas } from '../routing/scripts.js'
+import { prepareScriptBatch, prepareScriptCall, type ScriptBatch, type ScriptCall, type ScriptShas } from '../routing/scripts.js'
 import { outboundTarget } from '../routing/outbound.js'
 import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
 import { learnUnknown, noteAdminCommand, type CommandViews } from '../routing/command-table.js'
@@ -477,7 +477,6 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       let admitted: string[][] = commands
       let identity = principal.identity
       let scripted = false
-      const writes = new Array<boolean>(commands.length).fill(false)
       const classified = classifyAll(deps, resolved, commands)
       const classes = Array.isArray(classified) ? classified : await classified
       for (let i = 0; i < commands.length; i++) {
@@ -485,7 +484,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           const where = atomic ? `command ${i + 1}: ` : ''
           const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i]!)
           if (cls.kind === 'admin') noteAdminCommand(commands[i]!, deps.router.endpointsOf(resolved.instance))
-          if (isWriteClass(cls)) write = writes[i] = true
+          if (isWriteClass(cls)) write = true
           // The whole batch runs on one connection: one command that needs the gateway's user takes it.
           const as = runAs(commands[i]!, cls, principal.identity, deps, where)
           if (as !== principal.identity) identity = as
@@ -496,25 +495,18 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           rejected[i] = err.publicMessage
         }
       }
-      let admittedWrites: boolean[] = writes
-      if (rejected !== null) {
-        admitted = commands.filter((_, i) => rejected![i] === undefined)
-        admittedWrites = writes.filter((_, i) => rejected![i] === undefined)
-      }
+      if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
       // Scripts (routing/scripts.ts): as for one command, per item.
       const scripts = prepareScriptBatch(deps.scripts, admitted)
       let call: ClusterCall | null = null
-      const onCluster = (c: ClusterInstance, cmds: readonly (readonly (string | Buffer)[])[], ws: readonly boolean[]): Promise<ItemResult[]> => {
-        call ??= clusterCall(c, identity, scripted)
-        return atomic ? clusterTransaction(call, cmds) : clusterPipeline(call, cmds, ws)
-      }
-      const tok = (w: boolean): string => (call === null ? token(w) : clusterTokenFor(deps, call, w))
       try {
         let items: ItemResult[] = []
         const sent = scripts === null ? admitted : scripts.commands
         if (admitted.length === 0) items = []
-        else if (cluster !== undefined) items = await (scripts === null ? onCluster(cluster, sent, admittedWrites) : scripts.run(onCluster(cluster, sent, admittedWrites)))
-        else {
+        else if (cluster !== undefined) {
+          call = clusterCall(cluster, identity, scripted)
+          items = await clusterBatch(call, sent, writeFlags(classes, rejected), atomic, scripts)
+        } else {
           try {
             items = await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
               scripts === null ? runPipeline(ep, ctx, admitted, write, atomic) : scripts.run(runPipeline(ep, ctx, scripts.commands, write, atomic)),
@@ -523,7 +515,8 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
             // A transaction refused with a redirection did not run: the instance is a cluster.
             const found = atomic && err instanceof RedisReplyError && /\b(MOVED|ASK) \d+ /.test(err.message) ? deps.clusters?.suspect(resolved.instance) : undefined
             if (found === undefined) throw err
-            items = await (scripts === null ? onCluster(found, sent, admittedWrites) : scripts.run(onCluster(found, sent, admittedWrites)))
+            call = clusterCall(found, identity, scripted)
+            items = await clusterBatch(call, sent, writeFlags(classes, rejected), atomic, scripts)
           }
           // Pipeline items redirected (they did not run): the instance is a cluster; those again.
           const redirected: number[] = []
@@ -533,7 +526,9 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           }
           const found = !atomic && redirected.length > 0 ? deps.clusters?.suspect(resolved.instance) : undefined
           if (found !== undefined) {
-            const again = await onCluster(found, redirected.map((k) => sent[k]!), redirected.map((k) => admittedWrites[k]!))
+            call ??= clusterCall(found, identity, scripted)
+            const writes = writeFlags(classes, rejected)
+            const again = await clusterBatch(call, redirected.map((k) => sent[k]!), redirected.map((k) => writes[k]!), false, null)
             redirected.forEach((k, j) => (items[k] = scripts === null ? again[j]! : scripts.itemAt(k, again[j]!)))
           }
         }
@@ -555,7 +550,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
               body += it.ok ? respValue(it.value) : respError(it.error)
             }
           }
-          return respReply(200, body, tok(write))
+          return respReply(200, body, call === null ? token(write) : clusterTokenFor(deps, call, write))
         }
         let out = '['
         for (let i = 0, k = 0; i < commands.length; i++) {
@@ -569,11 +564,11 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
         }
         out += ']'
-        return reply(200, out, tok(write))
+        return reply(200, out, call === null ? token(write) : clusterTokenFor(deps, call, write))
       } catch (err) {
         if (err instanceof RedisReplyError) {
           // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(400, errorJson(err.message), tok(write))
+          return reply(400, errorJson(err.message), call === null ? token(write) : clusterTokenFor(deps, call, write))
         }
         throw err
       }
@@ -613,6 +608,25 @@ function clusterCallFor(
 /** One command on a cluster instance, with a script's sha mapped as on a plain instance. */
 function clusterOne(call: ClusterCall, args: readonly (string | Buffer)[], script: ScriptCall | null, write: boolean): Promise<RawReply> {
   return script === null ? clusterCommand(call, args, write) : script.run(clusterCommand(call, script.args, write))
+}
+
+/** A pipeline or transaction on a cluster instance, with scripts' shas mapped as on a plain instance. */
+function clusterBatch(
+  call: ClusterCall,
+  commands: readonly (readonly (string | Buffer)[])[],
+  writes: readonly boolean[],
+  atomic: boolean,
+  scripts: ScriptBatch | null,
+): Promise<ItemResult[]> {
+  const p = atomic ? clusterTransaction(call, commands) : clusterPipeline(call, commands, writes)
+  return scripts === null ? p : scripts.run(p)
+}
+
+/** Whether each admitted command (those `rejected` does not refuse) is a write. */
+function writeFlags(classes: readonly CommandClass[], rejected: readonly (string | undefined)[] | null): boolean[] {
+  const out: boolean[] = []
+  for (let i = 0; i < classes.length; i++) if (rejected?.[i] === undefined) out.push(isWriteClass(classes[i]!))
+  return out
 }
 
 /** The token of a cluster instance's reply: per-shard positions (routing/sync-token.ts). */
