@@ -198,15 +198,43 @@ function itemValue(it: ItemResult | undefined): RawReply {
   return it.value
 }
 
-/** One command on the shard of `slot` (null: any shard), following redirections. */
-async function onSlot(c: ClusterCall, slot: number | null, args: Args, write: boolean): Promise<RawReply> {
+/**
+ * One command on the shard of `slot` (null: any shard), following redirections. The usual case (the
+ * shard is known, no redirection) is one dispatch with no promise of its own; the rest is
+ * redirected().
+ */
+function onSlot(c: ClusterCall, slot: number | null, args: Args, write: boolean): Promise<RawReply> {
+  const shard = slot === null ? c.cluster.anyShard() : c.cluster.shardOf(slot)
+  if (shard === null) return redirected(c, slot, args, write, null, null)
+  return onShard(c, shard, write, (ep, ctx) => runCommand(ep, ctx, args, write)).catch((err: unknown) => redirected(c, slot, args, write, err, shard))
+}
+
+/**
+ * The rest of onSlot: `first` is what the first attempt on `tried` failed with (null: there was
+ * none, the slot's shard was not known). Follows redirections until an answer or the limits.
+ */
+async function redirected(c: ClusterCall, slot: number | null, args: Args, write: boolean, first: unknown, tried: ShardRoute | null): Promise<RawReply> {
   let ask: InstanceRoute | null = null
   // A read a replica sent back with MOVED to its own shard's primary (its connection is not in
   // READONLY mode, e.g. an operator's Redis user without +readonly): the primary serves it.
   let primaryOnly = false
   const n: Followed = { redirects: 0, waits: 0 }
+  let err: unknown = first
+  let shard: ShardRoute | null = tried
   for (;;) {
-    let shard: ShardRoute | null = null
+    if (err !== null) {
+      const r = err instanceof RedisReplyError ? redirectOf(err.message) : null
+      if (r === null) throw err
+      if (r.kind === 'moved' && !write && !primaryOnly && shard !== null && shard.primary === endpointId(r.host, r.port) && c.cluster.shardOf(r.slot) === shard) {
+        primaryOnly = true
+        ask = null
+      } else {
+        const next = await follow(c, r, slot, n)
+        if (next === null) throw err
+        ask = next.ask
+      }
+    }
+    shard = null
     try {
       if (ask !== null) {
         const via = ask
@@ -215,17 +243,8 @@ async function onSlot(c: ClusterCall, slot: number | null, args: Args, write: bo
       shard = await shardFor(c, slot)
       // 'subscribe' is the primary without a write's checks (read-only maintenance) or its ROLE.
       return await onShard(c, shard, write || (primaryOnly ? 'subscribe' : false), (ep, ctx) => runCommand(ep, ctx, args, write))
-    } catch (err) {
-      const r = err instanceof RedisReplyError ? redirectOf(err.message) : null
-      if (r === null) throw err
-      if (r.kind === 'moved' && !write && !primaryOnly && shard !== null && shard.primary === endpointId(r.host, r.port) && c.cluster.shardOf(r.slot) === shard) {
-        primaryOnly = true
-        ask = null
-        continue
-      }
-      const next = await follow(c, r, slot, n)
-      if (next === null) throw err
-      ask = next.ask
+    } catch (e) {
+      err = e
     }
   }
 }
@@ -383,10 +402,12 @@ export async function clusterPipeline(c: ClusterCall, commands: readonly Args[],
   return out
 }
 
+const NO_REPLY: ItemResult = Object.freeze({ ok: false, error: 'ERR no reply' })
+
 function merged(p: Planned): ItemResult {
   const plan = p.plan
-  const results = p.units.map((u) => u.result ?? { ok: false as const, error: 'ERR no reply' })
-  if (plan.kind === 'slot' || plan.kind === 'any') return results[0]!
+  if (plan.kind === 'slot' || plan.kind === 'any') return p.units[0]!.result ?? NO_REPLY
+  const results = p.units.map((u) => u.result ?? NO_REPLY)
   for (const r of results) if (!r.ok) return r
   const values = results.map((r) => (r as { ok: true; value: RawReply }).value)
   let v: RawReply
