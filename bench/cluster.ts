@@ -141,6 +141,9 @@ interface Gateway {
   base(instance: InstanceName): string
 }
 
+/** For /admin/routes, which needs an admin token (ops.auth: admin, the default); the load uses TOKEN. */
+const OPS_TOKEN = 'bench-cluster-ops-token'
+
 async function startGateway(endpoints: Record<InstanceName, readonly string[]>, nodeArgs: string[] = []): Promise<Gateway> {
   const port = await freePort()
   const opsPort = await freePort()
@@ -156,6 +159,7 @@ async function startGateway(endpoints: Record<InstanceName, readonly string[]>, 
       'auth:',
       '  tokens:',
       `    - { name: bench, token: "${TOKEN}", access: write, targets: ["*"] }`,
+      `    - { name: ops, token: "${OPS_TOKEN}", access: admin }`,
       'log: { level: warn }',
       'metrics: { enabled: true }',
       '',
@@ -185,7 +189,7 @@ async function startGateway(endpoints: Record<InstanceName, readonly string[]>, 
 
 /** How the gateway serves each instance (/admin/routes): mode and, for a cluster, its shards. */
 async function routesOf(g: Gateway): Promise<Record<string, { mode: string; shards: number | null }>> {
-  const j = (await (await fetch(`http://127.0.0.1:${g.opsPort}/admin/routes`)).json()) as {
+  const j = (await (await fetch(`http://127.0.0.1:${g.opsPort}/admin/routes`, { headers: { authorization: `Bearer ${OPS_TOKEN}` } })).json()) as {
     instances: { name: string; mode: string; cluster: { shards: unknown[] } | null }[]
   }
   return Object.fromEntries(j.instances.map((i) => [i.name, { mode: i.mode, shards: i.cluster ? i.cluster.shards.length : null }]))

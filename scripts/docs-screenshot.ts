@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { launchChromium } from '../test/helpers/chromium.js'
-import { startGateway, WRITE_TOKEN, type TestGateway } from '../test/helpers/gateway.js'
+import { ADMIN_TOKEN, startGateway, WRITE_TOKEN, type TestGateway } from '../test/helpers/gateway.js'
 import { startRedis, type RedisServer } from '../test/helpers/redis-server.js'
 import { waitFor } from '../test/helpers/wait.js'
 import type { RoutesView } from '../src/http/routes-view.js'
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     extra: { health: { interval: '500ms', timeout: '1s' } },
   })
   const g = gw
-  const view = async (): Promise<RoutesView> => (await (await fetch(`${g.opsUrl}/admin/routes`)).json()) as RoutesView
+  const view = async (): Promise<RoutesView> => (await (await fetch(`${g.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as RoutesView
   const endpoint = (v: RoutesView, s: RedisServer) => v.instances.find((i) => i.name === 'orders')!.endpoints.find((e) => e.id === id(s))!
   await waitFor(async () => {
     const v = await view()
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const browser = await launchChromium()
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 560 }, colorScheme: 'light' })
-    await page.goto(`${g.opsUrl}/`)
+    await page.goto(`${g.opsUrl}/?_token=${ADMIN_TOKEN}`)
     await page.waitForSelector(`tr[data-instance="orders"][data-endpoint="${id(replicaB)}"][data-up="false"]`, { timeout: 10_000 })
     await mkdir(path.dirname(OUT), { recursive: true })
     await page.screenshot({ path: OUT, fullPage: true })

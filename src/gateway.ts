@@ -218,12 +218,17 @@ export class Gateway {
       kubeConfig,
       namespaces: k.namespaces,
       servicePrefix: k.servicePrefix,
+      labelSelector: k.labelSelector,
+      optIn: k.optIn,
+      operators: k.operators,
       apply: (u) => {
         this.table.apply(u)
         if (u.type === 'upsert') this.reportAnnotationErrors(u.instance)
       },
       onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
     })
+    // The scope a platform team configured, as the API server receives it ("" = every label).
+    this.logger.info({ namespaces: k.namespaces, labelSelector: this.kubernetes.labelSelector }, 'kubernetes discovery: list and watch Services and EndpointSlices')
     this.kubernetes.start()
   }
 
@@ -300,6 +305,8 @@ export class Gateway {
       registry: this.config.metrics.enabled ? this.metrics.registry : null,
       readiness: this.lifecycle,
       routes: liveRoutes({ table: this.table, pool: this.pool, router: this.router, zone: this.opts.runtime?.zone ?? null, clusters: this.clusters }),
+      // Both read per request: a reload's tokens and ops.auth apply at once.
+      access: { mode: () => this.config.ops.auth, tokens: () => this.tokens },
       flushEvents: this.events.flush,
     })
     const limits = this.config.limits

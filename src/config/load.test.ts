@@ -42,7 +42,7 @@ redis: { username: "", passwordFile: "", tls: false, commandTimeout: 2s, connect
 describe('loadConfig: valid files', () => {
   it('parses a full example file: discovery, groups, tokens and redis settings', () => {
     const cfg = load(FULL_EXAMPLE)
-    expect(cfg.discovery.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-' })
+    expect(cfg.discovery.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-', labelSelector: '', optIn: false, operators: true })
     expect(cfg.discovery.static?.instances).toEqual([
       {
         name: 'orders',
@@ -77,7 +77,7 @@ describe('loadConfig: valid files', () => {
 
   it('treats an empty section as present with its defaults', () => {
     const cfg = load('discovery:\n  kubernetes:\n  static:\nredis:\ngroups:\n  sessions:\n')
-    expect(cfg.discovery.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-' })
+    expect(cfg.discovery.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-', labelSelector: '', optIn: false, operators: true })
     expect(cfg.discovery.static).toEqual({ instances: [] })
     expect(cfg.redis.commandTimeoutMs).toBe(2000)
     expect(cfg.groups).toEqual({ sessions: { strategy: 'weighted' } })
@@ -322,7 +322,7 @@ describe('loadConfig: robustness', () => {
   const full = {
     listen: { data: '0.0.0.0:8080', ops: '0.0.0.0:9090' },
     discovery: {
-      kubernetes: { namespaces: ['redis-system'], servicePrefix: 'redis-' },
+      kubernetes: { namespaces: ['redis-system'], servicePrefix: 'redis-', labelSelector: 'team in (payments)', optIn: true, operators: true },
       static: { instances: [{ name: 'a', endpoints: ['redis://h:1'], annotations: { k: 'v' } }] },
     },
     groups: { g: { strategy: 'sticky' } },
@@ -384,6 +384,14 @@ describe('loadConfig: environment', () => {
     expect(load('metrics: { enabled: true }', { GATEWAY_METRICS_ENABLED: 'false' }).metrics.enabled).toBe(false)
     expect(loadError('', { GATEWAY_METRICS_ENABLED: 'nope' }).message).toContain('GATEWAY_METRICS_ENABLED')
     expect(loadError('metrics: { enabled: 1 }').message).toContain('metrics.enabled')
+  })
+
+  it('reads ops.auth: admin by default, none to open the ops views, anything else named', () => {
+    expect(load('').ops.auth).toBe('admin')
+    expect(load('ops: { auth: none }').ops.auth).toBe('none')
+    expect(load('ops: {}').ops.auth).toBe('admin')
+    expect(loadError('ops: { auth: open }').message).toContain('ops.auth')
+    expect(loadError('ops: { token: x }').message).toContain('ops.token')
   })
 
   it('reads http.fastLane as a boolean or true/false text, on by default', () => {

@@ -19,7 +19,7 @@ function loadError(text: string): ConfigError {
 describe('discovery.kubernetes.namespaces', () => {
   it('["*"] means every namespace; repeated "*" is still every namespace', () => {
     expect(ALL_NAMESPACES).toBe('*')
-    expect(load('discovery: { kubernetes: { namespaces: ["*"] } }').discovery.kubernetes).toEqual({ namespaces: ['*'], servicePrefix: 'redis-' })
+    expect(load('discovery: { kubernetes: { namespaces: ["*"] } }').discovery.kubernetes).toEqual({ namespaces: ['*'], servicePrefix: 'redis-', labelSelector: '', optIn: false, operators: true })
     expect(load('discovery: { kubernetes: { namespaces: ["*", "*"] } }').discovery.kubernetes?.namespaces).toEqual(['*'])
   })
 

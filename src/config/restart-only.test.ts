@@ -12,8 +12,8 @@ describe('restartOnlyChanges', () => {
     const base = config('listen: { data: "127.0.0.1:8080" }\nhttp: { fastLane: true }\n')
     expect(restartOnlyChanges(base, base)).toEqual([])
     expect(restartOnlyChanges(base, config('listen: { data: "127.0.0.1:8080" }\nhttp: { fastLane: true }\n'))).toEqual([])
-    // Live keys (tokens, groups, static instances, shutdown, the health-check timeout) are not restart-only.
-    expect(restartOnlyChanges(base, config('listen: { data: "127.0.0.1:8080" }\nshutdown: { timeout: 1s }\nhealth: { timeout: 3s }\n'))).toEqual([])
+    // Live keys (tokens, groups, static instances, shutdown, the health-check timeout, ops.auth) are not restart-only.
+    expect(restartOnlyChanges(base, config('listen: { data: "127.0.0.1:8080" }\nshutdown: { timeout: 1s }\nhealth: { timeout: 3s }\nops: { auth: none }\n'))).toEqual([])
     const next = config('listen: { data: "127.0.0.1:8081" }\nhttp: { fastLane: false, cors: { origins: [] } }\nlog: { level: debug }\n')
     expect(restartOnlyChanges(base, next)).toEqual(['listen', 'log', 'http.fastLane', 'http.cors'])
     // Read once at start: the client-id header, metrics, the check interval, the Kubernetes watch.

@@ -2,7 +2,7 @@
 // level, HTTP server set-up, metrics, the health-check interval and the Kubernetes watch are fixed
 // when it starts. A reload that changes one of them is applied for the rest, and says per key that
 // the change waits for a restart (README, "Live reload"). Everything else (tokens, groups, static
-// instances, shutdown timings, the health-check timeout) applies at once.
+// instances, shutdown timings, the health-check timeout, ops.auth) applies at once.
 
 import type { Logger } from 'pino'
 import type { GatewayConfig } from './schema.js'

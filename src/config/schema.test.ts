@@ -106,8 +106,9 @@ describe('defaultConfig', () => {
       http: { clientIdHeader: 'x-client-id', fastLane: true, cors: { origins: ['*'] } },
       log: { level: 'info' },
       metrics: { enabled: true },
+      ops: { auth: 'admin' },
     })
-    expect(DEFAULTS.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-' })
+    expect(DEFAULTS.kubernetes).toEqual({ namespaces: ['redis-system'], servicePrefix: 'redis-', labelSelector: '', optIn: false, operators: true })
   })
 })
 

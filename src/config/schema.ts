@@ -7,6 +7,7 @@ import { z } from 'zod'
 import { ACCESS_LEVELS, type Access } from '../core/identity.js'
 import { GROUP_STRATEGIES, NAME_RE, endpointId, type GroupStrategy } from '../core/topology.js'
 import { parseDuration, parseSize } from './duration.js'
+import { checkDiscoverySelector, OPT_IN_LABEL, parseLabelSelector, requirementMatches } from './label-selector.js'
 
 /** Deeply readonly: the config is a value; a reload replaces it, nothing edits it in place. */
 export type DeepReadonly<T> = T extends readonly (infer E)[]
@@ -17,12 +18,15 @@ export type DeepReadonly<T> = T extends readonly (infer E)[]
 
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 export type LogLevel = z.infer<typeof logLevel>
+/** `ops.auth`: whether the ops plane's topology views need an admin token. */
+export const OPS_AUTH_MODES = ['admin', 'none'] as const
+export type OpsAuth = (typeof OPS_AUTH_MODES)[number]
 
 /** Defaults, in the file's own spelling (durations and sizes as text). */
 export const DEFAULTS = {
   listen: { data: '0.0.0.0:8080', ops: '0.0.0.0:9090' },
   /** Used when `discovery.kubernetes` is present; Kubernetes discovery is off when the key is absent. */
-  kubernetes: { namespaces: ['redis-system'], servicePrefix: 'redis-' },
+  kubernetes: { namespaces: ['redis-system'], servicePrefix: 'redis-', labelSelector: '', optIn: false, operators: true },
   groupStrategy: 'weighted',
   /** Least privilege for a token that does not say. */
   tokenAccess: 'read',
@@ -45,10 +49,13 @@ export const DEFAULTS = {
   http: { clientIdHeader: 'x-client-id', fastLane: true, cors: { origins: ['*'] } },
   log: { level: 'info' },
   metrics: { enabled: true },
+  /** Locked down by default: the routing table (`/admin/routes`, `/`) needs an admin token. */
+  ops: { auth: 'admin' },
 } as const satisfies {
   groupStrategy: GroupStrategy
   tokenAccess: Access
   log: { level: LogLevel }
+  ops: { auth: OpsAuth }
   [k: string]: unknown
 }
 
@@ -264,6 +271,25 @@ const watchedNamespaces = z
     }
   })
 
+/** optIn with a labelSelector that refuses redis-gateway.io/expose=true would select nothing. */
+function optInConsistent(k: { labelSelector: string; optIn: boolean }, ctx: z.RefinementCtx): void {
+  if (!k.optIn || typeof k.labelSelector !== 'string') return
+  let reqs
+  try {
+    reqs = parseLabelSelector(k.labelSelector)
+  } catch {
+    return // reported at labelSelector
+  }
+  const clash = reqs.find((r) => r.key === OPT_IN_LABEL && !requirementMatches(r, { [OPT_IN_LABEL]: 'true' }))
+  if (clash) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['labelSelector'],
+      message: `with optIn: true only Services labelled ${OPT_IN_LABEL}=true are instances, but this selector excludes that label value, so nothing would be discovered`,
+    })
+  }
+}
+
 const endpoint = z.string().transform(validatedBy(parseEndpointUrl))
 
 const annotationValue = z.unknown().transform((v, ctx) => {
@@ -438,7 +464,13 @@ export function configSchema(secrets: SecretFiles) {
                 .refine((s) => /^[a-z0-9-]{0,62}$/.test(s), {
                   error: (iss) => `expected the start of a Service name (lower-case letters, digits and "-"), got ${describeValue(iss.input)}`,
                 }),
+              // Sent with every list and watch of Services and EndpointSlices (README "Kubernetes discovery").
+              labelSelector: z.string().default(DEFAULTS.kubernetes.labelSelector).transform(validatedBy(checkDiscoverySelector)),
+              optIn: z.boolean().default(DEFAULTS.kubernetes.optIn),
+              // Recognise the Services of known Redis charts and operators by their labels (README "Kubernetes discovery").
+              operators: z.boolean().default(DEFAULTS.kubernetes.operators),
             })
+            .superRefine(optInConsistent)
             .nullable()
             .default(null),
           static: z
@@ -608,6 +640,9 @@ export function configSchema(secrets: SecretFiles) {
           enabled: z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean().default(DEFAULTS.metrics.enabled)),
         })
         .prefault({}),
+      // Who may see the topology on the ops port (`/admin/routes`, the page `/`): `admin` tokens, or
+      // anyone (`none`). /metrics, /healthz and /readyz are open either way (Prometheus, probes).
+      ops: z.strictObject({ auth: z.enum(OPS_AUTH_MODES).default(DEFAULTS.ops.auth) }).prefault({}),
     })
     .superRefine((cfg, rctx) => {
       // TLS is one setting for all endpoints (the topology has no per-endpoint TLS), so a scheme

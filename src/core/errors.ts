@@ -43,12 +43,13 @@ export class BadRequestError extends GatewayError {
 }
 export class UnauthorizedError extends GatewayError {
   readonly code = 'UNAUTHORIZED'
-  constructor() {
-    super('Unauthorized')
+  /** `reason` (the ops plane): said after the code; without one, the data plane's Upstash body. */
+  constructor(private readonly reason?: string) {
+    super(reason ?? 'Unauthorized')
   }
   // Upstash clients expect exactly this body.
   override get publicMessage(): string {
-    return 'Unauthorized'
+    return this.reason === undefined ? 'Unauthorized' : `UNAUTHORIZED ${this.reason}`
   }
 }
 export class ForbiddenError extends GatewayError {

@@ -1,10 +1,17 @@
 import { Counter, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { EventHub, type RequestEndEvent } from '../core/events.js'
+import { sha256Hex, type OpsAuth } from '../config/schema.js'
+import { TokenStore } from './auth.js'
 import { createOpsApp } from './ops-plane.js'
 
 const notReady = { notReadyReason: () => null }
 const noRoutes = { routes: () => ({}) as never }
+const tokens = new TokenStore([
+  { name: 'ops', access: 'admin', targets: ['*'], sha256: sha256Hex('admin-secret') },
+  { name: 'app', access: 'write', targets: ['*'], sha256: sha256Hex('write-secret') },
+])
+const access = (mode: OpsAuth = 'admin') => ({ mode: () => mode, tokens: () => tokens })
 
 describe('ops plane /metrics', () => {
   it('counts events deferred in this turn: a scrape read before the setImmediate still includes them', async () => {
@@ -12,7 +19,7 @@ describe('ops plane /metrics', () => {
     const ended = new Counter({ name: 'test_requests_total', help: 'requests', registers: [registry] })
     const events = new EventHub()
     events.on('requestEnd', () => ended.inc())
-    const app = createOpsApp({ registry, readiness: notReady, routes: noRoutes, flushEvents: events.flush })
+    const app = createOpsApp({ registry, readiness: notReady, routes: noRoutes, access: access(), flushEvents: events.flush })
     const e: RequestEndEvent = { instance: 'cache', group: null, class: 'read', status: 200, code: 'OK', durationS: 0.001, endMs: 1, scope: null }
     events.emitLater('requestEnd', e)
     events.emitLater('requestEnd', e)
@@ -22,9 +29,43 @@ describe('ops plane /metrics', () => {
   })
 
   it('answers 404 with a clear message when metrics are off', async () => {
-    const app = createOpsApp({ registry: null, readiness: notReady, routes: noRoutes })
+    const app = createOpsApp({ registry: null, readiness: notReady, routes: noRoutes, access: access() })
     const res = await app.request('/metrics')
     expect(res.status).toBe(404)
     expect(await res.json()).toEqual({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' })
+  })
+})
+
+describe('ops plane access (ops.auth)', () => {
+  const routes = { routes: () => ({ version: 1 }) as never }
+  const get = (path: string, mode: OpsAuth, headers: Record<string, string> = {}) =>
+    createOpsApp({ registry: new Registry(), readiness: notReady, routes, access: access(mode) }).request(path, { headers })
+
+  it('admin: the routing table and the page need an admin token, by Bearer or _token', async () => {
+    for (const path of ['/admin/routes', '/']) {
+      const none = await get(path, 'admin')
+      expect(none.status, path).toBe(401)
+      expect(none.headers.get('www-authenticate')).toBe('Bearer')
+      expect(none.headers.get('content-type')).toMatch(/^application\/json/)
+      expect(((await none.json()) as { error: string }).error).toMatch(/^UNAUTHORIZED the routing table needs a token; .*Bearer.*_token/)
+      const bad = await get(path, 'admin', { authorization: 'Bearer wrong-secret' })
+      expect(bad.status, path).toBe(401)
+      expect(await bad.text()).not.toContain('wrong-secret')
+      const writer = await get(path, 'admin', { authorization: 'Bearer write-secret' })
+      expect(writer.status, path).toBe(403)
+      expect(await writer.json()).toEqual({ error: "FORBIDDEN token 'app' has write access; the routing table needs admin" })
+      expect((await get(path, 'admin', { authorization: 'Bearer admin-secret' })).status, path).toBe(200)
+      expect((await get(`${path}?_token=admin-secret`, 'admin')).status, path).toBe(200)
+      expect((await get(`${path}?_token=write-secret`, 'admin')).status, path).toBe(403)
+    }
+  })
+
+  it('none: open to anyone, as before', async () => {
+    expect((await get('/admin/routes', 'none')).status).toBe(200)
+    expect((await get('/', 'none')).status).toBe(200)
+  })
+
+  it('probes and metrics never need a token', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics']) expect((await get(path, 'admin')).status, path).toBe(200)
   })
 })

@@ -1,8 +1,15 @@
 // The ops plane (default :9090): liveness, readiness, Prometheus metrics, and the routing table
-// as JSON (`/admin/routes`) and as a small live HTML page (`/`).
+// as JSON (`/admin/routes`) and as a small live HTML page (`/`). The routing table shows the
+// topology, so by default (ops.auth: admin) it needs an admin token of the data plane's token store:
+// `Authorization: Bearer`, or `?_token=` for the page, which a browser opens by URL. Probes and
+// Prometheus need no token.
 
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
 import type { Registry } from 'prom-client'
+import type { OpsAuth } from '../config/schema.js'
+import { ForbiddenError, UnauthorizedError } from '../core/errors.js'
+import { presentedToken, type TokenStore } from './auth.js'
+import { describeError, errorHeaders } from './error-response.js'
 import type { RoutesView } from './routes-view.js'
 import { ROUTES_PAGE_HEADERS, ROUTES_PAGE_HTML } from './routes-page.js'
 
@@ -16,6 +23,14 @@ export interface RoutesSource {
   routes(): RoutesView
 }
 
+/** Who may see the routing table; read on every request, so a config reload applies at once. */
+export interface OpsAccess {
+  /** `ops.auth` of the current config. */
+  mode(): OpsAuth
+  /** The current token store (replaced when the config file changes). */
+  tokens(): TokenStore
+}
+
 /**
  * `registry` is null when metrics are off (`metrics.enabled: false`). `flushEvents` emits the
  * events deferred to the end of the current turn (EventHub.flush) before a scrape is read.
@@ -24,9 +39,19 @@ export function createOpsApp(deps: {
   registry: Registry | null
   readiness: Readiness
   routes: RoutesSource
+  access: OpsAccess
   flushEvents?: () => void
 }): Hono {
   const app = new Hono()
+  const access = deps.access
+  // The topology views: null when the request may see them, else the 401/403 reply.
+  const denied = (c: Context): Response | null => {
+    if (access.mode() === 'none') return null
+    const err = refusal(access.tokens(), c.req.header('authorization'), c.req.query('_token') ?? null)
+    if (err === null) return null
+    const d = describeError(err)
+    return c.body(d.body, d.status as 401, { 'content-type': 'application/json', 'cache-control': 'no-store', ...errorHeaders(err, d) })
+  }
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
     const reason = deps.readiness.notReadyReason()
@@ -39,10 +64,24 @@ export function createOpsApp(deps: {
     flushEvents()
     return c.body(await registry.metrics(), 200, { 'content-type': registry.contentType })
   })
-  app.get('/admin/routes', (c) => c.json(deps.routes.routes(), 200, { 'cache-control': 'no-store' }))
-  app.get('/', (c) => c.body(ROUTES_PAGE_HTML, 200, { ...ROUTES_PAGE_HEADERS }))
+  app.get('/admin/routes', (c) => denied(c) ?? c.json(deps.routes.routes(), 200, { 'cache-control': 'no-store' }))
+  app.get('/', (c) => denied(c) ?? c.body(ROUTES_PAGE_HTML, 200, { ...ROUTES_PAGE_HEADERS }))
   app.notFound((c) =>
     c.json({ error: 'NOTFOUND no such ops endpoint; try /healthz, /readyz, /metrics, /admin/routes or /' }, 404),
   )
   return app
+}
+
+const HOW = 'send an admin token: Authorization: Bearer <token>, or open the page as /?_token=<token>'
+
+/** Why a request may not see the routing table (401 no or unknown token, 403 not admin), or null. */
+function refusal(tokens: TokenStore, authorization: string | undefined, queryToken: string | null): Error | null {
+  const secret = presentedToken(authorization, queryToken)
+  if (secret === null) return new UnauthorizedError(`the routing table needs a token; ${HOW}`)
+  const principal = tokens.authenticate(secret)
+  if (principal === null) return new UnauthorizedError(`unknown token; ${HOW}`)
+  if (principal.access !== 'admin') {
+    return new ForbiddenError(`token '${principal.name}' has ${principal.access} access; the routing table needs admin`)
+  }
+  return null
 }

@@ -4,6 +4,9 @@
 // values are free text from Kubernetes or the config file. The Content-Security-Policy allows only
 // this page's own script and style (by hash) and fetches to its own origin, so even a rendering
 // bug could not run injected script.
+// Opened as `/?_token=<admin token>` (ops.auth: admin), the script sends that token with each poll
+// as `Authorization: Bearer`; the page is sent with `Referrer-Policy: no-referrer`, so the URL with
+// the token is not passed on to the links it has. A refused poll shows the gateway's reason.
 
 import { createHash } from 'node:crypto'
 
@@ -48,6 +51,9 @@ tr.down td { background: rgba(207, 34, 46, .07); }
 const SCRIPT = `
 'use strict';
 const POLL_MS = ${ROUTES_PAGE_POLL_MS};
+// The admin token the page was opened with (?_token=), if any; never put into the page itself.
+const TOKEN = new URLSearchParams(location.search).get('_token');
+const HEADERS = TOKEN ? { accept: 'application/json', authorization: 'Bearer ' + TOKEN } : { accept: 'application/json' };
 let lastOk = null;
 
 // Builds an element; children are nodes or values shown as text (never parsed as HTML).
@@ -173,8 +179,13 @@ function setStatus(ok, text) {
 async function poll() {
   try {
     if (!document.hidden || lastOk === null) {
-      const res = await fetch('admin/routes', { cache: 'no-store', headers: { accept: 'application/json' } });
-      if (!res.ok) throw new Error('HTTP ' + res.status);
+      const res = await fetch('admin/routes', { cache: 'no-store', headers: HEADERS });
+      if (!res.ok) {
+        // The gateway's reason (e.g. 401 UNAUTHORIZED ... needs a token), shown as text.
+        let why = '';
+        try { const body = await res.json(); if (body && typeof body.error === 'string') why = ' ' + body.error; } catch (e) { /* not JSON */ }
+        throw new Error('HTTP ' + res.status + why);
+      }
       const view = await res.json();
       if (view.version !== 1) throw new Error('unsupported view version ' + view.version);
       render(view);
@@ -182,7 +193,10 @@ async function poll() {
       setStatus(true, 'live');
     }
   } catch (err) {
-    setStatus(false, 'stale: ' + (err && err.message ? err.message : String(err)) + (lastOk ? ' (last update ' + lastOk.toLocaleTimeString() + ')' : ''));
+    const why = err && err.message ? err.message : String(err);
+    setStatus(false, 'stale: ' + why + (lastOk ? ' (last update ' + lastOk.toLocaleTimeString() + ')' : ''));
+    // Nothing shown yet: say why where the table's summary goes, not just in the status badge.
+    if (lastOk === null) document.getElementById('meta').replaceChildren(why);
   } finally {
     setTimeout(poll, POLL_MS);
   }

@@ -41,7 +41,7 @@ export type InstanceHealth = 'up' | 'degraded' | 'down'
 
 export interface InstanceView {
   readonly name: string
-  /** `static`, or `kubernetes:<namespace>/<service>`. */
+  /** `static`, `kubernetes:<namespace>/<service>`, or `kubernetes:<namespace>/<kind>/<release>` (operators.ts). */
   readonly source: string
   /** up: every endpoint serving; degraded: a primary serves but some endpoint does not; down: no primary serves. */
   readonly health: InstanceHealth

@@ -27,7 +27,7 @@ let dir: string
 const id = (s: RedisServer): string => `127.0.0.1:${s.port}`
 
 async function routes(): Promise<RoutesView> {
-  const res = await fetch(`${gw.opsUrl}/admin/routes`)
+  const res = await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
   expect(res.status).toBe(200)
   expect(res.headers.get('content-type')).toMatch(/^application\/json/)
   expect(res.headers.get('cache-control')).toBe('no-store')
@@ -211,7 +211,7 @@ describe('GET /admin/routes', () => {
 
 describe('GET / (routes page)', () => {
   it('is a self-contained HTML page under a strict Content-Security-Policy', async () => {
-    const res = await fetch(`${gw.opsUrl}/`)
+    const res = await fetch(`${gw.opsUrl}/`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8')
     expect(res.headers.get('content-security-policy')).toMatch(/^default-src 'none'; script-src 'sha256-[^']+'; style-src 'sha256-[^']+'; connect-src 'self'/)

@@ -100,7 +100,7 @@ describe('the routes page (/) for a Redis Cluster instance, in Chromium', () => 
     try {
       const page = await browser.newPage()
       page.setDefaultTimeout(10_000)
-      await page.goto(`${gw.opsUrl}/`)
+      await page.goto(`${gw.opsUrl}/?_token=${ADMIN_TOKEN}`)
       await page.waitForSelector('tr.shard[data-instance="all"][data-shard="2"]')
       const text = async (sel: string): Promise<string[]> => page.$$eval(sel, (els) => els.map((e) => (e as unknown as { textContent: string }).textContent))
       const shards = await text('tr.shard[data-instance="all"]')

@@ -587,7 +587,7 @@ test('11. read-policy replica: GETs are served by the replicas (READONLY), with 
   await replicated()
   // The gateway knows every node's role (health checks) before the reads.
   await waitFor(async () => {
-    const view = (await (await fetch(`${gw.opsUrl}/admin/routes`)).json()) as { instances: { name: string; endpoints: { id: string; role: string; up: boolean }[] }[] }
+    const view = (await (await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { instances: { name: string; endpoints: { id: string; role: string; up: boolean }[] }[] }
     const eps = view.instances.find((i) => i.name === 'crep')!.endpoints
     for (const r of replicas) expect(eps.find((e) => e.id === r.address)).toMatchObject({ role: 'replica', up: true })
   })

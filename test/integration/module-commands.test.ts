@@ -54,7 +54,7 @@ afterAll(async () => {
 describe.skipIf(SKIP)('module commands are classified by the flags the server reports', () => {
   test('/admin/routes shows each endpoint\'s learned table', async () => {
     type View = { instances: { name: string; endpoints: { commands: { state: string; count: number; moduleCommands: number; fingerprint: string } }[] }[] }
-    const view = (await (await fetch(`${gw.opsUrl}/admin/routes`)).json()) as View
+    const view = (await (await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as View
     const [p, r] = view.instances.find((i) => i.name === 'replicas')!.endpoints.map((e) => e.commands)
     expect(p).toMatchObject({ state: 'learned', moduleCommands: 27 })
     expect(p!.count).toBeGreaterThan(200)

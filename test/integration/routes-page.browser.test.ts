@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Browser, Page } from 'playwright-core'
 import { DEFAULT_POLICY } from '../../src/discovery/annotations.js'
 import { findChromium, launchChromium } from '../helpers/chromium.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { ADMIN_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -84,7 +84,7 @@ describe('routes page in Chromium', () => {
       g.__violations = []
       g.document.addEventListener('securitypolicyviolation', (e) => g.__violations!.push(`${e.violatedDirective} ${e.blockedURI}`))
     })
-    await page.goto(`${gw.opsUrl}/`)
+    await page.goto(`${gw.opsUrl}/?_token=${ADMIN_TOKEN}`)
   })
 
   afterAll(async () => {

@@ -25,6 +25,8 @@ import { waitFor } from '../helpers/wait.js'
 
 const run = promisify(execFile)
 const TOKEN = 'tls-test-token'
+/** For /admin/routes (ops.auth: admin, the default). */
+const OPS_TOKEN = 'tls-test-ops-token'
 
 let dir: string
 
@@ -173,7 +175,7 @@ async function startGatewayFor(redisPort: number, env: Record<string, string>): 
     stringify({
       listen: { data: `127.0.0.1:${data}`, ops: `127.0.0.1:${ops}` },
       discovery: { static: { instances: [{ name: 'main', endpoints: [`rediss://127.0.0.1:${redisPort}`] }] } },
-      auth: { tokens: [{ name: 'app', token: TOKEN, access: 'write', targets: ['*'] }] },
+      auth: { tokens: [{ name: 'app', token: TOKEN, access: 'write', targets: ['*'] }, { name: 'ops', token: OPS_TOKEN, access: 'admin' }] },
       redis: { tls: true, connectTimeout: '500ms', commandTimeout: '2s' },
       health: { interval: '250ms', timeout: '500ms' },
       log: { level: 'info' },
@@ -199,7 +201,7 @@ interface EndpointView {
 }
 
 async function endpointView(gw: Gateway): Promise<EndpointView> {
-  const res = await fetch(`${gw.opsUrl}/admin/routes`)
+  const res = await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${OPS_TOKEN}` } })
   const body = (await res.json()) as { instances: { name: string; endpoints: EndpointView[] }[] }
   const ep = body.instances.find((i) => i.name === 'main')?.endpoints[0]
   if (!ep) throw new Error(`no endpoint in /admin/routes: ${JSON.stringify(body)}`)

@@ -22,6 +22,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { keySlot, SLOT_COUNT } from '../../src/routing/cluster-slots.js'
+import { ADMIN_TOKEN } from '../helpers/gateway.js'
 import type { RedisServer } from '../helpers/redis-server.js'
 import { startCluster, type KubeCluster } from './helpers/cluster.js'
 import {
@@ -159,7 +160,7 @@ interface InstanceView {
 }
 
 async function route(name: string): Promise<InstanceView | undefined> {
-  const res = await fetch(`${gw.gateway.opsUrl}/admin/routes`)
+  const res = await fetch(`${gw.gateway.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
   const body = (await res.json()) as { instances: InstanceView[] }
   return body.instances.find((i) => i.name === name)
 }

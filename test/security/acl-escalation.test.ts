@@ -136,7 +136,7 @@ redis.register_function{function_name='get', callback=function(k) return redis.c
   })
 
   test('each level runs as its own provisioned user, on the replica too (ACL users are per server)', async () => {
-    const view = (await (await fetch(`${gw.opsUrl}/admin/routes`)).json()) as { instances: { name: string; endpoints: { aclUsers: { state: string } }[] }[] }
+    const view = (await (await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { instances: { name: string; endpoints: { aclUsers: { state: string } }[] }[] }
     expect(view.instances.find((i) => i.name === 'main')!.endpoints.map((e) => e.aclUsers.state)).toEqual(['managed', 'managed'])
     const levels = (await redis.clientList()).map((c) => c['user']).filter((u) => u?.startsWith('redis-gateway-'))
     expect(new Set(levels.map((u) => u!.replace(/-[0-9a-f]+$/, '')))).toEqual(
@@ -313,7 +313,7 @@ describe('where the gateway cannot manage ACL users', () => {
     expect((await call(b, ADMIN_TOKEN, ['EVAL', "return redis.call('GET', 'k')", '0'])).json.result).toBe('v')
     expect((await server.gatewayConnections()).levels).toEqual({})
     // Operators see it on the routing view.
-    const view = (await (await fetch(`${g.opsUrl}/admin/routes`)).json()) as { instances: { endpoints: { aclUsers: { state: string; reason: string } }[] }[] }
+    const view = (await (await fetch(`${g.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { instances: { endpoints: { aclUsers: { state: string; reason: string } }[] }[] }
     expect(view.instances[0]!.endpoints[0]!.aclUsers).toMatchObject({ state: 'unmanaged', reason: expect.stringContaining('NOPERM') })
   })
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { sameSpec } from '../../routing/table.js'
 import { DEFAULT_POLICY } from '../annotations.js'
 import type { EndpointSpec, InstancePolicy } from '../../core/topology.js'
-import { DEFAULT_REDIS_PORT, MAPPING_DEFAULTS, SERVICE_NAME_LABEL, instanceNameOf, mapService, type MappingOptions } from './mapping.js'
+import { DEFAULT_REDIS_PORT, MAPPING_DEFAULTS, SERVICE_NAME_LABEL, instanceNameOf, mapService, sliceEndpoints, type MappingOptions } from './mapping.js'
 
 const OPTS: MappingOptions = { servicePrefix: 'redis-' }
 const NS = 'redis-system'
@@ -679,5 +679,26 @@ describe('mapService: stable output', () => {
     mapService(service, input, OPTS)
     expect(input).toEqual(slices)
     expect(service).toEqual(s)
+  })
+})
+
+// sliceEndpoints is also what operators.ts uses for a release's Services (one port name for all).
+describe('sliceEndpoints (shared with operators.ts)', () => {
+  const both = [
+    { name: 'tcp-sentinel', port: 26379 },
+    { name: 'tcp-redis', port: 6379 },
+  ]
+
+  it('a port chosen by name is that port or none: never the first (which may be Sentinel\'s)', () => {
+    const withBoth = slice({ ports: both, endpoints: [['10.0.0.1']] })
+    expect(sliceEndpoints([withBoth], 'tcp-redis').endpoints).toEqual([ep('10.0.0.1', 6379)])
+    const sentinelOnly = slice({ ports: [both[0]!], endpoints: [['10.0.0.1']] })
+    expect(sliceEndpoints([sentinelOnly], 'tcp-redis')).toEqual({ endpoints: [], anyListed: false })
+  })
+
+  it('merges the slices of several Services, each endpoint once', () => {
+    const a = slice({ service: 'x-leader-headless', ports: [{ name: 'redis-client', port: 6379 }], endpoints: [['10.0.0.2'], ['10.0.0.1']] })
+    const b = slice({ service: 'x-follower-headless', ports: [{ name: 'redis-client', port: 6379 }], endpoints: [['10.0.0.3'], ['10.0.0.1']] })
+    expect(sliceEndpoints([a, b], 'redis-client').endpoints.map((e) => e.id)).toEqual(['10.0.0.1:6379', '10.0.0.2:6379', '10.0.0.3:6379'])
   })
 })

@@ -3,6 +3,8 @@
 // informer caches hold, so the same cache contents always give the same (JSON-identical) spec and
 // the routing table keeps its objects. Nothing here throws on odd objects: a missing or malformed
 // field means "nothing usable there", never an exception that could stop the reconciler.
+// The annotation, port and slice helpers are exported for operators.ts, which maps the Services of
+// a Helm release or operator custom resource (several Services, one instance) the same way.
 
 import { isIPv4, isIPv6 } from 'node:net'
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node'
@@ -90,7 +92,8 @@ export function mapService(svc: V1Service, slices: readonly V1EndpointSlice[], o
 
 // --- annotations -----------------------------------------------------------------------------
 
-function stringAnnotations(raw: unknown): { annotations: Record<string, string>; errors: AnnotationError[] } {
+/** A Service's string annotations; non-string `redis-gateway.io/*` values are reported. */
+export function stringAnnotations(raw: unknown): { annotations: Record<string, string>; errors: AnnotationError[] } {
   const annotations: Record<string, string> = {}
   const errors: AnnotationError[] = []
   if (!isObject(raw)) return { annotations, errors }
@@ -105,19 +108,19 @@ function stringAnnotations(raw: unknown): { annotations: Record<string, string>;
   return { annotations, errors }
 }
 
-function portError(annotations: Readonly<Record<string, string>>, message: string): AnnotationError {
+export function portError(annotations: Readonly<Record<string, string>>, message: string): AnnotationError {
   return { key: PORT_KEY, value: annotations[PORT_KEY] ?? '', message: `${PORT_KEY}: ${message}` }
 }
 
 // --- ports -----------------------------------------------------------------------------------
 
-interface Port {
+export interface Port {
   readonly name: string
   readonly port: number
 }
 
 /** The usable ports of a Service or slice: TCP (Redis speaks nothing else) with a valid number. */
-function tcpPorts(raw: unknown): Port[] {
+export function tcpPorts(raw: unknown): Port[] {
   if (!Array.isArray(raw)) return []
   const out: Port[] = []
   for (const p of raw as unknown[]) {
@@ -169,7 +172,7 @@ function externalNameEndpoint(
  * Whether a slice handed in for this Service may be used. The caller chooses the slices (by the
  * service-name label); this only refuses one that plainly names another Service or namespace.
  */
-function belongsTo(slice: unknown, svcName: string, namespace: string): slice is V1EndpointSlice {
+export function belongsTo(slice: unknown, svcName: string, namespace: string): slice is V1EndpointSlice {
   if (!isObject(slice)) return false
   const meta = isObject(slice.metadata) ? slice.metadata : undefined
   const labels = isObject(meta?.labels) ? meta.labels : undefined
@@ -190,7 +193,7 @@ interface Candidate {
   readonly key: string
 }
 
-function sliceEndpoints(
+export function sliceEndpoints(
   slices: readonly V1EndpointSlice[],
   selector: string | number | null,
 ): { endpoints: EndpointSpec[]; anyListed: boolean } {

@@ -1,12 +1,15 @@
 // Kubernetes discovery: Services and EndpointSlices in the watched namespaces (or, with ["*"], in
-// every namespace, through one cluster-wide list and watch per resource), mapped to instances and
-// fed to the routing table. Watch events only mark an instance name dirty; a reconcile pass
+// every namespace, through one cluster-wide list and watch per resource), narrowed by the API server
+// to the configured label selector (labelSelector, optIn), mapped to instances and fed to the
+// routing table. Watch events only mark an instance name dirty; a reconcile pass
 // (batched per tick) rebuilds each dirty instance from the caches (level-based, as
 // controller-runtime does), so order and duplication of events do not matter.
 // Several Services may map to one instance name (redis-orders in two namespaces): the oldest one
 // (creationTimestamp, then namespace/name) provides it, the others are reported as conflicts. The
 // choice depends only on what the API server holds, never on the order events arrived in, so every
-// gateway replica, and every restart, picks the same Service.
+// gateway replica, and every restart, picks the same Service. With `operators` on, the Services of
+// known Redis charts and operators are grouped by release (operators.ts), whatever their names, and
+// each release claims one name too; a Service named with the prefix wins over a release.
 // Construction does no I/O; start() begins listing and watching; stop() ends it.
 
 import {
@@ -17,16 +20,31 @@ import {
   type V1EndpointSlice,
   type V1Service,
 } from '@kubernetes/client-node'
+import { discoverySelector } from '../../config/label-selector.js'
 import { ALL_NAMESPACES } from '../../config/schema.js'
 import type { InstanceSpec, TopologyUpdate } from '../../core/topology.js'
 import { LIST_WATCH_DEFAULTS, ListWatch, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
+import { mapOperatorGroup, OperatorIndex } from './operators.js'
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig
   /** Namespace names, or `["*"]` (ALL_NAMESPACES alone) for every namespace. */
   readonly namespaces: readonly string[]
   readonly servicePrefix: string
+  /**
+   * `discovery.kubernetes.labelSelector` (default ""): applied by the API server to every list and
+   * watch of Services AND EndpointSlices (the EndpointSlice controller copies a Service's labels
+   * onto its slices), so what is not selected is neither cached nor an instance.
+   */
+  readonly labelSelector?: string
+  /** `discovery.kubernetes.optIn`: also require `redis-gateway.io/expose=true` (ANDed into the selector). */
+  readonly optIn?: boolean
+  /**
+   * `discovery.kubernetes.operators` (default true): also recognise the Services of known Redis
+   * charts and operators by their labels, one instance per release (operators.ts).
+   */
+  readonly operators?: boolean
   /** Receives every instance change (upsert/remove), already reconciled. */
   readonly apply: (u: TopologyUpdate) => void
   /** Watch lifecycle events, for logs and metrics. */
@@ -46,7 +64,12 @@ export function loadKubeConfig(kubeconfigPath: string | null): KubeConfig {
   return kc
 }
 
-function watchFn<T>(kc: KubeConfig, path: string): WatchFn<T> {
+/** `{ labelSelector }` for list and watch requests; nothing for "" (everything). */
+export function selectorParams(selector: string): { labelSelector?: string } {
+  return selector === '' ? {} : { labelSelector: selector }
+}
+
+function watchFn<T>(kc: KubeConfig, path: string, selector: string): WatchFn<T> {
   const w = new Watch(kc)
   return async (resourceVersion, onEvent, done) => {
     const controller = await w.watch(
@@ -56,6 +79,7 @@ function watchFn<T>(kc: KubeConfig, path: string): WatchFn<T> {
         allowWatchBookmarks: true,
         // Renewed by the server well before client-node's 30 s inactivity timeout.
         timeoutSeconds: LIST_WATCH_DEFAULTS.watchTimeoutS,
+        ...selectorParams(selector),
       },
       onEvent,
       done,
@@ -97,12 +121,20 @@ export class KubernetesSource {
   private readonly slicesOf = new Map<string, Set<string>>()
   private scheduled = false
   private started = false
+  /** Releases of known charts and operators (null: `operators: false`). */
+  private readonly operators: OperatorIndex | null
+  /** The selector sent with every list and watch ("" = everything), for logs. */
+  readonly labelSelector: string
 
   constructor(private readonly opts: KubernetesSourceOptions) {
+    this.operators = opts.operators === false ? null : new OperatorIndex()
     const all = opts.namespaces.includes(ALL_NAMESPACES)
     if (all && opts.namespaces.some((ns) => ns !== ALL_NAMESPACES)) {
       throw new Error(`namespaces: "${ALL_NAMESPACES}" (every namespace) must be the only element, got ${JSON.stringify(opts.namespaces)}`)
     }
+    // Throws for a malformed selector (config load has already refused it with its position).
+    this.labelSelector = discoverySelector(opts.labelSelector ?? '', opts.optIn ?? false)
+    const sel = selectorParams(this.labelSelector)
     const core = opts.kubeConfig.makeApiClient(CoreV1Api)
     const discovery = opts.kubeConfig.makeApiClient(DiscoveryV1Api)
     // null: cluster-wide (one list and watch per resource, across every namespace).
@@ -112,8 +144,8 @@ export class KubernetesSource {
       this.services.push(
         new ListWatch<V1Service>({
           name: svcResource,
-          list: namespace === null ? () => core.listServiceForAllNamespaces() : () => core.listNamespacedService({ namespace }),
-          watch: watchFn(opts.kubeConfig, namespace === null ? '/api/v1/services' : `/api/v1/namespaces/${namespace}/services`),
+          list: namespace === null ? () => core.listServiceForAllNamespaces(sel) : () => core.listNamespacedService({ namespace, ...sel }),
+          watch: watchFn(opts.kubeConfig, namespace === null ? '/api/v1/services' : `/api/v1/namespaces/${namespace}/services`, this.labelSelector),
           onChange: (key, obj) => this.serviceChanged(key, obj),
           onEvent: (e) => opts.onEvent?.({ ...e, resource: svcResource }),
         }),
@@ -124,11 +156,12 @@ export class KubernetesSource {
           name: sliceResource,
           list:
             namespace === null
-              ? () => discovery.listEndpointSliceForAllNamespaces()
-              : () => discovery.listNamespacedEndpointSlice({ namespace }),
+              ? () => discovery.listEndpointSliceForAllNamespaces(sel)
+              : () => discovery.listNamespacedEndpointSlice({ namespace, ...sel }),
           watch: watchFn(
             opts.kubeConfig,
             namespace === null ? '/apis/discovery.k8s.io/v1/endpointslices' : `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+            this.labelSelector,
           ),
           onChange: (key, obj, old) => this.sliceChanged(key, obj, old),
           onEvent: (e) => opts.onEvent?.({ ...e, resource: sliceResource }),
@@ -190,32 +223,40 @@ export class KubernetesSource {
     const svc = slice?.metadata?.labels?.[SERVICE_NAME_LABEL]
     if (!svc) return null
     const key = `${slice?.metadata?.namespace ?? ''}/${svc}`
-    return this.nameOfKey(key) === null ? null : key
+    // With operators on, every labelled slice is tracked: its Service's labels (which make it an
+    // operator Service or not) may arrive after it.
+    return this.operators !== null || this.nameOfKey(key) !== null ? key : null
   }
 
   /** The instance name a Service key maps to, or null when the Service is not a Redis instance. */
   private nameOfKey(serviceKey: string): string | null {
+    // A chart's or operator's Service counts for its release only (redis-master of release "redis" is not instance "master").
+    if (this.operators?.isMember(serviceKey)) return this.operators.nameOfService(serviceKey)
     return instanceNameOf(serviceKey.slice(serviceKey.indexOf('/') + 1), this.opts.servicePrefix)
   }
 
   private serviceChanged(key: string, obj: V1Service | null): void {
-    const name = this.nameOfKey(key)
+    for (const n of this.operators?.serviceChanged(key, obj) ?? []) this.markName(n)
+    const name = instanceNameOf(key.slice(key.indexOf('/') + 1), this.opts.servicePrefix)
     if (name === null) return
     let set = this.candidates.get(name)
-    if (obj !== null) {
+    if (obj !== null && !this.operators?.isMember(key)) {
       if (!set) this.candidates.set(name, (set = new Set()))
       set.add(key)
     } else if (set) {
       set.delete(key)
       if (set.size === 0) this.candidates.delete(name)
     }
-    this.markDirty(key)
+    this.markName(name)
   }
 
   private markDirty(serviceKey: string): void {
     // Services that are not Redis instances (most of them, cluster-wide) cost nothing more.
     const name = this.nameOfKey(serviceKey)
-    if (name === null) return
+    if (name !== null) this.markName(name)
+  }
+
+  private markName(name: string): void {
     this.dirty.add(name)
     if (this.scheduled) return
     this.scheduled = true
@@ -248,7 +289,20 @@ export class KubernetesSource {
       const svc = this.serviceFromCache(key)
       if (svc && (winner === null || precedes({ key, svc }, winner))) winner = { key, svc }
     }
-    const spec: InstanceSpec | null = winner === null ? null : mapService(winner.svc, this.slicesOfService(winner.key), { servicePrefix: this.opts.servicePrefix })
+    let spec: InstanceSpec | null = winner === null ? null : mapService(winner.svc, this.slicesOfService(winner.key), { servicePrefix: this.opts.servicePrefix })
+    // Releases of charts and operators claiming the name (operators.ts): an explicit Service of the
+    // name wins over them; among them the oldest (its oldest Service), then the group key, wins.
+    const explicit = winner !== null
+    for (const group of this.operators?.groupsNamed(name) ?? []) {
+      keys.push(group)
+      if (explicit) continue
+      const members = this.operators?.membersOf(group) ?? []
+      let oldest: V1Service | null = null
+      for (const m of members) if (oldest === null || precedes({ key: group, svc: m.svc }, { key: group, svc: oldest })) oldest = m.svc
+      if (oldest === null || (winner !== null && !precedes({ key: group, svc: oldest }, winner))) continue
+      winner = { key: group, svc: oldest }
+      spec = mapOperatorGroup(members.map((m) => ({ ...m, slices: this.slicesOfService(m.key) })))
+    }
     if (winner === null || spec === null) {
       this.conflicts.delete(name)
       if (this.owner.delete(name)) this.opts.apply({ type: 'remove', name })
@@ -270,8 +324,9 @@ export class KubernetesSource {
         resource: key,
         instance: name,
         error:
-          `instance '${name}' is already provided by Service ${winner.key}; ${key} is ignored ` +
-          '(the oldest Service of a name provides it, ties go to the namespace first in alphabetical order)',
+          `instance '${name}' is already provided by ${explicit ? 'Service' : 'release'} ${winner.key}; ${key} is ignored ` +
+          '(a Service named with the prefix wins over a chart\'s or operator\'s release; otherwise the oldest provides it, ' +
+          'ties go to the namespace first in alphabetical order)',
       })
     }
     if (now.size > 0) this.conflicts.set(name, now)

@@ -29,12 +29,13 @@ export interface KubeGateway {
   stop(): Promise<void>
 }
 
-export async function startKubeGateway(namespaces: string[], kubeconfig: string): Promise<KubeGateway> {
+/** `kubernetes`: more discovery.kubernetes keys (labelSelector, optIn), as a config file would set them. */
+export async function startKubeGateway(namespaces: string[], kubeconfig: string, kubernetes: Record<string, unknown> = {}): Promise<KubeGateway> {
   const text = stringify(
     configObject({
       instances: [],
       extra: {
-        discovery: { kubernetes: { namespaces, servicePrefix: 'redis-' } },
+        discovery: { kubernetes: { namespaces, servicePrefix: 'redis-', ...kubernetes } },
         log: { level: 'info' },
         health: { interval: '200ms' },
         shutdown: { delay: '0s', timeout: '1s' },

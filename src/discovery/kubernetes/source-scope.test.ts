@@ -1,0 +1,122 @@
+// The URLs Kubernetes discovery requests, with and without a label selector: a stand-in API server
+// (plain HTTP on loopback) records every list and watch the real client (@kubernetes/client-node,
+// through KubernetesSource) sends, per namespace and cluster-wide. The behaviour on a real
+// kube-apiserver is in test/kubernetes/discovery-scope.test.ts.
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { KubeConfig } from '@kubernetes/client-node'
+import { afterEach, describe, expect, it } from 'vitest'
+import { waitFor } from '../../../test/helpers/wait.js'
+import { KubernetesSource, selectorParams } from './source.js'
+
+interface Recorded {
+  readonly path: string
+  readonly query: Record<string, string>
+}
+
+/** An API server that answers lists with no items and holds watches open; it records each request. */
+async function fakeApiServer(): Promise<{ url: string; requests: Recorded[]; close(): Promise<void> }> {
+  const requests: Recorded[] = []
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x')
+    requests.push({ path: u.pathname, query: Object.fromEntries(u.searchParams) })
+    res.writeHead(200, { 'content-type': 'application/json' })
+    if (u.searchParams.get('watch') === 'true') return // open until closed
+    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '7' }, items: [] }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+function kubeConfig(server: string): KubeConfig {
+  const kc = new KubeConfig()
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 't' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  })
+  return kc
+}
+
+const cleanups: (() => Promise<void>)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+/** Starts a source against a stand-in API server; resolves once every list and watch was requested. */
+async function requestsOf(opts: { namespaces: string[]; labelSelector?: string; optIn?: boolean }): Promise<Recorded[]> {
+  const api = await fakeApiServer()
+  cleanups.push(api.close)
+  const source = new KubernetesSource({ kubeConfig: kubeConfig(api.url), servicePrefix: 'redis-', apply: () => {}, ...opts })
+  source.start()
+  cleanups.push(() => source.stop())
+  const expected = opts.namespaces.length * 4 // per scope: list + watch, of services and endpointslices
+  await waitFor(async () => api.requests.length >= expected, { message: `${expected} requests`, timeoutMs: 5_000, intervalMs: 5 })
+  return api.requests
+}
+
+const listsAndWatches = (reqs: Recorded[]): string[] =>
+  reqs.map((r) => `${r.query['watch'] === 'true' ? 'watch' : 'list'} ${r.path}`).sort()
+
+describe('list and watch URLs', () => {
+  it('without a selector: no labelSelector parameter at all', async () => {
+    const reqs = await requestsOf({ namespaces: ['redis-system'] })
+    expect(listsAndWatches(reqs)).toEqual([
+      'list /api/v1/namespaces/redis-system/services',
+      'list /apis/discovery.k8s.io/v1/namespaces/redis-system/endpointslices',
+      'watch /api/v1/namespaces/redis-system/services',
+      'watch /apis/discovery.k8s.io/v1/namespaces/redis-system/endpointslices',
+    ])
+    for (const r of reqs) expect(r.query, r.path).not.toHaveProperty('labelSelector')
+    // The watch continues from the list, with bookmarks and a server-side timeout.
+    const watch = reqs.find((r) => r.query['watch'] === 'true')!
+    expect(watch.query).toMatchObject({ resourceVersion: '7', allowWatchBookmarks: 'true', timeoutSeconds: '25' })
+  })
+
+  it('labelSelector goes on every list and watch, of Services and EndpointSlices, in each namespace', async () => {
+    const reqs = await requestsOf({ namespaces: ['team-a', 'team-b'], labelSelector: ' team = payments ' })
+    expect(reqs).toHaveLength(8)
+    for (const r of reqs) expect(r.query['labelSelector'], `${r.path} ${JSON.stringify(r.query)}`).toBe('team=payments')
+    expect(new Set(reqs.map((r) => r.path))).toEqual(
+      new Set(['team-a', 'team-b'].flatMap((ns) => [`/api/v1/namespaces/${ns}/services`, `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`])),
+    )
+  })
+
+  it('cluster-wide (["*"]), with optIn: the opt-in label ANDed into the selector', async () => {
+    const reqs = await requestsOf({ namespaces: ['*'], labelSelector: 'team in (payments,orders)', optIn: true })
+    expect(listsAndWatches(reqs)).toEqual([
+      'list /api/v1/services',
+      'list /apis/discovery.k8s.io/v1/endpointslices',
+      'watch /api/v1/services',
+      'watch /apis/discovery.k8s.io/v1/endpointslices',
+    ])
+    for (const r of reqs) expect(r.query['labelSelector']).toBe('team in (orders,payments),redis-gateway.io/expose=true')
+  })
+
+  it('optIn alone', async () => {
+    const reqs = await requestsOf({ namespaces: ['redis-system'], optIn: true })
+    for (const r of reqs) expect(r.query['labelSelector']).toBe('redis-gateway.io/expose=true')
+  })
+
+  it('the selector is percent-encoded on the wire and decodes to the same text', () => {
+    const q = new URLSearchParams(selectorParams('team in (a,b),!legacy,tier>3') as Record<string, string>).toString()
+    expect(q).toBe('labelSelector=team+in+%28a%2Cb%29%2C%21legacy%2Ctier%3E3')
+    expect(selectorParams('')).toEqual({})
+  })
+
+  it('a malformed selector is refused at construction, before any request', () => {
+    expect(
+      () => new KubernetesSource({ kubeConfig: kubeConfig('http://127.0.0.1:1'), namespaces: ['a'], servicePrefix: 'redis-', apply: () => {}, labelSelector: 'team in (a' }),
+    ).toThrow(/not a valid label selector/)
+  })
+})
