@@ -19,7 +19,15 @@
 // - namespaces ["*"]: a ClusterRole and ClusterRoleBinding instead of Roles; applied for real, the
 //   ServiceAccount may list/watch the two resources cluster-wide and nothing else (SubjectAccessReview),
 //   the gateway serves Services of two namespaces with it, and each of the four rules is needed;
-// - helm (as scripts/kube/tools.sh builds it) renders the chart without --kube-version.
+// - helm (as scripts/kube/tools.sh builds it) renders the chart without --kube-version;
+// - NetworkPolicy (on by default): the rules for every value, accepted by the API server;
+// - ops.auth and the discovery scope values reach gateway.yaml, and the gateway's loader reads each
+//   as it reads the value written by hand;
+// - zones: GATEWAY_ZONE from the pod's topology.kubernetes.io/zone label, which the real API
+//   server copies from the node when the pod is bound; empty (zone-aware routing off) without it;
+// - names: a 53-character release (Helm's longest) renders names of at most 63 characters, none
+//   shared, and passes the dry run; container ports below 1024 are refused; PodMonitor;
+// - manifests/examples/sidecar.yaml: the gateway as a native sidecar, dry-run and its config loaded.
 
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -30,7 +38,8 @@ import { fileURLToPath } from 'node:url'
 import type { V1Service } from '@kubernetes/client-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isMap, isScalar, LineCounter, parse, parseAllDocuments, parseDocument, type Pair } from 'yaml'
-import { loadConfig } from '../../src/config/load.js'
+import { loadConfig, loadRuntimeEnv } from '../../src/config/load.js'
+import { configSchema } from '../../src/config/schema.js'
 import { mapService } from '../../src/discovery/kubernetes/mapping.js'
 import { freePort } from '../helpers/ports.js'
 import type { RedisServer } from '../helpers/redis-server.js'
@@ -58,6 +67,7 @@ interface K8sObject {
 interface Container {
   name: string
   image: string
+  restartPolicy?: string
   ports: { name: string; containerPort: number }[]
   env: { name: string; value?: string; valueFrom?: unknown }[]
   volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[]
@@ -83,8 +93,9 @@ interface PodSpec {
   securityContext: Record<string, unknown>
   terminationGracePeriodSeconds: number
   containers: Container[]
+  initContainers?: Container[]
   volumes: Volume[]
-  topologySpreadConstraints?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> } }[]
+  topologySpreadConstraints?: { topologyKey: string; labelSelector: { matchLabels: Record<string, string> }; matchLabelKeys?: string[] }[]
 }
 interface Deployment extends K8sObject {
   spec: { replicas?: number; selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: PodSpec } }
@@ -181,7 +192,17 @@ const FULL: Record<string, unknown> = {
   shutdown: { delaySeconds: 10, timeoutSeconds: 30 },
   otel: { endpoint: 'http://jaeger-collector:4318', serviceName: 'gw', sampler: 'parentbased_traceidratio', samplerArg: '0.25', resourceAttributes: { 'deployment.environment': 'test' } },
   podAnnotations: { 'example.com/team': 'data' },
-  extraEnv: [{ name: 'GATEWAY_ZONE', value: 'zone-a' }],
+  zone: { fixed: 'zone-a' },
+  extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=1024' }],
+  ops: { auth: 'admin' },
+  networkPolicy: {
+    data: { namespaceSelector: { matchLabels: { team: 'shop' } }, podSelector: { matchLabels: { 'redis-gateway.io/client': 'true' } } },
+    ops: { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } },
+    redisPorts: [6379, 6380],
+    dns: { to: [] },
+    extraIngress: [{ ports: [{ port: 8080, protocol: 'TCP' }], from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }],
+    extraEgress: [{ ports: [{ port: 9999, protocol: 'TCP' }], to: [{ ipBlock: { cidr: '192.0.2.0/24' } }] }],
+  },
   extraVolumes: [{ name: 'ca', configMap: { name: 'redis-ca' } }],
   extraVolumeMounts: [{ name: 'ca', mountPath: '/etc/ssl/redis-ca', readOnly: true }],
   autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 9, targetMemoryUtilizationPercentage: 80 },
@@ -202,7 +223,10 @@ interface Materialized {
   mounts: string[]
 }
 
-function materialize(docs: K8sObject[], externalSecrets: K8sObject[] = []): Materialized {
+/** The labels the stand-in pod has: the zone the API server copies from the node (see "zones"). */
+const POD_LABELS: Record<string, string> = { 'topology.kubernetes.io/zone': 'zone-test-1' }
+
+function materialize(docs: K8sObject[], externalSecrets: K8sObject[] = [], podLabels: Record<string, string> = POD_LABELS): Materialized {
   const root = mkdtempSync(path.join(work, 'pod-'))
   const spec = deploymentOf(docs).spec.template.spec
   const c = spec.containers[0] as Container
@@ -239,8 +263,11 @@ function materialize(docs: K8sObject[], externalSecrets: K8sObject[] = []): Mate
     if (e.value !== undefined) env[e.name] = e.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, v: string) => env[v] ?? all)
     else {
       const f = (e.valueFrom as { fieldRef?: { fieldPath: string } } | undefined)?.fieldRef?.fieldPath
-      if (f === undefined || fields[f] === undefined) throw new Error(`env ${e.name}: unsupported valueFrom ${JSON.stringify(e.valueFrom)}`)
-      env[e.name] = fields[f]
+      const label = f === undefined ? undefined : /^metadata\.labels\['([^']+)'\]$/.exec(f)?.[1]
+      // The kubelet resolves a label the pod does not have to "".
+      if (label !== undefined) env[e.name] = podLabels[label] ?? ''
+      else if (f === undefined || fields[f] === undefined) throw new Error(`env ${e.name}: unsupported valueFrom ${JSON.stringify(e.valueFrom)}`)
+      else env[e.name] = fields[f]
     }
   }
   // The config file names the mounted files by their paths inside the container: map those too.
@@ -391,13 +418,28 @@ const SERVICE_MONITOR_CRD: K8sObject = {
   },
 }
 
+/** The same for monitoring.coreos.com/v1 PodMonitor: the fields the chart renders. */
+const POD_MONITOR_CRD: K8sObject = JSON.parse(
+  JSON.stringify(SERVICE_MONITOR_CRD)
+    .replaceAll('ServiceMonitor', 'PodMonitor')
+    .replaceAll('servicemonitor', 'podmonitor')
+    .replace('"smon"', '"pmon"')
+    .replace('"required":["endpoints","selector"]', '"required":["podMetricsEndpoints","selector"]')
+    .replace('"endpoints":{"type":"array"', '"podMetricsEndpoints":{"type":"array"'),
+) as K8sObject
+
+/** Where the example application of manifests/examples/sidecar.yaml runs. */
+const SIDECAR_NS = 'shop'
+/** 53 characters: the longest release name helm accepts. */
+const LONG_RELEASE = `${'a'.repeat(40)}-${'b'.repeat(12)}`
+
 // ---------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
   helmBin = toolBinary('helm')
   work = mkdtempSync(path.join(os.tmpdir(), 'redis-gateway-chart-'))
   cluster = await startCluster({ users: [] })
-  for (const ns of [NS, WATCHED, OTHER, 'monitoring']) {
+  for (const ns of [NS, WATCHED, OTHER, 'monitoring', SIDECAR_NS]) {
     const res = await cluster.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } })
     if (res.status !== 201) throw new Error(`create namespace ${ns}: ${res.status} ${JSON.stringify(res.body)}`)
   }
@@ -433,12 +475,13 @@ describe('helm lint and helm template', () => {
     expect(caps.stderr).toContain('chart requires kubeVersion: >=1.23.0-0 which is incompatible with Kubernetes v1.20.0')
   })
 
-  it('default install: ConfigMap, Deployment, PDB, Role and binding, Services, ServiceAccount, and no cluster-scoped RBAC', () => {
+  it('default install: ConfigMap, Deployment, NetworkPolicy, PDB, Role and binding, Services, ServiceAccount, and no cluster-scoped RBAC', () => {
     const docs = render()
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
       [
         'ConfigMap/rg-redis-gateway',
         'Deployment/rg-redis-gateway',
+        'NetworkPolicy/rg-redis-gateway',
         'PodDisruptionBudget/rg-redis-gateway',
         'Role/rg-redis-gateway-discovery',
         'RoleBinding/rg-redis-gateway-discovery',
@@ -462,6 +505,8 @@ describe('helm lint and helm template', () => {
     // Topology spread over zones and nodes, selecting this release's pods.
     expect(pod.topologySpreadConstraints?.map((t) => t.topologyKey).sort()).toEqual(['kubernetes.io/hostname', 'topology.kubernetes.io/zone'])
     for (const t of pod.topologySpreadConstraints ?? []) expect(t.labelSelector.matchLabels).toEqual(dep.spec.selector.matchLabels)
+    // Each rollout's new pods are spread among themselves (not around the old ReplicaSet's pods).
+    for (const t of pod.topologySpreadConstraints ?? []) expect(t.matchLabelKeys).toEqual(['pod-template-hash'])
     expect(dep.spec.template.metadata.labels).toMatchObject(dep.spec.selector.matchLabels)
     // Probes on the ops port.
     expect(c.ports).toEqual([
@@ -471,9 +516,9 @@ describe('helm lint and helm template', () => {
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' })
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' })
     expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' })
-    // Resources.
-    expect(c.resources.requests).toEqual({ cpu: '100m', memory: '128Mi' })
-    expect(c.resources.limits?.['memory']).toBe('512Mi')
+    // Resources (README "Sizing": from bench/README.md's figures).
+    expect(c.resources.requests).toEqual({ cpu: '100m', memory: '256Mi' })
+    expect(c.resources.limits).toEqual({ memory: '1280Mi' })
     // Non-root numeric user, read-only root filesystem, nothing privileged.
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } })
     expect(c.securityContext).toEqual({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } })
@@ -560,7 +605,7 @@ describe('helm lint and helm template', () => {
     )
     // What the gateway reads: every namespace.
     const pod = materialize(docs)
-    expect(loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env }).discovery.kubernetes).toEqual({ namespaces: ['*'], servicePrefix: 'redis-' })
+    expect(loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env }).discovery.kubernetes).toMatchObject({ namespaces: ['*'], servicePrefix: 'redis-' })
     // rbac.create false: no RBAC at all; duplicates of "*" are one "*".
     expect(render({ discovery: { kubernetes: { namespaces: ['*'] } }, rbac: { create: false } }).filter((d) => /Role/.test(d.kind))).toEqual([])
     expect(render({ discovery: { kubernetes: { namespaces: ['*', '*'] } } }).filter((d) => d.kind === 'ClusterRole')).toHaveLength(1)
@@ -598,12 +643,385 @@ describe('helm lint and helm template', () => {
   })
 })
 
+describe('NetworkPolicy', () => {
+  interface Rule {
+    ports?: { port: number | string; protocol?: string }[]
+    from?: unknown[]
+    to?: unknown[]
+  }
+  interface PolicySpec {
+    podSelector: unknown
+    policyTypes: string[]
+    ingress: Rule[]
+    egress: Rule[]
+  }
+  const policyOf = (docs: K8sObject[]): PolicySpec => one(docs, 'NetworkPolicy')['spec'] as PolicySpec
+  const tcp = (...ports: number[]): { port: number; protocol: string }[] => ports.map((port) => ({ port, protocol: 'TCP' }))
+  const MONITORING = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }
+  const DNS_PORTS = [
+    { port: 53, protocol: 'UDP' },
+    { port: 53, protocol: 'TCP' },
+  ]
+  const KUBE_DNS = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }
+
+  it('default: the data port from anywhere, the ops port from the monitoring namespace; egress only to Redis, DNS and the API server', () => {
+    const docs = render()
+    const np = policyOf(docs)
+    expect(np.podSelector).toEqual({ matchLabels: deploymentOf(docs).spec.selector.matchLabels })
+    expect(np.policyTypes).toEqual(['Ingress', 'Egress'])
+    expect(np.ingress).toEqual([{ ports: tcp(8080) }, { ports: tcp(9090), from: [MONITORING] }])
+    expect(np.egress).toEqual([{ ports: tcp(6379) }, { ports: DNS_PORTS, to: [KUBE_DNS] }, { ports: tcp(443, 6443, 8443) }])
+    // The rules name the container's ports (the pods' ports are what NetworkPolicy sees).
+    expect(containerOf(docs).ports.map((p) => p.containerPort)).toEqual([8080, 9090])
+  })
+
+  it('follows the values: client peers, Redis ports, DNS anywhere, extra rules, the OTLP collector', () => {
+    const np = policyOf(render(FULL))
+    const values = FULL['networkPolicy'] as { extraIngress: unknown[]; extraEgress: unknown[] }
+    expect(np.ingress).toEqual([
+      { ports: tcp(8080), from: [{ namespaceSelector: { matchLabels: { team: 'shop' } }, podSelector: { matchLabels: { 'redis-gateway.io/client': 'true' } } }] },
+      // ops.podSelector set, ops.namespaceSelector left at its default: both, in one peer.
+      { ports: tcp(9090), from: [{ ...MONITORING, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }] },
+      ...values.extraIngress,
+    ])
+    expect(np.egress).toEqual([
+      { ports: tcp(6379, 6380) },
+      { ports: DNS_PORTS }, // dns.to []: any address
+      { ports: tcp(443, 6443, 8443) },
+      { ports: tcp(4318) }, // otel.endpoint http://jaeger-collector:4318
+      ...values.extraEgress,
+    ])
+  })
+
+  it('one selector alone, null selectors, other ports; no API server rule without Kubernetes discovery; the OTLP port from the URL scheme', () => {
+    const ingress = (values: Record<string, unknown>): Rule[] => policyOf(render(values)).ingress
+    // podSelector alone: those pods of the release namespace; namespaceSelector {}: every pod, nothing from outside.
+    expect(ingress({ networkPolicy: { data: { podSelector: { matchLabels: { app: 'shop' } } } } })[0]).toEqual({ ports: tcp(8080), from: [{ podSelector: { matchLabels: { app: 'shop' } } }] })
+    expect(ingress({ networkPolicy: { data: { namespaceSelector: {} } } })[0]).toEqual({ ports: tcp(8080), from: [{ namespaceSelector: {} }] })
+    // Both ops selectors null: the ops port from anywhere.
+    expect(ingress({ networkPolicy: { ops: { namespaceSelector: null } } })[1]).toEqual({ ports: tcp(9090) })
+    expect(ingress({ ports: { data: 8081, ops: 9091 } })).toEqual([{ ports: tcp(8081) }, { ports: tcp(9091), from: [MONITORING] }])
+    const staticOnly = { discovery: { kubernetes: { enabled: false }, static: { instances: [{ name: 'legacy', endpoints: ['redis://10.0.0.5:6379'] }] } } }
+    expect(policyOf(render(staticOnly)).egress).toEqual([{ ports: tcp(6379) }, { ports: DNS_PORTS, to: [KUBE_DNS] }])
+    const otlpPort = (endpoint: string): Rule | undefined => policyOf(render({ otel: { endpoint } })).egress[3]
+    expect(otlpPort('https://otel.example.com')).toEqual({ ports: tcp(443) })
+    expect(otlpPort('http://collector.observability')).toEqual({ ports: tcp(80) })
+    expect(otlpPort('http://collector.observability:4318/v1')).toEqual({ ports: tcp(4318) })
+    expect(render({ networkPolicy: { enabled: false } }).some((d) => d.kind === 'NetworkPolicy')).toBe(false)
+  })
+})
+
+describe('ops.auth and the discovery scope: in gateway.yaml, as the gateway reads them', () => {
+  interface Rendered {
+    ops?: { auth?: string }
+    discovery: { kubernetes?: { labelSelector?: string; optIn?: boolean; operators?: boolean } }
+  }
+  const rendered = (values: Record<string, unknown> = {}): Rendered => parse(gatewayYaml(render(values))) as Rendered
+  const SCOPE = { discovery: { kubernetes: { labelSelector: 'app.kubernetes.io/part-of in (shop,billing),!legacy', optIn: true, operators: false } }, ops: { auth: 'none' } }
+
+  it('default: ops.auth admin, no label selector, no opt-in, operators on; each value is rendered under the same name', () => {
+    const def = rendered()
+    expect(def.ops).toEqual({ auth: 'admin' })
+    expect(def.discovery.kubernetes).toMatchObject({ labelSelector: '', optIn: false, operators: true })
+    const set = rendered(SCOPE)
+    expect(set.ops).toEqual({ auth: 'none' })
+    expect(set.discovery.kubernetes).toMatchObject(SCOPE.discovery.kubernetes)
+  })
+
+  it('the probes, the ServiceMonitor and the PodMonitor use only paths ops.auth leaves open', () => {
+    const open = ['/healthz', '/readyz', '/metrics']
+    const c = containerOf(render())
+    for (const probe of [c.startupProbe, c.livenessProbe, c.readinessProbe]) expect(open).toContain(probe.httpGet.path)
+    const sm = one(render({ serviceMonitor: { enabled: true } }), 'ServiceMonitor')['spec'] as { endpoints: { path: string }[] }
+    const pm = one(render({ metrics: { podMonitor: { enabled: true } } }), 'PodMonitor')['spec'] as { podMetricsEndpoints: { path: string }[] }
+    for (const e of [...sm.endpoints, ...pm.podMetricsEndpoints]) expect(open).toContain(e.path)
+  })
+
+  // What the gateway's own loader makes of each key, from the rendered file: the same as from the
+  // value written by hand.
+  const valueAt = (o: unknown, p: readonly string[]): unknown => p.reduce<unknown>((x, k) => (x as Record<string, unknown> | undefined)?.[k], o)
+  const keys = [['ops', 'auth'], ['discovery', 'kubernetes', 'labelSelector'], ['discovery', 'kubernetes', 'optIn'], ['discovery', 'kubernetes', 'operators']]
+  for (const key of keys) {
+    it(`the gateway reads ${key.join('.')} as rendered`, () => {
+      const value = valueAt(SCOPE, key)
+      const pod = materialize(render(SCOPE))
+      const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
+      const byHand = configSchema(new Map()).parse(key.reduceRight<unknown>((inner, k) => ({ [k]: inner }), value))
+      expect(valueAt(cfg, key)).toEqual(valueAt(byHand, key))
+      // And not the default: the value made it through.
+      expect(valueAt(cfg, key)).not.toEqual(valueAt(configSchema(new Map()).parse(key.length > 2 ? { discovery: { kubernetes: {} } } : {}), key))
+    })
+  }
+
+  it('values.schema.json: ops.auth is admin or none, optIn and operators are booleans', () => {
+    for (const [args, where] of [
+      [['--set', 'ops.auth=token'], '/ops/auth'],
+      [['--set', 'discovery.kubernetes.optIn=yes'], '/discovery/kubernetes/optIn'],
+      [['--set-json', 'discovery.kubernetes.operators="true"'], '/discovery/kubernetes/operators'],
+      [['--set-json', 'discovery.kubernetes.labelSelector=["a=b"]'], '/discovery/kubernetes/labelSelector'],
+    ] as [string[], string][]) {
+      const err = renderError(args)
+      expect(err, args.join(' ')).toContain("values don't meet the specifications of the schema")
+      expect(err, args.join(' ')).toContain(where)
+    }
+  })
+
+  it('NOTES: the admin routes need an admin token, and it says so when there is none', async () => {
+    // helm renders NOTES only for install/upgrade: a dry run against the API server.
+    const kubeconfig = cluster.kubeconfigFor(cluster.adminToken, { name: 'helm-notes' })
+    const home = mkdtempSync(path.join(work, 'helm-home-'))
+    const env = { ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: home, HELM_CONFIG_HOME: home, HELM_DATA_HOME: home }
+    const notes = (values: Record<string, unknown>): string => {
+      const r = run(helmBin, ['install', 'notes', CHART, '--namespace', NS, '--dry-run=server', '-f', valuesFile(values)], env)
+      if (r.status !== 0) throw new Error(r.stderr)
+      return r.stdout.slice(r.stdout.indexOf('NOTES:'))
+    }
+    const none = notes({})
+    expect(none).toContain('curl -H "Authorization: Bearer $ADMIN_TOKEN" localhost:9090/admin/routes')
+    expect(none).toContain('No token has access admin, so /admin/routes and the page at / answer 401')
+    expect(none).toContain('NetworkPolicy notes-redis-gateway: the data port admits any client, the ops port the peers of networkPolicy.ops')
+    const withAdmin = notes({ auth: { tokens: [{ name: 'ops', access: 'admin', value: 'ops-token-0123456789' }] } })
+    expect(withAdmin).not.toContain('No token has access admin')
+    expect(notes({ ops: { auth: 'none' } })).toContain('curl localhost:9090/admin/routes   # ops.auth none')
+  })
+})
+
+describe("zones: each pod's GATEWAY_ZONE is its own zone", () => {
+  const ZONE_PATH = "metadata.labels['topology.kubernetes.io/zone']"
+  const zoneEnv = (docs: K8sObject[]): Container['env'][number] | undefined => containerOf(docs).env.find((e) => e.name === 'GATEWAY_ZONE')
+
+  it('from the pod label by default; zone.fixed, zone.fromPodLabel false, and GATEWAY_ZONE in extraEnv refused while the chart sets it', () => {
+    expect(zoneEnv(render())).toEqual({ name: 'GATEWAY_ZONE', valueFrom: { fieldRef: { fieldPath: ZONE_PATH } } })
+    expect(zoneEnv(render({ zone: { fixed: 'eu-west-1a' } }))).toEqual({ name: 'GATEWAY_ZONE', value: 'eu-west-1a' })
+    expect(zoneEnv(render({ zone: { fromPodLabel: false } }))).toBeUndefined()
+    expect(zoneEnv(render({ zone: { fromPodLabel: false }, extraEnv: [{ name: 'GATEWAY_ZONE', value: 'z1' }] }))).toEqual({ name: 'GATEWAY_ZONE', value: 'z1' })
+    expect(renderError(['-f', valuesFile({ extraEnv: [{ name: 'GATEWAY_ZONE', value: 'z1' }] })])).toContain(
+      'extraEnv[0]: GATEWAY_ZONE is set by the chart (zone.fromPodLabel, zone.fixed); set zone.fixed for one zone, or zone.fromPodLabel false to leave it to extraEnv',
+    )
+    expect(renderError(['--set', 'zone.fixed=eu west'])).toContain('/zone/fixed')
+    // No value suggests one fixed zone for a Deployment spread over zones any more.
+    expect(readFileSync(path.join(CHART, 'values.yaml'), 'utf8')).not.toMatch(/name: GATEWAY_ZONE, value/)
+  })
+
+  it('on the API server: a pod of the chart bound to a node gets the node\'s zone label, and the gateway reads it as its zone; no label, no zone', async () => {
+    const docs = render()
+    const template = deploymentOf(docs).spec.template
+    const nodes = { 'zone-node-b': { 'topology.kubernetes.io/zone': 'eu-test-1b', 'topology.kubernetes.io/region': 'eu-test-1' }, 'zoneless-node': {} }
+    for (const [name, labels] of Object.entries(nodes)) {
+      const res = await cluster.request('POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels } })
+      expect(res.status, JSON.stringify(res.body)).toBe(201)
+    }
+    try {
+      for (const [node, zone] of [['zone-node-b', 'eu-test-1b'], ['zoneless-node', null]] as const) {
+        const podName = `zone-probe-${node}`
+        const podPath = `/api/v1/namespaces/${NS}/pods/${podName}`
+        // The pod the Deployment would make (no kubelet here: it is only created and bound).
+        const created = await cluster.request('POST', `/api/v1/namespaces/${NS}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: podName, labels: template.metadata.labels }, spec: template.spec })
+        expect(created.status, JSON.stringify(created.body)).toBe(201)
+        try {
+          // What the scheduler does; the PodTopologyLabels admission copies the node's zone onto the pod.
+          const bound = await cluster.request('POST', `${podPath}/binding`, { apiVersion: 'v1', kind: 'Binding', metadata: { name: podName }, target: { apiVersion: 'v1', kind: 'Node', name: node } })
+          expect(bound.status, JSON.stringify(bound.body)).toBe(201)
+          const pod = await cluster.request<{ metadata: { labels: Record<string, string> } }>('GET', podPath)
+          expect(pod.body.metadata.labels['topology.kubernetes.io/zone']).toBe(zone ?? undefined)
+          // The kubelet's downward API resolves the env from these labels ("" for a missing one).
+          const env = materialize(docs, [], pod.body.metadata.labels).env
+          expect(env['GATEWAY_ZONE']).toBe(zone ?? '')
+          expect(loadRuntimeEnv(env).zone).toBe(zone)
+        } finally {
+          await cluster.request('DELETE', `${podPath}?gracePeriodSeconds=0`)
+        }
+      }
+    } finally {
+      for (const name of Object.keys(nodes)) await cluster.request('DELETE', `/api/v1/nodes/${name}`)
+    }
+  })
+})
+
+describe('names, ports, spread and the PodMonitor', () => {
+  const LONG = LONG_RELEASE
+  const EVERYTHING: Record<string, unknown> = {
+    auth: { tokens: [{ name: 'app', access: 'write', value: 'app-token-0123456789' }] },
+    redis: { password: 'redis-secret-pw' },
+    grafanaDashboard: { enabled: true },
+    serviceMonitor: { enabled: true },
+    autoscaling: { enabled: true },
+  }
+
+  it('helm refuses a release name of 54 characters: 53 is the longest to render', () => {
+    expect(LONG).toHaveLength(53)
+    const r = helm(['template', `${LONG}c`, CHART, '--namespace', NS, '--kube-version', KUBE_VERSION])
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toMatch(/invalid release name.*the length must not be longer than 53/)
+  })
+
+  it('a 53-character release: every name within 63 characters, none shared, the release name never cut', () => {
+    const names = (docs: K8sObject[]): string[] => docs.map((d) => d.metadata.name)
+    const docs = [...render(EVERYTHING, [], LONG), ...render({ discovery: { kubernetes: { namespaces: ['*'] } } }, [], LONG).filter((d) => d.kind.startsWith('Cluster'))]
+    for (const n of names(docs)) expect(n.length, n).toBeLessThanOrEqual(63)
+    // One name per kind and namespace.
+    const keys = docs.map((d) => `${d.kind}/${d.metadata.namespace ?? ''}/${d.metadata.name}`)
+    expect(new Set(keys).size).toBe(keys.length)
+    const services = docs.filter((d) => d.kind === 'Service').map((d) => d.metadata.name)
+    expect(services).toHaveLength(2)
+    expect(services[0]).not.toBe(services[1])
+    expect(services.some((n) => n.endsWith('-ops'))).toBe(true)
+    for (const d of docs.filter((x) => /-(ops|discovery|tokens|redis|dashboard)$/.test(x.metadata.name) && !x.kind.startsWith('Cluster'))) {
+      expect(d.metadata.name.startsWith(`${LONG}-`), d.metadata.name).toBe(true)
+    }
+    // References follow the names.
+    const dep = deploymentOf(docs)
+    const tokensSecret = dep.spec.template.spec.volumes.find((v) => v.name === 'tokens')?.secret?.secretName
+    expect(tokensSecret).toMatch(/-tokens$/)
+    expect(one(docs, 'Secret', tokensSecret).metadata.name).toBe(tokensSecret)
+    expect(one(docs, 'ConfigMap', dep.spec.template.spec.volumes.find((v) => v.name === 'config')?.configMap?.name).metadata.name).toBe(dep.metadata.name)
+    // A 63-character namespace: the ClusterRole's name is cut and ends in a hash of the whole, one per release.
+    const longNs = 'n'.repeat(63)
+    const clusterRole = (release: string): string =>
+      one(render({ discovery: { kubernetes: { namespaces: ['*'] } } }, ['--namespace', longNs], release), 'ClusterRole').metadata.name
+    expect(clusterRole(LONG)).toMatch(/^n{52}-[0-9a-f]{10}$/)
+    expect(clusterRole(LONG)).not.toBe(clusterRole('other'))
+    // Short names are as before.
+    expect(names(render({}, [], 'rg'))).toContain('rg-redis-gateway-ops')
+  })
+
+  it('container ports below 1024 are refused (uid 1000, no capabilities); a Service port of 80 is fine', () => {
+    for (const [args, where] of [
+      [['--set', 'ports.data=80'], '/ports/data'],
+      [['--set', 'ports.ops=1023'], '/ports/ops'],
+    ] as [string[], string][]) {
+      const err = renderError(args)
+      expect(err, args.join(' ')).toContain("values don't meet the specifications of the schema")
+      expect(err, args.join(' ')).toContain(where)
+    }
+    const docs = render({ ports: { data: 1024 }, service: { port: 80 } })
+    expect(containerOf(docs).ports[0]?.containerPort).toBe(1024)
+    expect((one(docs, 'Service', 'rg-redis-gateway')['spec'] as { ports: { port: number }[] }).ports[0]?.port).toBe(80)
+  })
+
+  it('spread: matchLabelKeys [pod-template-hash] unless set, and not for Kubernetes before 1.27', () => {
+    const spread = (values: Record<string, unknown>, extra: string[] = []): unknown[] =>
+      (deploymentOf(render(values, extra)).spec.template.spec.topologySpreadConstraints ?? []).map((t) => t.matchLabelKeys)
+    expect(spread({})).toEqual([['pod-template-hash'], ['pod-template-hash']])
+    const own = { topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', matchLabelKeys: [] }] }
+    expect(spread(own)).toEqual([[]])
+    // helm's last --kube-version wins: an older cluster, where the field is not served by default.
+    expect(spread({}, ['--kube-version', 'v1.26.0'])).toEqual([undefined, undefined])
+  })
+
+  it('PodMonitor: the pods\' ops port with honorLabels, instead of the ServiceMonitor (not both)', () => {
+    const docs = render({ metrics: { podMonitor: { enabled: true, labels: { release: 'prometheus' }, interval: '15s', namespace: 'monitoring' } } })
+    const pm = one(docs, 'PodMonitor')
+    expect(pm.metadata.namespace).toBe('monitoring')
+    expect(pm.metadata.labels?.['release']).toBe('prometheus')
+    expect(pm['spec']).toEqual({
+      namespaceSelector: { matchNames: [NS] },
+      selector: { matchLabels: deploymentOf(docs).spec.selector.matchLabels },
+      podMetricsEndpoints: [{ port: 'ops', path: '/metrics', interval: '15s', scrapeTimeout: '10s', honorLabels: true }],
+    })
+    // The port it names is the container's.
+    expect(containerOf(docs).ports.map((p) => p.name)).toContain('ops')
+    expect(docs.some((d) => d.kind === 'ServiceMonitor')).toBe(false)
+    expect(render().some((d) => d.kind === 'PodMonitor')).toBe(false)
+    expect(renderError(['--set', 'serviceMonitor.enabled=true', '--set', 'metrics.podMonitor.enabled=true'])).toContain(
+      'serviceMonitor.enabled and metrics.podMonitor.enabled: choose one',
+    )
+  })
+})
+
+describe('manifests/examples/sidecar.yaml: the gateway as a native sidecar', () => {
+  const file = path.join(repoRoot, 'manifests/examples/sidecar.yaml')
+  const docs = (): K8sObject[] =>
+    parseAllDocuments(readFileSync(file, 'utf8'))
+      .map((d) => d.toJS() as K8sObject | null)
+      .filter((d): d is K8sObject => d !== null)
+  interface SidecarPod extends PodSpec {
+    initContainers: Container[]
+    volumes: (Volume & { projected?: unknown })[]
+  }
+  interface EnvVar {
+    name: string
+    value?: string
+    valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } }
+  }
+  const envOf = (c: Container): EnvVar[] => c.env as EnvVar[]
+  const podOf = (d: K8sObject[]): SidecarPod => (one(d, 'Deployment') as Deployment).spec.template.spec as SidecarPod
+  const sidecarConfig = (d: K8sObject[]): string => (one(d, 'ConfigMap')['data'] as Record<string, string>)['gateway.yaml'] as string
+
+  it('a native sidecar on loopback, its token from the Secret the application reads too, least privilege', () => {
+    const d = docs()
+    const pod = podOf(d)
+    const [gw] = pod.initContainers
+    const app = pod.containers[0]
+    if (!gw || !app) throw new Error('expected the gateway init container and the application container')
+    expect(gw.restartPolicy).toBe('Always')
+    const cfg = parse(sidecarConfig(d)) as { listen: { data: string; ops: string }; ops: { auth: string }; auth: { tokens: { tokenFile: string }[] } }
+    expect(cfg.listen.data).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect(cfg.ops.auth).toBe('admin')
+    const dataPort = cfg.listen.data.split(':')[1]
+    expect(envOf(app).find((e) => e.name === 'UPSTASH_REDIS_REST_URL')?.value).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${dataPort}/v1/instances/`))
+    // The probes reach the ops port on the pod address and use only open paths.
+    expect(cfg.listen.ops).toMatch(/^0\.0\.0\.0:/)
+    for (const probe of [gw.startupProbe, gw.livenessProbe, gw.readinessProbe]) expect(['/healthz', '/readyz']).toContain(probe.httpGet.path)
+    // One Secret: a file for the gateway, an env var for the application.
+    const tokenFile = cfg.auth.tokens[0]?.tokenFile as string
+    const mount = gw.volumeMounts.find((m) => tokenFile.startsWith(`${m.mountPath}/`))
+    const vol = pod.volumes.find((v) => v.name === mount?.name)
+    const ref = envOf(app).find((e) => e.name === 'UPSTASH_REDIS_REST_TOKEN')?.valueFrom?.secretKeyRef
+    expect(vol?.secret?.secretName).toBe(ref?.name)
+    expect(vol?.secret?.items).toEqual([{ key: ref?.key, path: path.basename(tokenFile) }])
+    // Least privilege: no automounted API token; the projected one only in the gateway container.
+    expect(pod.automountServiceAccountToken).toBe(false)
+    expect(one(d, 'ServiceAccount')['automountServiceAccountToken']).toBe(false)
+    const apiVol = pod.volumes.find((v) => v.projected !== undefined)?.name
+    expect(gw.volumeMounts.find((m) => m.name === apiVol)?.mountPath).toBe('/var/run/secrets/kubernetes.io/serviceaccount')
+    expect(app.volumeMounts ?? []).toEqual([])
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } })
+    for (const c of [gw, app]) expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } })
+    expect(gw.securityContext).toMatchObject({ runAsUser: 1000, runAsGroup: 1000 })
+    // The Role: exactly the chart's rules.
+    expect(one(d, 'Role')['rules']).toEqual(one(render(), 'Role')['rules'])
+    expect(one(d, 'RoleBinding')['subjects']).toEqual([{ kind: 'ServiceAccount', name: one(d, 'ServiceAccount').metadata.name, namespace: SIDECAR_NS }])
+  })
+
+  it("its gateway.yaml loads in the gateway's config loader, with the token where the pod mounts it", () => {
+    const d = docs()
+    const root = mkdtempSync(path.join(work, 'sidecar-'))
+    const token = 'shop-api-token-0123456789'
+    const text = sidecarConfig(d).replaceAll('"/etc/redis-gateway/tokens/', `"${root}/`)
+    writeFileSync(path.join(root, 'shop-api'), token)
+    const configPath = path.join(root, 'gateway.yaml')
+    writeFileSync(configPath, text)
+    const cfg = loadConfig({ path: configPath, env: {} })
+    expect(cfg.listen).toEqual({ data: '127.0.0.1:8080', ops: '0.0.0.0:9090' })
+    expect(cfg.auth.tokens).toEqual([{ name: 'shop-api', access: 'write', targets: ['orders'], sha256: createHash('sha256').update(token).digest('hex'), redisUser: null }])
+    expect(cfg.discovery.kubernetes?.namespaces).toEqual([WATCHED])
+    expect(cfg.shutdown).toEqual({ delayMs: 0, timeoutMs: 10_000 })
+    expect(cfg.limits.inflightBytes).toBe(64 * 1024 * 1024)
+    const gw = podOf(d).initContainers[0] as Container
+    const zone = envOf(gw).find((e) => e.name === 'GATEWAY_ZONE')?.valueFrom
+    expect(zone).toEqual({ fieldRef: { fieldPath: "metadata.labels['topology.kubernetes.io/zone']" } })
+  })
+
+  it('the API server accepts it (server-side dry run) and keeps the init container a sidecar', async () => {
+    for (const obj of docs()) {
+      const r = await apply(obj, { dryRun: true })
+      expect(r.status, `${obj.kind}/${obj.metadata.name}: ${JSON.stringify(r.body)}`).toBeLessThan(300)
+      if (obj.kind === 'Deployment') {
+        const spec = (r.body as Deployment).spec.template.spec as SidecarPod
+        expect(spec.initContainers[0]?.restartPolicy).toBe('Always')
+      }
+    }
+    expect((await cluster.request('GET', `/apis/apps/v1/namespaces/${SIDECAR_NS}/deployments/shop-api`)).status).toBe(404)
+  })
+})
+
 describe('the rendered gateway.yaml runs in the real config loader', () => {
   it('default values: loads; Kubernetes discovery of redis-system; no tokens, no secrets mounted', () => {
     const docs = render()
     const pod = materialize(docs)
     const cfg = loadConfig({ path: pod.env['GATEWAY_CONFIG'] as string, env: pod.env })
-    expect(cfg.discovery.kubernetes).toEqual({ namespaces: [WATCHED], servicePrefix: 'redis-' })
+    expect(cfg.discovery.kubernetes).toMatchObject({ namespaces: [WATCHED], servicePrefix: 'redis-' })
     expect(cfg.auth.tokens).toEqual([])
     expect(cfg.listen).toEqual({ data: '0.0.0.0:8080', ops: '0.0.0.0:9090' })
     // The drain the grace period is computed from, as the gateway reads it.
@@ -805,15 +1223,16 @@ function schemaHas(node: SchemaNode | undefined, parts: string[]): boolean {
 
 describe('server-side dry run against the real API server', () => {
   beforeAll(async () => {
-    await applyOk(SERVICE_MONITOR_CRD)
-    await waitUntil('ServiceMonitor CRD established and served', async () => {
-      const res = await cluster.request<{ status?: { conditions?: { type: string; status: string }[] } }>(
-        'GET',
-        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com',
-      )
-      const established = res.body.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false
-      return established && (await cluster.request('GET', '/apis/monitoring.coreos.com/v1')).status === 200
-    })
+    for (const crd of [SERVICE_MONITOR_CRD, POD_MONITOR_CRD]) {
+      await applyOk(crd)
+      await waitUntil(`${crd.metadata.name} CRD established and served`, async () => {
+        const res = await cluster.request<{ status?: { conditions?: { type: string; status: string }[] } }>('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`)
+        const established = res.body.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false
+        const plural = crd.metadata.name.split('.')[0] as string
+        const served = await cluster.request<{ resources?: { name: string }[] }>('GET', '/apis/monitoring.coreos.com/v1')
+        return established && served.status === 200 && (served.body.resources ?? []).some((r) => r.name === plural)
+      })
+    }
   })
 
   it('a deliberately broken object is refused (the dry run validates)', async () => {
@@ -840,6 +1259,18 @@ describe('server-side dry run against the real API server', () => {
       render({ auth: { existingSecret: 'ext', tokens: [{ name: 'app' }] }, redis: { existingSecret: 'ext-redis' } }),
       render({ image: { tag: `abc123@sha256:${'b'.repeat(64)}` }, podDisruptionBudget: { minAvailable: '50%' }, listenHost: '[::]' }),
       render({ discovery: { kubernetes: { namespaces: ['*'] } } }),
+      // NetworkPolicy peers of every shape, other ports, the OTLP rule, no API server rule; PodMonitor.
+      render({
+        networkPolicy: { data: { podSelector: { matchLabels: { app: 'shop' } } }, ops: { namespaceSelector: null }, dns: { to: [] } },
+        ports: { data: 8081, ops: 9091 },
+        otel: { endpoint: 'https://otel.example.com' },
+        discovery: { kubernetes: { enabled: false }, static: { instances: [{ name: 'legacy', endpoints: ['redis://10.0.0.5:6379'] }] } },
+        metrics: { podMonitor: { enabled: true, namespace: 'monitoring', relabelings: [{ action: 'labeldrop', regex: 'pod_template_hash' }] } },
+        zone: { fixed: 'eu-west-1a' },
+      }),
+      // The longest release name, with every suffixed name (Secrets, dashboard, Roles), and its ClusterRole.
+      render({ auth: { tokens: [{ name: 'app', value: 'app-token-0123456789' }] }, redis: { password: 'pw' }, grafanaDashboard: { enabled: true }, serviceMonitor: { enabled: true }, autoscaling: { enabled: true } }, [], LONG_RELEASE),
+      render({ discovery: { kubernetes: { namespaces: ['*'] } }, metrics: { podMonitor: { enabled: true } } }, [], LONG_RELEASE),
     ]
     for (const docs of variants) {
       for (const obj of docs) await applyOk(obj, { dryRun: true })
@@ -879,7 +1310,7 @@ describe('server-side dry run against the real API server', () => {
   })
 
   it('manifests/ and the example Services are accepted too', async () => {
-    for (const file of ['install.yaml', 'servicemonitor.yaml', 'grafana-dashboard.yaml', 'examples/redis-services.yaml']) {
+    for (const file of ['install.yaml', 'servicemonitor.yaml', 'grafana-dashboard.yaml', 'examples/redis-services.yaml', 'examples/sidecar.yaml']) {
       const docs = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests', file), 'utf8'))
         .map((d) => d.toJS() as K8sObject | null)
         .filter((d): d is K8sObject => d !== null)

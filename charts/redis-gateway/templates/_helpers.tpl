@@ -26,6 +26,50 @@ release name already contains it. 63 characters at most (DNS label).
 {{- end -}}
 {{- end -}}
 
+{{/*
+The full name with a suffix, e.g. (list . "ops") -> <full name>-ops: the full name is cut so that the
+whole stays within 63 characters (a DNS label, as Service names must be) and the suffix is kept.
+Cutting the whole instead (trunc 63 of <full name>-ops) could give the ops Service the data
+Service's name. A release name has at most 53 characters (Helm's limit) and the longest suffix is
+10 characters with its "-", so the release name itself is never cut: two releases never share a name.
+*/}}
+{{- define "redis-gateway.suffixedName" -}}
+{{- $ctx := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- printf "%s-%s" (include "redis-gateway.fullname" $ctx | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix -}}
+{{- end -}}
+
+{{/*
+The ClusterRole (and ClusterRoleBinding) name: <release namespace>-<full name>-discovery, so two
+releases of one name in different namespaces do not share it. A namespace name can itself be 63
+characters long: a name over 63 keeps its first 52 characters and ends in 10 hex characters of the
+SHA-256 of the whole name (still one name per release and namespace).
+*/}}
+{{- define "redis-gateway.clusterRoleName" -}}
+{{- $name := printf "%s-%s" .Release.Namespace (include "redis-gateway.suffixedName" (list . "discovery")) -}}
+{{- if le (len $name) 63 -}}
+{{- $name -}}
+{{- else -}}
+{{- printf "%s-%s" ($name | trunc 52 | trimSuffix "-") ($name | sha256sum | trunc 10) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The `from` of a NetworkPolicy ingress rule for networkPolicy.data or networkPolicy.ops: one peer
+with the namespaceSelector and/or podSelector that are not null (both: pods matching podSelector in
+namespaces matching namespaceSelector; podSelector alone: in the release namespace). Both null: no
+`from`, i.e. from anywhere, outside the cluster included.
+*/}}
+{{- define "redis-gateway.networkPolicyFrom" -}}
+{{- $peer := dict -}}
+{{- if not (kindIs "invalid" .namespaceSelector) -}}{{- $_ := set $peer "namespaceSelector" .namespaceSelector -}}{{- end -}}
+{{- if not (kindIs "invalid" .podSelector) -}}{{- $_ := set $peer "podSelector" .podSelector -}}{{- end -}}
+{{- if $peer -}}
+from:
+  - {{ toYaml $peer | indent 4 | trim }}
+{{- end -}}
+{{- end -}}
+
 {{/* name-version, for the helm.sh/chart label. */}}
 {{- define "redis-gateway.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
@@ -89,12 +133,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Name of the Secret holding the tokens: the existing one, or the chart's. */}}
 {{- define "redis-gateway.tokensSecretName" -}}
-{{- default (printf "%s-tokens" (include "redis-gateway.fullname" .)) .Values.auth.existingSecret -}}
+{{- default (include "redis-gateway.suffixedName" (list . "tokens")) .Values.auth.existingSecret -}}
 {{- end -}}
 
 {{/* Name of the Secret holding the Redis password: the existing one, or the chart's. */}}
 {{- define "redis-gateway.redisSecretName" -}}
-{{- default (printf "%s-redis" (include "redis-gateway.fullname" .)) .Values.redis.existingSecret -}}
+{{- default (include "redis-gateway.suffixedName" (list . "redis")) .Values.redis.existingSecret -}}
 {{- end -}}
 
 {{/* "true" when the gateway gets a Redis password file. */}}
@@ -187,6 +231,14 @@ the tokens Secret next to the tokens.
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (kindIs "invalid" .Values.autoscaling.targetCPUUtilizationPercentage) (kindIs "invalid" .Values.autoscaling.targetMemoryUtilizationPercentage) -}}
 {{- fail "autoscaling: set targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage (or both)" -}}
+{{- end -}}
+{{- if and .Values.serviceMonitor.enabled .Values.metrics.podMonitor.enabled -}}
+{{- fail "serviceMonitor.enabled and metrics.podMonitor.enabled: choose one; both would scrape every pod twice (duplicate series)" -}}
+{{- end -}}
+{{- range $i, $e := .Values.extraEnv -}}
+{{- if and (eq $e.name "GATEWAY_ZONE") (or $.Values.zone.fromPodLabel $.Values.zone.fixed) -}}
+{{- fail (printf "extraEnv[%d]: GATEWAY_ZONE is set by the chart (zone.fromPodLabel, zone.fixed); set zone.fixed for one zone, or zone.fromPodLabel false to leave it to extraEnv" $i) -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := include "redis-gateway.secretTokens" . -}}
 {{- $_ = include "redis-gateway.redisUserPasswords" . -}}
