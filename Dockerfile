@@ -5,9 +5,15 @@
 #   docker run --rm -p 8080:8080 -p 9090:9090 \
 #     -v "$PWD/gateway.yaml:/etc/redis-gateway/config/gateway.yaml:ro" redis-gateway:dev
 #
-# Base: Debian bookworm slim, Node pinned by exact version (the CI machine's Node, 20.20.2). Pin the
-# digest as well where your registry tooling can resolve it (FROM node:20.20.2-bookworm-slim@sha256:...);
-# Renovate/Dependabot keep both current.
+# Base: Debian bookworm slim, Node pinned by exact version (the CI machine's Node, 20.20.2) and by
+# digest: the multi-arch index digest of node:20.20.2-bookworm-slim (its linux/amd64 manifest is
+# sha256:3d0f05455dea2c82e2f76e7e2543964c30f6b7d673fc1a83286736d44fe4c41c). The tag is for people;
+# the digest is what is pulled, so a re-pushed tag changes nothing until the digest is updated. To
+# update (new Node patch, or the same tag rebuilt with Debian fixes), take the top-level index
+# digest, not a per-platform one:
+#   docker buildx imagetools inspect node:20.20.2-bookworm-slim    (the "Digest:" line), or
+#   skopeo inspect --raw docker://docker.io/library/node:20.20.2-bookworm-slim | sha256sum
+# and replace tag and digest in NODE_IMAGE below; Renovate/Dependabot can keep both current.
 #
 # Signals: node runs as PID 1 in exec form (no shell in between), so SIGTERM from the kubelet reaches
 # the gateway, whose handler (src/main.ts) fails /readyz, waits shutdown.delay, drains in-flight
@@ -15,10 +21,13 @@
 # why a process without one needs tini; the gateway installs handlers for SIGTERM and SIGINT, and it
 # starts no child processes, so there are no zombies to reap: no tini, no --init needed.
 #
-# Not built in this repository's CI (no Docker engine there); kept correct by review. The chart's
-# securityContext (uid 1000, read-only root filesystem, writable /tmp emptyDir) matches it.
+# Built in CI without a Docker engine or a registry: scripts/image/build.sh runs this file unchanged
+# with buildah on a locally made stand-in base passed as --build-arg NODE_IMAGE (a digest cannot be
+# given to a local image), and test/image/image.test.ts runs the result with runc read-only as uid
+# 1000 against a real Redis, as the chart's securityContext does (uid 1000, read-only root
+# filesystem, writable /tmp emptyDir).
 
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim@sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0
 
 # ---- build: compile src/ to dist/ with the dev dependencies (TypeScript) ----
 FROM ${NODE_IMAGE} AS build

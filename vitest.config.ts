@@ -27,7 +27,7 @@ export default defineConfig({
         test: {
           name: 'suite',
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-          exclude: ['test/kubernetes/**', 'node_modules/**', ...ALONE],
+          exclude: ['test/kubernetes/**', 'test/image/**', 'node_modules/**', ...ALONE],
           sequence: { groupOrder: 0 },
         },
       },
