@@ -517,8 +517,8 @@ describe('helm lint and helm template', () => {
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' })
     expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' })
     // Resources (README "Sizing": from bench/README.md's figures).
-    expect(c.resources.requests).toEqual({ cpu: '100m', memory: '256Mi' })
-    expect(c.resources.limits).toEqual({ memory: '1280Mi' })
+    expect(c.resources.requests).toEqual({ cpu: '500m', memory: '256Mi' })
+    expect(c.resources.limits).toEqual({ memory: '1536Mi' })
     // Non-root numeric user, read-only root filesystem, nothing privileged.
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } })
     expect(c.securityContext).toEqual({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } })
