@@ -345,6 +345,46 @@ function spotahome(cr = 'redisfailover', serviceAnnotations: Record<string, stri
   }
 }
 
+// --- valkey-io/valkey-operator (ValkeyCluster "shop", 2 shards x 1 replica, spec.nodeService) ---
+
+/** labels(cluster) in internal/controller/utils.go: baseLabels(<cr>, "valkey-cluster") over the CR's own labels. */
+const valkeyioLabels = (instance: string, component: string, extra: Record<string, string> = {}): Record<string, string> => ({
+  ...extra,
+  'app.kubernetes.io/name': 'valkey',
+  'app.kubernetes.io/instance': instance,
+  'app.kubernetes.io/component': component,
+  'app.kubernetes.io/part-of': 'valkey',
+  'app.kubernetes.io/managed-by': 'valkey-operator',
+})
+
+function valkeyioCluster(cr = 'shop', crLabels: Record<string, string> = {}, metrics = false) {
+  // upsertService: <cr>, headless, selector valkey.io/cluster=<cr>, port valkey 6379 (+ metrics-sidecar in one version).
+  const headless = service(cr, {
+    labels: valkeyioLabels(cr, 'valkey-cluster', crLabels),
+    headless: true,
+    ports: [{ name: 'valkey', port: 6379 }, ...(metrics ? [{ name: 'metrics-sidecar', port: 9090, targetPort: 'metrics-sidecar' }] : [])],
+    selector: { 'valkey.io/cluster': cr },
+  })
+  // ValkeyNodes <cr>-<shard>-<node>; pods labelled valkey.io/cluster, shard-index, node-index.
+  const nodes = [0, 1].flatMap((shard) => [0, 1].map((node) => ({ shard, node, name: `${cr}-${shard}-${node}` })))
+  const pods = nodes.map((n, i) => ({ ip: `10.244.8.${20 - i}`, pod: `${n.name}-0` }))
+  // ensureNodeService (spec.nodeService): valkey-<node>, ClusterIP, valkeyNodeLabels(node).
+  const perNode = nodes.map((n) => {
+    const l = valkeyioLabels(n.name, 'valkey-node', {
+      'valkey.io/cluster': cr,
+      'valkey.io/shard-index': String(n.shard),
+      'valkey.io/node-index': String(n.node),
+    })
+    return service(`valkey-${n.name}`, { labels: l, ports: [{ name: 'valkey', port: 6379 }], selector: l })
+  })
+  const slicePorts = [{ name: 'valkey', port: 6379 }, ...(metrics ? [{ name: 'metrics-sidecar', port: 9090 }] : [])]
+  return {
+    headless,
+    perNode,
+    members: group([headless, [sliceOf(headless, pods, slicePorts)]], ...perNode.map((svc, i): [V1Service, V1EndpointSlice[]] => [svc, [sliceOf(svc, [pods[i]!], [{ name: 'valkey', port: 6379 }])]])),
+  }
+}
+
 // -----------------------------------------------------------------------------------------------
 
 function pick(m: OperatorMember | null): Partial<OperatorMember> | null {
@@ -423,9 +463,38 @@ describe('recognizeService: each chart and operator, by labels', () => {
     expect(pick(recognizeService(s.rfr))).toMatchObject({ endpoints: false, role: null, annotations: true })
     expect(pick(recognizeService(s.rfs))).toMatchObject({ endpoints: false, role: null, annotations: false })
   })
+
+  it('valkey-io ValkeyCluster: the headless <cr> Service has the endpoints; per-node Services are members only', () => {
+    const v = valkeyioCluster('shop', { team: 'web', 'app.kubernetes.io/instance': 'ignored' })
+    expect(pick(recognizeService(v.headless))).toEqual({ kind: 'valkeyio-valkeycluster', release: 'shop', endpoints: true, role: null, annotations: true })
+    expect(recognizeService(v.headless)?.group).toBe(`${NS}/valkeyio-valkeycluster/shop`)
+    for (const svc of v.perNode) {
+      expect(pick(recognizeService(svc))).toEqual({ kind: 'valkeyio-valkeycluster', release: 'shop', endpoints: false, role: null, annotations: false })
+    }
+    // Matched by labels, not name: a headless Service named valkey-<cr> counts the same.
+    const renamed = service('valkey-shop', { labels: v.headless.metadata!.labels!, headless: true, ports: [{ name: 'valkey', port: 6379 }] })
+    expect(recognizeService(renamed)?.endpoints).toBe(true)
+    // Another manager, or a per-node Service of a non-cluster Valkey CR (valkey.io/valkey): not recognised.
+    expect(recognizeService(service('shop', { labels: { ...v.headless.metadata!.labels!, 'app.kubernetes.io/managed-by': 'Helm' }, headless: true, ports: [] }))).toBeNull()
+    const sentinelNode = valkeyioLabels('cache-0', 'valkey-node', { 'valkey.io/valkey': 'cache', 'valkey.io/node-index': '0' })
+    expect(recognizeService(service('valkey-cache-0', { labels: sentinelNode, headless: true, ports: [{ name: 'valkey', port: 6379 }] }))).toBeNull()
+  })
 })
 
 describe('mapOperatorGroup: one instance per release', () => {
+  it('valkey-io ValkeyCluster: every node of the headless Service on port valkey, cluster mode, not the metrics port or per-node cluster IPs', () => {
+    const spec = mapOperatorGroup(valkeyioCluster('shop', {}, true).members)
+    expect(spec).toEqual<InstanceSpec>({
+      name: 'shop',
+      source: `kubernetes:${NS}/valkeyio-valkeycluster/shop`,
+      endpoints: [ep('10.244.8.17'), ep('10.244.8.18'), ep('10.244.8.19'), ep('10.244.8.20')],
+      policy: { ...DEFAULT_POLICY, port: 'valkey', mode: 'cluster' },
+      annotationErrors: [],
+    })
+    // Without its headless Service (per-node Services only) there is no instance.
+    expect(mapOperatorGroup(valkeyioCluster().members.filter((m) => !m.member.endpoints))).toBeNull()
+  })
+
   it('Bitnami redis replication: every pod of the headless Service on tcp-redis, the master first', () => {
     const spec = mapOperatorGroup(bitnamiRedisReplication().members)
     expect(spec).toEqual<InstanceSpec>({

@@ -48,9 +48,23 @@
 //       app.kubernetes.io/{name=<name>,component=redis|sentinel,part-of=redis-failover}
 //     operator/redisfailover/handler.go @05731713: every object also gets
 //       redisfailovers.databases.spotahome.com/name=<name>, app.kubernetes.io/managed-by=redis-operator
-//   Valkey: Bitnami's valkey and valkey-cluster charts (above). OT has no Valkey operator in the
-//   index; spotahome has no Valkey variant (chideat/valkey-operator and valkey-io/valkey-operator
-//   are other operators with other shapes, not covered here).
+//   valkey-io/valkey-operator (ValkeyCluster, API valkey.io/v1alpha1)
+//     internal/controller/utils.go @02d5130e: labels(cluster) = baseLabels(<cr>, "valkey-cluster")
+//       + the CR's own labels (the base ones win): app.kubernetes.io/{name=valkey, instance=<cr>,
+//       component=valkey-cluster, part-of=valkey, managed-by=valkey-operator}; pod/ValkeyNode label
+//       valkey.io/cluster=<cr>
+//     internal/controller/valkeycluster_controller.go @00252184 (and @d3705c21, older): upsertService,
+//       the only Service of a ValkeyCluster: <cr>, headless (clusterIP None), labels(cluster),
+//       selector valkey.io/cluster=<cr> (labels(cluster) before), port valkey 6379 (one stored
+//       version adds metrics-sidecar on the same Service); every node of every shard, cluster mode
+//       (valkey.conf cluster-enabled yes); no role Service (roles from CLUSTER NODES)
+//     internal/controller/valkeynode_nodeservice.go @4826dee7, valkeynode_resources.go (newest
+//       stored version): with spec.nodeService, one ClusterIP Service per node, valkey-<cr>-<shard>-
+//       <node>, labels baseLabels(<node>, "valkey-node") + valkey.io/cluster, shard-index, node-index
+//     Its non-cluster Valkey CR (Sentinel; label valkey.io/valkey) has no controller in the index:
+//     not covered. chideat/valkey-operator and hyperspike/valkey-operator: not covered.
+//   Bitnami's valkey and valkey-cluster charts: above. OT has no Valkey operator in the index;
+//   spotahome has no Valkey variant.
 //   EndpointSlices: the EndpointSlice controller copies a Service's labels onto its slices and adds
 //   kubernetes.io/service-name, endpointslice.kubernetes.io/managed-by and, for headless Services,
 //   service.kubernetes.io/headless (kubernetes endpointslice utils, setEndpointSliceLabels).
@@ -76,6 +90,7 @@ export const OPERATOR_KINDS = [
   'ot-redis-cluster',
   'ot-redis-sentinel',
   'spotahome-redisfailover',
+  'valkeyio-valkeycluster',
 ] as const
 export type OperatorKind = (typeof OPERATOR_KINDS)[number]
 
@@ -91,6 +106,7 @@ export const OPERATOR_SHAPES: Readonly<Record<OperatorKind, { readonly port: str
   // Sentinel only (a RedisSentinel): recognised so that its Services never become instances.
   'ot-redis-sentinel': { port: 'redis-client', mode: null },
   'spotahome-redisfailover': { port: 'redis', mode: null },
+  'valkeyio-valkeycluster': { port: 'valkey', mode: 'cluster' },
 }
 
 /** Sets the instance name of a release or custom resource (on any of its Services; operator instances only). */
@@ -140,7 +156,7 @@ export function recognizeService(svc: V1Service): OperatorMember | null {
   const labels = stringLabels(meta?.labels)
   const spec = isObject(svc.spec) ? svc.spec : undefined
   const headless = spec?.clusterIP === 'None'
-  return bitnami(name, namespace, labels, headless) ?? opstree(name, namespace, labels, headless) ?? spotahome(namespace, labels)
+  return bitnami(name, namespace, labels, headless) ?? opstree(name, namespace, labels, headless) ?? spotahome(namespace, labels) ?? valkeyio(namespace, labels, headless)
 }
 
 function member(kind: OperatorKind, namespace: string, release: string, rest: Omit<OperatorMember, 'kind' | 'namespace' | 'release' | 'group'>): OperatorMember {
@@ -205,6 +221,23 @@ function spotahome(namespace: string, labels: Labels): OperatorMember | null {
     role: data ? (role === 'master' ? 'primary' : 'replica') : null,
     annotations: component === 'redis',
   })
+}
+
+function valkeyio(namespace: string, labels: Labels, headless: boolean): OperatorMember | null {
+  if (labels['app.kubernetes.io/managed-by'] !== 'valkey-operator' || labels['app.kubernetes.io/name'] !== 'valkey') return null
+  const component = labels['app.kubernetes.io/component']
+  if (component === 'valkey-cluster') {
+    // The ValkeyCluster's headless Service (<cr>, or valkey-<cr>: matched by its labels) lists every node.
+    const cr = labels['app.kubernetes.io/instance']
+    if (cr === undefined || cr === '') return null
+    return member('valkeyio-valkeycluster', namespace, cr, { endpoints: headless, role: null, annotations: true })
+  }
+  // A per-node Service (spec.nodeService): one pod through a cluster IP; a member, never the endpoints.
+  const cr = labels['valkey.io/cluster']
+  if (component === 'valkey-node' && cr !== undefined && cr !== '') {
+    return member('valkeyio-valkeycluster', namespace, cr, { endpoints: false, role: null, annotations: false })
+  }
+  return null
 }
 
 // --- names ---------------------------------------------------------------------------------------
