@@ -18,13 +18,12 @@
 // Valkey charts run redis-server here (no valkey-server on this machine): the shapes are the
 // charts', the protocol the same. The tests run in order and share one control plane and gateway.
 
-import { execFileSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ADMIN_TOKEN } from '../helpers/gateway.js'
 import type { RedisServer } from '../helpers/redis-server.js'
 import { startCluster, type KubeCluster } from './helpers/cluster.js'
 import { annotate, command, directly, grantDiscovery, ok, slicePath, startKubeGateway, svcPath, waitUntil, type KubeGateway } from './helpers/kube-gateway.js'
-import { createPodNetwork, type Netns, type PodNetwork } from './helpers/netns.js'
+import { createPodNetwork, type Netns, type PodNetwork, leftBehind } from './helpers/netns.js'
 
 const NS = 'redis-system'
 const PORT = 6379
@@ -291,18 +290,8 @@ afterAll(async () => {
   const results = [await Promise.allSettled([gw?.stop()]), await Promise.allSettled([net?.destroy()]), await Promise.allSettled([kube?.stop()])].flat()
   const failures: unknown[] = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((f) => f.reason)
   if (net) {
-    const alive = pids.filter((pid) => {
-      try {
-        process.kill(pid, 0)
-        return true
-      } catch {
-        return false
-      }
-    })
-    const names = [net.bridge, ...net.pods.flatMap((p) => [p.name, p.hostIf])]
-    const listed = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }) + execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
-    const left = names.filter((name) => new RegExp(`(^|[\\s:])${name}([\\s:@]|$)`, 'm').test(listed))
-    if (alive.length || left.length) failures.push(new Error(`left behind: pids ${JSON.stringify(alive)}, interfaces/namespaces ${JSON.stringify(left)}`))
+    const left = leftBehind(net, pids)
+    if (left !== null) failures.push(left)
   }
   if (failures.length) throw new AggregateError(failures, 'teardown failed')
 })

@@ -18,7 +18,7 @@
 //
 // The tests run in order and share one control plane, one cluster and one gateway.
 
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { keySlot, SLOT_COUNT } from '../../src/routing/cluster-slots.js'
@@ -38,7 +38,7 @@ import {
   waitUntil,
   type KubeGateway,
 } from './helpers/kube-gateway.js'
-import { createPodNetwork, type PodNetwork } from './helpers/netns.js'
+import { createPodNetwork, type PodNetwork, leftBehind } from './helpers/netns.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -261,18 +261,8 @@ afterAll(async () => {
   const failures: unknown[] = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((f) => f.reason)
   // Nothing of this file's pod network is left: no process, netns, veth or bridge.
   if (net) {
-    const alive = pids.filter((pid) => {
-      try {
-        process.kill(pid, 0)
-        return true
-      } catch {
-        return false
-      }
-    })
-    const names = [net.bridge, ...net.pods.flatMap((p) => [p.name, p.hostIf])]
-    const listed = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }) + execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
-    const left = names.filter((name) => new RegExp(`(^|[\\s:])${name}([\\s:@]|$)`, 'm').test(listed))
-    if (alive.length || left.length) failures.push(new Error(`left behind: pids ${JSON.stringify(alive)}, interfaces/namespaces ${JSON.stringify(left)}`))
+    const left = leftBehind(net, pids)
+    if (left !== null) failures.push(left)
   }
   if (failures.length) throw new AggregateError(failures, 'teardown failed')
 })

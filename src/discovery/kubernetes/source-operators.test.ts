@@ -3,46 +3,13 @@
 // publishes for a chart's release, the prefix rule it replaces for the release's Services, the
 // explicit `redis-<name>` Service winning over a release of the same name, and `operators: false`.
 // The behaviour on a real kube-apiserver is in test/kubernetes/operators.test.ts.
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { KubeConfig } from '@kubernetes/client-node'
 import { afterEach, describe, expect, it } from 'vitest'
 import { waitFor } from '../../../test/helpers/wait.js'
+import { kubeConfigFor as kubeConfig, startStandInApiServer } from '../../../test/helpers/stand-in-apiserver.js'
 import type { InstanceSpec, TopologyUpdate } from '../../core/topology.js'
 import { KubernetesSource, type KubernetesSourceEvent } from './source.js'
 
 const NS = 'redis-system'
-
-async function fakeApiServer(services: unknown[], slices: unknown[]): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url ?? '/', 'http://x')
-    res.writeHead(200, { 'content-type': 'application/json' })
-    if (u.searchParams.get('watch') === 'true') return // open until closed
-    const items = u.pathname.endsWith('/services') ? services : slices
-    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '7' }, items }))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
-}
-
-function kubeConfig(server: string): KubeConfig {
-  const kc = new KubeConfig()
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  })
-  return kc
-}
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
@@ -51,7 +18,7 @@ afterEach(async () => {
 
 /** Runs a source over the objects until it synced and reconciled; returns the instances it published and its events. */
 async function instancesOf(services: unknown[], slices: unknown[], operators?: boolean): Promise<{ instances: Map<string, InstanceSpec>; events: KubernetesSourceEvent[] }> {
-  const api = await fakeApiServer(services, slices)
+  const api = await startStandInApiServer({ services, slices })
   cleanups.push(api.close)
   const instances = new Map<string, InstanceSpec>()
   const events: KubernetesSourceEvent[] = []

@@ -2,51 +2,10 @@
 // (plain HTTP on loopback) records every list and watch the real client (@kubernetes/client-node,
 // through KubernetesSource) sends, per namespace and cluster-wide. The behaviour on a real
 // kube-apiserver is in test/kubernetes/discovery-scope.test.ts.
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { KubeConfig } from '@kubernetes/client-node'
 import { afterEach, describe, expect, it } from 'vitest'
 import { waitFor } from '../../../test/helpers/wait.js'
+import { kubeConfigFor as kubeConfig, startStandInApiServer, type RecordedRequest } from '../../../test/helpers/stand-in-apiserver.js'
 import { KubernetesSource, selectorParams } from './source.js'
-
-interface Recorded {
-  readonly path: string
-  readonly query: Record<string, string>
-}
-
-/** An API server that answers lists with no items and holds watches open; it records each request. */
-async function fakeApiServer(): Promise<{ url: string; requests: Recorded[]; close(): Promise<void> }> {
-  const requests: Recorded[] = []
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url ?? '/', 'http://x')
-    requests.push({ path: u.pathname, query: Object.fromEntries(u.searchParams) })
-    res.writeHead(200, { 'content-type': 'application/json' })
-    if (u.searchParams.get('watch') === 'true') return // open until closed
-    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '7' }, items: [] }))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
-}
-
-function kubeConfig(server: string): KubeConfig {
-  const kc = new KubeConfig()
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  })
-  return kc
-}
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
@@ -54,8 +13,8 @@ afterEach(async () => {
 })
 
 /** Starts a source against a stand-in API server; resolves once every list and watch was requested. */
-async function requestsOf(opts: { namespaces: string[]; labelSelector?: string; optIn?: boolean }): Promise<Recorded[]> {
-  const api = await fakeApiServer()
+async function requestsOf(opts: { namespaces: string[]; labelSelector?: string; optIn?: boolean }): Promise<RecordedRequest[]> {
+  const api = await startStandInApiServer()
   cleanups.push(api.close)
   const source = new KubernetesSource({ kubeConfig: kubeConfig(api.url), servicePrefix: 'redis-', apply: () => {}, ...opts })
   source.start()
@@ -65,7 +24,7 @@ async function requestsOf(opts: { namespaces: string[]; labelSelector?: string; 
   return api.requests
 }
 
-const listsAndWatches = (reqs: Recorded[]): string[] =>
+const listsAndWatches = (reqs: RecordedRequest[]): string[] =>
   reqs.map((r) => `${r.query['watch'] === 'true' ? 'watch' : 'list'} ${r.path}`).sort()
 
 describe('list and watch URLs', () => {

@@ -335,3 +335,22 @@ export async function createPodNetwork(count: number): Promise<PodNetwork> {
     },
   }
 }
+
+/**
+ * What a test's pod network left behind after destroy(): processes of `pids` still alive, and the
+ * bridge, namespaces or veths still listed by `ip`. An Error naming them, or null when nothing is left.
+ */
+export function leftBehind(net: PodNetwork, pids: readonly number[]): Error | null {
+  const alive = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  })
+  const names = [net.bridge, ...net.pods.flatMap((p) => [p.name, p.hostIf])]
+  const listed = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }) + execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+  const left = names.filter((name) => new RegExp(`(^|[\\s:])${name}([\\s:@]|$)`, 'm').test(listed))
+  return alive.length || left.length ? new Error(`left behind: pids ${JSON.stringify(alive)}, interfaces/namespaces ${JSON.stringify(left)}`) : null
+}
