@@ -354,7 +354,7 @@ async function main(): Promise<void> {
   const endpointsUp = async (opsPort: number): Promise<number> => ((await metricsText(opsPort)).match(/^redis_gateway_endpoint_up\{[^}]*\} 1$/gm) ?? []).length
   /** V8 heap in use and memory outside it (Buffers), MiB, from the gateway's own metrics. */
   const heapMiB = (text: string): { used: number; external: number } => {
-    const v = (name: string): number => Number(new RegExp(`^redis_gateway_process_nodejs_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20
+    const v = (name: string): number => Number(new RegExp(`^nodejs_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20
     return { used: v('heap_size_used_bytes'), external: v('external_memory_bytes') }
   }
 

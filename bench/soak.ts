@@ -44,7 +44,7 @@ export interface SoakResult {
 
 async function heapUsedKiB(g: GatewayServer): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${g.opsPort}/metrics`)).text()
-  const m = /^redis_gateway_process_nodejs_heap_size_used_bytes (\S+)$/m.exec(text)
+  const m = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)
   return m ? Number(m[1]) / 1024 : NaN
 }
 

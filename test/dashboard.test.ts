@@ -36,10 +36,13 @@ interface Dashboard {
 
 /**
  * Labels Prometheus attaches to every series it scrapes from a pod (job and the Prometheus
- * Operator's target labels). `instance` is not here: on the gateway's metrics it is the Redis
- * instance (the ServiceMonitor keeps it with honorLabels), so it must be a declared label.
+ * Operator's target labels). `instance` and `endpoint` are target labels too, but they are left
+ * out on purpose: before 0.2 the gateway's own labels had those names (now redis_instance and
+ * redis_endpoint), so a query still grouping by them is the old contract and must fail here.
  */
 const TARGET_LABELS = new Set(['job', 'namespace', 'pod', 'service', 'container'])
+/** Names a scrape (Prometheus or the Prometheus Operator) sets on a target: no gateway label may use one. */
+const SCRAPE_LABELS = new Set([...TARGET_LABELS, 'instance', 'endpoint'])
 
 interface MetricInfo {
   type: string
@@ -159,7 +162,13 @@ describe('Grafana dashboard', () => {
     for (const [expr, message] of bad) {
       expect(checkExpr(expr, metrics).problems.join('\n'), expr).toContain(message)
     }
-    expect(checkExpr('sum by (instance, le) (rate(redis_gateway_request_duration_seconds_bucket{namespace=~"$ns"}[$__rate_interval]))', metrics).problems).toEqual([])
+    expect(checkExpr('sum by (redis_instance, le) (rate(redis_gateway_request_duration_seconds_bucket{namespace=~"$ns"}[$__rate_interval]))', metrics).problems).toEqual([])
+    expect(checkExpr('sum by (instance, le) (rate(redis_gateway_request_duration_seconds_bucket[5m]))', metrics).problems.join('\n')).toContain('no label "instance"')
+  })
+
+  test('no metric has a label a scrape overwrites (instance, job, endpoint, pod, namespace, service, container)', () => {
+    const clashes = [...metrics].flatMap(([name, info]) => [...info.labels].filter((l) => SCRAPE_LABELS.has(l)).map((l) => `${name}{${l}}`))
+    expect(clashes).toEqual([])
   })
 
   test('every expression names only registered metrics and labels they have', () => {
@@ -199,8 +208,8 @@ describe('Grafana dashboard', () => {
     for (const name of listed) expect(metrics.has(name), `${name} is registered`).toBe(true)
     const shown = new Set(exprs.flatMap((e) => checkExpr(e.expr, metrics).metrics))
     expect(listed.filter((n) => !shown.has(n))).toEqual([])
-    // Latency percentiles per instance: quantiles grouped by instance.
-    const perInstance = exprs.filter((e) => /histogram_quantile\(0\.99, sum by \(instance, le\) \(rate\(redis_gateway_request_duration_seconds_bucket/.test(e.expr))
+    // Latency percentiles per instance: quantiles grouped by redis_instance.
+    const perInstance = exprs.filter((e) => /histogram_quantile\(0\.99, sum by \(redis_instance, le\) \(rate\(redis_gateway_request_duration_seconds_bucket/.test(e.expr))
     expect(perInstance.length).toBeGreaterThan(0)
     // Breaker panel maps 0/1/2 to closed/half-open/open as the breaker_state gauge defines them.
     const breaker = JSON.stringify(queryPanels.find((p) => (p.targets ?? []).some((t) => t.expr?.includes('breaker_state{')) && p.type === 'state-timeline'))

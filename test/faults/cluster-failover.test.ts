@@ -96,7 +96,7 @@ describe('a cluster primary killed with SIGKILL under read/write load', () => {
     const [replica] = cluster.replicasOf(victim.id)
     expect(replica).toBeDefined()
     const before = await scrape(gw.opsUrl)
-    const changedBefore = metric(before, 'redis_gateway_cluster_topology_events_total', { instance: 'c', kind: 'changed' })
+    const changedBefore = metric(before, 'redis_gateway_cluster_topology_events_total', { redis_instance: 'c', kind: 'changed' })
     const requestsBefore = metric(before, 'redis_gateway_requests_total')
 
     // Each client: SET then GET, round-robin over its keys; a GET expects its client's last
@@ -192,9 +192,9 @@ describe('a cluster primary killed with SIGKILL under read/write load', () => {
       }
 
       const after = await scrape(gw.opsUrl)
-      const changedAfter = metric(after, 'redis_gateway_cluster_topology_events_total', { instance: 'c', kind: 'changed' })
+      const changedAfter = metric(after, 'redis_gateway_cluster_topology_events_total', { redis_instance: 'c', kind: 'changed' })
       const redirects = Object.fromEntries(
-        ['moved', 'ask', 'tryagain', 'clusterdown'].map((kind) => [kind, metric(after, 'redis_gateway_cluster_redirects_total', { instance: 'c', kind })]),
+        ['moved', 'ask', 'tryagain', 'clusterdown'].map((kind) => [kind, metric(after, 'redis_gateway_cluster_redirects_total', { redis_instance: 'c', kind })]),
       )
 
       const wrong = (r: Sample): boolean => r.status !== 200 || (r.op === 'GET' && r.expected !== null && r.result !== r.expected)
@@ -254,7 +254,7 @@ describe('a cluster primary killed with SIGKILL under read/write load', () => {
       expect.soft(gatewayPrimary()).toBe(failover.primary.address)
       expect.soft(changedAfter).toBeGreaterThan(changedBefore)
       expect.soft(metric(after, 'redis_gateway_requests_total')).toBeGreaterThanOrEqual(requestsBefore + results.length)
-      expect.soft(gauge(after, 'redis_gateway_cluster_slots_served', { instance: 'c' })).toBe(16_384)
+      expect.soft(gauge(after, 'redis_gateway_cluster_slots_served', { redis_instance: 'c' })).toBe(16_384)
     } finally {
       offBreaker()
       await stopLoad()

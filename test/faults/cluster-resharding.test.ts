@@ -75,7 +75,7 @@ interface Outcome {
 
 const slotMetric = async (): Promise<Record<string, number>> => {
   const text = await scrape(gw.opsUrl)
-  return Object.fromEntries(['moved', 'ask', 'tryagain', 'clusterdown'].map((kind) => [kind, metric(text, 'redis_gateway_cluster_redirects_total', { instance: 'c', kind })]))
+  return Object.fromEntries(['moved', 'ask', 'tryagain', 'clusterdown'].map((kind) => [kind, metric(text, 'redis_gateway_cluster_redirects_total', { redis_instance: 'c', kind })]))
 }
 
 /** POSTs and checks the reply: `check` returns why the body is wrong, or null. */
@@ -252,7 +252,7 @@ describe('a cluster resharded and scaled out under load', () => {
     const base = gw.base('c')
     // The first test's bulk keys would only make the rebalance's MIGRATEs longer.
     await Promise.all(cluster.primaries().map((p) => cluster.client(p).flushall()))
-    const nodesBefore = gauge(await scrape(gw.opsUrl), 'redis_gateway_cluster_nodes', { instance: 'c' })
+    const nodesBefore = gauge(await scrape(gw.opsUrl), 'redis_gateway_cluster_nodes', { redis_instance: 'c' })
     const outcomes: Outcome[] = []
     let stopped = false
     // Light load: three clients writing and reading their own keys spread over all slots.
@@ -323,7 +323,7 @@ describe('a cluster resharded and scaled out under load', () => {
     const view = routes.view
     const shardOfNew = view?.shards.find((s) => s.primary === added.address)
     const metrics = await scrape(gw.opsUrl)
-    const nodesAfter = gauge(metrics, 'redis_gateway_cluster_nodes', { instance: 'c' })
+    const nodesAfter = gauge(metrics, 'redis_gateway_cluster_nodes', { redis_instance: 'c' })
     const failed = outcomes.filter((o) => o.failure !== null)
     console.log(
       `[faults/cluster-resharding] added ${added.address}, rebalanced in ${fmt(rebalanceMs)} (redis-cli): it owns ${added.slots.reduce((n, [x, y]) => n + y - x + 1, 0)} slots; ` +

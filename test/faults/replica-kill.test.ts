@@ -53,7 +53,7 @@ describe('a replica killed with SIGKILL during reads', () => {
     const results = await load.stop()
 
     const metrics = await scrape(gw.opsUrl)
-    const retries = metric(metrics, 'redis_gateway_retries_total', { instance: 'reads' })
+    const retries = metric(metrics, 'redis_gateway_retries_total', { redis_instance: 'reads' })
     const byCode = Object.fromEntries(
       [...metrics.matchAll(/^redis_gateway_retries_total\{([^}]*)\} (\d+)/gm)].map((m) => [/code="(\w+)"/.exec(m[1]!)?.[1], Number(m[2])]),
     )

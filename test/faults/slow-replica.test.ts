@@ -110,7 +110,7 @@ async function measurePair(name: Name): Promise<{ subject: Measured; twin: Measu
 /** The gateway's hedge counters of `name` (its twin not included): hedges sent, and those that answered first. */
 async function hedges(name: Name): Promise<{ sent: number; won: number }> {
   const text = await scrape(gw.opsUrl)
-  const count = (result: 'sent' | 'won'): number => metric(text, 'redis_gateway_hedges_total', { instance: name, result })
+  const count = (result: 'sent' | 'won'): number => metric(text, 'redis_gateway_hedges_total', { redis_instance: name, result })
   return { sent: count('sent'), won: count('won') }
 }
 

@@ -70,13 +70,13 @@ async function waitForReplicas(): Promise<void> {
 /** Upstream round trips the gateway finished on an endpoint (all outcomes, or one). */
 async function upstreamCount(id: string, outcome?: string): Promise<number> {
   return metric(await scrape(gw.opsUrl), 'redis_gateway_upstream_duration_seconds_count', {
-    endpoint: id,
+    redis_endpoint: id,
     ...(outcome ? { outcome } : {}),
   })
 }
 
 async function breakerGauge(id: string): Promise<number | undefined> {
-  return gauge(await scrape(gw.opsUrl), 'redis_gateway_breaker_state', { instance: 'st', endpoint: id })
+  return gauge(await scrape(gw.opsUrl), 'redis_gateway_breaker_state', { redis_instance: 'st', redis_endpoint: id })
 }
 
 interface Fault {

@@ -140,9 +140,9 @@ test('1. detection without configuration; one seed with allowUndiscoveredCluster
   for (const k of keys) expect(await owner(k).get(k)).toBe(`v-${k}`)
   await waitFor(async () => {
     const page = await metrics()
-    expect(metric(page, 'redis_gateway_cluster_shards', { instance: 'c' })).toBe(3)
-    expect(metric(page, 'redis_gateway_cluster_slots_served', { instance: 'c' })).toBe(16384)
-    expect(metric(page, 'redis_gateway_cluster_nodes', { instance: 'c' })).toBe(6)
+    expect(metric(page, 'redis_gateway_cluster_shards', { redis_instance: 'c' })).toBe(3)
+    expect(metric(page, 'redis_gateway_cluster_slots_served', { redis_instance: 'c' })).toBe(16384)
+    expect(metric(page, 'redis_gateway_cluster_nodes', { redis_instance: 'c' })).toBe(6)
   })
 
   // One seed (a primary) and allowUndiscoveredClusterNodes: the announced nodes are used.
@@ -159,8 +159,8 @@ test('1. detection without configuration; one seed with allowUndiscoveredCluster
     // Every node of the cluster joined its pool.
     expect(one.gateway.pool.size).toBe(6)
     const page = await metrics(one)
-    expect(metric(page, 'redis_gateway_cluster_topology_events_total', { instance: 'one', kind: 'refused' })).toBe(0)
-    expect(metric(page, 'redis_gateway_cluster_slots_served', { instance: 'one' })).toBe(16384)
+    expect(metric(page, 'redis_gateway_cluster_topology_events_total', { redis_instance: 'one', kind: 'refused' })).toBe(0)
+    expect(metric(page, 'redis_gateway_cluster_slots_served', { redis_instance: 'one' })).toBe(16384)
   } finally {
     await one.stop()
   }
@@ -189,9 +189,9 @@ test('1. detection without configuration; one seed with allowUndiscoveredCluster
       const page = await metrics(refusing)
       // One per slot map learned with refused nodes: a map that changes (a node's health in CLUSTER
       // SHARDS right after the cluster formed) counts again.
-      expect(metric(page, 'redis_gateway_cluster_topology_events_total', { instance: 'one', kind: 'refused' })).toBeGreaterThanOrEqual(1)
+      expect(metric(page, 'redis_gateway_cluster_topology_events_total', { redis_instance: 'one', kind: 'refused' })).toBeGreaterThanOrEqual(1)
       // The seed's shard only.
-      expect(metric(page, 'redis_gateway_cluster_slots_served', { instance: 'one' })).toBe(cluster.shards()[0]!.slots.reduce((n, [a, b]) => n + b - a + 1, 0))
+      expect(metric(page, 'redis_gateway_cluster_slots_served', { redis_instance: 'one' })).toBe(cluster.shards()[0]!.slots.reduce((n, [a, b]) => n + b - a + 1, 0))
     })
   } finally {
     await refusing.stop()
@@ -211,7 +211,7 @@ test('2. mode: standalone pins a plain instance: MOVED comes back as a 400, not 
   expect(await node(otherOwner).exists(other!)).toBe(0)
   // Not followed, and the instance did not become a cluster.
   expect(gw.gateway.clusters.get('std')).toBeUndefined()
-  expect(metric(await metrics(), 'redis_gateway_cluster_redirects_total', { instance: 'std' })).toBe(0)
+  expect(metric(await metrics(), 'redis_gateway_cluster_redirects_total', { redis_instance: 'std' })).toBe(0)
 })
 
 test('3. slot routing: SET/GET on all three shards; hash-tagged keys on one node', async () => {
@@ -353,14 +353,14 @@ test('5. a 100-command pipeline over every shard: answers in request order, each
   // The request counted as a success, nothing failed or was redirected on the way.
   await waitFor(async () => {
     const after = await metrics()
-    const ok = (p: string) => metric(p, 'redis_gateway_requests_total', { instance: 'c', class: 'pipeline', outcome: 'success', code: 'OK' })
+    const ok = (p: string) => metric(p, 'redis_gateway_requests_total', { redis_instance: 'c', class: 'pipeline', outcome: 'success', code: 'OK' })
     const failed = (p: string) =>
-      metric(p, 'redis_gateway_requests_total', { instance: 'c', class: 'pipeline', outcome: 'server_error' }) +
-      metric(p, 'redis_gateway_requests_total', { instance: 'c', class: 'pipeline', outcome: 'client_error' })
+      metric(p, 'redis_gateway_requests_total', { redis_instance: 'c', class: 'pipeline', outcome: 'server_error' }) +
+      metric(p, 'redis_gateway_requests_total', { redis_instance: 'c', class: 'pipeline', outcome: 'client_error' })
     expect(ok(after) - ok(before)).toBe(1)
     expect(failed(after) - failed(before)).toBe(0)
     expect(metric(after, 'redis_gateway_faults_total') - metric(before, 'redis_gateway_faults_total')).toBe(0)
-    expect(metric(after, 'redis_gateway_cluster_redirects_total', { instance: 'c' }) - metric(before, 'redis_gateway_cluster_redirects_total', { instance: 'c' })).toBe(0)
+    expect(metric(after, 'redis_gateway_cluster_redirects_total', { redis_instance: 'c' }) - metric(before, 'redis_gateway_cluster_redirects_total', { redis_instance: 'c' })).toBe(0)
   })
 
   // The SDK's pipeline too.
@@ -639,7 +639,7 @@ test('12. a slot migrating: ASK is followed to the importing node; TRYAGAIN wait
   const source = cluster.slotOwner(slot)
   const target = primaries.find((p) => p.id !== source.id)!
   await node(source).mset(a, 'va', b, 'vb')
-  const redirects = async (kind: string): Promise<number> => metric(await metrics(), 'redis_gateway_cluster_redirects_total', { instance: 'c', kind })
+  const redirects = async (kind: string): Promise<number> => metric(await metrics(), 'redis_gateway_cluster_redirects_total', { redis_instance: 'c', kind })
   const before = { ask: await redirects('ask'), tryagain: await redirects('tryagain'), moved: await redirects('moved') }
 
   const m = await migrating(slot, source, target)

@@ -45,11 +45,11 @@ async function scrape(): Promise<string> {
   return res.text()
 }
 
-/** The gateway's own series (process/runtime metrics excluded: their label sets vary with GC). */
+/** The gateway's own series (Node's process_ and nodejs_ metrics excluded: their label sets vary with GC). */
 function series(text: string): string[] {
   return text
     .split('\n')
-    .filter((l) => l.startsWith('redis_gateway_') && !l.startsWith('redis_gateway_process_'))
+    .filter((l) => l.startsWith('redis_gateway_'))
     .map((l) => l.slice(0, l.lastIndexOf(' ')))
 }
 
@@ -77,15 +77,15 @@ describe('metrics', () => {
     const json = await gw.gateway.metrics.registry.getMetricsAsJSON()
     const byName = new Map(json.map((m) => [m.name, m]))
     const expected: Record<string, string[]> = {
-      redis_gateway_requests_total: ['instance', 'group', 'class', 'outcome', 'code'],
-      redis_gateway_request_duration_seconds: ['instance', 'class', 'outcome'],
-      redis_gateway_upstream_duration_seconds: ['instance', 'endpoint', 'role', 'outcome'],
+      redis_gateway_requests_total: ['redis_instance', 'group', 'class', 'outcome', 'code'],
+      redis_gateway_request_duration_seconds: ['redis_instance', 'class', 'outcome'],
+      redis_gateway_upstream_duration_seconds: ['redis_instance', 'redis_endpoint', 'role', 'outcome'],
       redis_gateway_inflight_requests: [],
-      redis_gateway_endpoint_up: ['instance', 'endpoint'],
-      redis_gateway_breaker_state: ['instance', 'endpoint'],
-      redis_gateway_retries_total: ['instance', 'code'],
-      redis_gateway_hedges_total: ['instance', 'result'],
-      redis_gateway_replica_lag_bytes: ['instance', 'endpoint'],
+      redis_gateway_endpoint_up: ['redis_instance', 'redis_endpoint'],
+      redis_gateway_breaker_state: ['redis_instance', 'redis_endpoint'],
+      redis_gateway_retries_total: ['redis_instance', 'code'],
+      redis_gateway_hedges_total: ['redis_instance', 'result'],
+      redis_gateway_replica_lag_bytes: ['redis_instance', 'redis_endpoint'],
       redis_gateway_discovery_events_total: ['source', 'outcome'],
       redis_gateway_discovery_last_sync_timestamp_seconds: ['source'],
       redis_gateway_routing_table_instances: [],
@@ -97,11 +97,26 @@ describe('metrics', () => {
       expect([...declared].sort(), name).toEqual([...labels].sort())
     }
     const text = await scrape()
-    expect(text).toMatch(/redis_gateway_requests_total\{instance="main",group="",class="write",outcome="success",code="OK"\} \d+/)
-    expect(text).toMatch(/redis_gateway_requests_total\{instance="(main|other)",group="g",class="read",outcome="success",code="OK"\} \d+/)
-    expect(text).toMatch(/redis_gateway_requests_total\{instance="",group="",class="none",outcome="client_error",code="UNAUTHORIZED"\} \d+/)
-    expect(text).toMatch(/redis_gateway_endpoint_up\{instance="main",endpoint="127\.0\.0\.1:\d+"\} 1/)
+    expect(text).toMatch(/redis_gateway_requests_total\{redis_instance="main",group="",class="write",outcome="success",code="OK"\} \d+/)
+    expect(text).toMatch(/redis_gateway_requests_total\{redis_instance="(main|other)",group="g",class="read",outcome="success",code="OK"\} \d+/)
+    expect(text).toMatch(/redis_gateway_requests_total\{redis_instance="",group="",class="none",outcome="client_error",code="UNAUTHORIZED"\} \d+/)
+    expect(text).toMatch(/redis_gateway_endpoint_up\{redis_instance="main",redis_endpoint="127\.0\.0\.1:\d+"\} 1/)
     expect(text).toMatch(/redis_gateway_routing_table_instances 2/)
+  })
+
+  it('no label is one a scrape overwrites; Node default metrics keep their standard names', async () => {
+    // Prometheus and the Prometheus Operator set these on every target (changed in 0.2: the gateway's
+    // instance and endpoint labels became redis_instance and redis_endpoint).
+    const scrapeLabels = new Set(['instance', 'job', 'endpoint', 'pod', 'namespace', 'service', 'container'])
+    for (const m of gw.gateway.metrics.registry.getMetricsAsArray()) {
+      const { name, labelNames } = m as unknown as { name: string; labelNames?: string[] }
+      expect((labelNames ?? []).filter((l) => scrapeLabels.has(l)), name).toEqual([])
+    }
+    const text = await scrape()
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
+      expect(text).toMatch(new RegExp(`^${name} `, 'm'))
+    }
+    expect(text).not.toContain('redis_gateway_process_')
   })
 
   it('histogram buckets span 100 us to 10 s', () => {
@@ -119,9 +134,9 @@ describe('metrics', () => {
     // Every label value comes from a bounded set: configured names, endpoints, enumerations.
     const endpoints = topo.all.map((s) => `127.0.0.1:${s.port}`)
     const allowed: Record<string, readonly string[]> = {
-      instance: ['', 'main', 'other'],
+      redis_instance: ['', 'main', 'other'],
       group: ['', 'g'],
-      endpoint: endpoints,
+      redis_endpoint: endpoints,
       role: ['primary', 'replica', 'none'],
       class: ['none', 'read', 'write', 'pipeline', 'multi', 'subscribe'],
       outcome: ['success', 'client_error', 'server_error', 'ok', 'reply_error', 'busy', 'timeout', 'unavailable', 'reset', 'listed', 'watching', 'reconciled', 'error', 'gone', 'conflict', 'bad_annotation'],
@@ -144,15 +159,15 @@ describe('metrics', () => {
   })
 
   it('drops an endpoint’s gauges when its instance no longer lists it', async () => {
-    const r2 = `endpoint="127.0.0.1:${topo.r2.port}"`
-    const has = (text: string) => text.split('\n').some((l) => l.startsWith('redis_gateway_endpoint_up{instance="main"') && l.includes(r2))
+    const r2 = `redis_endpoint="127.0.0.1:${topo.r2.port}"`
+    const has = (text: string) => text.split('\n').some((l) => l.startsWith('redis_gateway_endpoint_up{redis_instance="main"') && l.includes(r2))
     expect(has(await scrape())).toBe(true)
     const next = instances()
     next[0] = { ...next[0]!, endpoints: [topo.primary.url, topo.r1.url] }
     await gw.rewrite({ instances: next, groups: { g: { strategy: 'sticky' } }, extra: HEALTH })
     await waitFor(async () => !has(await scrape()), { message: 'endpoint_up series of the removed endpoint gone' })
     const text = await scrape()
-    expect(text).not.toMatch(new RegExp(`redis_gateway_(replica_lag_bytes|breaker_state)\\{instance="main",${r2}`))
+    expect(text).not.toMatch(new RegExp(`redis_gateway_(replica_lag_bytes|breaker_state)\\{redis_instance="main",${r2}`))
   })
 })
 

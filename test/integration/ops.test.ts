@@ -141,15 +141,15 @@ describe('/metrics', () => {
     for (const leaked of [key, 'no-such-instance-xyz', 'wrong-token-abc', 'NOSUCHCOMMANDZZ', WRITE_TOKEN, READ_TOKEN]) {
       expect(text, leaked).not.toContain(leaked)
     }
-    const allowed = new Set(['instance', 'group', 'endpoint', 'role', 'class', 'outcome', 'code', 'source', 'result', 'le'])
+    const allowed = new Set(['redis_instance', 'group', 'redis_endpoint', 'role', 'class', 'outcome', 'code', 'source', 'result', 'le'])
     for (const s of parseSamples(text)) {
-      // The prom-client default process metrics carry their own fixed labels (version, space, kind...).
-      if (s.name.startsWith('redis_gateway_process_')) continue
+      // The prom-client default metrics (process_*, nodejs_*) carry their own fixed labels (version, space, kind...).
+      if (!s.name.startsWith('redis_gateway_')) continue
       for (const label of Object.keys(s.labels)) expect(allowed.has(label), `${s.name} label ${label}`).toBe(true)
     }
     // Known label values only.
     for (const s of parseSamples(text).filter((x) => x.name === 'redis_gateway_requests_total')) {
-      expect(['', 'main']).toContain(s.labels.instance)
+      expect(['', 'main']).toContain(s.labels.redis_instance)
       expect(['success', 'client_error', 'server_error']).toContain(s.labels.outcome)
       expect(s.labels.code).toMatch(/^[A-Z]+$/)
     }
@@ -158,27 +158,27 @@ describe('/metrics', () => {
   it('requests_total for an instance and class rises by exactly N after N requests', async () => {
     const N = 25
     const before = await samples()
-    const reads0 = sum(before, 'redis_gateway_requests_total', { instance: 'main', class: 'read' })
-    const writes0 = sum(before, 'redis_gateway_requests_total', { instance: 'main', class: 'write' })
-    const readOk0 = sum(before, 'redis_gateway_requests_total', { instance: 'main', class: 'read', outcome: 'success', code: 'OK' })
-    const durCount0 = sum(before, 'redis_gateway_request_duration_seconds_count', { instance: 'main', class: 'read' })
+    const reads0 = sum(before, 'redis_gateway_requests_total', { redis_instance: 'main', class: 'read' })
+    const writes0 = sum(before, 'redis_gateway_requests_total', { redis_instance: 'main', class: 'write' })
+    const readOk0 = sum(before, 'redis_gateway_requests_total', { redis_instance: 'main', class: 'read', outcome: 'success', code: 'OK' })
+    const durCount0 = sum(before, 'redis_gateway_request_duration_seconds_count', { redis_instance: 'main', class: 'read' })
 
     for (let i = 0; i < N; i++) expect((await command(['SET', `ops:n:${i}`, String(i)])).status).toBe(200)
     const reads = await Promise.all(Array.from({ length: N }, (_, i) => command(['GET', `ops:n:${i}`], READ_TOKEN)))
     for (const r of reads) expect(r.status).toBe(200)
 
     const after = await samples()
-    expect(sum(after, 'redis_gateway_requests_total', { instance: 'main', class: 'read' }) - reads0).toBe(N)
-    expect(sum(after, 'redis_gateway_requests_total', { instance: 'main', class: 'write' }) - writes0).toBe(N)
+    expect(sum(after, 'redis_gateway_requests_total', { redis_instance: 'main', class: 'read' }) - reads0).toBe(N)
+    expect(sum(after, 'redis_gateway_requests_total', { redis_instance: 'main', class: 'write' }) - writes0).toBe(N)
     expect(
-      sum(after, 'redis_gateway_requests_total', { instance: 'main', class: 'read', outcome: 'success', code: 'OK' }) - readOk0,
+      sum(after, 'redis_gateway_requests_total', { redis_instance: 'main', class: 'read', outcome: 'success', code: 'OK' }) - readOk0,
     ).toBe(N)
-    expect(sum(after, 'redis_gateway_request_duration_seconds_count', { instance: 'main', class: 'read' }) - durCount0).toBe(N)
+    expect(sum(after, 'redis_gateway_request_duration_seconds_count', { redis_instance: 'main', class: 'read' }) - durCount0).toBe(N)
   })
 
   it('a Redis error reply is counted as a client error with code REDIS', async () => {
     await command(['SET', 'ops:str', 'x'])
-    const labels = { instance: 'main', class: 'write', outcome: 'client_error', code: 'REDIS' }
+    const labels = { redis_instance: 'main', class: 'write', outcome: 'client_error', code: 'REDIS' }
     const before = sum(await samples(), 'redis_gateway_requests_total', labels)
     const res = await command(['LPUSH', 'ops:str', 'y'])
     expect(res.status).toBe(400)
@@ -217,10 +217,10 @@ describe('endpoint_up', () => {
     const own = await startRedis({ appendOnly: true })
     const g = await startGateway({ instances: [{ name: 'ep', endpoints: [own.url] }] })
     try {
-      const labels = { instance: 'ep', endpoint: `127.0.0.1:${own.port}` }
+      const labels = { redis_instance: 'ep', redis_endpoint: `127.0.0.1:${own.port}` }
       const up = async (): Promise<number | null> => {
         const s = parseSamples(await (await fetch(`${g.opsUrl}/metrics`)).text()).filter(
-          (x) => x.name === 'redis_gateway_endpoint_up' && x.labels.instance === labels.instance && x.labels.endpoint === labels.endpoint,
+          (x) => x.name === 'redis_gateway_endpoint_up' && x.labels.redis_instance === labels.redis_instance && x.labels.redis_endpoint === labels.redis_endpoint,
         )
         return s.length === 1 ? s[0]!.value : null
       }

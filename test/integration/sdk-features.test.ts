@@ -217,9 +217,9 @@ describe('SDK auto-pipelining', () => {
     const n = 60
     const counted = (): Promise<[number, number, number]> =>
       Promise.all([
-        requestCount(env.gw, { instance: 'main', class: 'pipeline' }),
-        requestCount(env.gw, { instance: 'main', class: 'write' }),
-        requestCount(env.gw, { instance: 'main', class: 'read' }),
+        requestCount(env.gw, { redis_instance: 'main', class: 'pipeline' }),
+        requestCount(env.gw, { redis_instance: 'main', class: 'write' }),
+        requestCount(env.gw, { redis_instance: 'main', class: 'read' }),
       ])
     const stats0 = await env.commandStats()
     const [pipe0, write0, read0] = await counted()
@@ -270,17 +270,17 @@ describe('SDK auto-pipelining', () => {
     const sdk = env.sdk({ enableAutoPipelining: false })
     const p = env.prefix()
     const n = 100
-    const pipe0 = await requestCount(env.gw, { instance: 'main', class: 'pipeline' })
-    const write0 = await requestCount(env.gw, { instance: 'main', class: 'write' })
+    const pipe0 = await requestCount(env.gw, { redis_instance: 'main', class: 'pipeline' })
+    const write0 = await requestCount(env.gw, { redis_instance: 'main', class: 'write' })
     const incrs = await Promise.all(Array.from({ length: n }, () => sdk.incr(`${p}c`)))
     // Each INCR ran once: the replies are exactly 1..n (in whatever order they were served).
     expect([...incrs].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1))
     expect(await env.direct.get(`${p}c`)).toBe(String(n))
-    await waitFor(async () => (await requestCount(env.gw, { instance: 'main', class: 'write' })) - write0 >= n, {
+    await waitFor(async () => (await requestCount(env.gw, { redis_instance: 'main', class: 'write' })) - write0 >= n, {
       message: `${n} single write requests counted`,
     })
-    expect((await requestCount(env.gw, { instance: 'main', class: 'write' })) - write0).toBe(n)
-    expect((await requestCount(env.gw, { instance: 'main', class: 'pipeline' })) - pipe0).toBe(0)
+    expect((await requestCount(env.gw, { redis_instance: 'main', class: 'write' })) - write0).toBe(n)
+    expect((await requestCount(env.gw, { redis_instance: 'main', class: 'pipeline' })) - pipe0).toBe(0)
   })
 
   test('an error in an auto-pipelined batch fails only its own promise, with the full Redis message', async () => {

@@ -148,7 +148,7 @@ describe('start-up with a good config', () => {
 
     const metrics = await (await fetch(`${opsUrl}/metrics`)).text()
     expect(metrics).toContain('redis_gateway_requests_total')
-    expect(metrics).toMatch(/^redis_gateway_requests_total\{[^}]*instance="main"[^}]*\} [1-9]/m)
+    expect(metrics).toMatch(/^redis_gateway_requests_total\{[^}]*redis_instance="main"[^}]*\} [1-9]/m)
 
     // SIGTERM while a request is held in Redis: it completes, readiness goes away, exit 0.
     await redis.client().call('CLIENT', 'PAUSE', '1500', 'ALL')
