@@ -4,6 +4,8 @@
 #   manifests/install.yaml            Namespace redis-gateway + everything the chart installs
 #   manifests/servicemonitor.yaml     the Prometheus Operator ServiceMonitor (needs its CRD)
 #   manifests/grafana-dashboard.yaml  the Grafana dashboard ConfigMap (sidecar label grafana_dashboard)
+#   manifests/prometheusrule.yaml     the Prometheus Operator PrometheusRule with the alerts (needs its CRD);
+#                                     test/alerts/rules.test.ts runs promtool on its groups
 # manifests/examples/ is written by hand and left alone.
 #
 # Usage:
@@ -69,10 +71,14 @@ NS
       header "Optional, for the Grafana dashboard sidecar: kubectl apply -f manifests/grafana-dashboard.yaml"
       template --set grafanaDashboard.enabled=true --show-only templates/dashboard.yaml
       ;;
+    prometheusrule.yaml)
+      header "Optional, with the Prometheus Operator and manifests/servicemonitor.yaml: kubectl apply -f manifests/prometheusrule.yaml"
+      template --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml
+      ;;
   esac
 }
 
-files=(install.yaml servicemonitor.yaml grafana-dashboard.yaml)
+files=(install.yaml servicemonitor.yaml grafana-dashboard.yaml prometheusrule.yaml)
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for f in "${files[@]}"; do render "$f" >"$tmp/$f"; done

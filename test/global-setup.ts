@@ -10,6 +10,7 @@ const PREREQUISITES = [
   ['redis-cli', 'it comes with redis-server (Debian/Ubuntu: apt-get install redis-tools); the cluster tests form their clusters with it'],
   ['openssl', 'install it (Debian/Ubuntu: apt-get install openssl); the TLS test makes its certificates with it'],
   ['ss', "install it (Debian/Ubuntu: apt-get install iproute2); the HTTP tests read the gateway's side of their connections with it"],
+  ['promtool', "install it (Debian/Ubuntu: apt-get install prometheus, whose postinst may start a prometheus service: see .ci/run's ensure_package); test/alerts/rules.test.ts runs the chart's alerts through it"],
 ] as const
 
 function onPath(command: string): boolean {

@@ -428,6 +428,70 @@ const POD_MONITOR_CRD: K8sObject = JSON.parse(
     .replace('"endpoints":{"type":"array"', '"podMetricsEndpoints":{"type":"array"'),
 ) as K8sObject
 
+/**
+ * The same for monitoring.coreos.com/v1 PrometheusRule: the fields the chart renders, typed as in
+ * the Prometheus Operator's CRD (expr int-or-string, `for` a duration with its pattern).
+ */
+const PROMETHEUS_RULE_CRD: K8sObject = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'prometheusrules.monitoring.coreos.com' },
+  spec: {
+    group: 'monitoring.coreos.com',
+    scope: 'Namespaced',
+    names: { kind: 'PrometheusRule', listKind: 'PrometheusRuleList', plural: 'prometheusrules', singular: 'prometheusrule', shortNames: ['promrule'] },
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            required: ['spec'],
+            properties: {
+              apiVersion: { type: 'string' },
+              kind: { type: 'string' },
+              metadata: { type: 'object' },
+              spec: {
+                type: 'object',
+                properties: {
+                  groups: {
+                    type: 'array',
+                    items: {
+                      type: 'object',
+                      required: ['name'],
+                      properties: {
+                        name: { type: 'string', minLength: 1 },
+                        interval: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
+                        rules: {
+                          type: 'array',
+                          items: {
+                            type: 'object',
+                            required: ['expr'],
+                            properties: {
+                              alert: { type: 'string' },
+                              record: { type: 'string' },
+                              expr: { 'x-kubernetes-int-or-string': true },
+                              for: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
+                              labels: { type: 'object', additionalProperties: { type: 'string' } },
+                              annotations: { type: 'object', additionalProperties: { type: 'string' } },
+                            },
+                          },
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+}
+
 /** Where the example application of manifests/examples/sidecar.yaml runs. */
 const SIDECAR_NS = 'shop'
 /** 53 characters: the longest release name helm accepts. */
@@ -569,7 +633,8 @@ describe('helm lint and helm template', () => {
     const smSpec = sm['spec'] as { selector: { matchLabels: Record<string, string> }; endpoints: Record<string, unknown>[] }
     expect(Object.entries(smSpec.selector.matchLabels).every(([k, v]) => ops.metadata.labels?.[k] === v)).toBe(true)
     expect(Object.entries(smSpec.selector.matchLabels).every(([k, v]) => one(docs, 'Service', 'rg-redis-gateway').metadata.labels?.[k] === v)).toBe(false)
-    expect(smSpec.endpoints).toEqual([{ port: 'ops', path: '/metrics', interval: '15s', scrapeTimeout: '10s', honorLabels: true }])
+    // No honorLabels: no gateway label is named like a target label (test/dashboard.test.ts).
+    expect(smSpec.endpoints).toEqual([{ port: 'ops', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }])
     // The dashboard ConfigMap: sidecar label, in the namespace asked for, the JSON file unchanged.
     const dash = one(docs, 'ConfigMap', 'rg-redis-gateway-dashboard')
     expect(dash.metadata.namespace).toBe('monitoring')
@@ -581,6 +646,68 @@ describe('helm lint and helm template', () => {
     expect(docs.filter((d) => d.kind === 'Role').map((d) => d.metadata.namespace)).toEqual([WATCHED, OTHER])
     expect(docs.filter((d) => d.kind === 'RoleBinding').map((d) => d.metadata.namespace)).toEqual([WATCHED, OTHER])
     expect(docs.some((d) => d.kind === 'ClusterRole' || d.kind === 'ClusterRoleBinding')).toBe(false)
+  })
+
+  it('PrometheusRule: only with prometheusRule.enabled; thresholds, for, severity, labels and job from the values', () => {
+    expect(render().some((d) => d.kind === 'PrometheusRule')).toBe(false)
+    expect(render(FULL).some((d) => d.kind === 'PrometheusRule')).toBe(false)
+    interface AlertRule {
+      alert: string
+      expr: string
+      for: string
+      labels: Record<string, string>
+      annotations: Record<string, string>
+    }
+    const rulesOf = (docs: K8sObject[]): AlertRule[] => (one(docs, 'PrometheusRule')['spec'] as { groups: { rules: AlertRule[] }[] }).groups.flatMap((g) => g.rules)
+    const byName = (rules: AlertRule[], name: string): AlertRule => rules.find((r) => r.alert === name) as AlertRule
+    // Defaults: seven alerts selecting the ServiceMonitor's targets (job = the ops Service's name).
+    const docs = render({ serviceMonitor: { enabled: true }, prometheusRule: { enabled: true } })
+    const pr = one(docs, 'PrometheusRule')
+    expect(pr.metadata).toMatchObject({ name: 'rg-redis-gateway', namespace: NS })
+    const rules = rulesOf(docs)
+    expect(rules.map((r) => r.alert)).toEqual([
+      'RedisGatewayHighErrorRatio',
+      'RedisGatewayEndpointDown',
+      'RedisGatewayNoEndpoint',
+      'RedisGatewayBreakerOpen',
+      'RedisGatewayHighLatencyP99',
+      'RedisGatewayDiscoveryErrors',
+      'RedisGatewayScrapeDown',
+    ])
+    const opsService = one(docs, 'Service', 'rg-redis-gateway-ops').metadata.name
+    for (const r of rules) {
+      expect(r.expr, r.alert).toContain(`job="${opsService}", namespace="${NS}"`)
+      expect(r.annotations['runbook_url'], r.alert).toMatch(new RegExp(`docs/observability\\.md#${r.alert.toLowerCase()}$`))
+      // Prometheus's own template syntax reaches the rule unrendered by helm.
+      expect(r.annotations['description'], r.alert).toContain('{{ $labels.')
+    }
+    expect(byName(rules, 'RedisGatewayHighErrorRatio')).toMatchObject({ for: '5m', labels: { severity: 'critical' } })
+    expect(byName(rules, 'RedisGatewayEndpointDown').expr).toContain('max by (namespace, redis_endpoint)')
+    // Values: thresholds, windows, for, severities, extra labels, a disabled alert, the PodMonitor's job.
+    const custom = render({
+      metrics: { podMonitor: { enabled: true, namespace: 'monitoring' } },
+      prometheusRule: {
+        enabled: true,
+        namespace: 'monitoring',
+        labels: { release: 'prometheus' },
+        additionalRuleLabels: { team: 'data' },
+        runbookUrl: 'https://docs.example.com/rg',
+        rules: { latencyP99: { threshold: 0.25, window: '10m', for: '15m', severity: 'critical' }, scrapeDown: { enabled: false } },
+      },
+    })
+    const cpr = one(custom, 'PrometheusRule')
+    expect(cpr.metadata.namespace).toBe('monitoring')
+    expect(cpr.metadata.labels?.['release']).toBe('prometheus')
+    const crules = rulesOf(custom)
+    expect(crules.map((r) => r.alert)).not.toContain('RedisGatewayScrapeDown')
+    const p99 = byName(crules, 'RedisGatewayHighLatencyP99')
+    expect(p99).toMatchObject({ for: '15m', labels: { severity: 'critical', team: 'data' } })
+    expect(p99.expr).toContain('[10m]')
+    expect(p99.expr).toMatch(/> 0\.25$/)
+    expect(p99.annotations['runbook_url']).toBe('https://docs.example.com/rg#redisgatewayhighlatencyp99')
+    for (const r of crules) expect(r.expr, r.alert).toContain(`job="monitoring/rg-redis-gateway", namespace="${NS}"`)
+    // An explicit job wins.
+    expect(rulesOf(render({ prometheusRule: { enabled: true, job: 'redis-gateway' } }))[0]?.expr).toContain('job="redis-gateway", namespace=')
   })
 
   it('namespaces ["*"]: one ClusterRole and ClusterRoleBinding with list/watch on the two resources, no Role', () => {
@@ -909,7 +1036,7 @@ describe('names, ports, spread and the PodMonitor', () => {
     expect(spread({}, ['--kube-version', 'v1.26.0'])).toEqual([undefined, undefined])
   })
 
-  it('PodMonitor: the pods\' ops port with honorLabels, instead of the ServiceMonitor (not both)', () => {
+  it('PodMonitor: the pods\' ops port, instead of the ServiceMonitor (not both)', () => {
     const docs = render({ metrics: { podMonitor: { enabled: true, labels: { release: 'prometheus' }, interval: '15s', namespace: 'monitoring' } } })
     const pm = one(docs, 'PodMonitor')
     expect(pm.metadata.namespace).toBe('monitoring')
@@ -917,7 +1044,7 @@ describe('names, ports, spread and the PodMonitor', () => {
     expect(pm['spec']).toEqual({
       namespaceSelector: { matchNames: [NS] },
       selector: { matchLabels: deploymentOf(docs).spec.selector.matchLabels },
-      podMetricsEndpoints: [{ port: 'ops', path: '/metrics', interval: '15s', scrapeTimeout: '10s', honorLabels: true }],
+      podMetricsEndpoints: [{ port: 'ops', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }],
     })
     // The port it names is the container's.
     expect(containerOf(docs).ports.map((p) => p.name)).toContain('ops')
@@ -1147,6 +1274,10 @@ describe('values.schema.json', () => {
       [['--set', 'log.level=verbose'], '/log/level'],
       [['--set', 'replicaCont=3'], 'replicaCont'],
       [['--set', 'serviceMonitor.interval=thirty'], '/serviceMonitor/interval'],
+      [['--set', 'prometheusRule.rules.errorRatio.threshold=5'], '/prometheusRule/rules/errorRatio/threshold'],
+      [['--set', 'prometheusRule.rules.latencyP99.for=ten minutes'], '/prometheusRule/rules/latencyP99/for'],
+      [['--set', 'prometheusRule.rules.scrapeDown.severity=page'], '/prometheusRule/rules/scrapeDown/severity'],
+      [['--set', 'prometheusRule.rules.breakerOpen.treshold=1'], 'treshold'],
       [['--set-json', 'groups={"sessions":{"strategy":"fastest"}}'], '/groups/sessions/strategy'],
       [['--set-json', 'discovery.static.instances=[{"name":"x","endpoints":["redis://a:1"],"annotations":{"redis-gateway.io/wieght":"5"}}]'], 'redis-gateway.io/wieght'],
     ]
@@ -1223,7 +1354,7 @@ function schemaHas(node: SchemaNode | undefined, parts: string[]): boolean {
 
 describe('server-side dry run against the real API server', () => {
   beforeAll(async () => {
-    for (const crd of [SERVICE_MONITOR_CRD, POD_MONITOR_CRD]) {
+    for (const crd of [SERVICE_MONITOR_CRD, POD_MONITOR_CRD, PROMETHEUS_RULE_CRD]) {
       await applyOk(crd)
       await waitUntil(`${crd.metadata.name} CRD established and served`, async () => {
         const res = await cluster.request<{ status?: { conditions?: { type: string; status: string }[] } }>('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`)
@@ -1269,8 +1400,8 @@ describe('server-side dry run against the real API server', () => {
         zone: { fixed: 'eu-west-1a' },
       }),
       // The longest release name, with every suffixed name (Secrets, dashboard, Roles), and its ClusterRole.
-      render({ auth: { tokens: [{ name: 'app', value: 'app-token-0123456789' }] }, redis: { password: 'pw' }, grafanaDashboard: { enabled: true }, serviceMonitor: { enabled: true }, autoscaling: { enabled: true } }, [], LONG_RELEASE),
-      render({ discovery: { kubernetes: { namespaces: ['*'] } }, metrics: { podMonitor: { enabled: true } } }, [], LONG_RELEASE),
+      render({ auth: { tokens: [{ name: 'app', value: 'app-token-0123456789' }] }, redis: { password: 'pw' }, grafanaDashboard: { enabled: true }, serviceMonitor: { enabled: true }, autoscaling: { enabled: true }, prometheusRule: { enabled: true } }, [], LONG_RELEASE),
+      render({ discovery: { kubernetes: { namespaces: ['*'] } }, metrics: { podMonitor: { enabled: true } }, prometheusRule: { enabled: true, namespace: 'monitoring', additionalRuleLabels: { team: 'data' } } }, [], LONG_RELEASE),
     ]
     for (const docs of variants) {
       for (const obj of docs) await applyOk(obj, { dryRun: true })
@@ -1310,7 +1441,7 @@ describe('server-side dry run against the real API server', () => {
   })
 
   it('manifests/ and the example Services are accepted too', async () => {
-    for (const file of ['install.yaml', 'servicemonitor.yaml', 'grafana-dashboard.yaml', 'examples/redis-services.yaml', 'examples/sidecar.yaml']) {
+    for (const file of ['install.yaml', 'servicemonitor.yaml', 'grafana-dashboard.yaml', 'prometheusrule.yaml', 'examples/redis-services.yaml', 'examples/sidecar.yaml']) {
       const docs = parseAllDocuments(readFileSync(path.join(repoRoot, 'manifests', file), 'utf8'))
         .map((d) => d.toJS() as K8sObject | null)
         .filter((d): d is K8sObject => d !== null)
