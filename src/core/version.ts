@@ -1,3 +1,3 @@
 // The gateway's version, reported as the tracer's instrumentation version. Kept equal to
 // package.json's by test/docs.test.ts.
-export const VERSION = '0.1.0'
+export const VERSION = '0.2.0'
