@@ -84,6 +84,12 @@ abstract class HotMetric<L> {
     yield* walk(this.root, 0, this.labelNames.length)
   }
 
+  /** Drops every series whose first label has value `a` (e.g. an instance that left). */
+  removeFirst(a: string): void {
+    this.root.delete(a)
+    this.last = null
+  }
+
   reset(): void {
     this.root = new Map()
     this.last = null
@@ -109,6 +115,11 @@ export class HotCounter extends HotMetric<CounterSeries> {
   /** Adds one to the series with these label values. */
   inc(a: string, b?: string, c?: string, d?: string, e?: string): void {
     this.find(a, b, c, d, e).value++
+  }
+
+  /** Creates the series with these label values at 0 when it does not exist yet (keeps its value if it does). */
+  touch(a: string, b?: string, c?: string, d?: string, e?: string): void {
+    this.find(a, b, c, d, e)
   }
 
   async get(): Promise<MetricData> {

@@ -74,6 +74,41 @@ export class GatewayMetrics {
     labelNames: ['redis_instance', 'result'] as const,
     registers: [this.registry],
   })
+  // Transition counters: a state that lasts less than a scrape interval (a 1 s breaker open, a
+  // flapping endpoint, a failover) still shows as an increase().
+  readonly breakerTransitions = new Counter({
+    name: 'redis_gateway_breaker_transitions_total',
+    help: 'Circuit breaker state changes per endpoint, by the state entered (open, half-open, closed)',
+    labelNames: ['redis_instance', 'redis_endpoint', 'to'] as const,
+    registers: [this.registry],
+  })
+  readonly endpointTransitions = new Counter({
+    name: 'redis_gateway_endpoint_transitions_total',
+    help: 'Endpoint health changes, by the state entered (up, down)',
+    labelNames: ['redis_instance', 'redis_endpoint', 'to'] as const,
+    registers: [this.registry],
+  })
+  readonly roleChanges = new Counter({
+    name: 'redis_gateway_role_changes_total',
+    help: 'Endpoint role changes seen by health checks (failovers), by the role entered (primary, replica)',
+    labelNames: ['redis_instance', 'redis_endpoint', 'to'] as const,
+    registers: [this.registry],
+  })
+  readonly maintenanceChanges = new Counter({
+    name: 'redis_gateway_maintenance_changes_total',
+    help: 'Instance maintenance mode changes, by the mode entered (off, drain, read-only)',
+    labelNames: ['redis_instance', 'to'] as const,
+    registers: [this.registry],
+  })
+  /**
+   * Last known state per endpoint id, to start an endpoint's gauges right when another instance adds
+   * it; kept only while some instance lists the endpoint (`endpointUsers`), so churning discovered
+   * endpoints (pod IPs) leave nothing behind.
+   */
+  private readonly lastUp = new Map<string, number>()
+  private readonly lastBreaker = new Map<string, number>()
+  private readonly endpointUsers = new Map<string, Set<string>>()
+
   readonly tableInstances = new Gauge({
     name: 'redis_gateway_routing_table_instances',
     help: 'Instances in the routing table',
@@ -148,7 +183,17 @@ export class GatewayMetrics {
         this.requestDuration.observe(e.durationS, instance, e.class, outcome)
       }),
       events.on('upstream', (e) => this.upstreamDuration.observe(e.durationS, e.instance, e.endpoint, e.role, e.outcome)),
-      events.on('endpointState', (e) => this.endpointUp.set({ redis_instance: e.instance, redis_endpoint: e.endpoint }, e.up ? 1 : 0)),
+      events.on('endpointState', (e) => {
+        const labels = { redis_instance: e.instance, redis_endpoint: e.endpoint }
+        if (this.endpointUsers.has(e.endpoint)) this.lastUp.set(e.endpoint, e.up ? 1 : 0)
+        this.endpointUp.set(labels, e.up ? 1 : 0)
+        this.endpointTransitions.inc({ ...labels, to: e.up ? 'up' : 'down' })
+      }),
+      events.on('endpointRole', (e) => {
+        // Between known roles only: the first check learning an endpoint's role is no failover.
+        if ((e.to !== 'primary' && e.to !== 'replica') || (e.from !== 'primary' && e.from !== 'replica')) return
+        for (const instance of e.instances) this.roleChanges.inc({ redis_instance: instance, redis_endpoint: e.endpoint, to: e.to })
+      }),
       events.on('replicaLag', (e) => this.replicaLag.set({ redis_instance: e.instance, redis_endpoint: e.endpoint }, e.bytes)),
       events.on('discovery', (e) => {
         this.discoveryEvents.inc({ source: e.source, outcome: e.kind })
@@ -158,7 +203,12 @@ export class GatewayMetrics {
       }),
       events.on('breaker', (e) => {
         const v = e.to === 'open' ? 2 : e.to === 'half-open' ? 1 : 0
-        for (const instance of e.instances) this.breakerState.set({ redis_instance: instance, redis_endpoint: e.endpoint }, v)
+        const to = e.to === 'open' || e.to === 'half-open' ? e.to : 'closed'
+        if (this.endpointUsers.has(e.endpoint)) this.lastBreaker.set(e.endpoint, v)
+        for (const instance of e.instances) {
+          this.breakerState.set({ redis_instance: instance, redis_endpoint: e.endpoint }, v)
+          this.breakerTransitions.inc({ redis_instance: instance, redis_endpoint: e.endpoint, to })
+        }
       }),
       events.on('retry', (e) => this.retries.inc({ redis_instance: e.instance, code: e.reason })),
       events.on('hedge', (e) => this.hedges.inc({ redis_instance: e.instance, result: e.result })),
@@ -172,14 +222,14 @@ export class GatewayMetrics {
         this.clusterNodes.set({ redis_instance: e.instance }, e.nodes)
       }),
       events.on('clusterRedirect', (e) => this.clusterRedirects.inc({ redis_instance: e.instance, kind: e.kind })),
-      // An endpoint an instance no longer lists drops its gauges (counters keep their totals).
+      // Series a panel or alert uses start at 0 when their instance or endpoint appears (ratios read
+      // 0 %, rate() counts the first event) and go when it goes.
       events.on('instanceChange', (e) => {
-        for (const endpoint of e.removedEndpoints) {
-          const labels = { redis_instance: e.instance, redis_endpoint: endpoint }
-          this.endpointUp.remove(labels)
-          this.replicaLag.remove(labels)
-          this.breakerState.remove(labels)
-        }
+        if (e.change === 'added') this.startInstance(e.instance)
+        if (e.maintenance !== null) this.maintenanceChanges.inc({ redis_instance: e.instance, to: e.maintenance.to })
+        for (const endpoint of e.addedEndpoints) this.startEndpoint(e.instance, endpoint)
+        for (const endpoint of e.removedEndpoints) this.dropEndpoint(e.instance, endpoint)
+        if (e.change === 'removed') this.dropInstance(e.instance)
       }),
       events.on('annotationError', (e) =>
         this.discoveryEvents.inc({ source: e.source.split(':')[0] ?? 'static', outcome: 'bad_annotation' }),
@@ -190,5 +240,76 @@ export class GatewayMetrics {
       }),
     ]
     return () => offs.forEach((f) => f())
+  }
+
+  /** Per instance: the request series the shipped alerts and dashboard divide by and count, retries, hedges, maintenance changes. */
+  private startInstance(instance: string): void {
+    for (const cls of START_CLASSES) {
+      this.requests.touch(instance, '', cls, 'success', 'OK')
+      this.requests.touch(instance, '', cls, 'server_error', 'NOENDPOINT')
+    }
+    this.retries.inc({ redis_instance: instance, code: 'UNAVAILABLE' }, 0)
+    for (const result of ['sent', 'won']) this.hedges.inc({ redis_instance: instance, result }, 0)
+    for (const to of MAINTENANCE) this.maintenanceChanges.inc({ redis_instance: instance, to }, 0)
+  }
+
+  /** Every series of an instance that left, its endpoints' (a cluster's nodes included) too. */
+  private dropInstance(instance: string): void {
+    this.requests.removeFirst(instance)
+    this.requestDuration.removeFirst(instance)
+    this.upstreamDuration.removeFirst(instance)
+    const perInstance = [
+      this.endpointUp, this.replicaLag, this.breakerState, this.retries, this.hedges,
+      this.breakerTransitions, this.endpointTransitions, this.roleChanges, this.maintenanceChanges,
+      this.clusterShards, this.clusterSlots, this.clusterNodes, this.clusterTopology, this.clusterRedirects,
+    ]
+    for (const m of perInstance) removeMatching(m, { redis_instance: instance })
+  }
+
+  /** endpoint_up starts at the endpoint's last known health, 0 until a check passes; breaker_state at its state, 0 (closed) when new. */
+  private startEndpoint(instance: string, endpoint: string): void {
+    const labels = { redis_instance: instance, redis_endpoint: endpoint }
+    const users = this.endpointUsers.get(endpoint) ?? new Set<string>()
+    users.add(instance)
+    this.endpointUsers.set(endpoint, users)
+    this.endpointUp.set(labels, this.lastUp.get(endpoint) ?? 0)
+    this.breakerState.set(labels, this.lastBreaker.get(endpoint) ?? 0)
+    for (const to of ['open', 'half-open', 'closed']) this.breakerTransitions.inc({ ...labels, to }, 0)
+    for (const to of ['up', 'down']) this.endpointTransitions.inc({ ...labels, to }, 0)
+    for (const to of ['primary', 'replica']) this.roleChanges.inc({ ...labels, to }, 0)
+  }
+
+  private dropEndpoint(instance: string, endpoint: string): void {
+    const labels = { redis_instance: instance, redis_endpoint: endpoint }
+    const users = this.endpointUsers.get(endpoint)
+    users?.delete(instance)
+    if (users?.size === 0) {
+      this.endpointUsers.delete(endpoint)
+      this.lastUp.delete(endpoint)
+      this.lastBreaker.delete(endpoint)
+    }
+    this.endpointUp.remove(labels)
+    this.replicaLag.remove(labels)
+    this.breakerState.remove(labels)
+    for (const m of [this.breakerTransitions, this.endpointTransitions, this.roleChanges]) removeMatching(m, labels)
+  }
+}
+
+/** Request classes whose series start at 0 for every instance (the classes the alerts' ratios see most). */
+const START_CLASSES = ['read', 'write'] as const
+const MAINTENANCE = ['off', 'drain', 'read-only'] as const
+
+/**
+ * Removes every series of `m` whose labels include `labels`. prom-client's public API lists series
+ * only asynchronously (get()), so this reads its per-metric series map (`hashMap`, prom-client 15);
+ * an upgrade that renames it fails here loudly (the metrics tests remove instances), never silently.
+ */
+function removeMatching(m: Counter<string> | Gauge<string>, labels: Record<string, string>): void {
+  const hashMap = (m as unknown as { hashMap?: Record<string, { labels: Record<string, string> }> }).hashMap
+  if (hashMap === undefined || hashMap === null || typeof hashMap !== 'object') {
+    throw new Error('prom-client no longer keeps its series in hashMap: update removeMatching() in src/telemetry/metrics.ts')
+  }
+  for (const v of Object.values(hashMap)) {
+    if (Object.entries(labels).every(([k, x]) => v.labels[k] === x)) m.remove(v.labels)
   }
 }

@@ -101,6 +101,14 @@ async function stallScenario(fault: Fault): Promise<void> {
   try {
     await waitFor(() => st.results.length >= 500 && solo.results.length >= 100, { timeoutMs: 20_000, message: 'warm-up load' })
 
+    const transitionCounts = async (): Promise<Record<string, number>> => {
+      const text = await scrape(gw.opsUrl)
+      const labels = { redis_instance: 'st', redis_endpoint: id }
+      return Object.fromEntries(['open', 'half-open', 'closed'].map((to) => [to, gauge(text, 'redis_gateway_breaker_transitions_total', { ...labels, to }) ?? -1]))
+    }
+    const countsBefore = await transitionCounts()
+    const eventsBefore = transitions.length
+
     const stalledAt = performance.now()
     await fault.start()
     await waitFor(async () => (await breakerGauge(id)) === 2, { timeoutMs: 5_000, intervalMs: 20, message: `breaker of ${id} open` })
@@ -133,6 +141,13 @@ async function stallScenario(fault: Fault): Promise<void> {
     await fault.stop()
     await waitFor(async () => (await breakerGauge(id)) === 0, { timeoutMs: 10_000, intervalMs: 20, message: `breaker of ${id} closed again` })
     const closedMs = performance.now() - resumedAt
+    // The transition counters saw every change, even a half-open period shorter than any scrape.
+    const countsAfter = await transitionCounts()
+    for (const to of ['open', 'half-open', 'closed']) {
+      const n = transitions.slice(eventsBefore).filter((t) => t.endpoint === id && t.instances.includes('st') && t.to === to).length
+      expect(countsAfter[to]! - countsBefore[to]!, to).toBe(n)
+      expect(n, to).toBeGreaterThanOrEqual(1)
+    }
     const okBefore = await upstreamCount(id, 'ok')
     await waitFor(async () => (await upstreamCount(id, 'ok')) >= okBefore + 50, {
       timeoutMs: 5_000,

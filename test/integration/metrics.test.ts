@@ -89,6 +89,10 @@ describe('metrics', () => {
       redis_gateway_discovery_events_total: ['source', 'outcome'],
       redis_gateway_discovery_last_sync_timestamp_seconds: ['source'],
       redis_gateway_routing_table_instances: [],
+      redis_gateway_breaker_transitions_total: ['redis_instance', 'redis_endpoint', 'to'],
+      redis_gateway_endpoint_transitions_total: ['redis_instance', 'redis_endpoint', 'to'],
+      redis_gateway_role_changes_total: ['redis_instance', 'redis_endpoint', 'to'],
+      redis_gateway_maintenance_changes_total: ['redis_instance', 'to'],
     }
     for (const [name, labels] of Object.entries(expected)) {
       const m = byName.get(name) as unknown as { labelNames?: string[] } | undefined
@@ -142,6 +146,7 @@ describe('metrics', () => {
       outcome: ['success', 'client_error', 'server_error', 'ok', 'reply_error', 'busy', 'timeout', 'unavailable', 'reset', 'listed', 'watching', 'reconciled', 'error', 'gone', 'conflict', 'bad_annotation'],
       code: ['OK', 'REDIS', 'UNAUTHORIZED', 'NOTFOUND', 'UNKNOWNCOMMAND', 'BADREQUEST', 'TIMEOUT', 'UNAVAILABLE', 'NOENDPOINT'],
       result: ['sent', 'won'],
+      to: ['open', 'half-open', 'closed', 'up', 'down', 'primary', 'replica', 'off', 'drain', 'read-only'],
       source: ['static', 'kubernetes'],
       le: [...LATENCY_BUCKETS.map(String), '+Inf'],
     }
