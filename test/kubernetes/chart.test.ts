@@ -353,144 +353,111 @@ async function allowed(user: string, attrs: Access): Promise<boolean> {
   return res.body.status?.allowed === true
 }
 
+/** The Prometheus Operator's duration pattern (its CRDs type `interval`, `scrapeTimeout`, `for` with it). */
+const DURATION = { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' }
+
 /**
- * A minimal CustomResourceDefinition for monitoring.coreos.com/v1 ServiceMonitor, written for this
- * test: the fields the chart renders, typed as in the Prometheus Operator's CRD (durations with its
- * pattern), structural, so strict field validation rejects anything else in those objects.
+ * A minimal CustomResourceDefinition of a monitoring.coreos.com/v1 kind, written for this test:
+ * structural, with `spec` as given (the fields the chart renders, typed as in the Prometheus
+ * Operator's CRD), so strict field validation rejects anything else in those objects.
  */
-const SERVICE_MONITOR_CRD: K8sObject = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'servicemonitors.monitoring.coreos.com' },
-  spec: {
-    group: 'monitoring.coreos.com',
-    scope: 'Namespaced',
-    names: { kind: 'ServiceMonitor', listKind: 'ServiceMonitorList', plural: 'servicemonitors', singular: 'servicemonitor', shortNames: ['smon'] },
-    versions: [
-      {
-        name: 'v1',
-        served: true,
-        storage: true,
-        schema: {
-          openAPIV3Schema: {
-            type: 'object',
-            required: ['spec'],
-            properties: {
-              apiVersion: { type: 'string' },
-              kind: { type: 'string' },
-              metadata: { type: 'object' },
-              spec: {
-                type: 'object',
-                required: ['endpoints', 'selector'],
-                properties: {
-                  jobLabel: { type: 'string' },
-                  namespaceSelector: { type: 'object', properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } } },
-                  selector: {
-                    type: 'object',
-                    properties: {
-                      matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
-                      matchExpressions: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-                    },
-                  },
-                  endpoints: {
-                    type: 'array',
-                    items: {
-                      type: 'object',
-                      properties: {
-                        port: { type: 'string' },
-                        path: { type: 'string' },
-                        scheme: { type: 'string', enum: ['http', 'https'] },
-                        interval: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
-                        scrapeTimeout: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
-                        honorLabels: { type: 'boolean' },
-                        relabelings: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-                        metricRelabelings: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-                      },
-                    },
-                  },
-                },
+function monitoringCrd(kind: string, shortName: string, spec: Record<string, unknown>): K8sObject {
+  const singular = kind.toLowerCase()
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${singular}s.monitoring.coreos.com` },
+    spec: {
+      group: 'monitoring.coreos.com',
+      scope: 'Namespaced',
+      names: { kind, listKind: `${kind}List`, plural: `${singular}s`, singular, shortNames: [shortName] },
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              required: ['spec'],
+              properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec },
+            },
+          },
+        },
+      ],
+    },
+  }
+}
+
+/** A ServiceMonitor's or PodMonitor's spec: its scrape endpoints under `endpoints` (the list's key differs). */
+function monitorSpec(endpoints: 'endpoints' | 'podMetricsEndpoints'): Record<string, unknown> {
+  return {
+    type: 'object',
+    required: [endpoints, 'selector'],
+    properties: {
+      jobLabel: { type: 'string' },
+      namespaceSelector: { type: 'object', properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } } },
+      selector: {
+        type: 'object',
+        properties: {
+          matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+          matchExpressions: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+        },
+      },
+      [endpoints]: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: {
+            port: { type: 'string' },
+            path: { type: 'string' },
+            scheme: { type: 'string', enum: ['http', 'https'] },
+            interval: DURATION,
+            scrapeTimeout: DURATION,
+            honorLabels: { type: 'boolean' },
+            relabelings: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+            metricRelabelings: { type: 'array', items: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+          },
+        },
+      },
+    },
+  }
+}
+
+const SERVICE_MONITOR_CRD = monitoringCrd('ServiceMonitor', 'smon', monitorSpec('endpoints'))
+const POD_MONITOR_CRD = monitoringCrd('PodMonitor', 'pmon', monitorSpec('podMetricsEndpoints'))
+/** PrometheusRule: expr int-or-string, `for` a duration. */
+const PROMETHEUS_RULE_CRD = monitoringCrd('PrometheusRule', 'promrule', {
+  type: 'object',
+  properties: {
+    groups: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          interval: DURATION,
+          rules: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['expr'],
+              properties: {
+                alert: { type: 'string' },
+                record: { type: 'string' },
+                expr: { 'x-kubernetes-int-or-string': true },
+                for: DURATION,
+                labels: { type: 'object', additionalProperties: { type: 'string' } },
+                annotations: { type: 'object', additionalProperties: { type: 'string' } },
               },
             },
           },
         },
       },
-    ],
+    },
   },
-}
-
-/** The same for monitoring.coreos.com/v1 PodMonitor: the fields the chart renders. */
-const POD_MONITOR_CRD: K8sObject = JSON.parse(
-  JSON.stringify(SERVICE_MONITOR_CRD)
-    .replaceAll('ServiceMonitor', 'PodMonitor')
-    .replaceAll('servicemonitor', 'podmonitor')
-    .replace('"smon"', '"pmon"')
-    .replace('"required":["endpoints","selector"]', '"required":["podMetricsEndpoints","selector"]')
-    .replace('"endpoints":{"type":"array"', '"podMetricsEndpoints":{"type":"array"'),
-) as K8sObject
-
-/**
- * The same for monitoring.coreos.com/v1 PrometheusRule: the fields the chart renders, typed as in
- * the Prometheus Operator's CRD (expr int-or-string, `for` a duration with its pattern).
- */
-const PROMETHEUS_RULE_CRD: K8sObject = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'prometheusrules.monitoring.coreos.com' },
-  spec: {
-    group: 'monitoring.coreos.com',
-    scope: 'Namespaced',
-    names: { kind: 'PrometheusRule', listKind: 'PrometheusRuleList', plural: 'prometheusrules', singular: 'prometheusrule', shortNames: ['promrule'] },
-    versions: [
-      {
-        name: 'v1',
-        served: true,
-        storage: true,
-        schema: {
-          openAPIV3Schema: {
-            type: 'object',
-            required: ['spec'],
-            properties: {
-              apiVersion: { type: 'string' },
-              kind: { type: 'string' },
-              metadata: { type: 'object' },
-              spec: {
-                type: 'object',
-                properties: {
-                  groups: {
-                    type: 'array',
-                    items: {
-                      type: 'object',
-                      required: ['name'],
-                      properties: {
-                        name: { type: 'string', minLength: 1 },
-                        interval: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
-                        rules: {
-                          type: 'array',
-                          items: {
-                            type: 'object',
-                            required: ['expr'],
-                            properties: {
-                              alert: { type: 'string' },
-                              record: { type: 'string' },
-                              expr: { 'x-kubernetes-int-or-string': true },
-                              for: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
-                              labels: { type: 'object', additionalProperties: { type: 'string' } },
-                              annotations: { type: 'object', additionalProperties: { type: 'string' } },
-                            },
-                          },
-                        },
-                      },
-                    },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    ],
-  },
-}
+})
 
 /** Where the example application of manifests/examples/sidecar.yaml runs. */
 const SIDECAR_NS = 'shop'
