@@ -15,7 +15,7 @@ import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
 import type { InstanceSpec } from './core/topology.js'
 import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.js'
 import type { RuntimeEnv } from './config/load.js'
-import { EventHub } from './core/events.js'
+import { EventHub, type ClusterTopologyEvent, type SlowClientReason } from './core/events.js'
 import { TokenStore } from './http/auth.js'
 import { acceptFast, createDataApp, createFastDataHandler, type DataPlaneDeps } from './http/data-plane.js'
 import { listen, type HttpListener } from './http/listener.js'
@@ -154,12 +154,12 @@ export class Gateway {
       },
       onError: (instance, err) => {
         const c = this.clusters.get(instance)
-        this.events.emit('clusterTopology', { instance, kind: 'error', ...(c ? clusterCounts(c) : { shards: 0, slots: 0, nodes: 0 }), message: err.message })
+        this.events.emit('clusterTopology', { instance, kind: 'error', ...(c ? clusterCounts(c) : NO_CLUSTER), message: err.message })
       },
       onRefused: (instance, refused) => {
         const c = this.clusters.get(instance)
         const message = refused.map((r) => `${r.id.slice(0, 8)} ${r.host}:${r.port ?? '?'}: ${r.reason}`).join('; ')
-        this.events.emit('clusterTopology', { instance, kind: 'refused', ...(c ? clusterCounts(c) : { shards: 0, slots: 0, nodes: 0 }), message })
+        this.events.emit('clusterTopology', { instance, kind: 'refused', ...(c ? clusterCounts(c) : NO_CLUSTER), message })
       },
     })
     this.router = new Router(this.pool, {
@@ -169,7 +169,11 @@ export class Gateway {
     })
     // Metrics off: nothing subscribes, so requests build no metric events at all.
     this.metrics = new GatewayMetrics({ defaultMetrics: opts.config.metrics.enabled })
-    if (opts.config.metrics.enabled) this.metrics.subscribe(this.events)
+    if (opts.config.metrics.enabled) {
+      this.metrics.subscribe(this.events)
+      this.metrics.countStreams(() => this.streams.count)
+    }
+    this.streams.onSlowClient = () => this.events.emit('slowClient', { reason: 'sse_backlog' })
     subscribeLogs(this.events, this.logger)
     if (opts.tracer !== undefined) subscribeTracing(this.events, opts.tracer)
     this.table.onChange((snap, _prev, change) => {
@@ -269,6 +273,9 @@ export class Gateway {
 
   async start(): Promise<void> {
     this.applyConfig(this.config)
+    // Static instances are discovered here, once (reloads report configReload): recorded like a
+    // Kubernetes list, so discovery metrics and their last-sync time exist from the start.
+    this.events.emit('discovery', { source: 'static', kind: 'listed', resource: 'config', items: staticInstances(this.config).length })
     this.pool.start()
     this.startKubernetes()
     this.health.start()
@@ -320,7 +327,8 @@ export class Gateway {
           onFault: (error: Error) => this.events.emit('fault', { where: 'http_connection', error, endpoint: null }),
         }
       : null
-    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, limits, fastLane, cors)
+    const onSlowClient = (reason: SlowClientReason): void => this.events.emit('slowClient', { reason })
+    this.dataServer = await listen(this.config.listen.data, dataApp.fetch, { ...limits, onSlowClient }, fastLane, cors)
     this.opsServer = await listen(this.config.listen.ops, opsApp.fetch, limits, null, null)
     if (this.opts.configPath) {
       this.watcher = new ConfigWatcher({
@@ -360,8 +368,12 @@ function instancesUsing(ep: PooledEndpoint): string[] {
   return [...new Set([...ep.instances, ...ep.clusters])]
 }
 
-function clusterCounts(c: ClusterInstance): { shards: number; slots: number; nodes: number } {
+type ClusterCounts = Pick<ClusterTopologyEvent, 'shards' | 'slots' | 'nodes' | 'nodeIds'>
+const NO_CLUSTER: ClusterCounts = { shards: 0, slots: 0, nodes: 0, nodeIds: [] }
+
+function clusterCounts(c: ClusterInstance): ClusterCounts {
   let slots = 0
   for (const s of c.serving()) slots += s.slotCount
-  return { shards: c.serving().length, slots, nodes: c.nodes().length }
+  const nodeIds = c.nodes().map((n) => n.id)
+  return { shards: c.serving().length, slots, nodes: nodeIds.length, nodeIds }
 }

@@ -112,7 +112,8 @@ export interface EndpointRoleEvent {
 export interface ReplicaLagEvent {
   readonly instance: string
   readonly endpoint: string
-  readonly bytes: number
+  /** null: unknown now (the replica's own check fails and its primary no longer lists it, or it was promoted). */
+  readonly bytes: number | null
 }
 
 export interface RetryEvent {
@@ -128,6 +129,23 @@ export interface HedgeEvent {
   readonly result: 'sent' | 'won'
   readonly scope: TraceScope | null
 }
+
+/** A retry or hedge that was wanted but not sent: the instance's budget for it was spent. */
+export interface BudgetExhaustedEvent {
+  readonly instance: string
+  readonly budget: 'retry' | 'hedge'
+}
+
+/**
+ * A client disconnected for being too slow: an event stream's unread backlog passed its limit
+ * (sse_backlog), a reply sat unread past limits.writeTimeout (write_timeout), or a request did not
+ * arrive within node:http's request or headers timeout (request_timeout, answered 408).
+ */
+export interface SlowClientEvent {
+  readonly reason: SlowClientReason
+}
+
+export type SlowClientReason = 'sse_backlog' | 'write_timeout' | 'request_timeout'
 
 export interface BreakerEvent {
   readonly instances: readonly string[]
@@ -179,8 +197,9 @@ export interface ClusterTopologyEvent {
   /** Shards serving slots, and slots served (16384 when all are), after the change. */
   readonly shards: number
   readonly slots: number
-  /** Nodes of the map (primaries and replicas) the gateway uses. */
+  /** Nodes of the map (primaries and replicas) the gateway uses, and their endpoint ids. */
   readonly nodes: number
+  readonly nodeIds: readonly string[]
   /** What went wrong (error), or which nodes were refused and why (refused); null for changed. */
   readonly message: string | null
 }
@@ -229,6 +248,8 @@ export interface GatewayEventMap {
   discovery: DiscoveryEvent
   retry: RetryEvent
   hedge: HedgeEvent
+  budgetExhausted: BudgetExhaustedEvent
+  slowClient: SlowClientEvent
   breaker: BreakerEvent
   table: TableEvent
   instanceChange: InstanceChangeEvent
@@ -259,6 +280,8 @@ function nobodyListening(): { -readonly [K in keyof GatewayEventMap]: boolean } 
     discovery: false,
     retry: false,
     hedge: false,
+    budgetExhausted: false,
+    slowClient: false,
     breaker: false,
     table: false,
     instanceChange: false,

@@ -358,6 +358,8 @@ interface Fixture {
   budget: ByteBudget
   /** What the lane reported through onFault. */
   faults: Error[]
+  /** What the lane reported through onSlowClient. */
+  slow: string[]
 }
 
 const UTF8_BODY = 'h\u00e9llo w\u00f6rld \u2713 \u{1F600}'
@@ -392,7 +394,7 @@ async function turns(n: number): Promise<void> {
 }
 
 async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
-  const f: Pick<Fixture, 'laneCalls' | 'events' | 'nodeCalls' | 'held' | 'serverSockets' | 'budget' | 'faults'> = {
+  const f: Pick<Fixture, 'laneCalls' | 'events' | 'nodeCalls' | 'held' | 'serverSockets' | 'budget' | 'faults' | 'slow'> = {
     laneCalls: [],
     events: [],
     nodeCalls: [],
@@ -400,6 +402,7 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     serverSockets: [],
     budget: new ByteBudget(o.budgetBytes ?? 4 * BIG),
     faults: [],
+    slow: [],
   }
   const budget = f.budget
   const maxHeaderBytes = o.maxHeaderBytes ?? 16 * 1024
@@ -461,6 +464,7 @@ async function fixture(o: FixtureOptions = {}): Promise<Fixture> {
     writeTimeoutMs: o.writeTimeoutMs ?? 30_000,
     tracker,
     onFault: (err) => f.faults.push(err),
+    onSlowClient: (reason) => f.slow.push(reason),
     ...(o.now ? { now: o.now } : {}),
   })
   lane.server.on('connection', (s: Socket) => f.serverSockets.push(s))
@@ -1041,6 +1045,7 @@ describe('installFastLane', () => {
       expect(r!.headers.connection).toBe('close')
       expect(JSON.parse(r!.text)).toEqual({ error: 'TIMEOUT request not received in time' })
       expect(f.laneCalls).toEqual([])
+      expect(f.slow).toEqual(['request_timeout'])
     })
 
     test('a partial body gets a JSON 408 after requestTimeout, then the connection is closed', async () => {
@@ -1274,6 +1279,7 @@ describe('installFastLane', () => {
     skew = 31_000
     await waitFor(() => server.destroyed, { message: 'the sweep to disconnect the client that does not read' })
     await waitFor(() => f.budget.inUse === 0, { message: 'the lease to be given back' })
+    expect(f.slow).toEqual(['write_timeout'])
   })
 
   describe('a throw in the lane ends that connection only', () => {

@@ -17,10 +17,12 @@ export interface ListenLimits {
   readonly maxHeaderBytes: number
   readonly maxHeaders: number
   readonly writeTimeoutMs: number
+  /** Told when a client is disconnected for being slow (server.ts); both paths of the port tell it. */
+  readonly onSlowClient?: (reason: 'write_timeout' | 'request_timeout') => void
 }
 
 /** A fast lane's options, but those the listener fills in (its limits and its tracker). */
-export type FastLaneSetup = Omit<FastLaneOptions, 'maxHeaderBytes' | 'maxHeaders' | 'writeTimeoutMs' | 'tracker'>
+export type FastLaneSetup = Omit<FastLaneOptions, 'maxHeaderBytes' | 'maxHeaders' | 'writeTimeoutMs' | 'tracker' | 'onSlowClient'>
 
 export class HttpListener {
   constructor(
@@ -70,7 +72,12 @@ export function listen(
         }),
     }),
   )
-  const http = { maxHeaderBytes: limits.maxHeaderBytes, maxHeaders: limits.maxHeaders, writeTimeoutMs: limits.writeTimeoutMs }
+  const http = {
+    maxHeaderBytes: limits.maxHeaderBytes,
+    maxHeaders: limits.maxHeaders,
+    writeTimeoutMs: limits.writeTimeoutMs,
+    onSlowClient: limits.onSlowClient,
+  }
   const { server, tracker } = createHttpServer(app, cors === null ? http : { ...http, cors })
   const lane = fastLane === null ? null : createFastLane(server, { ...fastLane, ...http, tracker })
   const accepting: NetServer = lane?.server ?? server

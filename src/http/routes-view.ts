@@ -411,7 +411,7 @@ function endpointView(ref: Ref, primary: Ref | null, maxLag: number, input: Rout
     lastCheckAgoMs: state.lastCheckMs > 0 ? Math.max(0, Math.round(input.wallNowMs - state.lastCheckMs)) : null,
     link: replica ? state.link : null,
     offset: state.offset,
-    // As the gateway measures it for routing and the replica_lag_bytes metric.
+    // As the gateway measures it for routing (replica_lag_bytes also takes the primary's view).
     lagBytes: replica && primary !== null ? Math.max(0, state.primaryOffsetAtCheck - replicaOffset(ref, primary)) : null,
     breaker,
     inflight: state.load.inflight,

@@ -24,14 +24,17 @@ interface Fixture {
   port: number
   /** 'start <url>' and 'end <url>' as the listener runs. */
   events: string[]
+  /** What the server reported through onSlowClient. */
+  slow: string[]
 }
 
 /**
  * A server whose listener answers `<method> <url>` after a few turns of the event loop (/slow: after
  * 50 ms), /close with Connection: close, /stream as an endless stream; bodies are read first.
  */
-async function fixture(o: { maxHeaders?: number; writeTimeoutMs?: number } = {}): Promise<Fixture> {
+async function fixture(o: { maxHeaders?: number; writeTimeoutMs?: number; headersTimeoutMs?: number } = {}): Promise<Fixture> {
   const events: string[] = []
+  const slow: string[] = []
   const { server } = createHttpServer(
     (req: IncomingMessage, res: ServerResponse) => {
       events.push(`start ${req.url}`)
@@ -53,11 +56,12 @@ async function fixture(o: { maxHeaders?: number; writeTimeoutMs?: number } = {})
         }, req.url === '/slow' ? 50 : 1)
       })
     },
-    { maxHeaderBytes: 16 * 1024, maxHeaders: o.maxHeaders ?? 10, writeTimeoutMs: o.writeTimeoutMs ?? 30_000 },
+    { maxHeaderBytes: 16 * 1024, maxHeaders: o.maxHeaders ?? 10, writeTimeoutMs: o.writeTimeoutMs ?? 30_000, onSlowClient: (r) => slow.push(r) },
   )
+  if (o.headersTimeoutMs !== undefined) server.headersTimeout = o.headersTimeoutMs
   servers.push(server)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { port: (server.address() as AddressInfo).port, events }
+  return { port: (server.address() as AddressInfo).port, events, slow }
 }
 
 const get = (url: string, extra = ''): string => `GET ${url} HTTP/1.1\r\nHost: h\r\n${extra}\r\n`
@@ -132,6 +136,16 @@ describe('createHttpServer', () => {
     c.socket.resume()
     await waitFor(() => c.ended, { message: 'the client to see the end' })
     expect(c.buf().length).toBeLessThan(32 * 1024 * 1024)
+    expect(f.slow).toEqual(['write_timeout'])
+  })
+
+  test('a request that does not arrive in time gets a 408 and is reported as a slow client', async () => {
+    const f = await fixture({ headersTimeoutMs: 300 })
+    const c = await RawConnection.open(f.port)
+    c.write('GET /slowloris HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ')
+    await waitFor(() => c.ended, { timeoutMs: 5_000, message: 'the server to end the connection' })
+    expect(c.buf().toString('latin1')).toMatch(/^HTTP\/1\.1 408 /)
+    expect(f.slow).toEqual(['request_timeout'])
   })
 })
 

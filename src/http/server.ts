@@ -32,6 +32,8 @@ export interface HttpServerOptions {
   readonly writeTimeoutMs: number
   /** CORS headers for every reply (the data port; cors.ts), the parser's own error replies included. */
   readonly cors?: CorsPolicy
+  /** Told when a client is disconnected for being slow: a reply unread past writeTimeout, a request not received in time (408). */
+  readonly onSlowClient?: (reason: 'write_timeout' | 'request_timeout') => void
 }
 
 /** A server (not listening yet) that serves `listener`, and its connection bookkeeping. */
@@ -105,7 +107,10 @@ export function createHttpServer(
       }
       const since = stalledSince.get(socket)
       if (since === undefined) stalledSince.set(socket, now)
-      else if (now - since >= o.writeTimeoutMs) socket.destroy()
+      else if (now - since >= o.writeTimeoutMs) {
+        socket.destroy()
+        o.onSlowClient?.('write_timeout')
+      }
     }
   }, 1_000)
   sweep.unref()
@@ -120,6 +125,7 @@ export function createHttpServer(
       return
     }
     const reply = errorReply(err, o.maxHeaderBytes, cors?.lines(undefined) ?? '')
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') o.onSlowClient?.('request_timeout')
     // After a reply that closes the connection nothing more is said: what follows it is not read
     // (node:http may also have answered such a reply already, before parsing on to this error), and
     // node:http closes the connection once that reply, perhaps still queued, is written.

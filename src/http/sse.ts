@@ -111,6 +111,9 @@ export class EventStreams {
   /** Why every stream ends once the gateway began draining; streams still being set up end as they open. */
   private closing: string | null = null
 
+  /** Told when a stream is ended for a client too slow to read it (metrics count it). */
+  onSlowClient: () => void = () => {}
+
   constructor(readonly maxMonitors: number = MAX_MONITOR_STREAMS) {}
 
   /** Streams attached to a response and not ended. */
@@ -262,7 +265,10 @@ export class EventStream {
       return
     }
     out.write(s)
-    if (out.backlog > (this.o.maxBufferedBytes ?? 1 << 20)) this.end('client too slow', true)
+    if (out.backlog > (this.o.maxBufferedBytes ?? 1 << 20)) {
+      this.end('client too slow', true)
+      this.streams.onSlowClient()
+    }
   }
 
   end(reason: string, notify: boolean): void {

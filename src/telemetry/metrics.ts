@@ -44,6 +44,20 @@ export class GatewayMetrics {
     registers: [this.registry],
     collect: (): void => this.inflight.set(this.inflightNow),
   })
+  /** Event streams (SSE subscriptions, MONITOR) open now; read at scrape time. */
+  private streamsNow: () => number = () => 0
+  readonly sseStreams: Gauge = new Gauge({
+    name: 'redis_gateway_sse_streams',
+    help: 'Server-sent event streams (subscriptions, MONITOR) open now',
+    registers: [this.registry],
+    collect: (): void => this.sseStreams.set(this.streamsNow()),
+  })
+  readonly slowClients = new Counter({
+    name: 'redis_gateway_slow_client_disconnects_total',
+    help: 'Clients disconnected for being slow: sse_backlog (an event stream unread past its buffer), write_timeout (a reply unread past limits.writeTimeout), request_timeout (a request not received in time, 408)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
   readonly endpointUp = new Gauge({
     name: 'redis_gateway_endpoint_up',
     help: '1 when the gateway holds a ready connection to the endpoint',
@@ -52,7 +66,7 @@ export class GatewayMetrics {
   })
   readonly replicaLag = new Gauge({
     name: 'redis_gateway_replica_lag_bytes',
-    help: "Replica's distance behind its primary, in bytes of replication offset, at the last health check",
+    help: "Replica's distance behind its primary in bytes of replication offset, at the last health check of the replica or of its primary (which still sees a replica that stalled); absent when unknown",
     labelNames: ['redis_instance', 'redis_endpoint'] as const,
     registers: [this.registry],
   })
@@ -72,6 +86,12 @@ export class GatewayMetrics {
     name: 'redis_gateway_hedges_total',
     help: 'Hedged reads: sent (a second endpoint was asked) and won (the hedge answered first)',
     labelNames: ['redis_instance', 'result'] as const,
+    registers: [this.registry],
+  })
+  readonly budgetExhausted = new Counter({
+    name: 'redis_gateway_budget_exhausted_total',
+    help: "Retries and hedges that were wanted but not sent because the instance's retry or hedge budget was spent",
+    labelNames: ['redis_instance', 'budget'] as const,
     registers: [this.registry],
   })
   // Transition counters: a state that lasts less than a scrape interval (a 1 s breaker open, a
@@ -108,6 +128,11 @@ export class GatewayMetrics {
   private readonly lastUp = new Map<string, number>()
   private readonly lastBreaker = new Map<string, number>()
   private readonly endpointUsers = new Map<string, Set<string>>()
+  /** Per instance: the endpoints discovery lists, and the cluster nodes it uses besides (their series start and go like endpoints'). */
+  private readonly listed = new Map<string, Set<string>>()
+  private readonly clusterOnly = new Map<string, Set<string>>()
+  /** Discovery sources seen (static, kubernetes). */
+  private readonly sources = new Set<string>()
 
   readonly tableInstances = new Gauge({
     name: 'redis_gateway_routing_table_instances',
@@ -167,6 +192,12 @@ export class GatewayMetrics {
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
+    for (const reason of SLOW_CLIENT_REASONS) this.slowClients.inc({ reason }, 0)
+  }
+
+  /** Where sse_streams reads the number of open event streams at each scrape. */
+  countStreams(open: () => number): void {
+    this.streamsNow = open
   }
 
   /** Subscribes every metric to the gateway's events; returns the unsubscribe function. */
@@ -194,8 +225,13 @@ export class GatewayMetrics {
         if ((e.to !== 'primary' && e.to !== 'replica') || (e.from !== 'primary' && e.from !== 'replica')) return
         for (const instance of e.instances) this.roleChanges.inc({ redis_instance: instance, redis_endpoint: e.endpoint, to: e.to })
       }),
-      events.on('replicaLag', (e) => this.replicaLag.set({ redis_instance: e.instance, redis_endpoint: e.endpoint }, e.bytes)),
+      events.on('replicaLag', (e) => {
+        const labels = { redis_instance: e.instance, redis_endpoint: e.endpoint }
+        if (e.bytes === null) this.replicaLag.remove(labels)
+        else this.replicaLag.set(labels, e.bytes)
+      }),
       events.on('discovery', (e) => {
+        this.startSource(e.source)
         this.discoveryEvents.inc({ source: e.source, outcome: e.kind })
         if (e.kind === 'listed' || e.kind === 'reconciled' || e.kind === 'watching') {
           this.discoveryLastSync.set({ source: e.source }, Date.now() / 1000)
@@ -212,11 +248,14 @@ export class GatewayMetrics {
       }),
       events.on('retry', (e) => this.retries.inc({ redis_instance: e.instance, code: e.reason })),
       events.on('hedge', (e) => this.hedges.inc({ redis_instance: e.instance, result: e.result })),
+      events.on('budgetExhausted', (e) => this.budgetExhausted.inc({ redis_instance: e.instance, budget: e.budget })),
+      events.on('slowClient', (e) => this.slowClients.inc({ reason: e.reason })),
       events.on('fault', (e) => this.faults.inc({ where: e.where })),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
       events.on('clusterTopology', (e) => {
         this.clusterTopology.inc({ redis_instance: e.instance, kind: e.kind })
         if (e.kind !== 'changed') return
+        this.followClusterNodes(e.instance, e.nodeIds)
         this.clusterShards.set({ redis_instance: e.instance }, e.shards)
         this.clusterSlots.set({ redis_instance: e.instance }, e.slots)
         this.clusterNodes.set({ redis_instance: e.instance }, e.nodes)
@@ -227,19 +266,39 @@ export class GatewayMetrics {
       events.on('instanceChange', (e) => {
         if (e.change === 'added') this.startInstance(e.instance)
         if (e.maintenance !== null) this.maintenanceChanges.inc({ redis_instance: e.instance, to: e.maintenance.to })
-        for (const endpoint of e.addedEndpoints) this.startEndpoint(e.instance, endpoint)
-        for (const endpoint of e.removedEndpoints) this.dropEndpoint(e.instance, endpoint)
+        const listed = this.listed.get(e.instance) ?? new Set<string>()
+        this.listed.set(e.instance, listed)
+        for (const endpoint of e.addedEndpoints) {
+          listed.add(endpoint)
+          if (!this.clusterOnly.get(e.instance)?.delete(endpoint)) this.startEndpoint(e.instance, endpoint)
+        }
+        for (const endpoint of e.removedEndpoints) {
+          listed.delete(endpoint)
+          this.dropEndpoint(e.instance, endpoint)
+        }
         if (e.change === 'removed') this.dropInstance(e.instance)
       }),
-      events.on('annotationError', (e) =>
-        this.discoveryEvents.inc({ source: e.source.split(':')[0] ?? 'static', outcome: 'bad_annotation' }),
-      ),
+      events.on('annotationError', (e) => {
+        const source = e.source.split(':')[0] ?? 'static'
+        this.startSource(source)
+        this.discoveryEvents.inc({ source, outcome: 'bad_annotation' })
+      }),
       events.on('configReload', (e) => {
+        this.startSource('static')
         this.discoveryEvents.inc({ source: 'static', outcome: e.ok ? 'ok' : 'error' })
         if (e.ok) this.discoveryLastSync.set({ source: 'static' }, Date.now() / 1000)
       }),
     ]
     return () => offs.forEach((f) => f())
+  }
+
+  /** A discovery source's first event: the outcomes the shipped alert counts start at 0 (static: reloads too). */
+  private startSource(source: string): void {
+    if (this.sources.has(source)) return
+    this.sources.add(source)
+    for (const outcome of source === 'static' ? ['ok', 'error', 'bad_annotation'] : ['error', 'bad_annotation']) {
+      this.discoveryEvents.inc({ source, outcome }, 0)
+    }
   }
 
   /** Per instance: the request series the shipped alerts and dashboard divide by and count, retries, hedges, maintenance changes. */
@@ -250,16 +309,39 @@ export class GatewayMetrics {
     }
     this.retries.inc({ redis_instance: instance, code: 'UNAVAILABLE' }, 0)
     for (const result of ['sent', 'won']) this.hedges.inc({ redis_instance: instance, result }, 0)
+    for (const budget of ['retry', 'hedge']) this.budgetExhausted.inc({ redis_instance: instance, budget }, 0)
     for (const to of MAINTENANCE) this.maintenanceChanges.inc({ redis_instance: instance, to }, 0)
+  }
+
+  /**
+   * A cluster's slot map names nodes discovery may not list (redis.allowUndiscoveredClusterNodes):
+   * their endpoint series start when the map first uses them and go when it stops.
+   */
+  private followClusterNodes(instance: string, nodeIds: readonly string[]): void {
+    const listed = this.listed.get(instance)
+    const before = this.clusterOnly.get(instance) ?? new Set<string>()
+    const now = new Set<string>()
+    for (const id of nodeIds) {
+      if (listed?.has(id)) continue
+      now.add(id)
+      if (!before.has(id)) this.startEndpoint(instance, id)
+    }
+    for (const id of before) if (!now.has(id)) this.dropEndpoint(instance, id)
+    this.clusterOnly.set(instance, now)
   }
 
   /** Every series of an instance that left, its endpoints' (a cluster's nodes included) too. */
   private dropInstance(instance: string): void {
+    for (const endpoint of [...(this.listed.get(instance) ?? []), ...(this.clusterOnly.get(instance) ?? [])]) {
+      this.forgetUser(instance, endpoint)
+    }
+    this.listed.delete(instance)
+    this.clusterOnly.delete(instance)
     this.requests.removeFirst(instance)
     this.requestDuration.removeFirst(instance)
     this.upstreamDuration.removeFirst(instance)
     const perInstance = [
-      this.endpointUp, this.replicaLag, this.breakerState, this.retries, this.hedges,
+      this.endpointUp, this.replicaLag, this.breakerState, this.retries, this.hedges, this.budgetExhausted,
       this.breakerTransitions, this.endpointTransitions, this.roleChanges, this.maintenanceChanges,
       this.clusterShards, this.clusterSlots, this.clusterNodes, this.clusterTopology, this.clusterRedirects,
     ]
@@ -279,8 +361,8 @@ export class GatewayMetrics {
     for (const to of ['primary', 'replica']) this.roleChanges.inc({ ...labels, to }, 0)
   }
 
-  private dropEndpoint(instance: string, endpoint: string): void {
-    const labels = { redis_instance: instance, redis_endpoint: endpoint }
+  /** `instance` no longer lists `endpoint`: its last known state is kept only while another does. */
+  private forgetUser(instance: string, endpoint: string): void {
     const users = this.endpointUsers.get(endpoint)
     users?.delete(instance)
     if (users?.size === 0) {
@@ -288,6 +370,11 @@ export class GatewayMetrics {
       this.lastUp.delete(endpoint)
       this.lastBreaker.delete(endpoint)
     }
+  }
+
+  private dropEndpoint(instance: string, endpoint: string): void {
+    const labels = { redis_instance: instance, redis_endpoint: endpoint }
+    this.forgetUser(instance, endpoint)
     this.endpointUp.remove(labels)
     this.replicaLag.remove(labels)
     this.breakerState.remove(labels)
@@ -295,8 +382,9 @@ export class GatewayMetrics {
   }
 }
 
-/** Request classes whose series start at 0 for every instance (the classes the alerts' ratios see most). */
-const START_CLASSES = ['read', 'write'] as const
+/** Request classes whose series start at 0 for every instance (what @upstash/redis sends: its auto-pipelining makes pipelines). */
+const START_CLASSES = ['read', 'write', 'pipeline', 'multi'] as const
+const SLOW_CLIENT_REASONS = ['sse_backlog', 'write_timeout', 'request_timeout'] as const
 const MAINTENANCE = ['off', 'drain', 'read-only'] as const
 
 /**

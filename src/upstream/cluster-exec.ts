@@ -185,7 +185,10 @@ async function follow(c: ClusterCall, r: Redirect, slot: number | null, n: Follo
     }
     case 'tryagain':
     case 'clusterdown':
-      if (!c.dispatch.router.budgetsOf(c.cluster.route).retry.tryRetry()) return null
+      if (!c.dispatch.router.budgetsOf(c.cluster.route).retry.tryRetry()) {
+        c.dispatch.events.emit('budgetExhausted', { instance: c.cluster.name, budget: 'retry' })
+        return null
+      }
       if (r.kind === 'clusterdown') void c.cluster.refresh('clusterdown')
       await sleep(waitDelay(n.waits - 1))
       return performance.now() < c.deadlineAt ? { ask: null } : null

@@ -132,7 +132,11 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
     const first = pick([], 'first')
     return send(first, true).catch((err: unknown) => {
       // A Redis error reply is an answer: return it, never retry it.
-      if (!isRetryable(err) || !retry.tryRetry()) throw err
+      if (!isRetryable(err)) throw err
+      if (!retry.tryRetry()) {
+        o.events.emit('budgetExhausted', { instance, budget: 'retry' })
+        throw err
+      }
       let again: Routed<PooledEndpoint>
       try {
         again = pick([first.endpoint.state], 'retry')
@@ -186,10 +190,13 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
             if (!isRetryable(err)) return done(() => reject(err))
             lastError = err
             if (inFlight > 0) return // a hedge (or the first attempt) may still answer
-            if (!retried && retry.tryRetry()) {
-              retried = true
-              launch('retry')
-              return
+            if (!retried) {
+              if (retry.tryRetry()) {
+                retried = true
+                launch('retry')
+                return
+              }
+              o.events.emit('budgetExhausted', { instance, budget: 'retry' })
             }
             done(() => reject(lastError))
           },
@@ -200,7 +207,9 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
       if (hedgeAfterMs !== null) {
         hedgeTimer = setTimeout(() => {
           hedgeTimer = null
-          if (!settled && hedge.tryHedge()) launch('hedge')
+          if (settled) return
+          if (hedge.tryHedge()) launch('hedge')
+          else o.events.emit('budgetExhausted', { instance, budget: 'hedge' })
         }, hedgeAfterMs)
       }
   })

@@ -108,10 +108,11 @@ async function measurePair(name: Name): Promise<{ subject: Measured; twin: Measu
 }
 
 /** The gateway's hedge counters of `name` (its twin not included): hedges sent, and those that answered first. */
-async function hedges(name: Name): Promise<{ sent: number; won: number }> {
+async function hedges(name: Name): Promise<{ sent: number; won: number; refused: number }> {
   const text = await scrape(gw.opsUrl)
   const count = (result: 'sent' | 'won'): number => metric(text, 'redis_gateway_hedges_total', { redis_instance: name, result })
-  return { sent: count('sent'), won: count('won') }
+  const refused = metric(text, 'redis_gateway_budget_exhausted_total', { redis_instance: name, budget: 'hedge' })
+  return { sent: count('sent'), won: count('won'), refused }
 }
 
 const healthy = new Map<Name, Measured>()
@@ -175,7 +176,7 @@ describe('a slow replica (+50 ms each way through its proxy)', () => {
     const before = await hedges('lr-hedge')
     await within2x('lr-hedge')
     const after = await hedges('lr-hedge')
-    const [sent, won] = [after.sent - before.sent, after.won - before.won]
+    const [sent, won, refused] = [after.sent - before.sent, after.won - before.won, after.refused - before.refused]
     console.log(`[faults/slow-replica] least-request + hedging: hedges sent ${sent} (won ${won})`)
     // Until the first slow reply raises the replica's estimate, least-request sends it reads like
     // the other one (the 'lr' case prints how many); each is still unanswered after 10 ms, so it is
@@ -191,7 +192,7 @@ describe('a slow replica (+50 ms each way through its proxy)', () => {
     const { subject: m, twin } = await measurePair('rr-hedge')
     const durationS = (performance.now() - started) / 1000
     const after = await hedges('rr-hedge')
-    const [sent, won] = [after.sent - before.sent, after.won - before.won]
+    const [sent, won, refused] = [after.sent - before.sent, after.won - before.won, after.refused - before.refused]
     // Budget over this run: ratio x its requests, plus the floor. The sliding window (10 s) may
     // still hold requests of the healthy runs, which raise the allowance: count every request the
     // instance ever had, so the bound is an upper bound whatever the window held.
@@ -202,11 +203,13 @@ describe('a slow replica (+50 ms each way through its proxy)', () => {
     console.log(
       `[faults/slow-replica] slow round-robin + hedging: ${show(m)}; healthy twin ${show(twin)} (ratio ${(m.p99 / twin.p99).toFixed(2)}; ` +
         `not asserted, see the header); hedges sent ${sent} (won ${won}) for ${requests} requests in ${durationS.toFixed(1)} s ` +
-        `(${((sent / requests) * 100).toFixed(1)}%), budget bound ${budget.toFixed(0)}; ${(slowShare(m) * 100).toFixed(1)}% of reads took >= ${DELAY_MS} ms`,
+        `(${((sent / requests) * 100).toFixed(1)}%), budget bound ${budget.toFixed(0)}, ${refused} refused by the budget; ${(slowShare(m) * 100).toFixed(1)}% of reads took >= ${DELAY_MS} ms`,
     )
     expect(sent).toBeGreaterThan(0)
     expect(won).toBeGreaterThan(0)
     expect(sent).toBeLessThanOrEqual(budget)
+    // Half the reads are slow and the budget allows ~5 % to be hedged: the rest is counted as refused.
+    expect(refused).toBeGreaterThan(0)
     // Hedging did cut the tail it was allowed to: fewer reads than round-robin's half paid the delay.
     expect(slowShare(m)).toBeLessThan(0.5)
   })

@@ -5,7 +5,8 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
-import { startGateway, type TestGateway, type TestInstance } from '../helpers/gateway.js'
+import { READ_TOKEN, startGateway, type TestGateway, type TestInstance } from '../helpers/gateway.js'
+import { RawConnection } from '../helpers/raw-http.js'
 import { waitFor } from '../helpers/wait.js'
 import { HEALTH, startTopology, type Topology } from './replication-env.js'
 
@@ -46,12 +47,21 @@ describe('series before their first event', () => {
   it('starts every alert and dashboard series of a new instance and endpoint at 0', async () => {
     const text = await scrape()
     const i = 'redis_instance="main"'
-    for (const cls of ['read', 'write']) {
+    for (const cls of ['read', 'write', 'pipeline', 'multi']) {
       expect(value(text, `redis_gateway_requests_total{${i},group="",class="${cls}",outcome="success",code="OK"}`), cls).toBe(0)
       expect(value(text, `redis_gateway_requests_total{${i},group="",class="${cls}",outcome="server_error",code="NOENDPOINT"}`), cls).toBe(0)
     }
     expect(value(text, `redis_gateway_retries_total{${i},code="UNAVAILABLE"}`)).toBe(0)
     for (const r of ['sent', 'won']) expect(value(text, `redis_gateway_hedges_total{${i},result="${r}"}`)).toBe(0)
+    for (const b of ['retry', 'hedge']) expect(value(text, `redis_gateway_budget_exhausted_total{${i},budget="${b}"}`)).toBe(0)
+    for (const r of ['sse_backlog', 'write_timeout', 'request_timeout']) {
+      expect(value(text, `redis_gateway_slow_client_disconnects_total{reason="${r}"}`)).toBe(0)
+    }
+    expect(value(text, 'redis_gateway_sse_streams')).toBe(0)
+    // Static instances count as discovered at start; the outcomes the discovery alert counts start at 0.
+    expect(value(text, 'redis_gateway_discovery_events_total{source="static",outcome="listed"}')).toBe(1)
+    for (const o of ['ok', 'error', 'bad_annotation']) expect(value(text, `redis_gateway_discovery_events_total{source="static",outcome="${o}"}`)).toBe(0)
+    expect(value(text, 'redis_gateway_discovery_last_sync_timestamp_seconds{source="static"}')).toBeGreaterThan(Date.now() / 1000 - 3600)
     for (const to of ['off', 'drain', 'read-only']) expect(value(text, `redis_gateway_maintenance_changes_total{${i},to="${to}"}`)).toBe(0)
     for (const s of topo.all) {
       const l = `${i},${ep(s.port)}`
@@ -61,6 +71,65 @@ describe('series before their first event', () => {
       for (const to of ['primary', 'replica']) expect(value(text, `redis_gateway_role_changes_total{${l},to="${to}"}`)).toBe(0)
       // The first passing check of each endpoint counted as a transition to up.
       expect(value(text, `redis_gateway_endpoint_transitions_total{${l},to="down"}`)).toBe(0)
+    }
+  })
+})
+
+describe('replica lag', () => {
+  const lag = (port: number): string => `redis_gateway_replica_lag_bytes{redis_instance="main",${ep(port)}}`
+
+  it('keeps growing from the primary’s view while the replica is stalled, and goes when no one knows it', async () => {
+    const writer = topo.primary.client()
+    const r1 = topo.r1
+    try {
+      await waitFor(async () => value(await scrape(), lag(r1.port)) !== undefined, { message: 'r1 lag reported' })
+      r1.pause()
+      try {
+        // Its own checks now time out: the replica is marked down, and only its primary still sees it.
+        await waitFor(async () => value(await scrape(), `redis_gateway_endpoint_up{redis_instance="main",${ep(r1.port)}}`) === 0, {
+          message: 'stalled r1 down',
+        })
+        const payload = 'x'.repeat(16 * 1024)
+        await waitFor(async () => {
+          await writer.set('lag:key', payload)
+          return (value(await scrape(), lag(r1.port)) ?? 0) > 64 * 1024
+        }, { message: "lag of stalled r1 reported from the primary's view" })
+      } finally {
+        r1.resume()
+      }
+      await waitFor(async () => (value(await scrape(), lag(r1.port)) ?? Infinity) < 64 * 1024, { message: 'r1 caught up' })
+
+      // Killed: its own checks fail and its primary drops it from ROLE's list: unknown, not 0.
+      await r1.kill()
+      await waitFor(async () => value(await scrape(), lag(r1.port)) === undefined, { message: 'lag of stopped r1 dropped' })
+      await r1.restart()
+      await waitFor(async () => value(await scrape(), lag(r1.port)) !== undefined, { message: 'r1 lag back' })
+    } finally {
+      writer.disconnect()
+    }
+  })
+})
+
+describe('event streams', () => {
+  it('counts open streams, and a subscriber that does not read as a slow-client disconnect', async () => {
+    const port = Number(new URL(gw.url).port)
+    const sub = await RawConnection.open(port)
+    const publisher = topo.primary.client()
+    try {
+      sub.write(`POST /v1/instances/main/subscribe/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${READ_TOKEN}\r\nAccept: text/event-stream\r\nContent-Length: 0\r\n\r\n`)
+      await waitFor(async () => value(await scrape(), 'redis_gateway_sse_streams') === 1, { message: 'one stream open' })
+      sub.socket.pause()
+      // Messages the client never reads: past the kernel's buffers, its backlog in the gateway
+      // passes the stream's limit (1 MiB) and the gateway ends the stream.
+      const payload = 'm'.repeat(256 * 1024)
+      await waitFor(async () => {
+        await publisher.publish('slow', payload)
+        return value(await scrape(), 'redis_gateway_slow_client_disconnects_total{reason="sse_backlog"}') === 1
+      }, { message: 'the slow subscriber disconnected and counted' })
+      expect(value(await scrape(), 'redis_gateway_sse_streams')).toBe(0)
+    } finally {
+      publisher.disconnect()
+      sub.close()
     }
   })
 })

@@ -146,6 +146,8 @@ describe('metrics', () => {
       outcome: ['success', 'client_error', 'server_error', 'ok', 'reply_error', 'busy', 'timeout', 'unavailable', 'reset', 'listed', 'watching', 'reconciled', 'error', 'gone', 'conflict', 'bad_annotation'],
       code: ['OK', 'REDIS', 'UNAUTHORIZED', 'NOTFOUND', 'UNKNOWNCOMMAND', 'BADREQUEST', 'TIMEOUT', 'UNAVAILABLE', 'NOENDPOINT'],
       result: ['sent', 'won'],
+      budget: ['retry', 'hedge'],
+      reason: ['sse_backlog', 'write_timeout', 'request_timeout'],
       to: ['open', 'half-open', 'closed', 'up', 'down', 'primary', 'replica', 'off', 'drain', 'read-only'],
       source: ['static', 'kubernetes'],
       le: [...LATENCY_BUCKETS.map(String), '+Inf'],

@@ -118,7 +118,10 @@ export class Connection {
   sweep(t: number, server: Server): void {
     const waited = t - this.since
     if (this.sending) {
-      if (waited >= this.lane.opts.writeTimeoutMs) this.socket.destroy()
+      if (waited >= this.lane.opts.writeTimeoutMs) {
+        this.socket.destroy()
+        this.lane.opts.onSlowClient?.('write_timeout')
+      }
       return
     }
     if (this.busy || this.closed) return
@@ -130,7 +133,10 @@ export class Connection {
       return
     }
     const limit = this.head === null ? server.headersTimeout : server.requestTimeout
-    if (limit > 0 && waited >= limit) this.finish(this.lane.timeoutReply)
+    if (limit > 0 && waited >= limit) {
+      this.finish(this.lane.timeoutReply)
+      this.lane.opts.onSlowClient?.('request_timeout')
+    }
   }
 
   private receive(chunk: Buffer): void {

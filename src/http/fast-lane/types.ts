@@ -50,6 +50,8 @@ export interface FastLaneOptions {
   readonly tracker: ConnectionTracker
   /** Told what was thrown while handling a connection; that connection was destroyed, the lane goes on. */
   readonly onFault?: (err: Error) => void
+  /** Told when a client is disconnected for being slow (as node:http's side, server.ts). */
+  readonly onSlowClient?: (reason: 'write_timeout' | 'request_timeout') => void
   /** Injected for tests; performance.now() by default. */
   readonly now?: () => number
   /** CORS headers for every reply (cors.ts), as node:http's side of the port sends them. */
