@@ -1,7 +1,10 @@
 // The Grafana dashboard shipped with the chart (charts/redis-gateway/dashboards/redis-gateway.json)
 // must query what the gateway really exports: every PromQL expression may
 // name only metrics registered in src/telemetry/metrics.ts (read from its registry, not a copied
-// list), and only labels those metrics carry, or that Prometheus adds when it scrapes a pod.
+// list; Node.js's default process_* and nodejs_* metrics included), and only labels those metrics
+// carry, or that Prometheus adds when it scrapes a pod. It must also be right under stress: counts
+// of endpoints count each once, ratios read 0 without traffic, and the incident panels are there.
+// test/prometheus/ runs every query against a real Prometheus scraping a real gateway.
 
 import { readFileSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
@@ -51,7 +54,7 @@ interface MetricInfo {
 
 /** name -> type and label names, from the gateway's real registry. */
 function registeredMetrics(): Map<string, MetricInfo> {
-  const m = new GatewayMetrics({ defaultMetrics: false })
+  const m = new GatewayMetrics()
   const out = new Map<string, MetricInfo>()
   for (const metric of m.registry.getMetricsAsArray()) {
     const { name, type, labelNames } = metric as unknown as { name: string; type: string; labelNames?: string[] }
@@ -59,6 +62,9 @@ function registeredMetrics(): Map<string, MetricInfo> {
   }
   return out
 }
+
+/** A metric name the gateway registers: its own, or Node.js's default ones. */
+const METRIC_NAME = /\b((?:redis_gateway|process|nodejs)_[a-zA-Z0-9_]*)\b/g
 
 const PROMQL_KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'and', 'or', 'unless'])
 
@@ -69,8 +75,8 @@ function checkExpr(expr: string, metrics: Map<string, MetricInfo>): { problems: 
   // Grafana's interval variables are durations; the rest of $vars only appear inside strings.
   const text = expr.replace(/\$__(rate_interval|interval|range)/g, '5m')
 
-  // Every identifier with the gateway's prefix must be a registered metric (or a histogram series).
-  for (const m of text.matchAll(/\b(redis_gateway_[a-zA-Z0-9_]*)\b/g)) {
+  // Every identifier with the gateway's prefix (or Node's) must be a registered metric (or a histogram series).
+  for (const m of text.matchAll(METRIC_NAME)) {
     const series = m[1] as string
     let name = series
     let info = metrics.get(series)
@@ -91,13 +97,13 @@ function checkExpr(expr: string, metrics: Map<string, MetricInfo>): { problems: 
     }
     used.push({ name, series, info })
   }
-  if (used.length === 0) problems.push('names no redis_gateway_ metric')
+  if (!used.some((u) => u.name.startsWith('redis_gateway_'))) problems.push('names no redis_gateway_ metric')
 
   const labelsOf = (u: (typeof used)[number]): Set<string> =>
     new Set([...u.info.labels, ...TARGET_LABELS, ...(u.series.endsWith('_bucket') ? ['le'] : [])])
 
   // Matchers inside each selector's braces must be labels of that metric.
-  for (const m of text.matchAll(/\b(redis_gateway_[a-zA-Z0-9_]*)\s*\{([^}]*)\}/g)) {
+  for (const m of text.matchAll(/\b((?:redis_gateway|process|nodejs)_[a-zA-Z0-9_]*)\s*\{([^}]*)\}/g)) {
     const u = used.find((x) => x.series === m[1])
     if (!u) continue
     for (const lm of (m[2] as string).matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"/g)) {
@@ -112,6 +118,9 @@ function checkExpr(expr: string, metrics: Map<string, MetricInfo>): { problems: 
       const label = raw.trim()
       if (!label) continue
       grouped.add(label)
+      // Vector matching on the scrape target itself (job, instance) is what ties a pod's
+      // process_* series to its gateway series; grouping by the target's instance is not.
+      if ((m[1] === 'on' || m[1] === 'ignoring') && (label === 'job' || label === 'instance')) continue
       for (const u of used) {
         if (!labelsOf(u).has(label)) problems.push(`${m[1]} (${label}): ${u.name} has no label "${label}"`)
       }
@@ -121,11 +130,16 @@ function checkExpr(expr: string, metrics: Map<string, MetricInfo>): { problems: 
   const stripped = text.replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\{[^}]*\}/g, '{}').replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '')
   for (const m of stripped.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w.])(\s*\()?/g)) {
     const id = m[1] as string
-    if (m[2] !== undefined || PROMQL_KEYWORDS.has(id) || id.startsWith('redis_gateway_') || /^[0-9]/.test(id)) continue
+    if (m[2] !== undefined || PROMQL_KEYWORDS.has(id) || metrics.has(id) || id.startsWith('redis_gateway_') || /^[0-9]/.test(id)) continue
     if (/^\d+[smhdwy]$/.test(id)) continue
     problems.push(`"${id}" is not a gateway metric`)
   }
   return { problems, metrics: [...new Set(used.map((u) => u.name))], labels: grouped }
+}
+
+/** Whether `where` ("panel \"<title>\" A") names a stat panel. */
+function isStat(where: string): boolean {
+  return queryPanels.some((p) => p.type === 'stat' && where.startsWith(`panel "${p.title}"`))
 }
 
 function allPanels(panels: Panel[]): Panel[] {
@@ -214,6 +228,39 @@ describe('Grafana dashboard', () => {
     // Breaker panel maps 0/1/2 to closed/half-open/open as the breaker_state gauge defines them.
     const breaker = JSON.stringify(queryPanels.find((p) => (p.targets ?? []).some((t) => t.expr?.includes('breaker_state{')) && p.type === 'state-timeline'))
     for (const text of ['"0":{"text":"closed"', '"1":{"text":"half-open"', '"2":{"text":"open"']) expect(breaker).toContain(text)
+  })
+
+  test('counts each endpoint once and reads 0 where a ratio or count could have no data', () => {
+    const problems: string[] = []
+    for (const e of exprs) {
+      // An endpoint shared by two instances, or seen by every gateway pod, is one endpoint.
+      if (/\bcount\(/.test(e.expr) && !/\bcount\(max by \(redis_endpoint\)/.test(e.expr)) problems.push(`${e.where} counts without deduplicating endpoints`)
+      // A division with no fallback shows "No data" (or NaN) for no traffic instead of 0.
+      if (/\s\/\s/.test(e.expr) && !/> 0\)\)\s*or\s/.test(e.expr)) problems.push(`${e.where} divides without a fallback for an empty denominator`)
+      if (/^(count|sum)\(/.test(e.expr) && e.where.startsWith('panel') && isStat(e.where) && !/ or (vector\(0\)|\()/.test(e.expr)) {
+        problems.push(`${e.where} has no "or vector(0)" for when nothing matches`)
+      }
+    }
+    expect(problems).toEqual([])
+  })
+
+  test('has the panels an operator asks for during an incident', () => {
+    const shown = (re: RegExp): string[] => exprs.filter((e) => re.test(e.expr)).map((e) => e.where)
+    const wanted: Record<string, RegExp> = {
+      'error ratio by instance': /sum by \(redis_instance\) \(rate\(redis_gateway_requests_total\{[^}]*outcome="server_error"/,
+      'p99 by instance': /histogram_quantile\(0\.99, sum by \(redis_instance, le\)/,
+      'overload rejections': /code="OVERLOADED"/,
+      'retry and hedge budget exhaustion': /redis_gateway_budget_exhausted_total/,
+      'open SSE streams': /redis_gateway_sse_streams/,
+      'slow-client disconnects': /redis_gateway_slow_client_disconnects_total/,
+      failovers: /redis_gateway_role_changes_total\{[^}]*to="primary"/,
+      'breaker opens between scrapes': /increase\(redis_gateway_breaker_transitions_total/,
+      'event-loop lag': /nodejs_eventloop_lag_p99_seconds/,
+      CPU: /rate\(process_cpu_seconds_total/,
+      memory: /process_resident_memory_bytes/,
+    }
+    const missing = Object.entries(wanted).filter(([, re]) => shown(re).length === 0).map(([what]) => what)
+    expect(missing).toEqual([])
   })
 
   test('is a well-formed dashboard for the Grafana sidecar', () => {

@@ -101,6 +101,8 @@ export function createHttpServer(
   const sweep = setInterval(() => {
     const now = performance.now()
     for (const socket of tracker.sockets()) {
+      // Given up already, and still listed until its 'close': not a second slow client.
+      if (socket.destroyed) continue
       if (socket.writableLength === 0) {
         stalledSince.delete(socket)
         continue

@@ -193,6 +193,8 @@ export class GatewayMetrics {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
     for (const reason of SLOW_CLIENT_REASONS) this.slowClients.inc({ reason }, 0)
+    // Refused for the memory budget before the target was known.
+    this.requests.touch('', '', 'none', 'server_error', 'OVERLOADED')
   }
 
   /** Where sse_streams reads the number of open event streams at each scrape. */
@@ -306,8 +308,11 @@ export class GatewayMetrics {
     for (const cls of START_CLASSES) {
       this.requests.touch(instance, '', cls, 'success', 'OK')
       this.requests.touch(instance, '', cls, 'server_error', 'NOENDPOINT')
+      this.requests.touch(instance, '', cls, 'server_error', 'OVERLOADED')
     }
-    this.retries.inc({ redis_instance: instance, code: 'UNAVAILABLE' }, 0)
+    // A request refused for the memory budget before its command was read has no class yet.
+    this.requests.touch(instance, '', 'none', 'server_error', 'OVERLOADED')
+    for (const code of RETRY_CODES) this.retries.inc({ redis_instance: instance, code }, 0)
     for (const result of ['sent', 'won']) this.hedges.inc({ redis_instance: instance, result }, 0)
     for (const budget of ['retry', 'hedge']) this.budgetExhausted.inc({ redis_instance: instance, budget }, 0)
     for (const to of MAINTENANCE) this.maintenanceChanges.inc({ redis_instance: instance, to }, 0)
@@ -384,6 +389,8 @@ export class GatewayMetrics {
 
 /** Request classes whose series start at 0 for every instance (what @upstash/redis sends: its auto-pipelining makes pipelines). */
 const START_CLASSES = ['read', 'write', 'pipeline', 'multi'] as const
+/** The failures a read is retried after (upstream/dispatch.ts isRetryable). */
+const RETRY_CODES = ['TIMEOUT', 'UPSTREAMRESET', 'NOENDPOINT'] as const
 const SLOW_CLIENT_REASONS = ['sse_backlog', 'write_timeout', 'request_timeout'] as const
 const MAINTENANCE = ['off', 'drain', 'read-only'] as const
 

@@ -50,8 +50,11 @@ describe('series before their first event', () => {
     for (const cls of ['read', 'write', 'pipeline', 'multi']) {
       expect(value(text, `redis_gateway_requests_total{${i},group="",class="${cls}",outcome="success",code="OK"}`), cls).toBe(0)
       expect(value(text, `redis_gateway_requests_total{${i},group="",class="${cls}",outcome="server_error",code="NOENDPOINT"}`), cls).toBe(0)
+      expect(value(text, `redis_gateway_requests_total{${i},group="",class="${cls}",outcome="server_error",code="OVERLOADED"}`), cls).toBe(0)
     }
-    expect(value(text, `redis_gateway_retries_total{${i},code="UNAVAILABLE"}`)).toBe(0)
+    for (const code of ['TIMEOUT', 'UPSTREAMRESET', 'NOENDPOINT']) expect(value(text, `redis_gateway_retries_total{${i},code="${code}"}`)).toBe(0)
+    expect(value(text, `redis_gateway_requests_total{${i},group="",class="none",outcome="server_error",code="OVERLOADED"}`)).toBe(0)
+    expect(value(text, 'redis_gateway_requests_total{redis_instance="",group="",class="none",outcome="server_error",code="OVERLOADED"}')).toBe(0)
     for (const r of ['sent', 'won']) expect(value(text, `redis_gateway_hedges_total{${i},result="${r}"}`)).toBe(0)
     for (const b of ['retry', 'hedge']) expect(value(text, `redis_gateway_budget_exhausted_total{${i},budget="${b}"}`)).toBe(0)
     for (const r of ['sse_backlog', 'write_timeout', 'request_timeout']) {

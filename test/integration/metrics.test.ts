@@ -144,7 +144,7 @@ describe('metrics', () => {
       role: ['primary', 'replica', 'none'],
       class: ['none', 'read', 'write', 'pipeline', 'multi', 'subscribe'],
       outcome: ['success', 'client_error', 'server_error', 'ok', 'reply_error', 'busy', 'timeout', 'unavailable', 'reset', 'listed', 'watching', 'reconciled', 'error', 'gone', 'conflict', 'bad_annotation'],
-      code: ['OK', 'REDIS', 'UNAUTHORIZED', 'NOTFOUND', 'UNKNOWNCOMMAND', 'BADREQUEST', 'TIMEOUT', 'UNAVAILABLE', 'NOENDPOINT'],
+      code: ['OK', 'REDIS', 'UNAUTHORIZED', 'NOTFOUND', 'UNKNOWNCOMMAND', 'BADREQUEST', 'TIMEOUT', 'UNAVAILABLE', 'NOENDPOINT', 'UPSTREAMRESET', 'OVERLOADED'],
       result: ['sent', 'won'],
       budget: ['retry', 'hedge'],
       reason: ['sse_backlog', 'write_timeout', 'request_timeout'],

@@ -118,7 +118,7 @@ export class Connection {
   sweep(t: number, server: Server): void {
     const waited = t - this.since
     if (this.sending) {
-      if (waited >= this.lane.opts.writeTimeoutMs) {
+      if (waited >= this.lane.opts.writeTimeoutMs && !this.socket.destroyed) {
         this.socket.destroy()
         this.lane.opts.onSlowClient?.('write_timeout')
       }
