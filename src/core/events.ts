@@ -37,6 +37,10 @@ export interface RequestBeginEvent {
   readonly traceparent: string | undefined
   readonly tracestate: string | undefined
   readonly startMs: number
+  /** The request target as sent (path and query); tracing records only a scrubbed form of it. */
+  readonly url?: string
+  /** The Host header as sent (tracing's server.address / server.port). */
+  readonly host?: string | undefined
 }
 
 /** Resolution of the request's target begins; `routeResolve` follows (subscribers time it themselves). */
@@ -93,6 +97,11 @@ export interface UpstreamEvent {
   readonly startMs: number
   /** Breaker state change this outcome caused, e.g. 'closed->open'; null when none. */
   readonly breaker: string | null
+  /**
+   * When traced and Redis answered with an error: its prefix (ERR, WRONGTYPE, LOADING...), or ''
+   * when the message has none. Null otherwise (success, transport failure, untraced).
+   */
+  readonly redisError?: string | null
 }
 
 export interface EndpointStateEvent {

@@ -197,6 +197,8 @@ function beginScope(events: EventHub, req: DataRequest, startMs: number): TraceS
     traceparent: req.header('traceparent'),
     tracestate: req.header('tracestate'),
     startMs,
+    url: req.url,
+    host: req.header('host'),
   })
   return scope.wanted ? scope : null
 }

@@ -70,6 +70,7 @@ function finish(
     port: ep.client.spec.port,
     startMs: started,
     breaker: before === after ? null : `${before}->${after}`,
+    redisError: ctx.scope == null || err === undefined ? null : redisErrorPrefix(err),
   })
 }
 
@@ -232,13 +233,14 @@ class BatchAttempt extends Attempt<ItemResult[]> {
   constructor(
     ep: PooledEndpoint,
     ctx: ExecContext,
+    operation: string,
     private readonly n: number,
     private readonly atomic: boolean,
     private readonly withRole: boolean,
     resolve: (v: ItemResult[]) => void,
     reject: (e: unknown) => void,
   ) {
-    super(ep, ctx, atomic ? 'MULTI' : 'PIPELINE', n, resolve, reject)
+    super(ep, ctx, operation, n, resolve, reject)
     this.out = new Array<ItemResult>(n)
   }
 
@@ -317,6 +319,30 @@ function operationOf(ctx: ExecContext, args: Args): string {
   return typeof name === 'string' ? name.toUpperCase() : name === undefined ? '' : name.toString('latin1').toUpperCase()
 }
 
+/**
+ * A batch's name for its client span (OpenTelemetry's Redis conventions): `PIPELINE` / `MULTI`, or
+ * `PIPELINE GET` / `MULTI INCR` when every command is the same one. A pipeline of one command is
+ * that command: a one-operation batch is a single operation. Untraced: no per-command work.
+ */
+function batchOperationOf(ctx: ExecContext, commands: readonly Args[], atomic: boolean): string {
+  const kind = atomic ? 'MULTI' : 'PIPELINE'
+  if (ctx.scope == null || commands.length === 0) return kind
+  const first = operationOf(ctx, commands[0]!)
+  for (let i = 1; i < commands.length; i++) if (operationOf(ctx, commands[i]!) !== first) return kind
+  return atomic || commands.length > 1 ? `${kind} ${first}` : first
+}
+
+/**
+ * A Redis error reply's prefix (the first word: ERR, WRONGTYPE, EXECABORT...), '' when the
+ * message starts with no such code (a script's own error text), null when Redis did not answer with
+ * an error (a transport failure, or the gateway's own verdict on a reply).
+ */
+function redisErrorPrefix(err: unknown): string | null {
+  if (!(err instanceof RedisReplyError) && !(err instanceof Error && err.name === 'ReplyError')) return null
+  const m = /^[A-Z][A-Z0-9_-]{0,31}(?= |$)/.exec(err.message)
+  return m === null ? '' : m[0]
+}
+
 export function failureOutcome(err: unknown): string {
   switch (failureKind(err)) {
     case 'reply':
@@ -359,7 +385,7 @@ export function runPipeline(
   atomic: boolean,
 ): Promise<ItemResult[]> {
   return new Promise<ItemResult[]>((resolve, reject) => {
-    const a = new BatchAttempt(ep, ctx, commands.length, atomic, withRole, resolve, reject)
+    const a = new BatchAttempt(ep, ctx, batchOperationOf(ctx, commands, atomic), commands.length, atomic, withRole, resolve, reject)
     const conn = ep.client.connectionFor(ctx.identity)
     if (conn === null || !conn.ready) return a.fail(notConnected(ep.id))
     a.sentOn(conn)

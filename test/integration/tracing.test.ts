@@ -1,8 +1,9 @@
 // Tracing: the span tree of every request form, on real redis-server processes, collected by
 // OpenTelemetry's in-memory exporter. Asserts the whole tree (server span continuing the caller's
 // traceparent -> route.resolve, route.select per attempt, one client span per Redis round trip),
-// the attributes docs/observability.md lists, retry/hedge/breaker events, and that no command
-// argument, key, value or token reaches any span.
+// the attributes docs/observability.md lists (OpenTelemetry's HTTP server and Redis client
+// conventions: names, db.namespace, batches, error replies), retry/hedge/breaker events, and that
+// no command argument, key, value or token reaches any span.
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api'
@@ -141,10 +142,17 @@ describe('span tree', () => {
       'http.request.method': 'POST',
       'http.route': '/v1/instances/{name}',
       'http.response.status_code': 200,
+      'url.scheme': 'http',
+      'url.path': '/v1/instances/main',
+      // From the Host header: the gateway's address as the client addressed it.
+      'server.address': '127.0.0.1',
+      'server.port': Number(new URL(gw.url).port),
       'redis_gateway.instance': 'main',
       'redis_gateway.command.class': 'read',
       'redis_gateway.code': 'OK',
     })
+    expect(server.attributes).not.toHaveProperty('url.query')
+    expect(server.attributes).not.toHaveProperty('error.type')
     expect(tree.children(server).map((s) => s.name).sort()).toEqual(['GET', 'route.resolve', 'route.select'])
     const resolve = tree.one('route.resolve')
     expect(resolve.attributes).toMatchObject({
@@ -168,10 +176,16 @@ describe('span tree', () => {
     expect(client.attributes).toMatchObject({
       'db.system.name': 'redis',
       'db.operation.name': 'GET',
+      'db.namespace': '0',
       'server.address': '127.0.0.1',
+      'network.peer.address': '127.0.0.1',
       'redis_gateway.role': 'replica',
     })
     expect(replicaPorts).toContain(client.attributes['server.port'])
+    expect(client.attributes['network.peer.port']).toBe(client.attributes['server.port'])
+    // One command is not a batch; a reply is not an error.
+    for (const k of ['db.operation.batch.size', 'db.response.status_code', 'error.type']) expect(client.attributes).not.toHaveProperty(k)
+    expect(client.status.code).toBe(SpanStatusCode.UNSET)
     expect(select.attributes['redis_gateway.endpoint']).toBe(client.attributes['redis_gateway.endpoint'])
     // Stages happen in order, inside the server span.
     const t = (s: ReadableSpan, which: 'startTime' | 'endTime') => s[which][0] * 1e9 + s[which][1]
@@ -196,8 +210,10 @@ describe('span tree', () => {
     await post('/v1/instances/main/pipeline', [['SET', KEY, VALUE], ['GET', KEY], ['STRLEN', KEY]])
     let tree = await traceOf()
     expect(tree.server.name).toBe('POST /v1/instances/{name}/pipeline')
+    expect(tree.server.attributes['url.path']).toBe('/v1/instances/main/pipeline')
     expect(tree.children(tree.server).map((s) => s.name).sort()).toEqual(['PIPELINE', 'route.resolve', 'route.select'])
-    expect(tree.one('PIPELINE').attributes).toMatchObject({ 'db.operation.name': 'PIPELINE', 'db.operation.batch.size': 3 })
+    expect(tree.one('PIPELINE').kind).toBe(SpanKind.CLIENT)
+    expect(tree.one('PIPELINE').attributes).toMatchObject({ 'db.system.name': 'redis', 'db.operation.name': 'PIPELINE', 'db.operation.batch.size': 3, 'db.namespace': '0' })
     noSecrets(tree, KEY, VALUE)
     exporter.reset()
     await post('/v1/instances/main/multi-exec', [['SET', KEY, VALUE], ['GET', KEY]])
@@ -206,24 +222,95 @@ describe('span tree', () => {
     expect(tree.server.attributes['redis_gateway.command.class']).toBe('multi')
   })
 
-  it('the path form records the route template, never the command or its arguments', async () => {
-    const res = await fetch(`${gw.url}/v1/instances/main/get/${KEY}?_token=${WRITE_TOKEN}`)
-    expect(res.status).toBe(200)
-    const tree = await traceOf()
-    expect(tree.server.name).toBe('GET /v1/instances/{name}/{command...}')
-    noSecrets(tree, KEY)
+  it('a batch of one command is named after it: PIPELINE GET, MULTI INCR; a pipeline of one is a single operation', async () => {
+    const client = async (path: string, body: unknown): Promise<ReadableSpan> => {
+      exporter.reset()
+      expect((await post(path, body)).status).toBe(200)
+      const tree = await traceOf()
+      const spans = tree.spans.filter((s) => s.kind === SpanKind.CLIENT)
+      expect(spans).toHaveLength(1)
+      return spans[0]!
+    }
+    let span = await client('/v1/instances/main/pipeline', [['GET', KEY], ['get', `${KEY}-2`]])
+    expect(span.name).toBe('PIPELINE GET')
+    expect(span.attributes).toMatchObject({ 'db.operation.name': 'PIPELINE GET', 'db.operation.batch.size': 2 })
+    span = await client('/v1/instances/main/multi-exec', [['INCR', `${KEY}-n`], ['INCR', `${KEY}-n`]])
+    expect(span.attributes).toMatchObject({ 'db.operation.name': 'MULTI INCR', 'db.operation.batch.size': 2 })
+    // The batch size is never 1 (a one-operation batch is not a batch).
+    span = await client('/v1/instances/main/pipeline', [['GET', KEY]])
+    expect(span.name).toBe('GET')
+    expect(span.attributes['db.operation.name']).toBe('GET')
+    expect(span.attributes).not.toHaveProperty('db.operation.batch.size')
+    span = await client('/v1/instances/main/multi-exec', [['INCR', `${KEY}-n`]])
+    expect(span.name).toBe('MULTI INCR')
+    expect(span.attributes).not.toHaveProperty('db.operation.batch.size')
   })
 
-  it('the @upstash/redis SDK traffic is traced too (auto-pipelined calls become PIPELINE spans)', async () => {
+  it('a Redis error reply: its prefix is db.response.status_code and error.type, the client span an error, the server span (a 4xx) not', async () => {
+    await post('/v1/instances/main', ['SET', KEY, VALUE])
+    for (const [command, prefix] of [
+      [['LPUSH', KEY, VALUE], 'WRONGTYPE'],
+      [['INCR', KEY], 'ERR'],
+    ] as const) {
+      exporter.reset()
+      const r = await post('/v1/instances/main', command)
+      expect(r.status).toBe(400)
+      const tree = await traceOf()
+      const client = tree.one(command[0])
+      expect(client.attributes).toMatchObject({ 'db.operation.name': command[0], 'db.response.status_code': prefix, 'error.type': prefix })
+      expect(client.status).toEqual({ code: SpanStatusCode.ERROR })
+      expect(tree.server.attributes).toMatchObject({ 'http.response.status_code': 400, 'redis_gateway.code': 'REDIS' })
+      expect(tree.server.status.code).toBe(SpanStatusCode.UNSET)
+      expect(tree.server.attributes).not.toHaveProperty('error.type')
+      noSecrets(tree, KEY, VALUE)
+    }
+    // A transaction Redis refuses as a whole (a command failed while queued): EXECABORT.
+    exporter.reset()
+    expect((await post('/v1/instances/main/multi-exec', [['SET', KEY, VALUE], ['SET', KEY]])).status).toBe(400)
+    let tree = await traceOf()
+    expect(tree.one('MULTI SET').attributes).toMatchObject({ 'db.response.status_code': 'EXECABORT', 'error.type': 'EXECABORT' })
+    expect(tree.one('MULTI SET').status.code).toBe(SpanStatusCode.ERROR)
+    // One failed command in a pipeline is that item's answer: the round trip itself succeeded.
+    exporter.reset()
+    expect((await post('/v1/instances/main/pipeline', [['GET', KEY], ['LPUSH', KEY, VALUE]])).status).toBe(200)
+    tree = await traceOf()
+    expect(tree.one('PIPELINE').status.code).toBe(SpanStatusCode.UNSET)
+    expect(tree.one('PIPELINE').attributes).not.toHaveProperty('error.type')
+  })
+
+  it('the path form records the route template and a scrubbed path and query, never the command, its arguments or the token', async () => {
+    const res = await fetch(`${gw.url}/v1/instances/main/get/${KEY}?_token=${WRITE_TOKEN}`)
+    expect(res.status).toBe(200)
+    let tree = await traceOf()
+    expect(tree.server.name).toBe('GET /v1/instances/{name}/{command...}')
+    expect(tree.server.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'http.route': '/v1/instances/{name}/{command...}',
+      'url.path': '/v1/instances/main/REDACTED',
+      'url.query': '_token=REDACTED',
+    })
+    noSecrets(tree, KEY)
+    // Query parameters other than _token are arguments (SET key value EX 100): key and value go.
+    exporter.reset()
+    const set = await fetch(`${gw.url}/v1/instances/main/set/${KEY}/${VALUE}?_token=${WRITE_TOKEN}&EX=100`)
+    expect(set.status).toBe(200)
+    tree = await traceOf()
+    expect(tree.server.attributes).toMatchObject({ 'url.path': '/v1/instances/main/REDACTED', 'url.query': '_token=REDACTED&REDACTED=REDACTED' })
+    noSecrets(tree, KEY, VALUE, 'EX', '100')
+  })
+
+  it('the @upstash/redis SDK traffic is traced too (auto-pipelined calls become pipeline client spans)', async () => {
     const redis = new Redis({ url: `${gw.url}/v1/instances/main`, token: WRITE_TOKEN, enableAutoPipelining: true, enableTelemetry: false })
     await Promise.all([redis.set(KEY, VALUE), redis.get(KEY)])
+    // However the SDK batched the two calls (a PIPELINE of both, or a pipeline of one each, which
+    // is a plain SET and GET), the client spans account for both commands.
+    const commands = (s: ReadableSpan[]) =>
+      s.filter((x) => x.kind === SpanKind.CLIENT).reduce((n, x) => n + ((x.attributes['db.operation.batch.size'] as number | undefined) ?? 1), 0)
     const spans = await waitFor(() => {
       const s = exporter.getFinishedSpans()
-      return s.some((x) => x.name === 'PIPELINE') && s.some((x) => x.kind === SpanKind.SERVER) ? s : null
+      return commands(s) >= 2 && s.filter((x) => x.kind === SpanKind.SERVER).every((x) => x.name === 'POST /v1/instances/{name}/pipeline') ? s : null
     })
-    // However the SDK batched the two calls, the PIPELINE spans account for both commands.
-    const sizes = spans.filter((s) => s.name === 'PIPELINE').map((s) => s.attributes['db.operation.batch.size'] as number)
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(2)
+    expect(commands(spans)).toBe(2)
     noSecrets(new Tree(spans), KEY, VALUE)
   })
 
@@ -295,6 +382,8 @@ describe('resilience as span events', () => {
       })
       const failed = gets.find((s) => s.attributes['server.port'] === slow.port)!
       expect(failed.attributes['error.type']).toBe('timeout')
+      // No Redis error reply: no db.response.status_code.
+      expect(failed.attributes).not.toHaveProperty('db.response.status_code')
       expect(failed.status.code).toBe(SpanStatusCode.ERROR)
       expect(gets.find((s) => s !== failed)!.attributes['server.port']).toBe(topo.r2.port)
     } finally {
