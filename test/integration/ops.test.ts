@@ -141,7 +141,7 @@ describe('/metrics', () => {
     for (const leaked of [key, 'no-such-instance-xyz', 'wrong-token-abc', 'NOSUCHCOMMANDZZ', WRITE_TOKEN, READ_TOKEN]) {
       expect(text, leaked).not.toContain(leaked)
     }
-    const allowed = new Set(['redis_instance', 'group', 'redis_endpoint', 'role', 'class', 'outcome', 'code', 'source', 'result', 'to', 'le'])
+    const allowed = new Set(['redis_instance', 'group', 'redis_endpoint', 'role', 'class', 'outcome', 'code', 'source', 'result', 'to', 'budget', 'reason', 'le'])
     for (const s of parseSamples(text)) {
       // The prom-client default metrics (process_*, nodejs_*) carry their own fixed labels (version, space, kind...).
       if (!s.name.startsWith('redis_gateway_')) continue
