@@ -4,6 +4,7 @@ import { EventHub, type RequestEndEvent } from '../core/events.js'
 import { sha256Hex, type OpsAuth } from '../config/schema.js'
 import { TokenStore } from './auth.js'
 import { createOpsApp } from './ops-plane.js'
+import type { RoutesQuery } from './routes-view.js'
 
 const notReady = { notReadyReason: () => null }
 const noRoutes = { routes: () => ({}) as never }
@@ -67,5 +68,41 @@ describe('ops plane access (ops.auth)', () => {
 
   it('probes and metrics never need a token', async () => {
     for (const path of ['/healthz', '/readyz', '/metrics']) expect((await get(path, 'admin')).status, path).toBe(200)
+  })
+})
+
+describe('ops plane /admin/routes query', () => {
+  const asked: (RoutesQuery | null)[] = []
+  const routes = { routes: (q: RoutesQuery | null) => (asked.push(q), { version: 1 }) as never }
+  const get = (path: string, mode: OpsAuth = 'admin', headers: Record<string, string> = { authorization: 'Bearer admin-secret' }) =>
+    createOpsApp({ registry: new Registry(), readiness: notReady, routes, access: access(mode) }).request(path, { headers })
+
+  it('no parameters (the page token aside): the full view, as before', async () => {
+    asked.length = 0
+    expect((await get('/admin/routes')).status).toBe(200)
+    expect((await get('/admin/routes?_token=admin-secret', 'admin', {})).status).toBe(200)
+    expect(asked).toEqual([null, null])
+  })
+
+  it('passes the parsed query on', async () => {
+    asked.length = 0
+    expect((await get('/admin/routes?limit=100&after=inst-0099&q=ord&health=degraded,down&instance=a&instance=b%20c&groups=none')).status).toBe(200)
+    expect(asked).toEqual([{ instances: ['a', 'b c'], q: 'ord', health: ['degraded', 'down'], after: 'inst-0099', limit: 100, groups: 'none' }])
+  })
+
+  it('a bad parameter is a 400 with the reason, after the token check', async () => {
+    asked.length = 0
+    const res = await get('/admin/routes?limit=0')
+    expect(res.status).toBe(400)
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(await res.json()).toEqual({ error: 'BADREQUEST limit must be an integer from 1 to 1000, got "0"' })
+    expect(await (await get('/admin/routes?healthy=down')).json()).toEqual({
+      error: 'BADREQUEST unknown parameter "healthy" of /admin/routes; known: instance, q, health, limit, after, groups (docs/admin-routes.md)',
+    })
+    expect((await get('/admin/routes?health=broken', 'none', {})).status).toBe(400)
+    // Who may not see the table learns nothing about the parameters.
+    expect((await get('/admin/routes?limit=0', 'admin', {})).status).toBe(401)
+    expect(asked).toEqual([])
   })
 })

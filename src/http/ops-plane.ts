@@ -2,7 +2,8 @@
 // as JSON (`/admin/routes`) and as a small live HTML page (`/`). The routing table shows the
 // topology, so by default (ops.auth: admin) it needs an admin token of the data plane's token store:
 // `Authorization: Bearer`, or `?_token=` for the page, which a browser opens by URL. Probes and
-// Prometheus need no token.
+// Prometheus need no token. `/admin/routes` takes a query (filter, page: docs/admin-routes.md);
+// without one it is the whole table, as before.
 
 import { Hono, type Context } from 'hono'
 import type { Registry } from 'prom-client'
@@ -10,7 +11,7 @@ import type { OpsAuth } from '../config/schema.js'
 import { ForbiddenError, UnauthorizedError } from '../core/errors.js'
 import { presentedToken, type TokenStore } from './auth.js'
 import { describeError, errorHeaders } from './error-response.js'
-import type { RoutesView } from './routes-view.js'
+import { parseRoutesQuery, type RoutesQuery, type RoutesView } from './routes-view.js'
 import { ROUTES_PAGE_HEADERS, ROUTES_PAGE_HTML } from './routes-page.js'
 
 export interface Readiness {
@@ -20,7 +21,8 @@ export interface Readiness {
 
 /** The routing table as the admin view shows it (docs/admin-routes.md); built on each call. */
 export interface RoutesSource {
-  routes(): RoutesView
+  /** The whole table without a query (null), else the page the query asks for. */
+  routes(query: RoutesQuery | null): RoutesView
 }
 
 /** Who may see the routing table; read on every request, so a config reload applies at once. */
@@ -44,13 +46,15 @@ export function createOpsApp(deps: {
 }): Hono {
   const app = new Hono()
   const access = deps.access
+  const errorReply = (c: Context, err: unknown): Response => {
+    const d = describeError(err)
+    return c.body(d.body, d.status as 401, { 'content-type': 'application/json', 'cache-control': 'no-store', ...errorHeaders(err, d) })
+  }
   // The topology views: null when the request may see them, else the 401/403 reply.
   const denied = (c: Context): Response | null => {
     if (access.mode() === 'none') return null
     const err = refusal(access.tokens(), c.req.header('authorization'), c.req.query('_token') ?? null)
-    if (err === null) return null
-    const d = describeError(err)
-    return c.body(d.body, d.status as 401, { 'content-type': 'application/json', 'cache-control': 'no-store', ...errorHeaders(err, d) })
+    return err === null ? null : errorReply(c, err)
   }
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', (c) => {
@@ -64,7 +68,18 @@ export function createOpsApp(deps: {
     flushEvents()
     return c.body(await registry.metrics(), 200, { 'content-type': registry.contentType })
   })
-  app.get('/admin/routes', (c) => denied(c) ?? c.json(deps.routes.routes(), 200, { 'cache-control': 'no-store' }))
+  app.get('/admin/routes', (c) => {
+    const refused = denied(c)
+    if (refused !== null) return refused
+    let query: RoutesQuery | null
+    try {
+      query = parseRoutesQuery(new URL(c.req.url).searchParams)
+    } catch (err) {
+      // A BadRequestError: 400 with the parameter and what it takes.
+      return errorReply(c, err)
+    }
+    return c.json(deps.routes.routes(query), 200, { 'cache-control': 'no-store' })
+  })
   app.get('/', (c) => denied(c) ?? c.body(ROUTES_PAGE_HTML, 200, { ...ROUTES_PAGE_HEADERS }))
   app.notFound((c) =>
     c.json({ error: 'NOTFOUND no such ops endpoint; try /healthz, /readyz, /metrics, /admin/routes or /' }, 404),

@@ -5,7 +5,7 @@
 
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { ROUTES_PAGE_HEADERS, ROUTES_PAGE_HTML, ROUTES_PAGE_SCRIPT } from './routes-page.js'
+import { ROUTES_PAGE_HEADERS, ROUTES_PAGE_HTML, ROUTES_PAGE_SCRIPT, ROUTES_PAGE_SIZE } from './routes-page.js'
 
 const hash = (s: string): string => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`
 
@@ -29,5 +29,13 @@ describe('routes page', () => {
     for (const sink of ['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'document.write', 'eval(', 'new Function', 'setAttribute(\'on']) {
       expect(ROUTES_PAGE_SCRIPT, sink).not.toContain(sink)
     }
+  })
+
+  it('asks for one page at a time: every fetch goes through the query with a limit', () => {
+    expect(ROUTES_PAGE_SIZE).toBe(100)
+    const fetches = [...ROUTES_PAGE_SCRIPT.matchAll(/fetch\(([^,]*),/g)].map((m) => m[1])
+    expect(fetches).toEqual(['routesUrl()'])
+    expect(ROUTES_PAGE_SCRIPT).toContain(`: ${ROUTES_PAGE_SIZE};`)
+    for (const id of ['search', 'problems', 'prev', 'next', 'range', 'summary']) expect(ROUTES_PAGE_HTML, id).toContain(`id="${id}"`)
   })
 })

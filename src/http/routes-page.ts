@@ -1,5 +1,7 @@
 // The ops plane's `GET /`: one self-contained HTML page (inline CSS and script, no external
-// assets, no framework) that polls `admin/routes` and renders the routing table. Every value is
+// assets, no framework) that polls one page of `admin/routes` (`?limit=`, with the search box as
+// `q`, "problems only" as `health=degraded,down`, next/previous as the `after` cursor) and renders
+// it, with the table's health counts from the reply's `page`. Every value is
 // put in the page as text (createElement + text nodes), never parsed as HTML: annotation keys and
 // values are free text from Kubernetes or the config file. The Content-Security-Policy allows only
 // this page's own script and style (by hash) and fetches to its own origin, so even a rendering
@@ -12,6 +14,9 @@ import { createHash } from 'node:crypto'
 
 /** How often the page asks for a fresh table. */
 export const ROUTES_PAGE_POLL_MS = 1500
+
+/** Instances per page; `/?limit=N` (1-1000) opens the page with another size. */
+export const ROUTES_PAGE_SIZE = 100
 
 const STYLE = `
 :root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --muted: #6e7781; --line: #d0d7de; --inst: #f6f8fa; }
@@ -46,15 +51,31 @@ td.check { white-space: normal; min-width: 10em; max-width: 26em; }
 tr.annot td { color: var(--warn); white-space: normal; padding-left: 22px; }
 td.empty { color: var(--muted); font-style: italic; }
 tr.down td { background: rgba(207, 34, 46, .07); }
+.controls { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; margin: 10px 0 4px; }
+.controls input[type=search] { font: inherit; padding: 2px 6px; min-width: 18em; }
+.controls button { font: inherit; padding: 1px 8px; }
+.summary { margin: 4px 0; }
 `
 
 const SCRIPT = `
 'use strict';
 const POLL_MS = ${ROUTES_PAGE_POLL_MS};
+const OWN = new URLSearchParams(location.search);
 // The admin token the page was opened with (?_token=), if any; never put into the page itself.
-const TOKEN = new URLSearchParams(location.search).get('_token');
+const TOKEN = OWN.get('_token');
 const HEADERS = TOKEN ? { accept: 'application/json', authorization: 'Bearer ' + TOKEN } : { accept: 'application/json' };
+const PAGE_SIZE = /^[0-9]{1,4}$/.test(OWN.get('limit') || '') && +OWN.get('limit') >= 1 && +OWN.get('limit') <= 1000 ? +OWN.get('limit') : ${ROUTES_PAGE_SIZE};
 let lastOk = null;
+// Which page: the search text (q), problems only (health), and the cursor: the 'after' of this
+// page, those of the pages before it (for "previous"), and the reply's 'next'.
+let search = '';
+let problems = false;
+let after = null;
+let before = [];
+let next = null;
+// Each poll has a number; a reply to an older one (the filter or page changed meanwhile) is dropped.
+let seq = 0;
+let timer = null;
 
 // Builds an element; children are nodes or values shown as text (never parsed as HTML).
 function el(tag, attrs, ...children) {
@@ -145,9 +166,11 @@ function groupRows(g) {
   if (g.members.length === 0) {
     return [el('tr', { 'data-group': g.name }, el('td', { class: 'name' }, g.name), el('td', null, g.strategy), el('td', { colspan: 4, class: 'empty' }, 'no members'))];
   }
+  // The group's members on this page only; how many it has in all, and how many take traffic.
+  const all = g.memberCount === undefined ? null : el('span', { class: 'why', 'data-field': 'member-count' }, '(' + g.membersTakingTraffic + ' of ' + count(g.memberCount, 'member') + ' taking traffic)');
   return g.members.map((m, i) => el('tr', { 'data-group': g.name, 'data-member': m.instance, class: m.takingTraffic ? null : 'down' },
     el('td', { class: 'name' }, i === 0 ? g.name : ''),
-    el('td', null, i === 0 ? g.strategy : ''),
+    el('td', null, i === 0 ? g.strategy : '', i === 0 ? all : null),
     td('member', null, m.instance),
     td('weight', 'num', m.weight),
     td('share', 'num', m.share === null ? '' : (m.share * 100).toFixed(1) + ' %'),
@@ -155,18 +178,31 @@ function groupRows(g) {
   ));
 }
 
+const fmt = (n) => n.toLocaleString('en-US');
+
 function render(view) {
+  const p = view.page;
   const inst = document.getElementById('instances-body');
   const rows = view.instances.flatMap(instanceRows);
-  if (rows.length === 0) rows.push(el('tr', null, el('td', { colspan: 10, class: 'empty' }, 'no instances')));
+  if (rows.length === 0) rows.push(el('tr', null, el('td', { colspan: 10, class: 'empty' }, p.total === 0 ? 'no instances' : 'no instance matches')));
   inst.replaceChildren(...rows);
   const groups = document.getElementById('groups-body');
   const grows = view.groups.flatMap(groupRows);
   if (grows.length === 0) grows.push(el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'no groups')));
   groups.replaceChildren(...grows);
+  const h = p.health;
+  document.getElementById('summary').replaceChildren(
+    fmt(p.total) + ' instance' + (p.total === 1 ? '' : 's') + ': ',
+    el('span', { 'data-field': 'up', class: 'ok' }, fmt(h.up) + ' up'), ' \u00b7 ',
+    el('span', { 'data-field': 'degraded', class: h.degraded > 0 ? 'warn' : null }, fmt(h.degraded) + ' degraded'), ' \u00b7 ',
+    el('span', { 'data-field': 'down', class: h.down > 0 ? 'bad' : null }, fmt(h.down) + ' down'));
+  document.getElementById('range').textContent = p.returned === 0 ? '0 of ' + fmt(p.matched)
+    : fmt(p.offset + 1) + '\u2013' + fmt(p.offset + p.returned) + ' of ' + fmt(p.matched) + (search || problems ? ' matching' : '');
+  next = p.next;
+  document.getElementById('next').disabled = next === null;
+  document.getElementById('prev').disabled = after === null;
   document.getElementById('meta').replaceChildren(
-    'table version ' + view.tableVersion + ' \\u00b7 ' + count(view.instances.length, 'instance') + ' \\u00b7 ' + count(view.groups.length, 'group') +
-    (view.zone ? ' \\u00b7 zone ' + view.zone : '') + ' \\u00b7 generated ' + new Date(view.generatedAt).toLocaleTimeString());
+    'table version ' + view.tableVersion + (view.zone ? ' \u00b7 zone ' + view.zone : '') + ' \u00b7 generated ' + new Date(view.generatedAt).toLocaleTimeString());
   document.body.setAttribute('data-generated-at', view.generatedAt);
 }
 
@@ -176,10 +212,21 @@ function setStatus(ok, text) {
   s.textContent = text;
 }
 
+function routesUrl() {
+  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (after !== null) q.set('after', after);
+  if (search) q.set('q', search);
+  if (problems) q.set('health', 'degraded,down');
+  return 'admin/routes?' + q.toString();
+}
+
 async function poll() {
+  clearTimeout(timer);
+  const mine = ++seq;
+  let delay = POLL_MS;
   try {
     if (!document.hidden || lastOk === null) {
-      const res = await fetch('admin/routes', { cache: 'no-store', headers: HEADERS });
+      const res = await fetch(routesUrl(), { cache: 'no-store', headers: HEADERS });
       if (!res.ok) {
         // The gateway's reason (e.g. 401 UNAUTHORIZED ... needs a token), shown as text.
         let why = '';
@@ -187,20 +234,57 @@ async function poll() {
         throw new Error('HTTP ' + res.status + why);
       }
       const view = await res.json();
-      if (view.version !== 1) throw new Error('unsupported view version ' + view.version);
+      if (mine !== seq) return;
+      if (view.version !== 1 || !view.page) throw new Error('unsupported view version ' + view.version);
+      if (view.instances.length === 0 && after !== null) {
+        // This page emptied (instances removed, or healed under "problems only"): back to the first.
+        after = null;
+        before = [];
+        delay = 0;
+        return;
+      }
       render(view);
       lastOk = new Date();
       setStatus(true, 'live');
     }
   } catch (err) {
+    if (mine !== seq) return;
     const why = err && err.message ? err.message : String(err);
     setStatus(false, 'stale: ' + why + (lastOk ? ' (last update ' + lastOk.toLocaleTimeString() + ')' : ''));
     // Nothing shown yet: say why where the table's summary goes, not just in the status badge.
     if (lastOk === null) document.getElementById('meta').replaceChildren(why);
   } finally {
-    setTimeout(poll, POLL_MS);
+    if (mine === seq) timer = setTimeout(poll, delay);
   }
 }
+
+// A new filter starts at the first page; each change asks at once (the reply of a poll still
+// running is dropped).
+function firstPage() {
+  after = null;
+  before = [];
+  poll();
+}
+let typing = null;
+document.getElementById('search').addEventListener('input', (e) => {
+  clearTimeout(typing);
+  typing = setTimeout(() => { search = e.target.value.trim(); firstPage(); }, 200);
+});
+document.getElementById('problems').addEventListener('change', (e) => { problems = e.target.checked; firstPage(); });
+document.getElementById('next').addEventListener('click', () => {
+  if (next === null) return;
+  before.push(after);
+  after = next;
+  next = null;
+  document.getElementById('next').disabled = true;
+  poll();
+});
+document.getElementById('prev').addEventListener('click', () => {
+  if (before.length === 0) return;
+  after = before.pop();
+  document.getElementById('prev').disabled = true;
+  poll();
+});
 poll();
 `
 
@@ -216,18 +300,26 @@ export const ROUTES_PAGE_HTML = `<!doctype html>
 </head>
 <body>
 <header><h1>redis-gateway routing table</h1><span id="status" class="status">loading\u2026</span></header>
+<p class="summary" id="summary"></p>
+<div class="controls">
+<input id="search" type="search" placeholder="search instances by name" aria-label="search instances by name" autocomplete="off" spellcheck="false">
+<label><input id="problems" type="checkbox"> problems only (degraded or down)</label>
+<button id="prev" type="button" disabled>\u2190 previous</button>
+<span id="range" class="meta"></span>
+<button id="next" type="button" disabled>next \u2192</button>
+</div>
 <p class="meta" id="meta"></p>
 <h2>Instances</h2>
 <table id="instances">
 <thead><tr><th>endpoint</th><th>role</th><th>health</th><th>breaker</th><th class="num">in flight</th><th class="num">latency (EWMA)</th><th class="num">lag</th><th>link</th><th>zone</th><th>last check</th></tr></thead>
 <tbody id="instances-body"></tbody>
 </table>
-<h2>Groups</h2>
+<h2>Groups of these instances</h2>
 <table id="groups">
 <thead><tr><th>group</th><th>strategy</th><th>member</th><th class="num">weight</th><th class="num">share</th><th>traffic</th></tr></thead>
 <tbody id="groups-body"></tbody>
 </table>
-<footer><p>Refreshes every ${ROUTES_PAGE_POLL_MS / 1000} s from <a href="admin/routes">admin/routes</a> (JSON, schema in docs/admin-routes.md).</p></footer>
+<footer><p>Refreshes this page of instances every ${ROUTES_PAGE_POLL_MS / 1000} s from <a href="admin/routes?limit=${ROUTES_PAGE_SIZE}">admin/routes</a> (JSON, schema and parameters in docs/admin-routes.md).</p></footer>
 <script>${SCRIPT}</script>
 </body>
 </html>

@@ -2,7 +2,9 @@
 // annotations, as discovery builds them) and real EndpointStates, breakers and load trackers on
 // an injected clock: what each endpoint is said to be (role, primary, serving and why), breaker
 // and latency figures, replica lag, group shares as the router applies them, and that every
-// state the view can show matches the documented JSON Schema.
+// state the view can show matches the documented JSON Schema. Queries: pages through the cursor,
+// filters, the health counts (the same health as the full view says), groups of a page, and the
+// parameters' validation.
 
 import { describe, expect, it } from 'vitest'
 import { LoadTracker } from '../balancer/least-request.js'
@@ -11,8 +13,18 @@ import { endpointId, type EndpointSpec, type GroupStrategy, type InstanceSpec } 
 import { CircuitBreaker } from '../resilience/breaker.js'
 import { assertRoutesView } from '../../test/helpers/routes-schema.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
-import { buildRoutesView, type LiveEndpoint, type RoutesView } from './routes-view.js'
+import {
+  buildRoutesView,
+  parseRoutesQuery,
+  ROUTES_QUERY_LIMITS,
+  type LiveCluster,
+  type LiveEndpoint,
+  type RoutesQuery,
+  type RoutesView,
+  type RoutesViewInput,
+} from './routes-view.js'
 import { RoutingTable } from '../routing/table.js'
+import { BadRequestError } from '../core/errors.js'
 
 const A = 'redis-gateway.io/'
 
@@ -32,29 +44,38 @@ function world(instances: InstanceSpec[], groups: Record<string, GroupStrategy> 
   t.setGroupConfig(Object.fromEntries(Object.entries(groups).map(([g, strategy]) => [g, { strategy }])))
   t.apply({ type: 'reset', instances })
   const live = new Map<string, { state: EndpointState; connected: boolean }>()
-  for (const i of instances) {
-    for (const e of i.endpoints) {
+  const add = (specs: readonly EndpointSpec[]): void => {
+    for (const e of specs) {
       if (!live.has(e.id)) live.set(e.id, { state: new EndpointState(e.id, new CircuitBreaker({}, () => clock.mono)), connected: true })
     }
   }
+  for (const i of instances) add(i.endpoints)
   const loads = new Map<string, LoadTracker>()
+  const clusters = new Map<string, LiveCluster>()
+  const input = (): RoutesViewInput => ({
+    snapshot: t.current,
+    endpoint: (id): LiveEndpoint | undefined => live.get(id),
+    instanceLoad: (name) => loads.get(name) ?? null,
+    zone: null,
+    monoNowMs: clock.mono,
+    wallNowMs: clock.wall,
+    cluster: (name) => clusters.get(name),
+  })
   const view = (): RoutesView => {
-    const v = buildRoutesView({
-      snapshot: t.current,
-      endpoint: (id): LiveEndpoint | undefined => live.get(id),
-      instanceLoad: (name) => loads.get(name) ?? null,
-      zone: null,
-      monoNowMs: clock.mono,
-      wallNowMs: clock.wall,
-    })
-    assertRoutesView(JSON.parse(JSON.stringify(v)))
+    const v = buildRoutesView(input())
+    assertRoutesView(JSON.parse(JSON.stringify(v)), { paged: false })
+    return v
+  }
+  const paged = (q: Partial<RoutesQuery>): RoutesView => {
+    const v = buildRoutesView(input(), { instances: null, q: null, health: null, after: null, limit: null, groups: 'page', ...q })
+    assertRoutesView(JSON.parse(JSON.stringify(v)), { paged: true })
     return v
   }
   const state = (port: number): EndpointState => live.get(endpointId('10.0.0.1', port))!.state
   const checked = (port: number, fields: Partial<EndpointState>): void => {
     Object.assign(state(port), { healthy: true, lastCheckMs: clock.wall - 250, ...fields })
   }
-  return { t, live, loads, clock, view, state, checked }
+  return { t, live, loads, clusters, clock, view, paged, state, checked, add }
 }
 
 const endpointOf = (v: RoutesView, instance: string, port: number) =>
@@ -288,5 +309,225 @@ describe('the documented schema', () => {
       change(bad)
       expect(() => assertRoutesView(bad), what).toThrow(/does not match/)
     }
+  })
+})
+
+describe('queries: one page of the table', () => {
+  const g = (groups: string) => ({ [`${A}groups`]: groups })
+  /** alpha up, bravo degraded (a lagging replica), charlie down (failing checks), delta down (breaker open), echo up; hotel not checked. */
+  function incident() {
+    const w = world(
+      [
+        inst('echo', [ep(7)], g('web')),
+        inst('alpha', [ep(1)], g('web,all')),
+        inst('bravo', [ep(2), ep(3)], { ...g('all'), [`${A}max-replica-lag`]: '1KiB' }),
+        inst('charlie', [ep(4)], g('all')),
+        inst('delta', [ep(5)], g('all')),
+        inst('hotel', [ep(8), ep(9)]),
+      ],
+      { web: 'weighted', all: 'round-robin', spare: 'sticky' },
+    )
+    for (const p of [1, 2, 5, 7]) w.checked(p, { role: 'primary', offset: 10_000 })
+    w.checked(3, { role: 'replica', link: 'connected', offset: 1000, primaryOffsetAtCheck: 10_000 })
+    w.checked(4, { role: 'primary', healthy: false, lastError: 'timed out' })
+    for (let i = 0; i < 5; i++) w.state(5).breaker.onFailure(false)
+    return w
+  }
+  const names = (v: RoutesView): string[] => v.instances.map((i) => i.name)
+  const healthOf = (v: RoutesView): Record<string, string> => Object.fromEntries(v.instances.map((i) => [i.name, i.health]))
+
+  it('the full view is what it was: no page, every instance and group', () => {
+    const v = incident().view()
+    expect(v.page).toBeUndefined()
+    expect(Object.keys(v)).toEqual(['version', 'generatedAt', 'tableVersion', 'zone', 'instances', 'groups'])
+    expect(names(v)).toEqual(['alpha', 'bravo', 'charlie', 'delta', 'echo', 'hotel'])
+    expect(v.groups.map((x) => x.name)).toEqual(['all', 'spare', 'web'])
+  })
+
+  it('a query without a limit builds the same instance and group views as the full view, plus the page', () => {
+    const w = incident()
+    const full = w.view()
+    const { page, groups, ...rest } = w.paged({ groups: 'all' })
+    expect(rest).toEqual({ ...full, groups: undefined })
+    // Every group, every member, and how many there are.
+    expect(groups.map(({ memberCount, membersTakingTraffic, ...g }) => [g, memberCount, membersTakingTraffic])).toEqual(
+      full.groups.map((g) => [g, g.members.length, g.members.filter((m) => m.takingTraffic).length]),
+    )
+    expect(page).toEqual({ total: 6, matched: 6, offset: 0, returned: 6, next: null, health: { up: 2, degraded: 2, down: 2 } })
+  })
+
+  it('counts health as the full view says it, in one pass, whatever the filter', () => {
+    const w = incident()
+    const full = healthOf(w.view())
+    expect(full).toEqual({ alpha: 'up', bravo: 'degraded', charlie: 'down', delta: 'down', echo: 'up', hotel: 'degraded' })
+    const count = (h: string) => Object.values(full).filter((x) => x === h).length
+    const expected = { up: count('up'), degraded: count('degraded'), down: count('down') }
+    for (const q of [{ limit: 1 }, { q: 'zzz' }, { health: ['down' as const] }, { instances: ['alpha'] }]) {
+      expect(w.paged(q).page!.health, JSON.stringify(q)).toEqual(expected)
+    }
+    // Each instance alone: the health of the filter agrees with the view's own.
+    for (const [name, h] of Object.entries(full)) {
+      expect(w.paged({ health: [h as 'up'], instances: [name] }).page!.matched, name).toBe(1)
+    }
+    // The breaker closes again after its open time: the counts follow.
+    w.clock.mono += 1000
+    expect(w.paged({ limit: 1 }).page!.health).toEqual({ up: 3, degraded: 2, down: 1 })
+    expect(healthOf(w.view())['delta']).toBe('up')
+  })
+
+  it('health of a Redis Cluster in the counts is the one its view shows', () => {
+    const w = incident()
+    const shard = (index: number, ranges: [number, number][], primary: string | null, endpoints: EndpointSpec[]) =>
+      ({ index, ranges, slotCount: ranges.reduce((n, [a, b]) => n + b - a + 1, 0), primary, endpoints })
+    const c1 = ep(11)
+    const c2 = ep(12)
+    w.t.apply({ type: 'upsert', instance: inst('kilo', [c1, c2]) })
+    w.add([c1, c2])
+    w.checked(11, { role: 'primary' })
+    w.checked(12, { role: 'primary' })
+    const cluster: LiveCluster = { source: 'CLUSTER SHARDS', learnedFrom: c1.id, changedAt: 0, shards: [shard(0, [[0, 8191]], c1.id, [c1]), shard(1, [[8192, 16383]], c2.id, [c2])], refused: [] }
+    w.clusters.set('kilo', cluster)
+    const check = (want: string) => {
+      expect(healthOf(w.view())['kilo']).toBe(want)
+      expect(w.paged({ instances: ['kilo'], health: [want as 'up'] }).page!.matched).toBe(1)
+    }
+    check('up')
+    w.checked(12, { role: 'primary', healthy: false })
+    check('down')
+    w.clusters.set('kilo', { ...cluster, shards: [shard(0, [[0, 16383]], c1.id, [c1]), shard(1, [], null, [c2])] })
+    check('up')
+  })
+
+  it('pages by name with the cursor: every instance once, in order, with offset and next', () => {
+    const w = incident()
+    const p1 = w.paged({ limit: 2 })
+    expect(names(p1)).toEqual(['alpha', 'bravo'])
+    expect(p1.page).toMatchObject({ total: 6, matched: 6, offset: 0, returned: 2, next: 'bravo' })
+    const p2 = w.paged({ limit: 2, after: p1.page!.next })
+    expect(names(p2)).toEqual(['charlie', 'delta'])
+    expect(p2.page).toMatchObject({ offset: 2, returned: 2, next: 'delta' })
+    const p3 = w.paged({ limit: 2, after: p2.page!.next })
+    expect(names(p3)).toEqual(['echo', 'hotel'])
+    // Exactly full: no next (no empty page after it).
+    expect(p3.page).toMatchObject({ offset: 4, returned: 2, next: null })
+    expect(w.paged({ limit: 6 }).page!.next).toBeNull()
+    expect(w.paged({ limit: 5 }).page!.next).toBe('echo')
+    // A name that is not in the table is a cursor too: the page starts after where it would sort.
+    expect(names(w.paged({ limit: 2, after: 'bz' }))).toEqual(['charlie', 'delta'])
+    const past = w.paged({ limit: 2, after: 'zulu' })
+    expect(past.instances).toEqual([])
+    expect(past.page).toMatchObject({ matched: 6, offset: 6, returned: 0, next: null })
+  })
+
+  it('a cursor survives table changes between pages: nothing repeats, a new instance before it is counted', () => {
+    const w = incident()
+    const p1 = w.paged({ limit: 3 })
+    expect(names(p1)).toEqual(['alpha', 'bravo', 'charlie'])
+    w.t.apply({ type: 'upsert', instance: inst('aaron', [ep(1)]) })
+    w.t.apply({ type: 'remove', name: 'delta' })
+    const p2 = w.paged({ limit: 3, after: p1.page!.next })
+    expect(names(p2)).toEqual(['echo', 'hotel'])
+    expect(p2.page).toMatchObject({ total: 6, matched: 6, offset: 4, next: null })
+  })
+
+  it('filters: q (substring, any case), health (several), exact instance names; all combine', () => {
+    const w = incident()
+    expect(names(w.paged({ q: 'HA' }))).toEqual(['alpha', 'charlie'])
+    expect(names(w.paged({ q: '' }))).toEqual(['alpha', 'bravo', 'charlie', 'delta', 'echo', 'hotel'])
+    expect(names(w.paged({ health: ['down'] }))).toEqual(['charlie', 'delta'])
+    const problems = w.paged({ health: ['degraded', 'down'], limit: 2 })
+    expect(names(problems)).toEqual(['bravo', 'charlie'])
+    expect(problems.page).toMatchObject({ total: 6, matched: 4, offset: 0, returned: 2, next: 'charlie' })
+    const rest = w.paged({ health: ['degraded', 'down'], limit: 2, after: 'charlie' })
+    expect(names(rest)).toEqual(['delta', 'hotel'])
+    expect(rest.page).toMatchObject({ matched: 4, offset: 2, next: null })
+    expect(names(w.paged({ q: 'a', health: ['up'] }))).toEqual(['alpha'])
+    const exact = w.paged({ instances: ['echo', 'alpha', 'nope', 'alpha'] })
+    expect(names(exact)).toEqual(['alpha', 'echo'])
+    expect(exact.page).toMatchObject({ total: 6, matched: 2 })
+    expect(names(w.paged({ instances: ['echo', 'alpha'], health: ['down'] }))).toEqual([])
+    // The instance views on a page are the full view's.
+    const full = w.view()
+    expect(w.paged({ q: 'bravo' }).instances).toEqual(full.instances.filter((i) => i.name === 'bravo'))
+  })
+
+  it('groups: by default those of the page, listing its members only (shares over the whole group); every one; or none', () => {
+    const w = incident()
+    const full = w.view()
+    const group = (name: string) => full.groups.find((x) => x.name === name)!
+    const only = (name: string, members: string[]) => {
+      const g = group(name)
+      return { ...g, members: g.members.filter((m) => members.includes(m.instance)), memberCount: g.members.length, membersTakingTraffic: g.members.filter((m) => m.takingTraffic).length }
+    }
+    // echo is only in web; web's other member (alpha) is not on the page, but counts for the share.
+    expect(w.paged({ instances: ['echo'] }).groups).toEqual([only('web', ['echo'])])
+    expect(only('web', ['echo']).members).toEqual([{ instance: 'echo', weight: 100, maintenance: 'off', takingTraffic: true, reason: null, share: 0.5 }])
+    expect(w.paged({ instances: ['hotel'] }).groups).toEqual([])
+    // all: round-robin among the members with a primary; charlie (no primary) takes nothing.
+    expect(group('all').members.map((m) => [m.instance, m.takingTraffic, m.share])).toEqual([
+      ['alpha', true, 0.3333],
+      ['bravo', true, 0.3333],
+      ['charlie', false, null],
+      ['delta', true, 0.3333],
+    ])
+    expect(w.paged({ limit: 1 }).groups).toEqual([only('all', ['alpha']), only('web', ['alpha'])])
+    expect(w.paged({ health: ['down'] }).groups).toEqual([only('all', ['charlie', 'delta'])])
+    expect(w.paged({ limit: 1, groups: 'all' }).groups).toEqual(full.groups.map((g) => only(g.name, g.members.map((m) => m.instance))))
+    expect(w.paged({ groups: 'none' }).groups).toEqual([])
+  })
+})
+
+describe('query parameters', () => {
+  const parse = (qs: string): RoutesQuery | null => parseRoutesQuery(new URLSearchParams(qs))
+  const none = { instances: null, q: null, health: null, after: null, limit: null, groups: 'page' }
+
+  it('none (or only the page token): the full view', () => {
+    expect(parse('')).toBeNull()
+    expect(parse('_token=secret')).toBeNull()
+  })
+
+  it('reads each parameter', () => {
+    expect(parse('limit=100')).toEqual({ ...none, limit: 100 })
+    expect(parse('limit=1000&after=inst-0099&_token=x')).toEqual({ ...none, limit: 1000, after: 'inst-0099' })
+    expect(parse('q=Ord&groups=none')).toEqual({ ...none, q: 'Ord', groups: 'none' })
+    expect(parse('health=degraded,down&health=up')).toEqual({ ...none, health: ['degraded', 'down', 'up'] })
+    expect(parse('instance=a&instance=b')).toEqual({ ...none, instances: ['a', 'b'] })
+    expect(parse('groups=all')).toEqual({ ...none, groups: 'all' })
+    expect(parse('q=')).toEqual({ ...none, q: '' })
+    expect(parse('after=')).toEqual({ ...none, after: '' })
+  })
+
+  it('refuses what it cannot honour, naming the parameter', () => {
+    const { maxLimit, maxValueChars, maxInstances } = ROUTES_QUERY_LIMITS
+    const cases: [string, RegExp][] = [
+      ['limit=0', /^limit must be an integer from 1 to 1000, got "0"$/],
+      [`limit=${maxLimit + 1}`, /^limit must be an integer from 1 to 1000, got "1001"$/],
+      ['limit=ten', /^limit must be an integer from 1 to 1000, got "ten"$/],
+      ['limit=1.5', /^limit must be an integer/],
+      ['limit=-1', /^limit must be an integer/],
+      ['limit=', /^limit must be an integer/],
+      ['limit=1&limit=2', /^limit is given 2 times; give it once$/],
+      ['after=a&after=b', /^after is given 2 times/],
+      ['q=a&q=b', /^q is given 2 times/],
+      ['health=broken', /^health must be up, degraded or down .*got "broken"$/],
+      ['health=', /^health must be up, degraded or down/],
+      ['health=down,', /^health must be up, degraded or down/],
+      ['groups=some', /^groups must be page, all or none, got "some"$/],
+      ['instance=', /^instance must be an instance name, got an empty value$/],
+      ['helth=down', /^unknown parameter "helth" of \/admin\/routes; known: instance, q, health, limit, after, groups/],
+      [`q=${'x'.repeat(maxValueChars + 1)}`, /^q is longer than 256 characters$/],
+      [Array.from({ length: maxInstances + 1 }, (_, i) => `instance=i${i}`).join('&'), /^at most 1000 instance parameters, got 1001$/],
+    ]
+    for (const [qs, message] of cases) {
+      let error: unknown
+      try {
+        parse(qs)
+      } catch (e) {
+        error = e
+      }
+      expect(error, qs.slice(0, 40)).toBeInstanceOf(BadRequestError)
+      expect((error as Error).message, qs.slice(0, 40)).toMatch(message)
+    }
+    expect(parse(`q=${'x'.repeat(maxValueChars)}`)!.q).toHaveLength(maxValueChars)
   })
 })

@@ -6,10 +6,16 @@
 //
 // What is left out on purpose: Redis passwords and usernames, tokens, replication ids and
 // anything a request carried (keys, client ids). Endpoint ids are `host:port`, as in metrics.
+//
+// At scale (thousands of instances) the full view is megabytes and its build blocks the event
+// loop for as long: a query (`?q=`, `?health=`, `?limit=`, `?after=`...) builds the views of one
+// page only. Its cost is a health pass over every instance (endpoint states read, no objects
+// built: the page's counts), the page's views, and the groups touching the page.
 
 import { performance } from 'node:perf_hooks'
 import type { LoadTracker } from '../balancer/least-request.js'
 import type { EndpointSpec, GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, ServingMode, Strategy } from '../core/topology.js'
+import { BadRequestError } from '../core/errors.js'
 import type { ClusterManager } from '../upstream/cluster.js'
 import type { SlotRange } from '../routing/cluster-slots.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
@@ -35,7 +41,47 @@ export interface RoutesView {
   readonly instances: readonly InstanceView[]
   /** Sorted by name. */
   readonly groups: readonly GroupView[]
+  /** Only in a reply to a query (RoutesQuery): which part of the table this is. */
+  readonly page?: RoutesPage
 }
+
+/** Where a queried view sits in the table, and the table's health at a glance. */
+export interface RoutesPage {
+  /** Instances in the routing table. */
+  readonly total: number
+  /** Of those, how many match the filter (instance, q, health), on every page. */
+  readonly matched: number
+  /** Matching instances sorted before this page (at or before `after`). */
+  readonly offset: number
+  /** Instances in this reply. */
+  readonly returned: number
+  /** Pass as `after` for the next page; null on the last page. */
+  readonly next: string | null
+  /** Every instance of the table (not only the matching ones) by health. */
+  readonly health: { readonly up: number; readonly degraded: number; readonly down: number }
+}
+
+/** Which groups a queried view carries. */
+export type GroupsMode = 'page' | 'all' | 'none'
+
+/** A query of `GET /admin/routes` (parseRoutesQuery); the filters combine (all must match). */
+export interface RoutesQuery {
+  /** Exact instance names; null = any. */
+  readonly instances: readonly string[] | null
+  /** Substring of the instance name, case-insensitive; null = any. */
+  readonly q: string | null
+  /** null = any. */
+  readonly health: readonly InstanceHealth[] | null
+  /** Only instances sorted after this name (the previous page's `next`); null = from the first. */
+  readonly after: string | null
+  /** At most this many instances; null = every matching one. */
+  readonly limit: number | null
+  /** page: the groups of the returned instances, listing those instances only; all: every group, every member; none. */
+  readonly groups: GroupsMode
+}
+
+/** The largest `limit`, and the longest value and most `instance` parameters a query may have. */
+export const ROUTES_QUERY_LIMITS = Object.freeze({ maxLimit: 1000, maxValueChars: 256, maxInstances: 1000 })
 
 export type InstanceHealth = 'up' | 'degraded' | 'down'
 
@@ -200,8 +246,12 @@ export interface AclUsersView {
 export interface GroupView {
   readonly name: string
   readonly strategy: GroupStrategy
-  /** Sorted by instance name. */
+  /** Sorted by instance name. In a queried view with groups=page: only the members on the page. */
   readonly members: readonly GroupMemberView[]
+  /** Queried views only: members the group has (listed or not). */
+  readonly memberCount?: number
+  /** Queried views only: of those, how many take new group traffic now. */
+  readonly membersTakingTraffic?: number
 }
 
 export interface GroupMemberView {
@@ -240,6 +290,12 @@ export interface RoutesViewInput {
   readonly wallNowMs: number
   /** The instance's cluster, when it is served as one. */
   readonly cluster?: (name: string) => LiveCluster | undefined
+  /**
+   * An endpoint's state and connection only, for the health pass over every instance of a
+   * queried view (cheaper than `endpoint`, which also reads ACL and command-table state);
+   * defaults to `endpoint`.
+   */
+  readonly endpointState?: (id: string) => { readonly state: EndpointState; readonly connected: boolean } | undefined
 }
 
 /** The live view source for the ops plane: each call reads the current snapshot and state. */
@@ -249,11 +305,15 @@ export function liveRoutes(deps: {
   readonly router: Router<PooledEndpoint>
   readonly zone: string | null
   readonly clusters?: ClusterManager
-}): { routes(): RoutesView } {
+}): { routes(query?: RoutesQuery | null): RoutesView } {
   return {
-    routes: () =>
+    routes: (query) =>
       buildRoutesView({
         snapshot: deps.table.current,
+        endpointState: (id) => {
+          const ep = deps.pool.get(id)
+          return ep === undefined ? undefined : { state: ep.state, connected: ep.client.up }
+        },
         endpoint: (id) => {
           const ep = deps.pool.get(id)
           if (ep === undefined) return undefined
@@ -285,12 +345,16 @@ export function liveRoutes(deps: {
         zone: deps.zone,
         monoNowMs: performance.now(),
         wallNowMs: Date.now(),
-      }),
+      }, query),
   }
 }
 
-interface Ref extends EndpointRef {
+/** What the serving rules read of an endpoint. */
+interface StateRef extends EndpointRef {
   readonly connected: boolean
+}
+
+interface Ref extends StateRef {
   readonly aclUsers: AclUsersView
   readonly commands: CommandsView
 }
@@ -302,11 +366,14 @@ function commandsView(t: LearnedTable | null): CommandsView {
   return t === null ? COMMANDS_PENDING : { state: 'learned', count: t.specs.size, moduleCommands: t.moduleCommands, fingerprint: t.fingerprint }
 }
 
-export function buildRoutesView(input: RoutesViewInput): RoutesView {
+/** The view: the whole table, or with a query one page of it (null/undefined: the whole table). */
+export function buildRoutesView(input: RoutesViewInput, query?: RoutesQuery | null): RoutesView {
+  if (query !== undefined && query !== null) return buildPage(input, query)
   const snap = input.snapshot
-  const instances = [...snap.instances.values()].sort(byName).map((r) => instanceView(r, input))
-  const byInstance = new Map(instances.map((i) => [i.name, i]))
-  const groups = [...snap.groups.values()].sort(byName).map((g) => groupView(g, byInstance))
+  const sorted = sortedOf(snap)
+  const instances = sorted.instances.map((r) => instanceView(r, input))
+  const byInstance = new Map(instances.map((i) => [i.name, factsOfView(i)]))
+  const groups = sorted.groups.map((g) => groupView(g, (name) => byInstance.get(name)))
   return {
     version: ROUTES_VIEW_VERSION,
     generatedAt: new Date(input.wallNowMs).toISOString(),
@@ -315,6 +382,216 @@ export function buildRoutesView(input: RoutesViewInput): RoutesView {
     instances,
     groups,
   }
+}
+
+const HEALTHS: readonly InstanceHealth[] = ['up', 'degraded', 'down']
+const GROUPS_MODES: readonly GroupsMode[] = ['page', 'all', 'none']
+const QUERY_PARAMS = ['instance', 'q', 'health', 'limit', 'after', 'groups'] as const
+
+/**
+ * The query of `GET /admin/routes` from its URL parameters; null when it has none (the full view,
+ * as before queries existed). `_token` (the page's credential) is not a query parameter. Throws a
+ * BadRequestError naming the parameter for an unknown one, a repeated single one, or a bad value:
+ * a misspelt filter must not silently return the whole table.
+ */
+export function parseRoutesQuery(params: URLSearchParams): RoutesQuery | null {
+  const { maxLimit, maxValueChars, maxInstances } = ROUTES_QUERY_LIMITS
+  const seen = new Map<string, string[]>()
+  for (const [key, value] of params) {
+    if (key === '_token') continue
+    if (!(QUERY_PARAMS as readonly string[]).includes(key)) {
+      throw new BadRequestError(`unknown parameter ${quote(key)} of /admin/routes; known: ${QUERY_PARAMS.join(', ')} (docs/admin-routes.md)`)
+    }
+    if (value.length > maxValueChars) throw new BadRequestError(`${key} is longer than ${maxValueChars} characters`)
+    const list = seen.get(key)
+    if (list === undefined) seen.set(key, [value])
+    else list.push(value)
+  }
+  if (seen.size === 0) return null
+  const one = (key: string): string | null => {
+    const list = seen.get(key)
+    if (list === undefined) return null
+    if (list.length > 1) throw new BadRequestError(`${key} is given ${list.length} times; give it once`)
+    return list[0]!
+  }
+  const instances = seen.get('instance') ?? null
+  if (instances !== null) {
+    if (instances.length > maxInstances) throw new BadRequestError(`at most ${maxInstances} instance parameters, got ${instances.length}`)
+    if (instances.includes('')) throw new BadRequestError('instance must be an instance name, got an empty value')
+  }
+  let health: InstanceHealth[] | null = null
+  for (const value of seen.get('health') ?? []) {
+    for (const h of value.split(',')) {
+      if (!(HEALTHS as readonly string[]).includes(h)) {
+        throw new BadRequestError(`health must be up, degraded or down (several: comma-separated or repeated), got ${quote(h)}`)
+      }
+      health ??= []
+      health.push(h as InstanceHealth)
+    }
+  }
+  const limitText = one('limit')
+  let limit: number | null = null
+  if (limitText !== null) {
+    limit = /^[0-9]{1,7}$/.test(limitText) ? Number(limitText) : NaN
+    if (!(limit >= 1 && limit <= maxLimit)) throw new BadRequestError(`limit must be an integer from 1 to ${maxLimit}, got ${quote(limitText)}`)
+  }
+  const groups = one('groups') ?? 'page'
+  if (!(GROUPS_MODES as readonly string[]).includes(groups)) throw new BadRequestError(`groups must be page, all or none, got ${quote(groups)}`)
+  return { instances, q: one('q'), health, after: one('after'), limit, groups: groups as GroupsMode }
+}
+
+/** A value as an error message shows it: quoted, escaped, at most 64 characters. */
+function quote(s: string): string {
+  return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}...` : s)
+}
+
+interface Sorted {
+  readonly instances: readonly InstanceRoute[]
+  /** The names in lower case, for `q`. */
+  readonly lower: readonly string[]
+  /** Name -> position in `instances`. */
+  readonly index: ReadonlyMap<string, number>
+  readonly groups: readonly GroupRoute[]
+}
+
+// A snapshot never changes, so its sorted lists are made once per table version, not per call.
+const SORTED = new WeakMap<RoutingSnapshot, Sorted>()
+
+function sortedOf(snap: RoutingSnapshot): Sorted {
+  let s = SORTED.get(snap)
+  if (s === undefined) {
+    const instances = [...snap.instances.values()].sort(byName)
+    s = {
+      instances,
+      lower: instances.map((r) => r.name.toLowerCase()),
+      index: new Map(instances.map((r, i) => [r.name, i])),
+      groups: [...snap.groups.values()].sort(byName),
+    }
+    SORTED.set(snap, s)
+  }
+  return s
+}
+
+function buildPage(input: RoutesViewInput, query: RoutesQuery): RoutesView {
+  const snap = input.snapshot
+  const sorted = sortedOf(snap)
+  const wanted = query.instances === null ? null : new Set(query.instances)
+  const q = query.q === null || query.q === '' ? null : query.q.toLowerCase()
+  const healthWanted = query.health === null ? null : new Set(query.health)
+  const after = query.after
+  const limit = query.limit ?? Infinity
+  const counts = { up: 0, degraded: 0, down: 0 }
+  // Per instance (by position): whether it has a primary, which is what groups need of members.
+  const hasPrimary = new Uint8Array(sorted.instances.length)
+  const page: InstanceRoute[] = []
+  let matched = 0
+  let offset = 0
+  let more = false
+  // One pass over every instance: its health (for the counts and the filter) from endpoint states,
+  // without building views; the views are built for the page only, below.
+  for (let i = 0; i < sorted.instances.length; i++) {
+    const route = sorted.instances[i]!
+    const { health, primary } = assess(route, input)
+    counts[health]++
+    if (primary) hasPrimary[i] = 1
+    if (wanted !== null && !wanted.has(route.name)) continue
+    if (q !== null && !sorted.lower[i]!.includes(q)) continue
+    if (healthWanted !== null && !healthWanted.has(health)) continue
+    matched++
+    if (after !== null && route.name <= after) offset++
+    else if (page.length < limit) page.push(route)
+    else more = true
+  }
+  const instances = page.map((r) => instanceView(r, input))
+  const factsOf = (name: string): MemberFacts | undefined => {
+    const i = sorted.index.get(name)
+    if (i === undefined) return undefined
+    const policy = sorted.instances[i]!.spec.policy
+    return { weight: policy.weight, maintenance: policy.maintenance, hasPrimary: hasPrimary[i] === 1 }
+  }
+  return {
+    version: ROUTES_VIEW_VERSION,
+    generatedAt: new Date(input.wallNowMs).toISOString(),
+    tableVersion: snap.version,
+    zone: input.zone,
+    instances,
+    groups: pageGroups(query.groups, sorted, instances, factsOf),
+    page: { total: sorted.instances.length, matched, offset, returned: instances.length, next: more ? page[page.length - 1]!.name : null, health: counts },
+  }
+}
+
+/**
+ * The groups of a queried view. page: those the returned instances are in, listing only them as
+ * members (bytes in proportion to the page, not to the groups' sizes); all: every group with every
+ * member. Shares are over the whole group either way, and each group says how many members it has.
+ */
+function pageGroups(mode: GroupsMode, sorted: Sorted, views: readonly InstanceView[], factsOf: (name: string) => MemberFacts | undefined): GroupView[] {
+  switch (mode) {
+    case 'none':
+      return []
+    case 'all':
+      return sorted.groups.map((g) => groupView(g, factsOf, { only: null }))
+    case 'page': {
+      const only = new Set(views.map((v) => v.name))
+      const touched = new Set(views.flatMap((v) => v.groups))
+      return sorted.groups.filter((g) => touched.has(g.name)).map((g) => groupView(g, factsOf, { only }))
+    }
+  }
+}
+
+/** What a group needs of a member: what the router's rule reads. */
+interface MemberFacts {
+  readonly weight: number
+  readonly maintenance: Maintenance
+  /** The view's `primary` is not null (never for a cluster). */
+  readonly hasPrimary: boolean
+}
+
+function factsOfView(i: InstanceView): MemberFacts {
+  return { weight: i.weight, maintenance: i.maintenance, hasPrimary: i.primary !== null }
+}
+
+/** An instance's health and whether it has a primary (a cluster never has one), by the rules of instanceView, from endpoint states only. */
+function assess(route: InstanceRoute, input: RoutesViewInput): { health: InstanceHealth; primary: boolean } {
+  const maxLag = route.spec.policy.maxReplicaLagBytes
+  const live = input.cluster?.(route.name)
+  if (live === undefined) return endpointsHealth(stateRefsOf(route.spec.endpoints, input), maxLag)
+  let slotsServed = 0
+  const shards = live.shards.map((s) => {
+    if (s.primary !== null) slotsServed += s.slotCount
+    return { slotCount: s.slotCount, health: s.primary === null ? ('down' as const) : endpointsHealth(stateRefsOf(s.endpoints, input), maxLag).health }
+  })
+  return { health: clusterHealth(shards, slotsServed), primary: false }
+}
+
+function endpointsHealth(refs: readonly StateRef[], maxLag: number): { health: InstanceHealth; primary: boolean } {
+  const primary = findPrimary(refs) as StateRef | null
+  let primaryServing = false
+  let allServing = true
+  for (const r of refs) {
+    const serving = notServing(r, r === primary, primary, maxLag) === null && r.state.breaker.state.kind !== 'open'
+    if (r === primary) primaryServing = serving
+    allServing &&= serving
+  }
+  return { health: combinedHealth(primary !== null && primaryServing, allServing), primary: primary !== null }
+}
+
+function combinedHealth(primaryServing: boolean, allServing: boolean): InstanceHealth {
+  return !primaryServing ? 'down' : allServing ? 'up' : 'degraded'
+}
+
+/** A cluster's health from its shards': down when some slot has no serving primary. */
+function clusterHealth(shards: readonly { readonly slotCount: number; readonly health: InstanceHealth }[], slotsServed: number): InstanceHealth {
+  const serving = shards.filter((s) => s.slotCount > 0)
+  return slotsServed < 16_384 || serving.some((s) => s.health === 'down') ? 'down' : serving.every((s) => s.health === 'up') ? 'up' : 'degraded'
+}
+
+function stateRefsOf(specs: readonly EndpointSpec[], input: RoutesViewInput): StateRef[] {
+  const read = input.endpointState ?? input.endpoint
+  return specs.map((e) => {
+    const live = read(e.id)
+    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false }
+  })
 }
 
 function refsOf(specs: readonly EndpointSpec[], input: RoutesViewInput): Ref[] {
@@ -331,8 +608,7 @@ function endpointsView(refs: Ref[], maxLag: number, input: RoutesViewInput): { e
   const primary = findPrimary(refs) as Ref | null
   const endpoints = refs.map((r) => endpointView(r, primary, maxLag, input))
   const primaryView = primary === null ? undefined : endpoints[refs.indexOf(primary)]
-  const health: InstanceHealth =
-    primaryView === undefined || !primaryView.serving ? 'down' : endpoints.every((e) => e.serving) ? 'up' : 'degraded'
+  const health = combinedHealth(primaryView?.serving === true, endpoints.every((e) => e.serving))
   return { endpoints, primary, health }
 }
 
@@ -360,11 +636,7 @@ function instanceView(route: InstanceRoute, input: RoutesViewInput): InstanceVie
   const endpoints = own.endpoints
   const live = input.cluster?.(route.name)
   const cluster = live === undefined ? null : clusterView(live, policy.maxReplicaLagBytes, input)
-  let health = own.health
-  if (cluster !== null) {
-    const serving = cluster.shards.filter((s) => s.slotCount > 0)
-    health = cluster.slotsServed < 16_384 || serving.some((s) => s.health === 'down') ? 'down' : serving.every((s) => s.health === 'up') ? 'up' : 'degraded'
-  }
+  const health = cluster === null ? own.health : clusterHealth(cluster.shards, cluster.slotsServed)
   const load = input.instanceLoad(route.name)
   return {
     name: route.name,
@@ -423,7 +695,7 @@ function endpointView(ref: Ref, primary: Ref | null, maxLag: number, input: Rout
 }
 
 /** Why an endpoint cannot take requests of its role (breakers aside), or null. */
-function notServing(ref: Ref, isPrimary: boolean, primary: Ref | null, maxLag: number): string | null {
+function notServing(ref: StateRef, isPrimary: boolean, primary: StateRef | null, maxLag: number): string | null {
   const { spec, state } = ref
   if (!spec.ready) return spec.terminating === true ? 'terminating' : 'not ready in discovery'
   if (!ref.connected) return 'not connected'
@@ -454,19 +726,25 @@ function breakerView(state: EndpointState, now: number): BreakerView {
   }
 }
 
-function groupView(group: GroupRoute, instances: ReadonlyMap<string, InstanceView>): GroupView {
-  const members = group.members.map((name) => ({ name, inst: instances.get(name) }))
+/**
+ * `counted` (queried views): the group says how many members it has and how many take traffic, and
+ * lists only the members in `only` (when not null).
+ */
+function groupView(group: GroupRoute, factsOf: (name: string) => MemberFacts | undefined, counted?: { readonly only: ReadonlySet<string> | null }): GroupView {
+  const members = group.members.map((name) => ({ name, inst: factsOf(name) }))
   // The router's rule (Router.resolve): members draining or with weight 0 take nothing; members
   // without a primary take nothing while some member has one.
-  const eligible = (i: InstanceView | undefined): i is InstanceView => i !== undefined && i.maintenance !== 'drain' && i.weight > 0
-  const anyWithPrimary = members.some((m) => eligible(m.inst) && m.inst.primary !== null)
-  const taking = (i: InstanceView | undefined): boolean => eligible(i) && (!anyWithPrimary || i.primary !== null)
+  const eligible = (i: MemberFacts | undefined): i is MemberFacts => i !== undefined && i.maintenance !== 'drain' && i.weight > 0
+  const anyWithPrimary = members.some((m) => eligible(m.inst) && m.inst.hasPrimary)
+  const taking = (i: MemberFacts | undefined): boolean => eligible(i) && (!anyWithPrimary || i.hasPrimary)
   const takers = members.filter((m) => taking(m.inst))
   const totalWeight = takers.reduce((sum, m) => sum + (m.inst?.weight ?? 0), 0)
-  return {
+  const only = counted?.only ?? null
+  const listed = only === null ? members : members.filter((m) => only.has(m.name))
+  const view: GroupView = {
     name: group.name,
     strategy: group.strategy,
-    members: members.map(({ name, inst }): GroupMemberView => {
+    members: listed.map(({ name, inst }): GroupMemberView => {
       const takingTraffic = taking(inst)
       let reason: string | null = null
       if (inst === undefined) reason = 'unknown instance'
@@ -483,6 +761,7 @@ function groupView(group: GroupRoute, instances: ReadonlyMap<string, InstanceVie
       }
     }),
   }
+  return counted === undefined ? view : { ...view, memberCount: members.length, membersTakingTraffic: takers.length }
 }
 
 function share(strategy: GroupStrategy, weight: number, totalWeight: number, takers: number): number | null {

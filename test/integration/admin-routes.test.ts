@@ -3,7 +3,8 @@
 // ROLE checks, health, breakers, policy and weights from annotations (a bad value and an unknown
 // key listed as annotation errors), a drained group member, every reply valid against the
 // documented JSON Schema, no secret in it, and a killed replica shown down while the instance
-// stays up (degraded) on its primary.
+// stays up (degraded) on its primary. Queries over HTTP: pages, filters, the health counts and the
+// 400s; without one the reply is the full view, with no page.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
@@ -26,15 +27,16 @@ let dir: string
 
 const id = (s: RedisServer): string => `127.0.0.1:${s.port}`
 
-async function routes(): Promise<RoutesView> {
-  const res = await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+/** The full view, or with a query string (`limit=2&...`) one page of it. */
+async function routes(query = ''): Promise<RoutesView> {
+  const res = await fetch(`${gw.opsUrl}/admin/routes${query === '' ? '' : `?${query}`}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
   expect(res.status).toBe(200)
   expect(res.headers.get('content-type')).toMatch(/^application\/json/)
   expect(res.headers.get('cache-control')).toBe('no-store')
   const text = await res.text()
   for (const secret of [PASSWORD, ADMIN_TOKEN, WRITE_TOKEN, READ_TOKEN]) expect(text, 'a secret in /admin/routes').not.toContain(secret)
   const view = JSON.parse(text) as unknown
-  assertRoutesView(view)
+  assertRoutesView(view, { paged: query !== '' })
   return view as RoutesView
 }
 
@@ -206,6 +208,59 @@ describe('GET /admin/routes', () => {
     expect(endpoint(v, 'orders', primary)).toMatchObject({ up: true, serving: true })
     // The group still sends orders its share: its primary serves.
     expect(v.groups[0]!.members.find((m) => m.instance === 'orders')).toMatchObject({ takingTraffic: true, share: 0.7 })
+    // What is broken, asked for: the counts and the filter see it too.
+    const problems = await routes('health=degraded,down')
+    expect(problems.instances.map((i) => i.name)).toEqual(['orders'])
+    expect(problems.page).toEqual({ total: 3, matched: 1, offset: 0, returned: 1, next: null, health: { up: 2, degraded: 1, down: 0 } })
+    expect(problems.instances[0]).toEqual({ ...orders, endpoints: expect.any(Array), inflight: expect.any(Number), ewmaMs: expect.anything() })
+  })
+})
+
+describe('GET /admin/routes with a query', () => {
+  it('pages through the instances by name with limit and the after cursor', async () => {
+    const full = await routes()
+    expect(full.page).toBeUndefined()
+    const p1 = await routes('limit=2')
+    expect(p1.instances.map((i) => i.name)).toEqual(['archive', 'cache'])
+    expect(p1.page).toMatchObject({ total: 3, matched: 3, offset: 0, returned: 2, next: 'cache' })
+    const p2 = await routes(`limit=2&after=${p1.page!.next}`)
+    expect(p2.instances.map((i) => i.name)).toEqual(['orders'])
+    expect(p2.page).toMatchObject({ total: 3, matched: 3, offset: 2, returned: 1, next: null })
+    expect(p1.tableVersion).toBe(full.tableVersion)
+    // The page's instances are the full view's (live figures aside).
+    const strip = (i: RoutesView['instances'][number]) => ({ ...i, ewmaMs: null, inflight: 0, endpoints: i.endpoints.map((e) => e.id) })
+    expect(p1.instances.map(strip)).toEqual(full.instances.slice(0, 2).map(strip))
+  })
+
+  it('filters by name (q, any case; instance, exact) and carries the groups of the page, with its members', async () => {
+    const full = await routes()
+    const byQ = await routes('q=ORD')
+    expect(byQ.instances.map((i) => i.name)).toEqual(['orders'])
+    expect(byQ.page).toMatchObject({ total: 3, matched: 1, returned: 1, next: null })
+    // The page's member only; its share is over the whole group.
+    expect(byQ.groups).toEqual([{ ...full.groups[0]!, members: full.groups[0]!.members.filter((m) => m.instance === 'orders'), memberCount: 3, membersTakingTraffic: 2 }])
+    expect(byQ.groups[0]!.members).toEqual([{ instance: 'orders', weight: 70, maintenance: 'off', takingTraffic: true, reason: null, share: 0.7 }])
+    const exact = await routes('instance=cache&instance=archive&groups=none')
+    expect(exact.instances.map((i) => i.name)).toEqual(['archive', 'cache'])
+    expect(exact.groups).toEqual([])
+    const all = await routes('groups=all&limit=1')
+    expect(all.groups.map((g) => [g.name, g.members.length, g.memberCount])).toEqual([
+      ['shop', 3, 3],
+      ['spare', 0, 0],
+    ])
+    expect((await routes('q=nothing-matches')).page).toMatchObject({ matched: 0, returned: 0, next: null })
+  })
+
+  it('refuses a bad parameter with 400 and the reason', async () => {
+    for (const [qs, error] of [
+      ['limit=5000', 'BADREQUEST limit must be an integer from 1 to 1000, got "5000"'],
+      ['health=sick', 'BADREQUEST health must be up, degraded or down (several: comma-separated or repeated), got "sick"'],
+      ['sort=name', 'BADREQUEST unknown parameter "sort" of /admin/routes; known: instance, q, health, limit, after, groups (docs/admin-routes.md)'],
+    ] as const) {
+      const res = await fetch(`${gw.opsUrl}/admin/routes?${qs}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      expect(res.status, qs).toBe(400)
+      expect(await res.json(), qs).toEqual({ error })
+    }
   })
 })
 
@@ -218,6 +273,8 @@ describe('GET / (routes page)', () => {
     expect(res.headers.get('x-content-type-options')).toBe('nosniff')
     const html = await res.text()
     expect(html).toMatch(/^<!doctype html>/)
-    expect(html).toContain("fetch('admin/routes'")
+    // It polls one page, never the whole table.
+    expect(html).toContain("'admin/routes?' + q.toString()")
+    expect(html).toContain("new URLSearchParams({ limit: String(PAGE_SIZE) })")
   })
 })

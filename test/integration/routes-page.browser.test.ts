@@ -2,7 +2,9 @@
 // against an in-process gateway over real redis-servers: it renders instances, endpoints, roles
 // and groups from /admin/routes; it updates live (a killed replica turns down without a reload);
 // hostile text is shown as text and never runs; and the page's own script and style run under
-// its Content-Security-Policy without a single violation. Chromium missing = failure, not skip.
+// its Content-Security-Policy without a single violation. It polls one page of the table
+// (`?limit=`), never the whole of it; search, "problems only" and next/previous ask for other
+// pages, and the summary counts instances by health. Chromium missing = failure, not skip.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Browser, Page } from 'playwright-core'
@@ -24,12 +26,18 @@ let gw: TestGateway
 let gwStopped = false
 let browser: Browser
 let page: Page
+/** Every /admin/routes request the page made. */
+const polled: string[] = []
 
 const id = (s: RedisServer): string => `127.0.0.1:${s.port}`
 /** The cell of one endpoint row of one instance (a server behind two instances has two rows). */
 const cell = (instance: string, endpoint: string, field: string): string =>
   `tr[data-instance="${instance}"][data-endpoint="${endpoint}"] td[data-field="${field}"]`
 const row = (instance: string, endpoint: string): string => `tr[data-instance="${instance}"][data-endpoint="${endpoint}"]`
+const shownNames = (p: Page): Promise<(string | null)[]> => p.$$eval('tr.inst [data-field="name"]', (els) => els.map((e) => e.textContent))
+/** Waits until the page shows exactly these instances, in this order. */
+const showing = (p: Page, names: string[]): Promise<unknown> =>
+  waitFor(async () => JSON.stringify(await shownNames(p)) === JSON.stringify(names), { timeoutMs: 10_000, message: `the page showing ${names.join(', ')}` })
 
 /**
  * The page's globals as the callbacks below use them. The callbacks run in Chromium, and the
@@ -84,6 +92,9 @@ describe('routes page in Chromium', () => {
       g.__violations = []
       g.document.addEventListener('securitypolicyviolation', (e) => g.__violations!.push(`${e.violatedDirective} ${e.blockedURI}`))
     })
+    page.on('request', (r) => {
+      if (r.url().includes('/admin/routes')) polled.push(r.url())
+    })
     await page.goto(`${gw.opsUrl}/?_token=${ADMIN_TOKEN}`)
   })
 
@@ -110,6 +121,7 @@ describe('routes page in Chromium', () => {
     expect(legacy).toContain('2 annotation errors')
     expect(await page.textContent('tr[data-group="shop"][data-member="legacy"] td[data-field="traffic"]')).toBe('none(draining)')
     expect(await page.textContent('tr[data-group="shop"][data-member="orders"] td[data-field="share"]')).toBe('100.0 %')
+    expect(await page.textContent('tr[data-group="shop"] [data-field="member-count"]')).toBe('(1 of 2 members taking traffic)')
     expect(await page.textContent('#status')).toBe('live')
   })
 
@@ -161,6 +173,79 @@ describe('routes page in Chromium', () => {
     expect(await page.textContent(cell('orders', id(primary), 'health'))).toBe('serving')
     expect(await page.textContent('tr.inst[data-instance="orders"]')).toContain('degraded')
     expect(await page.evaluate(() => (globalThis as unknown as G).__loadMarker)).toBe('same page')
+  })
+
+  it('polls one page of the table, never the whole of it, and counts instances by health', async () => {
+    expect(polled.length).toBeGreaterThan(1)
+    for (const url of polled) expect(new URL(url).searchParams.get('limit'), url).toBe('100')
+    // legacy up; orders degraded (its replica killed above); the hostile instance has no endpoint.
+    await waitFor(async () => (await page.textContent('#summary')) === '3 instances: 1 up \u00b7 1 degraded \u00b7 1 down', { message: 'the summary' })
+    expect(await page.getAttribute('#summary [data-field="down"]', 'class')).toBe('bad')
+    expect(await page.textContent('#range')).toBe('1\u20133 of 3')
+    expect(await page.isDisabled('#next')).toBe(true)
+    expect(await page.isDisabled('#prev')).toBe(true)
+  })
+
+  it('searches by name and shows problems only, asking the gateway for them', async () => {
+    await page.fill('#search', 'ORD')
+    await showing(page, ['orders'])
+    expect(await page.textContent('#range')).toBe('1\u20131 of 1 matching')
+    // The summary stays the whole table's.
+    expect(await page.textContent('#summary')).toBe('3 instances: 1 up \u00b7 1 degraded \u00b7 1 down')
+    await page.fill('#search', '')
+    await showing(page, [HOSTILE_NAME, 'legacy', 'orders'])
+    await page.check('#problems')
+    await showing(page, [HOSTILE_NAME, 'orders'])
+    expect(await page.textContent('#range')).toBe('1\u20132 of 2 matching')
+    await page.fill('#search', 'leg')
+    await page.waitForSelector('#instances-body td.empty:text-is("no instance matches")')
+    expect(await page.textContent('#range')).toBe('0 of 0')
+    const last = new URL(polled.at(-1)!).searchParams
+    expect([last.get('q'), last.get('health'), last.get('limit')]).toEqual(['leg', 'degraded,down', '100'])
+    await page.uncheck('#problems')
+    await showing(page, ['legacy'])
+    await page.fill('#search', '')
+    await showing(page, [HOSTILE_NAME, 'legacy', 'orders'])
+  })
+
+  it('pages with next and previous (/?limit= sets the page size)', async () => {
+    const small = await browser.newPage()
+    small.setDefaultTimeout(10_000)
+    const asked: string[] = []
+    small.on('request', (r) => {
+      if (r.url().includes('/admin/routes')) asked.push(r.url())
+    })
+    try {
+      await small.goto(`${gw.opsUrl}/?_token=${ADMIN_TOKEN}&limit=1`)
+      await showing(small, [HOSTILE_NAME])
+      expect(await small.textContent('#range')).toBe('1\u20131 of 3')
+      expect(await small.isDisabled('#prev')).toBe(true)
+      await small.click('#next:not([disabled])')
+      await showing(small, ['legacy'])
+      expect(await small.textContent('#range')).toBe('2\u20132 of 3')
+      // Its group, with the members on this page only.
+      expect(await small.$$eval('tr[data-group]', (r) => r.map((e) => [e.getAttribute('data-group'), e.getAttribute('data-member')]))).toEqual([['shop', 'legacy']])
+      await small.click('#next:not([disabled])')
+      await showing(small, ['orders'])
+      await waitFor(async () => await small.isDisabled('#next'), { message: 'next disabled on the last page' })
+      await small.click('#prev:not([disabled])')
+      await showing(small, ['legacy'])
+      await small.click('#prev:not([disabled])')
+      await showing(small, [HOSTILE_NAME])
+      expect(await small.isDisabled('#prev')).toBe(true)
+      // The cursor is the previous page's last name.
+      const params = asked.map((u) => new URL(u).searchParams)
+      expect(params.every((q) => q.get('limit') === '1')).toBe(true)
+      expect(new Set(params.map((q) => q.get('after')))).toEqual(new Set([null, HOSTILE_NAME, 'legacy']))
+      // A filter starts again at the first page.
+      await small.click('#next:not([disabled])')
+      await showing(small, ['legacy'])
+      await small.check('#problems')
+      await showing(small, [HOSTILE_NAME])
+      expect(await small.textContent('#range')).toBe('1\u20131 of 2 matching')
+    } finally {
+      await small.close()
+    }
   })
 
   it('says so when the gateway stops answering, and keeps the last table', async () => {
