@@ -5,6 +5,7 @@
 import { describe, expect, test } from 'vitest'
 import type { KubernetesObject } from '@kubernetes/client-node'
 import { ListWatch, type ListResult, type ListWatchEvent } from './list-watch.js'
+import { ApiRecovery } from './recovery.js'
 
 type Obj = KubernetesObject & { code?: number }
 const obj = (name: string, rv: string): Obj => ({ metadata: { namespace: 'ns', name, resourceVersion: rv } })
@@ -208,5 +209,162 @@ describe('ListWatch recovery', () => {
     await tick()
     expect(sleeps.at(-1)).toBe(250)
     await lw.stop()
+  })
+})
+
+describe('ListWatch with a shared ApiRecovery (an API server outage)', () => {
+  type Server = 'down' | 'forbidden' | 'up'
+  const refused = () => Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+  const forbidden = () => Object.assign(new Error('Forbidden'), { statusCode: 403 })
+
+  /**
+   * Watches over one scripted API server whose state the test sets. Sleeps end only when woken
+   * (recovery or stop) or when the test elapses them: a watch that is not woken stays asleep.
+   */
+  function outage(names: string[], opts: { forbidden?: string[] } = {}) {
+    const api: { state: Server; readyz: number | 'unreachable' } = { state: 'up', readyz: 200 }
+    const sleeps: { name: string; ms: number; end: () => void; woken: boolean }[] = []
+    const opened: Record<string, number> = {}
+    const ends: Record<string, (err?: unknown) => void> = {}
+    const recovery = new ApiRecovery({
+      probe: async () => {
+        if (api.readyz === 'unreachable') throw refused()
+        return api.readyz
+      },
+      random: () => 0.5,
+      sleep: (ms, signal) => {
+        const entry = { name: 'probe', ms, end: () => {}, woken: false }
+        sleeps.push(entry)
+        return new Promise<void>((r) => {
+          entry.end = r
+          signal.addEventListener('abort', () => r())
+        })
+      },
+    })
+    const fails = (name: string): Error | null =>
+      api.state === 'down' ? refused() : api.state === 'forbidden' || opts.forbidden?.includes(name) ? forbidden() : null
+    const watches = names.map((name) => {
+      const lw = new ListWatch<Obj>({
+        name,
+        recovery,
+        list: async () => {
+          const err = fails(name)
+          if (err) throw err
+          return { items: [], metadata: { resourceVersion: '1' } }
+        },
+        watch: async (_rv, _onEvent, done) => {
+          const err = fails(name)
+          if (err) done(err)
+          else {
+            opened[name] = (opened[name] ?? 0) + 1
+            ends[name] = done
+          }
+          return { abort: () => done() }
+        },
+        onChange() {},
+        random: () => 0.5,
+        sleep: (ms, signal) => {
+          const entry = { name, ms, end: () => {}, woken: false }
+          sleeps.push(entry)
+          return new Promise<void>((r) => {
+            entry.end = r
+            signal.addEventListener('abort', () => {
+              entry.woken = true
+              r()
+            })
+          })
+        },
+      })
+      return lw
+    })
+    const tick = async (): Promise<void> => {
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r))
+    }
+    /** Lets every sleep in progress end (time passes), `rounds` times. */
+    const elapse = async (rounds = 1): Promise<void> => {
+      for (let i = 0; i < rounds; i++) {
+        for (const s of sleeps.splice(0)) s.end()
+        await tick()
+      }
+    }
+    const start = async (): Promise<void> => {
+      recovery.start()
+      for (const w of watches) w.start()
+      await tick()
+    }
+    const stop = async (): Promise<void> => {
+      await Promise.all([recovery.stop(), ...watches.map((w) => w.stop())])
+    }
+    return { api, recovery, watches, sleeps, opened, ends, tick, elapse, start, stop }
+  }
+
+  test('after a long outage the watches resume as soon as /readyz answers, not after their backoff', async () => {
+    const h = outage(['services/a', 'endpointslices/a'])
+    await h.start()
+    expect(h.opened).toEqual({ 'services/a': 1, 'endpointslices/a': 1 })
+    // The API server goes away: both watches break and fail to reconnect, eight times each.
+    h.api.state = 'down'
+    h.api.readyz = 'unreachable'
+    for (const name of ['services/a', 'endpointslices/a']) h.ends[name]!(refused())
+    await h.tick()
+    await h.elapse(7)
+    expect(h.recovery.state).toBe('down')
+    expect(h.watches.map((w) => w.failureCount)).toEqual([8, 8])
+    const asleep = h.sleeps.filter((s) => s.name !== 'probe')
+    // Their next retries are far off (random 0.5: half of the 30 s cap).
+    expect(asleep.map((s) => s.ms)).toEqual([15_000, 15_000])
+    // Back: the next probe (still asleep in its own 1.5 s interval) answers and wakes both at once.
+    h.api.state = 'up'
+    h.api.readyz = 200
+    h.sleeps.find((s) => s.name === 'probe')!.end()
+    await h.tick()
+    expect(asleep.every((s) => s.woken)).toBe(true)
+    expect(h.opened).toEqual({ 'services/a': 2, 'endpointslices/a': 2 })
+    expect(h.recovery.state).toBe('up')
+    expect(h.watches.map((w) => w.failureCount)).toEqual([0, 0])
+    await h.stop()
+  })
+
+  test('403s while the API server starts are the first failures of a new series, and the first success wakes the rest', async () => {
+    const h = outage(['services/a', 'endpointslices/a', 'services/b'])
+    await h.start()
+    h.api.state = 'down'
+    h.api.readyz = 'unreachable'
+    for (const name of ['services/a', 'endpointslices/a', 'services/b']) h.ends[name]!(refused())
+    await h.tick()
+    await h.elapse(6)
+    expect(h.watches.map((w) => w.failureCount)).toEqual([7, 7, 7])
+    // Back, but its authorizer is not synced yet: 403 to everything. The probe says ready.
+    h.api.state = 'forbidden'
+    h.api.readyz = 200
+    h.sleeps.find((s) => s.name === 'probe')!.end()
+    await h.tick()
+    // Each was woken, got a 403 and now backs off from the start (250 ms for one failure, random 0.5),
+    // not from 15 s.
+    expect(h.watches.map((w) => w.failureCount)).toEqual([1, 1, 1])
+    expect(h.sleeps.filter((s) => s.name !== 'probe' && !s.woken).map((s) => s.ms)).toEqual([250, 250, 250])
+    // RBAC is in; one watch's short sleep ends first, it succeeds and wakes the two others.
+    h.api.state = 'up'
+    h.sleeps.filter((s) => s.name === 'services/b' && !s.woken).at(-1)!.end()
+    await h.tick()
+    expect(h.opened).toEqual({ 'services/a': 2, 'endpointslices/a': 2, 'services/b': 2 })
+    await h.stop()
+  })
+
+  test('a persistent 403 (no outage) keeps its own backoff: successes elsewhere do not wake it', async () => {
+    const h = outage(['services/ok', 'services/forbidden'], { forbidden: ['services/forbidden'] })
+    await h.start()
+    for (let i = 0; i < 6; i++) {
+      // The other watch is renewed (ends normally, reopens) again and again meanwhile.
+      h.ends['services/ok']!()
+      await h.tick()
+      await h.elapse()
+    }
+    const forbiddenSleeps = h.sleeps.filter((s) => s.name === 'services/forbidden')
+    expect(h.recovery.state).toBe('up')
+    expect(h.opened['services/ok']).toBe(7)
+    expect(h.watches[1]!.failureCount).toBe(7)
+    expect(forbiddenSleeps.some((s) => s.woken)).toBe(false)
+    await h.stop()
   })
 })

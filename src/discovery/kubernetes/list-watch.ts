@@ -6,10 +6,14 @@
 //   resourceVersion; watches also ask for bookmarks and a 25 s server-side timeout;
 // - any other error restarts it after capped exponential backoff with full jitter; the backoff
 //   starts over as soon as a list succeeds or a watch opens; the cache (the last known state) is
-//   kept meanwhile.
+//   kept meanwhile;
+// - with a shared ApiRecovery (recovery.ts), it reports what each attempt got (no answer, an HTTP
+//   error, success), and the recovery resets its backoff and wakes it from its sleep when the API
+//   server answers again after an outage.
 // Changes are reported by key ("namespace/name") with the object before and after; the consumer
 // reconciles from the cache (level-based), so a missed or merged notification cannot go wrong.
 import { ADD, DELETE, ERROR, ListWatch as Informer, UPDATE, type KubernetesObject } from '@kubernetes/client-node'
+import { abortableSleep, type ApiRecovery, type BackoffMember } from './recovery.js'
 
 export interface ListResult<T> {
   readonly items: T[]
@@ -43,7 +47,10 @@ export interface ListWatchOptions<T> {
   readonly backoffBaseMs?: number
   readonly backoffMaxMs?: number
   readonly random?: () => number
+  /** Resolves after `ms`, or at once when `signal` aborts (stop, or a wake from the recovery). */
   readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  /** Shared by the watches of one source: wakes them when the API server is back (recovery.ts). */
+  readonly recovery?: ApiRecovery
 }
 
 export const LIST_WATCH_DEFAULTS = { backoffBaseMs: 250, backoffMaxMs: 30_000, watchTimeoutS: 25 } as const
@@ -74,32 +81,18 @@ export function statusOfError(err: unknown): number | undefined {
   return typeof s === 'number' ? s : undefined
 }
 
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    // The listener goes away with the timer: a long outage must not pile up abort listeners.
-    const onAbort = (): void => {
-      clearTimeout(t)
-      resolve()
-    }
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
 /** client-node's watch aborted for inactivity (or by its own timer): not an error, reconnect. */
 function isSilentWatch(err: unknown): boolean {
   const name = (err as { name?: string; type?: string } | null)?.name
   return name === 'TimeoutError' || name === 'AbortError' || (err as { type?: string } | null)?.type === 'aborted'
 }
 
-export class ListWatch<T extends KubernetesObject> {
+export class ListWatch<T extends KubernetesObject> implements BackoffMember {
   readonly cache = new Map<string, T>()
   private readonly informer: Informer<T>
   private running = false
-  private stopSignal = new AbortController()
+  /** Aborts the backoff sleep in progress (stop, or resetBackoff); null when not asleep. */
+  private sleeping: AbortController | null = null
   private failures = 0
   private lists = 0
   private restarting: Promise<void> | null = null
@@ -140,6 +133,7 @@ export class ListWatch<T extends KubernetesObject> {
           this.failures = 0
           this.lastErrorStatus = undefined
           this.opts.onEvent?.({ kind: 'watching' })
+          this.opts.recovery?.succeeded()
         }
         // Once ended, aborting must not end it again (the informer aborts in its done handler).
         return {
@@ -155,6 +149,7 @@ export class ListWatch<T extends KubernetesObject> {
       const r = await opts.list()
       this.lastListItems = r.items.length
       this.listedSinceWatch = true
+      if (this.running) this.opts.recovery?.succeeded()
       return r as never
     }
     this.informer = new Informer<T>('', watch as never, list as never, false)
@@ -162,20 +157,31 @@ export class ListWatch<T extends KubernetesObject> {
     this.informer.on(UPDATE, (obj) => this.changed(obj, false))
     this.informer.on(DELETE, (obj) => this.changed(obj, true))
     this.informer.on(ERROR, (err) => this.failed(err))
+    opts.recovery?.join(this)
   }
 
   start(): void {
     if (this.running) return
     this.running = true
-    this.stopSignal = new AbortController()
     void this.informer.start()
   }
 
   async stop(): Promise<void> {
     this.running = false
-    this.stopSignal.abort()
+    this.sleeping?.abort()
     await this.informer.stop()
     await this.restarting
+  }
+
+  /** Failures since the last success (what the next backoff grows from). */
+  get failureCount(): number {
+    return this.failures
+  }
+
+  /** The API server answers again (recovery.ts): count failures from zero, and retry now if asleep. */
+  resetBackoff(): void {
+    this.failures = 0
+    this.sleeping?.abort()
   }
 
   private listedSinceWatch = false
@@ -212,10 +218,14 @@ export class ListWatch<T extends KubernetesObject> {
     if (!this.running) return
     let delay = 0
     if (!isSilentWatch(err)) {
-      this.failures++
-      delay = this.backoffMs(this.failures)
       const status = statusOfError(err)
       this.lastErrorStatus = status
+      // First, as it may reset every backoff, this one's too: the API server answering again after
+      // an outage makes this failure the first of a new series.
+      if (status === undefined) this.opts.recovery?.unreachable()
+      else this.opts.recovery?.answered(status)
+      this.failures++
+      delay = this.backoffMs(this.failures)
       this.opts.onEvent?.({
         kind: 'error',
         error: messageOfError(err),
@@ -223,8 +233,11 @@ export class ListWatch<T extends KubernetesObject> {
         ...(status !== undefined ? { status } : {}),
       })
     }
-    const sleep = this.opts.sleep ?? defaultSleep
-    this.restarting = (delay > 0 ? sleep(delay, this.stopSignal.signal) : Promise.resolve()).then(() => {
+    const sleep = this.opts.sleep ?? abortableSleep
+    const wake = new AbortController()
+    this.sleeping = wake
+    this.restarting = (delay > 0 ? sleep(delay, wake.signal) : Promise.resolve()).then(() => {
+      if (this.sleeping === wake) this.sleeping = null
       this.restarting = null
       if (this.running) void this.informer.start()
     })

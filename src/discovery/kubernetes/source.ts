@@ -4,6 +4,11 @@
 // routing table. Watch events only mark an instance name dirty; a reconcile pass
 // (batched per tick) rebuilds each dirty instance from the caches (level-based, as
 // controller-runtime does), so order and duplication of events do not matter.
+// A namespace's Services count only once both of its lists (Services and EndpointSlices) are in,
+// or refused for good (403/404): otherwise a Services list that arrives first would build every
+// instance at its cluster IP, to rebuild it at its pods a moment later.
+// After an API server outage one shared ApiRecovery (recovery.ts) probes /readyz and wakes every
+// list and watch from its backoff as soon as the API server answers again.
 // Several Services may map to one instance name (redis-orders in two namespaces): the oldest one
 // (creationTimestamp, then namespace/name) provides it, the others are reported as conflicts. The
 // choice depends only on what the API server holds, never on the order events arrived in, so every
@@ -12,6 +17,8 @@
 // each release claims one name too; a Service named with the prefix wins over a release.
 // Construction does no I/O; start() begins listing and watching; stop() ends it.
 
+import http from 'node:http'
+import https from 'node:https'
 import {
   CoreV1Api,
   DiscoveryV1Api,
@@ -23,9 +30,33 @@ import {
 import { discoverySelector } from '../../config/label-selector.js'
 import { ALL_NAMESPACES } from '../../config/schema.js'
 import type { InstanceSpec, TopologyUpdate } from '../../core/topology.js'
-import { LIST_WATCH_DEFAULTS, ListWatch, type ListWatchEvent, type WatchFn } from './list-watch.js'
+import { LIST_WATCH_DEFAULTS, ListWatch, type ListResult, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
 import { mapOperatorGroup, OperatorIndex } from './operators.js'
+import { ApiRecovery, type ApiRecoveryOptions } from './recovery.js'
+
+/**
+ * The API calls the source makes; by default @kubernetes/client-node on the kubeconfig. Tests
+ * inject their own. `namespace` null: cluster-wide.
+ */
+export interface KubernetesApi {
+  listServices(namespace: string | null): Promise<ListResult<V1Service>>
+  listSlices(namespace: string | null): Promise<ListResult<V1EndpointSlice>>
+  watchServices(namespace: string | null): WatchFn<V1Service>
+  watchSlices(namespace: string | null): WatchFn<V1EndpointSlice>
+  /** GET /readyz: the HTTP status; rejects when there is no answer. */
+  readyz(signal: AbortSignal): Promise<number>
+}
+
+/** Backoff and probe timing, and their randomness and sleep, for tests (defaults: list-watch.ts, recovery.ts). */
+export interface KubernetesSourceTiming {
+  readonly backoffBaseMs?: number
+  readonly backoffMaxMs?: number
+  readonly probeBaseMs?: number
+  readonly probeMaxMs?: number
+  readonly random?: () => number
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+}
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig
@@ -49,6 +80,12 @@ export interface KubernetesSourceOptions {
   readonly apply: (u: TopologyUpdate) => void
   /** Watch lifecycle events, for logs and metrics. */
   readonly onEvent?: (e: KubernetesSourceEvent) => void
+  /** Tests: the API calls (default: client-node on kubeConfig). */
+  readonly api?: KubernetesApi
+  /** Tests: backoff and probe timing. */
+  readonly timing?: KubernetesSourceTiming
+  /** API server reachability changes (recovery.ts), for tests and logs. */
+  readonly onApiState?: ApiRecoveryOptions['onState']
 }
 
 export type KubernetesSourceEvent =
@@ -88,6 +125,62 @@ function watchFn<T>(kc: KubeConfig, path: string, selector: string): WatchFn<T> 
   }
 }
 
+/** GET <server>/readyz with the kubeconfig's credentials and TLS settings; resolves to the status. */
+async function readyz(kc: KubeConfig, signal: AbortSignal): Promise<number> {
+  const cluster = kc.getCurrentCluster()
+  if (!cluster) throw new Error('no current cluster in the kubeconfig')
+  const opts: https.RequestOptions = { method: 'GET', headers: { accept: 'text/plain' } }
+  await kc.applyToHTTPSOptions(opts)
+  // As client-node builds its URLs: the server may carry a path prefix (a proxy's).
+  const url = new URL(`${cluster.server.replace(/\/+$/, '')}/readyz`)
+  const agent = opts.agent as http.Agent | undefined
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const req = (url.protocol === 'http:' ? http : https).request(url, { ...opts, signal }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+  } finally {
+    agent?.destroy()
+  }
+}
+
+/** The client-node API calls for one kubeconfig and label selector. */
+export function clientNodeApi(kc: KubeConfig, labelSelector: string): KubernetesApi {
+  const sel = selectorParams(labelSelector)
+  const core = kc.makeApiClient(CoreV1Api)
+  const discovery = kc.makeApiClient(DiscoveryV1Api)
+  return {
+    listServices: (namespace) => (namespace === null ? core.listServiceForAllNamespaces(sel) : core.listNamespacedService({ namespace, ...sel })),
+    listSlices: (namespace) =>
+      namespace === null ? discovery.listEndpointSliceForAllNamespaces(sel) : discovery.listNamespacedEndpointSlice({ namespace, ...sel }),
+    watchServices: (namespace) => watchFn(kc, namespace === null ? '/api/v1/services' : `/api/v1/namespaces/${namespace}/services`, labelSelector),
+    watchSlices: (namespace) =>
+      watchFn(
+        kc,
+        namespace === null ? '/apis/discovery.k8s.io/v1/endpointslices' : `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+        labelSelector,
+      ),
+    readyz: (signal) => readyz(kc, signal),
+  }
+}
+
+/** The two lists and watches of one namespace (or, cluster-wide, of all of them). */
+interface Scope {
+  readonly services: ListWatch<V1Service>
+  readonly slices: ListWatch<V1EndpointSlice>
+  /** Both listed, or refused for good, at least once: its Services count from then on. */
+  ready: boolean
+}
+
+/** Listed, or refused for good (403: may not read; 404: no such namespace). */
+function listedOrRefused(w: ListWatch<V1Service> | ListWatch<V1EndpointSlice>): boolean {
+  return w.synced || w.lastErrorStatus === 403 || w.lastErrorStatus === 404
+}
+
 /** Milliseconds since the epoch of a Service's creation; lists give a Date, watch events a string. */
 function createdMs(svc: V1Service): number {
   const t: unknown = svc.metadata?.creationTimestamp
@@ -109,6 +202,11 @@ export function precedes(a: { key: string; svc: V1Service }, b: { key: string; s
 export class KubernetesSource {
   private readonly services: ListWatch<V1Service>[] = []
   private readonly slices: ListWatch<V1EndpointSlice>[] = []
+  /** Per namespace, or one under null when cluster-wide. */
+  private readonly scopes = new Map<string | null, Scope>()
+  /** Instance names that left out a Service of a scope not ready yet: reconciled again when one gets ready. */
+  private readonly waiting = new Set<string>()
+  private readonly recovery: ApiRecovery
   /** Instance names to rebuild in the next reconcile pass. */
   private readonly dirty = new Set<string>()
   /** Service keys ("namespace/name") in the caches, per instance name they map to. */
@@ -134,40 +232,70 @@ export class KubernetesSource {
     }
     // Throws for a malformed selector (config load has already refused it with its position).
     this.labelSelector = discoverySelector(opts.labelSelector ?? '', opts.optIn ?? false)
-    const sel = selectorParams(this.labelSelector)
-    const core = opts.kubeConfig.makeApiClient(CoreV1Api)
-    const discovery = opts.kubeConfig.makeApiClient(DiscoveryV1Api)
-    // null: cluster-wide (one list and watch per resource, across every namespace).
-    const scopes: (string | null)[] = all ? [null] : [...opts.namespaces]
-    for (const namespace of scopes) {
-      const svcResource = `services/${namespace ?? ALL_NAMESPACES}`
-      this.services.push(
-        new ListWatch<V1Service>({
-          name: svcResource,
-          list: namespace === null ? () => core.listServiceForAllNamespaces(sel) : () => core.listNamespacedService({ namespace, ...sel }),
-          watch: watchFn(opts.kubeConfig, namespace === null ? '/api/v1/services' : `/api/v1/namespaces/${namespace}/services`, this.labelSelector),
-          onChange: (key, obj) => this.serviceChanged(key, obj),
-          onEvent: (e) => opts.onEvent?.({ ...e, resource: svcResource }),
-        }),
-      )
-      const sliceResource = `endpointslices/${namespace ?? ALL_NAMESPACES}`
-      this.slices.push(
-        new ListWatch<V1EndpointSlice>({
-          name: sliceResource,
-          list:
-            namespace === null
-              ? () => discovery.listEndpointSliceForAllNamespaces(sel)
-              : () => discovery.listNamespacedEndpointSlice({ namespace, ...sel }),
-          watch: watchFn(
-            opts.kubeConfig,
-            namespace === null ? '/apis/discovery.k8s.io/v1/endpointslices' : `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
-            this.labelSelector,
-          ),
-          onChange: (key, obj, old) => this.sliceChanged(key, obj, old),
-          onEvent: (e) => opts.onEvent?.({ ...e, resource: sliceResource }),
-        }),
-      )
+    const api = opts.api ?? clientNodeApi(opts.kubeConfig, this.labelSelector)
+    const t = opts.timing ?? {}
+    const jitter = { ...(t.random ? { random: t.random } : {}), ...(t.sleep ? { sleep: t.sleep } : {}) }
+    this.recovery = new ApiRecovery({
+      probe: (signal) => api.readyz(signal),
+      ...jitter,
+      ...(t.probeBaseMs !== undefined ? { probeBaseMs: t.probeBaseMs } : {}),
+      ...(t.probeMaxMs !== undefined ? { probeMaxMs: t.probeMaxMs } : {}),
+      ...(opts.onApiState ? { onState: opts.onApiState } : {}),
+    })
+    const backoff = {
+      ...jitter,
+      ...(t.backoffBaseMs !== undefined ? { backoffBaseMs: t.backoffBaseMs } : {}),
+      ...(t.backoffMaxMs !== undefined ? { backoffMaxMs: t.backoffMaxMs } : {}),
+      recovery: this.recovery,
     }
+    // null: cluster-wide (one list and watch per resource, across every namespace).
+    const namespaces: (string | null)[] = all ? [null] : [...opts.namespaces]
+    for (const namespace of namespaces) {
+      const svcResource = `services/${namespace ?? ALL_NAMESPACES}`
+      const sliceResource = `endpointslices/${namespace ?? ALL_NAMESPACES}`
+      const scope: Scope = {
+        services: new ListWatch<V1Service>({
+          name: svcResource,
+          list: () => api.listServices(namespace),
+          watch: api.watchServices(namespace),
+          onChange: (key, obj) => this.serviceChanged(key, obj),
+          onEvent: (e) => {
+            this.scopeEvent(scope)
+            opts.onEvent?.({ ...e, resource: svcResource })
+          },
+          ...backoff,
+        }),
+        slices: new ListWatch<V1EndpointSlice>({
+          name: sliceResource,
+          list: () => api.listSlices(namespace),
+          watch: api.watchSlices(namespace),
+          onChange: (key, obj, old) => this.sliceChanged(key, obj, old),
+          onEvent: (e) => {
+            this.scopeEvent(scope)
+            opts.onEvent?.({ ...e, resource: sliceResource })
+          },
+          ...backoff,
+        }),
+        ready: false,
+      }
+      this.scopes.set(namespace, scope)
+      this.services.push(scope.services)
+      this.slices.push(scope.slices)
+    }
+  }
+
+  /** After each list or watch event of a scope: once both its lists are in (or refused), its Services count. */
+  private scopeEvent(scope: Scope): void {
+    if (scope.ready || !listedOrRefused(scope.services) || !listedOrRefused(scope.slices)) return
+    scope.ready = true
+    for (const name of this.waiting) this.markName(name)
+    this.waiting.clear()
+  }
+
+  /** Whether a Service (key "namespace/name") counts yet: its scope has both lists in. */
+  private counts(serviceKey: string): boolean {
+    const scope = this.scopes.get(null) ?? this.scopes.get(serviceKey.slice(0, serviceKey.indexOf('/')))
+    return scope === undefined || scope.ready
   }
 
   /**
@@ -177,9 +305,12 @@ export class KubernetesSource {
    * unready for what it can serve (other namespaces, static instances).
    */
   get synced(): boolean {
-    const done = (w: ListWatch<V1Service> | ListWatch<V1EndpointSlice>): boolean =>
-      w.synced || w.lastErrorStatus === 403 || w.lastErrorStatus === 404
-    return this.services.every(done) && this.slices.every(done)
+    return this.services.every(listedOrRefused) && this.slices.every(listedOrRefused)
+  }
+
+  /** Whether the API server is reachable, as the lists and watches last saw it (recovery.ts). */
+  get apiState(): ApiRecovery['state'] {
+    return this.recovery.state
   }
 
   /** Oldest last-sync time over all watches (ms since epoch), 0 before the first sync. */
@@ -192,12 +323,13 @@ export class KubernetesSource {
   start(): void {
     if (this.started) return
     this.started = true
+    this.recovery.start()
     for (const w of [...this.services, ...this.slices]) w.start()
   }
 
   async stop(): Promise<void> {
     this.started = false
-    await Promise.all([...this.services, ...this.slices].map((w) => w.stop()))
+    await Promise.all([this.recovery.stop(), ...[...this.services, ...this.slices].map((w) => w.stop())])
   }
 
   private sliceChanged(key: string, obj: V1EndpointSlice | null, old: V1EndpointSlice | null): void {
@@ -284,8 +416,14 @@ export class KubernetesSource {
 
   private reconcileOne(name: string): void {
     let winner: { key: string; svc: V1Service } | null = null
-    const keys = [...(this.candidates.get(name) ?? [])]
-    for (const key of keys) {
+    const keys: string[] = []
+    let waits = false
+    for (const key of this.candidates.get(name) ?? []) {
+      if (!this.counts(key)) {
+        waits = true
+        continue
+      }
+      keys.push(key)
       const svc = this.serviceFromCache(key)
       if (svc && (winner === null || precedes({ key, svc }, winner))) winner = { key, svc }
     }
@@ -294,15 +432,20 @@ export class KubernetesSource {
     // name wins over them; among them the oldest (its oldest Service), then the group key, wins.
     const explicit = winner !== null
     for (const group of this.operators?.groupsNamed(name) ?? []) {
+      const members = this.operators?.membersOf(group) ?? []
+      if (!members.every((m) => this.counts(m.key))) {
+        waits = true
+        continue
+      }
       keys.push(group)
       if (explicit) continue
-      const members = this.operators?.membersOf(group) ?? []
       let oldest: V1Service | null = null
       for (const m of members) if (oldest === null || precedes({ key: group, svc: m.svc }, { key: group, svc: oldest })) oldest = m.svc
       if (oldest === null || (winner !== null && !precedes({ key: group, svc: oldest }, winner))) continue
       winner = { key: group, svc: oldest }
       spec = mapOperatorGroup(members.map((m) => ({ ...m, slices: this.slicesOfService(m.key) })))
     }
+    if (waits) this.waiting.add(name)
     if (winner === null || spec === null) {
       this.conflicts.delete(name)
       if (this.owner.delete(name)) this.opts.apply({ type: 'remove', name })

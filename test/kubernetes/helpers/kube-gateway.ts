@@ -55,6 +55,8 @@ export async function startKubeGateway(namespaces: string[], kubeconfig: string,
   const gateway = new Gateway({ config, runtime: { zone: null, kubeconfig, tracing: { enabled: false, serviceNameSet: false } }, logger, env: {} })
   const discovery: KubeGateway['discovery'] = []
   gateway.events.on('discovery', (e) => {
+    // Kubernetes discovery's own events (static instances report one 'listed' at start too).
+    if (e.source !== 'kubernetes') return
     const { resource, instance, error, status } = e as { resource?: string; instance?: string; error?: string; status?: number }
     discovery.push({
       at: performance.now(),

@@ -1,0 +1,176 @@
+// Kubernetes discovery with many Services, against a real kube-apiserver + etcd (the gateway in
+// process, Redis in a network namespace):
+//
+// - start-up: when the Services list arrives before the EndpointSlices list, no instance is built
+//   from a Service without its slices (at its cluster IP, to be rebuilt at the pods a moment
+//   later): each instance is built once, at its slice's address. The slices are made heavy
+//   (padding annotations) so that their list arrives last, and the test checks it did before it
+//   asserts anything (a start where it did not is retried with a new gateway);
+// - recovery: after an apiserver outage long enough for the watches' backoff to reach many
+//   seconds, the watches reopen as soon as the apiserver answers again (woken by the source's
+//   /readyz probe), before the retry their own backoff had planned. The time from "apiserver ready"
+//   to "every watch open" and to "an annotation written then is routed" is measured and printed.
+//
+// No timed assertions: the recovery proof compares each watch's reopening with the retry time its
+// own last error announced (retryInMs), which holds on any machine speed.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ADMIN_TOKEN } from '../helpers/gateway.js'
+import type { RedisServer } from '../helpers/redis-server.js'
+import { startCluster, type KubeCluster } from './helpers/cluster.js'
+import { annotate, command, directly, grantDiscovery, ok, service, slicePath, startKubeGateway, svcPath, waitUntil, type KubeGateway } from './helpers/kube-gateway.js'
+import { createNetns, type Netns } from './helpers/netns.js'
+
+const NS = 'redis-system'
+/** Services (instances) created; each has one EndpointSlice at the same netns Redis. */
+const COUNT = Number(process.env['DISCOVERY_SCALE_COUNT'] ?? 300)
+/** Bytes of padding per EndpointSlice, so that the slices list is much larger than the Services list. */
+const SLICE_PADDING = 16_000
+const WATCHED = [`services/${NS}`, `endpointslices/${NS}`]
+
+const results: Record<string, number | string> = {}
+
+let cluster: KubeCluster
+let net: Netns
+let redis: RedisServer
+let kubeconfig: string
+let gw: KubeGateway | undefined
+
+function paddedSlice(name: string, serviceName: string, server: RedisServer): unknown {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name, labels: { 'kubernetes.io/service-name': serviceName }, annotations: { 'test.redis-gateway.io/padding': 'x'.repeat(SLICE_PADDING) } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [server.host], conditions: { ready: true } }],
+    ports: [{ name: 'redis', port: server.port, protocol: 'TCP' }],
+  }
+}
+
+/** Runs `fn` over 0..n-1, `width` at a time. */
+async function parallel(n: number, width: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) await fn(next++)
+    }),
+  )
+}
+
+async function routes(g: KubeGateway): Promise<{ instances: { name: string; endpoints: { host: string; port: number }[] }[] }> {
+  const res = await fetch(`${g.gateway.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+  return (await res.json()) as never
+}
+
+beforeAll(async () => {
+  cluster = await startCluster({ users: ['gateway'] })
+  net = await createNetns()
+  redis = await net.startRedis()
+  await directly(redis, (c) => c.set('whoami', 'netns'))
+  await ok(cluster, 'POST', '/api/v1/namespaces', { metadata: { name: NS } })
+  await grantDiscovery(cluster, NS)
+  const token = cluster.tokenFor('gateway')
+  await waitUntil('RBAC grant in force', async () => (await cluster.request('GET', slicePath(NS), undefined, { token })).status === 200)
+  kubeconfig = cluster.kubeconfigFor(token)
+  const t0 = performance.now()
+  // Slices first, as createRedisService does: the cluster holds no Service without its slice.
+  await parallel(COUNT, 8, (i) => ok(cluster, 'POST', slicePath(NS), paddedSlice(`redis-s${i}-1`, `redis-s${i}`, redis)))
+  await parallel(COUNT, 8, (i) => ok(cluster, 'POST', svcPath(NS), service(`redis-s${i}`)))
+  results['objects created (ms)'] = Math.round(performance.now() - t0)
+}, 300_000)
+
+afterAll(async () => {
+  console.log(`discovery at scale (${COUNT} Services): ${JSON.stringify(results)}`)
+  const settled = [await Promise.allSettled([gw?.stop()]), await Promise.allSettled([net?.destroy()]), await Promise.allSettled([cluster?.stop()])].flat()
+  const failures = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failures.length) throw new AggregateError(failures.map((f) => f.reason), 'teardown failed')
+})
+
+describe('start-up with many Services', () => {
+  it('the Services list arrives first, yet each instance is built once, at its EndpointSlice address', async () => {
+    let servicesFirst = false
+    for (let attempt = 1; attempt <= 5 && !servicesFirst; attempt++) {
+      await gw?.stop()
+      const started = performance.now()
+      gw = await startKubeGateway([NS], kubeconfig)
+      const g = gw
+      await waitUntil('gateway ready', async () => (await fetch(`${g.gateway.opsUrl}/readyz`)).status === 200, 60_000)
+      await waitUntil(`${COUNT} instances routed`, async () => (await routes(g)).instances.length >= COUNT, 60_000)
+      results['start to all instances routed (ms)'] = Math.round(performance.now() - started)
+      const listed = (r: string) => g.discovery.find((e) => e.kind === 'listed' && e.resource === r)?.at ?? Number.POSITIVE_INFINITY
+      servicesFirst = listed(WATCHED[0]!) < listed(WATCHED[1]!)
+      results['attempts until the Services list came first'] = attempt
+      results['Services listed before EndpointSlices by (ms)'] = Math.round(listed(WATCHED[1]!) - listed(WATCHED[0]!))
+    }
+    expect(servicesFirst, 'the Services list never arrived before the EndpointSlices list: this start proves nothing').toBe(true)
+    const g = gw!
+
+    // One build per Service (each upsert is a 'reconciled' discovery event naming its Service).
+    const builds = new Map<string, number>()
+    for (const e of g.discovery) if (e.kind === 'reconciled' && e.resource) builds.set(e.resource, (builds.get(e.resource) ?? 0) + 1)
+    results['instance builds at start-up'] = [...builds.values()].reduce((a, b) => a + b, 0)
+    const rebuilt = [...builds].filter(([, n]) => n !== 1)
+    expect(rebuilt.slice(0, 5), `${rebuilt.length} Services built more than once`).toEqual([])
+    expect(builds.size).toBe(COUNT)
+
+    // Never at a cluster IP name, never an endpoint change afterwards (log lines of the instance events).
+    const lines = g.logs.map((l) => JSON.parse(l) as { msg?: string; addedEndpoints?: string[] })
+    const added = lines.filter((l) => l.msg === 'instance added')
+    expect(added).toHaveLength(COUNT)
+    const atClusterIp = added.filter((l) => (l.addedEndpoints ?? []).some((e) => e.includes('.svc')))
+    expect(atClusterIp.slice(0, 3), `${atClusterIp.length} instances first built at their cluster IP name`).toEqual([])
+    expect(lines.filter((l) => l.msg === 'instance endpoints changed')).toHaveLength(0)
+
+    const view = await routes(g)
+    for (const inst of view.instances) expect(inst.endpoints.map((e) => `${e.host}:${e.port}`), inst.name).toEqual([`${redis.host}:${redis.port}`])
+    expect((await command(g, `s${COUNT - 1}`, ['GET', 'whoami'])).body.result).toBe('netns')
+  }, 300_000)
+})
+
+describe('recovery after an apiserver outage', () => {
+  it('the watches reopen when the apiserver answers again, before the retry their backoff planned', async () => {
+    const g = gw!
+    /** Per resource, when its last error (during the outage) planned its next retry (performance.now()). */
+    const planned = new Map<string, number>()
+    const opened = new Map<string, number>()
+    g.gateway.events.on('discovery', (e) => {
+      if (!WATCHED.includes(e.resource)) return
+      if (e.kind === 'error') planned.set(e.resource, performance.now() + (e.retryInMs ?? 0))
+      if (e.kind === 'watching' && !opened.has(e.resource)) opened.set(e.resource, performance.now())
+    })
+    let proved = false
+    for (let attempt = 1; attempt <= 3 && !proved; attempt++) {
+      await cluster.stopApiServer()
+      const down = performance.now()
+      planned.clear()
+      // Down until some watch plans its next retry more than 12 s ahead (its failures grew its backoff).
+      await waitUntil('a watch backing off for more than 12 s', async () => [...planned.values()].some((at) => at - performance.now() > 12_000), 120_000)
+      results['outage before restart (ms)'] = Math.round(performance.now() - down)
+      opened.clear()
+      await cluster.startApiServer()
+      const back = performance.now()
+      // What each watch's own backoff had planned when the apiserver was ready (later errors, e.g.
+      // a 403 while its authorizer starts, plan short retries of their own).
+      const plannedAtBack = new Map(planned)
+      // A change written as soon as the apiserver is ready again.
+      await annotate(cluster, NS, 'redis-s0', 'drain')
+      await waitUntil('drain routed', async () => (await command(g, 's0', ['GET', 'whoami'])).status === 503, 60_000)
+      results['annotation written at apiserver ready, routed after (ms)'] = Math.round(performance.now() - back)
+      await waitUntil('every watch open again', async () => WATCHED.every((r) => opened.has(r)), 60_000)
+      results['apiserver ready to every watch open (ms)'] = Math.max(0, Math.round(Math.max(...WATCHED.map((r) => opened.get(r)!)) - back))
+      // The watches whose own retry was still ahead when the apiserver was ready: each reopened before it.
+      const waiting = WATCHED.filter((r) => (plannedAtBack.get(r) ?? 0) > back)
+      results['watches that were still in backoff at apiserver ready'] = waiting.length
+      for (const r of waiting) {
+        const at = plannedAtBack.get(r)!
+        results[`${r}: retry its backoff planned, after apiserver ready (ms)`] = Math.round(at - back)
+        results[`${r}: reopened after apiserver ready (ms)`] = Math.round(opened.get(r)! - back)
+        expect(opened.get(r)!, `${r}: planned retry at +${Math.round(at - back)} ms, reopened at +${Math.round(opened.get(r)! - back)} ms`).toBeLessThan(at)
+      }
+      proved = waiting.length > 0
+      await annotate(cluster, NS, 'redis-s0', null)
+      await waitUntil('undrained', async () => (await command(g, 's0', ['GET', 'whoami'])).status === 200, 60_000)
+    }
+    expect(proved, 'the apiserver took longer to start than any watch was still backing off: nothing proved').toBe(true)
+  }, 600_000)
+})
