@@ -1776,8 +1776,8 @@ describe('RBAC for namespaces ["*"]: the ClusterRole is what the cluster-wide wa
         .split('\n')
         .flatMap((l) => {
           try {
-            const e = JSON.parse(l) as { msg?: string; resource?: string }
-            return e.msg === 'discovery listed' && e.resource ? [e.resource] : []
+            const e = JSON.parse(l) as { msg?: string; resource?: string; source?: string }
+            return e.msg === 'discovery listed' && e.source === 'kubernetes' && e.resource ? [e.resource] : []
           } catch {
             return []
           }
