@@ -101,6 +101,8 @@ export class Gateway {
     this.health = new HealthChecker({
       ...HEALTH_DEFAULTS,
       intervalMs: health.intervalMs,
+      // Read at each scheduling: a reload applies at once.
+      maxChecksPerSecond: () => this.config.health.maxChecksPerSecond,
       random: Math.random,
       now: () => Date.now(),
       onChange: (t, change) => onHealthChange(this, t.id, change),
@@ -131,8 +133,12 @@ export class Gateway {
           this.health.markDown(ep.id, `connection closed: ${reason}`)
           poolLogs.closed(ep, reason)
         },
-        breaker: (ep, from, to, reason) =>
-          this.events.emit('breaker', { instances: instancesUsing(ep), endpoint: ep.id, from, to, reason }),
+        breaker: (ep, from, to, reason) => {
+          // Requests fail there (READONLY after a failover, timeouts): what the endpoint is now
+          // should not wait for its next scheduled check, which may be seconds away at scale.
+          if (to === 'open') void this.health.checkNow(ep.id)
+          this.events.emit('breaker', { instances: instancesUsing(ep), endpoint: ep.id, from, to, reason })
+        },
         clusterMode: (ep, enabled) => this.clusters.clusterMode(ep, enabled),
         fault: (ep, error) => this.events.emit('fault', { where: 'redis_connection', error, endpoint: ep.id }),
         subscriberFault: (ep, error) => this.events.emit('fault', { where: 'redis_subscriber', error, endpoint: ep.id }),

@@ -101,7 +101,7 @@ describe('defaultConfig', () => {
         inflightBytes: 256 * 1024 * 1024,
         writeTimeoutMs: 30_000,
       },
-      health: { intervalMs: 2000, timeoutMs: 1000 },
+      health: { intervalMs: 2000, timeoutMs: 1000, maxChecksPerSecond: 500 },
       shutdown: { delayMs: 0, timeoutMs: 20_000 },
       http: { clientIdHeader: 'x-client-id', fastLane: true, cors: { origins: ['*'] } },
       log: { level: 'info' },

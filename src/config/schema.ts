@@ -42,7 +42,7 @@ export const DEFAULTS = {
     inflightBytes: '256MiB',
     writeTimeout: '30s',
   },
-  health: { interval: '2s', timeout: '1s' },
+  health: { interval: '2s', timeout: '1s', maxChecksPerSecond: 500 },
   /** No delay for local use; in Kubernetes (the Helm chart sets 5s) long enough for endpoints to update. */
   shutdown: { delay: '0s', timeout: '20s' },
   /** cors.origins ["*"]: as Upstash's REST API, which browsers call from any page. */
@@ -584,11 +584,16 @@ export function configSchema(secrets: SecretFiles) {
           /** A client that has not taken its reply off the socket after this long is disconnected. */
           writeTimeoutMs: l.writeTimeout,
         })),
-      // Active health checks (ROLE) per endpoint.
+      // Active health checks (ROLE) per endpoint; over all endpoints at most maxChecksPerSecond
+      // (the interval stretches beyond interval x maxChecksPerSecond endpoints).
       health: z
-        .strictObject({ interval: durationMs(DEFAULTS.health.interval), timeout: durationMs(DEFAULTS.health.timeout) })
+        .strictObject({
+          interval: durationMs(DEFAULTS.health.interval),
+          timeout: durationMs(DEFAULTS.health.timeout),
+          maxChecksPerSecond: count(DEFAULTS.health.maxChecksPerSecond),
+        })
         .prefault({})
-        .transform((h) => ({ intervalMs: h.interval, timeoutMs: h.timeout })),
+        .transform((h) => ({ intervalMs: h.interval, timeoutMs: h.timeout, maxChecksPerSecond: h.maxChecksPerSecond })),
       // Graceful shutdown on SIGTERM/SIGINT: not ready (but serving) for `delay` while endpoints
       // update, then stop accepting and give in-flight requests at most `timeout`.
       shutdown: z

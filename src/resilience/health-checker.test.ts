@@ -1,11 +1,12 @@
 // Unit tests for the active health checker: ROLE replies (canned, from plain fake targets) turn
 // into endpoint state and change events; scheduling (jittered interval, start/stop, add/remove,
-// no overlapping checks) runs on vitest fake timers with an injected random source and clock.
+// no overlapping checks, the budget of checks per second, batched ticks, skipped unconnected
+// endpoints) runs on vitest fake timers with an injected random source and clocks.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { endpointId } from '../core/topology.js'
 import { EndpointState } from './endpoint-state.js'
-import { HEALTH_DEFAULTS, HealthChecker, type HealthChange, type HealthCheckerOptions, type HealthTarget } from './health-checker.js'
+import { HEALTH_DEFAULTS, HealthChecker, MAX_PER_TICK, TICK_MS, type HealthChange, type HealthCheckerOptions, type HealthTarget } from './health-checker.js'
 
 // ROLE replies as plain values: integers as numbers, nested replica entries as strings (parseRole
 // reads these as well as the connection's Buffers and decimal text).
@@ -55,6 +56,8 @@ function harness(opts: Partial<HealthCheckerOptions> = {}): Harness {
     intervalMs: 1_000,
     random: () => 0.5,
     now: () => clock.now,
+    // The schedule's clock: vitest's fake Date (the timers are fake too).
+    monotonic: () => Date.now(),
     onChange: (t, change) => events.push({ id: t.id, change }),
     ...opts,
   })
@@ -530,5 +533,162 @@ describe('HealthChecker: scheduling (fake timers)', () => {
     await vi.advanceTimersByTimeAsync(0)
     expect(t.calls).toBe(3)
     h.checker.stop()
+  })
+})
+
+describe('HealthChecker: a budget of checks per second, batched ticks (fake timers, injected random)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 0 })
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  /** `n` targets named t0..t(n-1), added to the checker. */
+  const targets = (h: Harness, n: number): FakeTarget[] =>
+    Array.from({ length: n }, (_, i) => {
+      const t = new FakeTarget(`t${i}:1`)
+      h.checker.add(t)
+      return t
+    })
+
+  it('the interval is intervalMs up to intervalMs x budget endpoints, then n / budget seconds; each reload of the budget applies at once', () => {
+    let budget = 100
+    const h = harness({ intervalMs: 1_000, jitter: 0.2, random: () => 0.5, maxChecksPerSecond: () => budget })
+    targets(h, 100)
+    expect(h.checker.intervalMs()).toBe(1_000)
+    for (let i = 100; i < 400; i++) h.checker.add(new FakeTarget(`x${i}:1`))
+    expect(h.checker.intervalMs()).toBe(4_000)
+    expect(h.checker.nextDelay()).toBe(4_000)
+    budget = 50
+    expect(h.checker.intervalMs()).toBe(8_000)
+    budget = 0 // no budget: the interval as configured
+    expect(h.checker.intervalMs()).toBe(1_000)
+  })
+
+  it('within the budget, start() checks every endpoint at once (as before); beyond it, first checks are spread over the stretched interval', async () => {
+    const small = harness({ intervalMs: 1_000, maxChecksPerSecond: 100 })
+    const few = targets(small, 50)
+    small.checker.start()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(few.every((t) => t.at[0] === 0)).toBe(true)
+    small.checker.stop()
+
+    let i = 0
+    const big = harness({ intervalMs: 1_000, jitter: 0.2, maxChecksPerSecond: 100, random: () => (i++ % 100) / 100 })
+    const many = targets(big, 1_000) // interval 10 s
+    big.checker.start()
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(many.every((t) => t.calls >= 1)).toBe(true)
+    // The first round: spread, at most a tick's share of the budget at once.
+    const firsts = many.map((t) => t.at[0]!)
+    const perSecond = new Map<number, number>()
+    for (const at of firsts) perSecond.set(Math.floor(at / 1_000), (perSecond.get(Math.floor(at / 1_000)) ?? 0) + 1)
+    expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(110)
+    expect(perSecond.size).toBe(10)
+    big.checker.stop()
+  })
+
+  it('the steady rate over all endpoints stays within the budget (+ the jitter)', async () => {
+    let i = 0
+    const h = harness({ intervalMs: 1_000, jitter: 0.2, maxChecksPerSecond: 200, random: () => (i++ % 97) / 97 })
+    const all = targets(h, 2_000) // 10 s
+    h.checker.start()
+    await vi.advanceTimersByTimeAsync(20_000)
+    const before = all.reduce((a, t) => a + t.calls, 0)
+    await vi.advanceTimersByTimeAsync(30_000)
+    const rate = (all.reduce((a, t) => a + t.calls, 0) - before) / 30
+    expect(rate).toBeGreaterThan(200 / 1.25)
+    expect(rate).toBeLessThanOrEqual(200 / 0.8)
+    h.checker.stop()
+  })
+
+  it('checks due within a tick run in one timer callback; a check runs at most TICK_MS after it is due', async () => {
+    const draws = [0, 0.5] // first delays beyond the budget: 0 and half the interval
+    let i = 0
+    const h = harness({ intervalMs: 1_000, jitter: 0, maxChecksPerSecond: 1, random: () => draws[i++ % 2]! })
+    const [a, b] = targets(h, 2) // interval 2 s
+    h.checker.start()
+    await vi.advanceTimersByTimeAsync(0)
+    expect([a!.at, b!.at]).toEqual([[0], []])
+    await vi.advanceTimersByTimeAsync(1_000 + TICK_MS)
+    expect(b!.at).toEqual([1_000])
+    // a's next (2 s after its first) and b's (3 s) each on time.
+    await vi.advanceTimersByTimeAsync(2_000)
+    expect([a!.at, b!.at]).toEqual([[0, 2_000], [1_000, 3_000]])
+    expect(vi.getTimerCount()).toBe(1)
+    h.checker.stop()
+  })
+
+  it('one timer for all endpoints; at most MAX_PER_TICK checks per callback, the rest in the next turn', async () => {
+    const h = harness({ intervalMs: 1_000, maxChecksPerSecond: 100_000 })
+    const all = targets(h, MAX_PER_TICK + 50)
+    for (const t of all) t.hold = true
+    h.checker.start()
+    expect(vi.getTimerCount()).toBe(1)
+    await vi.advanceTimersToNextTimerAsync()
+    expect(all.filter((t) => t.calls === 1)).toHaveLength(MAX_PER_TICK)
+    await vi.advanceTimersByTimeAsync(1)
+    expect(all.every((t) => t.calls === 1)).toBe(true)
+    expect(vi.getTimerCount()).toBe(0) // every check in flight: nothing queued
+    h.checker.stop()
+  })
+
+  it('an endpoint whose connection is not up is not checked (its close marked it down); once connected it is, on its schedule', async () => {
+    const h = harness({ intervalMs: 1_000, random: () => 0.5 })
+    const t = new FakeTarget('p:1') as FakeTarget & { up: boolean; connected(): boolean }
+    t.up = false
+    t.connected = () => t.up
+    h.checker.add(t)
+    h.checker.start()
+    await vi.advanceTimersByTimeAsync(5_000)
+    expect(t.calls).toBe(0)
+    expect(h.events).toEqual([])
+    t.up = true
+    await vi.advanceTimersByTimeAsync(1_000)
+    expect(t.calls).toBe(1)
+    expect(t.state.healthy).toBe(true)
+    h.checker.stop()
+  })
+
+  it('checkNow (a connection just became ready) puts the next scheduled check an interval after it', async () => {
+    const h = harness({ intervalMs: 1_000, random: () => 0.5 })
+    const t = new FakeTarget('p:1')
+    h.checker.add(t)
+    h.checker.start()
+    await vi.advanceTimersByTimeAsync(600)
+    expect(t.at).toEqual([0])
+    await h.checker.checkNow(t.id)
+    expect(t.at).toEqual([0, 600])
+    await vi.advanceTimersByTimeAsync(900)
+    expect(t.calls).toBe(2)
+    await vi.advanceTimersByTimeAsync(100)
+    expect(t.at).toEqual([0, 600, 1_600])
+    h.checker.stop()
+  })
+
+  it('an endpoint added again under the same id replaces the old one in the schedule (one check per interval)', async () => {
+    const h = harness({ intervalMs: 1_000, random: () => 0.5 })
+    const old = new FakeTarget('p:1')
+    h.checker.add(old)
+    h.checker.start()
+    await vi.advanceTimersByTimeAsync(0)
+    const fresh = new FakeTarget('p:1')
+    h.checker.add(fresh)
+    // Added right after a tick: checked at the next one (TICK_MS later), then every second.
+    await vi.advanceTimersByTimeAsync(2_000 + TICK_MS)
+    expect(old.calls).toBe(1)
+    expect(fresh.at).toEqual([TICK_MS, 1_000 + TICK_MS, 2_000 + TICK_MS])
+    expect(vi.getTimerCount()).toBe(1)
+    h.checker.stop()
+  })
+
+  it('a check that has already parsed ROLE (a RoleReport) is taken as it is', async () => {
+    const h = harness()
+    const t = new FakeTarget('r:1')
+    t.reply = { role: 'replica', offset: 7, primaryHost: 'p', primaryPort: 1, link: 'connected', replicas: [] }
+    h.checker.add(t)
+    await h.checker.checkNow(t.id)
+    expect(t.state).toMatchObject({ role: 'replica', offset: 7, primaryHost: 'p', link: 'connected', healthy: true })
   })
 })

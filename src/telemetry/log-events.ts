@@ -1,16 +1,30 @@
-// State-change logs, fed by gateway events (never called from routing or upstream code).
+// State-change logs, fed by gateway events (never called from routing or upstream code). In bulk
+// (thousands of endpoints coming up at start, a config with thousands of instances) they stay
+// readable and cheap: a routing-table change of more than INSTANCE_LINES instances is one summary
+// line at info (its per-instance lines at debug), and endpoint up/down and role lines beyond
+// BURST_LINES a second go to debug with one count line (log-burst.ts).
 
 import type { Logger } from 'pino'
-import type { EventHub } from '../core/events.js'
+import type { EventHub, InstanceChangeEvent } from '../core/events.js'
 import { onRouteResolved } from './route-resolve.js'
+import { LogBurst } from './log-burst.js'
+
+/** Instances one routing-table change may add, remove or update with a line each at info; beyond, a summary. */
+export const INSTANCE_LINES = 50
 
 export function subscribeLogs(events: EventHub, logger: Logger): void {
+  const burst = new LogBurst(logger)
   events.on('endpointState', (e) => {
-    if (e.up) logger.info({ instance: e.instance, endpoint: e.endpoint }, `endpoint up: ${e.reason}`)
-    else logger.warn({ instance: e.instance, endpoint: e.endpoint }, `endpoint down: ${e.reason}`)
+    if (e.up) burst.log('endpoint up', 'info', { instance: e.instance, endpoint: e.endpoint }, `endpoint up: ${e.reason}`)
+    else burst.log('endpoint down', 'warn', { instance: e.instance, endpoint: e.endpoint }, `endpoint down: ${e.reason}`)
   })
   events.on('endpointRole', (e) =>
-    logger.info({ instances: e.instances, endpoint: e.endpoint, from: e.from, to: e.to }, `endpoint role changed: ${e.from} -> ${e.to}`),
+    burst.log(
+      'endpoint role changed',
+      'info',
+      { instances: e.instances, endpoint: e.endpoint, from: e.from, to: e.to },
+      `endpoint role changed: ${e.from} -> ${e.to}`,
+    ),
   )
   events.on('clusterTopology', (e) => {
     const fields = { instance: e.instance, shards: e.shards, slots: e.slots, nodes: e.nodes }
@@ -61,16 +75,40 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
   events.on('annotationError', (e) =>
     logger.warn({ instance: e.instance, source: e.source, annotation: e.key }, `bad annotation: ${e.message}`),
   )
-  events.on('instanceChange', (e) => {
-    const fields = { instance: e.instance, removedEndpoints: e.removedEndpoints, addedEndpoints: e.addedEndpoints }
-    if (e.change !== 'updated') logger.info(fields, `instance ${e.change}`)
-    if (e.maintenance !== null) {
-      const msg = `maintenance: ${e.maintenance.from} -> ${e.maintenance.to}`
-      if (e.maintenance.to === 'off') logger.info({ ...fields, from: e.maintenance.from, to: e.maintenance.to }, msg)
-      else logger.warn({ ...fields, from: e.maintenance.from, to: e.maintenance.to }, msg)
+  // One routing-table change's instance events arrive together, then its 'table' event.
+  let changes: InstanceChangeEvent[] = []
+  const flush = (): void => {
+    const batch = changes
+    if (batch.length === 0) return
+    changes = []
+    if (batch.length <= INSTANCE_LINES) {
+      for (const e of batch) logInstanceChange(logger, e, false)
+      return
     }
-    if (e.weight !== null) logger.info({ instance: e.instance, from: e.weight.from, to: e.weight.to }, `weight: ${e.weight.from} -> ${e.weight.to}`)
-    if (e.change === 'updated' && e.maintenance === null && e.weight === null) logger.info(fields, 'instance endpoints changed')
+    let added = 0
+    let removed = 0
+    let updated = 0
+    let maintenance = 0
+    let intoMaintenance = 0
+    for (const e of batch) {
+      if (e.change === 'added') added++
+      else if (e.change === 'removed') removed++
+      else updated++
+      if (e.maintenance !== null) {
+        maintenance++
+        if (e.maintenance.to !== 'off') intoMaintenance++
+      }
+      logInstanceChange(logger, e, true)
+    }
+    const fields = { added, removed, updated, maintenance }
+    const msg = `routing table: ${added} instances added, ${removed} removed, ${updated} updated (${maintenance} maintenance changes); per-instance lines at debug`
+    if (intoMaintenance > 0) logger.warn(fields, msg)
+    else logger.info(fields, msg)
+  }
+  events.on('instanceChange', (e) => {
+    // Flushed by the change's 'table' event; the microtask only when none follows.
+    if (changes.length === 0) queueMicrotask(flush)
+    changes.push(e)
   })
   // Routing decisions, one line each, only when debug is on: then every request's scope is wanted,
   // so its routing events are built (otherwise only sampled traces want them).
@@ -99,5 +137,22 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
       ),
     )
   }
-  events.on('table', (e) => logger.debug({ instances: e.instances, groups: e.groups, version: e.version }, 'routing table updated'))
+  events.on('table', (e) => {
+    flush()
+    logger.debug({ instances: e.instances, groups: e.groups, version: e.version }, 'routing table updated')
+  })
+}
+
+/** One instance's change, as before; `quiet`: at debug (part of a bulk change summarised at info). */
+function logInstanceChange(logger: Logger, e: InstanceChangeEvent, quiet: boolean): void {
+  const info = (fields: object, msg: string): void => (quiet ? logger.debug(fields, msg) : logger.info(fields, msg))
+  const fields = { instance: e.instance, removedEndpoints: e.removedEndpoints, addedEndpoints: e.addedEndpoints }
+  if (e.change !== 'updated') info(fields, `instance ${e.change}`)
+  if (e.maintenance !== null) {
+    const msg = `maintenance: ${e.maintenance.from} -> ${e.maintenance.to}`
+    if (e.maintenance.to === 'off' || quiet) info({ ...fields, from: e.maintenance.from, to: e.maintenance.to }, msg)
+    else logger.warn({ ...fields, from: e.maintenance.from, to: e.maintenance.to }, msg)
+  }
+  if (e.weight !== null) info({ instance: e.instance, from: e.weight.from, to: e.weight.to }, `weight: ${e.weight.from} -> ${e.weight.to}`)
+  if (e.change === 'updated' && e.maintenance === null && e.weight === null) info(fields, 'instance endpoints changed')
 }

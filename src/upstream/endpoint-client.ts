@@ -11,7 +11,7 @@ import { ConnectionSlot } from './connection-slot.js'
 import { withTimer } from '../core/timeout.js'
 import type { Identity } from '../core/identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
-import { parseCommandTable, type LearnedTable } from '../routing/command-table.js'
+import { parseCommandTable, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
 import type { RawReply } from '../core/reply.js'
 import { NotConnectedError } from '../core/errors.js'
 import type { Arg } from '../core/command.js'
@@ -70,6 +70,63 @@ export interface EndpointClientHooks {
   onCommands?(table: LearnedTable | null, error: Error | null): void
   /** After each connect: whether the server runs in cluster mode (INFO cluster, `cluster_enabled`). */
   onClusterMode?(enabled: boolean): void
+  /**
+   * The work that follows each connect of the gateway's own connection is done (command table,
+   * ACL users, cluster mode), whether it succeeded or not: the pool's start queue admits the next.
+   */
+  onSettled?(): void
+  /** Something waits for a connection whose connect attempt is still queued (see EndpointShared.admit). */
+  onWanted?(): void
+}
+
+/** What the pool's endpoints share (UpstreamPool): connect admission and the command tables. */
+export interface EndpointShared {
+  /** Admission of the gateway's own connection's connect attempts (RespConnectionOptions.admit). */
+  readonly admit?: (connect: () => void) => void
+  /** Equal command tables, kept once for all endpoints that report them. */
+  readonly tables?: SharedTables
+}
+
+/**
+ * Learned command tables by fingerprint, held weakly: endpoints whose servers report the same
+ * table (same version and modules) share one object, ~200 KiB each otherwise, and the views and
+ * ACL rules built from it (CommandViews, AclSettings.cache) are built once for all of them.
+ */
+export class SharedTables {
+  private readonly byFingerprint = new Map<string, WeakRef<LearnedTable>>()
+
+  /** The table already kept that equals `table` (same commands, flags, arities and key positions), else `table`, kept from now on. */
+  intern(table: LearnedTable): LearnedTable {
+    const known = this.byFingerprint.get(table.fingerprint)?.deref()
+    if (known !== undefined) {
+      if (known === table || sameTable(known, table)) return known
+      // Same fingerprint, other arities or key positions (the fingerprint hashes names and flags): its own.
+      return table
+    }
+    if (this.byFingerprint.size >= 64) for (const [k, ref] of this.byFingerprint) if (ref.deref() === undefined) this.byFingerprint.delete(k)
+    this.byFingerprint.set(table.fingerprint, new WeakRef(table))
+    return table
+  }
+}
+
+function sameSpec(a: CommandSpec, b: CommandSpec): boolean {
+  if (a.name !== b.name || a.arity !== b.arity || a.firstKey !== b.firstKey || a.lastKey !== b.lastKey || a.step !== b.step) return false
+  if (a.flags.length !== b.flags.length || a.subcommands.size !== b.subcommands.size) return false
+  for (let i = 0; i < a.flags.length; i++) if (a.flags[i] !== b.flags[i]) return false
+  for (const [name, sa] of a.subcommands) {
+    const sb = b.subcommands.get(name)
+    if (sb === undefined || !sameSpec(sa, sb)) return false
+  }
+  return true
+}
+
+function sameTable(a: LearnedTable, b: LearnedTable): boolean {
+  if (a.count !== b.count || a.specs.size !== b.specs.size || a.moduleCommands !== b.moduleCommands) return false
+  for (const [name, sa] of a.specs) {
+    const sb = b.specs.get(name)
+    if (sb === undefined || !sameSpec(sa, sb)) return false
+  }
+  return true
 }
 
 /**
@@ -120,17 +177,23 @@ export class EndpointClient {
   private readonly session = { readOnly: false }
   /** INFO cluster's `cluster_enabled` at the last connect; null before it is known (or when INFO is refused). */
   clusterEnabled: boolean | null = null
+  private connectCount = 0
+  private readonly tables: SharedTables | null
 
   constructor(
     spec: EndpointSpec,
     private readonly opts: UpstreamOptions,
     private readonly hooks: EndpointClientHooks = NO_HOOKS,
     private readonly acl: AclSettings = ACL_OFF,
+    shared: EndpointShared = {},
   ) {
     this.id = spec.id
     this.spec = spec
-    this.main = new ConnectionSlot(this.connectionOptions(opts.username, opts.password, true), {
+    this.tables = shared.tables ?? null
+    const own = this.connectionOptions(opts.username, opts.password, true)
+    this.main = new ConnectionSlot(shared.admit === undefined ? own : { ...own, admit: shared.admit }, {
       onReady: () => {
+        this.connectCount++
         hooks.onReady()
         // The endpoint is back: the users' connections need not wait out their backoff.
         for (const slot of this.slots.values()) slot.connection.reconnectNow()
@@ -138,9 +201,10 @@ export class EndpointClient {
         // table), a restarted Redis has forgotten the users, and knowing at once whether they can
         // be managed tells operators at start-up, not at the first script. Provisioning learns the
         // table first (the users' rules come from it).
-        if (acl.enabled) void this.provision(true, true)
-        else void this.learnCommands(true)
-        void this.detectClusterMode()
+        const work = acl.enabled ? this.provision(true, true) : this.learnCommands(true)
+        const cluster = this.detectClusterMode()
+        // Neither rejects (each catches its own failures).
+        if (hooks.onSettled !== undefined) void Promise.all([work, cluster]).then(hooks.onSettled, hooks.onSettled)
       },
       onClose: (reason) => {
         if (!this.stopped) hooks.onClose(reason)
@@ -181,6 +245,11 @@ export class EndpointClient {
     const ignore: ReplySink = { reply() {}, lost() {} }
     this.main.connection.command(READONLY, ignore)
     for (const slot of this.slots.values()) slot.connection.command(READONLY, ignore)
+  }
+
+  /** Times the gateway's own connection became ready: a new value is a new connection (health-probe.ts). */
+  get connects(): number {
+    return this.connectCount
   }
 
   /** The gateway's own connection (health checks use it). */
@@ -251,8 +320,9 @@ export class EndpointClient {
   }
 
   /** Takes a freshly read table; true when it differs from the one known. */
-  private adopt(table: LearnedTable): boolean {
-    if (this.table !== null && this.table.fingerprint === table.fingerprint) return false
+  private adopt(fresh: LearnedTable): boolean {
+    if (this.table !== null && this.table.fingerprint === fresh.fingerprint) return false
+    const table = this.tables === null ? fresh : this.tables.intern(fresh)
     // A new object: the instance views built from the old one are rebuilt on their next use.
     this.table = table
     this.learnFailure = null
@@ -359,7 +429,13 @@ export class EndpointClient {
    * connectTimeout while it is being (re)established, and false when it does not come up in that time.
    */
   whenReady(): Promise<boolean> | true {
+    this.wanted()
     return this.main.whenReady(this.opts.connectTimeoutMs)
+  }
+
+  /** A connect attempt still queued for admission goes now: something waits for it. */
+  private wanted(): void {
+    if (this.main.connection.queued) this.hooks.onWanted?.()
   }
 
   /** The connection that carries `id`'s commands, or null when there is none yet (see whenReadyFor). */
@@ -415,6 +491,7 @@ export class EndpointClient {
    * connectTimeout, provisioning the endpoint's level users first when that was not done yet.
    */
   whenReadyFor(id: Identity): Promise<boolean> | true {
+    this.wanted()
     const timeoutMs = this.opts.connectTimeoutMs
     if (id.kind !== 'level' || this.aclState.kind !== 'unknown') return this.slotFor(id)?.whenReady(timeoutMs) ?? Promise.resolve(false)
     const deadline = performance.now() + timeoutMs

@@ -24,11 +24,10 @@ export interface HealthEventDeps {
 export function onHealthChange(deps: HealthEventDeps, id: string, change: HealthChange): void {
   const ep = deps.pool.get(id)
   if (!ep) return
-  const instances = ep.clusters.size === 0 ? [...ep.instances] : [...new Set([...ep.instances, ...ep.clusters])]
   switch (change.kind) {
     case 'up':
     case 'down':
-      for (const instance of instances) {
+      for (const instance of instancesOf(ep)) {
         deps.events.emit('endpointState', {
           instance,
           endpoint: id,
@@ -37,41 +36,54 @@ export function onHealthChange(deps: HealthEventDeps, id: string, change: Health
         })
       }
       break
-    case 'role':
+    case 'role': {
       // Failures seen under the old role (READONLY on writes to a demoted primary) say nothing
       // about the endpoint in its new role.
       ep.state.breaker.reset('role-changed')
+      const instances = instancesOf(ep)
       deps.events.emit('endpointRole', { instances, endpoint: id, from: change.from, to: change.to })
       // A promoted replica has no lag any more (a demoted primary gets one at its next check).
       if (change.to !== 'replica') {
         for (const instance of instances) deps.events.emit('replicaLag', { instance, endpoint: id, bytes: null })
       }
       break
+    }
     case 'checked':
-      for (const instance of instances) {
-        const cluster = deps.clusters?.get(instance)
-        const route = cluster !== undefined ? cluster.shardOfNode(id)?.route : deps.table.current.instances.get(instance)
-        const primary = route ? deps.router.primaryOf(route) : null
-        if (!route || !primary) continue
-        if (ep.state.role === 'replica') {
-          // Lag is measured at check time (see EndpointState.primaryOffsetAtCheck).
-          ep.state.primaryOffsetAtCheck = primary.state.offset
-          deps.events.emit('replicaLag', { instance, endpoint: id, bytes: lagBytes({ spec: ep.client.spec, state: ep.state }, primary, primary.state.offset) })
-        } else if (primary.pooled === ep) {
-          // The primary's view, from the same ROLE reply as its offset: a replica that stalls stops
-          // answering its own checks, but its primary still lists it, further and further behind.
-          for (const r of deps.router.endpointsOf(route)) {
-            if (r.pooled === ep || r.state.role !== 'replica') continue
-            const listed = ep.state.replicaAcks.has(r.spec.id)
-            if (listed || r.state.healthy) {
-              deps.events.emit('replicaLag', { instance, endpoint: r.spec.id, bytes: lagBytes(r, primary, ep.state.offset) })
-            } else {
-              deps.events.emit('replicaLag', { instance, endpoint: r.spec.id, bytes: null })
-            }
-          }
-        }
-      }
+      // Every check of every endpoint comes here: no array per check.
+      for (const instance of ep.instances) checked(deps, ep, instance)
+      for (const instance of ep.clusters) if (!ep.instances.has(instance)) checked(deps, ep, instance)
       break
+  }
+}
+
+/** Instances an endpoint serves: those that list it, and the clusters that use it as a node. */
+function instancesOf(ep: PooledEndpoint): string[] {
+  return ep.clusters.size === 0 ? [...ep.instances] : [...new Set([...ep.instances, ...ep.clusters])]
+}
+
+/** A successful check of `ep`, for one instance that uses it: the replication lag it tells. */
+function checked(deps: HealthEventDeps, ep: PooledEndpoint, instance: string): void {
+  const id = ep.id
+  const cluster = deps.clusters?.get(instance)
+  const route = cluster !== undefined ? cluster.shardOfNode(id)?.route : deps.table.current.instances.get(instance)
+  const primary = route ? deps.router.primaryOf(route) : null
+  if (!route || !primary) return
+  if (ep.state.role === 'replica') {
+    // Lag is measured at check time (see EndpointState.primaryOffsetAtCheck).
+    ep.state.primaryOffsetAtCheck = primary.state.offset
+    deps.events.emit('replicaLag', { instance, endpoint: id, bytes: lagBytes({ spec: ep.client.spec, state: ep.state }, primary, primary.state.offset) })
+  } else if (primary.pooled === ep) {
+    // The primary's view, from the same ROLE reply as its offset: a replica that stalls stops
+    // answering its own checks, but its primary still lists it, further and further behind.
+    for (const r of deps.router.endpointsOf(route)) {
+      if (r.pooled === ep || r.state.role !== 'replica') continue
+      const listed = ep.state.replicaAcks.has(r.spec.id)
+      if (listed || r.state.healthy) {
+        deps.events.emit('replicaLag', { instance, endpoint: r.spec.id, bytes: lagBytes(r, primary, ep.state.offset) })
+      } else {
+        deps.events.emit('replicaLag', { instance, endpoint: r.spec.id, bytes: null })
+      }
+    }
   }
 }
 

@@ -73,3 +73,27 @@ describe('UpstreamPool.apply', () => {
     )
   })
 })
+
+describe('UpstreamPool: start queue', () => {
+  it('an endpoint is pooled as soon as the table that lists it is applied; its connect waits in the start queue', async () => {
+    const table = new RoutingTable()
+    const closed: string[] = []
+    const pool = new UpstreamPool(OPTS, { ready() {}, removed() {}, added() {}, breaker() {}, closed: (e) => closed.push(e.id) }, {}, 2)
+    pools.push(pool)
+    table.onChange((_snap, _prev, change) => pool.apply(change))
+    pool.start()
+    // Nothing listens on these ports of 127.0.0.1: each attempt is refused at once.
+    const refused = (i: number): InstanceSpec => ({ ...spec(`i${i}`, []), endpoints: [{ id: `127.0.0.1:${i}`, host: '127.0.0.1', port: i, ready: true }] })
+    table.apply({ type: 'reset', instances: [1, 2, 3, 4, 5].map(refused) })
+    for (const i of [1, 2, 3, 4, 5]) expect(pool.get(`127.0.0.1:${i}`)?.instances.has(`i${i}`)).toBe(true)
+    expect([pool.starts.active, pool.starts.queued]).toEqual([0, 5])
+    await new Promise((r) => setImmediate(r))
+    expect([pool.starts.active, pool.starts.queued]).toEqual([2, 3])
+    // Each refusal frees a place for the next.
+    await new Promise<void>((resolve) => {
+      const check = (): void => (closed.length >= 5 ? resolve() : void setTimeout(check, 10))
+      check()
+    })
+    expect(new Set(closed).size).toBe(5)
+  })
+})

@@ -1,13 +1,17 @@
 // Keeps exactly one EndpointClient (plus a lazily-connected PubSubHub and the endpoint's
 // EndpointState) per endpoint the routing table names, creating them for new endpoints and
-// closing those no instance uses any more.
+// closing those no instance uses any more. An endpoint is pooled as soon as the table that names
+// it is applied (the router looks it up then); its connect attempts go through the start queue
+// (start-queue.ts), a bounded number at a time, and its command table is shared with every
+// endpoint that reports the same one.
 
 import { performance } from 'node:perf_hooks'
 import type { EndpointSpec } from '../core/topology.js'
 import { CircuitBreaker, type BreakerOptions } from '../resilience/breaker.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import type { RoutingSnapshot, TableChange } from '../routing/table.js'
-import { EndpointClient, type UpstreamOptions } from './endpoint-client.js'
+import { EndpointClient, SharedTables, type UpstreamOptions } from './endpoint-client.js'
+import { START_CONCURRENCY, StartQueue } from './start-queue.js'
 import { PubSubHub } from './pubsub.js'
 import { aclSettings, type AclSettings, type AclState } from './acl-users.js'
 import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
@@ -71,13 +75,20 @@ export class UpstreamPool {
   private started = false
   private readonly acl: AclSettings
   private sweep: NodeJS.Timeout | null = null
+  /** Connect attempts of the endpoints' own connections, a bounded number at a time. */
+  readonly starts: StartQueue<PooledEndpoint>
+  private readonly tables = new SharedTables()
 
   constructor(
     private readonly opts: UpstreamOptions,
     private readonly hooks: PoolHooks = NO_HOOKS,
     private readonly breakerOptions: Partial<BreakerOptions> = {},
+    startConcurrency = START_CONCURRENCY,
   ) {
     this.acl = aclSettings(opts.aclUsers === true)
+    // Connect, ready check, command table and ACL users take at most about this long when the
+    // server answers at all (each step has its own timeout).
+    this.starts = new StartQueue({ concurrency: startConcurrency, holdMs: opts.connectTimeoutMs + 2 * opts.commandTimeoutMs })
   }
 
   get(id: string): PooledEndpoint | undefined {
@@ -157,7 +168,8 @@ export class UpstreamPool {
 
   /**
    * A cluster instance uses `spec` as a node (announced by the cluster, and allowed): pooled,
-   * connected and health checked like a discovered endpoint, until detach().
+   * connected and health checked like a discovered endpoint, until detach(). Its connect attempt
+   * does not wait in the start queue: the cluster's slot map waits for it.
    */
   attach(spec: EndpointSpec, cluster: string): PooledEndpoint {
     let e = this.endpoints.get(spec.id)
@@ -165,6 +177,7 @@ export class UpstreamPool {
       this.add(spec, new Set(), cluster)
       e = this.endpoints.get(spec.id)!
     } else e.clusters.add(cluster)
+    this.starts.promote(e)
     return e
   }
 
@@ -177,6 +190,7 @@ export class UpstreamPool {
 
   private remove(e: PooledEndpoint): void {
     this.endpoints.delete(e.id)
+    this.starts.leave(e)
     e.pubsub.stop('endpoint removed from discovery')
     for (const hub of e.userHubs.values()) hub.stop('endpoint removed from discovery')
     void e.client.stop()
@@ -187,19 +201,27 @@ export class UpstreamPool {
     const id = spec.id
     const hooks = this.hooks
     let entry: PooledEndpoint | undefined
+    const starts = this.starts
     const client = new EndpointClient(
       spec,
       this.opts,
       {
         onReady: () => entry && hooks.ready(entry),
-        onClose: (reason) => entry && hooks.closed(entry, reason),
+        onClose: (reason) => {
+          if (entry === undefined) return
+          starts.done(entry)
+          hooks.closed(entry, reason)
+        },
         onFault: (err) => entry && hooks.fault?.(entry, err),
         onUserClose: (user, reason) => entry && hooks.userClosed?.(entry, user, reason),
         onAclState: (state) => entry && hooks.acl?.(entry, state),
         onCommands: (table, error) => entry && hooks.commands?.(entry, table, error),
         onClusterMode: (enabled) => entry && hooks.clusterMode?.(entry, enabled),
+        onSettled: () => entry && starts.done(entry),
+        onWanted: () => entry && starts.promote(entry),
       },
       this.acl,
+      { admit: (connect) => (entry === undefined ? connect() : starts.enter(entry, connect)), tables: this.tables },
     )
     const breaker = new CircuitBreaker(
       this.breakerOptions,
@@ -246,6 +268,7 @@ export class UpstreamPool {
     const all = [...this.endpoints.values()]
     this.endpoints.clear()
     for (const e of all) {
+      this.starts.leave(e)
       e.pubsub.stop('gateway shutting down')
       for (const hub of e.userHubs.values()) hub.stop('gateway shutting down')
     }

@@ -1,7 +1,8 @@
 // RespConnection (resp-connection.ts) against real redis-server processes: refusal until ready,
 // binary-safe round trips and reply shapes, order under auto-pipelining, connection loss and
 // reconnect, AUTH (password and ACL user), stop(), a port where nothing listens, and the LOADING
-// ready check. EndpointClient's promise wrappers and failureKind are checked on top of it.
+// ready check. EndpointClient's promise wrappers and failureKind are checked on top of it, and its
+// connect admission (the pool's start queue) and shared command tables.
 
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
@@ -9,7 +10,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { freePort } from '../../test/helpers/ports.js'
 import { parseInfo, startRedis, type RedisServer, type StartRedisOptions } from '../../test/helpers/redis-server.js'
 import { waitFor } from '../../test/helpers/wait.js'
-import { EndpointClient, reconnectDelayMs } from './endpoint-client.js'
+import { EndpointClient, SharedTables, reconnectDelayMs } from './endpoint-client.js'
+import { tableOf, type LearnedTable } from '../routing/command-table.js'
 import { failureKind } from '../core/failures.js'
 import type { Arg } from '../core/command.js'
 import { RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
@@ -851,6 +853,72 @@ describe('EndpointClient over the connection', () => {
     } finally {
       await client.stop()
     }
+  })
+})
+
+describe('admission (the pool\'s start queue) and shared command tables', () => {
+  test('no connect until admitted; a request waiting for it asks for it; its first work settles; a reconnect is admitted again; equal tables are one object', async () => {
+    const spec = { id: `${main.host}:${main.port}`, host: main.host, port: main.port, ready: true }
+    const opts = { username: '', password: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 2000 }
+    const admits: (() => void)[] = []
+    const events: string[] = []
+    const tables = new SharedTables()
+    const client = (name: string): EndpointClient =>
+      new EndpointClient(
+        spec,
+        opts,
+        {
+          onReady: () => events.push(`${name} ready`),
+          onClose: () => events.push(`${name} close`),
+          onSettled: () => events.push(`${name} settled`),
+          onWanted: () => events.push(`${name} wanted`),
+        },
+        undefined,
+        { admit: (go) => void admits.push(go), tables },
+      )
+    const a = client('a')
+    const b = client('b')
+    try {
+      a.start()
+      b.start()
+      expect(admits).toHaveLength(2)
+      expect(a.connection.queued && b.connection.queued).toBe(true)
+      await new Promise((r) => setTimeout(r, 50))
+      expect(a.up || b.up).toBe(false)
+      const waiting = a.whenReady()
+      expect(events).toEqual(['a wanted'])
+      admits[0]!()
+      expect(await waiting).toBe(true)
+      await waitFor(() => events.includes('a settled'), { message: 'a settled' })
+      expect(a.commands).not.toBeNull()
+      admits[1]!()
+      await waitFor(() => events.includes('b settled'), { message: 'b settled' })
+      expect(b.commands).toBe(a.commands)
+      // Its connection killed: the reconnect waits for admission like the first connect.
+      const id = String(await a.send(['CLIENT', 'ID']))
+      await b.send(['CLIENT', 'KILL', 'ID', id])
+      await waitFor(() => admits.length === 3, { message: 'reconnect asks for admission' })
+      expect(a.up).toBe(false)
+      admits[2]!()
+      await waitFor(() => a.up, { message: 'a reconnected' })
+      expect(events.filter((e) => e.startsWith('a ')).slice(0, 5)).toEqual(['a wanted', 'a ready', 'a settled', 'a close', 'a ready'])
+    } finally {
+      await a.stop()
+      await b.stop()
+    }
+  })
+
+  test('SharedTables: an equal table is the one kept; same fingerprint with other key positions is its own', () => {
+    const t = new SharedTables()
+    const mk = (firstKey: number): LearnedTable => tableOf(new Map([['get', { name: 'get', arity: 2, flags: ['readonly'], firstKey, lastKey: 1, step: 1, subcommands: new Map() }]]))
+    const one = mk(1)
+    expect(t.intern(one)).toBe(one)
+    const same = mk(1)
+    expect(same).not.toBe(one)
+    expect(t.intern(same)).toBe(one)
+    const other = mk(2)
+    expect(other.fingerprint).toBe(one.fingerprint)
+    expect(t.intern(other)).toBe(other)
   })
 })
 

@@ -78,6 +78,13 @@ export interface RespConnectionOptions {
    * user without +readonly) is ignored: reads are then redirected to the primary.
    */
   readonly session?: { readonly readOnly: boolean }
+  /**
+   * Asked before each connect attempt (the first and every reconnect): the attempt starts when
+   * `connect` is called, so its connect timeout runs from then. The pool queues its endpoints'
+   * attempts with it (start-queue.ts): thousands of endpoints never connect and do their first
+   * work all in one turn. Absent: attempts start at once.
+   */
+  readonly admit?: (connect: () => void) => void
 }
 
 export interface RespConnectionHooks {
@@ -102,6 +109,12 @@ const arrayHeader = (n: number): string => (n < HEADER_TABLE ? ARRAY_HEADERS[n]!
 const bulkHeader = (n: number): string => (n < HEADER_TABLE ? BULK_HEADERS[n]! : `$${n}\r\n`)
 /** Read size on plain TCP connections (node's own default for a socket read). */
 const READ_BUFFER_BYTES = 64 * 1024
+/**
+ * The one buffer every plain TCP connection of the process reads into: reads run one at a time
+ * and onRead copies the bytes out before it returns, so nothing is ever left in it. One per
+ * connection was 64 KiB each (312 MiB for 5,000 endpoints, allocated as they all connected).
+ */
+let sharedReadBuffer: Buffer | null = null
 /** Redis's own largest bulk string (proto-max-bulk-len's default). */
 const DEFAULT_MAX_REPLY_BYTES = 512 * 1024 * 1024
 
@@ -122,14 +135,15 @@ export class RespConnection {
   private timer: NodeJS.Timeout | null = null
   /** Why the current socket failed, once it has (for onClose). */
   private failure: string | null = null
-  private readBuffer: Buffer | null = null
+  /** An attempt waits for admission (RespConnectionOptions.admit). */
+  private admitting = false
   /** Reads from Redis so far, on any socket of this connection (see timedOut()). */
   private readCount = 0
   /** Set by timedOut() before it resets the socket: what the waiting commands fail with. */
   private stalled: StalledError | null = null
   /**
-   * Bytes read into `readBuffer`, which the next read overwrites: the parser keeps slices of what it
-   * is given (bulk replies, a reply split across reads), so it gets a copy.
+   * Bytes read into the shared read buffer, which the next read (of any connection) overwrites: the
+   * parser keeps slices of what it is given (bulk replies, a reply split across reads), so it gets a copy.
    */
   private readonly onRead = (n: number, buf: Buffer): boolean => {
     const chunk = Buffer.allocUnsafe(n)
@@ -207,7 +221,24 @@ export class RespConnection {
   }
 
   start(): void {
-    if (this.status === 'idle') this.connect()
+    if (this.status === 'idle') this.attempt()
+  }
+
+  /** Whether an attempt waits for admission (RespConnectionOptions.admit). */
+  get queued(): boolean {
+    return this.admitting
+  }
+
+  /** The next connect attempt, once admitted. */
+  private attempt(): void {
+    const admit = this.opts.admit
+    if (admit === undefined) return this.connect()
+    if (this.admitting) return
+    this.admitting = true
+    admit(() => {
+      this.admitting = false
+      if (this.status === 'idle' || this.status === 'waiting') this.connect()
+    })
   }
 
   stop(): void {
@@ -363,11 +394,12 @@ export class RespConnection {
     this.status = 'connecting'
     const o = this.opts
     // SNI carries host names only (RFC 6066); an IP endpoint's certificate is still checked against it.
-    // Plain TCP reads into one buffer per connection and hands the bytes straight to the parser:
-    // no stream machinery and no 64 KiB allocation per read (node's default). TLS streams as usual.
+    // Plain TCP reads into one buffer (shared by every connection) and hands the bytes straight to
+    // the parser: no stream machinery and no 64 KiB allocation per read (node's default). TLS
+    // streams as usual.
     const socket = o.tls
       ? tls.connect({ host: o.host, port: o.port, ...(net.isIP(o.host) === 0 ? { servername: o.host } : {}) })
-      : net.connect({ host: o.host, port: o.port, onread: { buffer: (this.readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES)), callback: this.onRead } })
+      : net.connect({ host: o.host, port: o.port, onread: { buffer: (sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES)), callback: this.onRead } })
     this.failure = null
     this.socket = socket
     socket.setNoDelay(true)
@@ -493,7 +525,7 @@ export class RespConnection {
     this.attempts++
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.status === 'waiting') this.connect()
+      if (this.status === 'waiting') this.attempt()
     }, this.opts.retryDelayMs(this.attempts))
   }
 
