@@ -6,13 +6,10 @@
 //   later): each instance is built once, at its slice's address. The slices are made heavy
 //   (padding annotations) so that their list arrives last, and the test checks it did before it
 //   asserts anything (a start where it did not is retried with a new gateway);
-// - recovery: after an apiserver outage long enough for the watches' backoff to reach many
-//   seconds, the watches reopen as soon as the apiserver answers again (woken by the source's
-//   /readyz probe), before the retry their own backoff had planned. The time from "apiserver ready"
-//   to "every watch open" and to "an annotation written then is routed" is measured and printed.
-//
-// No timed assertions: the recovery proof compares each watch's reopening with the retry time its
-// own last error announced (retryInMs), which holds on any machine speed.
+// Recovery after an apiserver outage is proved with injected clocks in
+// src/discovery/kubernetes/recovery.test.ts and list-watch.test.ts, and measured against a real
+// apiserver by bench/scale-kube.ts. A real-apiserver case here proved nothing when the apiserver
+// took longer to start than the watches' remaining backoff (a busy CI machine), so it was taken out.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ADMIN_TOKEN } from '../helpers/gateway.js'
@@ -125,52 +122,4 @@ describe('start-up with many Services', () => {
     for (const inst of view.instances) expect(inst.endpoints.map((e) => `${e.host}:${e.port}`), inst.name).toEqual([`${redis.host}:${redis.port}`])
     expect((await command(g, `s${COUNT - 1}`, ['GET', 'whoami'])).body.result).toBe('netns')
   }, 300_000)
-})
-
-describe('recovery after an apiserver outage', () => {
-  it('the watches reopen when the apiserver answers again, before the retry their backoff planned', async () => {
-    const g = gw!
-    /** Per resource, when its last error (during the outage) planned its next retry (performance.now()). */
-    const planned = new Map<string, number>()
-    const opened = new Map<string, number>()
-    g.gateway.events.on('discovery', (e) => {
-      if (!WATCHED.includes(e.resource)) return
-      if (e.kind === 'error') planned.set(e.resource, performance.now() + (e.retryInMs ?? 0))
-      if (e.kind === 'watching' && !opened.has(e.resource)) opened.set(e.resource, performance.now())
-    })
-    let proved = false
-    for (let attempt = 1; attempt <= 3 && !proved; attempt++) {
-      await cluster.stopApiServer()
-      const down = performance.now()
-      planned.clear()
-      // Down until some watch plans its next retry more than 12 s ahead (its failures grew its backoff).
-      await waitUntil('a watch backing off for more than 12 s', async () => [...planned.values()].some((at) => at - performance.now() > 12_000), 120_000)
-      results['outage before restart (ms)'] = Math.round(performance.now() - down)
-      opened.clear()
-      await cluster.startApiServer()
-      const back = performance.now()
-      // What each watch's own backoff had planned when the apiserver was ready (later errors, e.g.
-      // a 403 while its authorizer starts, plan short retries of their own).
-      const plannedAtBack = new Map(planned)
-      // A change written as soon as the apiserver is ready again.
-      await annotate(cluster, NS, 'redis-s0', 'drain')
-      await waitUntil('drain routed', async () => (await command(g, 's0', ['GET', 'whoami'])).status === 503, 60_000)
-      results['annotation written at apiserver ready, routed after (ms)'] = Math.round(performance.now() - back)
-      await waitUntil('every watch open again', async () => WATCHED.every((r) => opened.has(r)), 60_000)
-      results['apiserver ready to every watch open (ms)'] = Math.max(0, Math.round(Math.max(...WATCHED.map((r) => opened.get(r)!)) - back))
-      // The watches whose own retry was still ahead when the apiserver was ready: each reopened before it.
-      const waiting = WATCHED.filter((r) => (plannedAtBack.get(r) ?? 0) > back)
-      results['watches that were still in backoff at apiserver ready'] = waiting.length
-      for (const r of waiting) {
-        const at = plannedAtBack.get(r)!
-        results[`${r}: retry its backoff planned, after apiserver ready (ms)`] = Math.round(at - back)
-        results[`${r}: reopened after apiserver ready (ms)`] = Math.round(opened.get(r)! - back)
-        expect(opened.get(r)!, `${r}: planned retry at +${Math.round(at - back)} ms, reopened at +${Math.round(opened.get(r)! - back)} ms`).toBeLessThan(at)
-      }
-      proved = waiting.length > 0
-      await annotate(cluster, NS, 'redis-s0', null)
-      await waitUntil('undrained', async () => (await command(g, 's0', ['GET', 'whoami'])).status === 200, 60_000)
-    }
-    expect(proved, 'the apiserver took longer to start than any watch was still backing off: nothing proved').toBe(true)
-  }, 600_000)
 })
