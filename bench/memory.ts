@@ -11,7 +11,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { Redis } from 'ioredis'
-import { BENCH_DIR, CLIENT_CORE, INSTANCE, ROOT, TOKEN, pinned, rssKiB, sleep, startGateway, startRedis, type GatewayServer } from './lib/procs.js'
+import { BENCH_DIR, CLIENT_CORE, INSTANCE, ROOT, TOKEN, lineReader, pinned, rssKiB, sleep, startGateway, startRedis, type GatewayServer } from './lib/procs.js'
 import { SCENARIOS, seed } from './lib/scenarios.js'
 import { runWrk } from './lib/wrk.js'
 
@@ -57,27 +57,7 @@ async function hold(
     INSTANCE,
   ])
   const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] })
-  const lines: string[] = []
-  const waiters: ((l: string) => void)[] = []
-  let buf = ''
-  child.stdout.on('data', (b: Buffer) => {
-    buf += b.toString('utf8')
-    let i: number
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i)
-      buf = buf.slice(i + 1)
-      const w = waiters.shift()
-      if (w) w(l)
-      else lines.push(l)
-    }
-  })
-  const nextLine = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const l = lines.shift()
-      if (l !== undefined) return resolve(l)
-      waiters.push(resolve)
-      child.once('exit', (code) => reject(new Error(`conn-holder exited (${code})`)))
-    })
+  const nextLine = lineReader(child, 'conn-holder')
   const readyLine = await nextLine()
   const r = JSON.parse(readyLine.slice('READY '.length)) as { ready: number; failed: number; firstError: string; openingMs: number }
   // Let the gateway settle (GC, buffers), then take the highest of a few samples.

@@ -91,7 +91,7 @@ if (process.argv[2] === 'forwarder') {
 
 async function main(): Promise<void> {
   const procs = await import('./lib/procs.js')
-  const { BENCH_DIR, CLIENT_CORE, INSTANCE, ROOT, SERVER_CORE, SHIPPED_NODE_ARGS, TOKEN, cpuSeconds, loadAverage, machine, pinned, rssKiB, sleep, start, startGateway, startRedis, tmpDir, versionOf, waitForPort } = procs
+  const { BENCH_DIR, CLIENT_CORE, INSTANCE, ROOT, SERVER_CORE, SHIPPED_NODE_ARGS, TOKEN, cpuSeconds, lineReader, loadAverage, machine, pinned, rssKiB, sleep, start, startGateway, startRedis, tmpDir, versionOf, waitForPort } = procs
   const { GW_HEADERS, SCENARIOS, SMALL, seed } = await import('./lib/scenarios.js')
   const { runWrk } = await import('./lib/wrk.js')
   const { fmtInt, median, table } = await import('./lib/stats.js')
@@ -191,28 +191,8 @@ async function main(): Promise<void> {
     resetPeak(pid)
     const argv = pinned(CLIENT_CORE, [process.execPath, '--import', 'tsx', path.join(BENCH_DIR, 'conn-holder.ts'), mode, String(g.port), String(count), TOKEN, INSTANCE])
     const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] })
-    const lines: string[] = []
-    const waiters: ((l: string) => void)[] = []
-    let buf = ''
-    child.stdout.on('data', (b: Buffer) => {
-      buf += b.toString('utf8')
-      let i: number
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const l = buf.slice(0, i)
-        buf = buf.slice(i + 1)
-        const w = waiters.shift()
-        if (w) w(l)
-        else lines.push(l)
-      }
-    })
     const exited = new Promise<void>((r) => child.once('exit', () => r()))
-    const nextLine = (): Promise<string> =>
-      new Promise((resolve, reject) => {
-        const l = lines.shift()
-        if (l !== undefined) return resolve(l)
-        waiters.push(resolve)
-        void exited.then(() => reject(new Error('conn-holder exited')))
-      })
+    const nextLine = lineReader(child, 'conn-holder')
     const r = JSON.parse((await nextLine()).slice('READY '.length)) as { ready: number; failed: number; firstError: string; openingMs: number }
     await sleep(1000)
     // 4 s: every keep-alive connection sends its request (every ~3.8 s) once in the window.

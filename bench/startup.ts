@@ -188,7 +188,7 @@ if (process.argv[2] === 'endpoints') {
 // The benchmark.
 
 async function main(): Promise<void> {
-  const { BENCH_DIR, CLIENT_CORE, ROOT, SERVER_CORE, SHIPPED_NODE_ARGS, TOKEN, cpuSeconds, loadAverage, machine, pinned, rssKiB, sleep, startRedis, tmpDir, versionOf } = await import('./lib/procs.js')
+  const { BENCH_DIR, CLIENT_CORE, ROOT, SERVER_CORE, SHIPPED_NODE_ARGS, TOKEN, cpuSeconds, lineReader, loadAverage, machine, pinned, rssKiB, sleep, startRedis, tmpDir, versionOf } = await import('./lib/procs.js')
   const { fmtInt } = await import('./lib/stats.js')
   const { freePort } = await import('../test/helpers/ports.js')
 
@@ -227,27 +227,7 @@ async function main(): Promise<void> {
     const count = Math.min(PER_HELPER, n - first)
     const argv = pinned(CLIENT_CORE, [process.execPath, '--import', 'tsx', SELF, 'endpoints', String(redis.port), String(port), String(first), String(count)])
     const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] })
-    const lines: string[] = []
-    const waiters: ((l: string) => void)[] = []
-    let buf = ''
-    child.stdout.on('data', (b: Buffer) => {
-      buf += b.toString('utf8')
-      let i: number
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const l = buf.slice(0, i)
-        buf = buf.slice(i + 1)
-        const w = waiters.shift()
-        if (w) w(l)
-        else lines.push(l)
-      }
-    })
-    const next = (): Promise<string> =>
-      new Promise((resolve, reject) => {
-        const l = lines.shift()
-        if (l !== undefined) return resolve(l)
-        waiters.push(resolve)
-        child.once('exit', () => reject(new Error('endpoint helper exited')))
-      })
+    const next = lineReader(child, 'endpoint helper')
     const ready = await next()
     if (!ready.startsWith('LISTENING')) throw new Error(`endpoint helper: ${ready}`)
     helpers.push({

@@ -336,3 +336,31 @@ export function versionOf(cmd: string, args: string[]): string {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
 }
+
+/**
+ * Reads a child's stdout line by line (the bench helpers' protocol: LISTENING, READY, STATS...):
+ * each call resolves with the next line, or rejects when the child exits first.
+ */
+export function lineReader(child: ChildProcess, what: string): () => Promise<string> {
+  const lines: string[] = []
+  const waiters: ((l: string) => void)[] = []
+  let buf = ''
+  child.stdout!.on('data', (b: Buffer) => {
+    buf += b.toString('utf8')
+    let i: number
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      const w = waiters.shift()
+      if (w) w(l)
+      else lines.push(l)
+    }
+  })
+  return () =>
+    new Promise((resolve, reject) => {
+      const l = lines.shift()
+      if (l !== undefined) return resolve(l)
+      waiters.push(resolve)
+      child.once('exit', (code) => reject(new Error(`${what} exited (${code})`)))
+    })
+}
