@@ -264,8 +264,8 @@ export class Gateway {
     return this.config
   }
 
-  /** Applies the parts of a config that can change live: tokens, groups, static instances. */
-  applyConfig(cfg: GatewayConfig): void {
+  /** Applies the parts of a config that can change live: tokens, groups, static instances; returns how many static instances it holds. */
+  applyConfig(cfg: GatewayConfig): number {
     const prev = this.config
     this.config = cfg
     this.tokens = new TokenStore(cfg.auth.tokens)
@@ -275,13 +275,14 @@ export class Gateway {
     for (const spec of instances) this.reportAnnotationErrors(spec)
     warnRestartOnly(prev, cfg, this.logger)
     this.lifecycle.configApplied()
+    return instances.length
   }
 
   async start(): Promise<void> {
-    this.applyConfig(this.config)
+    const items = this.applyConfig(this.config)
     // Static instances are discovered here, once (reloads report configReload): recorded like a
     // Kubernetes list, so discovery metrics and their last-sync time exist from the start.
-    this.events.emit('discovery', { source: 'static', kind: 'listed', resource: 'config', items: staticInstances(this.config).length })
+    this.events.emit('discovery', { source: 'static', kind: 'listed', resource: 'config', items })
     this.pool.start()
     this.startKubernetes()
     this.health.start()
