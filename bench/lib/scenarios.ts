@@ -6,6 +6,7 @@ import type { HttpRequestSpec } from './wrk.js'
 
 export const SMALL = 'v'.repeat(32)
 export const BIG = 'x'.repeat(64 * 1024)
+export const HUGE = 'x'.repeat(1024 * 1024)
 export const KEY = 'bench:k'
 
 export const GW_HEADERS = {
@@ -112,6 +113,28 @@ export const SCENARIOS: Scenario[] = [
     expect: (r) => r === 'OK',
   },
   {
+    id: 'get-1m',
+    title: 'GET 1 MiB value, 50 conn',
+    connections: 50,
+    commands: 1,
+    gateway: (base) => gwPost(base, ['get', 'bench:huge']),
+    webdis: { req: (u) => ({ method: 'GET', url: `${u}/GET/bench:huge` }), commands: 1, note: 'GET /GET/key' },
+    expect: (r) => r === b64(HUGE),
+  },
+  {
+    id: 'set-1m',
+    title: 'SET 1 MiB value, 50 conn',
+    connections: 50,
+    commands: 1,
+    gateway: (base) => gwPost(base, ['set', 'bench:huge2', HUGE]),
+    webdis: {
+      req: (u) => ({ method: 'PUT', url: `${u}/SET/bench:huge2`, bodies: [HUGE] }),
+      commands: 1,
+      note: 'PUT /SET/key with the value as body',
+    },
+    expect: (r) => r === 'OK',
+  },
+  {
     id: 'sdk-50',
     title: '@upstash/redis, auto-pipelining, 50 callers',
     connections: 50,
@@ -127,6 +150,7 @@ export async function seed(redisPort: number): Promise<void> {
   const p = r.pipeline()
   p.set(KEY, SMALL)
   p.set('bench:big', BIG)
+  p.set('bench:huge', HUGE)
   for (const k of pipelineKeys(100)) p.set(k, SMALL)
   await p.exec()
   r.disconnect()

@@ -4,7 +4,7 @@
 
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeValue, errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson } from './encode.js'
+import { encodeValue, errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultBase64, resultJson } from './encode.js'
 import type { RawReply } from '../core/reply.js'
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8')
@@ -248,5 +248,21 @@ describe('RESP2 replies (Upstash-Response-Format: resp2)', () => {
   it('respBytesBound is never below the encoded length', () => {
     const values: RawReply[] = [null, Buffer.alloc(0), Buffer.from('OK'), '1', '-12345', [], [[], [null]], [Buffer.alloc(100_000)], new Error('boom'), 3.5]
     for (const v of values) expect(respBytesBound(v), JSON.stringify(v)).toBeGreaterThanOrEqual(respValue(v).length)
+  })
+})
+
+describe('resultBase64', () => {
+  it('is resultJson(v, true), as bytes once large, for values around the slice boundaries', () => {
+    for (const n of [0, 5, 16 * 1024, 48 * 1024 - 1, 48 * 1024, 48 * 1024 + 1, 96 * 1024 + 2, 1024 * 1024 + 1]) {
+      const v = Buffer.alloc(n)
+      for (let i = 0; i < n; i++) v[i] = (i * 7919) & 0xff
+      const got = resultBase64(v)
+      const want = resultJson(v, true)
+      expect(typeof got === 'string' ? got : got.toString('latin1')).toBe(want)
+      // Large results are bytes, sent without a UTF-8 pass; small ones stay text.
+      expect(typeof got === 'string').toBe(want.length < 16 * 1024)
+    }
+    const arr = [Buffer.alloc(30_000, 1), 42, null]
+    expect(String(resultBase64(arr))).toBe(resultJson(arr, true))
   })
 })

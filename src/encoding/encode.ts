@@ -83,6 +83,34 @@ export function resultJson(v: RawReply, base64: boolean): string {
 }
 
 /**
+ * Results in base64 this long (characters) or longer go out as bytes: below it, one string write of
+ * head and body costs less than a copy and two writes.
+ */
+const LARGE_RESULT_CHARS = 16 * 1024
+
+/** Raw bytes are base64-encoded this many at a time (a multiple of 3: no padding in between). */
+const BASE64_SLICE = 48 * 1024
+
+/**
+ * resultJson(v, true), as text or, when large, as the bytes to send: it is ASCII, so a copy is its
+ * bytes, with no UTF-8 pass over it (which cost as much as everything else of a 64 KiB reply). A
+ * large string value is encoded slice by slice straight into the reply's buffer: one base64 string
+ * of a 1 MiB value is made outside V8's heap and allocated and freed on every call, and joining it
+ * to its braces cost 5 ms more (bench/README.md, "Big values").
+ */
+export function resultBase64(v: RawReply): string | Buffer<ArrayBuffer> {
+  if (Buffer.isBuffer(v) && v.length >= BASE64_SLICE) {
+    const out = Buffer.allocUnsafe(13 + Math.ceil(v.length / 3) * 4)
+    let at = out.write('{"result":"', 0, 'latin1')
+    for (let i = 0; i < v.length; i += BASE64_SLICE) at += out.write(v.toString('base64', i, Math.min(v.length, i + BASE64_SLICE)), at, 'latin1')
+    out.write('"}', at, 'latin1')
+    return out
+  }
+  const text = resultJson(v, true)
+  return text.length >= LARGE_RESULT_CHARS ? Buffer.from(text, 'latin1') : text
+}
+
+/**
  * `{"error":"..."}` for a command Redis answered with an error (or a pipeline item that failed):
  * Upstash's shape, with no `result` field (the SDK's `keepErrors` results have `result` undefined).
  */

@@ -40,7 +40,7 @@ describe('handleDataRequest', () => {
     } as unknown as DataPlaneDeps
     const r = (await handleDataRequest(request('/v1/instances/x'), deps)) as DataReply
     expect(r.status).toBe(500)
-    expect(JSON.parse(r.body)).toEqual({ error: 'INTERNAL unexpected gateway error' })
+    expect(JSON.parse(String(r.body))).toEqual({ error: 'INTERNAL unexpected gateway error' })
     expect(faults).toEqual([{ where: 'http_request', error: expect.any(TypeError), endpoint: null }])
     broken = false
     // Served again (here up to the route lookup, which these stub deps cannot do: a clean 500 again

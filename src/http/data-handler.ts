@@ -44,7 +44,7 @@ import { keySlot } from '../routing/cluster-slots.js'
 import type { InstanceRoute } from '../routing/table.js'
 import type { ItemResult, RawReply } from '../core/reply.js'
 import type { RoutingSnapshot, RoutingTable } from '../routing/table.js'
-import { errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultJson } from '../encoding/encode.js'
+import { errorJson, jsonBytesBound, respBytesBound, respError, respValue, resultBase64, resultJson } from '../encoding/encode.js'
 import { runCommand, runPipeline, type ExecContext } from '../upstream/execute.js'
 import type { PooledEndpoint } from '../upstream/pool.js'
 import type { LoadTracker } from '../balancer/least-request.js'
@@ -122,7 +122,8 @@ export interface DataRequest {
 /** A complete JSON reply. Every reply carries a sync token. */
 export interface DataReply {
   readonly status: number
-  readonly body: string
+  /** JSON text, or bytes as they are sent (a large result in base64: encode.ts resultBase64). */
+  readonly body: string | Buffer<ArrayBuffer>
   readonly syncToken: string
   /** Further headers (lower-case names), or null. */
   readonly headers: Readonly<Record<string, string>> | null
@@ -401,7 +402,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       if (form.type === 'command') {
         // The fast lane has the body already: no await (a microtask turn) before the command leaves.
         const raw = req.body(deps.maxBodyBytes)
-        args = parseCommandBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'), deps)
+        args = parseCommandBody(Buffer.isBuffer(raw) ? raw : await raw, deps)
       } else {
         if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
         checkArgCount(form.args.length + url.queryArgs.length, deps)
@@ -455,8 +456,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           return respReply(200, respValue(value), syncToken)
         }
         if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
-        // In base64, every string in a result is base64 or a number (encode.ts): ASCII.
-        return reply(200, resultJson(value, base64), syncToken)
+        return { status: 200, body: base64 ? resultBase64(value) : resultJson(value, false), syncToken, headers: null }
       } catch (err) {
         if (err instanceof RedisReplyError) {
           const syncToken = call === null ? token(write) : clusterTokenFor(deps, call, write)
@@ -470,13 +470,13 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
       const atomic = form.type === 'multi-exec'
       st.cls = atomic ? 'multi' : 'pipeline'
       const raw = req.body(deps.maxBodyBytes)
-      const commands = parseBatchBody((Buffer.isBuffer(raw) ? raw : await raw).toString('utf8'), deps)
+      const commands = parseBatchBody(Buffer.isBuffer(raw) ? raw : await raw, deps)
       // A transaction is all or nothing: any inadmissible command rejects the request. In a
       // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
       // so an unknown, refused or forbidden command becomes that item's error and is not sent.
       let write = atomic
       let rejected: (string | undefined)[] | null = null
-      let admitted: string[][] = commands
+      let admitted: (string | Buffer)[][] = commands
       let identity = principal.identity
       let scripted = false
       const classified = classifyAll(deps, resolved, commands)

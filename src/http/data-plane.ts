@@ -152,7 +152,7 @@ function toResponse(c: Context, r: DataReply): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'upstash-sync-token': r.syncToken }
   if (r.headers !== null) Object.assign(headers, r.headers)
   // RESP2 replies are bytes held as a latin1 string (data-handler.ts respReply).
-  const body = headers['content-type'] === 'application/octet-stream' ? Buffer.from(r.body, 'latin1') : r.body
+  const body = typeof r.body === 'string' && headers['content-type'] === 'application/octet-stream' ? Buffer.from(r.body, 'latin1') : r.body
   return c.newResponse(body, r.status as 200, headers)
 }
 
@@ -180,7 +180,7 @@ function renderFast(res: DataResult): FastResponse {
     }
   }
   // RESP2 replies are bytes held as a latin1 string (data-handler.ts respReply).
-  const body = extra?.['content-type'] === 'application/octet-stream' ? Buffer.from(res.body, 'latin1') : res.body
+  const body = typeof res.body === 'string' && extra?.['content-type'] === 'application/octet-stream' ? Buffer.from(res.body, 'latin1') : res.body
   return { status: res.status, headers, body, close }
 }
 

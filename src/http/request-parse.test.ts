@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { BadRequestError, GatewayError, NotFoundError, TooLargeError, statusOf } from '../core/errors.js'
 import fc from 'fast-check'
 import { NAME_RE } from '../core/topology.js'
-import { checkArgCount, isName, parseBatchBody, parseCommandBody, parseUrl, type BodyLimits, type ParsedUrl, routeTemplate } from './request-parse.js'
+import { checkArgCount, isName, parseBatchBody, parseCommandBody, parseUrl, type Arg, type BodyLimits, type ParsedUrl, routeTemplate } from './request-parse.js'
 
 /** The defaults (src/config/schema.ts). */
 const LIMITS: BodyLimits = { maxArgs: 100_000, maxCommands: 10_000 }
@@ -229,7 +229,7 @@ describe('parseCommandBody', () => {
       ['["INCRBY","k",9007199254740993]', '9007199254740993', 'body[2]'],
       ['["SET","k",12345678901234567890]', '12345678901234567890', 'body[2]'],
     ] as const) {
-      let args: string[] | undefined
+      let args: Arg[] | undefined
       try {
         args = parseCommandBody(body, LIMITS)
       } catch (e) {

@@ -5,8 +5,10 @@
 // commands and arguments (limits.maxCommands, limits.maxArgs: 413) and how deep a JSON body nests
 // (400), by one linear pass over any body long enough to exceed them.
 
+import type { Buffer } from 'node:buffer'
 import { BadRequestError, NotFoundError, TooLargeError } from '../core/errors.js'
 import type { TargetKind } from '../core/topology.js'
+import { liftValues, putBack } from './big-values.js'
 
 export type Form =
   | { readonly type: 'command' } // POST {base} with a JSON array body
@@ -180,16 +182,17 @@ function toArg(v: unknown, where: string | number, i: number): string {
  * or the index of the command in a batch body (`body[i]`); error texts are only built on error,
  * since this runs for every command of every pipeline.
  */
-function command(v: unknown, where: string | number): string[] {
+function command(v: unknown, where: string | number): Arg[] {
   if (!Array.isArray(v)) throw new BadRequestError(`${whereText(where)} must be a JSON array like ["SET","key","value"]`)
   if (v.length === 0) throw new BadRequestError(`${whereText(where)} is an empty command`)
   // The array came from JSON.parse and is ours: numbers and booleans become their text in place,
-  // with no copy of the (usual) all-string command.
+  // with no copy of the (usual) all-string command. Buffers are large values lifted from the body
+  // (big-values.ts).
   for (let i = 0; i < v.length; i++) {
     const a: unknown = v[i]
-    if (typeof a !== 'string') v[i] = toArg(a, where, i)
+    if (typeof a !== 'string' && !(a instanceof Uint8Array)) v[i] = toArg(a, where, i)
   }
-  const out = v as string[]
+  const out = v as Arg[]
   if (out[0]!.length === 0) throw new BadRequestError(`${whereText(where)} has an empty command name`)
   return out
 }
@@ -311,17 +314,27 @@ export function parseJson(text: string): unknown {
   }
 }
 
-export function parseCommandBody(text: string, limits: BodyLimits): string[] {
+/** An argument of a command from a body: text, or a large value as the body's own bytes (big-values.ts). */
+export type Arg = string | Buffer
+
+/** A JSON command body, `["SET","k","v"]`; a Buffer's large plain values stay bytes (big-values.ts). */
+export function parseCommandBody(body: string | Buffer, limits: BodyLimits): Arg[] {
+  const { text, lifted } = typeof body === 'string' ? { text: body, lifted: null } : liftValues(body)
   scanBody(text, 1, limits)
-  return command(parseJson(text), 'body')
+  const v = parseJson(text)
+  if (lifted !== null) putBack(v, lifted, 1)
+  return command(v, 'body')
 }
 
-export function parseBatchBody(text: string, limits: BodyLimits): string[][] {
+/** A JSON batch body (pipeline, transaction), `[["SET","k","v"],["GET","k"]]`, as parseCommandBody. */
+export function parseBatchBody(body: string | Buffer, limits: BodyLimits): Arg[][] {
+  const { text, lifted } = typeof body === 'string' ? { text: body, lifted: null } : liftValues(body)
   scanBody(text, 2, limits)
   const v = parseJson(text)
   if (!Array.isArray(v)) throw new BadRequestError('body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]')
   if (v.length === 0) throw new BadRequestError('body is an empty list of commands')
-  const out = new Array<string[]>(v.length)
+  if (lifted !== null) putBack(v, lifted, 2)
+  const out = new Array<Arg[]>(v.length)
   for (let i = 0; i < v.length; i++) out[i] = command(v[i], i)
   return out
 }
