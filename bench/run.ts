@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
+import { gcTracker } from './lib/gc.js'
 import {
   BENCH_DIR,
   CLIENT_CORE,
@@ -144,7 +145,14 @@ export interface RunFigures {
   cmdps: number
   p50Us: number
   p99Us: number
+  p999Us: number
   serverCpu: number
+  /**
+   * Gateway only (--trace-gc): its main thread's GC pauses and incremental marking steps, in % of
+   * its CPU time, and the longest pause (ms).
+   */
+  gcShare: number
+  gcMaxMs: number
   /**
    * Server CPU time per request (us): robust to background load, unlike req/s. On a quiet machine a
    * server that saturates its core makes 1e6 / cpuUsPerReq requests per second.
@@ -156,6 +164,16 @@ export interface RunFigures {
   httpRequests?: number
 }
 
+/** GC of the gateway (started with --trace-gc), read from its output; null for the other servers. */
+let gatewayGc: ReturnType<typeof gcTracker> | null = null
+
+function gcFigures(gc: ReturnType<typeof gcTracker> | null, serverCpu: number, wallS: number): { gcShare: number; gcMaxMs: number } {
+  if (gc === null) return { gcShare: NaN, gcMaxMs: NaN }
+  const t = gc.take()
+  const cpuMs = (serverCpu / 100) * wallS * 1000
+  return { gcShare: cpuMs > 0 ? (100 * t.ms) / cpuMs : NaN, gcMaxMs: t.maxMs }
+}
+
 async function measure(
   kind: ServerKind,
   s: Scenario,
@@ -164,12 +182,14 @@ async function measure(
   commands: number,
   durationS: number,
 ): Promise<RunFigures> {
+  const gc = kind === 'gateway' ? gatewayGc : null
   if (spec === 'sdk') {
     const g = server as GatewayServer
     const before = await gatewayRequests(g)
     const cores0 = coreTimes()
     const cpu0 = cpuSeconds(g.proc.pid)
     const t0 = performance.now()
+    gc?.take()
     const r = await runSdk(g, durationS, 1)
     const wall = (performance.now() - t0) / 1000
     const busy = coreBusy(cores0, coreTimes())
@@ -183,14 +203,19 @@ async function measure(
       cmdps: r.commands / r.durationS,
       p50Us: r.latencyUs.p50,
       p99Us: r.latencyUs.p99,
+      p999Us: NaN,
       serverCpu,
+      ...gcFigures(gc, serverCpu, wall),
       cpuUsPerReq: (serverCpu * 1e4) / (http / wall),
       clientCoreBusy: busy[CLIENT_CORE] ?? NaN,
       errors: r.errors,
       httpRequests: http,
     }
   }
+  gc?.take()
+  const t0 = performance.now()
   const r: WrkResult = await runWrk(spec, { connections: s.connections, durationS, serverPid: server.proc.pid })
+  const wall = (performance.now() - t0) / 1000
   const errors = r.errors.connect + r.errors.read + r.errors.write + r.errors.status + r.errors.timeout
   if (errors > 0) console.error(`  ${kind} ${s.id}: wrk errors ${JSON.stringify(r.errors)}`)
   void kind
@@ -199,7 +224,9 @@ async function measure(
     cmdps: r.rps * commands,
     p50Us: r.latencyUs.p50,
     p99Us: r.latencyUs.p99,
+    p999Us: r.latencyUs.p999,
     serverCpu: r.serverCpu,
+    ...gcFigures(gc, r.serverCpu, wall),
     cpuUsPerReq: (r.serverCpu * 1e4) / r.rps,
     clientCoreBusy: r.coreBusy[CLIENT_CORE] ?? NaN,
     errors,
@@ -223,7 +250,10 @@ function medianOf(runs: RunFigures[]): RunFigures {
     cmdps: m((r) => r.cmdps),
     p50Us: m((r) => r.p50Us),
     p99Us: m((r) => r.p99Us),
+    p999Us: m((r) => r.p999Us),
     serverCpu: m((r) => r.serverCpu),
+    gcShare: m((r) => r.gcShare),
+    gcMaxMs: m((r) => r.gcMaxMs),
     cpuUsPerReq: m((r) => r.cpuUsPerReq),
     clientCoreBusy: m((r) => r.clientCoreBusy),
     errors: runs.reduce((a, r) => a + r.errors, 0),
@@ -258,7 +288,9 @@ async function main(): Promise<void> {
   if (SERVERS.includes('hello')) servers.hello = await startHello()
   if (SERVERS.includes('gateway')) {
     const cpuProf = opts['cpu-prof']
-    servers.gateway = await startGateway(redis.port, cpuProf ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${path.resolve(cpuProf)}`] } : {})
+    // --trace-gc: one line per collection on its output (the GC columns); nothing else changes.
+    servers.gateway = await startGateway(redis.port, { nodeArgs: ['--trace-gc', ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(cpuProf)}`] : [])] })
+    gatewayGc = gcTracker(servers.gateway.proc.child)
   }
   const gateway = servers.gateway as GatewayServer | undefined
 
@@ -360,7 +392,7 @@ async function main(): Promise<void> {
 }
 
 function na(): RunFigures {
-  return { rps: NaN, cmdps: NaN, p50Us: NaN, p99Us: NaN, serverCpu: NaN, cpuUsPerReq: NaN, clientCoreBusy: NaN, errors: 0 }
+  return { rps: NaN, cmdps: NaN, p50Us: NaN, p99Us: NaN, p999Us: NaN, serverCpu: NaN, gcShare: NaN, gcMaxMs: NaN, cpuUsPerReq: NaN, clientCoreBusy: NaN, errors: 0 }
 }
 
 /**
@@ -390,7 +422,7 @@ function printTable(rows: Row[]): void {
   const find = (scenario: string, server: ServerKind): Row | undefined =>
     rows.find((r) => r.scenario === scenario && r.server === server && r.runs.length > 0)
   const out: string[][] = [
-    ['scenario', 'server', 'req/s', 'cmd/s', 'p50 us', 'p99 us', 'x webdis', 'x hello', 'srv cpu', 'cpu us/req', 'cpu x webdis', 'cpu x hello', 'cli core', 'request'],
+    ['scenario', 'server', 'req/s', 'cmd/s', 'p50 us', 'p99 us', 'p99.9 us', 'x webdis', 'x hello', 'srv cpu', 'cpu us/req', 'cpu x webdis', 'cpu x hello', 'gc %', 'gc max ms', 'cli core', 'request'],
   ]
   for (const r of rows) {
     const m = r.median
@@ -416,12 +448,15 @@ function printTable(rows: Row[]): void {
       fmtInt(m.cmdps),
       fmtInt(m.p50Us),
       fmtInt(m.p99Us),
+      Number.isNaN(m.p999Us) ? '' : fmtInt(m.p999Us),
       isGw ? fmtRatio(vsWebdis) : '',
       isGw ? fmtRatio(vsHello) : '',
       Number.isNaN(m.serverCpu) ? '' : `${m.serverCpu.toFixed(0)}%`,
       Number.isNaN(m.cpuUsPerReq) ? '' : m.cpuUsPerReq.toFixed(1),
       isGw ? fmtRatio(cpuVsWebdis) : '',
       isGw ? fmtRatio(cpuVsHello) : '',
+      Number.isNaN(m.gcShare) ? '' : `${m.gcShare.toFixed(1)}%`,
+      Number.isNaN(m.gcMaxMs) ? '' : m.gcMaxMs.toFixed(1),
       Number.isNaN(m.clientCoreBusy) ? '' : `${m.clientCoreBusy.toFixed(0)}%`,
       r.note + (m.errors > 0 ? ` (${m.errors} errors!)` : ''),
     ])
@@ -431,6 +466,8 @@ function printTable(rows: Row[]): void {
   console.log('srv cpu: CPU of the server process in % of one core; cpu us/req: its CPU time per request; cpu x webdis / x hello: the')
   console.log('  ratios that CPU cost implies for servers that each saturate a core (robust to background load); cli core: busy share of')
   console.log('  the core shared by the load generator and redis-server (near 100%: the client side, not the server, was the limit).')
+  console.log("p99.9 us: wrk's 99.9th percentile (not for the SDK driver). gc %: the gateway's GC pauses and incremental marking steps on")
+  console.log('  its main thread (--trace-gc) in % of its CPU time; gc max ms: its longest pause in the run (median of the runs).')
 }
 
 export interface Target {
