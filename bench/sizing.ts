@@ -14,7 +14,7 @@
 //      (b) "own": each on an endpoint of its own, so the gateway holds one connection, health checks
 //          (ROLE + INFO replication every 2 s), command table, state and metrics per instance. The
 //          endpoints are addresses 127.77.x.y:<port> on loopback, each a listening socket of a
-//          forwarder process (this file, `forwarder` mode; 2,500 endpoints per process) that pipes
+//          forwarder process (bench/lib/forwarder.ts; 2,500 endpoints per process) that pipes
 //          every accepted connection to the one real redis-server: every endpoint is a real Redis,
 //          reachable on loopback only, that the gateway cannot tell from a separate server.
 //      Waits for /readyz, then until every endpoint is up (redis_gateway_endpoint_up) and the
@@ -33,58 +33,12 @@
 
 import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
+import { endpointHost, startForwarders } from './lib/forwarder.js'
 
-// ---------------------------------------------------------------------------------------------
-// Forwarder mode (a child process of the benchmark): `sizing.ts forwarder <redisPort> <port> <first> <count>`
-// listens on 127.77.x.y:<port> for endpoints first..first+count-1 and pipes every connection to the
-// redis-server on 127.0.0.1:<redisPort>. Prints "LISTENING <n>" when all listen; runs until killed.
-
-/** Endpoint i's loopback address: 127.77.0.1 ... (250 per third octet). */
-export function endpointHost(i: number): string {
-  return `127.77.${Math.floor(i / 250)}.${1 + (i % 250)}`
-}
-
-async function forwarder(redisPort: number, port: number, first: number, count: number): Promise<void> {
-  const listenOne = (i: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const srv = net.createServer((c) => {
-        // Spread over source addresses, as conn-holder.ts does, so 10,000 connections to one port
-        // do not crowd one address's ephemeral ports.
-        const up = net.connect({ port: redisPort, host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 64)}` })
-        c.setNoDelay(true)
-        up.setNoDelay(true)
-        c.pipe(up)
-        up.pipe(c)
-        const kill = (): void => {
-          c.destroy()
-          up.destroy()
-        }
-        c.on('error', kill)
-        up.on('error', kill)
-        c.on('close', kill)
-        up.on('close', kill)
-      })
-      srv.once('error', reject)
-      srv.listen({ host: endpointHost(i), port, backlog: 511 }, () => resolve())
-    })
-  for (let i = first; i < first + count; i += 250) {
-    await Promise.all(Array.from({ length: Math.min(250, first + count - i) }, (_, k) => listenOne(i + k)))
-  }
-  process.stdout.write(`LISTENING ${count}\n`)
-  setInterval(() => {}, 1 << 30)
-}
-
-if (process.argv[2] === 'forwarder') {
-  const [redisPort, port, first, count] = process.argv.slice(3).map(Number)
-  await forwarder(redisPort!, port!, first!, count!)
-} else {
-  await main()
-}
+await main()
 
 // ---------------------------------------------------------------------------------------------
 // The benchmark.
@@ -122,8 +76,6 @@ async function main(): Promise<void> {
   const streamCounts = list(values.streams)
   const sizes = list(values.sizes)
   const soakMinutes = Number(values['soak-minutes'])
-  const SELF = fileURLToPath(import.meta.url)
-  const PER_FORWARDER = 2500
   const MiB = (k: number): number => k / 1024
   const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : 'N/A')
 
@@ -340,26 +292,10 @@ async function main(): Promise<void> {
 
   async function instancesRun(kind: 'shared' | 'own', n: number): Promise<void> {
     const names = Array.from({ length: n }, (_, i) => `inst-${String(i).padStart(5, '0')}`)
-    const forwarders: Proc[] = []
-    let fwdPort = 0
-    if (kind === 'own') {
-      // Redis's protected mode accepts only 127.0.0.1 as loopback, and the forwarders connect from
-      // 127.0.0.2-65: off on this redis-server, which listens on 127.0.0.1 only anyway.
-      await rc.config('SET', 'protected-mode', 'no')
-      fwdPort = await freePort()
-      for (let first = 0; first < n; first += PER_FORWARDER) {
-        const count = Math.min(PER_FORWARDER, n - first)
-        const p = start('forwarder', pinned(CLIENT_CORE, [process.execPath, '--import', 'tsx', SELF, 'forwarder', String(redis.port), String(fwdPort), String(first), String(count)]))
-        forwarders.push(p)
-      }
-      const until = Date.now() + 60_000
-      for (const p of forwarders) {
-        while (!p.log().includes('LISTENING')) {
-          if (p.child.exitCode !== null || Date.now() > until) throw new Error(`forwarder did not listen:\n${p.log()}`)
-          await sleep(100)
-        }
-      }
-    }
+    // Own endpoints: forwarder processes on 127.77.x.y (bench/lib/forwarder.ts).
+    const fwd = kind === 'own' ? await startForwarders(redis.port, n) : null
+    const forwarders = fwd?.procs ?? []
+    const fwdPort = fwd?.port ?? 0
     const endpointOf = kind === 'shared' ? (): string => `redis://127.0.0.1:${redis.port}` : (i: number): string => `redis://${endpointHost(i)}:${fwdPort}`
     const endpoints = kind === 'shared' ? 1 : n
     const learned0 = await calls('command|info')

@@ -206,7 +206,8 @@ export const SHIPPED_NODE_ARGS = ['--max-semi-space-size=64']
 /**
  * dist/ must be built (`npm run build`). Env and Node options are the shipped ones: no OTEL_* variables.
  * `wrap`: a command the gateway runs under (e.g. valgrind and its options); `config`: more YAML lines;
- * `timeoutMs`: how long it may take to listen and get ready.
+ * `timeoutMs`: how long it may take to listen and get ready; `instances`: the static instances
+ * (default: the one `bench` instance on the redis-server at `redisPort`).
  */
 export async function startGateway(
   redisPort: number,
@@ -218,6 +219,7 @@ export async function startGateway(
     wrap?: string[]
     config?: string[]
     timeoutMs?: number
+    instances?: readonly { name: string; endpoint: string }[]
   } = {},
 ): Promise<GatewayServer> {
   const port = await freePort()
@@ -230,8 +232,9 @@ export async function startGateway(
       'discovery:',
       '  static:',
       '    instances:',
-      `      - name: ${INSTANCE}`,
-      `        endpoints: ["redis://127.0.0.1:${redisPort}"]`,
+      ...(opts.instances === undefined
+        ? [`      - name: ${INSTANCE}`, `        endpoints: ["redis://127.0.0.1:${redisPort}"]`]
+        : opts.instances.map((i) => `      - { name: ${i.name}, endpoints: ["${i.endpoint}"] }`)),
       'auth:',
       '  tokens:',
       `    - { name: bench, token: "${TOKEN}", access: write, targets: ["*"] }`,
@@ -279,6 +282,22 @@ async function waitForReady(opsPort: number, proc: Proc, timeoutMs = 20_000): Pr
 export function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) : NaN
+}
+
+/** Peak resident set size of a process in KiB (VmHWM; since start or the last resetPeakRss). */
+export function vmHwmKiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) : NaN
+}
+
+/** Resets VmHWM to the current RSS (Linux >= 4.0, a process of ours); false when it cannot. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5')
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** CPU time (user + system) of a process in seconds. */

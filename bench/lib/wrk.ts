@@ -1,5 +1,6 @@
-// Runs wrk (one thread, pinned to the client core) with bench/wrk/request.lua and returns what its
-// done() hook reports, plus per-core CPU use and the server's own CPU use during the run.
+// Runs wrk (one thread, pinned to the client core) with bench/wrk/request.lua (or another script
+// that speaks its protocol) and returns what its done() hook reports, plus per-core CPU use and the
+// server's own CPU use during the run.
 
 import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -41,7 +42,16 @@ export function writeRequestFiles(spec: HttpRequestSpec): { headers: string; bod
 
 export async function runWrk(
   spec: HttpRequestSpec,
-  o: { connections: number; durationS: number; serverPid: number; delayMs?: number; timeoutS?: number },
+  o: {
+    connections: number
+    durationS: number
+    serverPid: number
+    delayMs?: number
+    timeoutS?: number
+    /** Lua script (default bench/wrk/request.lua) and more environment for it. */
+    script?: string
+    env?: Readonly<Record<string, string>>
+  },
 ): Promise<WrkResult> {
   const files = writeRequestFiles(spec)
   const argv = pinned(CLIENT_CORE, [
@@ -52,7 +62,7 @@ export async function runWrk(
     `--timeout`,
     `${o.timeoutS ?? 5}s`,
     '-s',
-    path.join(BENCH_DIR, 'wrk/request.lua'),
+    o.script ?? path.join(BENCH_DIR, 'wrk/request.lua'),
     spec.url,
   ])
   const env = {
@@ -61,6 +71,7 @@ export async function runWrk(
     BENCH_HEADERS: files.headers,
     BENCH_BODIES: files.bodies,
     BENCH_DELAY_MS: o.delayMs !== undefined ? String(o.delayMs) : '',
+    ...o.env,
   }
   const cores0 = coreTimes()
   const cpu0 = cpuSeconds(o.serverPid)
