@@ -160,3 +160,12 @@ export class ConnectionLostError extends Error {
 export class StalledError extends Error {
   override readonly name = 'StalledError'
 }
+
+/**
+ * A health check got no reply in time while its connection kept receiving replies to the commands
+ * queued before it: the connection is busy (the gateway is behind on a backlog of its own
+ * requests), not Redis down. The checker counts it neither as a failure nor as a success.
+ */
+export class BusyCheckError extends Error {
+  override readonly name = 'BusyCheckError'
+}

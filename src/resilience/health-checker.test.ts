@@ -4,6 +4,7 @@
 // endpoints) runs on vitest fake timers with an injected random source and clocks.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { BusyCheckError } from '../core/errors.js'
 import { endpointId } from '../core/topology.js'
 import { EndpointState } from './endpoint-state.js'
 import { HEALTH_DEFAULTS, HealthChecker, MAX_PER_TICK, TICK_MS, type HealthChange, type HealthCheckerOptions, type HealthTarget } from './health-checker.js'
@@ -279,6 +280,27 @@ describe('HealthChecker: up/down', () => {
     await h.checker.checkNow(t.id)
     expect(t.state.healthy).toBe(false)
     expect(h.changes().at(-1)).toBe('p:1 down: timeout')
+  })
+
+  it('a check that waited behind a backlog on a live connection (BusyCheckError) counts neither way', async () => {
+    const h = harness({ unhealthyAfter: 2 })
+    const t = new FakeTarget('p:1')
+    t.reply = master(1)
+    h.checker.add(t)
+    await h.checker.checkNow(t.id)
+    t.reply = new Error('timeout')
+    await h.checker.checkNow(t.id)
+    expect(t.state.consecutiveFailures).toBe(1)
+    t.reply = new BusyCheckError('waited behind other commands')
+    for (let i = 0; i < 5; i++) await h.checker.checkNow(t.id)
+    expect(t.state.healthy).toBe(true)
+    expect(t.state.consecutiveFailures).toBe(1)
+    expect(t.state.lastError).toBe('waited behind other commands')
+    // A real failure after it still counts on from the one before.
+    t.reply = new Error('timeout')
+    await h.checker.checkNow(t.id)
+    expect(t.state.healthy).toBe(false)
+    expect(h.changes()).toEqual(['p:1 role unknown->primary', 'p:1 up', 'p:1 down: timeout'])
   })
 
   it('markDown: a healthy endpoint goes down at once, once; unknown or already-down endpoints are left alone', async () => {

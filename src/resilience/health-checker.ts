@@ -12,9 +12,12 @@
 // of requests open its breaker, and a connection is checked as soon as it is ready (checkNow). An
 // endpoint whose connection is not up is not checked at all (the check would only fail the same
 // way). When the interval stretches, first checks are spread over it instead of all at once.
+// A check that timed out behind a backlog on a live connection (BusyCheckError: replies kept
+// arriving) counts neither way: an overloaded gateway must not mark a healthy Redis down.
 // No timers or I/O until start().
 
 import { performance } from 'node:perf_hooks'
+import { BusyCheckError } from '../core/errors.js'
 import { endpointId } from '../core/topology.js'
 import type { EndpointState } from './endpoint-state.js'
 import { type RoleReport, parseRole } from '../core/role.js'
@@ -160,7 +163,10 @@ export class HealthChecker {
     try {
       r = report(await t.role())
     } catch (err) {
-      if (this.entries.get(t.id)?.target === t) this.fail(t, (err as Error).message)
+      if (this.entries.get(t.id)?.target !== t) return
+      // A check stuck behind a backlog on a live connection tells nothing either way.
+      if (err instanceof BusyCheckError) t.state.lastError = err.message
+      else this.fail(t, (err as Error).message)
       return
     }
     // A check that was in flight when the endpoint was removed must not revive it.

@@ -4,6 +4,7 @@
 // plain fake endpoint; the timeout on an injected clock (vitest fake timers).
 
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { BusyCheckError } from '../core/errors.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import { REPLICATION_REFRESH_CHECKS, healthTarget, historyMayHaveChanged } from './health-probe.js'
 import type { PooledEndpoint } from './pool.js'
@@ -117,6 +118,19 @@ describe('healthTarget: INFO replication only when the replication id may have c
     await vi.advanceTimersByTimeAsync(1_000)
     await seen
     expect(ep.timedOut).toEqual([7])
+  })
+
+  it('no answer within the timeout while other replies kept coming: a busy connection (BusyCheckError), not reset', async () => {
+    vi.useFakeTimers({ now: 0 })
+    const { ep, check } = setup()
+    ep.hold = true
+    const p = check()
+    const seen = expect(p).rejects.toBeInstanceOf(BusyCheckError)
+    // Replies to the commands queued before the check arrive meanwhile.
+    ep.client.connection.reads = 9
+    await vi.advanceTimersByTimeAsync(1_000)
+    await seen
+    expect(ep.timedOut).toEqual([])
   })
 
   it('historyMayHaveChanged: nothing known yet, or a change of role, primary, link, or an offset going back', () => {
