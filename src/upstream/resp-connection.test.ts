@@ -188,6 +188,23 @@ describe('before start() and becoming ready', () => {
   })
 })
 
+describe('connect timeout', () => {
+  test('a connect that completed while the event loop was blocked past the timeout is kept, not cut', async () => {
+    const s = await server()
+    const { conn, events } = open({ host: '127.0.0.1', port: s.port }, { connectTimeoutMs: 100 })
+    conn.start()
+    // The kernel completes the connect at once; JavaScript sees it only after this turn, in which
+    // the connect timer has already expired (a busy gateway: thousands of clients in one turn).
+    const until = Date.now() + 300
+    while (Date.now() < until) {
+      // busy
+    }
+    await waitFor(() => events.ready === 1 || events.close > 0)
+    expect(events.reasons).toEqual([])
+    expect(events.ready).toBe(1)
+  })
+})
+
 describe('round trips', () => {
   let conn: RespConnection
   beforeAll(async () => {
