@@ -4,7 +4,13 @@
 // stay on (base64 response encoding, read-your-writes sync tokens, JSON (de)serialisation).
 // Prints one line "BENCH_JSON {...}" with commands, duration and per-command latency percentiles.
 // Usage: node --import tsx bench/sdk-driver.ts <baseUrl> <token> <callers> <seconds> [warmupSeconds]
+// With SDK_CAPTURE=<file>, the bodies of the first 2,000 requests the SDK sends after the warm-up
+// (and their path) are written to <file> as JSON, for wrk to replay (the "sdk-wrk" scenario: the
+// SDK's exact traffic from a client that is not the bottleneck). SDK_FANOUT=<n>: each caller sends
+// 1-n commands at once (random; SET and GET of its own keys), as a request handler's Promise.all
+// does, so that batches come in mixed sizes.
 
+import { writeFileSync } from 'node:fs'
 import { Redis } from '@upstash/redis'
 
 const [baseUrl, token, callersArg, secondsArg, warmupArg] = process.argv.slice(2)
@@ -15,6 +21,19 @@ if (!baseUrl || !token) {
 const callers = Number(callersArg ?? 50)
 const seconds = Number(secondsArg ?? 5)
 const warmup = Number(warmupArg ?? 1)
+
+const fanout = Number(process.env.SDK_FANOUT ?? 1)
+const capture = process.env.SDK_CAPTURE
+const captured: { path: string; body: string }[] = []
+if (capture) {
+  const realFetch = globalThis.fetch
+  globalThis.fetch = (input, init) => {
+    if (measuring && captured.length < 2000 && typeof init?.body === 'string') {
+      captured.push({ path: new URL(input instanceof Request ? input.url : String(input)).pathname, body: init.body })
+    }
+    return realFetch(input, init)
+  }
+}
 
 const redis = new Redis({ url: baseUrl, token, enableAutoPipelining: true })
 const value = 'v'.repeat(32)
@@ -38,21 +57,28 @@ function record(us: number): void {
   lat[n++] = us
 }
 
+/** One command of caller `i`: SET and GET of its own key in turn (j: the caller's count). */
+async function command(key: string, j: number): Promise<void> {
+  if ((j & 1) === 0) await redis.set(key, value)
+  else {
+    const v = await redis.get<string>(key)
+    if (v !== value) throw new Error(`GET ${key} returned ${JSON.stringify(v)}`)
+  }
+}
+
 async function caller(i: number): Promise<void> {
-  const key = `bench:sdk:${i}`
   let k = 0
   while (!stop) {
+    // SDK_FANOUT: like a request handler's Promise.all of a few commands, 1-n at once.
+    const m = fanout > 1 ? 1 + Math.floor(Math.random() * fanout) : 1
     const t0 = performance.now()
     try {
-      if ((k++ & 1) === 0) await redis.set(key, value)
-      else {
-        const v = await redis.get<string>(key)
-        if (v !== value) throw new Error(`GET ${key} returned ${JSON.stringify(v)}`)
-      }
-      allCommands++
+      await Promise.all(Array.from({ length: m }, (_, x) => command(`bench:sdk:${i}:${x}`, k)))
+      k++
+      allCommands += m
       if (measuring) {
-        commands++
-        record((performance.now() - t0) * 1000)
+        commands += m
+        for (let x = 0; x < m; x++) record((performance.now() - t0) * 1000)
       }
     } catch (err) {
       errors++
@@ -90,5 +116,6 @@ const out = {
     max: Math.round(percentile(sorted, 100)),
   },
 }
+if (capture) writeFileSync(capture, JSON.stringify(captured))
 process.stdout.write(`BENCH_JSON ${JSON.stringify(out)}\n`)
 process.exit(0)

@@ -1,5 +1,6 @@
 // The scenarios of `npm run bench`: what the gateway, webdis and the hello-world server are sent.
 
+import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import { TOKEN } from './procs.js'
 import type { HttpRequestSpec } from './wrk.js'
@@ -38,6 +39,29 @@ export const gwPost = (url: string, body: unknown): HttpRequestSpec => ({
   bodies: [JSON.stringify(body)],
 })
 const pipelineKeys = (n: number): string[] => Array.from({ length: n }, (_, i) => `bench:p${i}`)
+
+/**
+ * What the SDK sent with auto-pipelining (bench/sdk-driver.ts with SDK_CAPTURE): the bodies of its
+ * /pipeline requests, replayed by wrk in the sdk-wrk scenario, and the commands per request.
+ */
+export interface SdkTraffic {
+  readonly bodies: readonly string[]
+  /** Commands per request: mean, and min / median / max. */
+  readonly commands: number
+  readonly sizes: { min: number; median: number; max: number }
+}
+let sdkTraffic: SdkTraffic | null = null
+
+/** Reads a capture file of sdk-driver.ts; only its /pipeline requests are kept (all of them, as the SDK sends them). */
+export function useSdkCapture(file: string): SdkTraffic {
+  const all = JSON.parse(readFileSync(file, 'utf8')) as { path: string; body: string }[]
+  const bodies = all.filter((r) => r.path.endsWith('/pipeline')).map((r) => r.body)
+  if (bodies.length === 0) throw new Error(`sdk capture ${file}: no /pipeline requests among ${all.length}`)
+  const lengths = bodies.map((b) => (JSON.parse(b) as unknown[]).length).sort((a, b) => a - b)
+  const commands = lengths.reduce((n, x) => n + x, 0) / lengths.length
+  sdkTraffic = { bodies, commands, sizes: { min: lengths[0]!, median: lengths[lengths.length >> 1]!, max: lengths.at(-1)! } }
+  return sdkTraffic
+}
 
 export const SCENARIOS: Scenario[] = [
   ...[1, 50].map(
@@ -133,6 +157,20 @@ export const SCENARIOS: Scenario[] = [
       note: 'PUT /SET/key with the value as body',
     },
     expect: (r) => r === 'OK',
+  },
+  {
+    id: 'sdk-wrk',
+    title: '@upstash/redis auto-pipelined bodies, wrk, 50 conn',
+    connections: 50,
+    get commands(): number {
+      return sdkTraffic?.commands ?? 1
+    },
+    gateway: (base) => {
+      if (sdkTraffic === null) throw new Error('sdk-wrk: no captured SDK traffic (captureSdkTraffic)')
+      return { method: 'POST', url: `${base}/pipeline`, headers: GW_HEADERS, bodies: sdkTraffic.bodies }
+    },
+    webdis: null,
+    expect: (r) => Array.isArray(r),
   },
   {
     id: 'sdk-50',
