@@ -21,7 +21,8 @@ class FakeEndpoint {
   readonly client = {
     up: true,
     connects: 1,
-    connection: { reads: 7, timedOut: (reads: number) => void this.timedOut.push(reads) },
+    // As RespConnection.timedOut: busy (kept) when replies arrived since `reads`.
+    connection: { reads: 7, timedOut: (reads: number): boolean => (this.timedOut.push(reads), this.client.connection.reads !== reads) },
     role: (): Promise<unknown> => {
       this.sent.push('ROLE')
       return this.hold ? new Promise(() => {}) : Promise.resolve(this.role)
@@ -130,7 +131,8 @@ describe('healthTarget: INFO replication only when the replication id may have c
     ep.client.connection.reads = 9
     await vi.advanceTimersByTimeAsync(1_000)
     await seen
-    expect(ep.timedOut).toEqual([])
+    // Asked, and told the connection is busy: it is kept.
+    expect(ep.timedOut).toEqual([7])
   })
 
   it('historyMayHaveChanged: nothing known yet, or a change of role, primary, link, or an offset going back', () => {

@@ -626,14 +626,14 @@ describe('connection loss', () => {
     const blocked = recorder()
     conn.command(['BLPOP', key('never'), '0'], blocked)
     await waitBlocked(main, id)
-    conn.timedOut(before)
+    expect(conn.timedOut(before)).toBe(true)
     await new Promise((r) => setTimeout(r, 100))
     expect(events.close).toBe(0)
     // Nothing since the BLPOP was written: stalled, reset; what waited on it is lost.
     const stalled = recorder()
     const atSend = conn.reads
     conn.command(['PING'], stalled)
-    conn.timedOut(atSend)
+    expect(conn.timedOut(atSend)).toBe(false)
     await waitFor(() => events.close === 1, { message: 'reset' })
     // ...as timeouts (504), not as a lost connection: Redis stopped answering.
     expect(blocked.losses[0]).toBeInstanceOf(StalledError)

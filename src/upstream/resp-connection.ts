@@ -506,16 +506,18 @@ export class RespConnection {
    *   10 GB and trickles, or a 200 MB value at loopback speed, would hold every command behind it
    *   for longer than their timeout; better a new connection than more of those bytes.
    * As Envoy's redis_proxy closes an upstream connection on a request timeout. A reply that is
-   * being received, however slowly, keeps the connection.
+   * being received, however slowly, keeps the connection. Returns true when the connection is busy
+   * (replies kept arriving, so the command waits behind others): kept; false otherwise.
    */
-  timedOut(readsAtSend: number): void {
-    if (this.pending === 0 || this.socket === null) return
-    if (this.readCount !== readsAtSend && !this.parser.skipping) return
+  timedOut(readsAtSend: number): boolean {
+    if (this.pending === 0 || this.socket === null) return false
+    if (this.readCount !== readsAtSend && !this.parser.skipping) return true
     const why = this.parser.skipping
       ? 'a command timed out behind a refused reply still being skipped: connection reset'
       : 'no reply from Redis within the command timeout, and nothing else either: connection reset'
     this.stalled = new StalledError(why)
     this.socket.destroy(new Error(why))
+    return false
   }
 
   /** Reconnects at once when waiting for the backoff before the next attempt (the endpoint is back). */
