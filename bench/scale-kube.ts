@@ -165,17 +165,10 @@ async function startGateway(kubeconfig: string): Promise<Gateway> {
     port,
     opsPort,
     logFile,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        process.off('exit', kill)
-        if (child.exitCode !== null || child.signalCode !== null) return resolve()
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000)
-        child.once('exit', () => {
-          clearTimeout(t)
-          resolve()
-        })
-        child.kill('SIGTERM')
-      }),
+    stop: () => {
+      process.off('exit', kill)
+      return procs.stopChild(child)
+    },
   }
 }
 

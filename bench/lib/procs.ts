@@ -100,17 +100,21 @@ export function start(name: string, argv: string[], opts: { env?: NodeJS.Process
       return child.pid ?? -1
     },
     log: () => lines.join('\n'),
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve()
-        const t = setTimeout(() => child.kill('SIGKILL'), 5000)
-        child.once('exit', () => {
-          clearTimeout(t)
-          resolve()
-        })
-        child.kill('SIGTERM')
-      }),
+    stop: () => stopChild(child),
   }
+}
+
+/** SIGTERM, SIGKILL after 5 s; resolves once the child has exited. */
+export function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000)
+    child.once('exit', () => {
+      clearTimeout(t)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
 }
 
 /** Waits until something accepts connections on the port. (taskset and the bash wrapper exec, so

@@ -456,7 +456,7 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
           return respReply(200, respValue(value), syncToken)
         }
         if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
-        return { status: 200, body: base64 ? resultBase64(value) : resultJson(value, false), syncToken, headers: null }
+        return reply(200, base64 ? resultBase64(value) : resultJson(value, false), syncToken)
       } catch (err) {
         if (err instanceof RedisReplyError) {
           const syncToken = call === null ? token(write) : clusterTokenFor(deps, call, write)
@@ -663,7 +663,7 @@ function chargeOutput(lease: RequestLease, bytes: number, write: boolean): void 
   }
 }
 
-function reply(status: 200 | 400, body: string, syncToken: string): DataReply {
+function reply(status: 200 | 400, body: string | Buffer<ArrayBuffer>, syncToken: string): DataReply {
   return { status, body, syncToken, headers: null }
 }
 

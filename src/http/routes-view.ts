@@ -374,13 +374,16 @@ export function buildRoutesView(input: RoutesViewInput, query?: RoutesQuery | nu
   const instances = sorted.instances.map((r) => instanceView(r, input))
   const byInstance = new Map(instances.map((i) => [i.name, factsOfView(i)]))
   const groups = sorted.groups.map((g) => groupView(g, (name) => byInstance.get(name)))
+  return { ...viewHead(input), instances, groups }
+}
+
+/** The fields every routes view starts with, the full one and a page alike. */
+function viewHead(input: RoutesViewInput): Pick<RoutesView, 'version' | 'generatedAt' | 'tableVersion' | 'zone'> {
   return {
     version: ROUTES_VIEW_VERSION,
     generatedAt: new Date(input.wallNowMs).toISOString(),
-    tableVersion: snap.version,
+    tableVersion: input.snapshot.version,
     zone: input.zone,
-    instances,
-    groups,
   }
 }
 
@@ -510,10 +513,7 @@ function buildPage(input: RoutesViewInput, query: RoutesQuery): RoutesView {
     return { weight: policy.weight, maintenance: policy.maintenance, hasPrimary: hasPrimary[i] === 1 }
   }
   return {
-    version: ROUTES_VIEW_VERSION,
-    generatedAt: new Date(input.wallNowMs).toISOString(),
-    tableVersion: snap.version,
-    zone: input.zone,
+    ...viewHead(input),
     instances,
     groups: pageGroups(query.groups, sorted, instances, factsOf),
     page: { total: sorted.instances.length, matched, offset, returned: instances.length, next: more ? page[page.length - 1]!.name : null, health: counts },
