@@ -132,55 +132,76 @@ export interface DataReply {
 /** What the handler answers: a complete reply, or an event stream for the server to attach. */
 export type DataResult = DataReply | EventStream
 
-interface ReqState {
-  instance: string | null
-  group: string | null
-  cls: string
+/**
+ * One request's bookkeeping, from its start until its reply: what the requestEnd event and the
+ * instance's load need. Its `succeeded` and `failed` end the request; a plain function with these
+ * two callbacks instead of an async function around serve(): the same work with fewer objects per
+ * request (bench/README.md "Tails").
+ */
+class ReqState {
+  instance: string | null = null
+  group: string | null = null
+  cls = 'none'
   /** The target instance's load (group least-request), finished when the request ends. */
-  load: LoadTracker | null
+  load: LoadTracker | null = null
   /** Tracing slot; null unless a subscriber wants this request's routing events. */
-  scope: TraceScope | null
-}
+  scope: TraceScope | null = null
+  readonly started = performance.now()
 
-/** Serves one request; never rejects (every failure becomes an error reply). */
-export async function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): Promise<DataResult> {
-  const started = performance.now()
-  const st: ReqState = { instance: null, group: null, cls: 'none', load: null, scope: null }
-  const listening = deps.events.listening
-  if (listening.requestStart) deps.events.emit('requestStart', { instance: null })
-  if (listening.requestBegin) st.scope = beginScope(deps.events, req, started)
-  let status = 500
-  let code = 'INTERNAL'
-  try {
-    const res = await serve(req, deps, st)
-    status = res instanceof EventStream ? 200 : res.status
-    code = status === 200 ? 'OK' : 'REDIS'
+  constructor(
+    private readonly req: DataRequest,
+    private readonly deps: DataPlaneDeps,
+  ) {}
+
+  readonly succeeded = (res: DataResult): DataResult => {
+    const status = res instanceof EventStream ? 200 : res.status
+    this.end(status, status === 200 ? 'OK' : 'REDIS')
     return res
-  } catch (err) {
+  }
+
+  readonly failed = (err: unknown): DataReply => {
     const d = describeError(err)
-    status = d.status
-    code = d.code
     // Something thrown that no rule maps (a bug): this request gets a 500, the process serves on.
-    if (d.status === 500) deps.events.emit('fault', { where: 'http_request', error: err instanceof Error ? err : new Error(String(err)), endpoint: null })
+    if (d.status === 500) this.deps.events.emit('fault', { where: 'http_request', error: err instanceof Error ? err : new Error(String(err)), endpoint: null })
+    this.end(d.status, d.code)
     // On errors, hand back the token the client sent so it never regresses.
-    return { status: d.status, body: d.body, syncToken: req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d) }
-  } finally {
+    return { status: d.status, body: d.body, syncToken: this.req.header('upstash-sync-token') ?? '', headers: errorHeaders(err, d) }
+  }
+
+  private end(status: number, code: string): void {
     const now = performance.now()
-    if (st.load !== null) st.load.finish(now - started, now)
-    if (listening.requestEnd) {
+    const started = this.started
+    if (this.load !== null) this.load.finish(now - started, now)
+    const events = this.deps.events
+    if (events.listening.requestEnd) {
       // After the reply is written (emitLater): metrics, the server span and logs wait for it.
-      deps.events.emitLater('requestEnd', {
-        instance: st.instance,
-        group: st.group,
-        class: st.cls,
+      events.emitLater('requestEnd', {
+        instance: this.instance,
+        group: this.group,
+        class: this.cls,
         status,
         code,
         durationS: (now - started) / 1000,
         endMs: now,
-        scope: st.scope,
+        scope: this.scope,
       })
     }
   }
+}
+
+/** Serves one request; never rejects (every failure becomes an error reply). */
+export function handleDataRequest(req: DataRequest, deps: DataPlaneDeps): Promise<DataResult> {
+  const st = new ReqState(req, deps)
+  const listening = deps.events.listening
+  if (listening.requestStart) deps.events.emit('requestStart', { instance: null })
+  let served: Promise<DataResult>
+  try {
+    if (listening.requestBegin) st.scope = beginScope(deps.events, req, st.started)
+    served = serve(req, deps, st)
+  } catch (err) {
+    return Promise.resolve(st.failed(err))
+  }
+  return served.then(st.succeeded, st.failed)
 }
 
 /**
@@ -292,7 +313,34 @@ function runAs(args: readonly (string | Buffer)[], cls: CommandClass, identity: 
   return out.gatewayUser && identity.kind === 'level' ? GATEWAY_IDENTITY : identity
 }
 
-async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promise<DataResult> {
+/**
+ * A request once its method is allowed, its token authenticated and its target resolved: what the
+ * handler of each form needs. One object per request; the helpers below take it instead of being
+ * closures made per request.
+ */
+interface Target {
+  readonly req: DataRequest
+  readonly deps: DataPlaneDeps
+  readonly st: ReqState
+  readonly url: ParsedUrl
+  /** POST or PUT (else GET or HEAD). */
+  readonly post: boolean
+  readonly principal: Principal
+  readonly resolved: Resolved
+  readonly clientId: string | null
+  readonly base64: boolean
+  /** Upstash-Response-Format: resp2. */
+  readonly resp2: boolean
+  readonly incomingToken: SyncPosition | null
+  /** The instance's Redis Cluster, when it is served as one. */
+  readonly cluster: ClusterInstance | undefined
+}
+
+/**
+ * Everything before the form's own work, synchronously: the method, the token, the target. Throws
+ * the request's error; the form's handler (an async function with only its own state) does the rest.
+ */
+function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promise<DataResult> {
   const method = req.method
   const url: ParsedUrl = parseUrl(req.url)
   const form = url.form
@@ -324,280 +372,317 @@ async function serve(req: DataRequest, deps: DataPlaneDeps, st: ReqState): Promi
   const incomingToken = parseToken(req.header('upstash-sync-token'))
   st.load = resolved.load
   resolved.load.start()
-  const send = <T>(
-    kind: 'read' | 'write' | 'subscribe',
-    identity: Identity,
-    scripted: boolean,
-    run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>,
-  ) =>
-    dispatch(
-      deps.dispatch,
-      { resolved, kind, token: incomingToken, clientId, scope: st.scope, lease: req.lease, identity, scripted },
-      run,
-    )
-  const token = (write: boolean): string => tokenFor(deps, resolved, incomingToken, write)
-  // Redis Cluster instances (upstream/cluster-exec.ts): one call state per request.
-  const clusterCall = (c: ClusterInstance, identity: Identity, scripted: boolean): ClusterCall =>
-    clusterCallFor(deps, req, st, resolved, clientId, c, identity, scripted)
-  const cluster = deps.clusters?.get(resolved.instance.name)
-
+  const t: Target = {
+    req,
+    deps,
+    st,
+    url,
+    post,
+    principal,
+    resolved,
+    clientId,
+    base64,
+    resp2,
+    incomingToken,
+    cluster: deps.clusters?.get(resolved.instance.name),
+  }
   switch (form.type) {
-    case 'subscribe': {
-      st.cls = 'subscribe'
-      if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
-        throw new RefusedCommandError('subscriptions are served as Server-Sent Events; send Accept: text/event-stream')
-      }
-      if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
-      if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
-      if (!req.canStream) throw new BadRequestError('subscriptions need the Node.js HTTP server')
-      // The body means nothing here (the SDK sends "[]"), but it must be read: a socket with unread
-      // request bytes stops being read, and the client's hang-up would then never be noticed.
-      await req.body(deps.maxBodyBytes)
-      // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
-      const subscribe = (ep: PooledEndpoint, syncToken: string): Promise<EventStream> =>
-        deps.streams.subscribe({
-          hub: ep.pubsubFor(principal.identity),
-          pattern: form.pattern,
-          names: form.names,
-          headers: { 'upstash-sync-token': syncToken },
-          logger: deps.logger,
-        })
-      if (cluster !== undefined) {
-        const call = clusterCall(cluster, principal.identity, false)
-        return clusterSubscribe(call, form.pattern ? null : keySlot(form.names[0]!), (ep) => subscribe(ep, clusterTokenFor(deps, call, false)))
-      }
-      return send('subscribe', principal.identity, false, (ep) => subscribe(ep, token(false)))
-    }
-    case 'monitor': {
-      // MONITOR as Server-Sent Events (README "MONITOR"): admin tokens only, on a connection of
-      // the stream's own, as the token's Redis user, on the primary (where writes are).
-      st.cls = 'subscribe'
-      if (principal.access !== 'admin') throw new ForbiddenError(`token '${principal.name}' has ${principal.access} access; MONITOR needs admin`)
-      if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
-        throw new RefusedCommandError('MONITOR is served as Server-Sent Events; send Accept: text/event-stream')
-      }
-      if (!req.canStream) throw new BadRequestError('MONITOR needs the Node.js HTTP server')
-      await req.body(deps.maxBodyBytes)
-      const identity = principal.identity
-      // dispatch() waited for the identity's users to be provisioned (whenConnected). On a
-      // cluster, MONITOR shows one node's commands: the primary of a shard picked at random.
-      const onMonitor = cluster === undefined ? send : <T>(_k: 'subscribe', who: Identity, _s: boolean, run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>) => clusterSubscribe(clusterCall(cluster, who, false), null, run)
-      return onMonitor('subscribe', identity, false, async (ep, ctx) => {
-        const options = ep.client.dedicatedOptions(identity)
-        if (options === null) throw new NoEndpointError(`endpoint ${ep.id}: the Redis users are not known yet`, { retryAfterS: 1 })
-        return deps.streams.monitor({
-          connect: (sink) =>
-            new MonitorConnection(options, sink, {
-              timeoutMs: ctx.timeoutMs,
-              onFault: (err) => deps.logger.warn({ err: err.message, endpoint: ep.id }, 'monitor connection fault'),
-            }),
-          headers: { 'upstash-sync-token': token(false) },
-          logger: deps.logger,
-        })
-      })
-    }
+    case 'subscribe':
+      return serveSubscribe(t, form)
+    case 'monitor':
+      return serveMonitor(t)
     case 'command':
-    case 'path': {
-      let args: (string | Buffer)[]
-      if (form.type === 'command') {
-        // The fast lane has the body already: no await (a microtask turn) before the command leaves.
-        const raw = req.body(deps.maxBodyBytes)
-        args = parseCommandBody(Buffer.isBuffer(raw) ? raw : await raw, deps)
-      } else {
-        if (form.args.length === 0 || form.args[0] === '') throw new BadRequestError('empty command in path')
-        checkArgCount(form.args.length + url.queryArgs.length, deps)
-        args = [...form.args]
-        if (post) {
-          // As Upstash: the body is the last argument, and an empty body is none (POST
-          // /publish/ch/hello without a body publishes "hello").
-          const b = await req.body(deps.maxBodyBytes)
-          if (b.length > 0) {
-            checkArgCount(form.args.length + 1 + url.queryArgs.length, deps)
-            args.push(b)
-          }
-        }
-        for (const q of url.queryArgs) args.push(q)
-      }
-      // Learned command tables: one view lookup; a second pass only for an unknown name.
-      let learned = classify(args, commandView(deps, resolved))
-      if (learned.kind === 'unknown') learned = (await classifyAll(deps, resolved, [args]))[0]!
-      const cls = checkCommand(args, principal, '', false, learned)
-      if (cls.kind === 'admin') noteAdminCommand(args, deps.router.endpointsOf(resolved.instance))
-      const identity = runAs(args, cls, principal.identity, deps, '')
-      const write = isWriteClass(cls)
-      st.cls = write ? 'write' : 'read'
-      // Scripts (routing/scripts.ts): shebang flags the backend does not know dropped, EVALSHA of the
-      // client's sha mapped; the command's name, class and Redis user stay those checked above.
-      const script = prepareScriptCall(deps.scripts, args)
-      const scripted = runsScript(args)
-      let call: ClusterCall | null = null
-      try {
-        let value: RawReply
-        if (cluster !== undefined) {
-          call = clusterCall(cluster, identity, scripted)
-          value = await clusterOne(call, args, script, write)
-        } else {
-          try {
-            value = await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
-              script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
-            )
-          } catch (err) {
-            // A redirection from an instance not known to be a cluster yet: it is one, and the
-            // command did not run.
-            const found = isRedirect(err) ? deps.clusters?.suspect(resolved.instance) : undefined
-            if (found === undefined) throw err
-            call = clusterCall(found, identity, scripted)
-            value = await clusterOne(call, args, script, write)
-          }
-        }
-        const syncToken = call === null ? token(write) : clusterTokenFor(deps, call, write)
-        if (resp2) {
-          if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, respBytesBound(value), write)
-          return respReply(200, respValue(value), syncToken)
-        }
-        if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, base64), write)
-        return reply(200, base64 ? resultBase64(value) : resultJson(value, false), syncToken)
-      } catch (err) {
-        if (err instanceof RedisReplyError) {
-          const syncToken = call === null ? token(write) : clusterTokenFor(deps, call, write)
-          return resp2 ? respReply(400, respError(err.message), syncToken) : reply(400, errorJson(err.message), syncToken)
-        }
-        throw err
-      }
-    }
+    case 'path':
+      return serveCommand(t)
     case 'pipeline':
-    case 'multi-exec': {
-      const atomic = form.type === 'multi-exec'
-      st.cls = atomic ? 'multi' : 'pipeline'
-      const raw = req.body(deps.maxBodyBytes)
-      const commands = parseBatchBody(Buffer.isBuffer(raw) ? raw : await raw, deps)
-      // A transaction is all or nothing: any inadmissible command rejects the request. In a
-      // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
-      // so an unknown, refused or forbidden command becomes that item's error and is not sent.
-      let write = atomic
-      let rejected: (string | undefined)[] | null = null
-      let admitted: (string | Buffer)[][] = commands
-      let identity = principal.identity
-      let scripted = false
-      const classified = classifyAll(deps, resolved, commands)
-      const classes = Array.isArray(classified) ? classified : await classified
-      for (let i = 0; i < commands.length; i++) {
-        try {
-          const where = atomic ? `command ${i + 1}: ` : ''
-          const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i]!)
-          if (cls.kind === 'admin') noteAdminCommand(commands[i]!, deps.router.endpointsOf(resolved.instance))
-          if (isWriteClass(cls)) write = true
-          // The whole batch runs on one connection: one command that needs the gateway's user takes it.
-          const as = runAs(commands[i]!, cls, principal.identity, deps, where)
-          if (as !== principal.identity) identity = as
-          if (!scripted && runsScript(commands[i]!)) scripted = true
-        } catch (err) {
-          if (atomic || !(err instanceof GatewayError)) throw err
-          rejected ??= new Array<string | undefined>(commands.length)
-          rejected[i] = err.publicMessage
-        }
-      }
-      if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
-      // Scripts (routing/scripts.ts): as for one command, per item.
-      const scripts = prepareScriptBatch(deps.scripts, admitted)
-      let call: ClusterCall | null = null
+    case 'multi-exec':
+      return serveBatch(t, form.type === 'multi-exec')
+  }
+}
+
+/** Sends the request's work to its instance (dispatch.ts: endpoint choice, retries, deadline). */
+function send<T>(
+  t: Target,
+  kind: 'read' | 'write' | 'subscribe',
+  identity: Identity,
+  scripted: boolean,
+  run: (ep: PooledEndpoint, ctx: ExecContext) => Promise<T>,
+): Promise<T> {
+  return dispatch(
+    t.deps.dispatch,
+    { resolved: t.resolved, kind, token: t.incomingToken, clientId: t.clientId, scope: t.st.scope, lease: t.req.lease, identity, scripted },
+    run,
+  )
+}
+
+/** The sync token of the reply (tokenFor), or of a cluster call's. */
+function replyToken(t: Target, call: ClusterCall | null, write: boolean): string {
+  return call === null ? tokenFor(t.deps, t.resolved, t.incomingToken, write) : clusterTokenFor(t.deps, call, write)
+}
+
+async function serveSubscribe(t: Target, form: { readonly pattern: boolean; readonly names: readonly string[] }): Promise<DataResult> {
+  const { req, deps, st, principal, cluster } = t
+  st.cls = 'subscribe'
+  if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
+    throw new RefusedCommandError('subscriptions are served as Server-Sent Events; send Accept: text/event-stream')
+  }
+  if (form.names.length === 0) throw new BadRequestError(`${form.pattern ? 'psubscribe' : 'subscribe'} needs at least one ${form.pattern ? 'pattern' : 'channel'} in the path`)
+  if (!allows(principal.access, 'read')) throw new ForbiddenError(`token '${principal.name}' may not subscribe`)
+  if (!req.canStream) throw new BadRequestError('subscriptions need the Node.js HTTP server')
+  // The body means nothing here (the SDK sends "[]"), but it must be read: a socket with unread
+  // request bytes stops being read, and the client's hang-up would then never be noticed.
+  await req.body(deps.maxBodyBytes)
+  // Subscriptions follow the primary: PUBLISH is a write, so messages are there first.
+  const subscribe = (ep: PooledEndpoint, syncToken: string): Promise<EventStream> =>
+    deps.streams.subscribe({
+      hub: ep.pubsubFor(principal.identity),
+      pattern: form.pattern,
+      names: form.names,
+      headers: { 'upstash-sync-token': syncToken },
+      logger: deps.logger,
+    })
+  if (cluster !== undefined) {
+    const call = clusterCallFor(t, cluster, principal.identity, false)
+    return clusterSubscribe(call, form.pattern ? null : keySlot(form.names[0]!), (ep) => subscribe(ep, clusterTokenFor(deps, call, false)))
+  }
+  return send(t, 'subscribe', principal.identity, false, (ep) => subscribe(ep, replyToken(t, null, false)))
+}
+
+/**
+ * MONITOR as Server-Sent Events (README "MONITOR"): admin tokens only, on a connection of the
+ * stream's own, as the token's Redis user, on the primary (where writes are).
+ */
+async function serveMonitor(t: Target): Promise<DataResult> {
+  const { req, deps, st, principal, cluster } = t
+  st.cls = 'subscribe'
+  if (principal.access !== 'admin') throw new ForbiddenError(`token '${principal.name}' has ${principal.access} access; MONITOR needs admin`)
+  if ((req.header('accept') ?? '').indexOf('text/event-stream') < 0) {
+    throw new RefusedCommandError('MONITOR is served as Server-Sent Events; send Accept: text/event-stream')
+  }
+  if (!req.canStream) throw new BadRequestError('MONITOR needs the Node.js HTTP server')
+  await req.body(deps.maxBodyBytes)
+  const identity = principal.identity
+  const run = async (ep: PooledEndpoint, ctx: ExecContext): Promise<EventStream> => {
+    const options = ep.client.dedicatedOptions(identity)
+    if (options === null) throw new NoEndpointError(`endpoint ${ep.id}: the Redis users are not known yet`, { retryAfterS: 1 })
+    return deps.streams.monitor({
+      connect: (sink) =>
+        new MonitorConnection(options, sink, {
+          timeoutMs: ctx.timeoutMs,
+          onFault: (err) => deps.logger.warn({ err: err.message, endpoint: ep.id }, 'monitor connection fault'),
+        }),
+      headers: { 'upstash-sync-token': replyToken(t, null, false) },
+      logger: deps.logger,
+    })
+  }
+  // dispatch() waited for the identity's users to be provisioned (whenConnected). On a cluster,
+  // MONITOR shows one node's commands: the primary of a shard picked at random.
+  if (cluster !== undefined) return clusterSubscribe(clusterCallFor(t, cluster, identity, false), null, run)
+  return send(t, 'subscribe', identity, false, run)
+}
+
+/** One command: the command form (a JSON array body) or the path form (`/{command}/{arg}...`). */
+async function serveCommand(t: Target): Promise<DataResult> {
+  const { req, deps, st, url, resolved, principal } = t
+  const form = url.form
+  let args: (string | Buffer)[]
+  if (form.type === 'command') {
+    // The fast lane has the body already: no await (a microtask turn) before the command leaves.
+    const raw = req.body(deps.maxBodyBytes)
+    args = parseCommandBody(Buffer.isBuffer(raw) ? raw : await raw, deps)
+  } else {
+    args = await pathArgs(t, (form as { readonly args: readonly string[] }).args)
+  }
+  // Learned command tables: one view lookup; a second pass only for an unknown name.
+  let learned = classify(args, commandView(deps, resolved))
+  if (learned.kind === 'unknown') learned = (await classifyAll(deps, resolved, [args]))[0]!
+  const cls = checkCommand(args, principal, '', false, learned)
+  if (cls.kind === 'admin') noteAdminCommand(args, deps.router.endpointsOf(resolved.instance))
+  const identity = runAs(args, cls, principal.identity, deps, '')
+  const write = isWriteClass(cls)
+  st.cls = write ? 'write' : 'read'
+  // Scripts (routing/scripts.ts): shebang flags the backend does not know dropped, EVALSHA of the
+  // client's sha mapped; the command's name, class and Redis user stay those checked above.
+  const script = prepareScriptCall(deps.scripts, args)
+  const scripted = runsScript(args)
+  let call: ClusterCall | null = null
+  try {
+    let value: RawReply
+    if (t.cluster !== undefined) {
+      call = clusterCallFor(t, t.cluster, identity, scripted)
+      value = await clusterOne(call, args, script, write)
+    } else {
       try {
-        let items: ItemResult[] = []
-        const sent = scripts === null ? admitted : scripts.commands
-        if (admitted.length === 0) items = []
-        else if (cluster !== undefined) {
-          call = clusterCall(cluster, identity, scripted)
-          items = await clusterBatch(call, sent, writeFlags(classes, rejected), atomic, scripts)
-        } else {
-          try {
-            items = await send(write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
-              scripts === null ? runPipeline(ep, ctx, admitted, write, atomic) : scripts.run(runPipeline(ep, ctx, scripts.commands, write, atomic)),
-            )
-          } catch (err) {
-            // A transaction refused with a redirection did not run: the instance is a cluster.
-            const found = atomic && err instanceof RedisReplyError && /\b(MOVED|ASK) \d+ /.test(err.message) ? deps.clusters?.suspect(resolved.instance) : undefined
-            if (found === undefined) throw err
-            call = clusterCall(found, identity, scripted)
-            items = await clusterBatch(call, sent, writeFlags(classes, rejected), atomic, scripts)
-          }
-          // Pipeline items redirected (they did not run): the instance is a cluster; those again.
-          const redirected: number[] = []
-          for (let k = 0; k < items.length; k++) {
-            const it = items[k]!
-            if (!it.ok && redirectOf(it.error) !== null) redirected.push(k)
-          }
-          const found = !atomic && redirected.length > 0 ? deps.clusters?.suspect(resolved.instance) : undefined
-          if (found !== undefined) {
-            call ??= clusterCall(found, identity, scripted)
-            const writes = writeFlags(classes, rejected)
-            const again = await clusterBatch(call, redirected.map((k) => sent[k]!), redirected.map((k) => writes[k]!), false, null)
-            redirected.forEach((k, j) => (items[k] = scripts === null ? again[j]! : scripts.itemAt(k, again[j]!)))
-          }
-        }
-        // resp2: the replies one after another, as Redis sends a pipeline's (not for /multi-exec,
-        // which Upstash answers in JSON only).
-        const raw = resp2 && !atomic
-        if (req.lease.bytes > SMALL_REQUEST_BYTES) {
-          let n = 0
-          for (const it of items) n += it.ok ? (raw ? respBytesBound(it.value) : jsonBytesBound(it.value, base64)) : it.error.length * 6
-          chargeOutput(req.lease, n, write)
-        }
-        if (raw) {
-          let body = ''
-          for (let i = 0, k = 0; i < commands.length; i++) {
-            const refusal = rejected?.[i]
-            if (refusal !== undefined) body += respError(refusal)
-            else {
-              const it = items[k++]!
-              body += it.ok ? respValue(it.value) : respError(it.error)
-            }
-          }
-          return respReply(200, body, call === null ? token(write) : clusterTokenFor(deps, call, write))
-        }
-        let out = '['
-        for (let i = 0, k = 0; i < commands.length; i++) {
-          if (i > 0) out += ','
-          const refusal = rejected?.[i]
-          if (refusal !== undefined) {
-            out += errorJson(refusal)
-            continue
-          }
-          const it = items[k++]!
-          out += it.ok ? resultJson(it.value, base64) : errorJson(it.error)
-        }
-        out += ']'
-        return reply(200, out, call === null ? token(write) : clusterTokenFor(deps, call, write))
+        value = await send(t, write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
+          script === null ? runCommand(ep, ctx, args, write) : script.run(runCommand(ep, ctx, script.args, write)),
+        )
       } catch (err) {
-        if (err instanceof RedisReplyError) {
-          // An aborted transaction (EXECABORT): one error for the whole request.
-          return reply(400, errorJson(err.message), call === null ? token(write) : clusterTokenFor(deps, call, write))
-        }
-        throw err
+        // A redirection from an instance not known to be a cluster yet: it is one, and the
+        // command did not run.
+        const found = isRedirect(err) ? deps.clusters?.suspect(resolved.instance) : undefined
+        if (found === undefined) throw err
+        call = clusterCallFor(t, found, identity, scripted)
+        value = await clusterOne(call, args, script, write)
       }
     }
+    const syncToken = replyToken(t, call, write)
+    if (t.resp2) {
+      if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, respBytesBound(value), write)
+      return respReply(200, respValue(value), syncToken)
+    }
+    if (req.lease.bytes > SMALL_REQUEST_BYTES) chargeOutput(req.lease, jsonBytesBound(value, t.base64), write)
+    return reply(200, t.base64 ? resultBase64(value) : resultJson(value, false), syncToken)
+  } catch (err) {
+    if (err instanceof RedisReplyError) {
+      const syncToken = replyToken(t, call, write)
+      return t.resp2 ? respReply(400, respError(err.message), syncToken) : reply(400, errorJson(err.message), syncToken)
+    }
+    throw err
+  }
+}
+
+/** The path form's arguments: the path's, the body's (POST or PUT) and the query's. */
+async function pathArgs(t: Target, segs: readonly string[]): Promise<(string | Buffer)[]> {
+  const { deps, url } = t
+  if (segs.length === 0 || segs[0] === '') throw new BadRequestError('empty command in path')
+  checkArgCount(segs.length + url.queryArgs.length, deps)
+  const args: (string | Buffer)[] = [...segs]
+  if (t.post) {
+    // As Upstash: the body is the last argument, and an empty body is none (POST
+    // /publish/ch/hello without a body publishes "hello").
+    const b = await t.req.body(deps.maxBodyBytes)
+    if (b.length > 0) {
+      checkArgCount(segs.length + 1 + url.queryArgs.length, deps)
+      args.push(b)
+    }
+  }
+  for (const q of url.queryArgs) args.push(q)
+  return args
+}
+
+/** A pipeline (`/pipeline`) or a transaction (`/multi-exec`, `atomic`). */
+async function serveBatch(t: Target, atomic: boolean): Promise<DataResult> {
+  const { req, deps, st, resolved, principal } = t
+  st.cls = atomic ? 'multi' : 'pipeline'
+  const body = req.body(deps.maxBodyBytes)
+  const commands = parseBatchBody(Buffer.isBuffer(body) ? body : await body, deps)
+  // A transaction is all or nothing: any inadmissible command rejects the request. In a
+  // pipeline each command stands alone (the SDK batches unrelated calls into one pipeline),
+  // so an unknown, refused or forbidden command becomes that item's error and is not sent.
+  let write = atomic
+  let rejected: (string | undefined)[] | null = null
+  let admitted: (string | Buffer)[][] = commands
+  let identity = principal.identity
+  let scripted = false
+  const classified = classifyAll(deps, resolved, commands)
+  const classes = Array.isArray(classified) ? classified : await classified
+  for (let i = 0; i < commands.length; i++) {
+    try {
+      const where = atomic ? `command ${i + 1}: ` : ''
+      const cls = checkCommand(commands[i]!, principal, where, atomic, classes[i]!)
+      if (cls.kind === 'admin') noteAdminCommand(commands[i]!, deps.router.endpointsOf(resolved.instance))
+      if (isWriteClass(cls)) write = true
+      // The whole batch runs on one connection: one command that needs the gateway's user takes it.
+      const as = runAs(commands[i]!, cls, principal.identity, deps, where)
+      if (as !== principal.identity) identity = as
+      if (!scripted && runsScript(commands[i]!)) scripted = true
+    } catch (err) {
+      if (atomic || !(err instanceof GatewayError)) throw err
+      rejected ??= new Array<string | undefined>(commands.length)
+      rejected[i] = err.publicMessage
+    }
+  }
+  if (rejected !== null) admitted = commands.filter((_, i) => rejected![i] === undefined)
+  // Scripts (routing/scripts.ts): as for one command, per item.
+  const scripts = prepareScriptBatch(deps.scripts, admitted)
+  let call: ClusterCall | null = null
+  try {
+    let items: ItemResult[] = []
+    const sent = scripts === null ? admitted : scripts.commands
+    if (admitted.length === 0) items = []
+    else if (t.cluster !== undefined) {
+      call = clusterCallFor(t, t.cluster, identity, scripted)
+      items = await clusterBatch(call, sent, writeFlags(classes, rejected), atomic, scripts)
+    } else {
+      try {
+        items = await send(t, write ? 'write' : 'read', identity, scripted, (ep, ctx) =>
+          scripts === null ? runPipeline(ep, ctx, admitted, write, atomic) : scripts.run(runPipeline(ep, ctx, scripts.commands, write, atomic)),
+        )
+      } catch (err) {
+        // A transaction refused with a redirection did not run: the instance is a cluster.
+        const found = atomic && err instanceof RedisReplyError && /\b(MOVED|ASK) \d+ /.test(err.message) ? deps.clusters?.suspect(resolved.instance) : undefined
+        if (found === undefined) throw err
+        call = clusterCallFor(t, found, identity, scripted)
+        items = await clusterBatch(call, sent, writeFlags(classes, rejected), atomic, scripts)
+      }
+      // Pipeline items redirected (they did not run): the instance is a cluster; those again.
+      const redirected: number[] = []
+      for (let k = 0; k < items.length; k++) {
+        const it = items[k]!
+        if (!it.ok && redirectOf(it.error) !== null) redirected.push(k)
+      }
+      const found = !atomic && redirected.length > 0 ? deps.clusters?.suspect(resolved.instance) : undefined
+      if (found !== undefined) {
+        call ??= clusterCallFor(t, found, identity, scripted)
+        const writes = writeFlags(classes, rejected)
+        const again = await clusterBatch(call, redirected.map((k) => sent[k]!), redirected.map((k) => writes[k]!), false, null)
+        redirected.forEach((k, j) => (items[k] = scripts === null ? again[j]! : scripts.itemAt(k, again[j]!)))
+      }
+    }
+    // resp2: the replies one after another, as Redis sends a pipeline's (not for /multi-exec,
+    // which Upstash answers in JSON only).
+    const raw = t.resp2 && !atomic
+    if (req.lease.bytes > SMALL_REQUEST_BYTES) {
+      let n = 0
+      for (const it of items) n += it.ok ? (raw ? respBytesBound(it.value) : jsonBytesBound(it.value, t.base64)) : it.error.length * 6
+      chargeOutput(req.lease, n, write)
+    }
+    if (raw) {
+      let out = ''
+      for (let i = 0, k = 0; i < commands.length; i++) {
+        const refusal = rejected?.[i]
+        if (refusal !== undefined) out += respError(refusal)
+        else {
+          const it = items[k++]!
+          out += it.ok ? respValue(it.value) : respError(it.error)
+        }
+      }
+      return respReply(200, out, replyToken(t, call, write))
+    }
+    let out = '['
+    for (let i = 0, k = 0; i < commands.length; i++) {
+      if (i > 0) out += ','
+      const refusal = rejected?.[i]
+      if (refusal !== undefined) {
+        out += errorJson(refusal)
+        continue
+      }
+      const it = items[k++]!
+      out += it.ok ? resultJson(it.value, t.base64) : errorJson(it.error)
+    }
+    out += ']'
+    return reply(200, out, replyToken(t, call, write))
+  } catch (err) {
+    if (err instanceof RedisReplyError) {
+      // An aborted transaction (EXECABORT): one error for the whole request.
+      return reply(400, errorJson(err.message), replyToken(t, call, write))
+    }
+    throw err
   }
 }
 
 /** A cluster request's state (upstream/cluster-exec.ts). */
-function clusterCallFor(
-  deps: DataPlaneDeps,
-  req: DataRequest,
-  st: ReqState,
-  resolved: Resolved,
-  clientId: string | null,
-  cluster: ClusterInstance,
-  identity: Identity,
-  scripted: boolean,
-): ClusterCall {
-  const t = parseClusterToken(req.header('upstash-sync-token'))
+function clusterCallFor(t: Target, cluster: ClusterInstance, identity: Identity, scripted: boolean): ClusterCall {
+  const { deps, req, resolved } = t
+  const sent = parseClusterToken(req.header('upstash-sync-token'))
   return {
     dispatch: deps.dispatch,
     cluster,
     group: resolved.group,
     load: resolved.load,
-    token: t !== null && t.instance === resolved.instance.name ? t : null,
-    clientId,
-    scope: st.scope,
+    token: sent !== null && sent.instance === resolved.instance.name ? sent : null,
+    clientId: t.clientId,
+    scope: t.st.scope,
     lease: req.lease,
     identity,
     scripted,

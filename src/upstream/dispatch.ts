@@ -69,68 +69,93 @@ export function dispatch<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T
   }
 }
 
+/** One request's dispatch: what its attempts share. */
+interface Dispatching<T> {
+  readonly o: DispatchOptions
+  readonly req: DispatchRequest
+  readonly run: Run<T>
+  readonly instance: string
+  readonly identity: Identity
+  readonly scripted: boolean
+  readonly scope: TraceScope | null
+  /** Each attempt ends no later than this (performance.now() time). */
+  readonly deadlineAt: number
+}
+
+/** Selection is synchronous (it throws when no endpoint can take the request); sending is not. */
+function pick<T>(d: Dispatching<T>, exclude: readonly EndpointState[], attempt: 'first' | 'retry' | 'hedge'): Routed<PooledEndpoint> {
+  const { o, req, scope } = d
+  const resolved = req.resolved
+  if (scope === null) return o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
+  const startMs = performance.now()
+  let chosen: Routed<PooledEndpoint>
+  try {
+    chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
+  } catch (err) {
+    emitSelect(o.events, scope, resolved, attempt, startMs, null, req.clientId, err)
+    throw err
+  }
+  emitSelect(o.events, scope, resolved, attempt, startMs, chosen, req.clientId, null)
+  return chosen
+}
+
+/**
+ * One attempt on the chosen endpoint. It ends after the command timeout counted from when it was
+ * handed over (the run arms that timer itself and accounts a timeout as a transport failure), and
+ * no later than the request's deadline: a read then still has the deadline margin for its one retry.
+ */
+function send<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, first: boolean): Promise<T> {
+  const { o, instance, identity } = d
+  // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
+  const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(d.deadlineAt - performance.now())))
+  const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope: d.scope, timeoutMs, deadlines: o.deadlines, lease: d.req.lease ?? null, identity }
+  const pooled = chosen.endpoint.pooled
+  let ready: PooledEndpoint | Promise<PooledEndpoint>
+  try {
+    ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, d.scripted)
+  } catch (err) {
+    // Never sent: give the probe slot back without a verdict; the health checker judges it.
+    chosen.endpoint.state.breaker.release(chosen.probe)
+    return Promise.reject(err)
+  }
+  if (ready === pooled) return d.run(pooled, ctx)
+  // Waiting for the connection counts against the attempt's time.
+  const waitFrom = performance.now()
+  return (ready as Promise<PooledEndpoint>).then(
+    (ep) => {
+      const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - waitFrom)))
+      return d.run(ep, { ...ctx, timeoutMs: left })
+    },
+    (err: unknown) => {
+      chosen.endpoint.state.breaker.release(chosen.probe)
+      throw err
+    },
+  )
+}
+
 function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promise<T> {
   const { resolved } = req
   const instance = resolved.instance.name
-  const deadlineMs = o.commandTimeoutMs + o.deadlineMarginMs
-  const identity = req.identity ?? GATEWAY_IDENTITY
-  const scripted = req.scripted === true
-  // Selection is synchronous (it throws when no endpoint can take the request); sending is not.
   const scope = req.scope ?? null
-  const pick = (exclude: readonly EndpointState[], attempt: 'first' | 'retry' | 'hedge'): Routed<PooledEndpoint> => {
-    if (scope === null) return o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
-    const startMs = performance.now()
-    let chosen: Routed<PooledEndpoint>
-    try {
-      chosen = o.router.select(resolved, req.kind, req.kind === 'read' ? req.token : null, req.clientId, exclude)
-    } catch (err) {
-      emitSelect(o.events, scope, resolved, attempt, startMs, null, req.clientId, err)
-      throw err
-    }
-    emitSelect(o.events, scope, resolved, attempt, startMs, chosen, req.clientId, null)
-    return chosen
+  const d: Dispatching<T> = {
+    o,
+    req,
+    run,
+    instance,
+    identity: req.identity ?? GATEWAY_IDENTITY,
+    scripted: req.scripted === true,
+    scope,
+    deadlineAt: performance.now() + o.commandTimeoutMs + o.deadlineMarginMs,
   }
-  // Each attempt ends after the command timeout counted from when it was handed over (the run
-  // arms that timer itself and accounts a timeout as a transport failure), and no later than the
-  // request's deadline: a read then still has the deadline margin for its one retry.
-  const deadlineAt = performance.now() + deadlineMs
-  const send = (chosen: Routed<PooledEndpoint>, first: boolean): Promise<T> => {
-    // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
-    const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(deadlineAt - performance.now())))
-    const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope, timeoutMs, deadlines: o.deadlines, lease: req.lease ?? null, identity }
-    const pooled = chosen.endpoint.pooled
-    let ready: PooledEndpoint | Promise<PooledEndpoint>
-    try {
-      ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, scripted)
-    } catch (err) {
-      // Never sent: give the probe slot back without a verdict; the health checker judges it.
-      chosen.endpoint.state.breaker.release(chosen.probe)
-      return Promise.reject(err)
-    }
-    if (ready === pooled) return run(pooled, ctx)
-    // Waiting for the connection counts against the attempt's time.
-    const waitFrom = performance.now()
-    return (ready as Promise<PooledEndpoint>).then(
-      (ep) => {
-        const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - waitFrom)))
-        return run(ep, { ...ctx, timeoutMs: left })
-      },
-      (err: unknown) => {
-        chosen.endpoint.state.breaker.release(chosen.probe)
-        throw err
-      },
-    )
-  }
-
-  if (req.kind !== 'read') return send(pick([], 'first'), true)
+  if (req.kind !== 'read') return send(d, pick(d, [], 'first'), true)
 
   const { retry, hedge } = o.router.countRequest(resolved.instance)
   const hedgeAfterMs = resolved.instance.spec.policy.hedgeAfterMs
   if (hedgeAfterMs === null) {
     // No hedging (the default): the first attempt's promise, with at most one retry behind it.
     // The same rules as below, without a promise of its own or per-request closures for the hedge.
-    const first = pick([], 'first')
-    return send(first, true).catch((err: unknown) => {
+    const first = pick(d, [], 'first')
+    return send(d, first, true).catch((err: unknown) => {
       // A Redis error reply is an answer: return it, never retry it.
       if (!isRetryable(err)) throw err
       if (!retry.tryRetry()) {
@@ -139,11 +164,11 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
       }
       let again: Routed<PooledEndpoint>
       try {
-        again = pick([first.endpoint.state], 'retry')
+        again = pick(d, [first.endpoint.state], 'retry')
       } catch {
         throw err // no other endpoint: the original failure stands
       }
-      const p = send(again, false)
+      const p = send(d, again, false)
       o.events.emit('retry', { instance, reason: errorCode(err), scope })
       return p
     })
@@ -164,7 +189,7 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
       const launch = (why: 'first' | 'retry' | 'hedge'): boolean => {
         let chosen: Routed<PooledEndpoint>
         try {
-          chosen = pick(tried, why)
+          chosen = pick(d, tried, why)
         } catch (err) {
           // No (other) endpoint can take it: the first attempt fails with that reason; a retry
           // fails with the original error; a hedge is simply not sent.
@@ -173,7 +198,7 @@ function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promis
           return false
         }
         tried.push(chosen.endpoint.state)
-        const p = send(chosen, why === 'first')
+        const p = send(d, chosen, why === 'first')
         inFlight++
         if (why === 'retry') o.events.emit('retry', { instance, reason: errorCode(lastError), scope })
         if (why === 'hedge') o.events.emit('hedge', { instance, result: 'sent', scope })

@@ -75,6 +75,12 @@ export class Connection {
     this.closed = true
     this.releaseLease()
   }
+  /** The request being served (one at a time): whether its reply closes the connection, and its CORS lines. */
+  private replyClose = false
+  private replyCors = ''
+  // The handler's outcome, made once per connection rather than as closures per request.
+  private readonly onReply = (res: FastResponse): void => this.settled(res, this.replyClose || res.close)
+  private readonly onHandlerFailed = (): void => this.settled(INTERNAL, true)
   private readonly onEnd = (): void => {
     try {
       this.end()
@@ -271,15 +277,14 @@ export class Connection {
     opts.tracker.requestBegan(this.socket)
     const policy = opts.cors
     const cors = policy === undefined ? '' : policy.lines(policy.byOrigin ? headerValue(req.headers, 'origin') : undefined)
-    opts.handle(req).then(
-      (res) => this.settled(res, close || res.close, cors),
-      () => this.settled(INTERNAL, true, cors),
-    )
+    this.replyClose = close
+    this.replyCors = cors
+    opts.handle(req).then(this.onReply, this.onHandlerFailed)
   }
 
-  private settled(res: FastResponse, close: boolean, cors: string): void {
+  private settled(res: FastResponse, close: boolean): void {
     try {
-      this.respond(res, close, cors)
+      this.respond(res, close, this.replyCors)
     } catch (err) {
       this.fault(err)
     }
