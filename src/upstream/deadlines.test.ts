@@ -1,3 +1,6 @@
+import { once } from 'node:events'
+import net from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { describe, expect, it } from 'vitest'
 import { Deadlines, type DeadlineClock, type Expiring } from './deadlines.js'
 
@@ -194,5 +197,55 @@ describe('Deadlines', () => {
       expect(d.held).toBe(0)
       expect(d.listCount).toBe(0)
     }
+  })
+})
+
+// The Node clock (NODE_CLOCK) against a real loopback socket: a reply that arrived while the event
+// loop was blocked past the deadline settles its attempt before the deadline's verdict (afterIo).
+describe('Deadlines on the Node clock', () => {
+  it('an attempt whose reply is in the kernel when its deadline passes is not expired', async () => {
+    const server = net.createServer()
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    const [peer] = (await once(server, 'connection')) as [net.Socket]
+    await once(client, 'connect')
+    try {
+      const d = new Deadlines()
+      let expired = false
+      const attempt: Expiring = {
+        done: false,
+        expire() {
+          expired = true
+          this.done = true
+        },
+      }
+      const replied = new Promise<void>((resolve) =>
+        client.once('data', () => {
+          ;(attempt as { done: boolean }).done = true
+          resolve()
+        }),
+      )
+      d.add(attempt, 50, performance.now())
+      peer.write('+OK\r\n')
+      // The reply arrives during this turn, and the deadline passes during it too.
+      const until = Date.now() + 200
+      while (Date.now() < until) {
+        // A turn of a busy event loop.
+      }
+      await replied
+      await new Promise((r) => setTimeout(r, 100))
+      expect(expired).toBe(false)
+    } finally {
+      client.destroy()
+      peer.destroy()
+      server.close()
+    }
+  })
+
+  it('an attempt that gets no reply is expired', async () => {
+    const d = new Deadlines()
+    const expired = new Promise<void>((resolve) => d.add({ done: false, expire: resolve }, 20, performance.now()))
+    await expired
   })
 })

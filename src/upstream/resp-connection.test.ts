@@ -5,7 +5,8 @@
 // connect admission (the pool's start queue) and shared command tables.
 
 import { randomBytes } from 'node:crypto'
-import type { Socket } from 'node:net'
+import { once } from 'node:events'
+import net, { type Socket } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { freePort } from '../../test/helpers/ports.js'
 import { parseInfo, startRedis, type RedisServer, type StartRedisOptions } from '../../test/helpers/redis-server.js'
@@ -202,6 +203,38 @@ describe('connect timeout', () => {
     await waitFor(() => events.ready === 1 || events.close > 0)
     expect(events.reasons).toEqual([])
     expect(events.ready).toBe(1)
+  })
+
+  test('a handshake reply that arrived while the event loop was blocked past the timeout is taken, not cut', async () => {
+    // An in-process server, so that the test can block the event loop right after the reply to the
+    // ready check is written: the reply is then in the kernel while the step's timer expires.
+    let blocked = 0
+    const fake = net.createServer((sock) => {
+      sock.on('data', (b: Buffer) => {
+        if (!/INFO/i.test(b.toString('latin1'))) return
+        const info = 'loading:0\r\n'
+        sock.write(`$${info.length}\r\n${info}\r\n`)
+        const until = Date.now() + 300
+        while (Date.now() < until) {
+          // busy
+        }
+        blocked++
+      })
+    })
+    fake.listen(0, '127.0.0.1')
+    await once(fake, 'listening')
+    try {
+      const { port } = fake.address() as net.AddressInfo
+      const { conn, events } = open({ host: '127.0.0.1', port }, { connectTimeoutMs: 100 })
+      conn.start()
+      await waitFor(() => events.ready === 1 || events.close > 0)
+      expect(blocked).toBe(1)
+      expect(events.reasons).toEqual([])
+      expect(events.ready).toBe(1)
+    } finally {
+      for (const c of conns.splice(0)) c.stop()
+      fake.close()
+    }
   })
 })
 
