@@ -177,6 +177,16 @@ describe('presentedToken', () => {
     expect(presentedToken(header, 'query-token')).toBeNull()
   })
 
+  it('remembers only the last header: a repeated one, another one and an unusable one each get their own answer', () => {
+    expect(presentedToken('Bearer one', null)).toBe('one')
+    expect(presentedToken('Bearer one', 'q')).toBe('one')
+    expect(presentedToken('Bearer two', null)).toBe('two')
+    expect(presentedToken('Basic two', 'q')).toBeNull()
+    expect(presentedToken('Basic two', 'q')).toBeNull()
+    expect(presentedToken(undefined, 'q')).toBe('q')
+    expect(presentedToken('Bearer one', null)).toBe('one')
+  })
+
   it('without the header, the _token query parameter is used', () => {
     expect(presentedToken(undefined, 'query-token')).toBe('query-token')
     expect(presentedToken(undefined, null)).toBeNull()

@@ -107,9 +107,15 @@ function sameDigest(a: string, b: string): boolean {
 
 /** Token from `Authorization: Bearer <t>` (scheme case-insensitive), else from `_token`. */
 export function presentedToken(authorization: string | undefined, queryToken: string | null): string | null {
-  if (authorization !== undefined) {
-    const m = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization)
-    return m ? m[1]! : null
-  }
-  return queryToken
+  if (authorization === undefined) return queryToken
+  // Clients send the same header on every request: the last one's answer is kept, so the
+  // expression (its match array and substring) runs once per distinct header, not per request.
+  if (authorization === lastAuthorization) return lastPresented
+  const m = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization)
+  lastAuthorization = authorization
+  lastPresented = m ? m[1]! : null
+  return lastPresented
 }
+
+let lastAuthorization: string | undefined
+let lastPresented: string | null = null

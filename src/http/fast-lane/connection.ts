@@ -193,8 +193,13 @@ export class Connection {
         return
       }
     }
-    let buf = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size)
-    this.parts = [buf]
+    // `parts` is the connection's own array, emptied and refilled rather than replaced per request.
+    let buf = this.parts[0]!
+    if (this.parts.length > 1) {
+      buf = Buffer.concat(this.parts, this.size)
+      this.parts.length = 0
+      this.parts.push(buf)
+    }
     if (head === null) {
       const end = buf.indexOf(HEAD_END, this.scanFrom)
       if (end < 0 || end + 4 > opts.maxHeaderBytes) {
@@ -228,11 +233,11 @@ export class Connection {
     const body = buf.subarray(head.bodyStart, this.want)
     if (this.size > this.want) {
       buf = buf.subarray(this.want)
-      this.parts = [buf]
+      this.parts[0] = buf
       this.size = buf.length
       this.since = this.lane.now()
     } else {
-      this.parts = []
+      this.parts.length = 0
       this.size = 0
     }
     this.head = null
