@@ -180,6 +180,25 @@ describe('ConfigWatcher', () => {
     expect(w.reloads).toBe(0)
   })
 
+  it('with the initial load\'s file hashes, start() parses nothing when no file changed since', () => {
+    const files = new Map<string, string | null>()
+    const initial = loadConfig({ path: file, env: {}, onFileRead: (p, h) => files.set(p, h) })
+    const w = make({ initial, initialFiles: files })
+    expect(w.start()).toBe(initial)
+    expect(w.attempts).toBe(0)
+    expect(changes).toEqual([])
+  })
+
+  it('with the initial load\'s file hashes, start() still catches up with an edit made since', () => {
+    const files = new Map<string, string | null>()
+    const initial = loadConfig({ path: file, env: {}, onFileRead: (p, h) => files.set(p, h) })
+    writeFileSync(file, 'log: { level: fatal }\n')
+    const w = make({ initial, initialFiles: files })
+    expect(level(w.start())).toBe('fatal')
+    expect(w.attempts).toBe(1)
+    expect(changes).toHaveLength(1)
+  })
+
   it('survives an onChange that throws', async () => {
     const w = make({
       onChange: () => {
