@@ -213,7 +213,7 @@ describe('Deadlines on the Node clock', () => {
     try {
       const d = new Deadlines()
       let expired = false
-      const attempt: Expiring = {
+      const attempt: { done: boolean; expire(): void } = {
         done: false,
         expire() {
           expired = true
@@ -222,7 +222,7 @@ describe('Deadlines on the Node clock', () => {
       }
       const replied = new Promise<void>((resolve) =>
         client.once('data', () => {
-          ;(attempt as { done: boolean }).done = true
+          attempt.done = true
           resolve()
         }),
       )
