@@ -1,9 +1,11 @@
+import { gunzipSync } from 'node:zlib'
 import { Counter, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { EventHub, type RequestEndEvent } from '../core/events.js'
 import { sha256Hex, type OpsAuth } from '../config/schema.js'
 import { TokenStore } from './auth.js'
-import { createOpsApp } from './ops-plane.js'
+import { acceptsGzip, createOpsApp } from './ops-plane.js'
+import { GatewayMetrics } from '../telemetry/metrics.js'
 import type { RoutesQuery } from './routes-view.js'
 
 const notReady = { notReadyReason: () => null }
@@ -27,6 +29,68 @@ describe('ops plane /metrics', () => {
     // app.request runs the handler without a turn of the event loop in between.
     const text = await (await app.request('/metrics')).text()
     expect(text).toMatch(/^test_requests_total 2$/m)
+  })
+
+  it('scrapes that overlap share one build of the text', async () => {
+    const metrics = new GatewayMetrics({ defaultMetrics: false })
+    let builds = 0
+    const registry = metrics.registry
+    const build = registry.exposition.bind(registry)
+    registry.exposition = () => {
+      builds++
+      return build()
+    }
+    const app = createOpsApp({ registry, readiness: notReady, routes: noRoutes, access: access() })
+    const texts = await Promise.all([1, 2, 3].map(async () => (await app.request('/metrics')).text()))
+    expect(builds).toBe(1)
+    expect(new Set(texts).size).toBe(1)
+    // Once it is done, the next scrape builds anew.
+    await app.request('/metrics')
+    expect(builds).toBe(2)
+  })
+
+  it('answers gzip when the scraper accepts it (Prometheus does), plain text otherwise', async () => {
+    const metrics = new GatewayMetrics({ defaultMetrics: false })
+    const events = new EventHub()
+    metrics.subscribe(events)
+    events.emit('instanceChange', { instance: 'cache', change: 'added', maintenance: null, weight: null, removedEndpoints: [], addedEndpoints: ['h:1'] })
+    const app = createOpsApp({ registry: metrics.registry, readiness: notReady, routes: noRoutes, access: access() })
+    const plain = await app.request('/metrics')
+    expect(plain.headers.get('content-encoding')).toBeNull()
+    expect(plain.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8')
+    expect(plain.headers.get('vary')).toBe('Accept-Encoding')
+    const text = await plain.text()
+    expect(text).toContain('redis_gateway_endpoint_up{redis_instance="cache",redis_endpoint="h:1"} 0')
+    const zipped = await app.request('/metrics', { headers: { 'accept-encoding': 'gzip, deflate' } })
+    expect(zipped.headers.get('content-encoding')).toBe('gzip')
+    expect(zipped.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8')
+    const bytes = Buffer.from(await zipped.arrayBuffer())
+    expect(gunzipSync(bytes).toString()).toBe(text)
+    expect(bytes.length).toBeLessThan(text.length / 4)
+    const refused = await app.request('/metrics', { headers: { 'accept-encoding': 'gzip;q=0, identity' } })
+    expect(refused.headers.get('content-encoding')).toBeNull()
+    expect(await refused.text()).toBe(text)
+  })
+
+  it('sends a large text piece by piece, plain or gzipped, the same text as one string', async () => {
+    const metrics = new GatewayMetrics({ defaultMetrics: false })
+    const events = new EventHub()
+    metrics.subscribe(events)
+    for (let i = 0; i < 1_000; i++) {
+      events.emit('instanceChange', { instance: `i-${i}`, change: 'added', maintenance: null, weight: null, removedEndpoints: [], addedEndpoints: [`h:${i}`] })
+    }
+    const app = createOpsApp({ registry: metrics.registry, readiness: notReady, routes: noRoutes, access: access() })
+    const whole = await metrics.registry.metrics()
+    expect((await metrics.registry.exposition()).length).toBeGreaterThan(1)
+    const plain = await app.request('/metrics')
+    expect(await plain.text()).toBe(whole)
+    const zipped = await app.request('/metrics', { headers: { 'accept-encoding': 'gzip' } })
+    expect(gunzipSync(Buffer.from(await zipped.arrayBuffer())).toString()).toBe(whole)
+  })
+
+  it('reads Accept-Encoding: gzip when listed without q=0', () => {
+    for (const yes of ['gzip', 'GZIP', 'deflate, gzip', 'gzip;q=0.5', 'br;q=1.0, gzip;q=0.8, *;q=0.1', 'x-gzip']) expect(acceptsGzip(yes), yes).toBe(true)
+    for (const no of [undefined, '', 'identity', 'br, deflate', 'gzip;q=0', 'gzip; q=0.0', '*', 'gzipx']) expect(acceptsGzip(no), String(no)).toBe(false)
   })
 
   it('answers 404 with a clear message when metrics are off', async () => {

@@ -5,6 +5,10 @@
 // Prometheus need no token. `/admin/routes` takes a query (filter, page: docs/admin-routes.md);
 // without one it is the whole table, as before.
 
+import { Buffer } from 'node:buffer'
+import { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { constants, createGzip } from 'node:zlib'
 import { Hono, type Context } from 'hono'
 import type { Registry } from 'prom-client'
 import type { OpsAuth } from '../config/schema.js'
@@ -34,11 +38,17 @@ export interface OpsAccess {
 }
 
 /**
+ * What /metrics reads: a prom-client Registry; when it offers exposition() (the gateway's, in
+ * telemetry/metrics-registry.ts), its text in pieces built over several turns of the event loop.
+ */
+export type MetricsRegistryLike = Registry & { exposition?(): Promise<readonly string[]> }
+
+/**
  * `registry` is null when metrics are off (`metrics.enabled: false`). `flushEvents` emits the
  * events deferred to the end of the current turn (EventHub.flush) before a scrape is read.
  */
 export function createOpsApp(deps: {
-  registry: Registry | null
+  registry: MetricsRegistryLike | null
   readiness: Readiness
   routes: RoutesSource
   access: OpsAccess
@@ -63,10 +73,28 @@ export function createOpsApp(deps: {
   })
   const registry = deps.registry
   const flushEvents = deps.flushEvents ?? (() => {})
+  // Gzip when asked (Prometheus always asks): 16.6 MB of text at 5,000 instances is 0.7 MB gzipped.
+  // Compressed by zlib's thread pool, piece by piece; a large plain text is streamed the same way,
+  // never encoded as one 16 MB string in one turn.
+  // Scrapes that overlap share the text being built: /metrics needs no token, and a second scraper
+  // (or a flood of requests) then costs no more CPU or memory than the first.
+  let building: Promise<readonly string[]> | null = null
+  const exposition = (reg: MetricsRegistryLike): Promise<readonly string[]> => {
+    building ??= (reg.exposition !== undefined ? reg.exposition() : reg.metrics().then((text) => [text])).finally(() => {
+      building = null
+    })
+    return building
+  }
   app.get('/metrics', async (c) => {
     if (registry === null) return c.json({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' }, 404)
     flushEvents()
-    return c.body(await registry.metrics(), 200, { 'content-type': registry.contentType })
+    const pieces = await exposition(registry)
+    const headers = { 'content-type': registry.contentType, vary: 'Accept-Encoding' }
+    if (acceptsGzip(c.req.header('accept-encoding'))) {
+      const body = (await gzip(pieces)) as Uint8Array<ArrayBuffer> // (Buffer.concat's is one)
+      return c.body(body, 200, { ...headers, 'content-encoding': 'gzip' })
+    }
+    return c.body(pieces.length === 1 ? pieces[0]! : streamOf(pieces), 200, headers)
   })
   app.get('/admin/routes', (c) => {
     const refused = denied(c)
@@ -85,6 +113,45 @@ export function createOpsApp(deps: {
     c.json({ error: 'NOTFOUND no such ops endpoint; try /healthz, /readyz, /metrics, /admin/routes or /' }, 404),
   )
   return app
+}
+
+/** Whether an Accept-Encoding header accepts gzip (`gzip` listed without q=0; `*` is not taken). */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined) return false
+  return header.split(',').some((part) => {
+    const [coding, ...params] = part.split(';').map((x) => x.trim().toLowerCase())
+    if (coding !== 'gzip' && coding !== 'x-gzip') return false
+    const q = params.find((p) => p.startsWith('q='))
+    return q === undefined || Number(q.slice(2)) > 0
+  })
+}
+
+/**
+ * The pieces gzipped by zlib's thread pool (the event loop only hands them over). The fastest level:
+ * a third of the default's CPU for 5,000 instances' text, 0.68 MB instead of 0.55 MB (from 16.6).
+ */
+async function gzip(pieces: readonly string[]): Promise<Buffer> {
+  const out: Buffer[] = []
+  const collect = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      out.push(chunk)
+      done()
+    },
+  })
+  await pipeline(Readable.from(pieces), createGzip({ level: constants.Z_BEST_SPEED }), collect)
+  return Buffer.concat(out)
+}
+
+/** The pieces as a body, one encoded per pull: each costs a short turn, the whole text never one long one. */
+function streamOf(pieces: readonly string[]): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder()
+  let next = 0
+  return new ReadableStream({
+    pull(controller) {
+      if (next < pieces.length) controller.enqueue(encoder.encode(pieces[next++]))
+      else controller.close()
+    },
+  })
 }
 
 const HOW = 'send an admin token: Authorization: Bearer <token>, or open the page as /?_token=<token>'

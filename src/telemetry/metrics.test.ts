@@ -96,4 +96,53 @@ describe('GatewayMetrics', () => {
     events.emit('instanceChange', removed('c', ['seed:1']))
     expect(await text()).not.toContain('redis_instance="c"')
   })
+
+  it('drops the series of an endpoint an instance no longer lists, every metric of it, and restarts them at 0', async () => {
+    const { events, text } = setup()
+    events.emit('instanceChange', added('a', ['e:1', 'e:2']))
+    events.emit('endpointState', { instance: 'a', endpoint: 'e:1', up: true, reason: 'ok' })
+    events.emit('breaker', { instances: ['a'], endpoint: 'e:2', from: 'closed', to: 'open', reason: 'failures' })
+    events.emit('replicaLag', { instance: 'a', endpoint: 'e:2', bytes: 10 })
+    events.emit('endpointRole', { instances: ['a'], endpoint: 'e:2', from: 'replica', to: 'primary' })
+    const e2 = (t: string): string[] => t.split('\n').filter((l) => l.includes('redis_endpoint="e:2"'))
+    expect(e2(await text())).toHaveLength(10) // up, lag, breaker state, 3 + 2 + 2 transitions
+    events.emit('instanceChange', { ...added('a', []), change: 'updated', removedEndpoints: ['e:2'] })
+    const t = await text()
+    expect(e2(t)).toEqual([])
+    expect(t).toContain('redis_gateway_endpoint_up{redis_instance="a",redis_endpoint="e:1"} 1')
+    events.emit('instanceChange', { ...added('a', ['e:2']), change: 'updated' })
+    expect(e2(await text())).toContain('redis_gateway_breaker_transitions_total{redis_instance="a",redis_endpoint="e:2",to="open"} 0')
+  })
+
+  it('starts the zero series of 1,000 instances, each printed once, with its count when it has one', async () => {
+    const { events, text } = setup()
+    for (let i = 0; i < 1_000; i++) events.emit('instanceChange', added(`i-${i}`, [`h:${i}`]))
+    events.emit('retry', { instance: 'i-7', reason: 'TIMEOUT', scope: null })
+    events.emit('endpointState', { instance: 'i-7', endpoint: 'h:7', up: false, reason: 'timeout' })
+    const t = await text()
+    const lines = (prefix: string): string[] => t.split('\n').filter((l) => l.startsWith(prefix))
+    expect(lines('redis_gateway_requests_total{redis_instance="i-')).toHaveLength(13 * 1_000)
+    expect(lines('redis_gateway_retries_total{redis_instance="i-7"')).toEqual([
+      'redis_gateway_retries_total{redis_instance="i-7",code="TIMEOUT"} 1',
+      'redis_gateway_retries_total{redis_instance="i-7",code="UPSTREAMRESET"} 0',
+      'redis_gateway_retries_total{redis_instance="i-7",code="NOENDPOINT"} 0',
+    ])
+    expect(lines('redis_gateway_endpoint_transitions_total{redis_instance="i-7"')).toEqual([
+      'redis_gateway_endpoint_transitions_total{redis_instance="i-7",redis_endpoint="h:7",to="up"} 0',
+      'redis_gateway_endpoint_transitions_total{redis_instance="i-7",redis_endpoint="h:7",to="down"} 1',
+    ])
+    expect(lines('redis_gateway_role_changes_total{redis_instance="i-999",redis_endpoint="h:999"')).toHaveLength(2)
+  })
+
+  it('drops every series of an instance or endpoint that goes right after it came', async () => {
+    const { events, text } = setup()
+    events.emit('instanceChange', added('a', ['e:1', 'e:2']))
+    events.emit('instanceChange', { ...added('a', []), change: 'updated', removedEndpoints: ['e:2'] })
+    events.emit('instanceChange', added('b', ['e:3']))
+    events.emit('instanceChange', removed('b', ['e:3']))
+    const t = await text()
+    expect(t).toContain('redis_gateway_endpoint_up{redis_instance="a",redis_endpoint="e:1"} 0')
+    expect(t).not.toContain('e:2')
+    expect(t).not.toContain('redis_instance="b"')
+  })
 })

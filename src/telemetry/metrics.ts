@@ -4,8 +4,9 @@
 // pod, namespace, service, container), which a scrape would overwrite: redis_instance, redis_endpoint.
 // Node's default metrics keep their standard names (process_*, nodejs_*), no prefix.
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import { HotCounter, HotHistogram } from './hot-metrics.js'
+import { Counter, Gauge, collectDefaultMetrics } from 'prom-client'
+import { HotCounter, HotGauge, HotHistogram } from './hot-metrics.js'
+import { MetricsRegistry } from './metrics-registry.js'
 import type { EventHub } from '../core/events.js'
 
 // Sub-millisecond to seconds: Redis round trips are ~100 us on a LAN; timeouts are seconds.
@@ -14,13 +15,25 @@ export const LATENCY_BUCKETS = [
 ]
 
 export class GatewayMetrics {
-  readonly registry = new Registry()
-  // The three updated on every request are hot-metrics.ts's (same registry, same output).
+  readonly registry = new MetricsRegistry()
+  // The three updated on every request, and every metric with a series per instance or endpoint, are
+  // hot-metrics.ts's (same registry, same output; cheap to update, to start, and to print in slices).
+  // Series a panel or alert uses exist at 0 from the moment their instance or endpoint appears
+  // (ratios read 0 %, rate() counts the first event) until it goes: the `zeros` of start().
   readonly requests = new HotCounter({
     name: 'redis_gateway_requests_total',
     help: 'HTTP requests served, by target, command class, outcome and code',
     labelNames: ['redis_instance', 'group', 'class', 'outcome', 'code'],
     registry: this.registry,
+    zeros: [
+      ...START_CLASSES.flatMap((cls) => [
+        ['', cls, 'success', 'OK'],
+        ['', cls, 'server_error', 'NOENDPOINT'],
+        ['', cls, 'server_error', 'OVERLOADED'],
+      ]),
+      // A request refused for the memory budget before its command was read has no class yet.
+      ['', 'none', 'server_error', 'OVERLOADED'],
+    ],
   })
   readonly requestDuration = new HotHistogram({
     name: 'redis_gateway_request_duration_seconds',
@@ -58,67 +71,74 @@ export class GatewayMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   })
-  readonly endpointUp = new Gauge({
+  readonly endpointUp = new HotGauge({
     name: 'redis_gateway_endpoint_up',
     help: '1 when the gateway holds a ready connection to the endpoint',
-    labelNames: ['redis_instance', 'redis_endpoint'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'redis_endpoint'],
+    registry: this.registry,
   })
-  readonly replicaLag = new Gauge({
+  readonly replicaLag = new HotGauge({
     name: 'redis_gateway_replica_lag_bytes',
     help: "Replica's distance behind its primary in bytes of replication offset, at the last health check of the replica or of its primary (which still sees a replica that stalled); absent when unknown",
-    labelNames: ['redis_instance', 'redis_endpoint'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'redis_endpoint'],
+    registry: this.registry,
   })
-  readonly breakerState = new Gauge({
+  readonly breakerState = new HotGauge({
     name: 'redis_gateway_breaker_state',
     help: 'Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open',
-    labelNames: ['redis_instance', 'redis_endpoint'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'redis_endpoint'],
+    registry: this.registry,
   })
-  readonly retries = new Counter({
+  readonly retries = new HotCounter({
     name: 'redis_gateway_retries_total',
     help: 'Reads retried on another endpoint after a transport failure, by the failure code',
-    labelNames: ['redis_instance', 'code'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'code'],
+    registry: this.registry,
+    zeros: RETRY_CODES.map((code) => [code]),
   })
-  readonly hedges = new Counter({
+  readonly hedges = new HotCounter({
     name: 'redis_gateway_hedges_total',
     help: 'Hedged reads: sent (a second endpoint was asked) and won (the hedge answered first)',
-    labelNames: ['redis_instance', 'result'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'result'],
+    registry: this.registry,
+    zeros: [['sent'], ['won']],
   })
-  readonly budgetExhausted = new Counter({
+  readonly budgetExhausted = new HotCounter({
     name: 'redis_gateway_budget_exhausted_total',
     help: "Retries and hedges that were wanted but not sent because the instance's retry or hedge budget was spent",
-    labelNames: ['redis_instance', 'budget'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'budget'],
+    registry: this.registry,
+    zeros: [['retry'], ['hedge']],
   })
   // Transition counters: a state that lasts less than a scrape interval (a 1 s breaker open, a
   // flapping endpoint, a failover) still shows as an increase().
-  readonly breakerTransitions = new Counter({
+  readonly breakerTransitions = new HotCounter({
     name: 'redis_gateway_breaker_transitions_total',
     help: 'Circuit breaker state changes per endpoint, by the state entered (open, half-open, closed)',
-    labelNames: ['redis_instance', 'redis_endpoint', 'to'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'redis_endpoint', 'to'],
+    registry: this.registry,
+    zeros: [['open'], ['half-open'], ['closed']],
   })
-  readonly endpointTransitions = new Counter({
+  readonly endpointTransitions = new HotCounter({
     name: 'redis_gateway_endpoint_transitions_total',
     help: 'Endpoint health changes, by the state entered (up, down)',
-    labelNames: ['redis_instance', 'redis_endpoint', 'to'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'redis_endpoint', 'to'],
+    registry: this.registry,
+    zeros: [['up'], ['down']],
   })
-  readonly roleChanges = new Counter({
+  readonly roleChanges = new HotCounter({
     name: 'redis_gateway_role_changes_total',
     help: 'Endpoint role changes seen by health checks (failovers), by the role entered (primary, replica)',
-    labelNames: ['redis_instance', 'redis_endpoint', 'to'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'redis_endpoint', 'to'],
+    registry: this.registry,
+    zeros: [['primary'], ['replica']],
   })
-  readonly maintenanceChanges = new Counter({
+  readonly maintenanceChanges = new HotCounter({
     name: 'redis_gateway_maintenance_changes_total',
     help: 'Instance maintenance mode changes, by the mode entered (off, drain, read-only)',
-    labelNames: ['redis_instance', 'to'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'to'],
+    registry: this.registry,
+    zeros: MAINTENANCE.map((to) => [to]),
   })
   /**
    * Last known state per endpoint id, to start an endpoint's gauges right when another instance adds
@@ -152,35 +172,35 @@ export class GatewayMetrics {
     registers: [this.registry],
   })
 
-  readonly clusterShards = new Gauge({
+  readonly clusterShards = new HotGauge({
     name: 'redis_gateway_cluster_shards',
     help: 'Redis Cluster instances: shards serving slots, as last learned',
-    labelNames: ['redis_instance'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance'],
+    registry: this.registry,
   })
-  readonly clusterSlots = new Gauge({
+  readonly clusterSlots = new HotGauge({
     name: 'redis_gateway_cluster_slots_served',
     help: 'Redis Cluster instances: hash slots served by a shard the gateway can reach (16384 when all)',
-    labelNames: ['redis_instance'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance'],
+    registry: this.registry,
   })
-  readonly clusterNodes = new Gauge({
+  readonly clusterNodes = new HotGauge({
     name: 'redis_gateway_cluster_nodes',
     help: 'Redis Cluster instances: nodes (primaries and replicas) the gateway uses',
-    labelNames: ['redis_instance'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance'],
+    registry: this.registry,
   })
-  readonly clusterTopology = new Counter({
+  readonly clusterTopology = new HotCounter({
     name: 'redis_gateway_cluster_topology_events_total',
     help: 'Redis Cluster slot maps learned (changed), refreshes that failed (error), and maps with refused nodes (refused)',
-    labelNames: ['redis_instance', 'kind'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'kind'],
+    registry: this.registry,
   })
-  readonly clusterRedirects = new Counter({
+  readonly clusterRedirects = new HotCounter({
     name: 'redis_gateway_cluster_redirects_total',
     help: 'Redis Cluster redirections followed: moved, ask, tryagain, clusterdown',
-    labelNames: ['redis_instance', 'kind'] as const,
-    registers: [this.registry],
+    labelNames: ['redis_instance', 'kind'],
+    registry: this.registry,
   })
 
   readonly faults = new Counter({
@@ -217,20 +237,18 @@ export class GatewayMetrics {
       }),
       events.on('upstream', (e) => this.upstreamDuration.observe(e.durationS, e.instance, e.endpoint, e.role, e.outcome)),
       events.on('endpointState', (e) => {
-        const labels = { redis_instance: e.instance, redis_endpoint: e.endpoint }
         if (this.endpointUsers.has(e.endpoint)) this.lastUp.set(e.endpoint, e.up ? 1 : 0)
-        this.endpointUp.set(labels, e.up ? 1 : 0)
-        this.endpointTransitions.inc({ ...labels, to: e.up ? 'up' : 'down' })
+        this.endpointUp.set(e.up ? 1 : 0, e.instance, e.endpoint)
+        this.endpointTransitions.inc(e.instance, e.endpoint, e.up ? 'up' : 'down')
       }),
       events.on('endpointRole', (e) => {
         // Between known roles only: the first check learning an endpoint's role is no failover.
         if ((e.to !== 'primary' && e.to !== 'replica') || (e.from !== 'primary' && e.from !== 'replica')) return
-        for (const instance of e.instances) this.roleChanges.inc({ redis_instance: instance, redis_endpoint: e.endpoint, to: e.to })
+        for (const instance of e.instances) this.roleChanges.inc(instance, e.endpoint, e.to)
       }),
       events.on('replicaLag', (e) => {
-        const labels = { redis_instance: e.instance, redis_endpoint: e.endpoint }
-        if (e.bytes === null) this.replicaLag.remove(labels)
-        else this.replicaLag.set(labels, e.bytes)
+        if (e.bytes === null) this.replicaLag.removeWhere(e.instance, e.endpoint)
+        else this.replicaLag.set(e.bytes, e.instance, e.endpoint)
       }),
       events.on('discovery', (e) => {
         this.startSource(e.source)
@@ -244,30 +262,28 @@ export class GatewayMetrics {
         const to = e.to === 'open' || e.to === 'half-open' ? e.to : 'closed'
         if (this.endpointUsers.has(e.endpoint)) this.lastBreaker.set(e.endpoint, v)
         for (const instance of e.instances) {
-          this.breakerState.set({ redis_instance: instance, redis_endpoint: e.endpoint }, v)
-          this.breakerTransitions.inc({ redis_instance: instance, redis_endpoint: e.endpoint, to })
+          this.breakerState.set(v, instance, e.endpoint)
+          this.breakerTransitions.inc(instance, e.endpoint, to)
         }
       }),
-      events.on('retry', (e) => this.retries.inc({ redis_instance: e.instance, code: e.reason })),
-      events.on('hedge', (e) => this.hedges.inc({ redis_instance: e.instance, result: e.result })),
-      events.on('budgetExhausted', (e) => this.budgetExhausted.inc({ redis_instance: e.instance, budget: e.budget })),
+      events.on('retry', (e) => this.retries.inc(e.instance, e.reason)),
+      events.on('hedge', (e) => this.hedges.inc(e.instance, e.result)),
+      events.on('budgetExhausted', (e) => this.budgetExhausted.inc(e.instance, e.budget)),
       events.on('slowClient', (e) => this.slowClients.inc({ reason: e.reason })),
       events.on('fault', (e) => this.faults.inc({ where: e.where })),
       events.on('table', (e) => this.tableInstances.set(e.instances)),
       events.on('clusterTopology', (e) => {
-        this.clusterTopology.inc({ redis_instance: e.instance, kind: e.kind })
+        this.clusterTopology.inc(e.instance, e.kind)
         if (e.kind !== 'changed') return
         this.followClusterNodes(e.instance, e.nodeIds)
-        this.clusterShards.set({ redis_instance: e.instance }, e.shards)
-        this.clusterSlots.set({ redis_instance: e.instance }, e.slots)
-        this.clusterNodes.set({ redis_instance: e.instance }, e.nodes)
+        this.clusterShards.set(e.shards, e.instance)
+        this.clusterSlots.set(e.slots, e.instance)
+        this.clusterNodes.set(e.nodes, e.instance)
       }),
-      events.on('clusterRedirect', (e) => this.clusterRedirects.inc({ redis_instance: e.instance, kind: e.kind })),
-      // Series a panel or alert uses start at 0 when their instance or endpoint appears (ratios read
-      // 0 %, rate() counts the first event) and go when it goes.
+      events.on('clusterRedirect', (e) => this.clusterRedirects.inc(e.instance, e.kind)),
       events.on('instanceChange', (e) => {
         if (e.change === 'added') this.startInstance(e.instance)
-        if (e.maintenance !== null) this.maintenanceChanges.inc({ redis_instance: e.instance, to: e.maintenance.to })
+        if (e.maintenance !== null) this.maintenanceChanges.inc(e.instance, e.maintenance.to)
         const listed = this.listed.get(e.instance) ?? new Set<string>()
         this.listed.set(e.instance, listed)
         for (const endpoint of e.addedEndpoints) {
@@ -303,19 +319,9 @@ export class GatewayMetrics {
     }
   }
 
-  /** Per instance: the request series the shipped alerts and dashboard divide by and count, retries, hedges, maintenance changes. */
+  /** An instance's zero series: requests the shipped alerts and dashboard divide by and count, retries, hedges, budgets, maintenance changes. */
   private startInstance(instance: string): void {
-    for (const cls of START_CLASSES) {
-      this.requests.touch(instance, '', cls, 'success', 'OK')
-      this.requests.touch(instance, '', cls, 'server_error', 'NOENDPOINT')
-      this.requests.touch(instance, '', cls, 'server_error', 'OVERLOADED')
-    }
-    // A request refused for the memory budget before its command was read has no class yet.
-    this.requests.touch(instance, '', 'none', 'server_error', 'OVERLOADED')
-    for (const code of RETRY_CODES) this.retries.inc({ redis_instance: instance, code }, 0)
-    for (const result of ['sent', 'won']) this.hedges.inc({ redis_instance: instance, result }, 0)
-    for (const budget of ['retry', 'hedge']) this.budgetExhausted.inc({ redis_instance: instance, budget }, 0)
-    for (const to of MAINTENANCE) this.maintenanceChanges.inc({ redis_instance: instance, to }, 0)
+    for (const m of [this.requests, this.retries, this.hedges, this.budgetExhausted, this.maintenanceChanges]) m.start(instance)
   }
 
   /**
@@ -342,28 +348,23 @@ export class GatewayMetrics {
     }
     this.listed.delete(instance)
     this.clusterOnly.delete(instance)
-    this.requests.removeFirst(instance)
-    this.requestDuration.removeFirst(instance)
-    this.upstreamDuration.removeFirst(instance)
     const perInstance = [
+      this.requests, this.requestDuration, this.upstreamDuration,
       this.endpointUp, this.replicaLag, this.breakerState, this.retries, this.hedges, this.budgetExhausted,
       this.breakerTransitions, this.endpointTransitions, this.roleChanges, this.maintenanceChanges,
       this.clusterShards, this.clusterSlots, this.clusterNodes, this.clusterTopology, this.clusterRedirects,
     ]
-    for (const m of perInstance) removeMatching(m, { redis_instance: instance })
+    for (const m of perInstance) m.removeWhere(instance)
   }
 
   /** endpoint_up starts at the endpoint's last known health, 0 until a check passes; breaker_state at its state, 0 (closed) when new. */
   private startEndpoint(instance: string, endpoint: string): void {
-    const labels = { redis_instance: instance, redis_endpoint: endpoint }
     const users = this.endpointUsers.get(endpoint) ?? new Set<string>()
     users.add(instance)
     this.endpointUsers.set(endpoint, users)
-    this.endpointUp.set(labels, this.lastUp.get(endpoint) ?? 0)
-    this.breakerState.set(labels, this.lastBreaker.get(endpoint) ?? 0)
-    for (const to of ['open', 'half-open', 'closed']) this.breakerTransitions.inc({ ...labels, to }, 0)
-    for (const to of ['up', 'down']) this.endpointTransitions.inc({ ...labels, to }, 0)
-    for (const to of ['primary', 'replica']) this.roleChanges.inc({ ...labels, to }, 0)
+    this.endpointUp.set(this.lastUp.get(endpoint) ?? 0, instance, endpoint)
+    this.breakerState.set(this.lastBreaker.get(endpoint) ?? 0, instance, endpoint)
+    for (const m of [this.breakerTransitions, this.endpointTransitions, this.roleChanges]) m.start(instance, endpoint)
   }
 
   /** `instance` no longer lists `endpoint`: its last known state is kept only while another does. */
@@ -378,12 +379,9 @@ export class GatewayMetrics {
   }
 
   private dropEndpoint(instance: string, endpoint: string): void {
-    const labels = { redis_instance: instance, redis_endpoint: endpoint }
     this.forgetUser(instance, endpoint)
-    this.endpointUp.remove(labels)
-    this.replicaLag.remove(labels)
-    this.breakerState.remove(labels)
-    for (const m of [this.breakerTransitions, this.endpointTransitions, this.roleChanges]) removeMatching(m, labels)
+    const perEndpoint = [this.endpointUp, this.replicaLag, this.breakerState, this.breakerTransitions, this.endpointTransitions, this.roleChanges]
+    for (const m of perEndpoint) m.removeWhere(instance, endpoint)
   }
 }
 
@@ -393,18 +391,3 @@ const START_CLASSES = ['read', 'write', 'pipeline', 'multi'] as const
 const RETRY_CODES = ['TIMEOUT', 'UPSTREAMRESET', 'NOENDPOINT'] as const
 const SLOW_CLIENT_REASONS = ['sse_backlog', 'write_timeout', 'request_timeout'] as const
 const MAINTENANCE = ['off', 'drain', 'read-only'] as const
-
-/**
- * Removes every series of `m` whose labels include `labels`. prom-client's public API lists series
- * only asynchronously (get()), so this reads its per-metric series map (`hashMap`, prom-client 15);
- * an upgrade that renames it fails here loudly (the metrics tests remove instances), never silently.
- */
-function removeMatching(m: Counter<string> | Gauge<string>, labels: Record<string, string>): void {
-  const hashMap = (m as unknown as { hashMap?: Record<string, { labels: Record<string, string> }> }).hashMap
-  if (hashMap === undefined || hashMap === null || typeof hashMap !== 'object') {
-    throw new Error('prom-client no longer keeps its series in hashMap: update removeMatching() in src/telemetry/metrics.ts')
-  }
-  for (const v of Object.values(hashMap)) {
-    if (Object.entries(labels).every(([k, x]) => v.labels[k] === x)) m.remove(v.labels)
-  }
-}

@@ -3,6 +3,8 @@
 // client ids, tokens and target names do not add series); an endpoint that leaves drops its
 // gauges; `metrics.enabled: false` keeps and serves nothing. Real redis-server processes.
 
+import { request } from 'node:http'
+import { gunzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, WRITE_TOKEN, type TestGateway, type TestInstance } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
@@ -163,6 +165,32 @@ describe('metrics', () => {
     expect(after.length - before.length).toBeLessThan(20)
     const text = after.join('\n')
     for (const leak of ['key-', 'client-', 'bogus-token', 'nope-', 'NOSUCHCMD', 'value-']) expect(text).not.toContain(leak)
+  })
+
+  it('answers gzip on the wire when asked (as Prometheus asks), plain text otherwise', async () => {
+    /** A raw GET, no decompression: status, headers and body bytes as sent. */
+    const get = (headers: Record<string, string>): Promise<{ headers: Record<string, unknown>; body: Buffer }> =>
+      new Promise((resolve, reject) => {
+        const req = request(`${gw.opsUrl}/metrics`, { headers }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (c: Buffer) => chunks.push(c))
+          res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }))
+          res.on('error', reject)
+        })
+        req.on('error', reject)
+        req.end()
+      })
+    const zipped = await get({ 'accept-encoding': 'gzip', 'user-agent': 'Prometheus/2.53.0' })
+    expect(zipped.headers['content-encoding']).toBe('gzip')
+    expect(zipped.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8')
+    const unzipped = gunzipSync(zipped.body).toString()
+    const plain = await get({})
+    expect(plain.headers['content-encoding']).toBeUndefined()
+    const text = plain.body.toString()
+    // Two scrapes: the same series (values may move between them).
+    expect(series(unzipped).sort()).toEqual(series(text).sort())
+    expect(unzipped).toMatch(/^redis_gateway_endpoint_up\{redis_instance="main",redis_endpoint="127\.0\.0\.1:\d+"\} 1$/m)
+    expect(zipped.body.length).toBeLessThan(text.length / 4)
   })
 
   it('drops an endpoint’s gauges when its instance no longer lists it', async () => {
