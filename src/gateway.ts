@@ -146,6 +146,9 @@ export class Gateway {
         commands: (ep, table, error) => poolLogs.commands(ep, table, error),
         acl: (ep, state) => poolLogs.acl(ep, state),
       },
+      {},
+      undefined,
+      { maxInflightPerEndpoint: opts.config.limits.maxInflightPerEndpoint, clock: this.deadlines.clock },
     )
     this.clusters = new ClusterManager({
       pool: this.pool,
@@ -169,7 +172,8 @@ export class Gateway {
       },
     })
     this.router = new Router(this.pool, {
-      maxInflightPerEndpoint: RESILIENCE_DEFAULTS.maxInflightPerEndpoint,
+      // Selection prefers endpoints below it; the bound itself is the pool's slot queue.
+      maxInflightPerEndpoint: opts.config.limits.maxInflightPerEndpoint,
       maxEjectionPercent: RESILIENCE_DEFAULTS.maxEjectionPercent,
       zone: opts.runtime?.zone ?? null,
     })
@@ -294,7 +298,7 @@ export class Gateway {
         events: this.events,
         commandTimeoutMs: this.config.redis.commandTimeoutMs,
         deadlineMarginMs: DEADLINE_MARGIN_MS,
-        maxPendingPerEndpoint: RESILIENCE_DEFAULTS.maxPendingPerEndpoint,
+        maxPendingPerEndpoint: this.config.limits.maxPendingPerEndpoint,
         deadlines: this.deadlines,
       },
       clientIdHeader: this.config.http.clientIdHeader,

@@ -90,7 +90,7 @@ describe('loadConfig: valid files', () => {
   it('converts durations, sizes and normalises case', () => {
     const cfg = load(`
 redis: { commandTimeout: 1m30s, connectTimeout: 250 }
-limits: { maxBody: 1MB, maxHeader: 16KiB, maxHeaders: 50, maxArgs: 1000, maxCommands: 100, maxReply: 2MiB, inflightBytes: 64MiB, writeTimeout: 10s }
+limits: { maxBody: 1MB, maxHeader: 16KiB, maxHeaders: 50, maxArgs: 1000, maxCommands: 100, maxReply: 2MiB, inflightBytes: 64MiB, writeTimeout: 10s, maxInflightPerEndpoint: 64, maxPendingPerEndpoint: 0 }
 http: { clientIdHeader: X-Tenant-Id }
 log: { level: WARN }
 `)
@@ -105,6 +105,8 @@ log: { level: WARN }
       maxReplyBytes: 2 * 1024 * 1024,
       inflightBytes: 64 * 1024 * 1024,
       writeTimeoutMs: 10_000,
+      maxInflightPerEndpoint: 64,
+      maxPendingPerEndpoint: 0,
     })
     expect(cfg.http.clientIdHeader).toBe('x-tenant-id')
     expect(cfg.log.level).toBe('warn')
@@ -171,8 +173,26 @@ describe('loadConfig: errors', () => {
 
   it('lists the known keys when nothing is close', () => {
     expect(loadError('limits: { whatever: 1 }').message).toContain(
-      'limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout)',
+      'limits.whatever: unknown key (known keys: maxBody, maxHeader, maxHeaders, maxArgs, maxCommands, maxReply, inflightBytes, writeTimeout, maxInflightPerEndpoint, maxPendingPerEndpoint)',
     )
+  })
+
+  it('checks the per-endpoint bounds: in flight at least 1, waiting 0 or more, whole numbers', () => {
+    const issues = (text: string): [string, string][] => loadError(text).issues.map(({ path, message }) => [path, message])
+    expect(issues('limits: { maxInflightPerEndpoint: 0, maxPendingPerEndpoint: -1 }')).toEqual([
+      ['limits.maxInflightPerEndpoint', 'must be greater than 0, got 0'],
+      ['limits.maxPendingPerEndpoint', 'must be 0 or more, got -1'],
+    ])
+    expect(issues('limits: { maxInflightPerEndpoint: 1.5, maxPendingPerEndpoint: lots }')).toEqual([
+      ['limits.maxInflightPerEndpoint', 'expected a whole number, got 1.5'],
+      ['limits.maxPendingPerEndpoint', 'expected a whole number, got "lots"'],
+    ])
+    expect(loadError('limits: { maxPendingPerEndpont: 5 }').message).toContain(
+      'limits.maxPendingPerEndpont: unknown key (did you mean "maxPendingPerEndpoint"?)',
+    )
+    const cfg = load('limits: { maxInflightPerEndpoint: "10" }')
+    expect(cfg.limits.maxInflightPerEndpoint).toBe(10)
+    expect(cfg.limits.maxPendingPerEndpoint).toBe(10_000)
   })
 
   it('suggests keys inside lists, groups and optional sections too', () => {

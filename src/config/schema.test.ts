@@ -100,6 +100,8 @@ describe('defaultConfig', () => {
         maxReplyBytes: 64 * 1024 * 1024,
         inflightBytes: 256 * 1024 * 1024,
         writeTimeoutMs: 30_000,
+        maxInflightPerEndpoint: 1_000,
+        maxPendingPerEndpoint: 10_000,
       },
       health: { intervalMs: 2000, timeoutMs: 1000, maxChecksPerSecond: 500 },
       shutdown: { delayMs: 0, timeoutMs: 20_000 },

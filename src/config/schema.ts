@@ -41,6 +41,22 @@ export const DEFAULTS = {
     maxReply: '64MiB',
     inflightBytes: '256MiB',
     writeTimeout: '30s',
+    /**
+     * Requests sent to one endpoint and not yet answered; more wait (in arrival order) for a slot.
+     * A healthy Redis serves ~100k ops/s at ~1 ms, i.e. ~100 in flight (Little's law): 1000 is 10x
+     * headroom, the order of Envoy's per-cluster max_requests (1024). It also bounds what a stalled
+     * endpoint leaves ambiguous (504: a write may have run) and what Redis buffers for the gateway
+     * (1000 GETs of 1 MiB values are 1 GiB of Redis's output buffer).
+     */
+    maxInflightPerEndpoint: 1_000,
+    /**
+     * Requests that may wait per endpoint, for its connection or for an in-flight slot; more get
+     * 503 OVERLOADED at once (and their connection closed). Each waits at most its command timeout
+     * and is never sent late. 10,000 closed-loop clients on one endpoint queue (bench/README.md,
+     * "Cost as work grows"); with 1,000 (Envoy's max_pending_requests is 1024) the refused ones came
+     * straight back and starved the reads of Redis's replies.
+     */
+    maxPendingPerEndpoint: 10_000,
   },
   health: { interval: '2s', timeout: '1s', maxChecksPerSecond: 500 },
   /** No delay for local use; in Kubernetes (the Helm chart sets 5s) long enough for endpoints to update. */
@@ -217,7 +233,7 @@ const durationMs = (dflt: string, check: (v: number) => string | undefined = pos
 const sizeBytes = (dflt: string) =>
   z.unknown().default(dflt).transform(parsed(parseSize, 'a size like "10MiB"', positive))
 /** A whole number of things, at least 1 (a number, or its decimal text from an environment variable). */
-const count = (dflt: number) =>
+const count = (dflt: number, check: (v: number) => string | undefined = positive) =>
   z.unknown().default(dflt).transform(
     parsed(
       (v) => {
@@ -226,9 +242,11 @@ const count = (dflt: number) =>
         return n
       },
       'a whole number',
-      positive,
+      check,
     ),
   )
+/** 0 allowed: "none" (limits.maxPendingPerEndpoint: 0 refuses at once instead of queueing). */
+const notNegative = (v: number): string | undefined => (v >= 0 ? undefined : 'must be 0 or more')
 
 // Keeps the string as written once `check` (a parser that throws) accepts it.
 function validatedBy(check: (s: string) => unknown) {
@@ -566,6 +584,8 @@ export function configSchema(secrets: SecretFiles) {
           maxReply: sizeBytes(DEFAULTS.limits.maxReply),
           inflightBytes: sizeBytes(DEFAULTS.limits.inflightBytes),
           writeTimeout: durationMs(DEFAULTS.limits.writeTimeout),
+          maxInflightPerEndpoint: count(DEFAULTS.limits.maxInflightPerEndpoint),
+          maxPendingPerEndpoint: count(DEFAULTS.limits.maxPendingPerEndpoint, notNegative),
         })
         .prefault({})
         .transform((l) => ({
@@ -583,6 +603,10 @@ export function configSchema(secrets: SecretFiles) {
           inflightBytes: l.inflightBytes,
           /** A client that has not taken its reply off the socket after this long is disconnected. */
           writeTimeoutMs: l.writeTimeout,
+          /** Attempts in flight on one endpoint at once; more wait for a slot, first come first served. */
+          maxInflightPerEndpoint: l.maxInflightPerEndpoint,
+          /** Requests waiting per endpoint (for its connection or a slot); more get 503 OVERLOADED at once. */
+          maxPendingPerEndpoint: l.maxPendingPerEndpoint,
         })),
       // Active health checks (ROLE) per endpoint; over all endpoints at most maxChecksPerSecond
       // (the interval stretches beyond interval x maxChecksPerSecond endpoints).

@@ -12,6 +12,15 @@ import type { ConnectionTracker } from './drain.js'
 import { createFastLane, type FastLane, type FastLaneOptions } from './fast-lane/index.js'
 import { createHttpServer } from './server.js'
 
+/**
+ * Connections the kernel may hold for the port before the gateway accepts them: as many as it
+ * allows (Linux caps the value at net.core.somaxconn, 4096 by default since 5.4; Envoy listens with
+ * somaxconn too), not node's 511. Under a burst of new connections a full queue drops SYNs and the
+ * clients retry 1, 3, 7 s later; and libuv accepts one connection per turn of the event loop, so
+ * a busy gateway drains the queue slowly (bench/README.md, "Cost as work grows").
+ */
+export const LISTEN_BACKLOG = 65_535
+
 /** The limits (config `limits`) a listener applies before a request reaches the app. */
 export interface ListenLimits {
   readonly maxHeaderBytes: number
@@ -83,7 +92,7 @@ export function listen(
   const accepting: NetServer = lane?.server ?? server
   return new Promise((resolve, reject) => {
     accepting.once('error', reject)
-    accepting.listen(port, host, () => {
+    accepting.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       accepting.off('error', reject)
       resolve(new HttpListener(server, accepting, tracker, lane))
     })

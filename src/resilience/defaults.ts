@@ -58,16 +58,7 @@ export const RESILIENCE_DEFAULTS = {
     minPerSecond: 1,
     windowMs: 10_000,
   },
-  /**
-   * Requests sent to one endpoint and not yet answered, above which new ones get 503 OVERLOADED.
-   * A healthy Redis serves ~100k ops/s at ~1 ms, i.e. ~100 in flight (Little's law): 1000 is 10x
-   * headroom, and Envoy's per-cluster max_requests default is the same order (1024).
-   */
-  maxInflightPerEndpoint: 1_000,
-  /**
-   * Requests waiting for an in-flight slot of an endpoint, above which new ones get 503 OVERLOADED
-   * at once. Each waits at most its command timeout, so this bounds both memory and the queueing
-   * delay added to a burst (Envoy's max_pending_requests default is 1024).
-   */
-  maxPendingPerEndpoint: 1_000,
+  // The per-endpoint bounds on requests in flight and waiting are config keys now
+  // (limits.maxInflightPerEndpoint, limits.maxPendingPerEndpoint): their defaults are in
+  // config/schema.ts DEFAULTS.limits.
 } as const

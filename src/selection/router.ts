@@ -47,7 +47,10 @@ export interface Routed<E extends Selectable = Selectable> extends Selection {
 export interface RouterOptions {
   readonly random?: () => number
   readonly now?: () => number
-  /** Requests in flight above which an endpoint takes no more (503 OVERLOADED when none can). */
+  /**
+   * limits.maxInflightPerEndpoint: an endpoint with this many requests in flight is picked only
+   * when no other candidate is left (the request then waits for a slot: upstream/slot-queue.ts).
+   */
   readonly maxInflightPerEndpoint?: number
   readonly maxEjectionPercent?: number
   readonly retryBudget?: Partial<BudgetOptions>

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest'
 import { createBalancer } from '../balancer/index.js'
 import { createPrng } from '../balancer/prng.js'
 import type { ReadPolicy } from '../core/topology.js'
-import { NoEndpointError, OverloadedError } from '../core/errors.js'
+import { NoEndpointError } from '../core/errors.js'
 import { CircuitBreaker } from '../resilience/breaker.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import { findPrimary, selectEndpoint, type EndpointRef, type SelectInput } from './select.js'
@@ -230,14 +230,48 @@ describe('breakers, ejection cap and overload', () => {
     if (probes.length === 1) expect(probes[0]!.endpoint.spec.port).toBe(2)
   })
 
-  test('an endpoint at its in-flight bound takes no more; all at the bound is 503 OVERLOADED', () => {
+  test('an endpoint at its in-flight bound is passed over while another can take the request', () => {
     const eps = [primary(1), replica(2), replica(3)]
     eps[1]!.state.load.inflight = 10
     expect(counts(input(eps, { maxInflight: 10 }), 20)).toEqual({ 3: 20 })
+    // Both replicas at the bound: prefer-replica falls back to the primary, which is not.
     eps[2]!.state.load.inflight = 10
+    expect(counts(input(eps, { maxInflight: 10 }), 20)).toEqual({ 1: 20 })
+  })
+
+  test('all at the bound is no refusal: the request is routed as usual and waits for a slot there (dispatch.ts)', () => {
+    const eps = [primary(1), replica(2), replica(3)]
+    for (const e of eps) e.state.load.inflight = 10
+    // Writes and read-policy primary: the primary.
+    expect(selectEndpoint(input(eps, { maxInflight: 10, write: true })).endpoint.spec.port).toBe(1)
+    expect(selectEndpoint(input(eps, { maxInflight: 10, readPolicy: 'primary' })).endpoint.spec.port).toBe(1)
+    // Reads that prefer replicas wait on a replica rather than on the busy primary.
+    const c = counts(input(eps, { maxInflight: 10 }), 20)
+    expect(c[1]).toBeUndefined()
+    expect((c[2] ?? 0) + (c[3] ?? 0)).toBe(20)
+    expect(counts(input(eps, { maxInflight: 10, readPolicy: 'replica' }), 20)[1]).toBeUndefined()
+    // read-policy any: every endpoint is a candidate.
+    expect(Object.keys(counts(input(eps, { maxInflight: 10, readPolicy: 'any' }), 30)).sort()).toEqual(['1', '2', '3'])
+    // Only a busy endpoint with an open breaker is out.
+    openBreaker(eps[2]!)
+    expect(counts(input(eps, { maxInflight: 10, readPolicy: 'replica' }), 20)).toEqual({ 2: 20 })
+    const s = selectEndpoint(input(eps, { maxInflight: 10, readPolicy: 'replica' }))
+    expect(s.reason).toMatch(/in-flight bound/)
+  })
+
+  test('a busy primary still takes what only it may answer (a sync token no replica has reached)', () => {
+    const eps = [primary(1, 2000), replica(2, 1000), replica(3, 1000)]
+    for (const e of eps) e.state.load.inflight = 10
+    const token = { instance: 'orders', replId: 'aa', offset: 1500 }
+    expect(selectEndpoint(input(eps, { maxInflight: 10, token })).endpoint.spec.port).toBe(1)
+  })
+
+  test('a primary with an open breaker at its bound is still refused with NOENDPOINT', () => {
+    const eps = [primary(1)]
     eps[0]!.state.load.inflight = 10
-    expect(() => selectEndpoint(input(eps, { maxInflight: 10, readPolicy: 'replica' }))).toThrow(OverloadedError)
-    expect(() => selectEndpoint(input(eps, { maxInflight: 10, write: true }))).toThrow(OverloadedError)
+    openBreaker(eps[0]!)
+    expect(() => selectEndpoint(input(eps, { maxInflight: 10, write: true }))).toThrow(NoEndpointError)
+    expect(() => selectEndpoint(input(eps, { maxInflight: 10 }))).toThrow(NoEndpointError)
   })
 
   test('excluded endpoints (already tried) are not picked again', () => {

@@ -1,13 +1,14 @@
 // Endpoint selection inside one instance (README "Routing"): the command class picks the role,
 // the read policy and replica health narrow the candidates, circuit breakers (capped by the
-// outlier-ejection share) and the per-endpoint in-flight bound take broken or overloaded
-// endpoints out, read-your-writes may force the primary, and the instance's balancer picks among
-// what is left. Pure: state comes in, a choice (or an error saying why none) comes out.
+// outlier-ejection share) take broken endpoints out, endpoints at their in-flight bound are
+// picked only when nothing else is left (the request then waits for a slot there), read-your-writes
+// may force the primary, and the instance's balancer picks among what is left. Pure: state comes
+// in, a choice (or an error saying why none) comes out.
 
 import { performance } from 'node:perf_hooks'
 import type { Balancer, PickContext } from '../balancer/types.js'
 import type { EndpointSpec, ReadPolicy } from '../core/topology.js'
-import { NoEndpointError, OverloadedError } from '../core/errors.js'
+import { NoEndpointError } from '../core/errors.js'
 import { retryAfterSeconds } from '../resilience/breaker.js'
 import { maxEjectable } from '../resilience/outlier.js'
 import type { EndpointState } from '../resilience/endpoint-state.js'
@@ -39,7 +40,10 @@ export interface SelectInput {
   readonly exclude?: readonly EndpointState[]
   /** Share of the replicas outlier ejection may take out (default 50). */
   readonly maxEjectionPercent?: number
-  /** Requests in flight above which an endpoint takes no more (default: no bound). */
+  /**
+   * Requests in flight at which an endpoint is a last resort (default: no bound): picked only when
+   * no candidate below it is left, and the request then waits for one of its slots (dispatch.ts).
+   */
   readonly maxInflight?: number
   /** Clock for breaker Retry-After (default performance.now). */
   readonly now?: () => number
@@ -147,11 +151,16 @@ export function replicaRejection(
   return null
 }
 
-/** Why the primary cannot take a request now (breaker, load), or null. */
-function primaryRefusal(p: EndpointRef, input: SelectInput): 'breaker' | 'overloaded' | 'excluded' | null {
+/** At its in-flight bound: still a candidate, the last resort (the request then waits for a slot). */
+function atBound(e: EndpointRef, input: SelectInput): boolean {
+  return input.maxInflight !== undefined && e.state.load.inflight >= input.maxInflight
+}
+
+/** Why the primary cannot take a request now (breaker, already tried), or null; `busy`: it can, at its in-flight bound. */
+function primaryRefusal(p: EndpointRef, input: SelectInput): 'breaker' | 'excluded' | 'busy' | null {
   if (input.exclude !== undefined && input.exclude.includes(p.state)) return 'excluded'
   if (p.state.breaker.state.kind === 'open') return 'breaker'
-  if (input.maxInflight !== undefined && p.state.load.inflight >= input.maxInflight) return 'overloaded'
+  if (atBound(p, input)) return 'busy'
   return null
 }
 
@@ -165,12 +174,7 @@ function breakerRetryAfterS(refs: readonly EndpointRef[], input: SelectInput): n
   return Number.isFinite(earliest) ? retryAfterSeconds(earliest, now) : 1
 }
 
-function unavailable(instance: string, what: string, refs: readonly EndpointRef[], input: SelectInput, overloaded: boolean): Error {
-  if (overloaded) {
-    return new OverloadedError(`instance '${instance}': every ${what} has ${input.maxInflight} requests in flight`, {
-      retryAfterS: 1,
-    })
-  }
+function unavailable(instance: string, what: string, refs: readonly EndpointRef[], input: SelectInput): Error {
   return new NoEndpointError(`instance '${instance}' has no ${what} that can take the request`, {
     retryAfterS: breakerRetryAfterS(refs, input),
   })
@@ -181,6 +185,40 @@ const BYPASS = { ok: true, probe: false } as const
 function refOf(endpoints: readonly EndpointRef[], state: EndpointState): EndpointRef {
   for (let i = 0; i < endpoints.length; i++) if (endpoints[i]!.state === state) return endpoints[i]!
   throw new Error('selectEndpoint: the balancer picked an endpoint that is not a candidate')
+}
+
+/** A read's replicas (and the primary, read-policy any) by what they can do for it. */
+interface ReadCandidates {
+  readonly primary: EndpointRef | null
+  /** The sync token's position, when replicas are compared with it. */
+  readonly need: { readonly replId: string; readonly offset: number } | null
+}
+
+/**
+ * The balancer's pick among `list` (emptied on return), whose breaker admits the request: a
+ * half-open one admits a bounded number of probes, so a refusal re-picks among the rest. Null when
+ * none admits it.
+ */
+function pickAmong(list: EndpointState[], input: SelectInput, c: ReadCandidates, reason: string): Selection | null {
+  const { endpoints } = input
+  const { primary, need } = c
+  const candidates = list.length
+  while (list.length > 0) {
+    const picked = input.balancer.pick(list, input.ctx) as EndpointState
+    const ref = refOf(endpoints, picked)
+    if (need !== null && primary !== null && ref !== primary && replicaRejection(ref, primary, Infinity, need) !== null) {
+      list.length = 0
+      return acquirePrimary(primary, input, 'read-your-writes: sticky replica has not reached the token')
+    }
+    // An open breaker kept in rotation by the ejection cap is bypassed, not acquired.
+    const admitted = picked.breaker.state.kind === 'open' ? BYPASS : picked.breaker.tryAcquire()
+    if (admitted.ok) {
+      list.length = 0
+      return { endpoint: ref, role: ref === primary ? 'primary' : 'replica', reason, probe: admitted.probe, candidates }
+    }
+    list.splice(list.indexOf(picked), 1)
+  }
+  return null
 }
 
 export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []): Selection {
@@ -202,7 +240,9 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
   }
   scratch.length = 0
   let tokenExcluded = false
-  let overloaded = false
+  // Candidates at their in-flight bound: picked only when no other one is left (the request then
+  // waits there for a slot, dispatch.ts). Allocated only when there are some.
+  let busy: EndpointState[] | null = null
   let open = 0
   let replicas = 0
   const filterNeed = input.sticky ? null : need
@@ -214,8 +254,8 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
       if (why !== null) continue
       replicas++
       if (input.exclude !== undefined && input.exclude.includes(e.state)) continue
-      if (input.maxInflight !== undefined && e.state.load.inflight >= input.maxInflight) {
-        overloaded = true
+      if (atBound(e, input)) {
+        if (e.state.breaker.state.kind !== 'open') (busy ??= []).push(e.state)
         continue
       }
       if (e.state.breaker.state.kind === 'open') open++
@@ -223,57 +263,47 @@ export function selectEndpoint(input: SelectInput, scratch: EndpointState[] = []
     }
   }
   if (open > 0) capEjection(scratch, replicas, input.maxEjectionPercent ?? 50)
-  if (input.readPolicy === 'any' && primary !== null && primaryRefusal(primary, input) === null) scratch.push(primary.state)
+  if (input.readPolicy === 'any' && primary !== null) {
+    const refusal = primaryRefusal(primary, input)
+    if (refusal === null) scratch.push(primary.state)
+    else if (refusal === 'busy') (busy ??= []).push(primary.state)
+  }
   if (input.zone && scratch.length > 1) preferZone(scratch, endpoints, input.zone)
   const forced = tokenForcesPrimary || (tokenExcluded && scratch.length === 0)
-  // Pick, acquire the breaker (a half-open endpoint admits a bounded number of probes), re-pick
-  // when it refuses.
-  const candidates = scratch.length
-  while (scratch.length > 0) {
-    const picked = input.balancer.pick(scratch, input.ctx) as EndpointState
-    const ref = refOf(endpoints, picked)
-    if (need !== null && primary !== null && ref !== primary && replicaRejection(ref, primary, Infinity, need) !== null) {
-      scratch.length = 0
-      return acquirePrimary(primary, input, 'read-your-writes: sticky replica has not reached the token')
-    }
-    // An open breaker kept in rotation by the ejection cap is bypassed, not acquired.
-    const admitted = picked.breaker.state.kind === 'open' ? BYPASS : picked.breaker.tryAcquire()
-    if (admitted.ok) {
-      scratch.length = 0
-      return {
-        endpoint: ref,
-        role: ref === primary ? 'primary' : 'replica',
-        reason: `read-policy ${input.readPolicy}`,
-        probe: admitted.probe,
-        candidates,
-      }
-    }
-    scratch.splice(scratch.indexOf(picked), 1)
-  }
+  const c: ReadCandidates = { primary, need }
+  const picked = pickAmong(scratch, input, c, `read-policy ${input.readPolicy}`)
+  if (picked !== null) return picked
   if (primary !== null && (input.readPolicy !== 'replica' || forced) && input.readPolicy !== 'any') {
-    return acquirePrimary(
-      primary,
-      input,
-      forced ? 'read-your-writes: no replica has reached the token' : 'no eligible replica',
-    )
+    // A primary at its bound too: the request waits on a replica rather than on the primary,
+    // unless only the primary may answer it.
+    if (forced || busy === null || !atBound(primary, input)) {
+      return acquirePrimary(
+        primary,
+        input,
+        forced ? 'read-your-writes: no replica has reached the token' : 'no eligible replica',
+      )
+    }
   }
-  if (overloaded) throw unavailable(instance, 'replica', endpoints, input, true)
+  if (busy !== null) {
+    const waiting = pickAmong(busy, input, c, `read-policy ${input.readPolicy}, every candidate at its in-flight bound`)
+    if (waiting !== null) return waiting
+  }
   throw input.readPolicy === 'replica'
     ? new NoEndpointError(
         `instance '${instance}' has no eligible replica (replicas must be healthy, linked, within ${input.maxReplicaLagBytes} bytes of the primary and not ejected)`,
         { retryAfterS: breakerRetryAfterS(endpoints, input) },
       )
-    : unavailable(instance, 'endpoint', endpoints, input, false)
+    : unavailable(instance, 'endpoint', endpoints, input)
 }
 
+/** The primary, when its breaker admits the request; at its in-flight bound it still does (the request waits for a slot). */
 function acquirePrimary(primary: EndpointRef, input: SelectInput, reason: string): Selection {
   const refusal = primaryRefusal(primary, input)
-  if (refusal === 'overloaded') throw unavailable(input.instance, 'primary', [primary], input, true)
   if (refusal === 'excluded') {
     throw new NoEndpointError(`instance '${input.instance}': the primary already failed this request`, { retryAfterS: 1 })
   }
-  const admitted = refusal === null ? primary.state.breaker.tryAcquire() : null
-  if (admitted === null || !admitted.ok) throw unavailable(input.instance, 'primary', [primary], input, false)
+  const admitted = refusal === 'breaker' ? null : primary.state.breaker.tryAcquire()
+  if (admitted === null || !admitted.ok) throw unavailable(input.instance, 'primary', [primary], input)
   return { endpoint: primary, role: 'primary', reason, probe: admitted.probe, candidates: 1 }
 }
 

@@ -5,17 +5,22 @@
 // - with `hedge-after`, a read still unanswered after that delay is also sent to a second eligible
 //   endpoint, within the hedge budget; the first good reply wins;
 // - every request ends by its deadline (command timeout plus a small margin), even when its
-//   command still waits behind a stalled batch on the connection.
+//   command still waits behind a stalled batch on the connection;
+// - at most limits.maxInflightPerEndpoint attempts are in flight per endpoint; more wait for a
+//   slot in arrival order (slot-queue.ts), within their own time, and one whose time runs out
+//   while waiting is answered 503 without ever being sent. Only a full queue (limits.maxPending-
+//   PerEndpoint, counting the requests that wait for the endpoint's connection) refuses at once.
 // A Redis error reply is an answer (it is returned, not retried).
 
 import { performance } from 'node:perf_hooks'
-import { GatewayError, NoEndpointError, RedisReplyError, TimeoutError, UpstreamResetError } from '../core/errors.js'
+import { GatewayError, NoEndpointError, OverloadedError, RedisReplyError, TimeoutError, UpstreamResetError } from '../core/errors.js'
 import type { EventHub, TraceScope } from '../core/events.js'
 import type { ExecContext } from './execute.js'
 import type { PooledEndpoint } from './pool.js'
 import type { EndpointState } from '../resilience/endpoint-state.js'
 import type { Resolved, Routed, Router } from '../selection/router.js'
 import { whenConnected } from './pool.js'
+import { SlotWaiter } from './slot-queue.js'
 import type { SyncPosition } from '../routing/sync-token.js'
 import type { RequestLease } from '../resilience/byte-budget.js'
 import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
@@ -27,7 +32,10 @@ export interface DispatchOptions {
   /** The request's deadline: command timeout plus `deadlineMarginMs`. */
   readonly commandTimeoutMs: number
   readonly deadlineMarginMs: number
-  /** Requests that may wait per endpoint for its connection. */
+  /**
+   * limits.maxPendingPerEndpoint: requests that may wait per endpoint, for its connection or for
+   * one of its in-flight slots (limits.maxInflightPerEndpoint, PooledEndpoint.slots).
+   */
   readonly maxPendingPerEndpoint: number
   /** Attempt timeouts, one set per gateway (deadlines.ts). */
   readonly deadlines: Deadlines
@@ -103,34 +111,165 @@ function pick<T>(d: Dispatching<T>, exclude: readonly EndpointState[], attempt: 
  * One attempt on the chosen endpoint. It ends after the command timeout counted from when it was
  * handed over (the run arms that timer itself and accounts a timeout as a transport failure), and
  * no later than the request's deadline: a read then still has the deadline margin for its one retry.
+ * Waiting, for the endpoint's connection and then for one of its in-flight slots, counts against
+ * that time; an attempt whose time runs out while it waits is never sent.
  */
 function send<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, first: boolean): Promise<T> {
   const { o, instance, identity } = d
   // The first attempt starts now: the whole command timeout (the deadline is later by the margin).
-  const timeoutMs = first ? o.commandTimeoutMs : Math.max(1, Math.min(o.commandTimeoutMs, Math.ceil(d.deadlineAt - performance.now())))
-  const ctx: ExecContext = { instance, role: chosen.role, events: o.events, probe: chosen.probe, scope: d.scope, timeoutMs, deadlines: o.deadlines, lease: d.req.lease ?? null, identity }
+  const timeoutMs = first ? o.commandTimeoutMs : onGrid(Math.min(o.commandTimeoutMs, d.deadlineAt - performance.now()))
   const pooled = chosen.endpoint.pooled
   let ready: PooledEndpoint | Promise<PooledEndpoint>
   try {
-    ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, d.scripted)
+    ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, d.scripted, pooled.slots.waiting)
   } catch (err) {
     // Never sent: give the probe slot back without a verdict; the health checker judges it.
     chosen.endpoint.state.breaker.release(chosen.probe)
     return Promise.reject(err)
   }
-  if (ready === pooled) return d.run(pooled, ctx)
+  if (ready === pooled) {
+    if (pooled.slots.tryAcquire()) return occupied(d, chosen, pooled, timeoutMs)
+    return queued(d, chosen, pooled, timeoutMs, true)
+  }
   // Waiting for the connection counts against the attempt's time.
   const waitFrom = performance.now()
   return (ready as Promise<PooledEndpoint>).then(
     (ep) => {
-      const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - waitFrom)))
-      return d.run(ep, { ...ctx, timeoutMs: left })
+      const left = onGrid(timeoutMs - (performance.now() - waitFrom))
+      if (ep.slots.tryAcquire()) return occupied(d, chosen, ep, left)
+      // Already counted among the endpoint's waiting requests (for its connection): not refused now.
+      return queued(d, chosen, ep, left, false)
     },
     (err: unknown) => {
       chosen.endpoint.state.breaker.release(chosen.probe)
       throw err
     },
   )
+}
+
+/**
+ * What is left of an attempt's time once it has waited, rounded down to a 10 ms grid (at least
+ * 1 ms). The attempt timers (deadlines.ts) keep one list and one timer per distinct duration, and
+ * a list lets go of its settled attempts only as it advances: with a duration of its own for every
+ * attempt that waited, thousands of lists each held their settled attempts (and replies) until
+ * their timers fired.
+ */
+export function onGrid(ms: number): number {
+  return ms >= 2 * GRID_MS ? ms - (ms % GRID_MS) : Math.max(1, Math.floor(ms))
+}
+const GRID_MS = 10
+
+/** Runs the attempt in the slot it holds; the slot is given back when the attempt settles. */
+function occupied<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, ep: PooledEndpoint, timeoutMs: number): Promise<T> {
+  const { o } = d
+  const ctx: ExecContext = { instance: d.instance, role: chosen.role, events: o.events, probe: chosen.probe, scope: d.scope, timeoutMs, deadlines: o.deadlines, lease: d.req.lease ?? null, identity: d.identity }
+  let p: Promise<T>
+  try {
+    p = d.run(ep, ctx)
+  } catch (err) {
+    p = Promise.reject(err)
+  }
+  // One reaction, with the queue's own callback: no closure per request.
+  p.then(ep.slots.release, ep.slots.release)
+  return p
+}
+
+/**
+ * Every in-flight slot of the endpoint is taken (or others already wait): the attempt, which has
+ * `timeoutMs` left, waits for one, first come first served. It is sent only with at least
+ * sendFloorMs() of that time left, so it waits at most the rest; one that gets no slot by then is
+ * answered 503 OVERLOADED, never sent (a slot that frees at the last moment must not carry a write
+ * that then times out: 504, "may have run"). `bounded`: refused at once (503 OVERLOADED, and the
+ * client's connection closed after the reply) when limits.maxPendingPerEndpoint requests already
+ * wait; false for an attempt that waited for the connection, and so was counted among them already.
+ */
+function queued<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, ep: PooledEndpoint, timeoutMs: number, bounded: boolean): Promise<T> {
+  const slots = ep.slots
+  const floorMs = sendFloorMs(d.o.commandTimeoutMs)
+  const full = bounded && slots.waiting + ep.state.pending >= d.o.maxPendingPerEndpoint
+  if (full || timeoutMs - floorMs < 1) {
+    chosen.endpoint.state.breaker.release(chosen.probe)
+    const why = full
+      ? `${d.o.maxPendingPerEndpoint} waiting (limits.maxPendingPerEndpoint)`
+      : `too little time left to wait for a slot`
+    return Promise.reject(
+      new OverloadedError(`instance '${d.instance}': endpoint ${ep.id} has ${slots.max} requests in flight (limits.maxInflightPerEndpoint) and ${why}`, {
+        retryAfterS: 1,
+        // As Envoy's overload manager turns keep-alive off: a client that sends the next request
+        // at once on the same connection (a closed loop) would keep the event loop reading
+        // requests only to refuse them, and Redis's replies, which free the slots, are read late
+        // (bench/README.md). A new connection waits in the listen queue instead.
+        closeConnection: full,
+      }),
+    )
+  }
+  let w: QueuedAttempt<T> | undefined
+  const p = new Promise<T>((resolve, reject) => {
+    w = new QueuedAttempt(d, chosen, ep, floorMs, resolve, reject)
+  })
+  slots.wait(w!, timeoutMs - floorMs)
+  return p
+}
+
+/**
+ * The least time an attempt that waited for a slot is sent with: a quarter of the command
+ * timeout, at most 100 ms (Redis answers in well under 1 ms; a busy gateway reads the reply a
+ * turn of its event loop later, tens of ms).
+ */
+export function sendFloorMs(commandTimeoutMs: number): number {
+  return Math.max(1, Math.min(100, Math.floor(commandTimeoutMs / 4)))
+}
+
+/** An attempt waiting for a slot (slot-queue.ts): one object per waiting request, no closures. */
+class QueuedAttempt<T> extends SlotWaiter {
+  constructor(
+    private d: Dispatching<T> | null,
+    private chosen: Routed<PooledEndpoint> | null,
+    private ep: PooledEndpoint | null,
+    /** Kept back from the wait for the attempt itself (sendFloorMs). */
+    private readonly floorMs: number,
+    private resolve: ((v: T) => void) | null,
+    private reject: ((e: unknown) => void) | null,
+  ) {
+    super()
+  }
+
+  granted(leftMs: number): void {
+    const { d, chosen, ep, resolve, reject } = this
+    this.forget()
+    // The breaker opened while it waited (the attempts ahead of it failed): the endpoint is taken
+    // for broken, so this one is not sent either (a read may still be retried elsewhere).
+    if (!chosen!.probe && ep!.state.breaker.state.kind === 'open') {
+      ep!.slots.release()
+      reject!(new NoEndpointError(`instance '${d!.instance}': endpoint ${ep!.id} failed while the request waited for it; not sent`, { retryAfterS: 1 }))
+      return
+    }
+    occupied(d!, chosen!, ep!, onGrid(leftMs + this.floorMs)).then(resolve, reject)
+  }
+
+  dropped(waitedMs: number, closed: boolean): void {
+    const { d, chosen, ep, reject } = this
+    this.forget()
+    // Never sent: give a probe slot back without a verdict.
+    chosen!.endpoint.state.breaker.release(chosen!.probe)
+    reject!(
+      closed
+        ? new NoEndpointError(`instance '${d!.instance}': endpoint ${ep!.id} left the pool while the request waited for it; not sent`, { retryAfterS: 1 })
+        : new OverloadedError(
+            `instance '${d!.instance}': no in-flight slot of endpoint ${ep!.id} came free within ${Math.round(waitedMs)} ms (limits.maxInflightPerEndpoint = ${ep!.slots.max}); not sent`,
+            { retryAfterS: 1 },
+          ),
+    )
+  }
+
+  /** Done: nothing of the request stays with it, whoever still holds it. */
+  private forget(): void {
+    this.d = null
+    this.chosen = null
+    this.ep = null
+    this.resolve = null
+    this.reject = null
+  }
 }
 
 function start<T>(o: DispatchOptions, req: DispatchRequest, run: Run<T>): Promise<T> {

@@ -17,6 +17,9 @@ import { aclSettings, type AclSettings, type AclState } from './acl-users.js'
 import { GATEWAY_IDENTITY, type Identity } from '../core/identity.js'
 import { ForbiddenError, NoEndpointError, OverloadedError } from '../core/errors.js'
 import type { LearnedTable } from '../routing/command-table.js'
+import { DEFAULTS } from '../config/schema.js'
+import { Deadlines, type DeadlineClock } from './deadlines.js'
+import { SlotQueue } from './slot-queue.js'
 
 export interface PooledEndpoint {
   readonly id: string
@@ -35,6 +38,16 @@ export interface PooledEndpoint {
   readonly clusters: Set<string>
   /** Subscribers of operator-managed users, by identity key. */
   readonly userHubs: Map<string, PubSubHub>
+  /** Its in-flight slots and the requests waiting for one (slot-queue.ts, dispatch.ts). */
+  readonly slots: SlotQueue
+}
+
+/** What the pool gives each endpoint beyond its connections. */
+export interface PoolLimits {
+  /** limits.maxInflightPerEndpoint: attempts in flight on one endpoint at once; more wait (slot-queue.ts). */
+  readonly maxInflightPerEndpoint: number
+  /** The clock (and timers) on which waiting requests' budgets expire: the attempt timers' (deadlines.ts). */
+  readonly clock: DeadlineClock
 }
 
 export interface PoolHooks {
@@ -84,6 +97,7 @@ export class UpstreamPool {
     private readonly hooks: PoolHooks = NO_HOOKS,
     private readonly breakerOptions: Partial<BreakerOptions> = {},
     startConcurrency = START_CONCURRENCY,
+    private readonly limits: PoolLimits = { maxInflightPerEndpoint: DEFAULTS.limits.maxInflightPerEndpoint, clock: new Deadlines().clock },
   ) {
     this.acl = aclSettings(opts.aclUsers === true)
     // Connect, ready check, command table and ACL users take at most about this long when the
@@ -191,6 +205,8 @@ export class UpstreamPool {
   private remove(e: PooledEndpoint): void {
     this.endpoints.delete(e.id)
     this.starts.leave(e)
+    // Requests still waiting for a slot are answered now (503, never sent), not at their deadline.
+    e.slots.close()
     e.pubsub.stop('endpoint removed from discovery')
     for (const hub of e.userHubs.values()) hub.stop('endpoint removed from discovery')
     void e.client.stop()
@@ -253,6 +269,7 @@ export class UpstreamPool {
       },
       userHubs,
       state: new EndpointState(id, breaker),
+      slots: new SlotQueue(this.limits.maxInflightPerEndpoint, this.limits.clock),
       instances,
       clusters: new Set(cluster === null ? [] : [cluster]),
     }
@@ -269,6 +286,7 @@ export class UpstreamPool {
     this.endpoints.clear()
     for (const e of all) {
       this.starts.leave(e)
+      e.slots.close()
       e.pubsub.stop('gateway shutting down')
       for (const hub of e.userHubs.values()) hub.stop('gateway shutting down')
     }
@@ -278,8 +296,10 @@ export class UpstreamPool {
 
 /**
  * Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. At most
- * `maxPending` requests wait per endpoint; beyond that the answer is 503 OVERLOADED at once, so a
- * down endpoint cannot make the gateway hold an unbounded number of requests in memory.
+ * `maxPending` requests wait per endpoint, for its connection or for one of its in-flight slots
+ * (`queued` of them do: slot-queue.ts); beyond that the answer is 503 OVERLOADED at once (and the
+ * connection closes after it), so a down endpoint cannot make the gateway hold an unbounded number
+ * of requests in memory.
  */
 export function whenConnected(
   instance: string,
@@ -287,13 +307,16 @@ export function whenConnected(
   maxPending = Infinity,
   identity: Identity = GATEWAY_IDENTITY,
   scripted = false,
+  queued = 0,
 ): PooledEndpoint | Promise<PooledEndpoint> {
   if (ep.client.upFor(identity)) return admitted(ep, identity, scripted)
   // Refuse before registering a waiter: a refused request must not leave a listener or timer behind.
-  if (ep.state.pending >= maxPending) {
-    throw new OverloadedError(`instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id}`, {
-      retryAfterS: 1,
-    })
+  if (ep.state.pending + queued >= maxPending) {
+    // The client's connection closes after the reply, as when the slot queue is full (dispatch.ts).
+    throw new OverloadedError(
+      `instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id} (limits.maxPendingPerEndpoint)`,
+      { retryAfterS: 1, closeConnection: true },
+    )
   }
   const ready = ep.client.whenReadyFor(identity)
   if (ready === true) return admitted(ep, identity, scripted)

@@ -1,7 +1,7 @@
-// whenConnected (src/selection/router.ts): the bound on requests waiting for an endpoint's
-// connection, so a dead endpoint cannot pile up unbounded waiters. Unit level, with an endpoint
-// whose readiness the test resolves by hand; the same bound is exercised with 1200 real requests in
-// test/faults/overload.test.ts.
+// whenConnected (src/upstream/pool.ts): the bound on requests waiting for an endpoint's
+// connection (and, counted with them, for one of its in-flight slots), so a dead endpoint cannot
+// pile up unbounded waiters. Unit level, with an endpoint whose readiness the test resolves by hand;
+// the same bound is exercised with 1200 real requests in test/faults/overload.test.ts.
 
 import { describe, expect, it } from 'vitest'
 import { ForbiddenError, NoEndpointError, OverloadedError } from '../core/errors.js'
@@ -85,6 +85,18 @@ describe('whenConnected', () => {
     settle(true)
     await expect(again).resolves.toBe(ep)
     expect(ep.state.pending).toBe(0)
+  })
+
+  it('counts the requests waiting for an in-flight slot against the same bound', () => {
+    const { ep, waiting } = endpoint(false)
+    void whenConnected('i', ep, 3, undefined, false, 1)
+    void whenConnected('i', ep, 3, undefined, false, 1)
+    expect(ep.state.pending).toBe(2)
+    // 2 wait for the connection and 1 for a slot: the bound of 3 is reached.
+    expect(() => whenConnected('i', ep, 3, undefined, false, 1)).toThrow(/3 requests already wait .*limits\.maxPendingPerEndpoint/)
+    expect(waiting()).toBe(2)
+    // A bound of 0 refuses every wait.
+    expect(() => whenConnected('i', endpoint(false).ep, 0)).toThrow(OverloadedError)
   })
 
   it('with no bound given, never refuses', () => {

@@ -1,17 +1,20 @@
-// The gateway bounds what it holds for an endpoint that cannot answer, and answers the excess
-// with 503 OVERLOADED at once instead of growing memory, on live traffic:
-// - Pending bound (maxPendingPerEndpoint, default 1000): the endpoint's port refuses connections
-//   from the start, so every request waits (up to the connect timeout) for a connection; of 1200
-//   concurrent requests, 1000 wait and the other 200 get OVERLOADED right away.
-// - In-flight bound (maxInflightPerEndpoint, default 1000): the endpoint is connected but its proxy
-//   stalls, so requests are sent and never answered; of 1200 concurrent requests 1000 are in
-//   flight and the other 200 get OVERLOADED right away.
+// The gateway bounds what it holds for an endpoint that cannot answer, on live traffic:
+// - Pending bound (limits.maxPendingPerEndpoint, set to 1000 here; default 10,000): the endpoint's
+//   port refuses connections from the start, so every request waits (up to the connect timeout)
+//   for a connection; of 1200 concurrent requests, 1000 wait and the other 200 get OVERLOADED
+//   right away instead of growing memory.
+// - In-flight bound (limits.maxInflightPerEndpoint, default 1000): the endpoint is connected but
+//   its proxy stalls, so requests are sent and never answered; of 1200 concurrent requests 1000 are
+//   in flight and the other 200 wait for a slot (upstream/slot-queue.ts). No slot frees in their
+//   time: they get OVERLOADED, never sent, just before the 1000 time out.
 // Every request still ends by its deadline; afterwards (heal) the instance serves again.
 // 1200 concurrent HTTP requests are fine on a 2-core machine (each is a socket and a promise).
-// The same bound is also unit-tested in src/upstream/when-connected.test.ts.
+// The same bounds are also unit-tested in src/upstream/when-connected.test.ts and
+// src/upstream/slot-queue.test.ts, and end to end with a tiny bound in test/integration/overload-queue.test.ts.
 
 import { beforeAll, describe, expect, it } from 'vitest'
-import { RESILIENCE_DEFAULTS } from '../../src/resilience/defaults.js'
+import { DEFAULTS } from '../../src/config/schema.js'
+import { sendFloorMs } from '../../src/upstream/dispatch.js'
 import type { FaultProxy } from '../helpers/fault-proxy.js'
 import type { TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait.js'
@@ -21,6 +24,8 @@ const REQUESTS = 1_200
 const COMMAND_TIMEOUT_MS = 4_000
 const CONNECT_TIMEOUT_MS = 3_000
 const DEADLINE_MS = COMMAND_TIMEOUT_MS + 250
+const MAX_PENDING = 1_000
+const MAX_INFLIGHT = DEFAULTS.limits.maxInflightPerEndpoint
 
 const bed = faultBed()
 const { endpointOf } = bed
@@ -43,6 +48,7 @@ beforeAll(async () => {
       // stalled endpoint stays "healthy" and the in-flight bound (not health) is what answers.
       redis: { commandTimeout: `${COMMAND_TIMEOUT_MS}ms`, connectTimeout: `${CONNECT_TIMEOUT_MS}ms` },
       health: { interval: '60s', timeout: '1s' },
+      limits: { maxPendingPerEndpoint: MAX_PENDING },
     },
   })
   await bed.waitForEndpoints([stalled], (ep) => ep.client.up && ep.state.healthy, 'the stalled-to-be endpoint connected and checked')
@@ -50,9 +56,9 @@ beforeAll(async () => {
 
 /**
  * Sends REQUESTS concurrent reads to `instance`; `whileHeld` runs once the OVERLOADED answers are
- * in (while the other requests are still held by the gateway).
+ * in (`bound` of the requests are still held by the gateway then).
  */
-async function burst(instance: string, whileHeld: () => void | Promise<void>): Promise<Result[]> {
+async function burst(instance: string, bound: number, whileHeld: () => void | Promise<void>): Promise<Result[]> {
   const client = new HttpClient()
   try {
     await client.warm(gw.base('direct'), REQUESTS)
@@ -64,7 +70,7 @@ async function burst(instance: string, whileHeld: () => void | Promise<void>): P
         return r
       }),
     )
-    await waitFor(() => overloaded >= REQUESTS - 1_000, { timeoutMs: 10_000, message: 'the OVERLOADED answers' })
+    await waitFor(() => overloaded >= REQUESTS - bound, { timeoutMs: 10_000, message: 'the OVERLOADED answers' })
     await whileHeld()
     return await all
   } finally {
@@ -87,7 +93,7 @@ describe('overload bounds under 1200 concurrent requests', () => {
     // timer) per admitted request, none for the refused ones, and no listener on the socket per request.
     let waiting = 0
     let socketListeners = 0
-    const results = await burst('refused', () => {
+    const results = await burst('refused', MAX_PENDING, () => {
       waiting = endpointOf(refused).client.waiting
       socketListeners = endpointOf(refused).client.connection.socketListeners
     })
@@ -95,7 +101,7 @@ describe('overload bounds under 1200 concurrent requests', () => {
     const held = results.filter((r) => r.code !== 'OVERLOADED')
     report('pending bound (connection refused)', results, held, overloaded)
     console.log(`[faults/overload] while the requests wait: ${waiting} waiters, ${socketListeners} listeners on the connection's socket`)
-    expect(overloaded.length).toBe(REQUESTS - RESILIENCE_DEFAULTS.maxPendingPerEndpoint)
+    expect(overloaded.length).toBe(REQUESTS - MAX_PENDING)
     // The waiting ones gave up after the connect timeout: 503 NOENDPOINT, each by its deadline.
     expect(held.every((r) => r.status === 503 && r.code === 'NOENDPOINT')).toBe(true)
     expect(Math.min(...held.map((r) => r.ms))).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50)
@@ -114,11 +120,11 @@ describe('overload bounds under 1200 concurrent requests', () => {
     client.close()
     // Exactly the admitted requests waited (none left by the 200 refused ones), and the socket's
     // listeners do not grow with them.
-    expect(waiting).toBe(RESILIENCE_DEFAULTS.maxPendingPerEndpoint)
+    expect(waiting).toBe(MAX_PENDING)
     expect(socketListeners).toBeLessThan(10)
   })
 
-  it('an endpoint that stops answering: 1000 in flight, the rest get 503 OVERLOADED at once', async () => {
+  it('an endpoint that stops answering: 1000 in flight, the rest wait for a slot and get 503 OVERLOADED, never sent, by their deadline', async () => {
     const ep = endpointOf(stalled)
     // Connected before it stalls: the connection of the token's Redis user is open (it opens on
     // first use; one opened during the stall would time out in its handshake: NOENDPOINT).
@@ -126,16 +132,20 @@ describe('overload bounds under 1200 concurrent requests', () => {
     expect((await warm.post(gw.base('stalled'), ['GET', 'k'])).status).toBe(200)
     warm.close()
     stalled.stall()
-    const results = await burst('stalled', () => {})
+    const results = await burst('stalled', MAX_INFLIGHT, () => {})
     const overloaded = results.filter((r) => r.status === 503 && r.code === 'OVERLOADED')
     const held = results.filter((r) => r.code !== 'OVERLOADED')
     report('in-flight bound (stalled)', results, held, overloaded)
-    expect(overloaded.length).toBe(REQUESTS - RESILIENCE_DEFAULTS.maxInflightPerEndpoint)
+    expect(overloaded.length).toBe(REQUESTS - MAX_INFLIGHT)
     // The ones in flight ended at their deadline with 504.
     expect(held.every((r) => r.status === 504 && r.code === 'TIMEOUT')).toBe(true)
     expect(maxMs(results)).toBeLessThan(DEADLINE_MS + 1_000)
-    expect(maxMs(overloaded)).toBeLessThan(COMMAND_TIMEOUT_MS / 2)
+    // The rest waited for a slot (not refused at once) until only the least time an attempt is
+    // sent with was left, and were answered without being sent, before the 1000 timed out.
+    expect(Math.min(...overloaded.map((r) => r.ms))).toBeGreaterThanOrEqual(COMMAND_TIMEOUT_MS - sendFloorMs(COMMAND_TIMEOUT_MS) - 100)
+    expect(overloaded.every((r) => /not sent/.test(r.error ?? ''))).toBe(true)
     expect(overloaded.every((r) => r.retryAfter !== null && Number(r.retryAfter) >= 1)).toBe(true)
+    expect(ep.slots.waiting).toBe(0)
 
     stalled.resume()
     await waitFor(() => ep.state.load.inflight === 0, { timeoutMs: 10_000, message: 'nothing left in flight after resume' })
