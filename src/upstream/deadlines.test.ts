@@ -85,6 +85,23 @@ describe('Deadlines', () => {
     expect(d.held).toBeLessThanOrEqual(1)
   })
 
+  it('lets go of settled attempts under steady traffic, when the list never empties', () => {
+    const clock = new FakeClock()
+    const d = new Deadlines(clock)
+    // Always 10 attempts in flight, answered in order: at every add some attempt is still out.
+    const live: Item[] = []
+    for (let i = 0; i < 100_000; i++) {
+      const a = new Item(clock)
+      d.add(a, 2000, clock.now())
+      live.push(a)
+      if (live.length > 10) live.shift()!.done = true
+      clock.advance(0.01)
+    }
+    expect(d.held).toBeLessThanOrEqual(11)
+    // What the arrays keep is bounded by the cut (2 x 1024), not by the 100,000 attempts added.
+    expect(d.retained).toBeLessThanOrEqual(2 * 1024 + 11)
+  })
+
   it('expires the slow attempt among fast ones and keeps what settled from piling up behind it', () => {
     const clock = new FakeClock()
     const d = new Deadlines(clock)
