@@ -58,6 +58,11 @@ export interface GatewayOptions {
   readonly runtime?: RuntimeEnv
   /** Watch this config file and apply valid edits live. */
   readonly configPath?: string
+  /**
+   * The files `config` was read from, with their SHA-256 (loadConfig's onFileRead): the watcher then
+   * parses the file again at start only if one changed since (a 5,000-instance file takes a while).
+   */
+  readonly configFiles?: ReadonlyMap<string, string | null>
   readonly logger?: Logger
   /** Extra environment for config reloads (tests); defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv
@@ -347,6 +352,7 @@ export class Gateway {
         ...(this.opts.env ? { env: this.opts.env } : {}),
         logger: this.logger,
         initial: this.config,
+        ...(this.opts.configFiles ? { initialFiles: this.opts.configFiles } : {}),
         onChange: (cfg) => {
           this.applyConfig(cfg)
           this.events.emit('configReload', { ok: true })

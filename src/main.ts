@@ -9,8 +9,9 @@ import { VERSION } from './core/version.js'
 async function main(): Promise<void> {
   const path = configPath()
   let config
+  const configFiles = new Map<string, string | null>()
   try {
-    config = loadConfig({ path })
+    config = loadConfig({ path, onFileRead: (file, sha256) => configFiles.set(file, sha256) })
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`redis-gateway: ${err.message}\n`)
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   const gateway = new Gateway({
     config,
     configPath: path,
+    configFiles,
     logger,
     runtime,
     ...(tracing !== null && { tracer: tracing.tracer }),
