@@ -99,3 +99,33 @@ describe('RequestLease', () => {
     )
   })
 })
+
+describe('RequestLease.chargeAll (a request that waits in an endpoint queue)', () => {
+  it('draws the bytes already held from the shared budget, and every later byte too', () => {
+    const budget = new ByteBudget(10_000)
+    const lease = new RequestLease(budget, 1 << 20)
+    expect(lease.takeBody(3_000)).toBe(true)
+    expect(budget.inUse).toBe(0) // within the free allowance
+    expect(lease.chargeAll()).toBe(true)
+    expect(budget.inUse).toBe(3_000)
+    expect(lease.takeReply(1_000)).toBe('ok')
+    expect(budget.inUse).toBe(4_000)
+    expect(lease.chargeAll()).toBe(true) // once is enough
+    expect(budget.inUse).toBe(4_000)
+    lease.release()
+    expect(budget.inUse).toBe(0)
+  })
+
+  it('refuses, changing nothing, when the budget cannot take what the request holds', () => {
+    const budget = new ByteBudget(2_000)
+    const lease = new RequestLease(budget, 1 << 20)
+    expect(lease.takeBody(3_000)).toBe(true)
+    expect(lease.chargeAll()).toBe(false)
+    expect(budget.inUse).toBe(0)
+    // Still within its allowance as before.
+    expect(lease.takeBody(1_000)).toBe(true)
+    expect(budget.inUse).toBe(0)
+    lease.release()
+    expect(lease.chargeAll()).toBe(false)
+  })
+})

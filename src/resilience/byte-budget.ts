@@ -68,6 +68,8 @@ export class RequestLease {
   private reply = 0
   /** The part of `total` taken from the shared budget (beyond the free allowance). */
   private shared = 0
+  /** Bytes held without drawing on the shared budget: SMALL_REQUEST_BYTES, 0 after chargeAll(). */
+  private allowance = SMALL_REQUEST_BYTES
 
   constructor(
     private readonly budget: ByteBudget,
@@ -106,11 +108,29 @@ export class RequestLease {
   }
 
 
+  /**
+   * From now on every byte of the request counts against the shared budget, those it holds already
+   * included: for a request that waits in an endpoint's queue (upstream/dispatch.ts), so that
+   * thousands of waiting requests cannot hold more than limits.inflightBytes with bodies each
+   * within the free allowance. False, and nothing changed, when the budget cannot take them.
+   */
+  chargeAll(): boolean {
+    if (this.released) return false
+    if (this.allowance === 0) return true
+    const need = this.total - this.shared
+    if (need > 0) {
+      if (!this.budget.tryTake(need)) return false
+      this.shared += need
+    }
+    this.allowance = 0
+    return true
+  }
+
   /** `force`: taken from the shared budget even beyond its limit (see takeOutput). */
   private take(n: number, force = false): boolean {
     if (this.released) return false
     const total = this.total + n
-    const need = total - SMALL_REQUEST_BYTES - this.shared
+    const need = total - this.allowance - this.shared
     if (need > 0) {
       if (force) this.budget.force(need)
       else if (!this.budget.tryTake(need)) return false
@@ -132,5 +152,6 @@ export class RequestLease {
     this.shared = 0
     this.total = 0
     this.reply = 0
+    this.allowance = SMALL_REQUEST_BYTES
   }
 }

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import { NoEndpointError, OverloadedError } from '../core/errors.js'
 import { EventHub } from '../core/events.js'
+import { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import type { Router } from '../selection/router.js'
 import { Deadlines, type DeadlineClock } from './deadlines.js'
@@ -48,6 +49,7 @@ interface Bed {
   /** Attempts handed to the endpoint, in order: what was sent and with how much time. */
   sent: { cmd: string; timeoutMs: number; settle(ok: boolean): void }[]
   send(cmd: string, kind?: 'read' | 'write'): Promise<string>
+  resolved: DispatchRequest['resolved']
 }
 
 function bed(maxInflight: number, maxPending: number): Bed {
@@ -84,6 +86,7 @@ function bed(maxInflight: number, maxPending: number): Bed {
     ep,
     o,
     sent,
+    resolved,
     send: (cmd, kind = 'write') =>
       dispatch(o, { resolved, kind, token: null, clientId: null }, (_ep: PooledEndpoint, ctx: ExecContext) =>
         new Promise<string>((resolve, reject) => {
@@ -127,6 +130,34 @@ describe('dispatch at the in-flight bound', () => {
     expect(b.sent[1]!.timeoutMs).toBe(660)
     b.sent[1]!.settle(true)
     await expect(second).resolves.toBe('second')
+  })
+
+  it('a waiting request holds its bytes on limits.inflightBytes: past it, 503 at once and nothing is sent', async () => {
+    const b = bed(1, 10)
+    const budget = new ByteBudget(5_000)
+    const sendWith = (cmd: string, bodyBytes: number): Promise<string> => {
+      const lease = new RequestLease(budget, 1 << 20)
+      lease.takeBody(bodyBytes)
+      return dispatch(b.o, { resolved: b.resolved, kind: 'write', token: null, clientId: null, lease }, (_ep: PooledEndpoint, ctx: ExecContext) =>
+        new Promise<string>((resolve) => {
+          b.sent.push({ cmd, timeoutMs: ctx.timeoutMs, settle: () => resolve(cmd) })
+        }),
+      )
+    }
+    // In flight: within its free allowance, nothing drawn from the budget.
+    void sendWith('a', 3_000)
+    expect(budget.inUse).toBe(0)
+    // Waiting: its 3,000 bytes are drawn from the budget.
+    void sendWith('b', 3_000)
+    expect(b.ep.slots.waiting).toBe(1)
+    expect(budget.inUse).toBe(3_000)
+    // A third would take the budget past 5,000: refused at once, never queued, never sent.
+    const refused = sendWith('c', 3_000)
+    await expect(refused).rejects.toThrow(/limits\.inflightBytes/)
+    expect(b.ep.slots.waiting).toBe(1)
+    b.sent[0]!.settle(true)
+    await flush()
+    expect(b.sent.map((s) => s.cmd)).toEqual(['a', 'b'])
   })
 
   it('a full queue is 503 OVERLOADED at once, closing the connection, and nothing is sent', async () => {

@@ -203,6 +203,18 @@ function queued<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, ep: Pooled
       }),
     )
   }
+  // A waiting request's bytes count against limits.inflightBytes, its free allowance included:
+  // 10,000 waiting requests of 64 KiB each would otherwise hold 640 MiB beyond the budget.
+  const lease = d.req.lease ?? null
+  if (lease !== null && !lease.chargeAll()) {
+    chosen.endpoint.state.breaker.release(chosen.probe)
+    return Promise.reject(
+      new OverloadedError(
+        `instance '${d.instance}': endpoint ${ep.id} has ${slots.max} requests in flight (limits.maxInflightPerEndpoint), and the requests waiting hold as many bytes as limits.inflightBytes allows; not sent`,
+        { retryAfterS: 1 },
+      ),
+    )
+  }
   let w: QueuedAttempt<T> | undefined
   const p = new Promise<T>((resolve, reject) => {
     w = new QueuedAttempt(d, chosen, ep, floorMs, resolve, reject)
