@@ -187,6 +187,11 @@ export class Gateway {
     if (opts.config.metrics.enabled) {
       this.metrics.subscribe(this.events)
       this.metrics.countStreams(() => this.streams.count)
+      this.metrics.countWaiting(() => {
+        let n = 0
+        for (const ep of this.pool.all()) n += ep.slots.waiting + ep.state.pending
+        return n
+      })
     }
     this.streams.onSlowClient = () => this.events.emit('slowClient', { reason: 'sse_backlog' })
     subscribeLogs(this.events, this.logger)

@@ -1,7 +1,7 @@
 // The /metrics text of a small gateway is what it was before the hot metrics held the per-instance
 // and per-endpoint series and the scrape was sliced (issue 21): metrics-text.golden.prom was
 // printed by prom-client's Registry.metrics() with the metrics of the commit before that change,
-// fed the events below. Same metrics in the same order, same HELP and TYPE lines, same series and
+// fed the events below (and, added since, redis_gateway_waiting_requests). Same metrics in the same order, same HELP and TYPE lines, same series and
 // values; only the order of series within a metric may differ (an instance's series are together).
 
 import { readFileSync } from 'node:fs'

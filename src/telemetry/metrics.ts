@@ -65,6 +65,14 @@ export class GatewayMetrics {
     registers: [this.registry],
     collect: (): void => this.sseStreams.set(this.streamsNow()),
   })
+  /** Requests waiting for a Redis endpoint now (its connection or an in-flight slot); read at scrape time. */
+  private waitingNow: () => number = () => 0
+  readonly waiting: Gauge = new Gauge({
+    name: 'redis_gateway_waiting_requests',
+    help: 'Requests waiting for a Redis endpoint: for its connection or for an in-flight slot (limits.maxPendingPerEndpoint bounds them per endpoint)',
+    registers: [this.registry],
+    collect: (): void => this.waiting.set(this.waitingNow()),
+  })
   readonly slowClients = new Counter({
     name: 'redis_gateway_slow_client_disconnects_total',
     help: 'Clients disconnected for being slow: sse_backlog (an event stream unread past its buffer), write_timeout (a reply unread past limits.writeTimeout), request_timeout (a request not received in time, 408)',
@@ -215,6 +223,11 @@ export class GatewayMetrics {
     for (const reason of SLOW_CLIENT_REASONS) this.slowClients.inc({ reason }, 0)
     // Refused for the memory budget before the target was known.
     this.requests.touch('', '', 'none', 'server_error', 'OVERLOADED')
+  }
+
+  /** Where waiting_requests reads the number of requests waiting for endpoints at each scrape. */
+  countWaiting(waiting: () => number): void {
+    this.waitingNow = waiting
   }
 
   /** Where sse_streams reads the number of open event streams at each scrape. */

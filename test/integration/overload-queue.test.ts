@@ -87,6 +87,9 @@ describe('requests over the in-flight bound wait for a slot', () => {
     expect(refused.ms).toBeLessThan(COMMAND_TIMEOUT_MS / 2)
     // Without the queue these would have been 503 OVERLOADED at once, like the refused one.
     expect([...held, ...queued].filter((r) => r.settled())).toEqual([])
+    // The waiting requests show in /metrics.
+    const scrape = await (await fetch(`${gw.opsUrl}/metrics`)).text()
+    expect(scrape).toMatch(new RegExp(`^redis_gateway_waiting_requests ${MAX_PENDING}$`, 'm'))
 
     proxy.resume()
     const heldResults = await Promise.all(held.map((r) => r.reply))
