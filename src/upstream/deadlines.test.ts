@@ -2,37 +2,8 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { describe, expect, it } from 'vitest'
-import { Deadlines, type DeadlineClock, type Expiring } from './deadlines.js'
-
-/** A clock whose timers run only when the test advances it. */
-class FakeClock implements DeadlineClock {
-  t = 0
-  timers: { at: number; fn: () => void }[] = []
-  scheduled = 0
-
-  now(): number {
-    return this.t
-  }
-
-  schedule(fn: () => void, ms: number): void {
-    expect(ms).toBeGreaterThanOrEqual(1)
-    this.scheduled++
-    this.timers.push({ at: this.t + ms, fn })
-  }
-
-  advance(ms: number): void {
-    const until = this.t + ms
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at)
-      const next = this.timers[0]
-      if (next === undefined || next.at > until) break
-      this.timers.shift()
-      this.t = next.at
-      next.fn()
-    }
-    this.t = until
-  }
-}
+import { Deadlines, type Expiring } from './deadlines.js'
+import { FakeClock } from '../../test/helpers/fake-clock.js'
 
 class Item implements Expiring {
   done = false

@@ -10,37 +10,14 @@ import { EventHub } from '../core/events.js'
 import { ByteBudget, RequestLease } from '../resilience/byte-budget.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import type { Router } from '../selection/router.js'
-import { Deadlines, type DeadlineClock } from './deadlines.js'
+import { Deadlines } from './deadlines.js'
 import { dispatch, sendFloorMs, type DispatchOptions, type DispatchRequest } from './dispatch.js'
 import type { ExecContext } from './execute.js'
 import type { PooledEndpoint } from './pool.js'
 import { SlotQueue } from './slot-queue.js'
+import { FakeClock } from '../../test/helpers/fake-clock.js'
 
 const COMMAND_TIMEOUT_MS = 1_000
-
-/** A clock whose timers run only when the test advances it. */
-class FakeClock implements DeadlineClock {
-  t = 0
-  timers: { at: number; fn: () => void }[] = []
-  now(): number {
-    return this.t
-  }
-  schedule(fn: () => void, ms: number): void {
-    this.timers.push({ at: this.t + ms, fn })
-  }
-  advance(ms: number): void {
-    const until = this.t + ms
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at)
-      const next = this.timers[0]
-      if (next === undefined || next.at > until) break
-      this.timers.shift()
-      this.t = next.at
-      next.fn()
-    }
-    this.t = until
-  }
-}
 
 interface Bed {
   clock: FakeClock
