@@ -29,7 +29,7 @@ import { createLogger } from './telemetry/logger.js'
 import { GatewayMetrics } from './telemetry/metrics.js'
 import { subscribeLogs } from './telemetry/log-events.js'
 import { subscribeTracing } from './telemetry/tracing.js'
-import { UpstreamPool, type PooledEndpoint } from './upstream/pool.js'
+import { UpstreamPool, waitingFor, type PooledEndpoint } from './upstream/pool.js'
 import { HEALTH_DEFAULTS, HealthChecker } from './resilience/health-checker.js'
 import { Router } from './selection/router.js'
 import { diffInstances } from './routing/table-diff.js'
@@ -189,7 +189,7 @@ export class Gateway {
       this.metrics.countStreams(() => this.streams.count)
       this.metrics.countWaiting(() => {
         let n = 0
-        for (const ep of this.pool.all()) n += ep.slots.waiting + ep.state.pending
+        for (const ep of this.pool.all()) n += waitingFor(ep)
         return n
       })
     }

@@ -19,7 +19,7 @@ import type { ExecContext } from './execute.js'
 import type { PooledEndpoint } from './pool.js'
 import type { EndpointState } from '../resilience/endpoint-state.js'
 import type { Resolved, Routed, Router } from '../selection/router.js'
-import { whenConnected } from './pool.js'
+import { waitingFor, whenConnected } from './pool.js'
 import { SlotWaiter } from './slot-queue.js'
 import type { SyncPosition } from '../routing/sync-token.js'
 import type { RequestLease } from '../resilience/byte-budget.js'
@@ -121,7 +121,7 @@ function send<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, first: boole
   const pooled = chosen.endpoint.pooled
   let ready: PooledEndpoint | Promise<PooledEndpoint>
   try {
-    ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, d.scripted, pooled.slots.waiting)
+    ready = whenConnected(instance, pooled, o.maxPendingPerEndpoint, identity, d.scripted)
   } catch (err) {
     // Never sent: give the probe slot back without a verdict; the health checker judges it.
     chosen.endpoint.state.breaker.release(chosen.probe)
@@ -186,7 +186,7 @@ function occupied<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, ep: Pool
 function queued<T>(d: Dispatching<T>, chosen: Routed<PooledEndpoint>, ep: PooledEndpoint, timeoutMs: number, bounded: boolean): Promise<T> {
   const slots = ep.slots
   const floorMs = sendFloorMs(d.o.commandTimeoutMs)
-  const full = bounded && slots.waiting + ep.state.pending >= d.o.maxPendingPerEndpoint
+  const full = bounded && waitingFor(ep) >= d.o.maxPendingPerEndpoint
   if (full || timeoutMs - floorMs < 1) {
     chosen.endpoint.state.breaker.release(chosen.probe)
     const why = full

@@ -295,11 +295,18 @@ export class UpstreamPool {
 }
 
 /**
+ * Requests waiting for the endpoint now: for its connection (EndpointState.pending) or for one of
+ * its in-flight slots (slot-queue.ts). limits.maxPendingPerEndpoint bounds this number.
+ */
+export function waitingFor(ep: PooledEndpoint): number {
+  return ep.state.pending + ep.slots.waiting
+}
+
+/**
  * Waits (at most the connect timeout) for the chosen endpoint's connection, else 503. At most
  * `maxPending` requests wait per endpoint, for its connection or for one of its in-flight slots
- * (`queued` of them do: slot-queue.ts); beyond that the answer is 503 OVERLOADED at once (and the
- * connection closes after it), so a down endpoint cannot make the gateway hold an unbounded number
- * of requests in memory.
+ * (waitingFor); beyond that the answer is 503 OVERLOADED at once (and the connection closes after
+ * it), so a down endpoint cannot make the gateway hold an unbounded number of requests in memory.
  */
 export function whenConnected(
   instance: string,
@@ -307,11 +314,10 @@ export function whenConnected(
   maxPending = Infinity,
   identity: Identity = GATEWAY_IDENTITY,
   scripted = false,
-  queued = 0,
 ): PooledEndpoint | Promise<PooledEndpoint> {
   if (ep.client.upFor(identity)) return admitted(ep, identity, scripted)
   // Refuse before registering a waiter: a refused request must not leave a listener or timer behind.
-  if (ep.state.pending + queued >= maxPending) {
+  if (waitingFor(ep) >= maxPending) {
     // The client's connection closes after the reply, as when the slot queue is full (dispatch.ts).
     throw new OverloadedError(
       `instance '${instance}': ${maxPending} requests already wait for endpoint ${ep.id} (limits.maxPendingPerEndpoint)`,

@@ -11,7 +11,7 @@ import { EndpointState } from '../resilience/endpoint-state.js'
 import { whenConnected } from './pool.js'
 
 /** An endpoint that is connected (`ready`), or not yet: each whenReady() then waits for settle(). */
-function endpoint(ready: boolean, scriptRefusal: string | null = null): { ep: PooledEndpoint; settle(ok: boolean): void; waiting(): number } {
+function endpoint(ready: boolean, scriptRefusal: string | null = null): { ep: PooledEndpoint; slots: { waiting: number }; settle(ok: boolean): void; waiting(): number } {
   const waiters: ((ok: boolean) => void)[] = []
   const state = new EndpointState('127.0.0.1:6379')
   const client = {
@@ -19,9 +19,12 @@ function endpoint(ready: boolean, scriptRefusal: string | null = null): { ep: Po
     whenReadyFor: (): Promise<boolean> | true => (ready ? true : new Promise<boolean>((resolve) => waiters.push(resolve))),
     scriptRefusal: () => scriptRefusal,
   }
-  const ep = { id: state.id, state, client } as unknown as PooledEndpoint
+  // Requests waiting for one of its in-flight slots (slot-queue.ts), set by the test.
+  const slots = { waiting: 0 }
+  const ep = { id: state.id, state, client, slots } as unknown as PooledEndpoint
   return {
     ep,
+    slots,
     settle: (ok) => {
       for (const w of waiters.splice(0)) w(ok)
     },
@@ -88,12 +91,13 @@ describe('whenConnected', () => {
   })
 
   it('counts the requests waiting for an in-flight slot against the same bound', () => {
-    const { ep, waiting } = endpoint(false)
-    void whenConnected('i', ep, 3, undefined, false, 1)
-    void whenConnected('i', ep, 3, undefined, false, 1)
+    const { ep, slots, waiting } = endpoint(false)
+    slots.waiting = 1
+    void whenConnected('i', ep, 3)
+    void whenConnected('i', ep, 3)
     expect(ep.state.pending).toBe(2)
     // 2 wait for the connection and 1 for a slot: the bound of 3 is reached.
-    expect(() => whenConnected('i', ep, 3, undefined, false, 1)).toThrow(/3 requests already wait .*limits\.maxPendingPerEndpoint/)
+    expect(() => whenConnected('i', ep, 3)).toThrow(/3 requests already wait .*limits\.maxPendingPerEndpoint/)
     expect(waiting()).toBe(2)
     // A bound of 0 refuses every wait.
     expect(() => whenConnected('i', endpoint(false).ep, 0)).toThrow(OverloadedError)
