@@ -1,5 +1,5 @@
 // withTimer (timeout.ts) against a real loopback socket: a reply that arrived while the event loop
-// was blocked past the timeout is seen before the timeout's verdict (afterIo), and a promise that
+// was blocked past the timeout is seen before the timeout's verdict (ioTimeout), and a promise that
 // does not settle still times out.
 
 import { once } from 'node:events'

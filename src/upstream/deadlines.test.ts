@@ -189,7 +189,7 @@ describe('Deadlines', () => {
 })
 
 // The Node clock (NODE_CLOCK) against a real loopback socket: a reply that arrived while the event
-// loop was blocked past the deadline settles its attempt before the deadline's verdict (afterIo).
+// loop was blocked past the deadline settles its attempt before the deadline's verdict (ioTimeout).
 describe('Deadlines on the Node clock', () => {
   it('an attempt whose reply is in the kernel when its deadline passes is not expired', async () => {
     const server = net.createServer()

@@ -11,7 +11,7 @@
 // armed about once per timeout period.
 
 import { performance } from 'node:perf_hooks'
-import { afterIo } from '../core/timeout.js'
+import { ioTimeout } from '../core/timeout.js'
 
 /** What a list holds: an attempt that can tell whether it settled, and is failed at its deadline. */
 export interface Expiring {
@@ -32,7 +32,7 @@ const NODE_CLOCK: DeadlineClock = {
   now: () => performance.now(),
   schedule(fn, ms) {
     // Replies read in this turn's poll phase settle their attempts before any is judged late.
-    setTimeout(afterIo(fn), ms).unref()
+    ioTimeout(fn, ms).unref()
   },
 }
 

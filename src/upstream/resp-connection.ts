@@ -25,7 +25,7 @@ import tls from 'node:tls'
 import { RespParser, type ChargedSink } from './resp-parser.js'
 import { ConnectionLostError, NotConnectedError, StalledError } from '../core/errors.js'
 import type { Arg } from '../core/command.js'
-import { afterIo } from '../core/timeout.js'
+import { ioTimeout } from '../core/timeout.js'
 
 /** Receives the replies to the commands written for it, in order (one call per command). */
 export interface ReplySink extends ChargedSink {
@@ -404,25 +404,18 @@ export class RespConnection {
     this.failure = null
     this.socket = socket
     socket.setNoDelay(true)
-    let connected = false
     // The verdict waits for the I/O of the turn the timer fired in: after a long turn (an event loop
     // busy with thousands of clients or connects) the timer runs before the connect that completed
     // meanwhile is seen, and would cut a good connection (bench/README.md, "Cost as work grows").
-    const timer = setTimeout(
-      afterIo(() => {
-        if (!connected) socket.destroy(new Error(`connect timeout after ${o.connectTimeoutMs} ms`))
-      }),
-      o.connectTimeoutMs,
-    )
+    const timer = ioTimeout(() => socket.destroy(new Error(`connect timeout after ${o.connectTimeoutMs} ms`)), o.connectTimeoutMs)
     socket.once(o.tls ? 'secureConnect' : 'connect', () => {
-      connected = true
-      clearTimeout(timer)
+      timer.clear()
       this.handshake(socket)
     })
     if (o.tls) socket.on('data', (chunk: Buffer) => this.read(chunk))
     socket.on('error', this.onError)
     socket.once('close', () => {
-      clearTimeout(timer)
+      timer.clear()
       this.closed(socket)
     })
   }
@@ -443,24 +436,16 @@ export class RespConnection {
       this.hooks.onReady()
     }
     const step = (args: Arg[], what: string, onReply: (v: unknown) => void): void => {
-      let answered = false
-      const timer = setTimeout(
-        afterIo(() => {
-          if (!answered) fail(`${what} not answered within ${o.connectTimeoutMs} ms`)
-        }),
-        o.connectTimeoutMs,
-      )
+      const timer = ioTimeout(() => fail(`${what} not answered within ${o.connectTimeoutMs} ms`), o.connectTimeoutMs)
       this.enqueue(
         args,
         sinkOf(
           (v) => {
-            answered = true
-            clearTimeout(timer)
+            timer.clear()
             onReply(v)
           },
           (why) => {
-            answered = true
-            clearTimeout(timer)
+            timer.clear()
             fail(why)
           },
         ),
