@@ -4,7 +4,7 @@ import RedisParser from 'redis-parser'
 import { describe, expect, test } from 'vitest'
 import { TooLargeError } from '../core/errors.js'
 import { REPLY_ELEMENT_BYTES } from '../resilience/byte-budget.js'
-import { MAX_LINE_BYTES, ProtocolError, REPLY_MAX_DEPTH, ReplyError, RespParser, type ChargedSink } from './resp-parser.js'
+import { MAX_LINE_BYTES, ProtocolError, REPLY_MAX_DEPTH, ReplyError, RespBytes, RespParser, type ChargedSink } from './resp-parser.js'
 
 interface Sink extends ChargedSink {
   charges: number[]
@@ -307,6 +307,107 @@ describe('charging: nothing kept that was not paid for', () => {
     expect(plain(h.replies[1])).toBe('ok')
   })
 })
+
+describe('raw: an array reply as its bytes (ChargedSink.raw)', () => {
+  /** A stream of: a nested array (bulk strings with CR, LF and "*" inside, nil, errors, integers), then a plain reply. */
+  const ARRAY = b('*5\r\n$5\r\na\r\n*2\r\n*3\r\n+flag\r\n:-12\r\n$-1\r\n*-1\r\n*0\r\n-ERR inner\r\n')
+  const AFTER = b('$2\r\nok\r\n')
+  const raw = (): Sink => ({ ...sink(), raw: true })
+
+  test('cut anywhere: the same bytes, and the next reply parsed as before', () => {
+    const stream = Buffer.concat([ARRAY, AFTER])
+    for (let c1 = 1; c1 < stream.length; c1++) {
+      for (const c2 of [c1 + 1, c1 + 7, stream.length - 1]) {
+        const h = harness({ sinks: [raw(), sink()] })
+        feed(h.parser, stream, [c1, c2])
+        expect(h.fatals).toEqual([])
+        expect(h.replies).toHaveLength(2)
+        expect(h.replies[0]).toBeInstanceOf(RespBytes)
+        expect((h.replies[0] as RespBytes).bytes.equals(ARRAY)).toBe(true)
+        expect(plain(h.replies[1])).toBe('ok')
+      }
+    }
+  })
+
+  test('two captured replies in one chunk, and a bulk string longer than the chunks', () => {
+    const big = b(`*2\r\n$100000\r\n${'x'.repeat(100_000)}\r\n:1\r\n`)
+    const h = harness({ sinks: [raw(), raw(), raw()] })
+    const stream = Buffer.concat([ARRAY, ARRAY, big])
+    feed(h.parser, stream, [10, ARRAY.length * 2 + 5000, ARRAY.length * 2 + 70_000])
+    expect(h.fatals).toEqual([])
+    expect(h.replies.map((r) => (r as RespBytes).bytes.toString('latin1'))).toEqual([ARRAY, ARRAY, big].map((x) => x.toString('latin1')))
+  })
+
+  test('not an array with elements: the value, as without raw', () => {
+    const h = harness({ sinks: [raw(), raw(), raw(), raw(), raw()] })
+    feed(h.parser, b('-ERR wrong number of arguments\r\n*0\r\n*-1\r\n+OK\r\n:7\r\n'))
+    expect(h.replies.map(plain)).toEqual([{ error: 'ERR wrong number of arguments', name: 'ReplyError' }, [], null, 'OK', '7'])
+  })
+
+  test('charged piece by piece; over the limit the refusal goes out and the rest is skipped, the stream stays in step', () => {
+    const s = { ...sink(40), raw: true }
+    const h = harness({ sinks: [s, sink()] })
+    const stream = Buffer.concat([ARRAY, AFTER])
+    feed(h.parser, stream, [30, 50])
+    expect(h.replies).toHaveLength(2)
+    expect(h.replies[0]).toBeInstanceOf(TooLargeError)
+    // 26 + 20: the line cut at byte 30 is charged with the piece that completes it.
+    expect(s.charges).toEqual([26, 20])
+    expect(plain(h.replies[1])).toBe('ok')
+    expect(h.fatals).toEqual([])
+  })
+
+  test('not "skipping" while it captures (a slow reply keeps its connection); a protocol error in it is fatal', () => {
+    const h = harness({ sinks: [raw()] })
+    h.parser.execute(b('*2\r\n$5\r\nab'))
+    expect(h.parser.skipping).toBe(false)
+    h.parser.execute(b('cde\r\n?\r\n'))
+    expect(h.fatals).toHaveLength(1)
+    expect(h.replies).toEqual([])
+  })
+
+  test('any reply: the captured bytes parse to what the parser gives without raw', () => {
+    fc.assert(
+      fc.property(respValue, fc.array(fc.nat(), { maxLength: 4 }), (v, cuts) => {
+        const data = b(encodeResp(v))
+        const plainH = harness()
+        feed(plainH.parser, data)
+        const rawH = harness({ sinks: [raw()] })
+        feed(rawH.parser, data, cuts.map((c) => c % data.length))
+        const got = rawH.replies[0]
+        if (!(got instanceof RespBytes)) {
+          expect(plain(got)).toEqual(plain(plainH.replies[0]))
+          return
+        }
+        expect(got.bytes.equals(data)).toBe(true)
+        const again = harness()
+        feed(again.parser, got.bytes)
+        expect(plain(again.replies[0])).toEqual(plain(plainH.replies[0]))
+      }),
+    )
+  })
+})
+
+/** RESP values for property tests: bulk strings (nil too), status, errors, integers, arrays (nil too). */
+type Resp = { bulk: string | null } | { status: string } | { error: string } | { int: number } | { array: Resp[] | null }
+const line = fc.string({ unit: fc.constantFrom('a', 'b', ' ', '*', '$', ':', '-', '+', 'é') })
+const respValue: fc.Arbitrary<Resp> = fc.letrec<{ v: Resp }>((tie) => ({
+  v: fc.oneof(
+    { depthSize: 'small' },
+    fc.record({ bulk: fc.option(fc.string({ unit: 'binary' }), { nil: null }) }),
+    fc.record({ status: line }),
+    fc.record({ error: line }),
+    fc.record({ int: fc.integer() }),
+    fc.record({ array: fc.option(fc.array(tie('v'), { maxLength: 5 }), { nil: null }) }),
+  ),
+})).v
+function encodeResp(v: Resp): string {
+  if ('bulk' in v) return v.bulk === null ? '$-1\r\n' : `$${Buffer.byteLength(v.bulk, 'latin1')}\r\n${v.bulk}\r\n`
+  if ('status' in v) return `+${v.status}\r\n`
+  if ('error' in v) return `-${v.error}\r\n`
+  if ('int' in v) return `:${v.int}\r\n`
+  return v.array === null ? '*-1\r\n' : `*${v.array.length}\r\n${v.array.map(encodeResp).join('')}`
+}
 
 describe('protocol errors: fatal, once, and nothing after', () => {
   const cases: [string, string, RegExp][] = [

@@ -10,7 +10,9 @@
 // Values, as the rest of the gateway expects them (encode.ts): a bulk or status string is a
 // Buffer, an integer is its decimal text (exact beyond 2^53), nil is null, a multi-bulk is an
 // array, an error reply is a ReplyError (inside arrays too: EXEC results). RESP3 types never
-// appear (the gateway never sends HELLO 3) and are protocol errors here.
+// appear (the gateway never sends HELLO 3) and are protocol errors here. A sink may ask for an
+// array reply as its bytes instead (ChargedSink.raw: COMMAND INFO, read by its own reader in
+// command-table.ts): checked element by element as a skipped reply is, charged, never built.
 
 import { Buffer } from 'node:buffer'
 import { TooLargeError } from '../core/errors.js'
@@ -41,6 +43,17 @@ export interface ChargedSink {
   charge?(bytes: number): Error | null
   /** True once the reply is not wanted any more: it is delivered as null and skipped. */
   readonly done?: boolean
+  /**
+   * An array reply as its RESP bytes (a RespBytes), checked but not built into values: for a reply
+   * its reader walks once and mostly skips (COMMAND INFO: ~90 KB, ~10,000 elements). Other replies
+   * (an error, nil, an empty array, a scalar) arrive as values. Charged like any reply, per piece.
+   */
+  readonly raw?: boolean
+}
+
+/** An array reply's RESP bytes, for a sink that asked for them (ChargedSink.raw). */
+export class RespBytes {
+  constructor(readonly bytes: Buffer) {}
 }
 
 export interface ParserOutput {
@@ -76,8 +89,14 @@ export class RespParser {
   private bulkAt = 0
   /** CR and LF still expected after a bulk string's bytes. */
   private crlfLeft = 0
-  /** Skipping a refused reply (already answered with its refusal): elements still to pass over. */
+  /**
+   * Skipping a refused reply (already answered with its refusal), or passing over one being
+   * captured as bytes: elements still to pass over.
+   */
   private skip = 0
+  /** The reply being captured as bytes (ChargedSink.raw): pieces of earlier chunks, and where this chunk's begins. */
+  private captured: Buffer[] | null = null
+  private captureFrom = 0
   private broken = false
 
   constructor(
@@ -89,7 +108,7 @@ export class RespParser {
   /** Passing over the rest of a refused reply (already answered): what comes meanwhile is not read. */
   get skipping(): boolean {
     // A skipped bulk string's bytes are counted down in bulkLeft with nowhere to go.
-    return this.skip > 0 || (this.bulk === null && (this.bulkLeft > 0 || this.crlfLeft > 0))
+    return this.captured === null && (this.skip > 0 || (this.bulk === null && (this.bulkLeft > 0 || this.crlfLeft > 0)))
   }
 
   /** Forgets everything (the connection was reset). */
@@ -104,6 +123,7 @@ export class RespParser {
     this.bulkAt = 0
     this.crlfLeft = 0
     this.skip = 0
+    this.captured = null
     this.broken = false
   }
 
@@ -117,6 +137,7 @@ export class RespParser {
     }
     const len = buf.length
     let pos = 0
+    if (this.captured !== null) this.captureFrom = 0
     while (pos < len) {
       if (this.bulkLeft > 0) {
         const n = Math.min(this.bulkLeft, len - pos)
@@ -124,7 +145,7 @@ export class RespParser {
         this.bulkAt += n
         this.bulkLeft -= n
         pos += n
-        if (this.bulkLeft > 0) return
+        if (this.bulkLeft > 0) break
         this.crlfLeft = 2
       } else if (this.crlfLeft > 0) {
         if (buf[pos] !== (this.crlfLeft === 2 ? CR : LF)) {
@@ -140,16 +161,32 @@ export class RespParser {
         }
       } else {
         const next = this.element(buf, pos, len)
-        if (next < 0) {
-          if (next === INCOMPLETE) {
-            if (len - pos > MAX_LINE_BYTES) this.fail(`a line longer than ${MAX_LINE_BYTES} bytes`)
-            else this.rest = buf.subarray(pos)
-          }
-          return
+        if (next === FAILED) return
+        if (next === INCOMPLETE) {
+          if (len - pos > MAX_LINE_BYTES) return void this.fail(`a line longer than ${MAX_LINE_BYTES} bytes`)
+          this.rest = buf.subarray(pos)
+          break
         }
         pos = next
       }
+      if (this.captured !== null && this.skip === 0 && this.bulkLeft === 0 && this.crlfLeft === 0) this.capture(buf, pos, true)
     }
+    if (this.captured !== null) this.capture(buf, pos, false)
+  }
+
+  /**
+   * Keeps the captured reply's bytes of `buf` up to `pos`, charged first; `whole`: the reply ends
+   * there, and goes out as a RespBytes. A refusal goes out instead, and the rest is skipped.
+   */
+  private capture(buf: Buffer, pos: number, whole: boolean): void {
+    const captured = this.captured!
+    const piece = buf.subarray(this.captureFrom, pos)
+    this.captureFrom = pos
+    const refused = piece.length > 0 ? this.charge(piece.length) : null
+    if (refused !== null || whole) this.captured = null
+    if (refused !== null) return this.deliver(refused)
+    if (whole) return this.deliver(new RespBytes(captured.length === 0 ? piece : Buffer.concat([...captured, piece])))
+    if (piece.length > 0) captured.push(piece)
   }
 
   /** Parses one element's header (and a scalar's value) at `pos`; the position after it, or INCOMPLETE/FAILED. */
@@ -207,6 +244,12 @@ export class RespParser {
       this.sink = sink
       this.charged = 0
       if (sink.done === true) this.startSkip(null)
+      else if (sink.raw === true && type === 0x2a && n > 0) {
+        // Passed over like a refused reply, its bytes kept (capture()).
+        this.captured = []
+        this.captureFrom = pos
+        this.skip = 1
+      }
     }
     if (this.skip > 0) return this.skipElement(type, n, end)
     switch (type) {
@@ -341,6 +384,7 @@ export class RespParser {
     this.broken = true
     this.rest = null
     this.bulk = null
+    this.captured = null
     this.out.fatal(new ProtocolError(`Redis protocol error: ${why}`))
     return FAILED
   }
