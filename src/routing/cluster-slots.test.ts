@@ -35,6 +35,7 @@ import {
   type CrossSlot,
 } from './cluster-slots.js'
 import { parseCommandTable, tableOf, type CommandSpec, type LearnedTable } from './command-table.js'
+import { respBytes } from '../../test/helpers/resp.js'
 
 const b = (s: string): Buffer => Buffer.from(s)
 
@@ -825,7 +826,7 @@ describe('against a cluster-enabled redis-server', () => {
 
   beforeAll(async () => {
     node = await clusterServer()
-    table = parseCommandTable(await node.client.call('COMMAND'))
+    table = parseCommandTable(respBytes(await node.client.call('COMMAND')))
   })
 
   it('computes the same slot as CLUSTER KEYSLOT, for strings and for bytes', async () => {

@@ -4,7 +4,9 @@
 // test/integration/module-commands.test.ts runs the same against a real RediSearch.
 
 import { Buffer } from 'node:buffer'
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { RespParser } from '../upstream/resp-parser.js'
 import { commandRules } from './acl-rules.js'
 import { classFromFlags, classify, type CommandView } from './classify.js'
 import {
@@ -18,8 +20,11 @@ import {
   TABLE_LIMITS,
   type LearnedTable,
 } from './command-table.js'
+import { referenceTable, respBytes } from '../../test/helpers/resp.js'
 
 const b = (s: string): Buffer => Buffer.from(s)
+/** parseCommandTable of a reply tree, through its RESP bytes. */
+const parseTree = (tree: unknown): LearnedTable => parseCommandTable(respBytes(tree))
 
 /** One COMMAND INFO entry as the RESP parser hands it over (bulk strings as Buffers, integers as text). */
 function entry(name: string, arity: number, flags: string[], keys: [number, number, number] = [1, 1, 1], subs: unknown[] = []): unknown[] {
@@ -40,7 +45,7 @@ const kind = (v: CommandView | null, ...args: (string | Buffer)[]): string => cl
 
 describe('parseCommandTable', () => {
   it('reads names, arity, flags, key positions and subcommands (Redis 7 shape)', () => {
-    const t = parseCommandTable([
+    const t = parseTree([
       entry('FT.SEARCH', -1, ['readonly', 'module']),
       entry('FT.CREATE', -1, ['write', 'denyoom', 'module']),
       entry('xgroup', -2, [], [0, 0, 0], [entry('xgroup|create', -5, ['write', 'denyoom'], [2, 2, 1]), entry('xgroup|help', 2, ['loading', 'stale'], [0, 0, 0])]),
@@ -56,14 +61,14 @@ describe('parseCommandTable', () => {
     expect(x.subcommands.get('create')).toMatchObject({ arity: -5, flags: ['write', 'denyoom'], firstKey: 2 })
   })
 
-  it('reads Redis 6 entries (no subcommands element) and integer replies given as numbers', () => {
-    const t = parseCommandTable([[b('get'), 2, [b('readonly'), b('fast')], 1, 1, 1]])
+  it('reads Redis 6 entries (no subcommands element)', () => {
+    const t = parseTree([[b('get'), 2, [b('readonly'), b('fast')], 1, 1, 1]])
     expect(t.specs.get('get')).toMatchObject({ arity: 2, flags: ['readonly', 'fast'], firstKey: 1 })
   })
 
   it('skips what is not a command and bounds what a hostile server could send', () => {
     const long = 'x'.repeat(TABLE_LIMITS.maxNameLength + 1)
-    const t = parseCommandTable([
+    const t = parseTree([
       'junk',
       [b('short')],
       entry(long, 1, ['readonly']),
@@ -72,19 +77,72 @@ describe('parseCommandTable', () => {
     ])
     expect([...t.specs.keys()]).toEqual(['ok'])
     expect(t.specs.get('ok')!.flags).toHaveLength(TABLE_LIMITS.maxFlags)
-    expect(() => parseCommandTable(b('not a list'))).toThrow(/did not answer a list/)
-    const many = parseCommandTable(Array.from({ length: TABLE_LIMITS.maxCommands + 5 }, (_, i) => entry(`c${i}`, 1, [])))
+    expect(() => parseTree(b('not a list'))).toThrow(/did not answer a list/)
+    const many = parseTree(Array.from({ length: TABLE_LIMITS.maxCommands + 5 }, (_, i) => entry(`c${i}`, 1, [])))
     expect(many.specs.size).toBe(TABLE_LIMITS.maxCommands)
   })
 
   it('fingerprints names, flags and subcommands, not their order', () => {
-    const a = parseCommandTable([entry('a', 1, ['readonly', 'fast']), entry('b', 1, ['write'])])
-    const same = parseCommandTable([entry('b', 1, ['write']), entry('a', 1, ['fast', 'readonly'])])
-    const flagged = parseCommandTable([entry('a', 1, ['write']), entry('b', 1, ['write'])])
-    const more = parseCommandTable([entry('a', 1, ['readonly', 'fast']), entry('b', 1, ['write']), entry('c', 1, [])])
+    const a = parseTree([entry('a', 1, ['readonly', 'fast']), entry('b', 1, ['write'])])
+    const same = parseTree([entry('b', 1, ['write']), entry('a', 1, ['fast', 'readonly'])])
+    const flagged = parseTree([entry('a', 1, ['write']), entry('b', 1, ['write'])])
+    const more = parseTree([entry('a', 1, ['readonly', 'fast']), entry('b', 1, ['write']), entry('c', 1, [])])
     expect(same.fingerprint).toBe(a.fingerprint)
     expect(flagged.fingerprint).not.toBe(a.fingerprint)
     expect(more.fingerprint).not.toBe(a.fingerprint)
+  })
+})
+
+/** What RespParser makes of `bytes` (one reply). */
+function valuesOf(bytes: Buffer): unknown {
+  let v: unknown
+  const p = new RespParser({ peek: () => ({}), reply: (x) => (v = x), fatal: (e) => { throw e } }, 1 << 30)
+  p.execute(bytes)
+  return v
+}
+
+/** Any reply value (what a hostile or broken server could put anywhere). */
+const junk: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) => ({
+  v: fc.oneof(
+    { depthSize: 'small' },
+    fc.string({ unit: 'binary' }).map((x) => Buffer.from(x, 'latin1')),
+    fc.oneof(fc.integer(), fc.constantFrom(0, -0, 2 ** 53), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
+    fc.constant(null),
+    fc.string({ unit: 'grapheme-ascii' }).map((m) => new Error(m.replace(/[\r\n]/g, ''))),
+    fc.array(tie('v'), { maxLength: 4 }),
+  ),
+})).v
+const name = fc.oneof(
+  fc.stringMatching(/^[a-zA-Z.|\u00c0-\u00ff]{0,12}$/).map((x) => Buffer.from(x, 'latin1')),
+  fc.constantFrom('x'.repeat(64), 'p|' + 'y'.repeat(64), 'z'.repeat(130)).map((x) => Buffer.from(x)),
+  junk,
+)
+const num = fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constantFrom('7', ' 8', '0x10', '1e3', ''), junk)
+const flagList = fc.oneof(fc.array(fc.oneof(fc.constantFrom('readonly', 'WRITE', 'fast', 'f'.repeat(65)).map((x) => Buffer.from(x)), junk), { maxLength: 70 }), junk)
+const entryOf = (subs: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
+  fc.oneof(
+    fc
+      .tuple(name, num, flagList, num, num, num, fc.array(junk, { maxLength: 3 }), subs, fc.array(junk, { maxLength: 2 }))
+      .map(([n, a, f, k1, k2, k3, mid, sub, tail]) => [n, a, f, k1, k2, k3, ...mid.concat([null, null, null]).slice(0, 3), sub, ...tail]),
+    fc.tuple(name, num, flagList, num, num, num).map((e) => e as unknown[]),
+    junk,
+  )
+const infoReply = fc.array(entryOf(fc.oneof(fc.array(entryOf(junk), { maxLength: 4 }), junk)), { minLength: 1, maxLength: 6 })
+
+describe('parseCommandTable reads the bytes as the values would read', () => {
+  it('any COMMAND INFO-shaped reply, with anything anywhere', () => {
+    fc.assert(
+      fc.property(infoReply, (reply) => {
+        const bytes = respBytes(reply)
+        expect(parseCommandTable(bytes)).toEqual(referenceTable(valuesOf(bytes)))
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  it('not a list: an error, nil, a string', () => {
+    for (const reply of [new Error('ERR unknown'), null, b('OK'), 5]) expect(() => parseCommandTable(respBytes(reply))).toThrow(/did not answer a list/)
+    expect(parseCommandTable(Buffer.from('*0\r\n')).specs.size).toBe(0)
   })
 })
 

@@ -7,6 +7,7 @@ import { Buffer } from 'node:buffer'
 import type { EndpointSpec } from '../core/topology.js'
 import { performance } from 'node:perf_hooks'
 import { RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
+import { RespBytes } from './resp-parser.js'
 import { ConnectionSlot } from './connection-slot.js'
 import { withTimer } from '../core/timeout.js'
 import type { Identity } from '../core/identity.js'
@@ -306,8 +307,9 @@ export class EndpointClient {
       if (!ok) return null
     }
     const timeoutMs = this.opts.commandTimeoutMs
-    const ask = (args: Args): Promise<RawReply> => withTimer(this.send(args), timeoutMs, () => new Error(`${args.join(' ')} did not answer within ${timeoutMs} ms`))
-    let reply: RawReply
+    const ask = (args: Args): Promise<RespBytes | RawReply> =>
+      withTimer(this.send(args, true), timeoutMs, () => new Error(`${args.join(' ')} did not answer within ${timeoutMs} ms`))
+    let reply: RespBytes | RawReply
     try {
       reply = await ask(COMMAND_INFO)
     } catch (err) {
@@ -316,7 +318,10 @@ export class EndpointClient {
       reply = await ask(COMMAND_ALL)
     }
     this.lastCheckMs = performance.now()
-    return parseCommandTable(reply)
+    // Its bytes (a list of entries), or `*0` as an empty list; anything else is no table.
+    if (reply instanceof RespBytes) return parseCommandTable(reply.bytes)
+    if (Array.isArray(reply) && reply.length === 0) return parseCommandTable(EMPTY_LIST)
+    throw new Error('COMMAND INFO did not answer a list')
   }
 
   /** Takes a freshly read table; true when it differs from the one known. */
@@ -670,13 +675,17 @@ export class EndpointClient {
   /**
    * One command on the gateway's own connection with a promise for its reply (health checks, ROLE,
    * INFO, provisioning; the request path uses connection.command() with a sink instead). Rejects
-   * with the Redis error reply, or with NotConnectedError / ConnectionLostError.
+   * with the Redis error reply, or with NotConnectedError / ConnectionLostError. `raw`: an array
+   * reply comes as its bytes (ChargedSink.raw), for a reader that walks it once (COMMAND INFO).
    */
-  send(args: Args): Promise<RawReply> {
+  send(args: Args): Promise<RawReply>
+  send(args: Args, raw: true): Promise<RespBytes | RawReply>
+  send(args: Args, raw = false): Promise<RespBytes | RawReply> {
     return new Promise((resolve, reject) => {
       const sink: ReplySink = {
-        reply: (v) => (v instanceof Error ? reject(v) : resolve(v as RawReply)),
+        reply: (v) => (v instanceof Error ? reject(v) : resolve(v as RespBytes | RawReply)),
         lost: reject,
+        raw,
       }
       // Health checks report this message: it says why (a refused connection, a certificate, AUTH).
       if (!this.main.connection.command(args, sink)) reject(notConnected(this.id, this.main.failure))
@@ -706,6 +715,7 @@ const ROLE: Args = ['ROLE']
 // +command|info, as documented, not the whole COMMAND.
 const COMMAND_INFO: Args = ['COMMAND', 'INFO']
 const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
+const EMPTY_LIST = Buffer.from('*0\r\n')
 const COMMAND_ALL: Args = ['COMMAND']
 const INFO_REPLICATION: Args = ['INFO', 'replication']
 const INFO_CLUSTER: Args = ['INFO', 'cluster']

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { freePort } from '../../test/helpers/ports.js'
 import { parseInfo, startRedis, type RedisServer, type StartRedisOptions } from '../../test/helpers/redis-server.js'
 import { waitFor } from '../../test/helpers/wait.js'
+import { referenceTable } from '../../test/helpers/resp.js'
 import { EndpointClient, SharedTables, reconnectDelayMs } from './endpoint-client.js'
 import { tableOf, type LearnedTable } from '../routing/command-table.js'
 import { failureKind } from '../core/failures.js'
@@ -863,6 +864,25 @@ describe('nothing listening', () => {
 })
 
 describe('EndpointClient over the connection', () => {
+  test("the command table is read from COMMAND INFO's bytes, and is the one its values give", async () => {
+    const spec = { id: `${main.host}:${main.port}`, host: main.host, port: main.port, ready: true }
+    const opts = { username: '', password: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 }
+    const client = new EndpointClient(spec, opts, { onReady: () => {}, onClose: () => {} })
+    try {
+      client.start()
+      expect(await client.whenReady()).toBe(true)
+      const table = await client.learnCommands()
+      expect(table).not.toBeNull()
+      expect(table).toEqual(referenceTable(await client.send(['COMMAND', 'INFO'])))
+      expect(table!.count).toBe(Number(await client.send(['COMMAND', 'COUNT'])))
+      expect(table!.specs.get('get')).toMatchObject({ arity: 2, firstKey: 1, lastKey: 1, step: 1 })
+      expect(table!.specs.get('get')!.flags).toContain('readonly')
+      expect(table!.specs.get('config')!.subcommands.get('set')!.flags).toContain('admin')
+    } finally {
+      await client.stop()
+    }
+  })
+
   test('send/role/replication resolve with raw replies; failures carry the transport kinds', async () => {
     const spec = { id: `${main.host}:${main.port}`, host: main.host, port: main.port, ready: true }
     const opts = { username: '', password: '', tls: false, commandTimeoutMs: 1000, connectTimeoutMs: 1000 }
