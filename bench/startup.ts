@@ -31,12 +31,13 @@
 //
 // Options: --instances 5000  --idle-seconds 30  --up-timeout 180 (s)  --config 'yaml line'
 //          (more config, repeatable)  --json FILE  --label TEXT (printed and stored with the figures)
-//          --node-arg ARG (for the gateway's node, repeatable: e.g. --cpu-prof)
+//          --node-arg ARG (for the gateway's node, repeatable: e.g. --cpu-prof)  --log-file FILE (the
+//          gateway's stdout and stderr, e.g. with --node-arg=--trace-gc)
 //          --idle-poll-ms 1000 (/healthz while idle, ~0.14 ms of gateway CPU each: every 100 ms is
 //          1.4 % of a core; 0: none)
 
 import { spawn } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
@@ -201,6 +202,7 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       label: { type: 'string', default: '' },
       'node-arg': { type: 'string', multiple: true, default: [] },
+      'log-file': { type: 'string' },
       'idle-poll-ms': { type: 'string', default: '1000' },
     },
   })
@@ -287,7 +289,9 @@ async function main(): Promise<void> {
   // Its log: counted as it streams (the gateway's stdout is a pipe, as under Kubernetes).
   const logs = { lines: 0, bytes: 0, warnOrWorse: 0, connectTimeout: 0, byMsg: new Map<string, number>(), last: [] as string[] }
   let logBuf = ''
+  const logFile = values['log-file'] === undefined ? null : createWriteStream(values['log-file'])
   const onLog = (b: Buffer): void => {
+    logFile?.write(b)
     logs.bytes += b.length
     logBuf += b.toString('utf8')
     let i: number
