@@ -10,6 +10,7 @@ import { RespConnection, type ReplySink, type RespConnectionOptions } from './re
 import { RespBytes } from './resp-parser.js'
 import { ConnectionSlot } from './connection-slot.js'
 import { withTimer } from '../core/timeout.js'
+import { SlicedQueue } from '../core/sliced.js'
 import type { Identity } from '../core/identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
 import { parseCommandTable, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
@@ -95,6 +96,17 @@ export interface EndpointShared {
  */
 export class SharedTables {
   private readonly byFingerprint = new Map<string, WeakRef<LearnedTable>>()
+  /** COMMAND INFO replies waiting to be read (read()). */
+  private readonly reads = new SlicedQueue({ sliceMs: TABLE_READ_SLICE_MS })
+
+  /**
+   * The table in a COMMAND INFO reply's bytes, read in a later turn, a few milliseconds of reading
+   * per turn: endpoints that connect together have their replies read in the same turn, and
+   * reading them there (0.5 ms each warm, several cold) made turns of 100 ms and more at start-up.
+   */
+  read(bytes: Buffer): Promise<LearnedTable> {
+    return this.reads.run(() => parseCommandTable(bytes))
+  }
 
   /** The table already kept that equals `table` (same commands, flags, arities and key positions), else `table`, kept from now on. */
   intern(table: LearnedTable): LearnedTable {
@@ -319,7 +331,7 @@ export class EndpointClient {
     }
     this.lastCheckMs = performance.now()
     // Its bytes (a list of entries), or `*0` as an empty list; anything else is no table.
-    if (reply instanceof RespBytes) return parseCommandTable(reply.bytes)
+    if (reply instanceof RespBytes) return this.tables === null ? parseCommandTable(reply.bytes) : this.tables.read(reply.bytes)
     if (Array.isArray(reply) && reply.length === 0) return parseCommandTable(EMPTY_LIST)
     throw new Error('COMMAND INFO did not answer a list')
   }
@@ -716,6 +728,8 @@ const ROLE: Args = ['ROLE']
 const COMMAND_INFO: Args = ['COMMAND', 'INFO']
 const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
 const EMPTY_LIST = Buffer.from('*0\r\n')
+/** Milliseconds of COMMAND INFO reading per turn of the event loop (SharedTables.read). */
+const TABLE_READ_SLICE_MS = 5
 const COMMAND_ALL: Args = ['COMMAND']
 const INFO_REPLICATION: Args = ['INFO', 'replication']
 const INFO_CLUSTER: Args = ['INFO', 'cluster']
