@@ -108,7 +108,7 @@ function endpointRow(inst, ep) {
     td('role', null, ep.role),
     td('health', cls, state, ep.reason ? el('span', { class: 'why' }, '(' + ep.reason + ')') : null),
     td('breaker', b.state === 'closed' ? 'ok' : b.state === 'open' ? 'bad' : 'warn', breakerText),
-    td('inflight', 'num', ep.inflight + (ep.pending ? ' +' + ep.pending + ' waiting' : '')),
+    td('inflight', 'num', ep.inflight + (ep.pending + ep.queued ? ' +' + (ep.pending + ep.queued) + ' waiting' : '')),
     td('latency', 'num', ms(ep.ewmaMs)),
     // Link and lag come from the last successful check: stale once the endpoint is down.
     td('lag', 'num', ep.up ? bytes(ep.lagBytes) : ''),

@@ -43,7 +43,7 @@ function world(instances: InstanceSpec[], groups: Record<string, GroupStrategy> 
   const t = new RoutingTable()
   t.setGroupConfig(Object.fromEntries(Object.entries(groups).map(([g, strategy]) => [g, { strategy }])))
   t.apply({ type: 'reset', instances })
-  const live = new Map<string, { state: EndpointState; connected: boolean }>()
+  const live = new Map<string, { state: EndpointState; connected: boolean; queued?: number }>()
   const add = (specs: readonly EndpointSpec[]): void => {
     for (const e of specs) {
       if (!live.has(e.id)) live.set(e.id, { state: new EndpointState(e.id, new CircuitBreaker({}, () => clock.mono)), connected: true })
@@ -78,6 +78,8 @@ function world(instances: InstanceSpec[], groups: Record<string, GroupStrategy> 
   return { t, live, loads, clusters, clock, view, paged, state, checked, add }
 }
 
+/** The live entry of endpoint 10.0.0.1:`port` in world `w`. */
+const liveOf = (w: ReturnType<typeof world>, port: number) => w.live.get(endpointId('10.0.0.1', port))!
 const endpointOf = (v: RoutesView, instance: string, port: number) =>
   v.instances.find((i) => i.name === instance)!.endpoints.find((e) => e.port === port)!
 
@@ -189,7 +191,7 @@ describe('breaker and load', () => {
   it('in-flight, waiting and peak-EWMA latency per endpoint and per instance', () => {
     const w = world([inst('a', [ep(1)])])
     w.checked(1, { role: 'primary' })
-    expect(endpointOf(w.view(), 'a', 1)).toMatchObject({ inflight: 0, pending: 0, ewmaMs: null })
+    expect(endpointOf(w.view(), 'a', 1)).toMatchObject({ inflight: 0, pending: 0, queued: 0, ewmaMs: null })
     expect(w.view().instances[0]).toMatchObject({ inflight: 0, ewmaMs: null })
     const s = w.state(1)
     s.load.start()
@@ -197,13 +199,14 @@ describe('breaker and load', () => {
     s.load.start()
     s.load.start()
     s.pending = 4
+    liveOf(w, 1).queued = 7
     const load = new LoadTracker()
     load.start()
     load.finish(20, w.clock.mono)
     load.start()
     w.loads.set('a', load)
     const v = w.view()
-    expect(endpointOf(v, 'a', 1)).toMatchObject({ inflight: 2, pending: 4, ewmaMs: 12.346 })
+    expect(endpointOf(v, 'a', 1)).toMatchObject({ inflight: 2, pending: 4, queued: 7, ewmaMs: 12.346 })
     expect(v.instances[0]).toMatchObject({ inflight: 1, ewmaMs: 20 })
   })
 

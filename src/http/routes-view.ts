@@ -215,6 +215,11 @@ export interface EndpointView {
   readonly inflight: number
   /** Requests waiting for its connection to be (re)established. */
   readonly pending: number
+  /**
+   * Requests waiting for one of its in-flight slots (all limits.maxInflightPerEndpoint taken),
+   * first come first served (README "Overload and deadlines").
+   */
+  readonly queued: number
   /** Peak-EWMA round-trip estimate in ms; null before the first request. */
   readonly ewmaMs: number | null
   /** The Redis ACL users tokens run as on this endpoint (README "Tokens and Redis ACL users"). */
@@ -273,6 +278,8 @@ export interface GroupMemberView {
 export interface LiveEndpoint {
   readonly state: EndpointState
   readonly connected: boolean
+  /** Requests waiting for an in-flight slot (EndpointView.queued); 0 when absent. */
+  readonly queued?: number
   readonly aclUsers?: AclUsersView
   readonly commands?: CommandsView
 }
@@ -321,6 +328,7 @@ export function liveRoutes(deps: {
           return {
             state: ep.state,
             connected: ep.client.up,
+            queued: ep.slots.waiting,
             aclUsers: {
               state: acl.kind === 'unknown' ? 'pending' : acl.kind,
               reason: acl.kind === 'unmanaged' ? acl.reason : null,
@@ -355,6 +363,7 @@ interface StateRef extends EndpointRef {
 }
 
 interface Ref extends StateRef {
+  readonly queued: number
   readonly aclUsers: AclUsersView
   readonly commands: CommandsView
 }
@@ -599,7 +608,7 @@ function refsOf(specs: readonly EndpointSpec[], input: RoutesViewInput): Ref[] {
     const live = input.endpoint(e.id)
     // Not pooled (never the case once the table is published): a blank state, so the endpoint
     // still shows up, as not connected, with no role.
-    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false, aclUsers: live?.aclUsers ?? ACL_PENDING, commands: live?.commands ?? COMMANDS_PENDING }
+    return { spec: e, state: live?.state ?? new EndpointState(e.id), connected: live?.connected ?? false, queued: live?.queued ?? 0, aclUsers: live?.aclUsers ?? ACL_PENDING, commands: live?.commands ?? COMMANDS_PENDING }
   })
 }
 
@@ -688,6 +697,7 @@ function endpointView(ref: Ref, primary: Ref | null, maxLag: number, input: Rout
     breaker,
     inflight: state.load.inflight,
     pending: state.pending,
+    queued: ref.queued,
     ewmaMs: latencyMs(state.load, input.monoNowMs),
     aclUsers: ref.aclUsers,
     commands: ref.commands,

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { PooledEndpoint } from '../../src/upstream/pool.js'
 import { HttpClient, type Result } from '../faults/fault-env.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { ADMIN_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -90,6 +90,12 @@ describe('requests over the in-flight bound wait for a slot', () => {
     // The waiting requests show in /metrics.
     const scrape = await (await fetch(`${gw.opsUrl}/metrics`)).text()
     expect(scrape).toMatch(new RegExp(`^redis_gateway_waiting_requests ${MAX_PENDING}$`, 'm'))
+    // And per endpoint in /admin/routes: all waiting for a slot, none for the connection.
+    const routes = (await (await fetch(`${gw.opsUrl}/admin/routes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+      instances: { name: string; endpoints: { id: string; inflight: number; pending: number; queued: number }[] }[]
+    }
+    const seen = routes.instances.find((i) => i.name === 'q')!.endpoints.find((e) => e.id === ep.id)!
+    expect(seen).toMatchObject({ inflight: MAX_INFLIGHT, pending: 0, queued: MAX_PENDING })
 
     proxy.resume()
     const heldResults = await Promise.all(held.map((r) => r.reply))
