@@ -15,7 +15,7 @@ import type { Identity } from '../core/identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
 import { parseCommandTable, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
 import type { RawReply } from '../core/reply.js'
-import { NotConnectedError } from '../core/errors.js'
+import { NotConnectedError, TooLargeError } from '../core/errors.js'
 import type { Arg } from '../core/command.js'
 
 export interface UpstreamOptions {
@@ -320,7 +320,7 @@ export class EndpointClient {
     }
     const timeoutMs = this.opts.commandTimeoutMs
     const ask = (args: Args): Promise<RespBytes | RawReply> =>
-      withTimer(this.send(args, true), timeoutMs, () => new Error(`${args.join(' ')} did not answer within ${timeoutMs} ms`))
+      withTimer(this.send(args, MAX_TABLE_REPLY_BYTES), timeoutMs, () => new Error(`${args.join(' ')} did not answer within ${timeoutMs} ms`))
     let reply: RespBytes | RawReply
     try {
       reply = await ask(COMMAND_INFO)
@@ -687,17 +687,25 @@ export class EndpointClient {
   /**
    * One command on the gateway's own connection with a promise for its reply (health checks, ROLE,
    * INFO, provisioning; the request path uses connection.command() with a sink instead). Rejects
-   * with the Redis error reply, or with NotConnectedError / ConnectionLostError. `raw`: an array
-   * reply comes as its bytes (ChargedSink.raw), for a reader that walks it once (COMMAND INFO).
+   * with the Redis error reply, or with NotConnectedError / ConnectionLostError. `rawUpTo`: an
+   * array reply comes as its bytes (ChargedSink.raw), for a reader that walks it once (COMMAND
+   * INFO), and a reply over that many bytes is refused (TooLargeError) as it streams in.
    */
   send(args: Args): Promise<RawReply>
-  send(args: Args, raw: true): Promise<RespBytes | RawReply>
-  send(args: Args, raw = false): Promise<RespBytes | RawReply> {
+  send(args: Args, rawUpTo: number): Promise<RespBytes | RawReply>
+  send(args: Args, rawUpTo?: number): Promise<RespBytes | RawReply> {
     return new Promise((resolve, reject) => {
+      let bytes = 0
       const sink: ReplySink = {
         reply: (v) => (v instanceof Error ? reject(v) : resolve(v as RespBytes | RawReply)),
         lost: reject,
-        raw,
+        ...(rawUpTo === undefined
+          ? {}
+          : {
+              raw: true,
+              charge: (n: number) =>
+                (bytes += n) > rawUpTo ? new TooLargeError(`${String(args[0])} ${String(args[1] ?? '')} answered more than ${rawUpTo} bytes; not read`) : null,
+            }),
       }
       // Health checks report this message: it says why (a refused connection, a certificate, AUTH).
       if (!this.main.connection.command(args, sink)) reject(notConnected(this.id, this.main.failure))
@@ -728,6 +736,11 @@ const ROLE: Args = ['ROLE']
 const COMMAND_INFO: Args = ['COMMAND', 'INFO']
 const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
 const EMPTY_LIST = Buffer.from('*0\r\n')
+/**
+ * The most of a COMMAND INFO reply read (Redis 7.2's is ~90 KB, with modules a few hundred KB): a
+ * server answering more is not held for it (its table is then unknown, as when COMMAND INFO fails).
+ */
+const MAX_TABLE_REPLY_BYTES = 16 * 1024 * 1024
 /** Milliseconds of COMMAND INFO reading per turn of the event loop (SharedTables.read). */
 const TABLE_READ_SLICE_MS = 5
 const COMMAND_ALL: Args = ['COMMAND']

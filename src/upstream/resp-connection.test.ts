@@ -12,6 +12,7 @@ import { freePort } from '../../test/helpers/ports.js'
 import { parseInfo, startRedis, type RedisServer, type StartRedisOptions } from '../../test/helpers/redis-server.js'
 import { waitFor } from '../../test/helpers/wait.js'
 import { referenceTable } from '../../test/helpers/resp.js'
+import { startFakeRedis } from '../../test/helpers/fake-redis.js'
 import { EndpointClient, SharedTables, reconnectDelayMs } from './endpoint-client.js'
 import { tableOf, type LearnedTable } from '../routing/command-table.js'
 import { failureKind } from '../core/failures.js'
@@ -864,6 +865,28 @@ describe('nothing listening', () => {
 })
 
 describe('EndpointClient over the connection', () => {
+  test('a COMMAND INFO reply over 16 MiB is not held: no table (the built-in one applies), and the connection serves on', async () => {
+    const fake = await startFakeRedis()
+    // 90,000 entries of ~200 bytes: ~18 MB, sent whole.
+    const entry = `*6\r\n$190\r\n${'x'.repeat(190)}\r\n:1\r\n*0\r\n:0\r\n:0\r\n:0\r\n`
+    fake.on('COMMAND', (_args, socket) => void socket.write(`*90000\r\n${entry.repeat(90_000)}`))
+    const errors: Error[] = []
+    const spec = { id: `127.0.0.1:${fake.port}`, host: '127.0.0.1', port: fake.port, ready: true }
+    const opts = { username: '', password: '', tls: false, commandTimeoutMs: 5000, connectTimeoutMs: 1000 }
+    const client = new EndpointClient(spec, opts, { onReady: () => {}, onClose: () => {}, onCommands: (_t, e) => void (e && errors.push(e)) }, undefined, { tables: new SharedTables() })
+    try {
+      client.start()
+      expect(await client.whenReady()).toBe(true)
+      expect(await client.learnCommands()).toBeNull()
+      expect(errors.map((e) => e.message)).toEqual(['COMMAND INFO answered more than 16777216 bytes; not read'])
+      expect(await client.send(['PING'])).toEqual(buf('PONG'))
+      expect(fake.connections).toHaveLength(1)
+    } finally {
+      await client.stop()
+      await fake.close()
+    }
+  })
+
   test("the command table is read from COMMAND INFO's bytes, and is the one its values give", async () => {
     const spec = { id: `${main.host}:${main.port}`, host: main.host, port: main.port, ready: true }
     const opts = { username: '', password: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 1000 }
