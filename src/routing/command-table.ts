@@ -61,7 +61,7 @@ export const TABLE_LIMITS = {
  * Parses a COMMAND or COMMAND INFO reply from its RESP bytes (a list of entries, as RespParser
  * captured them for a sink with `raw`: checked as RESP already). Read in one pass that builds only
  * what a spec keeps and steps over the rest (ACL categories, tips, key specs: most of the ~10,000
- * elements of Redis 7's reply), about 3x faster than building the reply's values first
+ * elements of Redis 7's reply), about twice as fast as building the reply's values first
  * (bench/README.md, start-up). Entries that are not commands (nil for a name the server lacks) are
  * skipped. Throws on bytes that are not one RESP array.
  */

@@ -704,7 +704,7 @@ export class EndpointClient {
           : {
               raw: true,
               charge: (n: number) =>
-                (bytes += n) > rawUpTo ? new TooLargeError(`${String(args[0])} ${String(args[1] ?? '')} answered more than ${rawUpTo} bytes; not read`) : null,
+                (bytes += n) > rawUpTo ? new TooLargeError(`${args.join(' ')} answered more than ${rawUpTo} bytes; not read`) : null,
             }),
       }
       // Health checks report this message: it says why (a refused connection, a certificate, AUTH).
@@ -735,6 +735,10 @@ const ROLE: Args = ['ROLE']
 // +command|info, as documented, not the whole COMMAND.
 const COMMAND_INFO: Args = ['COMMAND', 'INFO']
 const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
+const COMMAND_ALL: Args = ['COMMAND']
+const INFO_REPLICATION: Args = ['INFO', 'replication']
+const INFO_CLUSTER: Args = ['INFO', 'cluster']
+/** An empty COMMAND INFO reply (`*0`, which arrives as a value, not as bytes). */
 const EMPTY_LIST = Buffer.from('*0\r\n')
 /**
  * The most of a COMMAND INFO reply read (Redis 7.2's is ~90 KB, with modules a few hundred KB): a
@@ -743,9 +747,6 @@ const EMPTY_LIST = Buffer.from('*0\r\n')
 const MAX_TABLE_REPLY_BYTES = 16 * 1024 * 1024
 /** Milliseconds of COMMAND INFO reading per turn of the event loop (SharedTables.read). */
 const TABLE_READ_SLICE_MS = 5
-const COMMAND_ALL: Args = ['COMMAND']
-const INFO_REPLICATION: Args = ['INFO', 'replication']
-const INFO_CLUSTER: Args = ['INFO', 'cluster']
 const READONLY: Args = ['READONLY']
 
 /** `reason` only where operators read it (health state, logs), not in replies to clients. */
