@@ -46,6 +46,14 @@ module.exports = {
       to: {},
     },
     {
+      name: 'kubernetes-client-lazy',
+      comment:
+        'Kubernetes discovery and @kubernetes/client-node (~0.37 s and ~20 MB to load) are loaded only when configured: outside src/discovery/kubernetes/ they are imported dynamically (gateway.ts) or for types only.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/discovery/kubernetes/', '\\.test\\.ts$'] },
+      to: { path: ['^src/discovery/kubernetes/', '@kubernetes/client-node'], dependencyTypesNot: ['dynamic-import', 'type-only'] },
+    },
+    {
       name: 'no-test-code-in-src',
       comment: 'Shipped code never imports test helpers.',
       severity: 'error',

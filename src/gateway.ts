@@ -13,7 +13,7 @@ import type { GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
 import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
 import type { InstanceSpec } from './core/topology.js'
-import { KubernetesSource, loadKubeConfig } from './discovery/kubernetes/source.js'
+import type { KubernetesSource } from './discovery/kubernetes/source.js'
 import type { RuntimeEnv } from './config/load.js'
 import { EventHub, type ClusterTopologyEvent, type SlowClientReason } from './core/events.js'
 import { TokenStore } from './http/auth.js'
@@ -234,9 +234,14 @@ export class Gateway {
     }
   }
 
-  private startKubernetes(): void {
+  /**
+   * Kubernetes discovery, when configured. Its module is loaded only then: with it comes
+   * @kubernetes/client-node, ~0.37 s of start-up and ~20 MB of heap that a static config never uses.
+   */
+  private async startKubernetes(): Promise<void> {
     const k = this.config.discovery.kubernetes
     if (k === null) return
+    const { KubernetesSource, loadKubeConfig } = await import('./discovery/kubernetes/source.js')
     const kubeConfig = loadKubeConfig(this.opts.runtime?.kubeconfig ?? null)
     this.kubernetes = new KubernetesSource({
       kubeConfig,
@@ -298,7 +303,7 @@ export class Gateway {
     // Kubernetes list, so discovery metrics and their last-sync time exist from the start.
     this.events.emit('discovery', { source: 'static', kind: 'listed', resource: 'config', items })
     this.pool.start()
-    this.startKubernetes()
+    await this.startKubernetes()
     this.health.start()
     const dataDeps: DataPlaneDeps = {
       table: this.table,
