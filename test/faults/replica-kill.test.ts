@@ -45,8 +45,18 @@ describe('a replica killed with SIGKILL during reads', () => {
     // notices (the dead replica is unhealthy) so requests before, during and after are all seen.
     await waitFor(() => load.results.length >= 1_000, { timeoutMs: 20_000, message: '1000 reads before the kill' })
     const beforeKill = load.results.length
-    await topo.r1.kill('SIGKILL')
+    // Reads certainly in flight on r1 when it dies: its clients paused first, so the reads sent to
+    // it wait there. Left to chance, a kill between two replies can find none in flight and leave
+    // no retry to count (a CI run counted 0, the run before it 1).
     const r1 = endpointOf(topo.r1)
+    const direct = topo.r1.client()
+    try {
+      await direct.call('CLIENT', 'PAUSE', '10000', 'ALL')
+    } finally {
+      direct.disconnect()
+    }
+    await waitFor(() => r1.state.load.inflight > 0, { timeoutMs: 5_000, intervalMs: 1, message: 'reads in flight on the paused replica' })
+    await topo.r1.kill('SIGKILL')
     await waitFor(() => !r1.state.healthy, { timeoutMs: 5_000, message: 'the gateway to mark the killed replica down' })
     const noticed = load.results.length
     await waitFor(() => load.results.length >= noticed + 1_000, { timeoutMs: 20_000, message: '1000 reads after the kill' })
