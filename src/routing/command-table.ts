@@ -21,6 +21,7 @@ import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
 import { classFromFlags, learnedOverride, type CommandClass, type CommandView, type LearnedEntry } from './classify.js'
 import { withTimer } from '../core/timeout.js'
+import { integerText } from '../core/reply.js'
 
 /** One command or subcommand as COMMAND INFO describes it. */
 export interface CommandSpec {
@@ -85,8 +86,7 @@ const INTEGER = 0x3a
 /** A cursor over well-formed RESP bytes (RespParser checked them); a read past the end throws. */
 class RespReader {
   private pos = 0
-  /** The length (bulk, array) or value (integer) of the last header read, and where its line began. */
-  private n = 0
+  /** Where the line of the last header read began. */
   private lineStart = 0
 
   constructor(private readonly buf: Buffer) {}
@@ -116,7 +116,6 @@ class RespReader {
     }
     if (i >= end) throw new Error('COMMAND INFO reply ends early')
     this.pos = i + 2
-    this.n = n
     return n
   }
 
@@ -134,8 +133,7 @@ class RespReader {
       case STATUS:
         return this.buf.toString('latin1', this.lineStart + 1, this.pos - 2)
       case INTEGER:
-        // As RespParser gives integers: computed when short, else the digits as sent.
-        return this.pos - 1 - this.lineStart <= 17 ? String(this.n) : this.buf.toString('latin1', this.lineStart + 1, this.pos - 2)
+        return integerText(this.buf, this.lineStart, this.pos - 1, n)
       case ARRAY:
         this.skipElements(n)
         return null

@@ -13,7 +13,7 @@ import { withTimer } from '../core/timeout.js'
 import { SlicedQueue } from '../core/sliced.js'
 import type { Identity } from '../core/identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
-import { parseCommandTable, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
+import { parseCommandTable, tableOf, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
 import type { RawReply } from '../core/reply.js'
 import { NotConnectedError, TooLargeError } from '../core/errors.js'
 import type { Arg } from '../core/command.js'
@@ -332,7 +332,7 @@ export class EndpointClient {
     this.lastCheckMs = performance.now()
     // Its bytes (a list of entries), or `*0` as an empty list; anything else is no table.
     if (reply instanceof RespBytes) return this.tables === null ? parseCommandTable(reply.bytes) : this.tables.read(reply.bytes)
-    if (Array.isArray(reply) && reply.length === 0) return parseCommandTable(EMPTY_LIST)
+    if (Array.isArray(reply) && reply.length === 0) return tableOf(new Map(), 0)
     throw new Error('COMMAND INFO did not answer a list')
   }
 
@@ -738,8 +738,6 @@ const COMMAND_COUNT: Args = ['COMMAND', 'COUNT']
 const COMMAND_ALL: Args = ['COMMAND']
 const INFO_REPLICATION: Args = ['INFO', 'replication']
 const INFO_CLUSTER: Args = ['INFO', 'cluster']
-/** An empty COMMAND INFO reply (`*0`, which arrives as a value, not as bytes). */
-const EMPTY_LIST = Buffer.from('*0\r\n')
 /**
  * The most of a COMMAND INFO reply read (Redis 7.2's is ~90 KB, with modules a few hundred KB): a
  * server answering more is not held for it (its table is then unknown, as when COMMAND INFO fails).

@@ -17,6 +17,7 @@
 import { Buffer } from 'node:buffer'
 import { TooLargeError } from '../core/errors.js'
 import { REPLY_ELEMENT_BYTES } from '../resilience/byte-budget.js'
+import { integerText } from '../core/reply.js'
 
 /** Arrays nested deeper than this make the reply a 413 (real replies rarely pass 3 or 4). */
 export const REPLY_MAX_DEPTH = 128
@@ -290,7 +291,7 @@ export class RespParser {
       }
       case 0x3a: {
         // :<integer>, kept as its decimal text (exact: past 2^53 the digits are copied, not computed).
-        this.value(end - pos <= 17 ? String(neg ? -n : n) : buf.toString('latin1', pos + 1, end - 1))
+        this.value(integerText(buf, pos, end, neg ? -n : n))
         return end + 1
       }
       default: {
