@@ -70,6 +70,37 @@ function plain(v: unknown): unknown {
   return v
 }
 
+/** Any reply tree (bulk, status, integer, error, nil, arrays of them), and its RESP bytes. */
+type Tree = { kind: 'bulk'; v: Buffer } | { kind: 'status'; v: string } | { kind: 'int'; v: bigint } | { kind: 'err'; v: string } | { kind: 'nil' } | { kind: 'arr'; v: Tree[] }
+const line = fc.string({ maxLength: 20 }).map((s) => s.replace(/[\r\n]/g, ' '))
+const { tree } = fc.letrec<{ tree: Tree }>((tie) => ({
+  tree: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.uint8Array({ maxLength: 40 }).map((v) => ({ kind: 'bulk' as const, v: Buffer.from(v) })),
+    line.map((v) => ({ kind: 'status' as const, v })),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((v) => ({ kind: 'int' as const, v })),
+    line.map((v) => ({ kind: 'err' as const, v: `ERR ${v}` })),
+    fc.constant({ kind: 'nil' as const }),
+    fc.array(tie('tree'), { maxLength: 5 }).map((v) => ({ kind: 'arr' as const, v })),
+  ),
+}))
+const encode = (t: Tree): Buffer => {
+  switch (t.kind) {
+    case 'bulk':
+      return Buffer.concat([b(`$${t.v.length}\r\n`), t.v, b('\r\n')])
+    case 'status':
+      return Buffer.from(`+${t.v}\r\n`)
+    case 'int':
+      return b(`:${t.v}\r\n`)
+    case 'err':
+      return Buffer.from(`-${t.v}\r\n`)
+    case 'nil':
+      return b('$-1\r\n')
+    case 'arr':
+      return Buffer.concat([b(`*${t.v.length}\r\n`), ...t.v.map(encode)])
+  }
+}
+
 describe('values', () => {
   test('every RESP2 type, in order, with integers as decimal text and errors as ReplyError', () => {
     const h = harness()
@@ -112,37 +143,8 @@ describe('values', () => {
     expect(bytewise.replies.map(plain)).toEqual(whole.replies.map(plain))
   })
 
-  // Any reply tree, cut anywhere: the same values as redis-parser (ioredis's parser, which the
-  // gateway used before) for every input both can parse.
-  type Tree = { kind: 'bulk'; v: Buffer } | { kind: 'status'; v: string } | { kind: 'int'; v: bigint } | { kind: 'err'; v: string } | { kind: 'nil' } | { kind: 'arr'; v: Tree[] }
-  const line = fc.string({ maxLength: 20 }).map((s) => s.replace(/[\r\n]/g, ' '))
-  const { tree } = fc.letrec<{ tree: Tree }>((tie) => ({
-    tree: fc.oneof(
-      { depthSize: 'small', withCrossShrink: true },
-      fc.uint8Array({ maxLength: 40 }).map((v) => ({ kind: 'bulk' as const, v: Buffer.from(v) })),
-      line.map((v) => ({ kind: 'status' as const, v })),
-      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((v) => ({ kind: 'int' as const, v })),
-      line.map((v) => ({ kind: 'err' as const, v: `ERR ${v}` })),
-      fc.constant({ kind: 'nil' as const }),
-      fc.array(tie('tree'), { maxLength: 5 }).map((v) => ({ kind: 'arr' as const, v })),
-    ),
-  }))
-  const encode = (t: Tree): Buffer => {
-    switch (t.kind) {
-      case 'bulk':
-        return Buffer.concat([b(`$${t.v.length}\r\n`), t.v, b('\r\n')])
-      case 'status':
-        return Buffer.from(`+${t.v}\r\n`)
-      case 'int':
-        return b(`:${t.v}\r\n`)
-      case 'err':
-        return Buffer.from(`-${t.v}\r\n`)
-      case 'nil':
-        return b('$-1\r\n')
-      case 'arr':
-        return Buffer.concat([b(`*${t.v.length}\r\n`), ...t.v.map(encode)])
-    }
-  }
+  // Any reply tree (`tree` below), cut anywhere: the same values as redis-parser (ioredis's parser,
+  // which the gateway used before) for every input both can parse.
   const reference = (data: Buffer): unknown[] => {
     const out: unknown[] = []
     const p = new RedisParser({
@@ -368,8 +370,8 @@ describe('raw: an array reply as its bytes (ChargedSink.raw)', () => {
 
   test('any reply: the captured bytes parse to what the parser gives without raw', () => {
     fc.assert(
-      fc.property(respValue, fc.array(fc.nat(), { maxLength: 4 }), (v, cuts) => {
-        const data = b(encodeResp(v))
+      fc.property(tree, fc.array(fc.nat(), { maxLength: 4 }), (v, cuts) => {
+        const data = encode(v)
         const plainH = harness()
         feed(plainH.parser, data)
         const rawH = harness({ sinks: [raw()] })
@@ -387,27 +389,6 @@ describe('raw: an array reply as its bytes (ChargedSink.raw)', () => {
     )
   })
 })
-
-/** RESP values for property tests: bulk strings (nil too), status, errors, integers, arrays (nil too). */
-type Resp = { bulk: string | null } | { status: string } | { error: string } | { int: number } | { array: Resp[] | null }
-const line = fc.string({ unit: fc.constantFrom('a', 'b', ' ', '*', '$', ':', '-', '+', 'é') })
-const respValue: fc.Arbitrary<Resp> = fc.letrec<{ v: Resp }>((tie) => ({
-  v: fc.oneof(
-    { depthSize: 'small' },
-    fc.record({ bulk: fc.option(fc.string({ unit: 'binary' }), { nil: null }) }),
-    fc.record({ status: line }),
-    fc.record({ error: line }),
-    fc.record({ int: fc.integer() }),
-    fc.record({ array: fc.option(fc.array(tie('v'), { maxLength: 5 }), { nil: null }) }),
-  ),
-})).v
-function encodeResp(v: Resp): string {
-  if ('bulk' in v) return v.bulk === null ? '$-1\r\n' : `$${Buffer.byteLength(v.bulk, 'latin1')}\r\n${v.bulk}\r\n`
-  if ('status' in v) return `+${v.status}\r\n`
-  if ('error' in v) return `-${v.error}\r\n`
-  if ('int' in v) return `:${v.int}\r\n`
-  return v.array === null ? '*-1\r\n' : `*${v.array.length}\r\n${v.array.map(encodeResp).join('')}`
-}
 
 describe('protocol errors: fatal, once, and nothing after', () => {
   const cases: [string, string, RegExp][] = [
