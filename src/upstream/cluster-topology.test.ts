@@ -547,6 +547,9 @@ describe('ClusterTopology (real 3-shard cluster)', () => {
       name: 'cluster',
       endpoints: cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
       send: respSend,
+      // The tests refresh by hand: a periodic refresh during the failover wait would see the new
+      // primary first and leave the test's own refresh nothing to change.
+      periodicMs: 0,
       onChange: (s) => changes.push(s),
       onError: (e) => errors.push(e),
     })
