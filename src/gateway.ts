@@ -255,6 +255,7 @@ export class Gateway {
         if (u.type === 'upsert') this.reportAnnotationErrors(u.instance)
       },
       onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
+      onApiState: (state, reason) => this.events.emit('discovery', { source: 'kubernetes', kind: `api_${state}`, resource: 'apiserver', reason }),
     })
     // The scope a platform team configured, as the API server receives it ("" = every label).
     this.logger.info({ namespaces: k.namespaces, labelSelector: this.kubernetes.labelSelector }, 'kubernetes discovery: list and watch Services and EndpointSlices')

@@ -164,12 +164,17 @@ export interface BreakerEvent {
   readonly reason: string
 }
 
-/** Kubernetes discovery lifecycle: listed, watching, gone (410), error, reconciled, conflict. */
+/**
+ * Kubernetes discovery lifecycle: listed, watching, gone (410), error, reconciled, conflict; and
+ * the API server's reachability (api_down, api_answering, api_up: recovery.ts), on resource
+ * `apiserver` with the reason.
+ */
 export interface DiscoveryEvent {
   readonly source: string
   readonly kind: string
   readonly resource: string
   readonly error?: string
+  readonly reason?: string
   readonly status?: number
   readonly retryInMs?: number
   readonly items?: number

@@ -47,6 +47,15 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
       case 'listed':
         logger.info({ ...fields, items: e.items }, 'discovery listed')
         break
+      case 'api_down':
+        logger.warn({ ...fields, reason: e.reason }, 'kubernetes API server unreachable; the routing table stays as it is, probing GET /readyz')
+        break
+      case 'api_answering':
+        logger.info({ ...fields, reason: e.reason }, 'kubernetes API server answers again; every watch retries now')
+        break
+      case 'api_up':
+        logger.info({ ...fields, reason: e.reason }, 'kubernetes API server back: lists and watches work')
+        break
       default:
         logger.debug({ ...fields, kind: e.kind }, 'discovery event')
     }

@@ -261,6 +261,15 @@ describe('watcher resilience', () => {
     expect(after).toBeLessThan(BACKOFF_CAP_MS)
 
     timings['watch recovery after apiserver restart'] = await recovered(gw, outage, back)
+    // The outage as an operator sees it: the API server went away, then lists and watches work again
+    // (a warning and an info line, and the discovery_events_total outcomes).
+    const api = gw.discovery.filter((e) => e.at > outage && e.resource === 'apiserver').map((e) => e.kind)
+    expect(api[0]).toBe('api_down')
+    expect(api.at(-1)).toBe('api_up')
+    expect(gw.logs.filter((l) => /"level":"?(warn|40)/.test(l) && l.includes('kubernetes API server unreachable'))).not.toEqual([])
+    expect(gw.logs.some((l) => l.includes('kubernetes API server back'))).toBe(true)
+    expect(await gw.metric('redis_gateway_discovery_events_total', { source: 'kubernetes', outcome: 'api_down' })).toBeGreaterThan(0)
+    expect(await gw.metric('redis_gateway_discovery_events_total', { source: 'kubernetes', outcome: 'api_up' })).toBeGreaterThan(0)
     // Once the watches are open again, changes are as quick as before.
     const t0 = performance.now()
     await annotate(cluster, SYSTEM, 'redis-orders', null)
