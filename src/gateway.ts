@@ -12,7 +12,7 @@ import type { Logger } from 'pino'
 import type { GatewayConfig } from './config/schema.js'
 import { ConfigWatcher } from './config/watch.js'
 import { STATIC_SOURCE, staticInstances } from './discovery/static.js'
-import type { InstanceSpec } from './core/topology.js'
+import { instanceUpdates, type InstanceSpec } from './core/topology.js'
 import type { KubernetesSource } from './discovery/kubernetes/source.js'
 import type { RuntimeEnv } from './config/load.js'
 import { EventHub, type ClusterTopologyEvent, type SlowClientReason } from './core/events.js'
@@ -252,7 +252,7 @@ export class Gateway {
       operators: k.operators,
       apply: (u) => {
         this.table.apply(u)
-        if (u.type === 'upsert') this.reportAnnotationErrors(u.instance)
+        for (const one of instanceUpdates(u)) if (one.type === 'upsert') this.reportAnnotationErrors(one.instance)
       },
       onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
       onApiState: (state, reason) => this.events.emit('discovery', { source: 'kubernetes', kind: `api_${state}`, resource: 'apiserver', reason }),

@@ -61,6 +61,9 @@ export interface InstanceSpec {
   readonly annotationErrors: readonly AnnotationError[]
 }
 
+/** One instance's whole current state, or its removal. */
+export type InstanceUpdate = { readonly type: 'upsert'; readonly instance: InstanceSpec } | { readonly type: 'remove'; readonly name: string }
+
 /** Level-based updates: each carries the whole current state of what it names. */
 export type TopologyUpdate =
   /**
@@ -68,8 +71,14 @@ export type TopologyUpdate =
    * that source are replaced) or of everything (no `source`).
    */
   | { readonly type: 'reset'; readonly instances: readonly InstanceSpec[]; readonly source?: string }
-  | { readonly type: 'upsert'; readonly instance: InstanceSpec }
-  | { readonly type: 'remove'; readonly name: string }
+  | InstanceUpdate
+  /** Several instances' updates applied as one change (one snapshot), in order. */
+  | { readonly type: 'batch'; readonly updates: readonly InstanceUpdate[] }
+
+/** The instance updates an upsert, a remove or a batch carries (none for a reset). */
+export function instanceUpdates(u: TopologyUpdate): readonly InstanceUpdate[] {
+  return u.type === 'batch' ? u.updates : u.type === 'reset' ? [] : [u]
+}
 
 /** Instance and group names: DNS labels, so a name from a URL can never be a path or host. */
 export const NAME_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/

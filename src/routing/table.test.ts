@@ -2,9 +2,10 @@
 // swapped atomically, object reuse for unchanged instances, and groups built from annotations
 // plus the config file's group strategies.
 
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_POLICY } from '../discovery/annotations.js'
-import type { InstancePolicy, InstanceSpec } from '../core/topology.js'
+import type { InstancePolicy, InstanceSpec, InstanceUpdate } from '../core/topology.js'
 import { RoutingTable, type RoutingSnapshot, type TableChange } from './table.js'
 
 function inst(name: string, opts: { port?: number; policy?: Partial<InstancePolicy> } = {}): InstanceSpec {
@@ -338,5 +339,65 @@ describe('RoutingTable at scale', () => {
         }
       }
     }
+  })
+})
+
+describe('RoutingTable.apply: a batch', () => {
+  const update = fc.oneof(
+    fc.record({
+      type: fc.constant('upsert' as const),
+      name: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
+      port: fc.constantFrom(6379, 6380),
+      groups: fc.subarray(['g1', 'g2']),
+    }),
+    fc.record({ type: fc.constant('remove' as const), name: fc.constantFrom('a', 'b', 'c', 'd', 'e') }),
+  )
+  const asUpdate = (u: { type: 'upsert'; name: string; port: number; groups: string[] } | { type: 'remove'; name: string }): InstanceUpdate =>
+    u.type === 'upsert' ? { type: 'upsert', instance: inst(u.name, { port: u.port, policy: { groups: u.groups } }) } : { type: 'remove', name: u.name }
+
+  it('ends where the same updates one by one end, in one change that reports the net difference', () => {
+    fc.assert(
+      fc.property(fc.array(update, { maxLength: 8 }), fc.array(update, { minLength: 2, maxLength: 12 }), (before, batch) => {
+        const one = new RoutingTable()
+        const all = new RoutingTable()
+        for (const t of [one, all]) {
+          t.setGroupConfig({ g2: { strategy: 'sticky' } })
+          for (const u of before) t.apply(asUpdate(u))
+        }
+        const start = all.current
+        const changes: TableChange[] = []
+        all.onChange((_s, _p, c) => changes.push(c))
+        for (const u of batch) one.apply(asUpdate(u))
+        all.apply({ type: 'batch', updates: batch.map(asUpdate) })
+
+        const specs = (s: RoutingSnapshot): [string, unknown][] => [...s.instances].map(([n, r]) => [n, r.spec] as [string, unknown]).sort((x, y) => x[0].localeCompare(y[0]))
+        expect(specs(all.current)).toEqual(specs(one.current))
+        expect(new Map(all.current.groups)).toEqual(new Map(one.current.groups))
+        // One change at most, none when nothing differs; it names what differs from before the batch.
+        const differs = specs(start).length !== specs(all.current).length || JSON.stringify(specs(start)) !== JSON.stringify(specs(all.current))
+        expect(changes).toHaveLength(differs ? 1 : 0)
+        if (!differs) {
+          expect(all.current).toBe(start)
+          return
+        }
+        const c = changes[0]!
+        const gone = [...start.instances.values()].filter((r) => all.current.instances.get(r.name) !== r)
+        const come = [...all.current.instances.values()].filter((r) => start.instances.get(r.name) !== r)
+        expect(new Set(c.removed)).toEqual(new Set(gone))
+        expect(new Set(c.added)).toEqual(new Set(come))
+        // Unchanged instances keep their objects.
+        for (const [name, r] of start.instances) if (!gone.includes(r)) expect(all.current.instances.get(name)).toBe(r)
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it('a batch of one is that update (groups updated incrementally)', () => {
+    const t = new RoutingTable()
+    t.apply({ type: 'batch', updates: [{ type: 'upsert', instance: inst('a', { policy: { groups: ['g'] } }) }] })
+    expect(t.current.groups.get('g')?.members).toEqual(['a'])
+    t.apply({ type: 'batch', updates: [{ type: 'remove', name: 'a' }] })
+    expect(t.current.instances.size).toBe(0)
+    expect(t.current.groups.has('g')).toBe(false)
   })
 })

@@ -244,6 +244,47 @@ export class RoutingTable {
         this.publish(prev.without(update.name), groups, { added: NO_ROUTES, removed: [old], groups: touched })
         return
       }
+      case 'batch': {
+        if (update.updates.length === 1) return this.apply(update.updates[0]!)
+        let next = prev
+        let touched = false
+        const names = new Set<string>()
+        for (const u of update.updates) {
+          if (u.type === 'upsert') {
+            const spec = u.instance
+            const old = next.get(spec.name)
+            if (old && sameSpec(old.spec, spec)) continue
+            next = next.with(spec.name, { name: spec.name, spec })
+            names.add(spec.name)
+            touched ||= !sameList(old?.spec.policy.groups ?? [], spec.policy.groups)
+          } else {
+            const old = next.get(u.name)
+            if (!old) continue
+            next = next.without(u.name)
+            names.add(u.name)
+            touched ||= old.spec.policy.groups.length > 0
+          }
+        }
+        // What the batch changed, from before it to after it (an instance updated twice counts once).
+        const added: InstanceRoute[] = []
+        const removed: InstanceRoute[] = []
+        for (const name of names) {
+          const before = prev.get(name)
+          const after = next.get(name)
+          if (before === after) continue
+          // Changed and changed back: the instance keeps its object (and its state).
+          if (before && after && sameSpec(before.spec, after.spec)) {
+            next = next.with(name, before)
+            continue
+          }
+          if (before) removed.push(before)
+          if (after) added.push(after)
+        }
+        if (added.length === 0 && removed.length === 0) return
+        // Many instances at once (a namespace's first list): the groups are rebuilt once, O(n).
+        this.publish(next, touched ? buildGroups(next, this.groupConfig) : this.snapshot.groups, { added, removed, groups: touched })
+        return
+      }
     }
   }
 

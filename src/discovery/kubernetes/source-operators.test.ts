@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { waitFor } from '../../../test/helpers/wait.js'
 import { kubeConfigFor as kubeConfig, startStandInApiServer } from '../../../test/helpers/stand-in-apiserver.js'
-import type { InstanceSpec, TopologyUpdate } from '../../core/topology.js'
+import { instanceUpdates, type InstanceSpec, type TopologyUpdate } from '../../core/topology.js'
 import { KubernetesSource, type KubernetesSourceEvent } from './source.js'
 
 const NS = 'redis-system'
@@ -22,9 +22,11 @@ async function instancesOf(services: unknown[], slices: unknown[], operators?: b
   cleanups.push(api.close)
   const instances = new Map<string, InstanceSpec>()
   const events: KubernetesSourceEvent[] = []
-  const apply = (u: TopologyUpdate): void => {
-    if (u.type === 'upsert') instances.set(u.instance.name, u.instance)
-    else if (u.type === 'remove') instances.delete(u.name)
+  const apply = (update: TopologyUpdate): void => {
+    for (const u of instanceUpdates(update)) {
+      if (u.type === 'upsert') instances.set(u.instance.name, u.instance)
+      else instances.delete(u.name)
+    }
   }
   const source = new KubernetesSource({
     kubeConfig: kubeConfig(api.url),

@@ -11,9 +11,9 @@ import type { AddressInfo } from 'node:net'
 import { describe, expect, test } from 'vitest'
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node'
 import { kubeConfigFor } from '../../../test/helpers/stand-in-apiserver.js'
-import type { TopologyUpdate } from '../../core/topology.js'
+import { instanceUpdates, type TopologyUpdate } from '../../core/topology.js'
 import type { ListResult, WatchFn } from './list-watch.js'
-import { clientNodeApi, KubernetesSource, type KubernetesApi } from './source.js'
+import { clientNodeApi, KubernetesSource, RECONCILE_CHUNK, RECONCILE_SLICE_MS, type KubernetesApi } from './source.js'
 
 const svc = (ns: string, name: string): V1Service => ({
   metadata: { namespace: ns, name, resourceVersion: '1', creationTimestamp: new Date('2026-01-01T00:00:00Z') },
@@ -50,7 +50,8 @@ class Gate<T> {
   }
 }
 
-function harness(namespaces: string[]) {
+/** `now`: the source's clock (chunk sizing); `onApply`: runs as each update is applied (e.g. to move that clock). */
+function harness(namespaces: string[], opts: { now?: () => number; onApply?: (u: TopologyUpdate) => void } = {}) {
   const services = new Map(namespaces.map((ns) => [ns, new Gate<V1Service>()]))
   const slices = new Map(namespaces.map((ns) => [ns, new Gate<V1EndpointSlice>()]))
   const watches: { ns: string; done: (err?: unknown) => void }[] = []
@@ -76,9 +77,13 @@ function harness(namespaces: string[]) {
     kubeConfig: undefined as never, // unused: the API calls are injected
     namespaces,
     servicePrefix: 'redis-',
-    apply: (u) => updates.push(u),
+    apply: (u) => {
+      updates.push(u)
+      opts.onApply?.(u)
+    },
     api,
     timing: {
+      ...(opts.now ? { now: opts.now } : {}),
       random: () => 0.5,
       sleep: (ms, signal) =>
         new Promise<void>((r) => {
@@ -92,7 +97,7 @@ function harness(namespaces: string[]) {
   }
   /** Upserts so far, as "name -> endpoint hosts". */
   const built = (): string[] =>
-    updates.flatMap((u) => (u.type === 'upsert' ? [`${u.instance.name} -> ${u.instance.endpoints.map((e) => e.host).join(',')}`] : []))
+    updates.flatMap(instanceUpdates).flatMap((u) => (u.type === 'upsert' ? [`${u.instance.name} -> ${u.instance.endpoints.map((e) => e.host).join(',')}`] : []))
   return { services, slices, watches, readyz, source, updates, built, sleeps, tick }
 }
 
@@ -186,6 +191,46 @@ describe('start-up: a namespace is built once both its lists are in', () => {
     h.slices.get('redis-system')!.release({ items: [slice('redis-system', 'redis-a', '10.1.0.1')] })
     await h.tick()
     expect(h.built()).toEqual(['a -> 10.1.0.1'])
+    await h.source.stop()
+  })
+})
+
+describe('start-up: a first list of many Services is built a chunk per turn', () => {
+  test.each([
+    ['together', false],
+    // The Services alone first: every name waits for the slices, which costs no build and must not size the chunks.
+    ['Services first', true],
+  ])('each chunk is one routing-table change sized by the last one\'s time; synced once the last is in; each instance once (lists %s)', async (_, servicesFirst) => {
+    let clock = 0
+    // Applying costs 1 ms of the source's clock per instance: after the first chunk (unsized),
+    // each takes RECONCILE_SLICE_MS names.
+    const h = harness(['redis-system'], { now: () => clock, onApply: (u) => (clock += instanceUpdates(u).length) })
+    const n = 200
+    h.source.start()
+    await h.tick()
+    h.services.get('redis-system')!.release({ items: Array.from({ length: n }, (_, i) => svc('redis-system', `redis-i${i}`)) })
+    if (servicesFirst) {
+      await h.tick()
+      expect(h.updates).toEqual([])
+    }
+    h.slices.get('redis-system')!.release({ items: Array.from({ length: n }, (_, i) => slice('redis-system', `redis-i${i}`, `10.1.${i >> 8}.${i & 255}`)) })
+    // Turn by turn: how many instances are built, and whether the source says it is synced.
+    const turns: { built: number; synced: boolean }[] = []
+    for (let i = 0; i < 40 && !h.source.synced; i++) {
+      await new Promise((r) => setImmediate(r))
+      turns.push({ built: h.built().length, synced: h.source.synced })
+    }
+    expect(h.updates.every((u) => u.type === 'batch')).toBe(true)
+    const sizes = h.updates.map((u) => instanceUpdates(u).length)
+    const rest = n - RECONCILE_CHUNK.first
+    expect(sizes).toEqual([RECONCILE_CHUNK.first, ...Array.from({ length: Math.ceil(rest / RECONCILE_SLICE_MS) }, (_, i) => Math.min(RECONCILE_SLICE_MS, rest - i * RECONCILE_SLICE_MS))])
+    expect(new Set(h.built()).size).toBe(n)
+    expect(h.built()).toHaveLength(n)
+    // Never synced with part of the lists' instances built; synced right after the last chunk.
+    for (const t of turns) expect(t.synced).toBe(t.built === n)
+    expect(turns.at(-1)).toEqual({ built: n, synced: true })
+    // Other work gets turns in between: the chunks came in separate turns.
+    expect(turns.filter((t) => t.built > 0 && t.built < n).length).toBeGreaterThanOrEqual(sizes.length - 1)
     await h.source.stop()
   })
 })

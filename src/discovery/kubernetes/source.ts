@@ -3,7 +3,11 @@
 // to the configured label selector (labelSelector, optIn), mapped to instances and fed to the
 // routing table. Watch events only mark an instance name dirty; a reconcile pass
 // (batched per tick) rebuilds each dirty instance from the caches (level-based, as
-// controller-runtime does), so order and duplication of events do not matter.
+// controller-runtime does), so order and duplication of events do not matter. A pass over many
+// names (a first list of thousands of Services) runs a chunk per turn of the event loop, each chunk
+// one routing-table change sized to take about RECONCILE_SLICE_MS with what follows it (the pool,
+// metrics and logs), so requests and health checks are served between chunks; the source counts as
+// synced only once the pass after its first lists is done.
 // A namespace's Services count only once both of its lists (Services and EndpointSlices) are in,
 // or refused for good (403/404): otherwise a Services list that arrives first would build every
 // instance at its cluster IP, to rebuild it at its pods a moment later.
@@ -29,7 +33,8 @@ import {
 } from '@kubernetes/client-node'
 import { discoverySelector } from '../../config/label-selector.js'
 import { ALL_NAMESPACES } from '../../config/schema.js'
-import type { InstanceSpec, TopologyUpdate } from '../../core/topology.js'
+import { performance } from 'node:perf_hooks'
+import type { InstanceSpec, InstanceUpdate, TopologyUpdate } from '../../core/topology.js'
 import { LIST_WATCH_DEFAULTS, ListWatch, type ListResult, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
 import { mapOperatorGroup, OperatorIndex } from './operators.js'
@@ -56,7 +61,14 @@ export interface KubernetesSourceTiming {
   readonly probeMaxMs?: number
   readonly random?: () => number
   readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  /** The clock that sizes reconcile chunks (performance.now). */
+  readonly now?: () => number
 }
+
+/** About how long one turn's reconcile chunk takes, routing-table change included. */
+export const RECONCILE_SLICE_MS = 20
+/** Names in the first chunk of a pass, before a chunk has been timed; and the bounds of the others. */
+export const RECONCILE_CHUNK = { first: 32, min: 8, max: 1_024 } as const
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig
@@ -219,6 +231,11 @@ export class KubernetesSource {
   private readonly slicesOf = new Map<string, Set<string>>()
   private scheduled = false
   private started = false
+  /** The pass after the first lists is done: synced from then on. */
+  private built = false
+  /** Names the next chunk takes: sized from the last chunk's time per name. */
+  private chunk: number = RECONCILE_CHUNK.first
+  private readonly now: () => number
   /** Releases of known charts and operators (null: `operators: false`). */
   private readonly operators: OperatorIndex | null
   /** The selector sent with every list and watch ("" = everything), for logs. */
@@ -226,6 +243,7 @@ export class KubernetesSource {
 
   constructor(private readonly opts: KubernetesSourceOptions) {
     this.operators = opts.operators === false ? null : new OperatorIndex()
+    this.now = opts.timing?.now ?? (() => performance.now())
     const all = opts.namespaces.includes(ALL_NAMESPACES)
     if (all && opts.namespaces.some((ns) => ns !== ALL_NAMESPACES)) {
       throw new Error(`namespaces: "${ALL_NAMESPACES}" (every namespace) must be the only element, got ${JSON.stringify(opts.namespaces)}`)
@@ -305,7 +323,11 @@ export class KubernetesSource {
    * unready for what it can serve (other namespaces, static instances).
    */
   get synced(): boolean {
-    return this.services.every(listedOrRefused) && this.slices.every(listedOrRefused)
+    if (this.built) return true
+    if (!this.services.every(listedOrRefused) || !this.slices.every(listedOrRefused)) return false
+    // And what the lists brought is in the routing table (the reconcile runs in chunks).
+    this.built = this.dirty.size === 0 && !this.scheduled
+    return this.built
   }
 
   /** Whether the API server is reachable, as the lists and watches last saw it (recovery.ts). */
@@ -390,6 +412,10 @@ export class KubernetesSource {
 
   private markName(name: string): void {
     this.dirty.add(name)
+    this.schedule()
+  }
+
+  private schedule(): void {
     if (this.scheduled) return
     this.scheduled = true
     // Batch every event of this tick into one reconcile pass.
@@ -399,11 +425,31 @@ export class KubernetesSource {
     })
   }
 
-  /** Rebuilds each dirty instance from the caches. */
-  reconcile(): void {
-    const names = [...this.dirty]
-    this.dirty.clear()
-    for (const name of names) this.reconcileOne(name)
+  /**
+   * Rebuilds dirty instances from the caches, one chunk of them as one routing-table change; the
+   * rest in the next turn.
+   */
+  private reconcile(): void {
+    const names: string[] = []
+    for (const name of this.dirty) {
+      names.push(name)
+      if (names.length === this.chunk) break
+    }
+    if (names.length === 0) return
+    for (const name of names) this.dirty.delete(name)
+    const started = this.now()
+    const updates: InstanceUpdate[] = []
+    const events: KubernetesSourceEvent[] = []
+    for (const name of names) this.reconcileOne(name, updates, events)
+    if (updates.length > 0) this.opts.apply({ type: 'batch', updates })
+    for (const e of events) this.opts.onEvent?.(e)
+    // Sized by the time per update (a name that only waits for its namespace's lists costs
+    // nothing and says nothing about the cost of a build), growing at most twofold per chunk.
+    if (updates.length > 0) {
+      const perUpdate = Math.max((this.now() - started) / updates.length, 1e-3)
+      this.chunk = Math.round(Math.min(RECONCILE_CHUNK.max, 2 * this.chunk, Math.max(RECONCILE_CHUNK.min, RECONCILE_SLICE_MS / perUpdate)))
+    }
+    if (this.dirty.size > 0) this.schedule()
   }
 
   private serviceFromCache(key: string): V1Service | null {
@@ -414,7 +460,8 @@ export class KubernetesSource {
     return null
   }
 
-  private reconcileOne(name: string): void {
+  /** One instance's update (if any) goes to `updates`, and what to report about it to `events`. */
+  private reconcileOne(name: string, updates: InstanceUpdate[], events: KubernetesSourceEvent[]): void {
     let winner: { key: string; svc: V1Service } | null = null
     const keys: string[] = []
     let waits = false
@@ -448,12 +495,12 @@ export class KubernetesSource {
     if (waits) this.waiting.add(name)
     if (winner === null || spec === null) {
       this.conflicts.delete(name)
-      if (this.owner.delete(name)) this.opts.apply({ type: 'remove', name })
+      if (this.owner.delete(name)) updates.push({ type: 'remove', name })
       return
     }
     this.owner.set(name, winner.key)
-    this.opts.apply({ type: 'upsert', instance: spec })
-    this.opts.onEvent?.({ kind: 'reconciled', resource: winner.key, instances: this.owner.size })
+    updates.push({ type: 'upsert', instance: spec })
+    events.push({ kind: 'reconciled', resource: winner.key, instances: this.owner.size })
     // Each ignored Service is reported once per winner (again when the winner changes), not on
     // every event of the instance.
     const before = this.conflicts.get(name)
@@ -462,7 +509,7 @@ export class KubernetesSource {
       if (key === winner.key) continue
       now.set(key, winner.key)
       if (before?.get(key) === winner.key) continue
-      this.opts.onEvent?.({
+      events.push({
         kind: 'conflict',
         resource: key,
         instance: name,
