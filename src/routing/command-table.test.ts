@@ -14,6 +14,7 @@ import {
   learnedEntry,
   mergeTables,
   parseCommandTable,
+  replyDigest,
   spec,
   stricter,
   tableOf,
@@ -143,6 +144,71 @@ describe('parseCommandTable reads the bytes as the values would read', () => {
   it('not a list: an error, nil, a string', () => {
     for (const reply of [new Error('ERR unknown'), null, b('OK'), 5]) expect(() => parseCommandTable(respBytes(reply))).toThrow(/did not answer a list/)
     expect(parseCommandTable(Buffer.from('*0\r\n')).specs.size).toBe(0)
+  })
+})
+
+/** The reply with its entries, and each entry's subcommands (element 9), in another order (seeded). */
+function shuffled(reply: unknown[], seed: number): unknown[] {
+  let x = seed >>> 0 || 1
+  const mix = <T,>(list: T[]): T[] => {
+    const out = list.slice()
+    for (let i = out.length - 1; i > 0; i--) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0
+      const j = x % (i + 1)
+      ;[out[i], out[j]] = [out[j]!, out[i]!]
+    }
+    return out
+  }
+  return mix(reply.map((e) => (Array.isArray(e) && Array.isArray(e[9]) ? [...e.slice(0, 9), mix(e[9] as unknown[]), ...e.slice(10)] : e)))
+}
+
+/** A table's content, whatever the order it was read in. */
+function content(t: LearnedTable): unknown {
+  const sorted = (m: ReadonlyMap<string, ReturnType<typeof spec>>): unknown[] =>
+    [...m.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((s) => ({ ...s, subcommands: sorted(s.subcommands) }))
+  return { count: t.count, fingerprint: t.fingerprint, moduleCommands: t.moduleCommands, specs: sorted(t.specs) }
+}
+
+describe('replyDigest: a reply\'s content whatever its order', () => {
+  it('any COMMAND INFO-shaped reply: reordered, the same digest; where there is one, the reordered reply reads to the same table', () => {
+    fc.assert(
+      fc.property(infoReply, fc.integer(), (reply, seed) => {
+        const a = respBytes(reply)
+        const b = respBytes(shuffled(reply, seed))
+        expect(replyDigest(b)).toBe(replyDigest(a))
+        if (replyDigest(a) !== null) expect(content(parseCommandTable(b))).toEqual(content(parseCommandTable(a)))
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  it('well-formed tables (as Redis sends them) have one, and any change of content changes it', () => {
+    const reply = [
+      entry('get', 2, ['readonly', 'fast']),
+      entry('set', -3, ['write', 'denyoom']),
+      entry('xgroup', -2, [], [0, 0, 0], [entry('xgroup|create', -5, ['write', 'denyoom'], [2, 2, 1]), entry('xgroup|help', 2, ['loading', 'stale'], [0, 0, 0])]),
+    ]
+    const d = replyDigest(respBytes(reply))
+    expect(d).toMatch(/^[0-9a-f]{64}$/)
+    expect(replyDigest(respBytes(shuffled(reply, 7)))).toBe(d)
+    const changed = [
+      [entry('get', 3, ['readonly', 'fast']), reply[1], reply[2]], // an arity
+      [entry('get', 2, ['fast', 'readonly']), reply[1], reply[2]], // the flags' order (it is content)
+      [entry('get', 2, ['readonly', 'fast'], [1, 1, 2]), reply[1], reply[2]], // a key step
+      [reply[0], reply[1]], // one command fewer
+      [reply[0], reply[1], entry('xgroup', -2, [], [0, 0, 0], [entry('xgroup|create', -5, ['write', 'denyoom'], [2, 2, 1])])], // a subcommand fewer
+    ]
+    for (const c of changed) expect(replyDigest(respBytes(c))).not.toBe(d)
+  })
+
+  it('none where the order could change what is read: the same name twice (in any case), more than the limits, entries without a name', () => {
+    expect(replyDigest(respBytes([entry('get', 2, ['readonly']), entry('GET', 2, ['write'])]))).toBeNull()
+    expect(replyDigest(respBytes([entry('x', -2, [], [0, 0, 0], [entry('x|a', 2, []), entry('x|A', 2, [])])]))).toBeNull()
+    expect(replyDigest(respBytes([entry('x', -2, [], [0, 0, 0], Array.from({ length: TABLE_LIMITS.maxSubcommands + 1 }, (_, i) => entry(`x|s${i}`, 2, [])))]))).toBeNull()
+    expect(replyDigest(respBytes(Array.from({ length: TABLE_LIMITS.maxCommands + 1 }, (_, i) => entry(`c${i}`, 1, []))))).toBeNull()
+    expect(replyDigest(respBytes([entry('get', 2, []), null]))).toBeNull()
+    expect(replyDigest(respBytes([[5, b('get')]]))).toBeNull()
+    expect(() => replyDigest(respBytes(b('not a list')))).toThrow(/did not answer a list/)
   })
 })
 

@@ -78,6 +78,66 @@ export function parseCommandTable(resp: Buffer): LearnedTable {
   return tableOf(specs, count)
 }
 
+/**
+ * A digest of a COMMAND INFO reply's content whatever its order, or null when it cannot be one:
+ * the SHA-256 of the reply with its entries, and each entry's subcommands, put in name order
+ * (Redis lists its command dict in hash order, random per process, so equal servers send equal
+ * entries in different orders). Equal digests therefore mean the same entries, byte for byte,
+ * which parseCommandTable reads to equal tables: an endpoint whose table is already known is not
+ * read again (reading ~200 KiB of specs per endpoint, to drop them for the known table, set the
+ * start-up's garbage collection; bench/README.md). Null, so that the reply is read, where order
+ * could change what is read: two entries (or two subcommands of one) with the same name, more
+ * entries or subcommands than the limits take, or an entry that is not an array with a name. A
+ * pass over the bytes that keeps only names and positions; throws as parseCommandTable does.
+ */
+export function replyDigest(resp: Buffer): string | null {
+  const r = new RespReader(resp)
+  if (r.type() !== ARRAY) throw new Error('COMMAND INFO did not answer a list')
+  const count = r.header()
+  if (count > TABLE_LIMITS.maxCommands) return null
+  const head = r.position
+  const entries: EntryBytes[] = []
+  for (let i = 0; i < count; i++) {
+    const e = r.entryBytes()
+    if (e === null) return null
+    entries.push(e)
+  }
+  if (!byNameOnce(entries)) return null
+  // The canonical reply: the same bytes, reordered, so as long as the reply.
+  const out = Buffer.allocUnsafe(resp.length)
+  let at = resp.copy(out, 0, 0, head)
+  for (const e of entries) {
+    if (e.subs === null) {
+      at += resp.copy(out, at, e.start, e.end)
+      continue
+    }
+    if (!byNameOnce(e.subs)) return null
+    at += resp.copy(out, at, e.start, e.subsStart)
+    for (const sub of e.subs) at += resp.copy(out, at, sub.start, sub.end)
+    at += resp.copy(out, at, e.subsEnd, e.end)
+  }
+  at += resp.copy(out, at, r.position, resp.length)
+  return createHash('sha256').update(out.subarray(0, at)).digest('hex')
+}
+
+/** Where one entry (or subcommand) lies in the reply, by the name parseCommandTable keys it under. */
+interface EntryBytes {
+  readonly name: string
+  readonly start: number
+  readonly end: number
+  /** The subcommands (element 9) and where their list's elements begin and end; null when it has none. */
+  readonly subs: EntryBytes[] | null
+  readonly subsStart: number
+  readonly subsEnd: number
+}
+
+/** Sorts by name; false when two have the same name. */
+function byNameOnce(list: EntryBytes[]): boolean {
+  list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  for (let i = 1; i < list.length; i++) if (list[i]!.name === list[i - 1]!.name) return false
+  return true
+}
+
 const ARRAY = 0x2a
 const BULK = 0x24
 const STATUS = 0x2b
@@ -90,6 +150,10 @@ class RespReader {
   private lineStart = 0
 
   constructor(private readonly buf: Buffer) {}
+
+  get position(): number {
+    return this.pos
+  }
 
   /** The type byte of the element at the cursor. */
   type(): number {
@@ -154,6 +218,41 @@ class RespReader {
       if (t === ARRAY && n > 0) left += n
       else if (t === BULK && n >= 0) this.pos += n + 2
     }
+  }
+
+  /**
+   * Where the entry at the cursor lies (replyDigest), its subcommands' too at depth 0; null when it
+   * is not an array whose first element is a name, or has more subcommands than a table takes.
+   */
+  entryBytes(depth = 0): EntryBytes | null {
+    const start = this.pos
+    if (this.type() !== ARRAY) return null
+    const n = this.header()
+    if (n < 1 || this.type() !== BULK) return null
+    const text = this.text()
+    if (text === null) return null
+    const full = text.toLowerCase()
+    const name = depth > 0 ? full.slice(full.indexOf('|') + 1) : full
+    let subs: EntryBytes[] | null = null
+    let subsStart = 0
+    let subsEnd = 0
+    for (let i = 1; i < n; i++) {
+      if (i !== 9 || depth > 0 || this.type() !== ARRAY) {
+        this.skip()
+        continue
+      }
+      const k = this.header()
+      if (k > TABLE_LIMITS.maxSubcommands) return null
+      subsStart = this.pos
+      subs = []
+      for (let j = 0; j < k; j++) {
+        const sub = this.entryBytes(1)
+        if (sub === null) return null
+        subs.push(sub)
+      }
+      subsEnd = this.pos
+    }
+    return { name, start, end: this.pos, subs, subsStart, subsEnd }
   }
 
   /** A command or subcommand entry; null (stepped over) when it is not one. */

@@ -13,7 +13,7 @@ import { withTimer } from '../core/timeout.js'
 import { SlicedQueue } from '../core/sliced.js'
 import type { Identity } from '../core/identity.js'
 import { aclSettings, provisionLevelUsers, unmanagedReason, UNMANAGED_RETRY_MS, type AclSettings, type AclState } from './acl-users.js'
-import { parseCommandTable, tableOf, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
+import { parseCommandTable, replyDigest, tableOf, type CommandSpec, type LearnedTable } from '../routing/command-table.js'
 import type { RawReply } from '../core/reply.js'
 import { NotConnectedError, TooLargeError } from '../core/errors.js'
 import type { Arg } from '../core/command.js'
@@ -96,16 +96,33 @@ export interface EndpointShared {
  */
 export class SharedTables {
   private readonly byFingerprint = new Map<string, WeakRef<LearnedTable>>()
+  /** Tables by the digest of the reply they were read from (replyDigest): a reply seen before is not read again. */
+  private readonly byDigest = new Map<string, WeakRef<LearnedTable>>()
   /** COMMAND INFO replies waiting to be read (read()). */
   private readonly reads = new SlicedQueue({ sliceMs: TABLE_READ_SLICE_MS })
+  /** Replies read into a table so far (the others were known by their digest). */
+  parsed = 0
 
   /**
    * The table in a COMMAND INFO reply's bytes, read in a later turn, a few milliseconds of reading
    * per turn: endpoints that connect together have their replies read in the same turn, and
    * reading them there (0.5 ms each warm, several cold) made turns of 100 ms and more at start-up.
+   * A reply with the same content as one read before (whatever its order) gives that table
+   * without being read: a fleet of one Redis version is read once.
    */
   read(bytes: Buffer): Promise<LearnedTable> {
-    return this.reads.run(() => parseCommandTable(bytes))
+    return this.reads.run(() => {
+      const digest = replyDigest(bytes)
+      const known = digest === null ? undefined : this.byDigest.get(digest)?.deref()
+      if (known !== undefined) return known
+      this.parsed++
+      const table = this.intern(parseCommandTable(bytes))
+      if (digest !== null) {
+        pruneDead(this.byDigest)
+        this.byDigest.set(digest, new WeakRef(table))
+      }
+      return table
+    })
   }
 
   /** The table already kept that equals `table` (same commands, flags, arities and key positions), else `table`, kept from now on. */
@@ -116,10 +133,15 @@ export class SharedTables {
       // Same fingerprint, other arities or key positions (the fingerprint hashes names and flags): its own.
       return table
     }
-    if (this.byFingerprint.size >= 64) for (const [k, ref] of this.byFingerprint) if (ref.deref() === undefined) this.byFingerprint.delete(k)
+    pruneDead(this.byFingerprint)
     this.byFingerprint.set(table.fingerprint, new WeakRef(table))
     return table
   }
+}
+
+/** Drops the entries whose table no endpoint holds any more, once there are 64 or more. */
+function pruneDead(refs: Map<string, WeakRef<LearnedTable>>): void {
+  if (refs.size >= 64) for (const [k, ref] of refs) if (ref.deref() === undefined) refs.delete(k)
 }
 
 function sameSpec(a: CommandSpec, b: CommandSpec): boolean {

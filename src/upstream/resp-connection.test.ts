@@ -14,7 +14,8 @@ import { waitFor } from '../../test/helpers/wait.js'
 import { referenceTable } from '../../test/helpers/resp.js'
 import { startFakeRedis } from '../../test/helpers/fake-redis.js'
 import { EndpointClient, SharedTables, reconnectDelayMs } from './endpoint-client.js'
-import { tableOf, type LearnedTable } from '../routing/command-table.js'
+import { RespBytes } from './resp-parser.js'
+import { parseCommandTable, replyDigest, tableOf, type LearnedTable } from '../routing/command-table.js'
 import { failureKind } from '../core/failures.js'
 import type { Arg } from '../core/command.js'
 import { RespConnection, type ReplySink, type RespConnectionOptions } from './resp-connection.js'
@@ -998,6 +999,33 @@ describe('admission (the pool\'s start queue) and shared command tables', () => 
     } finally {
       await a.stop()
       await b.stop()
+    }
+  })
+
+  test('SharedTables: two Redis processes send COMMAND INFO in different orders; the second is known by its digest, not read again', async () => {
+    const other = await server()
+    const opts = { username: '', password: '', tls: false, commandTimeoutMs: 2000, connectTimeoutMs: 2000 }
+    const clients = [main, other].map((s) => new EndpointClient({ id: `${s.host}:${s.port}`, host: s.host, port: s.port, ready: true }, opts, { onReady: () => {}, onClose: () => {} }))
+    try {
+      const replies: Buffer[] = []
+      for (const c of clients) {
+        c.start()
+        expect(await c.whenReady()).toBe(true)
+        const r = await c.send(['COMMAND', 'INFO'], 1 << 24)
+        expect(r).toBeInstanceOf(RespBytes)
+        replies.push((r as RespBytes).bytes)
+      }
+      // Each process lists its command dict in its own hash order.
+      expect(replies[1]!.length).toBe(replies[0]!.length)
+      expect(replies[1]!.equals(replies[0]!)).toBe(false)
+      expect(replyDigest(replies[1]!)).toBe(replyDigest(replies[0]!))
+      const tables = new SharedTables()
+      const first = await tables.read(replies[0]!)
+      expect(await tables.read(replies[1]!)).toBe(first)
+      expect(tables.parsed).toBe(1)
+      expect(first).toEqual(parseCommandTable(replies[1]!))
+    } finally {
+      for (const c of clients) await c.stop()
     }
   })
 
