@@ -1,5 +1,6 @@
 // A stand-in Kubernetes API server for unit tests of the discovery source (plain HTTP on loopback):
-// lists answer with fixed Services and EndpointSlices, watches are held open until close(), and
+// lists answer with fixed Services and EndpointSlices (in pages when asked: `limit`, and `continue`
+// tokens that are the next item's index), watches are held open until close(), and
 // every request is recorded (path and query). The real client (@kubernetes/client-node) talks to it
 // through kubeConfigFor(). What the source does against a real kube-apiserver is tested in
 // test/kubernetes/.
@@ -26,8 +27,12 @@ export async function startStandInApiServer(objects: { services?: unknown[]; sli
     requests.push({ path: u.pathname, query: Object.fromEntries(u.searchParams) })
     res.writeHead(200, { 'content-type': 'application/json' })
     if (u.searchParams.get('watch') === 'true') return // open until closed
-    const items = u.pathname.endsWith('/services') ? (objects.services ?? []) : (objects.slices ?? [])
-    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '7' }, items }))
+    const all = u.pathname.endsWith('/services') ? (objects.services ?? []) : (objects.slices ?? [])
+    const from = Number(u.searchParams.get('continue') ?? 0)
+    const limit = Number(u.searchParams.get('limit') ?? 0) || all.length
+    const items = all.slice(from, from + limit)
+    const next = from + limit < all.length ? { continue: String(from + limit), remainingItemCount: all.length - from - limit } : {}
+    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '7', ...next }, items }))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo

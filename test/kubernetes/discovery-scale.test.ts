@@ -17,6 +17,8 @@ import type { RedisServer } from '../helpers/redis-server.js'
 import { startCluster, type KubeCluster } from './helpers/cluster.js'
 import { annotate, command, directly, grantDiscovery, ok, service, slicePath, startKubeGateway, svcPath, waitUntil, type KubeGateway } from './helpers/kube-gateway.js'
 import { createNetns, type Netns } from './helpers/netns.js'
+import { KubernetesSource, loadKubeConfig } from '../../src/discovery/kubernetes/source.js'
+import { instanceUpdates } from '../../src/core/topology.js'
 
 const NS = 'redis-system'
 /** Services (instances) created; each has one EndpointSlice at the same netns Redis. */
@@ -110,16 +112,40 @@ describe('start-up with many Services', () => {
     expect(rebuilt.slice(0, 5), `${rebuilt.length} Services built more than once`).toEqual([])
     expect(builds.size).toBe(COUNT)
 
-    // Never at a cluster IP name, never an endpoint change afterwards (log lines of the instance events).
-    const lines = g.logs.map((l) => JSON.parse(l) as { msg?: string; addedEndpoints?: string[] })
-    const added = lines.filter((l) => l.msg === 'instance added')
+    // Never at a cluster IP name, never an endpoint change afterwards (the instance events the log
+    // reports: a line each at info, or at debug under a summary line when many come in one change).
+    const added = g.instanceChanges.filter((e) => e.change === 'added')
     expect(added).toHaveLength(COUNT)
-    const atClusterIp = added.filter((l) => (l.addedEndpoints ?? []).some((e) => e.includes('.svc')))
+    const atClusterIp = added.filter((e) => e.addedEndpoints.some((ep) => ep.includes('.svc')))
     expect(atClusterIp.slice(0, 3), `${atClusterIp.length} instances first built at their cluster IP name`).toEqual([])
-    expect(lines.filter((l) => l.msg === 'instance endpoints changed')).toHaveLength(0)
+    expect(g.instanceChanges.filter((e) => e.change === 'updated')).toHaveLength(0)
+    // Built in chunks: several routing-table changes, none of them all the instances.
+    const summaries = g.logs.filter((l) => l.includes('"msg":"routing table:') || l.includes('"msg":"instance added"'))
+    results['log lines for the instances added (summaries and single lines)'] = summaries.length
 
     const view = await routes(g)
     for (const inst of view.instances) expect(inst.endpoints.map((e) => `${e.host}:${e.port}`), inst.name).toEqual([`${redis.host}:${redis.port}`])
     expect((await command(g, `s${COUNT - 1}`, ['GET', 'whoami'])).body.result).toBe('netns')
   }, 300_000)
+
+  it('lists read in pages (limit and continue on the real API server) give the same instances', async () => {
+    const built = new Map<string, string>()
+    const source = new KubernetesSource({
+      kubeConfig: loadKubeConfig(kubeconfig),
+      namespaces: [NS],
+      servicePrefix: 'redis-',
+      listPageSize: 64,
+      apply: (u) => {
+        for (const one of instanceUpdates(u)) if (one.type === 'upsert') built.set(one.instance.name, one.instance.endpoints.map((e) => e.id).join(','))
+      },
+    })
+    source.start()
+    try {
+      await waitUntil('paged source synced', async () => source.synced, 60_000)
+      expect(built.size).toBe(COUNT)
+      for (let i = 0; i < COUNT; i++) expect(built.get(`s${i}`), `s${i}`).toBe(`${redis.host}:${redis.port}`)
+    } finally {
+      await source.stop()
+    }
+  }, 120_000)
 })

@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { waitFor } from '../../../test/helpers/wait.js'
 import { kubeConfigFor as kubeConfig, startStandInApiServer, type RecordedRequest } from '../../../test/helpers/stand-in-apiserver.js'
-import { KubernetesSource, selectorParams } from './source.js'
+import { instanceUpdates, type InstanceSpec } from '../../core/topology.js'
+import { KubernetesSource, LIST_PAGE_SIZE, selectorParams } from './source.js'
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
@@ -77,5 +78,49 @@ describe('list and watch URLs', () => {
     expect(
       () => new KubernetesSource({ kubeConfig: kubeConfig('http://127.0.0.1:1'), namespaces: ['a'], servicePrefix: 'redis-', apply: () => {}, labelSelector: 'team in (a' }),
     ).toThrow(/not a valid label selector/)
+  })
+})
+
+describe('lists in pages', () => {
+  const NS = 'redis-system'
+  const svc = (i: number): unknown => ({
+    metadata: { namespace: NS, name: `redis-i${i}`, resourceVersion: '1', creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', ports: [{ name: 'redis', port: 6379, protocol: 'TCP' }] },
+  })
+  const slice = (i: number): unknown => ({
+    metadata: { namespace: NS, name: `redis-i${i}-1`, resourceVersion: '1', labels: { 'kubernetes.io/service-name': `redis-i${i}` } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [`10.1.0.${i + 1}`], conditions: { ready: true } }],
+    ports: [{ name: 'redis', port: 6379, protocol: 'TCP' }],
+  })
+
+  it('asks for limit-sized pages, follows the continue tokens, watches from the list\'s resourceVersion, and builds every object', async () => {
+    const n = 7
+    const api = await startStandInApiServer({ services: Array.from({ length: n }, (_, i) => svc(i)), slices: Array.from({ length: n }, (_, i) => slice(i)) })
+    cleanups.push(api.close)
+    const instances = new Map<string, InstanceSpec>()
+    const source = new KubernetesSource({
+      kubeConfig: kubeConfig(api.url),
+      namespaces: [NS],
+      servicePrefix: 'redis-',
+      listPageSize: 3,
+      apply: (u) => {
+        for (const one of instanceUpdates(u)) if (one.type === 'upsert') instances.set(one.instance.name, one.instance)
+      },
+    })
+    source.start()
+    cleanups.push(() => source.stop())
+    await waitFor(async () => source.synced && api.requests.filter((r) => r.query['watch'] === 'true').length === 2, { message: 'synced and watching', timeoutMs: 5_000, intervalMs: 5 })
+    expect([...instances.values()].map((i) => `${i.name} ${i.endpoints[0]!.host}`).sort()).toEqual(Array.from({ length: n }, (_, i) => `i${i} 10.1.0.${i + 1}`).sort())
+    for (const resource of ['/api/v1/namespaces/redis-system/services', '/apis/discovery.k8s.io/v1/namespaces/redis-system/endpointslices']) {
+      const lists = api.requests.filter((r) => r.path === resource && r.query['watch'] !== 'true').map((r) => r.query)
+      expect(lists).toEqual([{ limit: '3' }, { limit: '3', continue: '3' }, { limit: '3', continue: '6' }])
+      expect(api.requests.find((r) => r.path === resource && r.query['watch'] === 'true')?.query).toMatchObject({ resourceVersion: '7' })
+    }
+  })
+
+  it('by default, pages of LIST_PAGE_SIZE', async () => {
+    const reqs = await requestsOf({ namespaces: ['redis-system'] })
+    for (const r of reqs.filter((q) => q.query['watch'] !== 'true')) expect(r.query).toEqual({ limit: String(LIST_PAGE_SIZE) })
   })
 })

@@ -8,6 +8,7 @@ import { Redis as IORedis } from 'ioredis'
 import { stringify } from 'yaml'
 import { loadConfig } from '../../../src/config/load.js'
 import { Gateway } from '../../../src/gateway.js'
+import type { InstanceChangeEvent } from '../../../src/core/events.js'
 import { createLogger } from '../../../src/telemetry/logger.js'
 import { configObject, WRITE_TOKEN } from '../../helpers/gateway.js'
 import type { RedisServer } from '../../helpers/redis-server.js'
@@ -24,6 +25,8 @@ export interface KubeGateway {
   logs: string[]
   /** Every discovery event, with performance.now() of its arrival. */
   discovery: { at: number; kind: string; resource?: string; instance?: string; error?: string; status?: number }[]
+  /** Every routing-table instance change (what the log reports, at info or, in bulk, at debug). */
+  instanceChanges: InstanceChangeEvent[]
   base(instance: string): string
   metric(name: string, labels: Record<string, string>): Promise<number>
   stop(): Promise<void>
@@ -67,11 +70,14 @@ export async function startKubeGateway(namespaces: string[], kubeconfig: string,
       ...(status !== undefined ? { status } : {}),
     })
   })
+  const instanceChanges: InstanceChangeEvent[] = []
+  gateway.events.on('instanceChange', (e) => instanceChanges.push(e))
   await gateway.start()
   return {
     gateway,
     logs,
     discovery,
+    instanceChanges,
     base: (instance) => `${gateway.dataUrl}/v1/instances/${instance}`,
     async metric(name, labels) {
       const text = await (await fetch(`${gateway.opsUrl}/metrics`)).text()
