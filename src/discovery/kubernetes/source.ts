@@ -23,6 +23,7 @@
 
 import http from 'node:http'
 import https from 'node:https'
+import { performance } from 'node:perf_hooks'
 import {
   CoreV1Api,
   DiscoveryV1Api,
@@ -33,7 +34,6 @@ import {
 } from '@kubernetes/client-node'
 import { discoverySelector } from '../../config/label-selector.js'
 import { ALL_NAMESPACES } from '../../config/schema.js'
-import { performance } from 'node:perf_hooks'
 import type { InstanceSpec, InstanceUpdate, TopologyUpdate } from '../../core/topology.js'
 import { LIST_WATCH_DEFAULTS, ListWatch, type ListResult, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
@@ -274,7 +274,7 @@ export class KubernetesSource {
   private started = false
   /** The pass after the first lists is done: synced from then on. */
   private built = false
-  /** Names the next chunk takes: sized from the last chunk's time per name. */
+  /** Names the next chunk takes: sized from the last chunk's time per update. */
   private chunk: number = RECONCILE_CHUNK.first
   private readonly now: () => number
   /** Releases of known charts and operators (null: `operators: false`). */
