@@ -229,10 +229,9 @@ class RespReader {
     if (this.type() !== ARRAY) return null
     const n = this.header()
     if (n < 1 || this.type() !== BULK) return null
-    const text = this.text()
-    if (text === null) return null
-    const full = text.toLowerCase()
-    const name = depth > 0 ? full.slice(full.indexOf('|') + 1) : full
+    const full = this.text()
+    if (full === null) return null
+    const name = keyOf(full.toLowerCase(), depth)
     let subs: EntryBytes[] | null = null
     let subsStart = 0
     let subsEnd = 0
@@ -299,12 +298,15 @@ function addFlag(flags: string[], f: string | null): void {
   if (f !== null && f.length <= 64) flags.push(f.toLowerCase())
 }
 
+/** The name a table keys an entry under: a subcommand's (depth 1) without its `parent|` prefix. */
+function keyOf(lower: string, depth: number): string {
+  return depth > 0 ? lower.slice(lower.indexOf('|') + 1) : lower
+}
+
 /** The spec named `full` (a subcommand's `parent|name` at depth 1), or null when the name is not one to keep. */
 function specOf(full: string | null, depth: number, fields: Omit<CommandSpec, 'name'>): CommandSpec | null {
   if (full === null || full.length === 0 || full.length > 2 * TABLE_LIMITS.maxNameLength + 1) return null
-  const lower = full.toLowerCase()
-  const bar = depth > 0 ? lower.indexOf('|') : -1
-  const name = bar < 0 ? lower : lower.slice(bar + 1)
+  const name = keyOf(full.toLowerCase(), depth)
   if (name.length === 0 || name.length > TABLE_LIMITS.maxNameLength) return null
   return { name, ...fields }
 }

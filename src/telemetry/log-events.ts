@@ -33,7 +33,7 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
     else logger.warn({ ...fields, err: e.message }, 'cluster slot map refresh failed; the last map stays')
   })
   events.on('discovery', (e) => {
-    const fields = { source: e.source, resource: e.resource, status: e.status, retryInMs: e.retryInMs, instance: e.instance }
+    const fields = { source: e.source, resource: e.resource, status: e.status, retryInMs: e.retryInMs, instance: e.instance, reason: e.reason }
     switch (e.kind) {
       case 'error':
         logger.warn(fields, `discovery watch error: ${e.error}`)
@@ -48,13 +48,13 @@ export function subscribeLogs(events: EventHub, logger: Logger): void {
         logger.info({ ...fields, items: e.items }, 'discovery listed')
         break
       case 'api_down':
-        logger.warn({ ...fields, reason: e.reason }, 'kubernetes API server unreachable; the routing table stays as it is, probing GET /readyz')
+        logger.warn(fields, 'kubernetes API server unreachable; the routing table stays as it is, probing GET /readyz')
         break
       case 'api_answering':
-        logger.info({ ...fields, reason: e.reason }, 'kubernetes API server answers again; every watch retries now')
+        logger.info(fields, 'kubernetes API server answers again; every watch retries now')
         break
       case 'api_up':
-        logger.info({ ...fields, reason: e.reason }, 'kubernetes API server back: lists and watches work')
+        logger.info(fields, 'kubernetes API server back: lists and watches work')
         break
       default:
         logger.debug({ ...fields, kind: e.kind }, 'discovery event')

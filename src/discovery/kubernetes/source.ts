@@ -179,7 +179,7 @@ interface Page<T> {
  * the first one's snapshot, and the list's resourceVersion is that snapshot's. A continue token
  * that expired (410) fails the list like any error: it is listed again from the start.
  */
-export async function listInPages<T>(page: (limit: number, cont: string | undefined) => Promise<Page<T>>, limit: number): Promise<ListResult<T>> {
+async function listInPages<T>(page: (limit: number, cont: string | undefined) => Promise<Page<T>>, limit: number): Promise<ListResult<T>> {
   const items: T[] = []
   let cont: string | undefined
   for (;;) {
