@@ -45,6 +45,7 @@ import { Deadlines } from './upstream/deadlines.js'
 import { liveRoutes } from './http/routes-view.js'
 import { ByteBudget } from './resilience/byte-budget.js'
 import { ClusterManager, type ClusterInstance } from './upstream/cluster.js'
+import { SlicedQueue } from './core/sliced.js'
 
 /**
  * A request ends at most this long after its command timeout: covers the connect wait and a
@@ -70,6 +71,9 @@ export interface GatewayOptions {
   readonly tracer?: Tracer
 }
 
+/** Milliseconds of background work per turn of the event loop (Gateway.background), about. */
+const BACKGROUND_SLICE_MS = 10
+
 export class Gateway {
   readonly events = new EventHub()
   readonly table = new RoutingTable()
@@ -85,6 +89,12 @@ export class Gateway {
   readonly streams = new EventStreams()
   readonly syncTokens = new SyncTokens()
   readonly deadlines = new Deadlines()
+  /**
+   * Start-up work that must not hold the event loop: the command tables' reads, and Kubernetes
+   * discovery's reconcile chunks and the reports of what its lists brought. One budget per turn
+   * for all of them, where each with a slice of its own made turns of their sum.
+   */
+  readonly background = new SlicedQueue({ sliceMs: BACKGROUND_SLICE_MS })
   /** Instances served as Redis Clusters (upstream/cluster.ts). */
   readonly clusters: ClusterManager
   readonly lifecycle: Lifecycle
@@ -122,6 +132,7 @@ export class Gateway {
         connectTimeoutMs: opts.config.redis.connectTimeoutMs,
         aclUsers: opts.config.redis.aclUsers,
         maxReplyBytes: opts.config.limits.maxReplyBytes,
+        background: this.background,
       },
       {
         added: (ep) => this.health.add(healthTarget(ep, () => this.config.health.timeoutMs)),
@@ -256,6 +267,7 @@ export class Gateway {
       },
       onEvent: (e) => this.events.emit('discovery', { source: 'kubernetes', ...e }),
       onApiState: (state, reason) => this.events.emit('discovery', { source: 'kubernetes', kind: `api_${state}`, resource: 'apiserver', reason }),
+      background: this.background,
     })
     // The scope a platform team configured, as the API server receives it ("" = every label).
     this.logger.info({ namespaces: k.namespaces, labelSelector: this.kubernetes.labelSelector }, 'kubernetes discovery: list and watch Services and EndpointSlices')

@@ -79,4 +79,30 @@ describe('SlicedQueue', () => {
     void h.q.run(h.job('y', 1))
     expect(h.turns).toHaveLength(1)
   })
+
+  it('posted jobs share the slices with the others, in the order queued', async () => {
+    const h = harness(5)
+    const read = h.q.run(h.job('read', 2))
+    h.q.post(h.job('chunk', 2))
+    h.q.post(h.job('report', 2))
+    void h.q.run(h.job('read 2', 2))
+    h.turn()
+    expect(h.ran).toEqual(['read', 'chunk', 'report'])
+    expect(await read).toBe('read')
+    h.turn()
+    expect(h.ran).toEqual(['read', 'chunk', 'report', 'read 2'])
+  })
+
+  it('a posted job that throws throws from its turn; the jobs after it still run in later turns', () => {
+    const h = harness(100)
+    h.q.post(() => {
+      throw new Error('bug')
+    })
+    h.q.post(h.job('after', 1))
+    expect(() => h.turn()).toThrow('bug')
+    expect(h.ran).toEqual([])
+    expect(h.turns).toHaveLength(1)
+    h.turn()
+    expect(h.ran).toEqual(['after'])
+  })
 })

@@ -2,6 +2,9 @@
 // order queued, at most about `sliceMs` of them per turn (a job is never cut; the slice ends after
 // the job that passes it), so that many arriving together (thousands of endpoints' COMMAND INFO
 // replies at start-up) never make one long turn that every timer and request waits behind. No I/O.
+// The gateway runs all of its start-up work through one queue (gateway.ts `background`): the
+// command tables' reads, the reconcile chunks of Kubernetes discovery and the reports of what its
+// lists brought share one budget per turn, instead of each taking a slice of its own in the same turn.
 
 import { performance } from 'node:perf_hooks'
 
@@ -31,6 +34,15 @@ export class SlicedQueue {
     return this.jobs.length - this.head
   }
 
+  /**
+   * Runs `job` in a later slice, for work whose outcome nobody awaits (a reconcile chunk). What it
+   * throws is thrown from the turn that runs it, as from a setImmediate callback.
+   */
+  post(job: () => void): void {
+    this.jobs.push(job)
+    this.schedule()
+  }
+
   /** `job`'s result, or what it throws, once its slice has run it. */
   run<T>(job: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -56,13 +68,17 @@ export class SlicedQueue {
     const until = this.now() + this.opts.sliceMs
     // Those queued before this turn: one queued by a job here waits for the next.
     const end = this.jobs.length
-    while (this.head < end) {
-      this.jobs[this.head++]!()
-      if (this.now() >= until) break
+    try {
+      while (this.head < end) {
+        this.jobs[this.head++]!()
+        if (this.now() >= until) break
+      }
+    } finally {
+      // A posted job that throws ends the slice; the others still run in later ones.
+      if (this.head === this.jobs.length) {
+        this.jobs.length = 0
+        this.head = 0
+      } else this.schedule()
     }
-    if (this.head === this.jobs.length) {
-      this.jobs.length = 0
-      this.head = 0
-    } else this.schedule()
   }
 }

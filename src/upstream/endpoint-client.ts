@@ -28,6 +28,8 @@ export interface UpstreamOptions {
   readonly aclUsers?: boolean
   /** Reply bytes kept for the gateway's own commands (requests charge their lease instead). */
   readonly maxReplyBytes?: number
+  /** Where the command tables' reads run, a slice per turn (the gateway's background queue; default one of its own). */
+  readonly background?: SlicedQueue
 }
 
 export type Args = readonly Arg[]
@@ -98,10 +100,11 @@ export class SharedTables {
   private readonly byFingerprint = new Map<string, WeakRef<LearnedTable>>()
   /** Tables by the digest of the reply they were read from (replyDigest): a reply seen before is not read again. */
   private readonly byDigest = new Map<string, WeakRef<LearnedTable>>()
-  /** COMMAND INFO replies waiting to be read (read()). */
-  private readonly reads = new SlicedQueue({ sliceMs: TABLE_READ_SLICE_MS })
   /** Replies read into a table so far (the others were known by their digest). */
   parsed = 0
+
+  /** `reads`: where COMMAND INFO replies wait to be read (read()); the gateway's background queue. */
+  constructor(private readonly reads: SlicedQueue = new SlicedQueue({ sliceMs: TABLE_READ_SLICE_MS })) {}
 
   /**
    * The table in a COMMAND INFO reply's bytes, read in a later turn, a few milliseconds of reading

@@ -90,7 +90,7 @@ export class UpstreamPool {
   private sweep: NodeJS.Timeout | null = null
   /** Connect attempts of the endpoints' own connections, a bounded number at a time. */
   readonly starts: StartQueue<PooledEndpoint>
-  private readonly tables = new SharedTables()
+  private readonly tables: SharedTables
 
   constructor(
     private readonly opts: UpstreamOptions,
@@ -100,6 +100,7 @@ export class UpstreamPool {
     private readonly limits: PoolLimits = { maxInflightPerEndpoint: DEFAULTS.limits.maxInflightPerEndpoint, clock: new Deadlines().clock },
   ) {
     this.acl = aclSettings(opts.aclUsers === true)
+    this.tables = new SharedTables(opts.background)
     // Connect, ready check, command table and ACL users take at most about this long when the
     // server answers at all (each step has its own timeout).
     this.starts = new StartQueue({ concurrency: startConcurrency, holdMs: opts.connectTimeoutMs + 2 * opts.commandTimeoutMs })

@@ -16,13 +16,14 @@ interface WatchCall {
   end: (err?: unknown) => void
 }
 
-function harness(lists: (() => ListResult<Obj>)[]) {
+function harness(lists: (() => ListResult<Obj>)[], opts: { deliverChunk?: number } = {}) {
   const watches: WatchCall[] = []
   const events: ListWatchEvent[] = []
   const changes: string[] = []
   const sleeps: number[] = []
   let listCalls = 0
   let wake: (() => void) | null = null
+  let watchAsked: ((w: WatchCall) => void) | null = null
   const lw = new ListWatch<Obj>({
     name: 'test',
     list: async () => {
@@ -30,7 +31,9 @@ function harness(lists: (() => ListResult<Obj>)[]) {
       return f()
     },
     watch: async (rv, onEvent, done) => {
-      watches.push({ rv, emit: onEvent, end: done })
+      const w = { rv, emit: onEvent, end: done }
+      watches.push(w)
+      watchAsked?.(w)
       return { abort: () => done() }
     },
     onChange: (key, o) => changes.push(`${o ? 'set' : 'del'} ${key}`),
@@ -40,9 +43,12 @@ function harness(lists: (() => ListResult<Obj>)[]) {
       sleeps.push(ms)
       return new Promise<void>((r) => (wake = r))
     },
+    ...opts,
   })
   const tick = () => new Promise((r) => setImmediate(r))
-  return { lw, watches, events, changes, sleeps, listCalls: () => listCalls, wake: () => wake?.(), tick }
+  /** The next watch asked for; awaiting it resumes in the same turn (a microtask), before any setImmediate. */
+  const nextWatch = () => new Promise<WatchCall>((r) => (watchAsked = r))
+  return { lw, watches, events, changes, sleeps, listCalls: () => listCalls, wake: () => wake?.(), tick, nextWatch }
 }
 
 describe('ListWatch', () => {
@@ -58,6 +64,72 @@ describe('ListWatch', () => {
     expect([...h.lw.cache.keys()]).toEqual(['ns/a'])
     expect(h.changes).toEqual(['set ns/a', 'set ns/b', 'set ns/a', 'del ns/b'])
     await h.lw.stop()
+  })
+
+  test("a list's changes are reported a chunk per turn, in order, with watch events behind them; synced after the last", async () => {
+    const items = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((n) => obj(n, '1'))
+    const h = harness([() => ({ items, metadata: { resourceVersion: '10' } })], { deliverChunk: 3 })
+    const watch = h.nextWatch()
+    h.lw.start()
+    // The list resolves and is applied; the watch is asked for in the same turn: the first chunk.
+    await watch
+    expect(h.changes).toEqual(['set ns/a', 'set ns/b', 'set ns/c'])
+    // The cache holds the whole list at once; the sync waits for the reports.
+    expect(h.lw.cache.size).toBe(7)
+    expect(h.lw.synced).toBe(false)
+    expect(h.events.filter((e) => e.kind === 'listed')).toEqual([])
+    // A watch event while the list is still being reported comes after it.
+    h.watches[0]!.emit('DELETED', obj('a', '11'))
+    expect(h.changes).toHaveLength(3)
+    await h.tick()
+    expect(h.changes).toEqual(['set ns/a', 'set ns/b', 'set ns/c', 'set ns/d', 'set ns/e', 'set ns/f'])
+    expect(h.lw.synced).toBe(false)
+    await h.tick()
+    expect(h.changes.slice(6)).toEqual(['set ns/g', 'del ns/a'])
+    expect(h.lw.synced).toBe(true)
+    expect(h.events.filter((e) => e.kind === 'listed')).toEqual([{ kind: 'listed', items: 7 }])
+    // Nothing is queued any more: a watch event is reported at once.
+    h.watches[0]!.emit('ADDED', obj('h', '12'))
+    expect(h.changes.at(-1)).toBe('set ns/h')
+    await h.lw.stop()
+  })
+
+  test('stop() drops the changes not reported yet, and nothing is reported after it', async () => {
+    const items = ['a', 'b', 'c', 'd', 'e'].map((n) => obj(n, '1'))
+    const h = harness([() => ({ items, metadata: { resourceVersion: '10' } })], { deliverChunk: 2 })
+    const watch = h.nextWatch()
+    h.lw.start()
+    await watch
+    expect(h.changes).toHaveLength(2)
+    await h.lw.stop()
+    await h.tick()
+    await h.tick()
+    expect(h.changes).toHaveLength(2)
+    expect(h.events.filter((e) => e.kind === 'listed')).toEqual([])
+  })
+
+  test('a consumer that stops it while a chunk is being reported gets no more reports', async () => {
+    const seen: string[] = []
+    let watchAsked: () => void = () => {}
+    const asked = new Promise<void>((r) => (watchAsked = r))
+    const lw: ListWatch<Obj> = new ListWatch<Obj>({
+      name: 'test',
+      list: async () => ({ items: ['a', 'b', 'c'].map((n) => obj(n, '1')), metadata: { resourceVersion: '10' } }),
+      watch: async (_rv, _onEvent, done) => {
+        watchAsked()
+        return { abort: () => done() }
+      },
+      onChange: (key) => {
+        seen.push(key)
+        void lw.stop()
+      },
+      deliverChunk: 10,
+    })
+    lw.start()
+    await asked
+    await new Promise((r) => setImmediate(r))
+    expect(seen).toEqual(['ns/a'])
+    expect(lw.synced).toBe(false)
   })
 
   test('a watch that times out or ends normally reconnects at once from the last resourceVersion', async () => {

@@ -12,7 +12,12 @@
 //   server answers again after an outage.
 // Changes are reported by key ("namespace/name") with the object before and after; the consumer
 // reconciles from the cache (level-based), so a missed or merged notification cannot go wrong.
+// client-node applies a list to its cache in one turn; the changes a list brings are reported in
+// chunks of `deliverChunk`, a job of the background queue each (5,000 Services reported at once held
+// the event loop for ~70 ms), in order, with watch events that arrive meanwhile queued behind them.
+// The cache is up to date at once; `synced` and the `listed` event wait for the last chunk.
 import { ADD, DELETE, ERROR, ListWatch as Informer, UPDATE, type KubernetesObject } from '@kubernetes/client-node'
+import { SlicedQueue } from '../../core/sliced.js'
 import { abortableSleep, type ApiRecovery, type BackoffMember } from './recovery.js'
 
 export interface ListResult<T> {
@@ -51,9 +56,19 @@ export interface ListWatchOptions<T> {
   readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>
   /** Shared by the watches of one source: wakes them when the API server is back (recovery.ts). */
   readonly recovery?: ApiRecovery
+  /** Changes of a list reported per turn (LIST_WATCH_DEFAULTS.deliverChunk). */
+  readonly deliverChunk?: number
+  /** Where the later chunks run (the gateway's background queue; default one of its own). */
+  readonly background?: SlicedQueue
 }
 
-export const LIST_WATCH_DEFAULTS = { backoffBaseMs: 250, backoffMaxMs: 30_000, watchTimeoutS: 25 } as const
+export const LIST_WATCH_DEFAULTS = { backoffBaseMs: 250, backoffMaxMs: 30_000, watchTimeoutS: 25, deliverChunk: 250 } as const
+
+interface Change<T> {
+  readonly key: string
+  readonly obj: T | null
+  readonly old: T | null
+}
 
 export function keyOf(obj: KubernetesObject): string {
   return `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`
@@ -102,8 +117,18 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
   lastSyncMs = 0
   /** HTTP status of the last error (undefined when the last attempt succeeded or had none). */
   lastErrorStatus: number | undefined = undefined
+  /** Changes not reported yet, oldest first (a list's, and watch events behind them). */
+  private readonly pending: Change<T>[] = []
+  private pendingHead = 0
+  /** A list is being applied: its changes queue until the watch after it is asked for. */
+  private applyingList = false
+  /** The list's last change is reported when `pending` drains: it is synced then. */
+  private listedWhenDrained = false
+  private draining = false
+  private readonly background: SlicedQueue
 
   constructor(private readonly opts: ListWatchOptions<T>) {
+    this.background = opts.background ?? new SlicedQueue({ sliceMs: 0 })
     // The Watch the informer drives: ours, so that a watch that opened resets the backoff.
     const watch = {
       watch: async (
@@ -113,10 +138,13 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
         done: (err?: unknown) => void,
       ) => {
         let ended = false
-        // The informer applied its list just before asking for this watch: that is the sync.
+        // The informer applied its list just before asking for this watch: that is the sync, once
+        // the changes it brought have been reported.
         if (this.listedSinceWatch) {
           this.listedSinceWatch = false
-          this.markListed()
+          this.applyingList = false
+          this.listedWhenDrained = true
+          this.deliver()
         }
         const handle = await opts.watch(
           String(params.resourceVersion ?? ''),
@@ -149,6 +177,8 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
       const r = await opts.list()
       this.lastListItems = r.items.length
       this.listedSinceWatch = true
+      // The informer applies it as this promise resolves, before it asks for the watch.
+      this.applyingList = true
       if (this.running) this.opts.recovery?.succeeded()
       return r as never
     }
@@ -169,6 +199,11 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
   async stop(): Promise<void> {
     this.running = false
     this.sleeping?.abort()
+    // Nothing is reported after stop.
+    this.pending.length = 0
+    this.pendingHead = 0
+    this.applyingList = false
+    this.listedWhenDrained = false
     await this.informer.stop()
     await this.restarting
   }
@@ -210,7 +245,40 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
     const old = this.cache.get(key) ?? null
     if (deleted) this.cache.delete(key)
     else this.cache.set(key, obj)
-    this.opts.onChange(key, deleted ? null : obj, old)
+    const change = { key, obj: deleted ? null : obj, old }
+    if (this.applyingList || this.pendingHead < this.pending.length) this.pending.push(change)
+    else this.opts.onChange(change.key, change.obj, change.old)
+  }
+
+  /**
+   * Reports up to `deliverChunk` pending changes, and the rest in later turns; when none is left
+   * after a list, the list counts as applied (markListed).
+   */
+  private deliver(): void {
+    const chunk = this.opts.deliverChunk ?? LIST_WATCH_DEFAULTS.deliverChunk
+    const end = Math.min(this.pending.length, this.pendingHead + chunk)
+    // The head moves before each report: a consumer that stops this (which empties `pending`)
+    // ends the loop.
+    while (this.pendingHead < end && this.pendingHead < this.pending.length) {
+      const c = this.pending[this.pendingHead++]!
+      this.opts.onChange(c.key, c.obj, c.old)
+    }
+    if (this.pendingHead < this.pending.length) {
+      if (!this.draining) {
+        this.draining = true
+        this.background.post(() => {
+          this.draining = false
+          this.deliver()
+        })
+      }
+      return
+    }
+    this.pending.length = 0
+    this.pendingHead = 0
+    if (this.listedWhenDrained) {
+      this.listedWhenDrained = false
+      this.markListed()
+    }
   }
 
   /** The informer stopped on an error: start it again, at once or after backoff. */

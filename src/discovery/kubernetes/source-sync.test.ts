@@ -235,6 +235,23 @@ describe('start-up: a first list of many Services is built a chunk per turn', ()
   })
 })
 
+describe('start-up: chunk sizes are bounded', () => {
+  test('however cheap the last chunk was, a chunk at most doubles and never takes more than 128 names', async () => {
+    // Builds that take no time on the source's clock: only the growth limit and the cap size the chunks.
+    const h = harness(['redis-system'], { now: () => 0 })
+    const n = 1_000
+    h.source.start()
+    await h.tick()
+    h.services.get('redis-system')!.release({ items: Array.from({ length: n }, (_, i) => svc('redis-system', `redis-i${i}`)) })
+    h.slices.get('redis-system')!.release({ items: Array.from({ length: n }, (_, i) => slice('redis-system', `redis-i${i}`, `10.1.${i >> 8}.${i & 255}`)) })
+    for (let i = 0; i < 40 && !h.source.synced; i++) await new Promise((r) => setImmediate(r))
+    // 1,000 names: 32 + 64 + 7 x 128 + 8.
+    expect(h.updates.map((u) => instanceUpdates(u).length)).toEqual([32, 64, 128, 128, 128, 128, 128, 128, 128, 8])
+    expect(h.source.synced).toBe(true)
+    await h.source.stop()
+  })
+})
+
 describe('recovery: the source wakes every list and watch when the API server is back', () => {
   test('started while the API server is down: every list retries as soon as /readyz answers', async () => {
     const h = harness(['ns-a', 'ns-b'])

@@ -4,10 +4,11 @@
 // routing table. Watch events only mark an instance name dirty; a reconcile pass
 // (batched per tick) rebuilds each dirty instance from the caches (level-based, as
 // controller-runtime does), so order and duplication of events do not matter. A pass over many
-// names (a first list of thousands of Services) runs a chunk per turn of the event loop, each chunk
-// one routing-table change sized to take about RECONCILE_SLICE_MS with what follows it (the pool,
-// metrics and logs), so requests and health checks are served between chunks; the source counts as
-// synced only once the pass after its first lists is done.
+// names (a first list of thousands of Services) runs a chunk per turn of the event loop (a job of
+// the background queue, `background`), each chunk one routing-table change sized to take about
+// RECONCILE_SLICE_MS with what follows it (the pool, metrics and logs), so requests and health
+// checks are served between chunks; the source counts as synced only once the pass after its first
+// lists is done.
 // A namespace's Services count only once both of its lists (Services and EndpointSlices) are in,
 // or refused for good (403/404): otherwise a Services list that arrives first would build every
 // instance at its cluster IP, to rebuild it at its pods a moment later.
@@ -34,6 +35,7 @@ import {
 } from '@kubernetes/client-node'
 import { discoverySelector } from '../../config/label-selector.js'
 import { ALL_NAMESPACES } from '../../config/schema.js'
+import { SlicedQueue } from '../../core/sliced.js'
 import type { InstanceSpec, InstanceUpdate, TopologyUpdate } from '../../core/topology.js'
 import { LIST_WATCH_DEFAULTS, ListWatch, type ListResult, type ListWatchEvent, type WatchFn } from './list-watch.js'
 import { instanceNameOf, mapService, SERVICE_NAME_LABEL } from './mapping.js'
@@ -65,10 +67,18 @@ export interface KubernetesSourceTiming {
   readonly now?: () => number
 }
 
-/** About how long one turn's reconcile chunk takes, routing-table change included. */
-export const RECONCILE_SLICE_MS = 20
-/** Names in the first chunk of a pass, before a chunk has been timed; and the bounds of the others. */
-export const RECONCILE_CHUNK = { first: 32, min: 8, max: 1_024 } as const
+/**
+ * About how long one reconcile chunk takes, routing-table change included: about the gateway's
+ * background slice (gateway.ts), which the chunks share with its other start-up work.
+ */
+export const RECONCILE_SLICE_MS = 10
+/**
+ * Names in the first chunk of a pass, before a chunk has been timed; and the bounds of the others.
+ * The cost per build varies 4-6x from chunk to chunk at start-up (the garbage collector's
+ * incremental marking runs in the allocations of whichever chunk is current): chunks of 472-483
+ * sized from a fast one took 57-67 ms; 128 bounds one at ~20 ms outside of a collection's pause.
+ */
+export const RECONCILE_CHUNK = { first: 32, min: 8, max: 128 } as const
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig
@@ -100,6 +110,11 @@ export interface KubernetesSourceOptions {
   readonly timing?: KubernetesSourceTiming
   /** API server reachability changes (recovery.ts), for tests and logs. */
   readonly onApiState?: ApiRecoveryOptions['onState']
+  /**
+   * Where the reconcile chunks and the reports of the lists' changes run, a slice per turn (the
+   * gateway's background queue, shared with its other start-up work; default one of its own).
+   */
+  readonly background?: SlicedQueue
 }
 
 export type KubernetesSourceEvent =
@@ -277,6 +292,7 @@ export class KubernetesSource {
   /** Names the next chunk takes: sized from the last chunk's time per update. */
   private chunk: number = RECONCILE_CHUNK.first
   private readonly now: () => number
+  private readonly background: SlicedQueue
   /** Releases of known charts and operators (null: `operators: false`). */
   private readonly operators: OperatorIndex | null
   /** The selector sent with every list and watch ("" = everything), for logs. */
@@ -301,7 +317,10 @@ export class KubernetesSource {
       ...(t.probeMaxMs !== undefined ? { probeMaxMs: t.probeMaxMs } : {}),
       ...(opts.onApiState ? { onState: opts.onApiState } : {}),
     })
-    const backoff = {
+    this.background = opts.background ?? new SlicedQueue({ sliceMs: 0 })
+    // What every list and watch of the source shares: its background queue, backoff and recovery.
+    const common = {
+      background: this.background,
       ...jitter,
       ...(t.backoffBaseMs !== undefined ? { backoffBaseMs: t.backoffBaseMs } : {}),
       ...(t.backoffMaxMs !== undefined ? { backoffMaxMs: t.backoffMaxMs } : {}),
@@ -322,7 +341,7 @@ export class KubernetesSource {
             this.scopeEvent(scope)
             opts.onEvent?.({ ...e, resource: svcResource })
           },
-          ...backoff,
+          ...common,
         }),
         slices: new ListWatch<V1EndpointSlice>({
           name: sliceResource,
@@ -333,7 +352,7 @@ export class KubernetesSource {
             this.scopeEvent(scope)
             opts.onEvent?.({ ...e, resource: sliceResource })
           },
-          ...backoff,
+          ...common,
         }),
         ready: false,
       }
@@ -460,7 +479,7 @@ export class KubernetesSource {
     if (this.scheduled) return
     this.scheduled = true
     // Batch every event of this tick into one reconcile pass.
-    setImmediate(() => {
+    this.background.post(() => {
       this.scheduled = false
       this.reconcile()
     })
