@@ -68,8 +68,9 @@ export interface KubernetesSourceTiming {
 }
 
 /**
- * About how long one reconcile chunk takes, routing-table change included: about the gateway's
- * background slice (gateway.ts), which the chunks share with its other start-up work.
+ * About how long one reconcile chunk takes, routing-table change included. The chunks are jobs of
+ * the gateway's background queue (gateway.ts), shared with its other start-up work; one chunk ends
+ * a slice of it by itself.
  */
 export const RECONCILE_SLICE_MS = 10
 /**
