@@ -34,6 +34,8 @@ export interface TestGatewayOptions {
   tracer?: Tracer
   /** Send log lines here (at the config's log level) instead of stdout. */
   logDestination?: DestinationStream
+  /** Runs between the gateway's construction and its start (e.g. to watch its background queue). */
+  beforeStart?: (gateway: Gateway) => void
 }
 
 export interface TestGateway {
@@ -89,6 +91,7 @@ export async function startGateway(opts: TestGatewayOptions): Promise<TestGatewa
     ...(configPath ? { configPath } : {}),
     ...(opts.tracer ? { tracer: opts.tracer } : {}),
   })
+  opts.beforeStart?.(gateway)
   await gateway.start()
   const url = gateway.dataUrl
   return {

@@ -122,6 +122,10 @@ describe('start-up with many Services', () => {
     // Built in chunks: several routing-table changes, none of them all the instances.
     const summaries = g.logs.filter((l) => l.includes('"msg":"routing table:') || l.includes('"msg":"instance added"'))
     results['log lines for the instances added (summaries and single lines)'] = summaries.length
+    // The chunks and the lists' reports ran as jobs of the gateway's one background queue, which
+    // the command tables' reads share (not each from a setImmediate of its own).
+    results['jobs posted to the background queue'] = g.backgroundPosts()
+    expect(g.backgroundPosts()).toBeGreaterThanOrEqual(2)
 
     const view = await routes(g)
     for (const inst of view.instances) expect(inst.endpoints.map((e) => `${e.host}:${e.port}`), inst.name).toEqual([`${redis.host}:${redis.port}`])

@@ -27,6 +27,8 @@ export interface KubeGateway {
   discovery: { at: number; kind: string; resource?: string; instance?: string; error?: string; status?: number }[]
   /** Every routing-table instance change (what the log reports, at info or, in bulk, at debug). */
   instanceChanges: InstanceChangeEvent[]
+  /** Jobs posted to the gateway's background queue (discovery's reconcile chunks and list reports). */
+  backgroundPosts(): number
   base(instance: string): string
   metric(name: string, labels: Record<string, string>): Promise<number>
   stop(): Promise<void>
@@ -72,12 +74,19 @@ export async function startKubeGateway(namespaces: string[], kubeconfig: string,
   })
   const instanceChanges: InstanceChangeEvent[] = []
   gateway.events.on('instanceChange', (e) => instanceChanges.push(e))
+  let posts = 0
+  const post = gateway.background.post.bind(gateway.background)
+  gateway.background.post = (job) => {
+    posts++
+    post(job)
+  }
   await gateway.start()
   return {
     gateway,
     logs,
     discovery,
     instanceChanges,
+    backgroundPosts: () => posts,
     base: (instance) => `${gateway.dataUrl}/v1/instances/${instance}`,
     async metric(name, labels) {
       const text = await (await fetch(`${gateway.opsUrl}/metrics`)).text()
