@@ -36,6 +36,8 @@
 //          --outage-seconds S  --no-watch-cache  --config 'yaml line' (more gateway config, repeatable)
 //          --json FILE  --gateway-log FILE (a copy of every line the gateway logged)  --log-level L (info)
 //          --node-arg ARG (for the gateway's node, repeatable: e.g. --cpu-prof)
+//          --late-turns (the gateway logs its own late turns and GC pauses, bench/lib/late-turns.cjs:
+//          adds their counts between listening and ready, and from ready to all up)
 
 import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
@@ -60,6 +62,7 @@ const { values } = parseArgs({
     'gateway-log': { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     'node-arg': { type: 'string', multiple: true, default: [] },
+    'late-turns': { type: 'boolean', default: false },
   },
 })
 
@@ -127,7 +130,32 @@ interface Gateway {
   opsPort: number
   /** Everything it logged so far. */
   logFile: string
+  /** What bench/lib/late-turns.cjs logged (--late-turns), else null. */
+  lateTurnsFile: string | null
   stop(): Promise<void>
+}
+
+/**
+ * --late-turns: the gateway's late turns between its first listen and ready, and from ready to all
+ * up, on its own clock (ms since its start, within a few ms of this bench's spawn time).
+ */
+function lateTurnRows(file: string, readyMs: number, allUpMs: number): [string, string, string, unknown][] {
+  const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.split(' '))
+  const listen = Number(lines.find((l) => l[0] === 'listen')?.[1] ?? 0)
+  const turns = lines.filter((l) => l[0] === 'turn').map((l) => ({ at: Number(l[1]), ms: Number(l[2]) }))
+  const stats = (from: number, to: number): { longest: number; over: number[] } => {
+    const t = turns.filter((x) => x.at >= from && x.at < to).map((x) => x.ms)
+    return { longest: Math.max(0, ...t), over: [30, 50, 100].map((limit) => t.filter((ms) => ms > limit).length) }
+  }
+  const before = stats(listen, readyMs)
+  const after = stats(readyMs, allUpMs)
+  const majors = lines.filter((l) => l[0] === 'gc' && l[3] === '4' && Number(l[1]) >= listen && Number(l[1]) < readyMs).map((l) => Math.round(Number(l[2])))
+  const fmtStats = (s: { longest: number; over: number[] }): string => `longest ${Math.round(s.longest)} ms; over 30 / 50 / 100 ms: ${s.over.join(' / ')}`
+  return [
+    ['late turns (gateway clock), first listen -> ready', fmtStats(before), 'lateTurnsBeforeReady', before],
+    ['late turns (gateway clock), ready -> all up', fmtStats(after), 'lateTurnsAfterReady', after],
+    ['major GC pauses, first listen -> ready', majors.length ? `${majors.join(', ')} ms` : 'none over 5 ms', 'majorGcBeforeReadyMs', majors],
+  ]
 }
 
 const COUNTED = ['connect timeout', '"msg":"instance added"', '"msg":"instance endpoints changed"', 'discovery watch error', '"msg":"discovery listed"', '(410 Gone); relisting']
@@ -159,7 +187,10 @@ async function startGateway(kubeconfig: string): Promise<Gateway> {
   // process, starved of CPU, drains late would stall the gateway's event loop and skew every figure.
   const logFile = path.join(tmpDir(), `scale-kube-gateway-${port}.log`)
   const out = openSync(logFile, 'w')
-  const [cmd, ...args] = pinned(SERVER_CORE, [process.execPath, ...SHIPPED_NODE_ARGS, ...(values['node-arg'] ?? []), main])
+  // --late-turns: the gateway logs its own late turns and GC pauses (bench/lib/late-turns.cjs).
+  const lateTurns = values['late-turns'] ? ['--require', path.join(ROOT, 'bench/lib/late-turns.cjs')] : []
+  if (values['late-turns']) env.LATE_TURNS_OUT = path.join(tmpDir(), `scale-kube-late-turns-${port}.txt`)
+  const [cmd, ...args] = pinned(SERVER_CORE, [process.execPath, ...SHIPPED_NODE_ARGS, ...lateTurns, ...(values['node-arg'] ?? []), main])
   const child = spawn(cmd!, args, { cwd: ROOT, env, stdio: ['ignore', out, out] })
   closeSync(out)
   const kill = (): void => {
@@ -171,6 +202,7 @@ async function startGateway(kubeconfig: string): Promise<Gateway> {
     port,
     opsPort,
     logFile,
+    lateTurnsFile: env.LATE_TURNS_OUT ?? null,
     stop: () => {
       process.off('exit', kill)
       return procs.stopChild(child)
@@ -376,6 +408,10 @@ async function main(): Promise<void> {
     row('longest /healthz answer, polled every 10 ms, spawn -> all up + 2 s', `${ms(longest)} (${fmt(polls)} answers)`, 'healthzMaxMs', longest)
     lagSinceReady = Math.max(lagSinceReady, metric(await metrics(g), 'nodejs_eventloop_lag_max_seconds') * 1000)
     row('nodejs_eventloop_lag_max_seconds, ready -> all up + 2 s', ms(lagSinceReady), 'eventLoopLagMaxStartMs', lagSinceReady)
+    if (g.lateTurnsFile !== null) {
+      await sleep(1_100) // late-turns.cjs writes once a second
+      for (const r of lateTurnRows(g.lateTurnsFile, readyAt - t0, allUpAt - t0)) row(...r)
+    }
 
     // --- idle ---------------------------------------------------------------------------------
     const cpu0 = cpuSeconds(g.pid)
