@@ -74,7 +74,7 @@ export interface GatewayOptions {
 /**
  * Milliseconds of background work per turn of the event loop (Gateway.background), about: what the
  * command tables' reads had alone (10 made the static start's longest turns 73-101 ms against
- * 65). A reconcile chunk (~10 ms) ends a slice by itself.
+ * 65). A reconcile chunk is sized to about one slice.
  */
 const BACKGROUND_SLICE_MS = 5
 

@@ -202,9 +202,9 @@ describe('start-up: a first list of many Services is built a chunk per turn', ()
     ['Services first', true],
   ])('each chunk is one routing-table change sized by the last one\'s time; synced once the last is in; each instance once (lists %s)', async (_, servicesFirst) => {
     let clock = 0
-    // Applying costs 1 ms of the source's clock per instance: after the first chunk (unsized),
-    // each takes RECONCILE_SLICE_MS names.
-    const h = harness(['redis-system'], { now: () => clock, onApply: (u) => (clock += instanceUpdates(u).length) })
+    // Applying costs 0.5 ms of the source's clock per instance: after the first chunk (unsized),
+    // each takes RECONCILE_SLICE_MS / 0.5 names.
+    const h = harness(['redis-system'], { now: () => clock, onApply: (u) => (clock += instanceUpdates(u).length / 2) })
     const n = 200
     h.source.start()
     await h.tick()
@@ -223,7 +223,8 @@ describe('start-up: a first list of many Services is built a chunk per turn', ()
     expect(h.updates.every((u) => u.type === 'batch')).toBe(true)
     const sizes = h.updates.map((u) => instanceUpdates(u).length)
     const rest = n - RECONCILE_CHUNK.first
-    expect(sizes).toEqual([RECONCILE_CHUNK.first, ...Array.from({ length: Math.ceil(rest / RECONCILE_SLICE_MS) }, (_, i) => Math.min(RECONCILE_SLICE_MS, rest - i * RECONCILE_SLICE_MS))])
+    const size = RECONCILE_SLICE_MS * 2
+    expect(sizes).toEqual([RECONCILE_CHUNK.first, ...Array.from({ length: Math.ceil(rest / size) }, (_, i) => Math.min(size, rest - i * size))])
     expect(new Set(h.built()).size).toBe(n)
     expect(h.built()).toHaveLength(n)
     // Never synced with part of the lists' instances built; synced right after the last chunk.
@@ -236,7 +237,7 @@ describe('start-up: a first list of many Services is built a chunk per turn', ()
 })
 
 describe('start-up: chunk sizes are bounded', () => {
-  test('however cheap the last chunk was, a chunk at most doubles and never takes more than 128 names', async () => {
+  test('however cheap the last chunk was, a chunk at most doubles and never takes more than 64 names', async () => {
     // Builds that take no time on the source's clock: only the growth limit and the cap size the chunks.
     const h = harness(['redis-system'], { now: () => 0 })
     const n = 1_000
@@ -245,8 +246,8 @@ describe('start-up: chunk sizes are bounded', () => {
     h.services.get('redis-system')!.release({ items: Array.from({ length: n }, (_, i) => svc('redis-system', `redis-i${i}`)) })
     h.slices.get('redis-system')!.release({ items: Array.from({ length: n }, (_, i) => slice('redis-system', `redis-i${i}`, `10.1.${i >> 8}.${i & 255}`)) })
     for (let i = 0; i < 40 && !h.source.synced; i++) await new Promise((r) => setImmediate(r))
-    // 1,000 names: 32 + 64 + 7 x 128 + 8.
-    expect(h.updates.map((u) => instanceUpdates(u).length)).toEqual([32, 64, 128, 128, 128, 128, 128, 128, 128, 8])
+    // 1,000 names: 32 + 15 x 64 + 8.
+    expect(h.updates.map((u) => instanceUpdates(u).length)).toEqual([32, ...Array<number>(15).fill(64), 8])
     expect(h.source.synced).toBe(true)
     await h.source.stop()
   })

@@ -68,18 +68,20 @@ export interface KubernetesSourceTiming {
 }
 
 /**
- * About how long one reconcile chunk takes, routing-table change included. The chunks are jobs of
- * the gateway's background queue (gateway.ts), shared with its other start-up work; one chunk ends
- * a slice of it by itself.
+ * About how long one reconcile chunk takes, routing-table change included: about one slice of the
+ * gateway's background queue (gateway.ts), whose jobs the chunks are, shared with its other
+ * start-up work.
  */
-export const RECONCILE_SLICE_MS = 10
+export const RECONCILE_SLICE_MS = 5
 /**
  * Names in the first chunk of a pass, before a chunk has been timed; and the bounds of the others.
  * The cost per build varies 4-6x from chunk to chunk at start-up (the garbage collector's
  * incremental marking runs in the allocations of whichever chunk is current): chunks of 472-483
- * sized from a fast one took 57-67 ms; 128 bounds one at ~20 ms outside of a collection's pause.
+ * sized from a fast one took 57-67 ms. 64 bounds one at ~10 ms outside of a collection's pause;
+ * with 128 and ~10 ms, 3 start-ups of 7 had a turn over 100 ms, with 64 and ~5 ms none of 5
+ * (bench/README.md, "Discovery at scale").
  */
-export const RECONCILE_CHUNK = { first: 32, min: 8, max: 128 } as const
+export const RECONCILE_CHUNK = { first: 32, min: 8, max: 64 } as const
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig
