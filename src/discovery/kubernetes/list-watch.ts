@@ -120,8 +120,11 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
   /** Changes not reported yet, oldest first (a list's, and watch events behind them). */
   private readonly pending: Change<T>[] = []
   private pendingHead = 0
-  /** A list is being applied: its changes queue until the watch after it is asked for. */
-  private applyingList = false
+  /**
+   * A list succeeded and the informer has not asked for the watch after it yet: it is applying the
+   * list, whose changes queue (changed()) until then.
+   */
+  private listedSinceWatch = false
   /** The list's last change is reported when `pending` drains: it is synced then. */
   private listedWhenDrained = false
   private draining = false
@@ -142,7 +145,6 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
         // the changes it brought have been reported.
         if (this.listedSinceWatch) {
           this.listedSinceWatch = false
-          this.applyingList = false
           this.listedWhenDrained = true
           this.deliver()
         }
@@ -176,9 +178,8 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
     const list = async (): Promise<ListResult<T>> => {
       const r = await opts.list()
       this.lastListItems = r.items.length
-      this.listedSinceWatch = true
       // The informer applies it as this promise resolves, before it asks for the watch.
-      this.applyingList = true
+      this.listedSinceWatch = true
       if (this.running) this.opts.recovery?.succeeded()
       return r as never
     }
@@ -202,7 +203,7 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
     // Nothing is reported after stop.
     this.pending.length = 0
     this.pendingHead = 0
-    this.applyingList = false
+    this.listedSinceWatch = false
     this.listedWhenDrained = false
     await this.informer.stop()
     await this.restarting
@@ -219,7 +220,6 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
     this.sleeping?.abort()
   }
 
-  private listedSinceWatch = false
   private lastListItems = 0
 
   private markListed(): void {
@@ -246,7 +246,7 @@ export class ListWatch<T extends KubernetesObject> implements BackoffMember {
     if (deleted) this.cache.delete(key)
     else this.cache.set(key, obj)
     const change = { key, obj: deleted ? null : obj, old }
-    if (this.applyingList || this.pendingHead < this.pending.length) this.pending.push(change)
+    if (this.listedSinceWatch || this.pendingHead < this.pending.length) this.pending.push(change)
     else this.opts.onChange(change.key, change.obj, change.old)
   }
 
