@@ -9,6 +9,7 @@ import type { Buffer } from 'node:buffer'
 import { BadRequestError, NotFoundError, TooLargeError } from '../core/errors.js'
 import type { TargetKind } from '../core/topology.js'
 import { liftValues, putBack } from './big-values.js'
+import { plainBatch, plainCommand1 } from './plain-body.js'
 
 export type Form =
   | { readonly type: 'command' } // POST {base} with a JSON array body
@@ -321,7 +322,9 @@ export type Arg = string | Buffer
 export function parseCommandBody(body: string | Buffer, limits: BodyLimits): Arg[] {
   const { text, lifted } = typeof body === 'string' ? { text: body, lifted: null } : liftValues(body)
   scanBody(text, 1, limits)
-  const v = parseJson(text)
+  // (A body with lifted values goes to JSON.parse: putBack counts its string literals, and the
+  // plain parser gives integers as text.)
+  const v = (lifted === null ? plainCommand1(text) : null) ?? parseJson(text)
   if (lifted !== null) putBack(v, lifted, 1)
   return command(v, 'body')
 }
@@ -330,7 +333,7 @@ export function parseCommandBody(body: string | Buffer, limits: BodyLimits): Arg
 export function parseBatchBody(body: string | Buffer, limits: BodyLimits): Arg[][] {
   const { text, lifted } = typeof body === 'string' ? { text: body, lifted: null } : liftValues(body)
   scanBody(text, 2, limits)
-  const v = parseJson(text)
+  const v = (lifted === null ? plainBatch(text) : null) ?? parseJson(text)
   if (!Array.isArray(v)) throw new BadRequestError('body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]')
   if (v.length === 0) throw new BadRequestError('body is an empty list of commands')
   if (lifted !== null) putBack(v, lifted, 2)
