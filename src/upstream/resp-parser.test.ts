@@ -122,6 +122,25 @@ describe('values', () => {
     expect(h.replies[1]).toBeInstanceOf(ReplyError)
   })
 
+
+  test('+OK and +QUEUED are one shared Buffer each (no view per reply); other statuses are their own bytes', () => {
+    const { parser, replies } = harness()
+    const data = b('+OK\r\n+QUEUED\r\n*2\r\n+OK\r\n+QUEUED\r\n+OK\r\n+OKAY\r\n+QUEUE\r\n+ok\r\n+PONG\r\n')
+    // In one piece, and cut in the middle of the statuses.
+    feed(parser, data)
+    feed(parser, data, [2, 8, 20, 33])
+    const texts = (v: unknown): unknown => (Array.isArray(v) ? v.map(texts) : (v as Buffer).toString('latin1'))
+    const one = ['OK', 'QUEUED', ['OK', 'QUEUED'], 'OK', 'OKAY', 'QUEUE', 'ok', 'PONG']
+    expect(replies.map(texts)).toEqual([...one, ...one])
+    const [ok, queued, arr] = replies as [Buffer, Buffer, Buffer[]]
+    expect(replies[3]).toBe(ok)
+    expect(replies[8]).toBe(ok)
+    expect(arr[0]).toBe(ok)
+    expect(arr[1]).toBe(queued)
+    expect(replies[9]).toBe(queued)
+    expect(replies[4]).not.toBe(ok)
+    expect(replies[12]).not.toBe(replies[4])
+  })
   test('binary-safe: a bulk string holding CRLF, NUL and bytes over 0x7f comes back byte for byte', () => {
     const h = harness()
     const payload = Buffer.from([0, 13, 10, 0xff, 0x80, 36, 42, 13, 10])
