@@ -440,6 +440,30 @@ describe('ordering and batching', () => {
     })
   })
 
+  test('batches (flat-encoded when ASCII, per command otherwise) and single commands in one turn keep their order', async () => {
+    const k = key('batches')
+    const ascii = Array.from({ length: 20 }, (_, i) => ['RPUSH', k, `a${i}`])
+    const utf8 = Array.from({ length: 9 }, (_, i) => ['RPUSH', k, `é${i}`])
+    const binary = Array.from({ length: 8 }, (_, i) => ['RPUSH', k, Buffer.from([0xff, i])])
+    const sinks = [recorder(), recorder(), recorder(), recorder(), recorder()]
+    // An idle connection writes the first at once; the rest leave together after this turn.
+    expect(conn.commands(ascii, sinks[0]!)).toBe(true)
+    expect(conn.command(['RPUSH', k, 'single'], sinks[1]!)).toBe(true)
+    expect(conn.commands(utf8, sinks[2]!)).toBe(true)
+    expect(conn.commands(binary, sinks[3]!)).toBe(true)
+    expect(conn.commands([...ascii.slice(0, 8), ['LRANGE', k, '0', '-1']], sinks[4]!)).toBe(true)
+    await waitFor(() => sinks[4]!.replies.length === 9, { message: 'all replies' })
+    expect(sinks[0]!.replies).toEqual(ascii.map((_, i) => String(i + 1)))
+    expect(sinks[1]!.replies).toEqual(['21'])
+    expect(sinks[2]!.replies).toEqual(utf8.map((_, i) => String(22 + i)))
+    expect(sinks[3]!.replies).toEqual(binary.map((_, i) => String(31 + i)))
+    const list = sinks[4]!.replies[8] as Buffer[]
+    const want = [...ascii.map((c) => c[2] as string), 'single', ...utf8.map((c) => c[2] as string)].map((s) => Buffer.from(s))
+    expect(list.slice(0, 30)).toEqual(want)
+    expect(list.slice(30, 38)).toEqual(binary.map((c) => c[2]))
+    expect(list.slice(38).map(String)).toEqual(ascii.slice(0, 8).map((c) => c[2]))
+  })
+
   test('commands issued from reply callbacks keep their order while the queue is compacted', async () => {
     const k = key('chain')
     const first: Recorder[] = []

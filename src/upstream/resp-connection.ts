@@ -23,6 +23,7 @@ import { Buffer } from 'node:buffer'
 import net from 'node:net'
 import tls from 'node:tls'
 import { RespParser, type ChargedSink } from './resp-parser.js'
+import { BATCH_MIN_COMMANDS, encodeAsciiBatch } from './resp-batch.js'
 import { ConnectionLostError, NotConnectedError, StalledError } from '../core/errors.js'
 import type { Arg } from '../core/command.js'
 import { ioTimeout } from '../core/timeout.js'
@@ -271,7 +272,12 @@ export class RespConnection {
     for (const args of list) if (args.length === 0) throw new Error('RespConnection: an empty command gets no reply')
     if (this.push !== null) throw new Error('RespConnection: in push mode, commands go out with send()')
     const idle = this.idle
-    for (const args of list) this.enqueue(args, sink)
+    const text = list.length >= BATCH_MIN_COMMANDS ? encodeAsciiBatch(list) : null
+    if (text === null) for (const args of list) this.enqueue(args, sink)
+    else {
+      this.out += text
+      for (let i = 0; i < list.length; i++) this.queue.push(sink)
+    }
     this.release(idle)
     return true
   }
