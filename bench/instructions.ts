@@ -10,7 +10,7 @@
 // on (callgrind_control -i on) for --requests requests and dumped. Counts are per thread: the main
 // thread (JavaScript, the event loop, syscalls' user side) and the others (GC helpers, libuv pool).
 //
-//   npm run build && npm run bench:instructions -- [--scenario get|set|pipeline-10|pipeline-100]
+//   npm run build && npm run bench:instructions -- [--scenario get|set|pipeline-10|pipeline-100|multi-exec-10]
 //     [--concurrency 1] [--warmup 12000] [--requests 3000] [--rounds 5] [--main dist/src/main.js]
 //     [--keep DIR]  (keeps each round's main-thread profile: callgrind_annotate DIR/round-1.main)
 //
@@ -47,6 +47,7 @@ const BODIES: Record<string, { path: string; body: unknown }> = {
   set: { path: '', body: ['set', 'bench:s', SMALL] },
   'pipeline-10': { path: '/pipeline', body: keys(10).map((k) => ['get', k]) },
   'pipeline-100': { path: '/pipeline', body: keys(100).map((k) => ['get', k]) },
+  'multi-exec-10': { path: '/multi-exec', body: Array.from({ length: 10 }, (_, i) => ['set', `bench:m${i}`, SMALL]) },
 }
 const scenario = BODIES[values.scenario]
 if (!scenario) {
