@@ -4,7 +4,7 @@
 
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { plainBatch, plainCommand1 } from './plain-body.js'
+import { plainBatch, plainCommand } from './plain-body.js'
 
 /** What the request parser makes of JSON.parse's value: numbers and booleans as their text. */
 function viaJson(text: string): unknown {
@@ -72,17 +72,17 @@ describe('plainBatch', () => {
   })
 })
 
-describe('plainCommand1', () => {
+describe('plainCommand', () => {
   it('reads one compact command as JSON.parse does, or leaves it to it', () => {
     fc.assert(
       fc.property(cmd, (c) => {
         const text = JSON.stringify(c)
-        const v = plainCommand1(text)
+        const v = plainCommand(text)
         if (v !== null) expect(v).toEqual(viaJson(text))
       }),
       { numRuns: 2_000 },
     )
-    expect(plainCommand1('["SET","k","v"]')).toEqual(['SET', 'k', 'v'])
-    for (const text of ['["SET","k","v"]]', '["SET","k","v"', '["SET"] ', '[["SET"]]', '[]', '"SET"']) expect(plainCommand1(text), text).toBeNull()
+    expect(plainCommand('["SET","k","v"]')).toEqual(['SET', 'k', 'v'])
+    for (const text of ['["SET","k","v"]]', '["SET","k","v"', '["SET"] ', '[["SET"]]', '[]', '"SET"']) expect(plainCommand(text), text).toBeNull()
   })
 })

@@ -35,7 +35,7 @@ export function plainBatch(text: string): string[][] | null {
   let i = 1
   for (;;) {
     const cmd: string[] = []
-    i = plainCommand(text, i, cmd)
+    i = readCommand(text, i, cmd)
     if (i < 0) return null
     out.push(cmd)
     const c = text.charCodeAt(i)
@@ -46,13 +46,13 @@ export function plainBatch(text: string): string[][] | null {
 }
 
 /** A command body `[...]`, as plainBatch's commands, or null. */
-export function plainCommand1(text: string): string[] | null {
+export function plainCommand(text: string): string[] | null {
   const cmd: string[] = []
-  return plainCommand(text, 0, cmd) === text.length ? cmd : null
+  return readCommand(text, 0, cmd) === text.length ? cmd : null
 }
 
 /** Parses the command array at `i` into `cmd`; the index after its `]`, or -1. An empty array is left to JSON.parse too. */
-function plainCommand(text: string, i: number, cmd: string[]): number {
+function readCommand(text: string, i: number, cmd: string[]): number {
   if (text.charCodeAt(i) !== OPEN) return -1
   i++
   for (;;) {

@@ -9,7 +9,7 @@ import type { Buffer } from 'node:buffer'
 import { BadRequestError, NotFoundError, TooLargeError } from '../core/errors.js'
 import type { TargetKind } from '../core/topology.js'
 import { liftValues, putBack } from './big-values.js'
-import { plainBatch, plainCommand1 } from './plain-body.js'
+import { plainBatch, plainCommand } from './plain-body.js'
 
 export type Form =
   | { readonly type: 'command' } // POST {base} with a JSON array body
@@ -324,7 +324,7 @@ export function parseCommandBody(body: string | Buffer, limits: BodyLimits): Arg
   scanBody(text, 1, limits)
   // (A body with lifted values goes to JSON.parse: putBack counts its string literals, and the
   // plain parser gives integers as text.)
-  const v = (lifted === null ? plainCommand1(text) : null) ?? parseJson(text)
+  const v = (lifted === null ? plainCommand(text) : null) ?? parseJson(text)
   if (lifted !== null) putBack(v, lifted, 1)
   return command(v, 'body')
 }

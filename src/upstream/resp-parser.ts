@@ -72,6 +72,8 @@ const INCOMPLETE = -1
 const FAILED = -2
 /** Digits accepted in a length (Redis's own limits are far below 2^53). */
 const MAX_LENGTH_DIGITS = 15
+/** Digits of an integer reply (int64). */
+const MAX_INTEGER_DIGITS = 19
 
 // The status replies of writes and of each command queued in a transaction, shared: no Buffer per
 // reply for the most common ones (a transaction of 10 SETs has 21). Nothing writes into a reply.
@@ -85,13 +87,12 @@ function status(buf: Buffer, from: number, to: number): Buffer {
   return buf.subarray(from, to)
 }
 
+/** Whether `buf[from, to)` holds the bytes of `lit`. */
 function bytesAre(buf: Buffer, from: number, to: number, lit: Buffer): boolean {
   if (to - from !== lit.length) return false
   for (let i = 0; i < lit.length; i++) if (buf[from + i] !== lit[i]) return false
   return true
 }
-/** Digits of an integer reply (int64). */
-const MAX_INTEGER_DIGITS = 19
 
 export class RespParser {
   /** Bytes of an incomplete line, kept until the rest arrives. */
