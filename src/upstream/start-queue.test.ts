@@ -3,11 +3,12 @@
 // promotion for what a request waits for and places freed by done() and leave().
 
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { StartQueue } from './start-queue.js'
+import { StartQueue, WARM_UP_CONCURRENCY } from './start-queue.js'
 
-function harness(concurrency: number, holdMs?: number): { q: StartQueue<string>; started: string[]; run: () => number } {
+/** A queue warmed up already (`warmUp` = `concurrency`) unless told. */
+function harness(concurrency: number, holdMs?: number, warmUp = concurrency): { q: StartQueue<string>; started: string[]; run: () => number } {
   const deferred: (() => void)[] = []
-  const q = new StartQueue<string>({ concurrency, defer: (fn) => void deferred.push(fn), ...(holdMs !== undefined && { holdMs }) })
+  const q = new StartQueue<string>({ concurrency, warmUp, defer: (fn) => void deferred.push(fn), ...(holdMs !== undefined && { holdMs }) })
   const started: string[] = []
   /** Runs what was deferred; how many batches ran. */
   const run = (): number => {
@@ -33,6 +34,38 @@ describe('StartQueue', () => {
     expect(run()).toBe(1)
     expect(started).toEqual(['a', 'b', 'c'])
     expect([q.active, q.queued]).toEqual([3, 2])
+  })
+
+  it('warm-up: at first `warmUp` at a time, one more with each attempt done, up to `concurrency`, and it stays there', () => {
+    const { q, started, run } = harness(4, undefined, 2)
+    const keys = 'abcdefghij'.split('')
+    for (const k of keys) q.enter(k, () => started.push(k))
+    run()
+    expect(started).toEqual(['a', 'b'])
+    q.done('a') // limit 3, one running: two start
+    run()
+    expect(started).toEqual(['a', 'b', 'c', 'd'])
+    expect(q.active).toBe(3)
+    q.done('b') // limit 4
+    run()
+    expect(started).toEqual(['a', 'b', 'c', 'd', 'e', 'f'])
+    expect(q.active).toBe(4)
+    for (const k of ['c', 'd', 'e', 'f']) q.done(k) // the limit stays at 4
+    run()
+    expect(started).toEqual(keys.slice(0, 10))
+    expect(q.active).toBe(4)
+  })
+
+  it('warm-up by default: WARM_UP_CONCURRENCY at first, never more than `concurrency`', () => {
+    const deferred: (() => void)[] = []
+    const started: string[] = []
+    const q = new StartQueue<string>({ concurrency: 16, defer: (fn) => void deferred.push(fn) })
+    const one = new StartQueue<string>({ concurrency: 1, defer: (fn) => void deferred.push(fn) })
+    for (const k of ['a', 'b', 'c', 'd']) q.enter(k, () => started.push(k))
+    for (const k of ['x', 'y']) one.enter(k, () => started.push(k))
+    while (deferred.length > 0) deferred.shift()!()
+    expect(WARM_UP_CONCURRENCY).toBe(2)
+    expect(started).toEqual(['a', 'b', 'x'])
   })
 
   it('each done() frees a place for the next waiting attempt; done() of an owner without one changes nothing', () => {

@@ -8,12 +8,18 @@
 // A request waiting for a queued endpoint jumps the queue (promote()). An attempt holds its place
 // for at most `holdMs`: a server that keeps its connection in the ready check (loading a large
 // dataset) or does not answer must not keep the others waiting. No I/O of its own.
+// The first attempts are fewer at a time (`warmUp`): a process that has just started runs them on
+// code V8 has not optimized yet, about ten times slower (16 first COMMAND INFO replies held one turn
+// for ~40 ms behind the API server; bench/README.md, "Discovery at scale"). The limit starts at
+// `warmUp` and grows by one with each attempt done, up to `concurrency`; once reached it stays there.
 
 export interface StartQueueOptions {
   /** Attempts in progress at once. */
   readonly concurrency: number
   /** Longest an attempt holds its place (its work may go on; the next one is admitted). */
   readonly holdMs?: number
+  /** Attempts at once at first; the limit then grows by one per attempt done (default WARM_UP_CONCURRENCY). */
+  readonly warmUp?: number
   /** Runs admissions later, in one batch (setImmediate; tests inject their own). */
   readonly defer?: (run: () => void) => void
 }
@@ -21,12 +27,17 @@ export interface StartQueueOptions {
 /** Attempts in progress at once by default: each turn parses at most this many COMMAND INFO replies. */
 export const START_CONCURRENCY = 16
 
+/** Attempts in progress at once while the process warms up (the first ones). */
+export const WARM_UP_CONCURRENCY = 2
+
 export class StartQueue<K> {
   /** Waiting attempts in arrival order, by owner (an owner has at most one). */
   private readonly waiting = new Map<K, () => void>()
   /** Owners whose attempt holds a place, and the timer that frees it at the latest. */
   private readonly running = new Map<K, NodeJS.Timeout | null>()
   private scheduled = false
+  /** The limit now: from the warm-up's up to opts.concurrency. */
+  private limit: number
   private readonly defer: (run: () => void) => void
   private readonly pumpNow = (): void => {
     this.scheduled = false
@@ -35,6 +46,7 @@ export class StartQueue<K> {
 
   constructor(private readonly opts: StartQueueOptions) {
     this.defer = opts.defer ?? ((run) => void setImmediate(run))
+    this.limit = Math.max(1, Math.min(opts.concurrency, opts.warmUp ?? WARM_UP_CONCURRENCY))
   }
 
   /** Attempts waiting for a place. */
@@ -70,6 +82,7 @@ export class StartQueue<K> {
     if (timer === undefined) return
     if (timer !== null) clearTimeout(timer)
     this.running.delete(owner)
+    if (this.limit < this.opts.concurrency) this.limit++
     this.schedule()
   }
 
@@ -95,7 +108,7 @@ export class StartQueue<K> {
 
   private pump(): void {
     for (const [owner, go] of this.waiting) {
-      if (this.running.size >= this.opts.concurrency) return
+      if (this.running.size >= this.limit) return
       this.waiting.delete(owner)
       this.run(owner, go)
     }
