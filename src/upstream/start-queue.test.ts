@@ -56,6 +56,26 @@ describe('StartQueue', () => {
     expect(q.active).toBe(4)
   })
 
+  it('the warm-up lasts at most warmUpMs from the first admission: first servers that do not answer cannot hold the start at 2', () => {
+    vi.useFakeTimers({ now: 0 })
+    const deferred: (() => void)[] = []
+    const started: string[] = []
+    const q = new StartQueue<string>({ concurrency: 4, warmUp: 2, warmUpMs: 1_000, holdMs: 5_000, defer: (fn) => void deferred.push(fn) })
+    const run = (): void => {
+      while (deferred.length > 0) deferred.shift()!()
+    }
+    for (const k of ['a', 'b', 'c', 'd', 'e', 'f']) q.enter(k, () => started.push(k))
+    run()
+    expect(started).toEqual(['a', 'b']) // a and b never answer
+    vi.advanceTimersByTime(999)
+    run()
+    expect(started).toEqual(['a', 'b'])
+    vi.advanceTimersByTime(1)
+    run()
+    expect(started).toEqual(['a', 'b', 'c', 'd'])
+    expect(q.active).toBe(4)
+  })
+
   it('warm-up by default: WARM_UP_CONCURRENCY at first, never more than `concurrency`', () => {
     const deferred: (() => void)[] = []
     const started: string[] = []

@@ -12,6 +12,8 @@
 // code V8 has not optimized yet, about ten times slower (16 first COMMAND INFO replies held one turn
 // for ~40 ms behind the API server; bench/README.md, "Discovery at scale"). The limit starts at
 // `warmUp` and grows by one with each attempt done, up to `concurrency`; once reached it stays there.
+// The warm-up lasts at most `warmUpMs` from the first admission, so that a few first servers that do
+// not answer (held up to `holdMs` each) cannot hold the whole start at 2.
 
 export interface StartQueueOptions {
   /** Attempts in progress at once. */
@@ -20,6 +22,8 @@ export interface StartQueueOptions {
   readonly holdMs?: number
   /** Attempts at once at first; the limit then grows by one per attempt done (default WARM_UP_CONCURRENCY). */
   readonly warmUp?: number
+  /** Longest warm-up, from the first admission: the limit is `concurrency` after it (default WARM_UP_MAX_MS). */
+  readonly warmUpMs?: number
   /** Runs admissions later, in one batch (setImmediate; tests inject their own). */
   readonly defer?: (run: () => void) => void
 }
@@ -30,6 +34,9 @@ export const START_CONCURRENCY = 16
 /** Attempts in progress at once while the process warms up (the first ones). */
 export const WARM_UP_CONCURRENCY = 2
 
+/** The warm-up's longest duration; it usually ends in a fraction of it (14 attempts done). */
+export const WARM_UP_MAX_MS = 1_000
+
 export class StartQueue<K> {
   /** Waiting attempts in arrival order, by owner (an owner has at most one). */
   private readonly waiting = new Map<K, () => void>()
@@ -38,6 +45,8 @@ export class StartQueue<K> {
   private scheduled = false
   /** The limit now: from the warm-up's up to opts.concurrency. */
   private limit: number
+  /** Ends the warm-up at the latest (set at the first admission while warming up). */
+  private warmUpTimer: NodeJS.Timeout | null = null
   private readonly defer: (run: () => void) => void
   private readonly pumpNow = (): void => {
     this.scheduled = false
@@ -82,11 +91,22 @@ export class StartQueue<K> {
     if (timer === undefined) return
     if (timer !== null) clearTimeout(timer)
     this.running.delete(owner)
-    if (this.limit < this.opts.concurrency) this.limit++
+    if (this.limit < this.opts.concurrency) {
+      this.limit++
+      // Warmed up: the timer that would end the warm-up has nothing left to do.
+      if (this.limit === this.opts.concurrency && this.warmUpTimer !== null) clearTimeout(this.warmUpTimer)
+    }
     this.schedule()
   }
 
   private run(owner: K, go: () => void): void {
+    if (this.limit < this.opts.concurrency && this.warmUpTimer === null) {
+      this.warmUpTimer = setTimeout(() => {
+        this.limit = this.opts.concurrency
+        this.schedule()
+      }, this.opts.warmUpMs ?? WARM_UP_MAX_MS)
+      this.warmUpTimer.unref()
+    }
     const hold = this.opts.holdMs
     const timer = hold === undefined ? null : setTimeout(() => this.done(owner), hold)
     timer?.unref()
