@@ -101,9 +101,10 @@ describe('a group member whose primary is down', () => {
       )
       // Every write sent after the gateway saw ga's primary down went to gb, whatever the strategy.
       expect(bad.slice(0, 5)).toEqual([])
-      // ga was dead, so every 200 came from gb; its counters agree, up to the 24 requests in flight
-      // around the moments the counters were read.
-      expect(Math.abs(landedOnB - okDuring)).toBeLessThanOrEqual(24)
+      // ga was dead, so every 200 came from gb; its counters agree, up to the requests in flight
+      // around the two moments the counters were read: 24 at each (the load keeps going while the
+      // counters are read and the outage's results are taken; one run of CI was off by 25).
+      expect(Math.abs(landedOnB - okDuring)).toBeLessThanOrEqual(2 * 24)
       expect(directly.status).toBe(503)
       expect(directly.code).toBe('NOENDPOINT')
       expect(Number(directly.retryAfter)).toBeGreaterThanOrEqual(1)
