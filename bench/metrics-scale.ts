@@ -78,7 +78,7 @@ const heapAfter = heapMB()
 const app = createOpsApp({
   registry: metrics.registry,
   readiness: { notReadyReason: () => null },
-  routes: { routes: () => ({}) as never },
+  routes: { routes: () => ({}) as never, fullView: async () => ['{}'] },
   access: { mode: () => 'none', tokens: () => null as never },
 })
 

@@ -9,7 +9,7 @@ import { GatewayMetrics } from '../telemetry/metrics.js'
 import type { RoutesQuery } from './routes-view.js'
 
 const notReady = { notReadyReason: () => null }
-const noRoutes = { routes: () => ({}) as never }
+const noRoutes = { routes: () => ({}) as never, fullView: async () => ['{}'] }
 const tokens = new TokenStore([
   { name: 'ops', access: 'admin', targets: ['*'], sha256: sha256Hex('admin-secret') },
   { name: 'app', access: 'write', targets: ['*'], sha256: sha256Hex('write-secret') },
@@ -102,7 +102,7 @@ describe('ops plane /metrics', () => {
 })
 
 describe('ops plane access (ops.auth)', () => {
-  const routes = { routes: () => ({ version: 1 }) as never }
+  const routes = { routes: () => ({ version: 1 }) as never, fullView: async () => ['{"version":1}'] }
   const get = (path: string, mode: OpsAuth, headers: Record<string, string> = {}) =>
     createOpsApp({ registry: new Registry(), readiness: notReady, routes, access: access(mode) }).request(path, { headers })
 
@@ -137,13 +137,20 @@ describe('ops plane access (ops.auth)', () => {
 
 describe('ops plane /admin/routes query', () => {
   const asked: (RoutesQuery | null)[] = []
-  const routes = { routes: (q: RoutesQuery | null) => (asked.push(q), { version: 1 }) as never }
+  const routes = {
+    routes: (q: RoutesQuery) => (asked.push(q), { version: 1 }) as never,
+    fullView: async () => (asked.push(null), ['{"version":', '1}']),
+  }
   const get = (path: string, mode: OpsAuth = 'admin', headers: Record<string, string> = { authorization: 'Bearer admin-secret' }) =>
     createOpsApp({ registry: new Registry(), readiness: notReady, routes, access: access(mode) }).request(path, { headers })
 
-  it('no parameters (the page token aside): the full view, as before', async () => {
+  it('no parameters (the page token aside): the full view, as before, its pieces sent as one JSON body', async () => {
     asked.length = 0
-    expect((await get('/admin/routes')).status).toBe(200)
+    const full = await get('/admin/routes')
+    expect(full.status).toBe(200)
+    expect(full.headers.get('content-type')).toBe('application/json')
+    expect(full.headers.get('cache-control')).toBe('no-store')
+    expect(await full.json()).toEqual({ version: 1 })
     expect((await get('/admin/routes?_token=admin-secret', 'admin', {})).status).toBe(200)
     expect(asked).toEqual([null, null])
   })

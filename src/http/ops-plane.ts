@@ -25,8 +25,10 @@ export interface Readiness {
 
 /** The routing table as the admin view shows it (docs/admin-routes.md); built on each call. */
 export interface RoutesSource {
-  /** The whole table without a query (null), else the page the query asks for. */
-  routes(query: RoutesQuery | null): RoutesView
+  /** The page a query asks for. */
+  routes(query: RoutesQuery): RoutesView
+  /** The whole table (no query) as JSON text in pieces, built over several turns (routes-view.ts fullViewPieces). */
+  fullView(): Promise<readonly string[]>
 }
 
 /** Who may see the routing table; read on every request, so a config reload applies at once. */
@@ -96,7 +98,7 @@ export function createOpsApp(deps: {
     }
     return c.body(pieces.length === 1 ? pieces[0]! : streamOf(pieces), 200, headers)
   })
-  app.get('/admin/routes', (c) => {
+  app.get('/admin/routes', async (c) => {
     const refused = denied(c)
     if (refused !== null) return refused
     let query: RoutesQuery | null
@@ -106,7 +108,9 @@ export function createOpsApp(deps: {
       // A BadRequestError: 400 with the parameter and what it takes.
       return errorReply(c, err)
     }
-    return c.json(deps.routes.routes(query), 200, { 'cache-control': 'no-store' })
+    if (query !== null) return c.json(deps.routes.routes(query), 200, { 'cache-control': 'no-store' })
+    const pieces = await deps.routes.fullView()
+    return c.body(streamOf(pieces), 200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
   })
   app.get('/', (c) => denied(c) ?? c.body(ROUTES_PAGE_HTML, 200, { ...ROUTES_PAGE_HEADERS }))
   app.notFound((c) =>

@@ -15,6 +15,7 @@ import { assertRoutesView } from '../../test/helpers/routes-schema.js'
 import { EndpointState } from '../resilience/endpoint-state.js'
 import {
   buildRoutesView,
+  fullViewPieces,
   parseRoutesQuery,
   ROUTES_QUERY_LIMITS,
   type LiveCluster,
@@ -75,7 +76,7 @@ function world(instances: InstanceSpec[], groups: Record<string, GroupStrategy> 
   const checked = (port: number, fields: Partial<EndpointState>): void => {
     Object.assign(state(port), { healthy: true, lastCheckMs: clock.wall - 250, ...fields })
   }
-  return { t, live, loads, clusters, clock, view, paged, state, checked, add }
+  return { t, live, loads, clusters, clock, view, paged, state, checked, add, input }
 }
 
 /** The live entry of endpoint 10.0.0.1:`port` in world `w`. */
@@ -532,5 +533,60 @@ describe('query parameters', () => {
       expect((error as Error).message, qs.slice(0, 40)).toMatch(message)
     }
     expect(parse(`q=${'x'.repeat(maxValueChars)}`)!.q).toHaveLength(maxValueChars)
+  })
+})
+
+describe('the full view in pieces (GET /admin/routes without a query)', () => {
+  /** Seven instances, two groups (one weighted), a drained one, a bad annotation, checked and unchecked endpoints. */
+  function busyWorld() {
+    const w = world(
+      [
+        inst('orders', [ep(1), ep(2), ep(3)], { [`${A}groups`]: 'shop', [`${A}read-policy`]: 'prefer-replica' }),
+        inst('legacy', [ep(4)], { [`${A}groups`]: 'shop', [`${A}maintenance`]: 'drain', [`${A}weight`]: 'lots' }),
+        inst('carts', [ep(5), ep(6)], { [`${A}groups`]: 'shop', [`${A}weight`]: '3' }),
+        inst('a', [ep(7)]),
+        inst('b', [ep(8)], { [`${A}groups`]: 'solo' }),
+        inst('c', [ep(9), ep(10)]),
+        inst('d', []),
+      ],
+      { shop: 'weighted' },
+    )
+    w.checked(1, { role: 'primary' })
+    w.checked(2, { role: 'replica' })
+    w.checked(5, { role: 'primary' })
+    liveOf(w, 6).connected = false
+    return w
+  }
+
+  it('is the text JSON.stringify gives for the whole view, whatever the slice', async () => {
+    const w = busyWorld()
+    const view = buildRoutesView(w.input())
+    expect(view.groups.map((g) => g.name)).toEqual(['shop', 'solo'])
+    expect(view.instances.find((i) => i.name === 'legacy')!.annotationErrors).not.toEqual([])
+    const whole = JSON.stringify(view)
+    for (const slice of [1, 2, 3, 7, 250]) {
+      const pieces = await fullViewPieces(w.input(), slice)
+      expect(pieces.join(''), `slice ${slice}`).toBe(whole)
+      expect(pieces.length, `slice ${slice}`).toBe(2 + Math.ceil(7 / slice))
+    }
+    assertRoutesView(JSON.parse((await fullViewPieces(w.input(), 2)).join('')), { paged: false })
+  })
+
+  it('an empty table: the head, no instances, no groups', async () => {
+    const w = world([])
+    expect((await fullViewPieces(w.input(), 2)).join('')).toBe(JSON.stringify(buildRoutesView(w.input())))
+  })
+
+  it('builds a slice per turn of the event loop: what waits for the next turn runs in between', async () => {
+    const w = busyWorld()
+    const order: string[] = []
+    setImmediate(() => order.push('a turn'))
+    await fullViewPieces(w.input(), 250).then(() => order.push('built in one slice'))
+    expect(order).toEqual(['built in one slice'])
+    await new Promise((r) => setImmediate(r))
+    order.length = 0
+    setImmediate(() => order.push('a turn'))
+    await fullViewPieces(w.input(), 2).then(() => order.push('built in four slices'))
+    expect(order).toEqual(['a turn', 'built in four slices'])
   })
 })

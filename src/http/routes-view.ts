@@ -7,12 +7,15 @@
 // What is left out on purpose: Redis passwords and usernames, tokens, replication ids and
 // anything a request carried (keys, client ids). Endpoint ids are `host:port`, as in metrics.
 //
-// At scale (thousands of instances) the full view is megabytes and its build blocks the event
-// loop for as long: a query (`?q=`, `?health=`, `?limit=`, `?after=`...) builds the views of one
-// page only. Its cost is a health pass over every instance (endpoint states read, no objects
-// built: the page's counts), the page's views, and the groups touching the page.
+// At scale (thousands of instances) the full view is megabytes: a query (`?q=`, `?health=`,
+// `?limit=`, `?after=`...) builds the views of one page only. Its cost is a health pass over every
+// instance (endpoint states read, no objects built: the page's counts), the page's views, and the
+// groups touching the page. The full view itself is served as JSON text built a slice of instances
+// per turn of the event loop (fullViewPieces): built in one go, 5,000 instances held the event loop
+// for 60-90 ms per call.
 
 import { performance } from 'node:perf_hooks'
+import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { LoadTracker } from '../balancer/least-request.js'
 import type { EndpointSpec, GroupStrategy, InstanceSpec, Maintenance, ReadPolicy, ServingMode, Strategy } from '../core/topology.js'
 import { BadRequestError } from '../core/errors.js'
@@ -312,49 +315,47 @@ export function liveRoutes(deps: {
   readonly router: Router<PooledEndpoint>
   readonly zone: string | null
   readonly clusters?: ClusterManager
-}): { routes(query?: RoutesQuery | null): RoutesView } {
-  return {
-    routes: (query) =>
-      buildRoutesView({
-        snapshot: deps.table.current,
-        endpointState: (id) => {
-          const ep = deps.pool.get(id)
-          return ep === undefined ? undefined : { state: ep.state, connected: ep.client.up }
+}): { routes(query?: RoutesQuery | null): RoutesView; fullView(): Promise<string[]> } {
+  const input = (): RoutesViewInput => ({
+    snapshot: deps.table.current,
+    endpointState: (id) => {
+      const ep = deps.pool.get(id)
+      return ep === undefined ? undefined : { state: ep.state, connected: ep.client.up }
+    },
+    endpoint: (id) => {
+      const ep = deps.pool.get(id)
+      if (ep === undefined) return undefined
+      const acl = ep.client.acls
+      return {
+        state: ep.state,
+        connected: ep.client.up,
+        queued: ep.slots.waiting,
+        aclUsers: {
+          state: acl.kind === 'unknown' ? 'pending' : acl.kind,
+          reason: acl.kind === 'unmanaged' ? acl.reason : null,
+          connections: ep.client.userConnectionsReady,
         },
-        endpoint: (id) => {
-          const ep = deps.pool.get(id)
-          if (ep === undefined) return undefined
-          const acl = ep.client.acls
-          return {
-            state: ep.state,
-            connected: ep.client.up,
-            queued: ep.slots.waiting,
-            aclUsers: {
-              state: acl.kind === 'unknown' ? 'pending' : acl.kind,
-              reason: acl.kind === 'unmanaged' ? acl.reason : null,
-              connections: ep.client.userConnectionsReady,
-            },
-            commands: commandsView(ep.client.commands),
-          }
-        },
-        instanceLoad: (name) => deps.router.loadOf(name),
-        cluster: (name) => {
-          const c = deps.clusters?.get(name)
-          if (c === undefined) return undefined
-          const st = c.state
-          return {
-            source: st?.command ?? null,
-            learnedFrom: st === null ? null : `${st.from.host}:${st.from.port}`,
-            changedAt: st?.at ?? null,
-            shards: c.shards.map((r) => ({ index: r.index, ranges: r.ranges, slotCount: r.slotCount, primary: r.primary, endpoints: r.route.spec.endpoints })),
-            refused: (st?.refused ?? []).map((r) => ({ id: r.id, host: r.host, port: r.port, role: r.role, slots: r.slots, reason: r.reason })),
-          }
-        },
-        zone: deps.zone,
-        monoNowMs: performance.now(),
-        wallNowMs: Date.now(),
-      }, query),
-  }
+        commands: commandsView(ep.client.commands),
+      }
+    },
+    instanceLoad: (name) => deps.router.loadOf(name),
+    cluster: (name) => {
+      const c = deps.clusters?.get(name)
+      if (c === undefined) return undefined
+      const st = c.state
+      return {
+        source: st?.command ?? null,
+        learnedFrom: st === null ? null : `${st.from.host}:${st.from.port}`,
+        changedAt: st?.at ?? null,
+        shards: c.shards.map((r) => ({ index: r.index, ranges: r.ranges, slotCount: r.slotCount, primary: r.primary, endpoints: r.route.spec.endpoints })),
+        refused: (st?.refused ?? []).map((r) => ({ id: r.id, host: r.host, port: r.port, role: r.role, slots: r.slots, reason: r.reason })),
+      }
+    },
+    zone: deps.zone,
+    monoNowMs: performance.now(),
+    wallNowMs: Date.now(),
+  })
+  return { routes: (query) => buildRoutesView(input(), query), fullView: () => fullViewPieces(input()) }
 }
 
 /** What the serving rules read of an endpoint. */
@@ -384,6 +385,38 @@ export function buildRoutesView(input: RoutesViewInput, query?: RoutesQuery | nu
   const byInstance = new Map(instances.map((i) => [i.name, factsOfView(i)]))
   const groups = sorted.groups.map((g) => groupView(g, (name) => byInstance.get(name)))
   return { ...viewHead(input), instances, groups }
+}
+
+/** Instances whose views fullViewPieces builds per turn of the event loop: ~5-8 ms at 5,000 (bench/README.md, "Routes view at scale"). */
+export const VIEW_SLICE_INSTANCES = 250
+
+/**
+ * The full view (buildRoutesView without a query) as JSON text in pieces, `sliceInstances` instances
+ * per piece, each piece built in a turn of its own: the same text JSON.stringify gives for
+ * buildRoutesView(input), field for field. The snapshot and the clock are read once, at the start;
+ * endpoint state is read as each slice is built, so a view of thousands of instances is not one
+ * instant (as for a scrape of /metrics).
+ */
+export async function fullViewPieces(input: RoutesViewInput, sliceInstances = VIEW_SLICE_INSTANCES): Promise<string[]> {
+  const sorted = sortedOf(input.snapshot)
+  // The head's fields, then the instances' array opened.
+  const head = JSON.stringify(viewHead(input))
+  const pieces: string[] = [`${head.slice(0, -1)},"instances":[`]
+  const facts = new Map<string, MemberFacts>()
+  const all = sorted.instances
+  for (let from = 0; from < all.length; from += sliceInstances) {
+    if (from > 0) await nextTurn()
+    const parts: string[] = []
+    for (let i = from; i < Math.min(all.length, from + sliceInstances); i++) {
+      const view = instanceView(all[i]!, input)
+      facts.set(view.name, factsOfView(view))
+      parts.push(JSON.stringify(view))
+    }
+    pieces.push((from > 0 ? ',' : '') + parts.join(','))
+  }
+  const groups = sorted.groups.map((g) => groupView(g, (name) => facts.get(name)))
+  pieces.push(`],"groups":${JSON.stringify(groups)}}`)
+  return pieces
 }
 
 /** The fields every routes view starts with, the full one and a page alike. */
