@@ -308,14 +308,17 @@ export interface RoutesViewInput {
   readonly endpointState?: (id: string) => { readonly state: EndpointState; readonly connected: boolean } | undefined
 }
 
-/** The live view source for the ops plane: each call reads the current snapshot and state. */
+/**
+ * The live view source for the ops plane: each call reads the current snapshot and state. A page
+ * for a query; the full view only in pieces (fullViewPieces), never built in one turn.
+ */
 export function liveRoutes(deps: {
   readonly table: RoutingTable
   readonly pool: UpstreamPool
   readonly router: Router<PooledEndpoint>
   readonly zone: string | null
   readonly clusters?: ClusterManager
-}): { routes(query?: RoutesQuery | null): RoutesView; fullView(): Promise<string[]> } {
+}): { routes(query: RoutesQuery): RoutesView; fullView(): Promise<string[]> } {
   const input = (): RoutesViewInput => ({
     snapshot: deps.table.current,
     endpointState: (id) => {
