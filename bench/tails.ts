@@ -3,7 +3,8 @@
 // for the gateway, the responses completed per millisecond around each of its garbage collections:
 // how many requests one collection holds up, and for how long after its pause the rate stays low.
 //   npm run bench:tails -- [--scenario get-c50] [--runs 3] [--duration 5] [--servers gateway,webdis,hello]
-//                          [--node-arg=--max-semi-space-size=16 ...]  (the gateway's, after the shipped ones)
+//                          (servers also: raw, raw-proxy: bench/raw-server.mjs, the floor of a Node gateway)
+//                          [--node-arg=--max-semi-space-size=16 ...]  (the gateway's and raw's, after the shipped ones)
 // wrk runs bench/wrk/timeline.lua, which counts responses per millisecond of the wall clock; the
 // gateway runs with bench/lib/gc-timeline.cjs preloaded, which logs each collection on the same clock.
 
@@ -16,13 +17,14 @@ import {
   sleep,
   startGateway,
   startHello,
+  startRaw,
   startRedis,
   startWebdis,
   stopChild,
   tmpDir,
   type Server,
 } from './lib/procs.js'
-import { SCENARIOS, seed } from './lib/scenarios.js'
+import { KEY, SCENARIOS, seed } from './lib/scenarios.js'
 import { fmtInt, median, table } from './lib/stats.js'
 import { runWrk, type HttpRequestSpec } from './lib/wrk.js'
 
@@ -123,6 +125,11 @@ for (const name of values.servers.split(',')) {
     spec = scenario.webdis.req(server.url)
   } else if (name === 'hello') {
     server = await startHello()
+    spec = gateway(`${server.url}/v1/instances/bench`)
+  } else if (name === 'raw' || name === 'raw-proxy') {
+    // The floor of any Node gateway (bench/raw-server.mjs): a raw net server with a fixed reply, or
+    // one that forwards each request as a GET of the scenario's key, with nothing else in the way.
+    server = await startRaw(name === 'raw' ? 'hello' : 'proxy', { redisPort: redis.port, key: KEY, nodeArgs: values['node-arg'] })
     spec = gateway(`${server.url}/v1/instances/bench`)
   } else throw new Error(`unknown server ${name}`)
   const pid = server.proc.child.pid!

@@ -195,6 +195,23 @@ export async function startHello(): Promise<Server> {
   return { proc, port, url: `http://127.0.0.1:${port}` }
 }
 
+/**
+ * The floor of a Node HTTP gateway (bench/raw-server.mjs): a raw `net` server answering a fixed reply
+ * (`hello`), or forwarding each request as one GET of `key` to the Redis at `redisPort` (`proxy`).
+ * It runs with the gateway's shipped Node options, and `nodeArgs` after them.
+ */
+export async function startRaw(
+  mode: 'hello' | 'proxy',
+  opts: { redisPort?: number; key?: string; nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<Server> {
+  const port = await freePort()
+  const args = [process.execPath, ...SHIPPED_NODE_ARGS, ...(opts.nodeArgs ?? []), path.join(BENCH_DIR, 'raw-server.mjs'), String(port), mode]
+  if (mode === 'proxy') args.push(String(opts.redisPort), opts.key ?? '')
+  const proc = start(`raw-${mode}`, pinned(SERVER_CORE, args), { env: { ...process.env, ...opts.env } })
+  await waitForPort(proc, port)
+  return { proc, port, url: `http://127.0.0.1:${port}` }
+}
+
 export interface GatewayServer extends Server {
   readonly opsPort: number
   /** Base URL of the bench instance (`url` for the SDK). */
