@@ -6,7 +6,7 @@
 // [P, R2], other even i on [P, R1], other odd i on S1; each in a group of 100 (g-000...). Once every
 // endpoint is up, S2 and R2 are killed: 1 in 50 instances down, 1 in 50 degraded, the rest up, as
 // in an incident. Then, for each query, --calls (50) sequential calls after 3 warm-ups: latency
-// (request to the last byte, p50/p99/max) and reply size, while a worker thread of this process pings
+// (request to the last byte, p50/p99/max) and reply size (the last row: 8 calls at a time), while a worker thread of this process pings
 // /healthz every 5 ms: the worst and p99 /healthz latency during a query's calls is how long the
 // gateway's event loop was blocked (an idle window first, for the baseline). And the gateway's CPU
 // time per call (utime + stime over the calls, less its idle rate): what a call costs, which unlike
@@ -154,7 +154,8 @@ async function main(): Promise<void> {
   const middle = name(Math.floor(N / 2) - 1)
   // The full view last: the garbage of its megabytes would otherwise be collected during the
   // paged queries' calls.
-  const queries: [string, string][] = [
+  // [label, query, calls at once]: the last row's calls come 8 at a time (8 dashboards, or a flood).
+  const queries: [string, string, number?][] = [
     ['first page', 'limit=100'],
     ['a middle page', `limit=100&after=${middle}`],
     ['search (q)', 'q=inst-012&limit=100'],
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
     ['one instance', `instance=${name(4242 % N)}`],
     ['first page, every group', 'limit=100&groups=all'],
     ['full view (no query)', ''],
+    ['full view, 8 calls at once', '', 8],
   ]
 
   const pinger = new Worker(PINGER, { eval: true, workerData: { port: opsPort, everyMs: PING_MS } })
@@ -176,9 +178,9 @@ async function main(): Promise<void> {
   // queries' CPU below.
   const idleCpuPerMs = ((cpuSeconds(gw.pid) - idleCpu0) * 1000) / (now() - idleFrom)
 
-  interface Row { label: string; query: string; paged: boolean; bytes: number; returned: number | null; ms: number[]; cpuMsPerCall: number; from: number; to: number }
+  interface Row { label: string; query: string; atOnce: number; paged: boolean; bytes: number; returned: number | null; ms: number[]; cpuMsPerCall: number; from: number; to: number }
   const rows: Row[] = []
-  for (const [label, query] of queries) {
+  for (const [label, query, atOnce = 1] of queries) {
     const url = `${ops}/admin/routes${query === '' ? '' : `?${query}`}`
     let bytes = 0
     let paged = false
@@ -193,7 +195,7 @@ async function main(): Promise<void> {
     const from = now()
     const cpu0 = cpuSeconds(gw.pid)
     const ms: number[] = []
-    for (let i = 0; i < CALLS; i++) {
+    const call = async (): Promise<void> => {
       const a = performance.now()
       const res = await fetch(url)
       const body = await res.arrayBuffer()
@@ -201,9 +203,10 @@ async function main(): Promise<void> {
       if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`)
       bytes = body.byteLength
     }
+    for (let i = 0; i < CALLS; i++) await Promise.all(Array.from({ length: atOnce }, call))
     const to = now()
-    const cpuMsPerCall = Math.max(0, (cpuSeconds(gw.pid) - cpu0) * 1000 - idleCpuPerMs * (to - from)) / CALLS
-    rows.push({ label, query, paged, bytes, returned, ms, cpuMsPerCall, from, to })
+    const cpuMsPerCall = Math.max(0, (cpuSeconds(gw.pid) - cpu0) * 1000 - idleCpuPerMs * (to - from)) / (CALLS * atOnce)
+    rows.push({ label, query, atOnce, paged, bytes, returned, ms, cpuMsPerCall, from, to })
     log(`  ${label}: p50 ${f1(quantile(ms, 0.5))} ms, ${kib(bytes)}`)
     await sleep(300)
   }
@@ -220,7 +223,7 @@ async function main(): Promise<void> {
     const note = r.query !== '' && !r.paged ? 'query ignored: full view (older build)' : `${pings.length} pings`
     out.push([r.label, `/admin/routes${r.query === '' ? '' : `?${r.query}`}`, fmtInt(r.returned ?? NaN), kib(r.bytes), f1(quantile(r.ms, 0.5)), f1(quantile(r.ms, 0.99)), f1(Math.max(...r.ms)), f1(r.cpuMsPerCall), f1(quantile(pings, 0.99)), f1(Math.max(...pings)), note])
   }
-  console.log(`\nGET /admin/routes at ${fmtInt(N)} instances (${want.down} down, ${want.degraded} degraded), ${CALLS} sequential calls per query; /healthz pinged every ${PING_MS} ms meanwhile\n`)
+  console.log(`\nGET /admin/routes at ${fmtInt(N)} instances (${want.down} down, ${want.degraded} degraded), ${CALLS} sequential calls per query (of 8 at once in the last row); /healthz pinged every ${PING_MS} ms meanwhile\n`)
   console.log(table(out))
   const m = machine()
   console.log(`\n${started.toISOString()}  ${m['cpus']} x ${m['cpuModel']}, Node ${process.version}, ${versionOf('redis-server', ['--version'])}, load average ${(m['loadAverage'] as number[]).map((x) => x.toFixed(1)).join(' ')}`)

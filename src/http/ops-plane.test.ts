@@ -155,6 +155,29 @@ describe('ops plane /admin/routes query', () => {
     expect(asked).toEqual([null, null])
   })
 
+  it('full views that overlap share one build; the next call after it builds anew', async () => {
+    let builds = 0
+    let finish: (pieces: readonly string[]) => void = () => {}
+    const slow = {
+      routes: routes.routes,
+      fullView: () => {
+        builds++
+        return new Promise<readonly string[]>((resolve) => (finish = resolve))
+      },
+    }
+    const app = createOpsApp({ registry: new Registry(), readiness: notReady, routes: slow, access: access('none') })
+    const calls = [1, 2, 3].map(() => app.request('/admin/routes'))
+    await new Promise((r) => setImmediate(r))
+    expect(builds).toBe(1)
+    finish(['{"version":', '7}'])
+    for (const res of await Promise.all(calls)) expect(await res.json()).toEqual({ version: 7 })
+    const next = app.request('/admin/routes')
+    await new Promise((r) => setImmediate(r))
+    expect(builds).toBe(2)
+    finish(['{"version":8}'])
+    expect(await (await next).json()).toEqual({ version: 8 })
+  })
+
   it('passes the parsed query on', async () => {
     asked.length = 0
     expect((await get('/admin/routes?limit=100&after=inst-0099&q=ord&health=degraded,down&instance=a&instance=b%20c&groups=none')).status).toBe(200)
