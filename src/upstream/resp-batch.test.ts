@@ -43,6 +43,11 @@ describe('encodeAsciiBatch', () => {
   it('leaves to the per-command encoder a non-ASCII character, a Buffer, and a batch over its scratch (null)', () => {
     expect(encodeAsciiBatch([['GET', 'k'], ['SET', 'k', 'é']])).toBeNull()
     expect(encodeAsciiBatch([['SET', 'k', '\u{1F600}']])).toBeNull()
+    // Long arguments are copied natively, and checked the same: a character past 0x7f, a lone surrogate.
+    expect(encodeAsciiBatch([['SET', 'k', 'v'.repeat(40) + 'é']])).toBeNull()
+    expect(encodeAsciiBatch([['SET', 'k', 'é' + 'v'.repeat(40)]])).toBeNull()
+    expect(encodeAsciiBatch([['SET', 'k', 'v'.repeat(20) + '\uD800' + 'v'.repeat(20)]])).toBeNull()
+    expect(encodeAsciiBatch([['SET', 'k', 'v'.repeat(20) + '\x80']])).toBeNull()
     expect(encodeAsciiBatch([['SET', 'k', Buffer.from('v')]])).toBeNull()
     expect(encodeAsciiBatch([['SET', 'k', 'x'.repeat(70_000)]])).toBeNull()
     expect(encodeAsciiBatch(Array.from({ length: 3_000 }, (_, i) => ['SET', `key:${i}`, 'v'.repeat(20)]))).toBeNull()
@@ -52,7 +57,14 @@ describe('encodeAsciiBatch', () => {
   })
 
   it('mixes of ASCII and other arguments: null exactly when some argument is not ASCII text (property)', () => {
-    const arg = fc.oneof(ascii, fc.string({ maxLength: 8 }), fc.uint8Array({ maxLength: 8 }).map((u) => Buffer.from(u)))
+    const arg = fc.oneof(
+      ascii,
+      fc.string({ maxLength: 8 }),
+      // Long enough to be copied natively (NATIVE_FROM), with any code points, surrogates included.
+      fc.string({ unit: 'binary', minLength: 16, maxLength: 40 }),
+      fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 16, maxLength: 40 }).map((cs) => String.fromCharCode(...cs)),
+      fc.uint8Array({ maxLength: 8 }).map((u) => Buffer.from(u)),
+    )
     fc.assert(
       fc.property(fc.array(command(arg), { minLength: 1, maxLength: 10 }), (list) => {
         const plain = list.every((args) => args.every((a) => typeof a === 'string' && /^[\x00-\x7f]*$/.test(a)))
