@@ -67,6 +67,23 @@ describe('findPrimary', () => {
   test('none when roles are known but no healthy primary', () => {
     expect(findPrimary([primary(1, 0, { healthy: false }), replica(2)])).toBeNull()
   })
+  test('a replica checked before its primary: the unchecked endpoint it follows (start-up)', () => {
+    // Port 1 not checked yet (role unknown, not healthy yet); the replica on 2 follows 10.0.0.1:1.
+    const unchecked = ep(1, { healthy: false })
+    expect(findPrimary([unchecked, replica(2)])).toBe(unchecked)
+    expect(findPrimary([replica(2), unchecked])).toBe(unchecked)
+    // Not when the replica's link is not up, it follows another endpoint, it is not healthy, or the
+    // endpoint is not ready: then there is no primary, as before.
+    expect(findPrimary([unchecked, replica(2, 1000, { link: 'connecting' })])).toBeNull()
+    expect(findPrimary([unchecked, replica(2, 1000, { primaryPort: 9 })])).toBeNull()
+    expect(findPrimary([unchecked, replica(2, 1000, { primaryHost: '10.0.0.2' })])).toBeNull()
+    expect(findPrimary([unchecked, replica(2, 1000, { healthy: false })])).toBeNull()
+    expect(findPrimary([ep(1, { healthy: false }, false), replica(2)])).toBeNull()
+    // A checked endpoint that is not a primary any more is not taken for one.
+    expect(findPrimary([ep(1, { role: 'replica', healthy: false }), replica(2)])).toBeNull()
+    // And a write is sent there instead of failing.
+    expect(selectEndpoint(input([unchecked, replica(2)], { write: true })).endpoint).toBe(unchecked)
+  })
   test('two masters (failover in progress): the one the replicas follow', () => {
     const old = primary(1, 5000)
     const promoted = primary(2, 100)

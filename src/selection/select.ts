@@ -92,7 +92,10 @@ export interface Selection {
 /**
  * The instance's primary: the healthy endpoint whose ROLE says master. With several (a split
  * brain, or a demoted primary not yet checked), the one the healthy replicas follow, else the
- * highest offset. Before any endpoint's role is known, the first ready endpoint (bootstrap).
+ * highest offset. Before any endpoint's role is known, the first ready endpoint (bootstrap). With
+ * roles known but no healthy primary among them, an endpoint not checked yet that a healthy replica
+ * follows over a live link: at start-up a replica's first check can answer before its primary's,
+ * and writes then went to no endpoint (503) for the few milliseconds in between.
  */
 export function findPrimary(endpoints: readonly EndpointRef[]): EndpointRef | null {
   let found: EndpointRef | null = null
@@ -122,6 +125,19 @@ export function findPrimary(endpoints: readonly EndpointRef[]): EndpointRef | nu
   if (found !== null) return found
   if (!anyKnown) {
     for (const e of endpoints) if (e.spec.ready) return e
+    return null
+  }
+  for (const e of endpoints) {
+    if (!e.spec.ready || e.state.role !== 'unknown') continue
+    const followed = endpoints.some(
+      (r) =>
+        r.state.role === 'replica' &&
+        r.state.healthy &&
+        r.state.link === 'connected' &&
+        r.state.primaryPort === e.spec.port &&
+        r.state.primaryHost === e.spec.host,
+    )
+    if (followed) return e
   }
   return null
 }
