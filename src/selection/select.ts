@@ -109,37 +109,27 @@ export function findPrimary(endpoints: readonly EndpointRef[]): EndpointRef | nu
     }
   }
   if (count > 1) {
-    for (const e of endpoints) {
-      if (e.state.role !== 'primary' || !e.state.healthy) continue
-      const followed = endpoints.some(
-        (r) =>
-          r.state.role === 'replica' &&
-          r.state.healthy &&
-          r.state.link === 'connected' &&
-          r.state.primaryPort === e.spec.port &&
-          r.state.primaryHost === e.spec.host,
-      )
-      if (followed) return e
-    }
+    for (const e of endpoints) if (e.state.role === 'primary' && e.state.healthy && followedByReplica(endpoints, e)) return e
   }
   if (found !== null) return found
   if (!anyKnown) {
     for (const e of endpoints) if (e.spec.ready) return e
     return null
   }
-  for (const e of endpoints) {
-    if (!e.spec.ready || e.state.role !== 'unknown') continue
-    const followed = endpoints.some(
-      (r) =>
-        r.state.role === 'replica' &&
-        r.state.healthy &&
-        r.state.link === 'connected' &&
-        r.state.primaryPort === e.spec.port &&
-        r.state.primaryHost === e.spec.host,
-    )
-    if (followed) return e
-  }
+  for (const e of endpoints) if (e.spec.ready && e.state.role === 'unknown' && followedByReplica(endpoints, e)) return e
   return null
+}
+
+/** Whether a healthy replica among `endpoints` follows `e` over a live link (its ROLE names e's address). */
+function followedByReplica(endpoints: readonly EndpointRef[], e: EndpointRef): boolean {
+  return endpoints.some(
+    (r) =>
+      r.state.role === 'replica' &&
+      r.state.healthy &&
+      r.state.link === 'connected' &&
+      r.state.primaryPort === e.spec.port &&
+      r.state.primaryHost === e.spec.host,
+  )
 }
 
 /** Replication offset a replica is known to have reached, from its own ROLE or the primary's. */
