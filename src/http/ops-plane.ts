@@ -80,17 +80,14 @@ export function createOpsApp(deps: {
   // never encoded as one 16 MB string in one turn.
   // Scrapes that overlap share the text being built: /metrics needs no token, and a second scraper
   // (or a flood of requests) then costs no more CPU or memory than the first.
-  let building: Promise<readonly string[]> | null = null
-  const exposition = (reg: MetricsRegistryLike): Promise<readonly string[]> => {
-    building ??= (reg.exposition !== undefined ? reg.exposition() : reg.metrics().then((text) => [text])).finally(() => {
-      building = null
-    })
-    return building
-  }
+  const exposition =
+    registry === null
+      ? null
+      : sharedWhilePending((): Promise<readonly string[]> => (registry.exposition !== undefined ? registry.exposition() : registry.metrics().then((text) => [text])))
   app.get('/metrics', async (c) => {
-    if (registry === null) return c.json({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' }, 404)
+    if (registry === null || exposition === null) return c.json({ error: 'NOTFOUND metrics are off in this gateway (metrics.enabled: false)' }, 404)
     flushEvents()
-    const pieces = await exposition(registry)
+    const pieces = await exposition()
     const headers = { 'content-type': registry.contentType, vary: 'Accept-Encoding' }
     if (acceptsGzip(c.req.header('accept-encoding'))) {
       const body = (await gzip(pieces)) as Uint8Array<ArrayBuffer> // (Buffer.concat's is one)
@@ -101,13 +98,7 @@ export function createOpsApp(deps: {
   // Full views that overlap share the one being built, as scrapes do: it is built over several turns
   // (~30 ms at 5,000 instances) and is ~6 MiB of text until sent, so callers arriving meanwhile
   // (several dashboards, or a flood when ops.auth is none) cost no more CPU or memory than the first.
-  let buildingView: Promise<readonly string[]> | null = null
-  const fullView = (): Promise<readonly string[]> => {
-    buildingView ??= deps.routes.fullView().finally(() => {
-      buildingView = null
-    })
-    return buildingView
-  }
+  const fullView = sharedWhilePending(() => deps.routes.fullView())
   app.get('/admin/routes', async (c) => {
     const refused = denied(c)
     if (refused !== null) return refused
@@ -127,6 +118,15 @@ export function createOpsApp(deps: {
     c.json({ error: 'NOTFOUND no such ops endpoint; try /healthz, /readyz, /metrics, /admin/routes or /' }, 404),
   )
   return app
+}
+
+/** `build`, shared by calls that overlap: while one call's promise is pending, later calls get that promise. */
+function sharedWhilePending<T>(build: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | null = null
+  return () =>
+    (pending ??= build().finally(() => {
+      pending = null
+    }))
 }
 
 /** Whether an Accept-Encoding header accepts gzip (`gzip` listed without q=0; `*` is not taken). */
