@@ -1,5 +1,6 @@
 // Composition root: load config, start the gateway, drain on SIGTERM/SIGINT.
 
+import './core/v8-setup.js'
 import { ConfigError, configPath, loadConfig, loadRuntimeEnv } from './config/load.js'
 import { Gateway } from './gateway.js'
 import { createLogger } from './telemetry/logger.js'

@@ -19,8 +19,9 @@ export interface GatewayProcess {
 
 const started = new Set<GatewayProcess>()
 
-export function spawnGateway(configPath: string, env: Record<string, string> = {}): GatewayProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+/** `nodeArgs`: Node options before the script (e.g. a V8 trace flag). */
+export function spawnGateway(configPath: string, env: Record<string, string> = {}, nodeArgs: readonly string[] = []): GatewayProcess {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', GATEWAY_CONFIG: configPath, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
