@@ -219,8 +219,10 @@ export interface GatewayServer extends Server {
 }
 
 /**
- * Node options the gateway ships with (package.json "start" and the Dockerfile's ENTRYPOINT): a
- * larger young generation, so requests in flight under load die young instead of being promoted.
+ * Node options the gateway ships with (package.json "start", the Dockerfile's NODE_OPTIONS and the
+ * chart's nodeOptions): a larger young generation, so requests in flight under load die young
+ * instead of being promoted. (Pretenuring is off too, but the gateway sets that itself:
+ * src/core/v8-tuning.ts.)
  */
 export const SHIPPED_NODE_ARGS = ['--max-semi-space-size=64']
 

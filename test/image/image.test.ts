@@ -188,11 +188,12 @@ describe.runIf(ENABLED)(`image ${IMAGE}: read-only, uid 1000, against a real Red
 
   it('has the config the Dockerfile gives it: USER 1000:1000, exec-form ENTRYPOINT, WORKDIR /app, STOPSIGNAL SIGTERM', () => {
     expect(image.User).toBe('1000:1000')
-    expect(image.Entrypoint).toEqual(['node', '--max-semi-space-size=64', 'dist/src/main.js'])
+    expect(image.Entrypoint).toEqual(['node', 'dist/src/main.js'])
     expect(image.Cmd ?? []).toEqual([])
     expect(image.WorkingDir).toBe('/app')
     expect(image.StopSignal).toBe('SIGTERM')
-    expect(image.Env).toEqual(expect.arrayContaining(['NODE_ENV=production', 'GATEWAY_CONFIG=/etc/redis-gateway/config/gateway.yaml']))
+    // Node's options as a variable, which a deployment can replace (the chart's nodeOptions).
+    expect(image.Env).toEqual(expect.arrayContaining(['NODE_ENV=production', 'GATEWAY_CONFIG=/etc/redis-gateway/config/gateway.yaml', 'NODE_OPTIONS=--max-semi-space-size=64']))
     expect(Object.keys(image.ExposedPorts ?? {}).sort()).toEqual(['8080/tcp', '9090/tcp'])
     // npm and corepack are removed from the runtime image; the application is owned by root.
     for (const gone of ['usr/local/bin/npm', 'usr/local/bin/npx', 'usr/local/lib/node_modules/npm', 'usr/local/lib/node_modules/corepack']) {
@@ -233,12 +234,14 @@ describe.runIf(ENABLED)(`image ${IMAGE}: read-only, uid 1000, against a real Red
     expect(field('NoNewPrivs')).toBe('1')
     // PID 1 of the container is node itself (exec form: no shell in between).
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)
-    expect(cmdline).toEqual(['node', '--max-semi-space-size=64', 'dist/src/main.js'])
+    expect(cmdline).toEqual(['node', 'dist/src/main.js'])
+    // It got the image's Node options: a 64 MiB semi-space.
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('NODE_OPTIONS=--max-semi-space-size=64')
     const inContainer = runc('exec', ID, 'node', '-p', 'JSON.stringify([process.pid, process.getuid(), process.getgid(), process.cwd()])')
     expect(inContainer.status, inContainer.stderr).toBe(0)
     expect(JSON.parse(inContainer.stdout.trim())).toEqual([expect.any(Number), 1000, 1000, '/app'])
     const init = runc('exec', ID, 'node', '-p', "require('fs').readFileSync('/proc/1/cmdline','utf8').split('\\0').join(' ').trim()")
-    expect(init.stdout.trim()).toBe('node --max-semi-space-size=64 dist/src/main.js')
+    expect(init.stdout.trim()).toBe('node dist/src/main.js')
   })
 
   it('has a read-only root filesystem: a write to / fails even as root; /tmp is writable', () => {

@@ -193,7 +193,8 @@ const FULL: Record<string, unknown> = {
   otel: { endpoint: 'http://jaeger-collector:4318', serviceName: 'gw', sampler: 'parentbased_traceidratio', samplerArg: '0.25', resourceAttributes: { 'deployment.environment': 'test' } },
   podAnnotations: { 'example.com/team': 'data' },
   zone: { fixed: 'zone-a' },
-  extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=1024' }],
+  nodeOptions: '--max-semi-space-size=8 --max-old-space-size=1024',
+  extraEnv: [{ name: 'NODE_EXTRA_CA_CERTS', value: '/etc/ca/bundle.pem' }],
   ops: { auth: 'admin' },
   networkPolicy: {
     data: { namespaceSelector: { matchLabels: { team: 'shop' } }, podSelector: { matchLabels: { 'redis-gateway.io/client': 'true' } } },
@@ -720,6 +721,8 @@ describe('helm lint and helm template', () => {
       OTEL_TRACES_SAMPLER_ARG: '0.25',
       OTEL_RESOURCE_ATTRIBUTES: 'k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),deployment.environment=test',
       GATEWAY_ZONE: 'zone-a',
+      NODE_OPTIONS: '--max-semi-space-size=8 --max-old-space-size=1024',
+      NODE_EXTRA_CA_CERTS: '/etc/ca/bundle.pem',
     })
     // $(VAR) in a value expands only variables defined before it.
     const names = c.env.map((e) => e.name)
@@ -729,6 +732,20 @@ describe('helm lint and helm template', () => {
     const plain = containerOf(render()).env.map((e) => e.name)
     expect(plain.filter((n) => n.startsWith('OTEL_EXPORTER') || n === 'OTEL_SERVICE_NAME')).toEqual([])
     expect(containerOf(render()).image).toBe(`redis-gateway:${parse(readFileSync(path.join(CHART, 'Chart.yaml'), 'utf8')).appVersion}`)
+    // Node's options: the image's default unless changed; empty leaves them to the image (or extraEnv).
+    const nodeOptions = (docs: K8sObject[]): unknown => containerOf(docs).env.find((e) => e.name === 'NODE_OPTIONS')?.value
+    // The same options wherever the gateway starts: the chart, the image and `npm start`.
+    const shipped = '--max-semi-space-size=64'
+    expect(nodeOptions(render())).toBe(shipped)
+    expect(readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8')).toContain(`ENV NODE_OPTIONS="${shipped}"`)
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    expect(pkg.scripts['start']).toBe(`node ${shipped} dist/src/main.js`)
+    expect(nodeOptions(render({ nodeOptions: '' }))).toBeUndefined()
+    expect(nodeOptions(render({ nodeOptions: '', extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }] }))).toBe('--max-old-space-size=512')
+    expect(renderError(['-f', valuesFile({ extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512' }] })])).toContain(
+      'extraEnv[0]: NODE_OPTIONS is set by the chart (nodeOptions); put the options in nodeOptions',
+    )
+    expect(renderError(['--set', 'nodeOptions[0]=x'])).toContain('nodeOptions')
     // skaffold deploys tag@digest as the tag: a valid image reference, and a valid version label.
     const digest = `sha256:${'b'.repeat(64)}`
     const skaffold = render({ image: { repository: 'reg.example/rg', tag: `abc123@${digest}` } })

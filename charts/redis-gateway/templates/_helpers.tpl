@@ -239,6 +239,9 @@ the tokens Secret next to the tokens.
 {{- if and (eq $e.name "GATEWAY_ZONE") (or $.Values.zone.fromPodLabel $.Values.zone.fixed) -}}
 {{- fail (printf "extraEnv[%d]: GATEWAY_ZONE is set by the chart (zone.fromPodLabel, zone.fixed); set zone.fixed for one zone, or zone.fromPodLabel false to leave it to extraEnv" $i) -}}
 {{- end -}}
+{{- if and (eq $e.name "NODE_OPTIONS") $.Values.nodeOptions -}}
+{{- fail (printf "extraEnv[%d]: NODE_OPTIONS is set by the chart (nodeOptions); put the options in nodeOptions (keep --max-semi-space-size=64 unless you mean to change it)" $i) -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := include "redis-gateway.secretTokens" . -}}
 {{- $_ = include "redis-gateway.redisUserPasswords" . -}}
