@@ -12,8 +12,6 @@
 
 import { setFlagsFromString } from 'node:v8'
 
-export const V8_FLAGS = ['--no-allocation-site-pretenuring'] as const
-
 export function tuneV8(): void {
-  for (const flag of V8_FLAGS) setFlagsFromString(flag)
+  setFlagsFromString('--no-allocation-site-pretenuring')
 }

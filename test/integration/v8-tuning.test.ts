@@ -1,6 +1,6 @@
 // The gateway process applies tuneV8() (src/core/v8-tuning.ts) as it starts: under pipeline load,
-// with V8's pretenuring trace on, it collects no pretenuring feedback at all (without the call it
-// does, and decides: bench/README.md, "Tails", fifth pass).
+// with V8's pretenuring trace on, it takes no pretenuring decision once it serves (without the
+// import in main.ts it does: bench/README.md, "Tails", fifth pass).
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
